@@ -1,0 +1,32 @@
+// patchwork: the command-line program. Exit codes: 0 success, 1 bad input, 2 bad usage.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <iostream>
+
+#include "apply/commands.h"
+#include "io/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"patchwork: Deep Neural Patchworks for 2D/3D medical image segmentation"};
+  app.set_version_flag("--version", "patchwork 0.1.0");
+  app.require_subcommand(1);
+  // One line per subcommand (apply/commands.h).
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  } catch (const pw::UsageError& e) {
+    std::cerr << "patchwork: " << e.what() << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "patchwork: out of memory\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "patchwork: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

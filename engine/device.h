@@ -1,0 +1,27 @@
+// Device memory and copies: the one place where Tensor storage meets a backend.
+#pragma once
+#include <cstddef>
+
+#include "engine/tensor.h"
+
+namespace pw {
+
+void* device_alloc(Device d, size_t bytes);
+void device_free(Device d, void* p, size_t bytes);
+// Copies bytes between any two devices (synchronous with respect to the host).
+void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+void device_memset_zero(Device d, void* p, size_t bytes);
+
+#ifdef PW_HAVE_CUDA
+// Implemented in engine/cuda/ (the CUDA backend).
+namespace cuda {
+bool available();
+void* alloc(size_t bytes);
+void free(void* p, size_t bytes);
+void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
+void memset_zero(void* p, size_t bytes);
+void add_inplace(float* dst, const float* src, int64_t n);
+}  // namespace cuda
+#endif
+
+}  // namespace pw
