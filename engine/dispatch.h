@@ -1,0 +1,24 @@
+// Backend dispatch, in one place: PW_DISPATCH(device, fn, args...) calls
+// pw::kernels::cuda::fn(args...) for CUDA tensors and pw::kernels::cpu::fn(args...) otherwise.
+// Both bodies share the signature declared in kernels/<family>.h.
+#pragma once
+#include <stdexcept>
+
+#include "engine/tensor.h"
+
+#ifdef PW_HAVE_CUDA
+#define PW_DISPATCH(device, fn, ...)                 \
+  do {                                               \
+    if ((device) == ::pw::Device::cuda)              \
+      ::pw::kernels::cuda::fn(__VA_ARGS__);          \
+    else                                             \
+      ::pw::kernels::cpu::fn(__VA_ARGS__);           \
+  } while (0)
+#else
+#define PW_DISPATCH(device, fn, ...)                                                          \
+  do {                                                                                        \
+    if ((device) == ::pw::Device::cuda)                                                       \
+      throw std::runtime_error(std::string(#fn) + ": this Patchwork was built without CUDA"); \
+    ::pw::kernels::cpu::fn(__VA_ARGS__);                                                      \
+  } while (0)
+#endif
