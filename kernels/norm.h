@@ -1,5 +1,5 @@
 // Normalisation kernels on raw f32 buffers. x is viewed as [N][C][S] (S = spatial size).
-// weight and bias (C values) may be nullptr (= 1 and 0); so may dweight/dbias when not wanted.
+// weight and bias (C values) may be nullptr (= 1 and 0); so may dx/dweight/dbias when not wanted.
 // Variances are BIASED (divide by the count); rstd = 1/sqrt(var + eps).
 // Every pointer is on the backend's device. Backward kernels WRITE their outputs.
 #pragma once

@@ -1,0 +1,93 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "common/test_util.h"
+#include "engine/gradcheck.h"
+#include "engine/ops.h"
+#include "op_fixture.h"
+#include "test_random.h"
+
+using namespace pw;
+using namespace pw::test;
+
+TEST_CASE("instance_norm matches the PyTorch fixture (forward and every gradient)") {
+  REQUIRE_SHARED();
+  const char* c = "instance_norm3d";
+  Var x = variable(fixture(c, "x").to_f32(), true);
+  Var w = variable(fixture(c, "weight").to_f32(), true);
+  Var b = variable(fixture(c, "bias").to_f32(), true);
+  Var y = instance_norm(x, w, b);
+  check_fixture(y->value, c, "y");
+  backward(y, fixture(c, "grad_y").to_f32());
+  check_fixture(x->grad, c, "grad_x");
+  check_fixture(w->grad, c, "grad_weight");
+  check_fixture(b->grad, c, "grad_bias");
+}
+
+TEST_CASE("batch_norm (training) matches the PyTorch fixture, running statistics included") {
+  REQUIRE_SHARED();
+  const char* c = "batch_norm3d_train";
+  Var x = variable(fixture(c, "x").to_f32(), true);
+  Var w = variable(fixture(c, "weight").to_f32(), true);
+  Var b = variable(fixture(c, "bias").to_f32(), true);
+  Tensor rm = fixture(c, "running_mean_before").to_f32();
+  Tensor rv = fixture(c, "running_var_before").to_f32();
+  Var y = batch_norm(x, w, b, rm, rv, true, 0.1f, 1e-5f);
+  check_fixture(y->value, c, "y");
+  check_fixture(rm, c, "running_mean_after");
+  check_fixture(rv, c, "running_var_after");
+  backward(y, fixture(c, "grad_y").to_f32());
+  check_fixture(x->grad, c, "grad_x");
+  check_fixture(w->grad, c, "grad_weight");
+  check_fixture(b->grad, c, "grad_bias");
+}
+
+TEST_CASE("batch_norm (evaluation) uses the running statistics and leaves them alone") {
+  Tensor x = random_tensor({2, 2, 3, 3}, 7, -2.f, 2.f);
+  Tensor rm = Tensor::from_vector({2}, {0.5f, -1.f});
+  Tensor rv = Tensor::from_vector({2}, {4.f, 0.25f});
+  Var y = batch_norm(variable(x), variable(Tensor::from_vector({2}, {2.f, 1.f})),
+                     variable(Tensor::from_vector({2}, {0.f, 3.f})), rm, rv, false);
+  std::vector<float> yv = y->value.to_vector();
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    int c = static_cast<int>((i / 9) % 2);
+    double expect = c == 0 ? (x.f32()[i] - 0.5) / std::sqrt(4.0 + 1e-5) * 2.0
+                           : (x.f32()[i] + 1.0) / std::sqrt(0.25 + 1e-5) + 3.0;
+    CHECK(yv[i] == doctest::Approx(expect).epsilon(1e-5));
+  }
+  CHECK(rm.to_vector() == std::vector<float>{0.5f, -1.f});
+  CHECK(rv.to_vector() == std::vector<float>{4.f, 0.25f});
+}
+
+TEST_CASE("norm shape errors") {
+  Tensor rm = Tensor::zeros({3}), rv = Tensor::full({3}, 1.f);
+  Var x = variable(Tensor::zeros({2, 3, 4}));
+  CHECK_THROWS_AS(instance_norm(x, variable(Tensor::zeros({2})), nullptr), std::invalid_argument);
+  CHECK_THROWS_AS(instance_norm(variable(Tensor::zeros({3, 4})), nullptr, nullptr), std::invalid_argument);
+  Tensor rm2 = Tensor::zeros({2});
+  CHECK_THROWS_AS(batch_norm(x, nullptr, nullptr, rm2, rv, true), std::invalid_argument);
+  CHECK_THROWS_AS(batch_norm(variable(Tensor::zeros({1, 3, 1})), nullptr, nullptr, rm, rv, true),
+                  std::invalid_argument);
+}
+
+TEST_CASE("instance_norm and batch_norm pass the finite-difference gradient check") {
+  Tensor x = random_tensor({2, 3, 2, 3, 2}, 11, -2.f, 2.f);
+  Tensor w = random_tensor({3}, 12, 0.5f, 1.5f);
+  Tensor b = random_tensor({3}, 13);
+  GradcheckResult r = gradcheck(
+      [](const std::vector<Var>& v) { return instance_norm(v[0], v[1], v[2]); }, {x, w, b});
+  CHECK_MESSAGE(r.ok, r.message);
+  r = gradcheck([](const std::vector<Var>& v) { return instance_norm(v[0], nullptr, nullptr); }, {x});
+  CHECK_MESSAGE(r.ok, r.message);
+  for (bool training : {true, false}) {
+    r = gradcheck(
+        [training](const std::vector<Var>& v) {
+          Tensor rm = Tensor::from_vector({3}, {0.1f, -0.2f, 0.3f}), rv = Tensor::from_vector({3}, {1.f, 2.f, 0.5f});
+          return batch_norm(v[0], v[1], v[2], rm, rv, training);
+        },
+        {x, w, b});
+    INFO("training " << training);
+    CHECK_MESSAGE(r.ok, r.message);
+  }
+}
