@@ -1,0 +1,66 @@
+// Convolution speed through the engine ops (allocation and autodiff included), with GFLOP/s.
+// Same cases as ../shared/peer-bench/bench_conv.py (PyTorch); see bench/RESULTS.md.
+//   forward:                y = conv(x, w, b)                              2*N*Cin*Cout*k^d*P flops
+//   forward+backward(dx,dw): y = conv(x, w, b); backward(y, gy) -> dx, dw, db  counted as 3x forward
+// Threads: PW_NUM_THREADS (default: all cores).
+#include <benchmark/benchmark.h>
+
+#include <random>
+
+#include "engine/ops.h"
+
+namespace {
+
+pw::Tensor random_tensor(const pw::Shape& s, float scale, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, scale);
+  pw::Tensor t = pw::Tensor::empty(s);
+  float* p = t.f32();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = nd(rng);
+  return t;
+}
+
+// args: N, Cin, Cout, spatial size, spatial dims (2 or 3), with backward (0/1)
+void BM_conv(benchmark::State& state) {
+  const int64_t n = state.range(0), cin = state.range(1), cout = state.range(2), s = state.range(3);
+  const int d = static_cast<int>(state.range(4));
+  const bool bwd = state.range(5) != 0;
+  pw::Shape xs{n, cin}, ws{cout, cin}, ys{n, cout};
+  double vox = 1.0, kv = 1.0;
+  for (int i = 0; i < d; ++i) {
+    xs.push_back(s);
+    ws.push_back(3);
+    ys.push_back(s);
+    vox *= s;
+    kv *= 3;
+  }
+  auto x = pw::variable(random_tensor(xs, 1.0f, 1), bwd);
+  auto w = pw::variable(random_tensor(ws, 0.1f, 2), bwd);
+  auto b = pw::variable(pw::Tensor::zeros({cout}), bwd);
+  pw::Tensor gy = random_tensor(ys, 1.0f, 3);
+  for (auto _ : state) {
+    x->grad = w->grad = b->grad = pw::Tensor();
+    pw::Var y = pw::conv(x, w, b, 1, 1);
+    if (bwd) pw::backward(y, gy);
+    benchmark::DoNotOptimize(y->value.raw());
+  }
+  const double flops = 2.0 * n * cin * cout * kv * vox * (bwd ? 3.0 : 1.0);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void cases(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"N", "Cin", "Cout", "S", "dims", "bwd"});
+  for (int bwd : {0, 1}) {
+    b->Args({8, 8, 16, 32, 3, bwd});
+    b->Args({8, 16, 16, 32, 3, bwd});
+    b->Args({8, 32, 32, 32, 3, bwd});
+    b->Args({32, 32, 32, 64, 2, bwd});
+  }
+}
+
+}  // namespace
+
+BENCHMARK(BM_conv)->Apply(cases)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
+
+BENCHMARK_MAIN();

@@ -1,0 +1,178 @@
+// conv and conv_transpose: every op-fixture case (forward and every gradient), plus larger random
+// shapes against a naive double-precision loop (these take the tiled, threaded and strided paths
+// that the small fixtures do not reach), plus shape errors.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "common/test_util.h"
+#include "engine/ops.h"
+#include "engine/op_fixture.h"
+
+namespace {
+
+using pw::Tensor;
+using pw::Var;
+
+Tensor random_tensor(const pw::Shape& s, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  Tensor t = Tensor::empty(s);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = u(rng);
+  return t;
+}
+
+// Naive conv (transposed = false) or conv_transpose on N,C,D,H,W tensors (2D: D = 1, kD = 1) in
+// double precision: y, and dx, dw, db for upstream gradient gy.
+struct Naive {
+  std::vector<double> y, dx, dw, db;
+};
+
+Naive naive_conv(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& gy, int s, int p, bool transposed) {
+  auto dims5 = [](const Tensor& t) {
+    pw::Shape d = t.shape();
+    if (d.size() == 4) d.insert(d.begin() + 2, 1);
+    return d;
+  };
+  const pw::Shape xs = dims5(x), ws = dims5(w), ys = dims5(gy);
+  const int64_t N = xs[0], C = xs[1], O = ys[1];
+  const int64_t kd = ws[2], kh = ws[3], kw = ws[4];
+  const int64_t sd = xs.size() == 5 && x.ndim() == 5 ? s : 1, pd = x.ndim() == 5 ? p : 0;
+  Naive r;
+  r.y.assign(gy.numel(), 0.0);
+  r.dx.assign(x.numel(), 0.0);
+  r.dw.assign(w.numel(), 0.0);
+  r.db.assign(O, 0.0);
+  const float *xp = x.f32(), *wp = w.f32(), *bp = b.f32(), *gp = gy.f32();
+  auto xi = [&](int64_t n, int64_t c, int64_t d, int64_t h, int64_t ww) {
+    return (((n * C + c) * xs[2] + d) * xs[3] + h) * xs[4] + ww;
+  };
+  auto yi = [&](int64_t n, int64_t o, int64_t d, int64_t h, int64_t ww) {
+    return (((n * O + o) * ys[2] + d) * ys[3] + h) * ys[4] + ww;
+  };
+  auto wi = [&](int64_t o, int64_t c, int64_t a, int64_t bb, int64_t cc) {
+    // conv: (O, C, k); transposed: (C, O, k)
+    return transposed ? (((c * O + o) * kd + a) * kh + bb) * kw + cc : (((o * C + c) * kd + a) * kh + bb) * kw + cc;
+  };
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t i = 0; i < ys[2] * ys[3] * ys[4]; ++i) {
+        r.y[yi(n, o, 0, 0, 0) + i] += bp[o];
+        r.db[o] += gp[yi(n, o, 0, 0, 0) + i];
+      }
+  // One loop over every (x voxel, y voxel, tap) pair, in the direction that is a gather for conv.
+  const pw::Shape& small = transposed ? xs : ys;  // the "output" of the underlying conv
+  const pw::Shape& big = transposed ? ys : xs;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t od = 0; od < small[2]; ++od)
+          for (int64_t oh = 0; oh < small[3]; ++oh)
+            for (int64_t ow = 0; ow < small[4]; ++ow)
+              for (int64_t a = 0; a < kd; ++a)
+                for (int64_t bb = 0; bb < kh; ++bb)
+                  for (int64_t cc = 0; cc < kw; ++cc) {
+                    int64_t id = od * sd - pd + a, ih = oh * s - p + bb, iw = ow * s - p + cc;
+                    if (id < 0 || ih < 0 || iw < 0 || id >= big[2] || ih >= big[3] || iw >= big[4]) continue;
+                    // conv: x at (id,ih,iw), y at (od,oh,ow); transposed: x at (od,..), y at (id,..)
+                    int64_t xidx = transposed ? xi(n, c, od, oh, ow) : xi(n, c, id, ih, iw);
+                    int64_t yidx = transposed ? yi(n, o, id, ih, iw) : yi(n, o, od, oh, ow);
+                    int64_t widx = wi(o, c, a, bb, cc);
+                    r.y[yidx] += double(wp[widx]) * xp[xidx];
+                    r.dx[xidx] += double(wp[widx]) * gp[yidx];
+                    r.dw[widx] += double(xp[xidx]) * gp[yidx];
+                  }
+  return r;
+}
+
+void check_vs_naive(const pw::Shape& xs, const pw::Shape& ws, int s, int p, bool transposed, unsigned seed) {
+  INFO("x " << pw::shape_str(xs) << " w " << pw::shape_str(ws) << " stride " << s << " pad " << p
+            << (transposed ? " transposed" : ""));
+  const int64_t O = transposed ? ws[1] : ws[0];
+  Var x = pw::variable(random_tensor(xs, seed), true);
+  Var w = pw::variable(random_tensor(ws, seed + 1), true);
+  Var b = pw::variable(random_tensor({O}, seed + 2), true);
+  Var y = transposed ? pw::conv_transpose(x, w, b, s) : pw::conv(x, w, b, s, p);
+  Tensor gy = random_tensor(y->value.shape(), seed + 3);
+  pw::backward(y, gy);
+  Naive r = naive_conv(x->value, w->value, b->value, gy, s, p, transposed);
+  for (auto [got, ref, what] : {std::tuple{y->value, &r.y, "y"}, std::tuple{x->grad, &r.dx, "dx"},
+                                std::tuple{w->grad, &r.dw, "dw"}, std::tuple{b->grad, &r.db, "db"}}) {
+    INFO(what);
+    std::string err = pw::test::check_close(got.to_vector(), *ref, 1e-4, 1e-5);
+    CHECK_MESSAGE(err.empty(), err);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("conv and conv_transpose match every op-fixture case (forward and all gradients)") {
+  REQUIRE_SHARED();
+  std::ifstream f(pw::test::shared_dir() / "op-fixtures" / "index.json");
+  auto index = nlohmann::json::parse(f);
+  int ran = 0;
+  for (const auto& c : index["cases"]) {
+    const std::string op = c["op"], name = c["name"];
+    const bool transposed = op.rfind("conv_transpose", 0) == 0;
+    if (op.rfind("conv", 0) != 0) continue;
+    CAPTURE(name);
+    const int stride = c["params"]["stride"], padding = c["params"]["padding"];
+    Var x = pw::variable(pw::test::fixture(name, "x").to_f32(), true);
+    Var w = pw::variable(pw::test::fixture(name, "weight").to_f32(), true);
+    Var b = pw::variable(pw::test::fixture(name, "bias").to_f32(), true);
+    Var y = transposed ? pw::conv_transpose(x, w, b, stride) : pw::conv(x, w, b, stride, padding);
+    CHECK(y->value.shape() == pw::test::fixture(name, "y").shape);
+    pw::test::check_fixture(y->value, name, "y");
+    pw::backward(y, pw::test::fixture(name, "grad_y").to_f32());
+    pw::test::check_fixture(x->grad, name, "grad_x");
+    pw::test::check_fixture(w->grad, name, "grad_weight");
+    pw::test::check_fixture(b->grad, name, "grad_bias");
+    ++ran;
+  }
+  CHECK(ran == 10);  // 4 conv3d + 4 conv2d + 2 conv_transpose cases in index.json
+}
+
+TEST_CASE("conv matches a naive loop on shapes that span several tiles and threads") {
+  check_vs_naive({2, 8, 12, 20, 20}, {5, 8, 3, 3, 3}, 1, 1, false, 10);    // k3 p1, several tiles
+  check_vs_naive({3, 8, 11, 20, 20}, {4, 8, 3, 3, 3}, 2, 1, false, 20);    // stride 2 (col2im path)
+  check_vs_naive({2, 40, 9, 30, 31}, {3, 40, 1, 1, 1}, 1, 0, false, 30);   // 1x1x1, no im2col
+  check_vs_naive({2, 3, 9, 10, 11}, {4, 3, 3, 2, 3}, 1, 2, false, 40);     // non-cubic kernel, pad > k/2
+  check_vs_naive({3, 16, 70, 90}, {6, 16, 3, 3}, 1, 1, false, 50);         // 2D, several tiles
+  check_vs_naive({2, 4, 17, 16}, {3, 4, 5, 5}, 3, 2, false, 60);           // 2D, stride 3
+  check_vs_naive({2, 4, 5, 6, 7}, {4, 3, 3, 3, 3}, 2, 0, true, 70);        // transposed k3 s2 (overlap)
+  check_vs_naive({2, 6, 20, 30}, {6, 5, 2, 2}, 2, 0, true, 80);            // transposed 2D k2 s2
+  check_vs_naive({1, 3, 4, 5, 6}, {3, 2, 3, 3, 3}, 1, 0, true, 90);        // transposed stride 1
+}
+
+TEST_CASE("conv without a bias and with a constant input computes only the needed gradients") {
+  Var x = pw::constant(random_tensor({2, 3, 6, 6}, 1));
+  Var w = pw::variable(random_tensor({4, 3, 3, 3}, 2), true);
+  Var y = pw::conv(x, w, nullptr, 1, 1);
+  pw::backward(pw::sum(y));
+  CHECK(!x->grad.defined());
+  REQUIRE(w->grad.defined());
+  // d sum(y) / d w[o,c,a,b] = sum over n and positions of the (padded) input under the tap.
+  double ref = 0.0;
+  const float* xp = x->value.f32();
+  for (int n = 0; n < 2; ++n)
+    for (int h = 0; h < 6; ++h)
+      for (int ww = 0; ww < 6; ++ww) {
+        int ih = h - 1, iw = ww - 1;  // tap (0, 0) of channel 1
+        if (ih >= 0 && iw >= 0) ref += xp[((n * 3 + 1) * 6 + ih) * 6 + iw];
+      }
+  CHECK(w->grad.f32()[(2 * 3 + 1) * 9 + 0] == doctest::Approx(ref).epsilon(1e-5));
+}
+
+TEST_CASE("conv shape errors name the op and the shapes") {
+  Var x = pw::constant(Tensor::zeros({1, 3, 8, 8}));
+  CHECK_THROWS_WITH_AS(pw::conv(x, pw::constant(Tensor::zeros({4, 2, 3, 3})), nullptr, 1, 1),
+                       doctest::Contains("conv: w [4,2,3,3] expects 2 input channels"), std::invalid_argument);
+  CHECK_THROWS_AS(pw::conv(x, pw::constant(Tensor::zeros({4, 3, 3, 3, 3})), nullptr, 1, 1), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(pw::conv(x, pw::constant(Tensor::zeros({4, 3, 3, 3})), pw::constant(Tensor::zeros({3})), 1, 1),
+                       doctest::Contains("bias"), std::invalid_argument);
+  CHECK_THROWS_AS(pw::conv(x, pw::constant(Tensor::zeros({4, 3, 9, 9})), nullptr, 1, 0), std::invalid_argument);
+  CHECK_THROWS_AS(pw::conv(x, pw::constant(Tensor::zeros({4, 3, 3, 3})), nullptr, 0, 0), std::invalid_argument);
+  CHECK_THROWS_AS(pw::conv_transpose(x, pw::constant(Tensor::zeros({4, 3, 2, 2})), nullptr, 2), std::invalid_argument);
+}
