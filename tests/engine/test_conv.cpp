@@ -8,6 +8,7 @@
 #include <random>
 
 #include "common/test_util.h"
+#include "engine/gradcheck.h"
 #include "engine/ops.h"
 #include "engine/op_fixture.h"
 
@@ -175,4 +176,21 @@ TEST_CASE("conv shape errors name the op and the shapes") {
   CHECK_THROWS_AS(pw::conv(x, pw::constant(Tensor::zeros({4, 3, 9, 9})), nullptr, 1, 0), std::invalid_argument);
   CHECK_THROWS_AS(pw::conv(x, pw::constant(Tensor::zeros({4, 3, 3, 3})), nullptr, 0, 0), std::invalid_argument);
   CHECK_THROWS_AS(pw::conv_transpose(x, pw::constant(Tensor::zeros({4, 3, 2, 2})), nullptr, 2), std::invalid_argument);
+}
+
+TEST_CASE("conv and conv_transpose pass the finite-difference gradient check") {
+  auto rt = [](const pw::Shape& s, unsigned seed) { return random_tensor(s, seed); };
+  auto conv_s1p1 = [](const std::vector<Var>& in) { return pw::conv(in[0], in[1], in[2], 1, 1); };
+  auto conv_s2p1 = [](const std::vector<Var>& in) { return pw::conv(in[0], in[1], in[2], 2, 1); };
+  auto convt = [](const std::vector<Var>& in) { return pw::conv_transpose(in[0], in[1], in[2], 2); };
+  for (auto [name, r] : {
+           std::pair{"conv3d s1 p1", pw::gradcheck(conv_s1p1, {rt({1, 2, 3, 4, 3}, 1), rt({2, 2, 3, 3, 3}, 2), rt({2}, 3)})},
+           std::pair{"conv2d s2 p1", pw::gradcheck(conv_s2p1, {rt({2, 2, 5, 4}, 4), rt({3, 2, 3, 3}, 5), rt({3}, 6)})},
+           std::pair{"conv_transpose3d", pw::gradcheck(convt, {rt({1, 2, 2, 3, 2}, 7), rt({2, 3, 2, 2, 2}, 8), rt({3}, 9)})},
+           std::pair{"conv_transpose2d k3", pw::gradcheck(convt, {rt({2, 2, 3, 2}, 10), rt({2, 2, 3, 3}, 11), rt({2}, 12)})},
+       }) {
+    INFO(name);
+    CHECK(r.checked > 0);
+    CHECK_MESSAGE(r.ok, r.message);
+  }
 }

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "common/test_util.h"
+#include "engine/gradcheck.h"
 #include "engine/ops.h"
 #include "engine/op_fixture.h"
 
@@ -172,4 +173,20 @@ TEST_CASE("pooling and upsampling shape errors name the op") {
   CHECK_THROWS_WITH_AS(pw::avg_pool(x, 0, 1), doctest::Contains("avg_pool"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(pw::upsample(x, 0), doctest::Contains("upsample"), std::invalid_argument);
   CHECK_THROWS_AS(pw::max_pool(pw::constant(Tensor::zeros({2, 3})), 2, 2), std::invalid_argument);
+}
+
+TEST_CASE("pooling and upsampling pass the finite-difference gradient check") {
+  // Distinct, well separated values so that no max-pool window is near a tie.
+  Tensor xp = Tensor::empty({1, 2, 4, 4, 4});
+  for (int64_t i = 0; i < xp.numel(); ++i) xp.f32()[i] = float((i * 37) % 128) * 0.05f - 3.0f;
+  Tensor x2 = random_tensor({2, 2, 3, 4}, 5);
+  for (Kind k : {Kind::max, Kind::avg, Kind::nearest, Kind::linear_false, Kind::linear_true}) {
+    for (const Tensor& x : {xp, x2}) {
+      if (k == Kind::max && x.ndim() == 4) continue;  // random values may tie within h
+      pw::GradcheckResult r = pw::gradcheck([k](const std::vector<Var>& in) { return run_op(k, in[0]); }, {x});
+      INFO("kind " << int(k) << " x " << pw::shape_str(x.shape()));
+      CHECK(r.checked > 0);
+      CHECK_MESSAGE(r.ok, r.message);
+    }
+  }
 }
