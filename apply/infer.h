@@ -1,0 +1,121 @@
+// Hierarchical inference (paper: "Application", list D): distributes patches level by level
+// (random or tree), runs each level's network on batches of patches, keeps only the most
+// promising patches (lazy evaluation), and stitches the selected level's probabilities into
+// full-size accumulators with a window (flat | cos | cos2) and the sparse suppression rule
+// Y = sum w p / sqrt((sum w)^2 + 3 alpha).
+//
+// Memory: the only full-size float arrays are the stitching accumulators (one per output
+// channel, plus one weight volume; twice that for --level mix), and the input image itself.
+// Patches are evaluated in batches of `batch_size`; the outputs of the parents of the level
+// being evaluated are kept for one chunk (bounded by num_patches and the lazy fraction).
+#pragma once
+#include <Eigen/Dense>
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+#include "kernels/scatter.h"
+#include "train/scheme.h"
+
+namespace pw::apply {
+
+// The network seen by the inference: the scheme and one forward per level. train's model file
+// is wrapped into this (apply/model_network.h); tests use hand-made networks.
+class LevelNetwork {
+ public:
+  virtual ~LevelNetwork() = default;
+  virtual const train::Scheme& scheme() const = 0;
+  virtual int in_channels() const = 0;           // image channels (contrasts)
+  virtual int out_channels(int level) const = 0;  // channels of X_level; the first scheme().label_channels()
+                                                  // are the label logits, the rest intermediate features
+  // Logits of level `level` for a batch: image patches [B, in_channels, s] and the crops of the
+  // parents' outputs [B, out_channels(level-1), s] (undefined at level 0); s = patch_size[level]
+  // in array order (z, y, x) (2D: (y, x)). Returns [B, out_channels(level), out_patch_size].
+  virtual Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crops) = 0;
+  // Whole-image normalisation before cropping ([C, z, y, x] floats, in place), and per-patch
+  // normalisation after cropping ([B, C, ...]). Defaults: none.
+  virtual void normalize_image(std::vector<float>& /*image*/, int /*channels*/) const {}
+  virtual void normalize_patches(Tensor& /*patches*/) const {}
+  // The linear part L of a test-time augmentation of a level's patch (identity: none).
+  virtual Eigen::Matrix3d augmentation(int /*level*/, std::mt19937_64& /*rng*/) const {
+    return Eigen::Matrix3d::Identity();
+  }
+};
+
+enum class GenerateType { random, tree };
+enum class Reduce { mean, max };
+
+struct InferOptions {
+  GenerateType generate_type = GenerateType::tree;
+  int num_patches = 16;          // random: level-0 patches per chunk
+  int branch_factor = 1;         // random: children of each kept patch (tree: the tiling decides)
+  int num_chunks = 1;            // the whole process is repeated; results accumulate
+  double lazy_fraction = 1.0;    // lazyEval fraction: after each level keep this top fraction (1 = all)
+  Reduce attention = Reduce::mean;  // reduction of sigmoid(label logits) over a patch
+  kernels::Window window = kernels::Window::flat;
+  double sparse_suppression = 0;  // alpha
+  double sampling_factor = 1;     // stitch voxel size = image voxel size / sampling_factor
+  int level = -1;                 // the level stitched (-1 = last)
+  bool level_mix = false;         // mix: coarser levels fill where the selected one has no patch
+  bool scale_to_original = true;  // false: output on the network's own grid (final level voxel size)
+  bool augment = false;           // test-time augmentation (network's augmentation())
+  int batch_size = 8;
+  uint64_t seed = 1;
+  bool progress = false;          // progress lines on stderr
+  double tree_jitter = 0.25;      // tree: jitter of interior children, fraction of the overlap
+};
+
+// The stitched result: per-voxel probabilities on `grid` (a Patch: voxel -> world, size).
+struct Prediction {
+  train::Patch grid;
+  int channels = 0;            // = scheme.label_channels()
+  bool categorical = false;    // channel 0 is the background
+  std::vector<float> prob;     // [channels, z, y, x]
+  // Statistics of the run.
+  std::vector<int64_t> patches_per_level;  // evaluated patches, summed over chunks
+  double seconds = 0;
+};
+
+// The geometry of one image for the inference: the image patch and its data [C, z, y, x].
+struct InferInput {
+  train::Patch image;        // A = the NIfTI affine, s = dims
+  int channels = 1;
+  std::vector<float> data;   // [channels, z, y, x] (x fastest, like NIfTI)
+};
+
+// Runs the inference. Throws std::invalid_argument for inconsistent options.
+Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions& opt);
+
+// ---- building blocks (exposed for tests) ----
+
+// The children centres (relative to the parent, in [0,1]^3) that tile a parent of extent
+// `parent` with children of extent `child`: per axis k = 1 if the child covers the parent, else
+// ceil(parent/child) + 1 evenly spaced so that neighbours overlap; interior centres jitter by up to
+// jitter * overlap / 2. Axes with ndim 2's z get one child.
+std::vector<Eigen::Vector3d> tree_children(const Eigen::Vector3d& parent, const Eigen::Vector3d& child, int ndim,
+                                           double jitter, std::mt19937_64& rng);
+
+// Indices of the top `fraction` of `attention` (exactly max(1, round(fraction * n)) of them; ties
+// keep the lower index), in ascending index order.
+std::vector<int> top_fraction(const std::vector<float>& attention, double fraction);
+
+// The matrix patch voxel -> source voxel in the kernels' array axis order (see kernels/common/
+// patch_math.h), from a NIfTI-order (x, y, z) 4x4 matrix: 16 floats (3D) or 9 (2D).
+void kernel_matrix(const Eigen::Matrix4d& M, int ndim, float* out);
+
+// The stitching grid for `image` at the selected level: the image's axes and extent, voxel size
+// = image voxel / sampling_factor, coarsened to the level's voxel size when that is larger (so
+// that nearest splatting leaves no holes); exactly the image grid when neither applies.
+train::Patch stitch_grid(const train::Patch& image, const Eigen::Vector3d& level_voxel_mm, int ndim,
+                         double sampling_factor);
+
+// Linear resampling of a [C, grid] probability array onto `dst` (world-aligned by the affines).
+std::vector<float> resample_linear(const std::vector<float>& src, const train::Patch& src_grid, int channels,
+                                   const train::Patch& dst, int ndim);
+
+}  // namespace pw::apply

@@ -1,0 +1,221 @@
+#include "apply/outputs.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include "io/error.h"
+
+namespace pw::apply {
+
+OutputType parse_output_type(const std::string& s) {
+  OutputType t;
+  std::string head = s, tail;
+  size_t colon = s.find(':');
+  if (colon != std::string::npos) {
+    head = s.substr(0, colon);
+    tail = s.substr(colon + 1);
+  }
+  if (head == "float32") t.kind = OutKind::float32;
+  else if (head == "uint8") t.kind = OutKind::uint8;
+  else if (head == "int16") t.kind = OutKind::int16;
+  else if (head == "mask") t.kind = OutKind::mask;
+  else if (head == "atls") t.kind = OutKind::atls;
+  else throw UsageError("--out-type '" + s + "': expected float32, uint8, int16, mask[:t1,..] or atls[:t1,..]");
+  if (colon != std::string::npos) {
+    if (t.kind != OutKind::mask && t.kind != OutKind::atls)
+      throw UsageError("--out-type '" + s + "': only mask and atls take thresholds");
+    std::stringstream ss(tail);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      try {
+        size_t used = 0;
+        float v = std::stof(item, &used);
+        if (used != item.size() || !(v >= 0 && v <= 1)) throw std::invalid_argument("range");
+        t.thresholds.push_back(v);
+      } catch (const std::exception&) {
+        throw UsageError("--out-type '" + s + "': threshold '" + item + "' is not a number in [0, 1]");
+      }
+    }
+    if (t.thresholds.empty()) throw UsageError("--out-type '" + s + "': no thresholds after ':'");
+  }
+  return t;
+}
+
+int foreground_channels(const Prediction& p) { return p.categorical ? p.channels - 1 : p.channels; }
+
+std::vector<float> resolve_thresholds(const OutputType& t, const LabelInfo& info, int K) {
+  if (!t.thresholds.empty()) {
+    if (t.thresholds.size() == 1) return std::vector<float>(K, t.thresholds[0]);
+    if (static_cast<int>(t.thresholds.size()) != K)
+      throw UsageError("--out-type: " + std::to_string(t.thresholds.size()) + " thresholds given for " +
+                       std::to_string(K) + " labels");
+    return t.thresholds;
+  }
+  if (static_cast<int>(info.model_thresholds.size()) == K) return info.model_thresholds;
+  return std::vector<float>(K, 0.5f);
+}
+
+std::vector<int32_t> label_map(const Prediction& p, const LabelInfo& info, const std::vector<float>& th,
+                               bool explicit_thresholds) {
+  const int K = foreground_channels(p);
+  const int off = p.categorical ? 1 : 0;
+  const int64_t n = p.grid.numel();
+  std::vector<int32_t> out(n, 0);
+  for (int64_t v = 0; v < n; ++v) {
+    int best = -1;
+    float bp = -1;
+    for (int k = 0; k < K; ++k) {
+      float q = p.prob[(k + off) * n + v];
+      // Non-categorical: only labels over their threshold compete.
+      if (!p.categorical && q < th[k]) continue;
+      if (q > bp) {
+        bp = q;
+        best = k;
+      }
+    }
+    if (best < 0) continue;
+    if (p.categorical) {
+      bool accept;
+      if (explicit_thresholds) accept = bp >= th[best];
+      else if (info.ce_threshold) accept = bp >= *info.ce_threshold;
+      else accept = bp >= p.prob[v];  // plain argmax over background and labels
+      if (!accept) continue;
+    }
+    out[v] = info.values.empty() ? best + 1 : info.values[best];
+  }
+  return out;
+}
+
+static std::string xml_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      case '\'': o += "&apos;"; break;
+      default: o += c;
+    }
+  }
+  return o;
+}
+
+void label_colour(int index, unsigned char rgb[3]) {
+  static const unsigned char table[12][3] = {{230, 25, 75},  {60, 180, 75},  {255, 225, 25}, {0, 130, 200},
+                                             {245, 130, 48}, {145, 30, 180}, {70, 240, 240}, {240, 50, 230},
+                                             {210, 245, 60}, {250, 190, 190}, {0, 128, 128}, {170, 110, 40}};
+  if (index <= 0) {
+    rgb[0] = rgb[1] = rgb[2] = 0;
+    return;
+  }
+  const unsigned char* c = table[(index - 1) % 12];
+  rgb[0] = c[0];
+  rgb[1] = c[1];
+  rgb[2] = c[2];
+}
+
+std::string label_table_xml(const std::vector<int>& values, const std::vector<std::string>& names) {
+  if (!names.empty() && names.size() != values.size())
+    throw UsageError("--label-names: " + std::to_string(names.size()) + " names given for " +
+                     std::to_string(values.size()) + " labels");
+  std::ostringstream x;
+  x.setf(std::ios::fixed);
+  x.precision(3);
+  x << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    << "<CaretExtension Version=\"1.0\">\n"
+    << "  <VolumeInformation Index=\"0\">\n"
+    << "    <LabelTable>\n"
+    << "      <Label Key=\"0\" Red=\"0.000\" Green=\"0.000\" Blue=\"0.000\" Alpha=\"0.000\">???</Label>\n";
+  for (size_t k = 0; k < values.size(); ++k) {
+    unsigned char c[3];
+    label_colour(static_cast<int>(k) + 1, c);
+    std::string name = names.empty() ? "label " + std::to_string(values[k]) : names[k];
+    x << "      <Label Key=\"" << values[k] << "\" Red=\"" << c[0] / 255.0 << "\" Green=\"" << c[1] / 255.0
+      << "\" Blue=\"" << c[2] / 255.0 << "\" Alpha=\"1.000\">" << xml_escape(name) << "</Label>\n";
+  }
+  x << "    </LabelTable>\n"
+    << "  </VolumeInformation>\n"
+    << "</CaretExtension>\n";
+  return x.str();
+}
+
+NiftiExtension label_extension(const std::vector<int>& values, const std::vector<std::string>& names) {
+  std::string xml = label_table_xml(values, names);
+  NiftiExtension e;
+  e.code = kEcodeCaret;
+  e.data.assign(xml.begin(), xml.end());
+  // Pad with NULs so that 8 + payload is a multiple of 16 (the extension's size on disk).
+  while ((8 + e.data.size()) % 16 != 0) e.data.push_back(0);
+  return e;
+}
+
+Volume make_output(const Prediction& p, const OutputType& t, const LabelInfo& info) {
+  const int K = foreground_channels(p);
+  const int off = p.categorical ? 1 : 0;
+  const int64_t n = p.grid.numel();
+  if (K < 1) throw std::invalid_argument("make_output: the prediction has no label channels");
+  if (!info.values.empty() && static_cast<int>(info.values.size()) != K)
+    throw std::invalid_argument("make_output: label values do not match the prediction's channels");
+  std::vector<int64_t> dims = {p.grid.s[0], p.grid.s[1]};
+  if (p.grid.s[2] > 1 || (K > 1 && t.kind != OutKind::atls)) dims.push_back(p.grid.s[2]);
+  if (K > 1 && t.kind != OutKind::atls) dims.push_back(K);
+  std::vector<int> values = info.values;
+  if (values.empty())
+    for (int k = 0; k < K; ++k) values.push_back(k + 1);
+
+  Volume v;
+  if (t.kind == OutKind::atls) {
+    std::vector<float> th = resolve_thresholds(t, info, K);
+    std::vector<int32_t> lab = label_map(p, info, th, !t.thresholds.empty());
+    int lo = std::min(0, *std::min_element(values.begin(), values.end()));
+    int hi = std::max(0, *std::max_element(values.begin(), values.end()));
+    if (lo >= 0 && hi <= 255) {
+      std::vector<uint8_t> b(lab.begin(), lab.end());
+      v = Volume::from_values(dims, b.data(), p.grid.A);
+    } else if (lo >= -32768 && hi <= 32767) {
+      std::vector<int16_t> b(lab.begin(), lab.end());
+      v = Volume::from_values(dims, b.data(), p.grid.A);
+    } else {
+      v = Volume::from_values(dims, lab.data(), p.grid.A);
+    }
+    v.intent_code = kIntentLabel;
+  } else if (t.kind == OutKind::mask) {
+    std::vector<float> th = resolve_thresholds(t, info, K);
+    std::vector<uint8_t> b(static_cast<size_t>(K) * n);
+    for (int k = 0; k < K; ++k)
+      for (int64_t i = 0; i < n; ++i) b[k * n + i] = p.prob[(k + off) * n + i] >= th[k] ? 1 : 0;
+    v = Volume::from_values(dims, b.data(), p.grid.A);
+  } else {
+    const float* src = p.prob.data() + off * n;
+    const int64_t m = static_cast<int64_t>(K) * n;
+    if (t.kind == OutKind::float32) {
+      v = Volume::from_values(dims, src, p.grid.A);
+    } else {
+      float mx = 0;
+      for (int64_t i = 0; i < m; ++i) mx = std::max(mx, src[i]);
+      const double full = t.kind == OutKind::uint8 ? 255.0 : 32000.0;
+      const double scale = mx > 0 ? full / mx : 1.0;
+      if (t.kind == OutKind::uint8) {
+        std::vector<uint8_t> b(m);
+        for (int64_t i = 0; i < m; ++i) b[i] = static_cast<uint8_t>(std::lround(std::max(0.f, src[i]) * scale));
+        v = Volume::from_values(dims, b.data(), p.grid.A);
+      } else {
+        std::vector<int16_t> b(m);
+        for (int64_t i = 0; i < m; ++i) b[i] = static_cast<int16_t>(std::lround(std::max(0.f, src[i]) * scale));
+        v = Volume::from_values(dims, b.data(), p.grid.A);
+      }
+      v.scl_slope = 1.0 / scale;
+      v.scl_inter = 0;
+    }
+  }
+  v.xyzt_units = 2;  // mm
+  v.descrip = "patchwork apply";
+  if (!info.names.empty() && (t.kind == OutKind::atls || t.kind == OutKind::mask))
+    v.extensions.push_back(label_extension(values, info.names));
+  return v;
+}
+
+}  // namespace pw::apply

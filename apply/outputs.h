@@ -1,0 +1,58 @@
+// Output types of `patchwork apply` (paper list D, out_typ): probabilities as float32, uint8 or
+// int16 (uint8/int16 scaled so that the maximum maps to 255 / 32000; the inverse is stored in
+// scl_slope), thresholded masks `mask[:t1,t2,..]`, and label maps `atls[:t1,..]` in the original
+// label values (0 = background). Label names go into a NIfTI extension as the XML label table of
+// HCP Workbench (ecode 30 = NIFTI_ECODE_CARET: <CaretExtension> ... <LabelTable><Label Key=..
+// Red=.. Green=.. Blue=.. Alpha=..>name</Label>).
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "apply/infer.h"
+#include "io/nifti.h"
+
+namespace pw::apply {
+
+enum class OutKind { float32, uint8, int16, mask, atls };
+
+struct OutputType {
+  OutKind kind = OutKind::float32;
+  std::vector<float> thresholds;  // mask/atls: given after ':' (empty: the model's, else 0.5)
+};
+// "float32" | "uint8" | "int16" | "mask[:t1,t2,..]" | "atls[:t1,..]"; throws pw::UsageError.
+OutputType parse_output_type(const std::string& s);
+
+// What the output needs to know about the labels.
+struct LabelInfo {
+  bool categorical = false;            // channel 0 of the prediction is the background
+  std::vector<int> values;             // original label value of each foreground channel (size K)
+  std::vector<float> model_thresholds; // chosen on validation (size K, or empty)
+  std::optional<float> ce_threshold;   // categorical: minimal probability for a non-background decision
+  std::vector<std::string> names;      // label names (size K, or empty)
+};
+
+// Foreground channel count of a prediction.
+int foreground_channels(const Prediction& p);
+
+// The thresholds used for mask/atls: explicit ones (one value = for every label), else the
+// model's, else 0.5. Throws pw::UsageError when the count does not match the labels.
+std::vector<float> resolve_thresholds(const OutputType& t, const LabelInfo& info, int K);
+
+// The label index map (values = info.values, 0 = background) of a prediction.
+std::vector<int32_t> label_map(const Prediction& p, const LabelInfo& info, const std::vector<float>& thresholds,
+                               bool explicit_thresholds);
+
+// The output volume on the prediction's grid (dims x,y[,z][,K]; affine of the grid).
+Volume make_output(const Prediction& p, const OutputType& t, const LabelInfo& info);
+
+// The Workbench XML label table and the extension holding it (background Key 0 included).
+std::string label_table_xml(const std::vector<int>& values, const std::vector<std::string>& names);
+NiftiExtension label_extension(const std::vector<int>& values, const std::vector<std::string>& names);
+constexpr int kEcodeCaret = 30;
+constexpr int kIntentLabel = 1002;  // NIFTI_INTENT_LABEL
+
+// A fixed colour per label index (1-based; 0 = black), shared with the preview.
+void label_colour(int index, unsigned char rgb[3]);
+
+}  // namespace pw::apply
