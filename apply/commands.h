@@ -9,5 +9,7 @@ class App;
 
 namespace pw::cli {
 
+void add_info(CLI::App& app);     // patchwork info FILE [--json]
+void add_convert(CLI::App& app);  // patchwork convert IN OUT [--dtype T]
 
 }  // namespace pw::cli

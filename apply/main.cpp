@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "patchwork 0.1.0");
   app.require_subcommand(1);
   // One line per subcommand (apply/commands.h).
+  pw::cli::add_info(app);
+  pw::cli::add_convert(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

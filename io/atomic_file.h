@@ -1,0 +1,37 @@
+// Atomic file output: write to a temporary file in the target's folder, then rename it over the target.
+// Until commit() succeeds the target is untouched; if the writer throws, the destructor removes the
+// temporary file, so a failed write leaves nothing behind.
+//
+//   pw::AtomicFile out("model.safetensors");
+//   std::fwrite(bytes, 1, n, out.file());   // or write to out.temp_path() with any stream, then close it
+//   out.commit();                           // flush, fsync, close, rename
+#pragma once
+#include <cstdio>
+#include <filesystem>
+
+namespace pw {
+
+class AtomicFile {
+ public:
+  // Creates "<folder>/.<name>.tmp-<pid>-<n>" next to `target`. Throws pw::InputError if it cannot.
+  explicit AtomicFile(const std::filesystem::path& target);
+  ~AtomicFile();  // removes the temporary file unless commit() succeeded
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  std::FILE* file() { return file_; }  // open for binary writing ("wb")
+  const std::filesystem::path& temp_path() const { return temp_; }
+  const std::filesystem::path& target() const { return target_; }
+
+  // Writes n bytes; throws pw::InputError("<target>: write failed: <reason>").
+  void write(const void* data, size_t n);
+  // Flushes, fsyncs and closes the file, then renames it to the target. Throws pw::InputError.
+  void commit();
+
+ private:
+  std::filesystem::path target_, temp_;
+  std::FILE* file_ = nullptr;
+  bool committed_ = false;
+};
+
+}  // namespace pw

@@ -1,0 +1,289 @@
+// Reading and writing NIfTI files. The reader checks every size against what the input can hold
+// BEFORE allocating, then reads (or inflates) the data straight into the Volume's buffer.
+#include "io/nifti.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#include "io/atomic_file.h"
+#include "io/byte_stream.h"
+#include "io/error.h"
+#include "io/nifti_header.h"
+
+namespace pw {
+
+namespace fs = std::filesystem;
+using namespace nifti_detail;
+
+namespace {
+
+bool host_is_little_endian() {
+  const uint16_t one = 1;
+  uint8_t b;
+  std::memcpy(&b, &one, 1);
+  return b == 1;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  if (s.size() < suffix.size()) return false;
+  for (size_t i = 0; i < suffix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(s[s.size() - suffix.size() + i])) != suffix[i]) return false;
+  return true;
+}
+
+// The 4 magic bytes for a message: printable characters as they are, others as \xNN.
+std::string show_magic(const char* m) {
+  std::string s;
+  for (int i = 0; i < 4; ++i) {
+    unsigned char c = static_cast<unsigned char>(m[i]);
+    if (c >= 32 && c < 127) {
+      s += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      s += buf;
+    }
+  }
+  return s;
+}
+
+// Where the voxel data of a header read from `hdr` lives.
+enum class DataPlace { same_stream, pair_file };
+
+// Opens the .img(.gz) beside a pair header.
+std::unique_ptr<ByteSource> open_pair_image(const std::string& hdr_path) {
+  std::string stem = hdr_path;
+  if (ends_with(stem, ".gz")) stem.resize(stem.size() - 3);
+  if (ends_with(stem, ".hdr")) stem.resize(stem.size() - 4);
+  for (const char* ext : {".img", ".IMG", ".img.gz", ".IMG.gz"}) {
+    std::string img = stem + ext;
+    if (fs::exists(img)) {
+      auto src = open_file_source(img);
+      return ends_with(img, ".gz") ? open_gzip_source(std::move(src)) : std::move(src);
+    }
+  }
+  throw InputError(hdr_path + ": its image file " + stem + ".img is missing");
+}
+
+// Reads extensions from `src` until `limit` bytes from the current position are used (or, when
+// `limit` is unbounded, until the stream ends). Stops, as nifti1_io does, at an esize that is < 16,
+// not a multiple of 16, or larger than what is left. Returns the bytes consumed.
+uint64_t read_extensions(ByteSource& src, uint64_t limit, bool swapped, std::vector<NiftiExtension>& out) {
+  uint64_t used = 0;
+  while (limit - used >= 8) {
+    uint8_t eh[8];
+    size_t got = src.read(eh, 8);
+    used += got;
+    if (got < 8) break;
+    const int32_t esize = load<int32_t>(eh, swapped);
+    const int32_t ecode = load<int32_t>(eh + 4, swapped);
+    if (esize < 16 || esize % 16 != 0 || static_cast<uint64_t>(esize) - 8 > limit - used ||
+        static_cast<uint64_t>(esize) - 8 > src.max_remaining())
+      break;
+    NiftiExtension e;
+    e.code = ecode;
+    e.data.resize(static_cast<size_t>(esize) - 8);
+    size_t n = src.read(e.data.data(), e.data.size());
+    used += n;
+    if (n < e.data.size()) break;  // the stream ended inside it: not an extension
+    out.push_back(std::move(e));
+  }
+  return used;
+}
+
+// Parses a NIfTI stream: header from `src`; data from `src` or, for a pair, from the .img next to
+// `pair_path` (empty: pairs are refused). `name` prefixes every error.
+Volume parse(ByteSource& src, const std::string& name, const std::string& pair_path) {
+  auto fail = [&](const std::string& why) -> InputError { return InputError(name + ": " + why); };
+
+  uint8_t h[kN2HeaderSize];
+  const size_t got = src.read(h, kN1HeaderSize);
+  if (got == 0) throw fail("empty file");
+  if (got < 4) throw fail("file ends after " + std::to_string(got) + " bytes, inside the NIfTI header");
+  int version = 0;
+  bool swapped = false;
+  for (bool sw : {false, true}) {
+    const int32_t s = load<int32_t>(h, sw);
+    if (s == 348) version = 1, swapped = sw;
+    if (s == 540) version = 2, swapped = sw;
+  }
+  if (version == 0)
+    throw fail("sizeof_hdr is " + std::to_string(load<int32_t>(h, false)) +
+               " (must be 348 for NIfTI-1 or 540 for NIfTI-2, in either byte order)");
+  const size_t hsize = version == 1 ? kN1HeaderSize : kN2HeaderSize;
+  if (got < kN1HeaderSize)
+    throw fail("file ends after " + std::to_string(got) + " bytes, inside the " + std::to_string(hsize) +
+               "-byte header");
+  if (version == 2) src.read_exact(h + kN1HeaderSize, kN2HeaderSize - kN1HeaderSize, "NIfTI-2 header");
+
+  Volume v;
+  RawHeader raw;
+  decode_header(h, version, swapped, v, raw);
+  v.big_endian_on_disk = swapped == host_is_little_endian();
+
+  const char* single = version == 1 ? "n+1" : "n+2";
+  const char* pair = version == 1 ? "ni1" : "ni2";
+  const bool is_single = std::memcmp(raw.magic, single, 4) == 0;
+  const bool is_pair = std::memcmp(raw.magic, pair, 4) == 0;
+  if (!is_single && !is_pair)
+    throw fail("bad magic \"" + show_magic(raw.magic) + "\" (must be \"" + single + "\" or \"" + pair + "\")");
+
+  if (raw.dim[0] < 1 || raw.dim[0] > 7) throw fail("dim[0] = " + std::to_string(raw.dim[0]) + " (must be 1..7)");
+  v.ndim = static_cast<int>(raw.dim[0]);
+  uint64_t count = 1;
+  for (int i = 1; i <= v.ndim; ++i) {
+    if (raw.dim[i] < 1)
+      throw fail("dim[" + std::to_string(i) + "] = " + std::to_string(raw.dim[i]) + " (dims must be >= 1)");
+    v.dims[i - 1] = raw.dim[i];
+  }
+  auto dims_text = [&] {
+    std::string s;
+    for (int i = 0; i < v.ndim; ++i) s += (i ? "x" : "") + std::to_string(v.dims[i]);
+    return s;
+  };
+  for (int i = 0; i < v.ndim; ++i)
+    if (__builtin_mul_overflow(count, static_cast<uint64_t>(v.dims[i]), &count))
+      throw fail("dims " + dims_text() + ": the voxel count overflows 64 bits");
+
+  const int vsize = nifti_datatype_size(v.datatype);
+  if (vsize == 0) {
+    const std::string dt = nifti_datatype_name(v.datatype);
+    if (dt == "unknown") throw fail("unknown datatype code " + std::to_string(v.datatype));
+    throw fail("unsupported datatype " + dt + " (code " + std::to_string(v.datatype) + ")");
+  }
+  uint64_t bytes;
+  if (__builtin_mul_overflow(count, static_cast<uint64_t>(vsize), &bytes) || bytes > (uint64_t(1) << 62))
+    throw fail("dims " + dims_text() + " of " + nifti_datatype_name(v.datatype) + ": the data size overflows 64 bits");
+
+  if (!std::isfinite(raw.vox_offset) || raw.vox_offset < 0 || raw.vox_offset != std::floor(raw.vox_offset) ||
+      raw.vox_offset > 4.0e18)
+    throw fail("vox_offset " + std::to_string(raw.vox_offset) + " is not a valid byte offset");
+  v.vox_offset = static_cast<int64_t>(raw.vox_offset);
+  const uint64_t vox_offset = static_cast<uint64_t>(v.vox_offset);
+
+  std::unique_ptr<ByteSource> img;
+  ByteSource* data_src = &src;
+  uint64_t skip_to_data;  // bytes between the current position of data_src and the data
+  if (is_single) {
+    if (vox_offset < hsize)
+      throw fail("vox_offset " + std::to_string(vox_offset) + " lies inside the " + std::to_string(hsize) +
+                 "-byte header");
+    if (vox_offset - hsize > src.max_remaining())
+      throw fail("vox_offset " + std::to_string(vox_offset) + " is past the end of the file");
+    uint64_t pos = hsize;
+    if (vox_offset >= hsize + 4) {
+      uint8_t extender[4];
+      src.read_exact(extender, 4, "extender");
+      pos += 4;
+      if (extender[0] != 0) pos += read_extensions(src, vox_offset - pos, swapped, v.extensions);
+    }
+    skip_to_data = vox_offset - pos;
+  } else {
+    if (pair_path.empty()) throw fail("a header/image pair (magic \"" + std::string(pair) + "\") needs its .img file");
+    uint8_t extender[4];
+    if (src.read(extender, 4) == 4 && extender[0] != 0)
+      read_extensions(src, UINT64_MAX, swapped, v.extensions);
+    img = open_pair_image(pair_path);
+    data_src = img.get();
+    skip_to_data = vox_offset;
+  }
+
+  const std::string& dname = data_src->name();
+  if (data_src->skip(skip_to_data) < skip_to_data)
+    throw InputError(dname + ": vox_offset " + std::to_string(vox_offset) + " is past the end of the file");
+  if (bytes > data_src->max_remaining())
+    throw InputError(dname + ": file is truncated: the data need " + std::to_string(bytes) + " bytes (" +
+                     dims_text() + " " + nifti_datatype_name(v.datatype) + ") but at most " +
+                     std::to_string(data_src->max_remaining()) + " remain after vox_offset " +
+                     std::to_string(vox_offset));
+  try {
+    v.data.resize(static_cast<size_t>(bytes));
+  } catch (const std::bad_alloc&) {
+    throw InputError(dname + ": cannot allocate " + std::to_string(bytes) + " bytes for the data");
+  }
+  const size_t n = data_src->read(v.data.data(), v.data.size());
+  if (n < bytes)
+    throw InputError(dname + ": file is truncated: the data need " + std::to_string(bytes) + " bytes after vox_offset " +
+                     std::to_string(vox_offset) + ", found " + std::to_string(n));
+  data_src->finish();
+  if (data_src != &src) src.finish();
+  if (swapped && v.datatype != nifti_dt::rgb24) swap_bytes(v.data.data(), static_cast<size_t>(count), vsize);
+  return v;
+}
+
+}  // namespace
+
+Volume read_nifti(const fs::path& file) {
+  std::string path = file.string();
+  std::string header_path = path;
+  // An .img given for a pair: read its .hdr (which then finds this .img again).
+  if (ends_with(path, ".img") || ends_with(path, ".img.gz")) {
+    std::string stem = path.substr(0, path.size() - (ends_with(path, ".gz") ? 7 : 4));
+    header_path.clear();
+    for (const char* ext : {".hdr", ".HDR", ".hdr.gz", ".HDR.gz"})
+      if (fs::exists(stem + ext)) {
+        header_path = stem + ext;
+        break;
+      }
+    if (header_path.empty()) throw InputError(path + ": its header file " + stem + ".hdr is missing");
+  }
+  auto src = open_file_source(header_path);
+  if (ends_with(header_path, ".gz")) src = open_gzip_source(std::move(src));
+  const bool pair_name = ends_with(header_path, ".hdr") || ends_with(header_path, ".hdr.gz");
+  return parse(*src, header_path, pair_name ? header_path : std::string());
+}
+
+Volume read_nifti_memory(const uint8_t* bytes, size_t size, const std::string& name) {
+  auto src = open_memory_source(bytes, size, name);
+  if (has_gzip_magic(bytes, size)) src = open_gzip_source(std::move(src));
+  return parse(*src, name, std::string());
+}
+
+void write_nifti(const Volume& v, const fs::path& file) {
+  const std::string path = file.string();
+  const bool gz = ends_with(path, ".nii.gz");
+  if (!gz && !ends_with(path, ".nii"))
+    throw std::invalid_argument(path + ": the output name must end in .nii or .nii.gz");
+  const int vsize = nifti_datatype_size(v.datatype);
+  if (vsize == 0)
+    throw std::invalid_argument(path + ": cannot write datatype " + nifti_datatype_name(v.datatype));
+  if (v.ndim < 1 || v.ndim > 7) throw std::invalid_argument(path + ": ndim " + std::to_string(v.ndim) + " (must be 1..7)");
+  int version = 1;
+  for (int i = 0; i < v.ndim; ++i) {
+    if (v.dims[i] < 1) throw std::invalid_argument(path + ": dim " + std::to_string(i + 1) + " is < 1");
+    if (v.dims[i] > 32767) version = 2;
+  }
+  if (static_cast<uint64_t>(v.num_voxels()) * static_cast<uint64_t>(vsize) != v.data.size())
+    throw std::invalid_argument(path + ": the data hold " + std::to_string(v.data.size()) + " bytes, the dims need " +
+                                std::to_string(v.num_voxels() * vsize));
+  for (const auto& e : v.extensions)
+    if (e.data.size() > (size_t(1) << 30)) throw std::invalid_argument(path + ": an extension is larger than 1 GiB");
+
+  const size_t hsize = version == 1 ? kN1HeaderSize : kN2HeaderSize;
+  int64_t vox_offset = static_cast<int64_t>(hsize) + 4;
+  for (const auto& e : v.extensions) vox_offset += e.disk_size();
+
+  AtomicFile out(file);
+  auto sink = gz ? open_gzip_sink(out, 1) : open_file_sink(out);
+  const std::vector<uint8_t> header = encode_header(v, version, vox_offset);
+  sink->write(header.data(), header.size());
+  const uint8_t extender[4] = {static_cast<uint8_t>(v.extensions.empty() ? 0 : 1), 0, 0, 0};
+  sink->write(extender, 4);
+  for (const auto& e : v.extensions) {
+    const int32_t esize = static_cast<int32_t>(e.disk_size());
+    sink->write(&esize, 4);
+    sink->write(&e.code, 4);
+    sink->write(e.data.data(), e.data.size());
+    const uint8_t zeros[16] = {};
+    sink->write(zeros, static_cast<size_t>(esize) - 8 - e.data.size());
+  }
+  sink->write(v.data.data(), v.data.size());
+  sink->finish();
+  out.commit();
+}
+
+}  // namespace pw
