@@ -1,0 +1,247 @@
+// CPU bodies of kernels/gather.h. Threaded over patch rows (p, x0, x1) with pw::parallel_for.
+//
+// Each row first evaluates its source coordinates at both ends; the coordinates are linear along
+// the row, so when both ends sample safely inside the source the whole row takes the fast path:
+// a branch-free loop that computes the source indices (one FMA per component and voxel) into a
+// small buffer, then one gather loop per channel (both loops vectorise). Rows that touch the
+// border take the checked path, voxel by voxel, with the same arithmetic.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "kernels/common/patch_math.h"
+#include "kernels/gather.h"
+#include "kernels/parallel.h"
+
+namespace pw::kernels::cpu {
+void scatter_affine_impl(const float* patches, int64_t patch_channels, const PatchGeom& g, const float* mats,
+                         const int32_t* parent, Interp mode, int window, float* acc, float* weight);
+}
+
+namespace pw::kernels::cpu {
+namespace {
+
+using common::PatchMatrix;
+
+void check_geom(const PatchGeom& g, const char* what) {
+  if (g.ndim != 2 && g.ndim != 3) throw std::invalid_argument(std::string(what) + ": ndim must be 2 or 3");
+  if (g.ndim == 2 && (g.vol[0] != 1 || g.patch[0] != 1))
+    throw std::invalid_argument(std::string(what) + ": a 2D geometry needs vol[0] = patch[0] = 1");
+  for (int a = 0; a < 3; ++a)
+    if (g.vol[a] < 1 || g.patch[a] < 1) throw std::invalid_argument(std::string(what) + ": empty volume or patch");
+}
+
+// Source index of voxel (iz, iy, ix) within one (q, c) volume.
+template <class Idx>
+inline Idx vox(Idx iz, Idx iy, Idx ix, Idx H, Idx W) {
+  return (iz * H + iy) * W + ix;
+}
+
+template <class T, class O, bool kLinear, int ND, class Idx>
+struct RowGather {
+  const T* src;
+  const PatchGeom& g;
+  const float* mats;
+  const int32_t* parent;
+  bool inside_mask;
+  O* out;
+
+  void operator()(int64_t begin, int64_t end) const {
+    const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2];
+    const int64_t n0 = g.vol[0], n1 = g.vol[1], n2 = g.vol[2];
+    const int64_t V = g.vol_numel(), PN = g.patch_numel(), C = g.channels;
+    const int64_t Cout = C + (inside_mask ? 1 : 0);
+    const Idx H = Idx(n1), W = Idx(n2);
+    std::vector<Idx> idx(s2);
+    std::vector<float> fz(kLinear ? s2 : 0), fy(kLinear ? s2 : 0), fx(kLinear ? s2 : 0);
+    int64_t cached_p = -1;
+    PatchMatrix M{};
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t p = row / (s0 * s1);
+      const int64_t x0 = (row / s1) % s0, x1 = row % s1;
+      if (p != cached_p) {
+        M = common::load_patch_matrix(mats + p * (g.ndim + 1) * (g.ndim + 1), g.ndim);
+        cached_p = p;
+      }
+      const int64_t q = parent ? parent[p] : 0;
+      const T* sq = src + q * C * V;
+      O* op = out + p * Cout * PN + (x0 * s1 + x1) * s2;
+      float r[3], st[3];
+      for (int k = 0; k < 3; ++k) {
+        r[k] = common::row_start(M, k, float(x0), float(x1));
+        st[k] = M.m[k][2];
+      }
+      // Fast-path test on the row's two ends (coordinates are monotonic along the row).
+      bool fast = true;
+      const int64_t n[3] = {n0, n1, n2};
+      for (int k = (ND == 3 ? 0 : 1); k < 3; ++k) {
+        float a = r[k], b = common::coord(r[k], float(s2 - 1), st[k]);
+        float lo = fminf(a, b), hi = fmaxf(a, b);
+        if (kLinear)
+          fast &= (floorf(lo) >= 0.f) & (floorf(hi) <= float(n[k] - 2));
+        else
+          fast &= (rintf(lo) >= 0.f) & (rintf(hi) <= float(n[k] - 1));
+      }
+      if (fast) {
+        if (!kLinear) {
+          for (int64_t i = 0; i < s2; ++i) {
+            float fi = float(i);
+            Idx iz = ND == 3 ? Idx(rintf(common::coord(r[0], fi, st[0]))) : Idx(0);
+            Idx iy = Idx(rintf(common::coord(r[1], fi, st[1])));
+            Idx ix = Idx(rintf(common::coord(r[2], fi, st[2])));
+            idx[i] = vox<Idx>(iz, iy, ix, H, W);
+          }
+          for (int64_t c = 0; c < C; ++c) {
+            const T* sc = sq + c * V;
+            O* oc = op + c * PN;
+            for (int64_t i = 0; i < s2; ++i) oc[i] = O(sc[idx[i]]);
+          }
+        } else {
+          for (int64_t i = 0; i < s2; ++i) {
+            float fi = float(i);
+            float z = ND == 3 ? common::coord(r[0], fi, st[0]) : 0.f;
+            float y = common::coord(r[1], fi, st[1]);
+            float x = common::coord(r[2], fi, st[2]);
+            float z0 = floorf(z), y0 = floorf(y), x0f = floorf(x);
+            fz[i] = z - z0;
+            fy[i] = y - y0;
+            fx[i] = x - x0f;
+            idx[i] = vox<Idx>(Idx(z0), Idx(y0), Idx(x0f), H, W);
+          }
+          const Idx HW = H * W;
+          for (int64_t c = 0; c < C; ++c) {
+            const T* sc = sq + c * V;
+            O* oc = op + c * PN;
+            for (int64_t i = 0; i < s2; ++i) {
+              const T* b = sc + idx[i];
+              if (ND == 3) {
+                float v[8] = {float(b[0]),      float(b[1]),          float(b[W]),      float(b[W + 1]),
+                              float(b[HW]),     float(b[HW + 1]),     float(b[HW + W]), float(b[HW + W + 1])};
+                oc[i] = O(common::trilinear(v, 1.f - fz[i], fz[i], 1.f - fy[i], fy[i], 1.f - fx[i], fx[i]));
+              } else {
+                float v[4] = {float(b[0]), float(b[1]), float(b[W]), float(b[W + 1])};
+                oc[i] = O(common::bilinear(v, 1.f - fy[i], fy[i], 1.f - fx[i], fx[i]));
+              }
+            }
+          }
+        }
+        if (inside_mask) {
+          O* om = op + C * PN;
+          for (int64_t i = 0; i < s2; ++i) om[i] = O(1);
+        }
+        continue;
+      }
+      // Checked path: voxel by voxel.
+      for (int64_t i = 0; i < s2; ++i) {
+        float fi = float(i);
+        float z = common::coord(r[0], fi, st[0]);
+        float y = common::coord(r[1], fi, st[1]);
+        float x = common::coord(r[2], fi, st[2]);
+        bool inz, iny, inx;
+        Idx nz = common::nearest_axis(z, n0, inz), ny = common::nearest_axis(y, n1, iny),
+            nx = common::nearest_axis(x, n2, inx);
+        bool inside = inz & iny & inx;
+        if (!kLinear) {
+          Idx id = vox<Idx>(nz, ny, nx, H, W);
+          for (int64_t c = 0; c < C; ++c) op[c * PN + i] = inside ? O(sq[c * V + id]) : O(0);
+        } else {
+          common::LinearAxis az = common::linear_axis(z, n0), ay = common::linear_axis(y, n1),
+                             ax = common::linear_axis(x, n2);
+          if (ND == 2) az = {0, 0, 1.f, 0.f};
+          const Idx c000 = vox<Idx>(az.i0, ay.i0, ax.i0, H, W), c001 = vox<Idx>(az.i0, ay.i0, ax.i1, H, W),
+                    c010 = vox<Idx>(az.i0, ay.i1, ax.i0, H, W), c011 = vox<Idx>(az.i0, ay.i1, ax.i1, H, W),
+                    c100 = vox<Idx>(az.i1, ay.i0, ax.i0, H, W), c101 = vox<Idx>(az.i1, ay.i0, ax.i1, H, W),
+                    c110 = vox<Idx>(az.i1, ay.i1, ax.i0, H, W), c111 = vox<Idx>(az.i1, ay.i1, ax.i1, H, W);
+          for (int64_t c = 0; c < C; ++c) {
+            const T* sc = sq + c * V;
+            if (ND == 3) {
+              float v[8] = {float(sc[c000]), float(sc[c001]), float(sc[c010]), float(sc[c011]),
+                            float(sc[c100]), float(sc[c101]), float(sc[c110]), float(sc[c111])};
+              op[c * PN + i] = O(common::trilinear(v, az.w0, az.w1, ay.w0, ay.w1, ax.w0, ax.w1));
+            } else {
+              float v[4] = {float(sc[c000]), float(sc[c001]), float(sc[c010]), float(sc[c011])};
+              op[c * PN + i] = O(common::bilinear(v, ay.w0, ay.w1, ax.w0, ax.w1));
+            }
+          }
+        }
+        if (inside_mask) op[C * PN + i] = inside ? O(1) : O(0);
+      }
+    }
+  }
+};
+
+template <class T, class O, bool kLinear, int ND>
+void run_rows(const T* src, const PatchGeom& g, const float* mats, const int32_t* parent, bool inside_mask, O* out) {
+  const int64_t rows = g.num_patches * g.patch[0] * g.patch[1];
+  const int64_t grain = std::max<int64_t>(1, 4096 / g.patch[2]);
+  if (g.vol_numel() < (int64_t(1) << 31)) {
+    RowGather<T, O, kLinear, ND, int32_t> body{src, g, mats, parent, inside_mask, out};
+    parallel_for(rows, body, grain);
+  } else {
+    RowGather<T, O, kLinear, ND, int64_t> body{src, g, mats, parent, inside_mask, out};
+    parallel_for(rows, body, grain);
+  }
+}
+
+template <class T, class O>
+void gather_any(const T* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
+                bool inside_mask, O* out) {
+  check_geom(g, "gather_affine");
+  if (g.num_patches == 0) return;
+  if (parent)
+    for (int64_t p = 0; p < g.num_patches; ++p)
+      if (parent[p] < 0 || parent[p] >= g.num_vols)
+        throw std::invalid_argument("gather_affine: parent index " + std::to_string(parent[p]) + " of patch " +
+                                    std::to_string(p) + " is outside [0, " + std::to_string(g.num_vols) + ")");
+  const bool lin = mode == Interp::linear;
+  if (g.ndim == 3) {
+    if (lin) run_rows<T, O, true, 3>(src, g, mats, parent, inside_mask, out);
+    else run_rows<T, O, false, 3>(src, g, mats, parent, inside_mask, out);
+  } else {
+    if (lin) run_rows<T, O, true, 2>(src, g, mats, parent, inside_mask, out);
+    else run_rows<T, O, false, 2>(src, g, mats, parent, inside_mask, out);
+  }
+}
+
+}  // namespace
+
+void gather_affine(const float* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
+                   bool inside_mask, float* out) {
+  gather_any(src, g, mats, parent, mode, inside_mask, out);
+}
+void gather_affine(const uint8_t* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
+                   bool inside_mask, float* out) {
+  gather_any(src, g, mats, parent, mode, inside_mask, out);
+}
+void gather_affine(const int16_t* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
+                   bool inside_mask, float* out) {
+  gather_any(src, g, mats, parent, mode, inside_mask, out);
+}
+void gather_affine(const int32_t* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
+                   bool inside_mask, float* out) {
+  gather_any(src, g, mats, parent, mode, inside_mask, out);
+}
+void gather_affine_labels(const uint8_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,
+                          int32_t* out) {
+  gather_any(src, g, mats, parent, Interp::nearest, false, out);
+}
+void gather_affine_labels(const int16_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,
+                          int32_t* out) {
+  gather_any(src, g, mats, parent, Interp::nearest, false, out);
+}
+void gather_affine_labels(const int32_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,
+                          int32_t* out) {
+  gather_any(src, g, mats, parent, Interp::nearest, false, out);
+}
+
+void gather_affine_backward(const float* grad_out, const PatchGeom& g, const float* mats, const int32_t* parent,
+                            Interp mode, bool inside_mask, float* grad_src) {
+  check_geom(g, "gather_affine_backward");
+  scatter_affine_impl(grad_out, g.channels + (inside_mask ? 1 : 0), g, mats, parent, mode, common::kWindowFlat,
+                      grad_src, nullptr);
+}
+
+}  // namespace pw::kernels::cpu

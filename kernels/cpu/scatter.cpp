@@ -1,0 +1,207 @@
+// CPU bodies of kernels/scatter.h, and the adjoint of the gather (gather_affine_backward), which is
+// the same splatting with a flat window and no weight volume.
+//
+// No atomics: the target planes along the partition axis (D in 3D, H in 2D; all Q volumes one
+// after the other) are cut into one contiguous range per thread, with equal estimated work (each
+// patch spreads its voxel count evenly over the planes its bounding box spans). A thread visits
+// only the patches and rows whose extent meets its range and adds only the contributions whose
+// target plane it owns, so every target voxel is written by exactly one thread.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels/common/patch_math.h"
+#include "kernels/parallel.h"
+#include "kernels/scatter.h"
+
+namespace pw::kernels::cpu {
+
+void scatter_affine_impl(const float* patches, int64_t patch_channels, const PatchGeom& g, const float* mats,
+                         const int32_t* parent, Interp mode, int window, float* acc, float* weight);
+
+namespace {
+
+using common::PatchMatrix;
+
+struct PatchInfo {
+  PatchMatrix M;
+  int64_t q;
+  int64_t lo, hi;  // planes [lo, hi] along the partition axis that the patch may touch; lo > hi: none
+};
+
+template <bool kLinear, int ND>
+void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const std::vector<PatchInfo>& info,
+                   const std::vector<float>* wt, int64_t plane_begin, int64_t plane_end, float* acc, float* weight) {
+  constexpr int pa = ND == 3 ? 0 : 1;
+  const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2];
+  const int64_t n0 = g.vol[0], n1 = g.vol[1], n2 = g.vol[2];
+  const int64_t npa = g.vol[pa];
+  const int64_t V = g.vol_numel(), PN = g.patch_numel(), C = g.channels;
+  for (int64_t q = plane_begin / npa; q * npa < plane_end; ++q) {
+    const int64_t lo = std::max(plane_begin, q * npa) - q * npa;
+    const int64_t hi = std::min(plane_end, (q + 1) * npa) - q * npa;  // own planes [lo, hi)
+    float* accq = acc + q * C * V;
+    float* wq = weight ? weight + q * V : nullptr;
+    for (size_t p = 0; p < info.size(); ++p) {
+      const PatchInfo& pi = info[p];
+      if (pi.q != q || pi.hi < lo || pi.lo >= hi) continue;
+      const PatchMatrix& M = pi.M;
+      const float* pp = patches + int64_t(p) * PC * PN;
+      for (int64_t x0 = 0; x0 < s0; ++x0)
+        for (int64_t x1 = 0; x1 < s1; ++x1) {
+          float r[3], st[3];
+          for (int k = 0; k < 3; ++k) {
+            r[k] = common::row_start(M, k, float(x0), float(x1));
+            st[k] = M.m[k][2];
+          }
+          {  // skip rows whose partition-axis extent misses [lo, hi)
+            float a = r[pa], b = common::coord(r[pa], float(s2 - 1), st[pa]);
+            float rlo = fminf(a, b), rhi = fmaxf(a, b);
+            float flo = kLinear ? floorf(rlo) : rintf(rlo), fhi = kLinear ? floorf(rhi) + 1.f : rintf(rhi);
+            if (!(fhi >= float(lo) && flo < float(hi))) continue;
+          }
+          const float w01 = wt[0][x0] * wt[1][x1];
+          const float* prow = pp + (x0 * s1 + x1) * s2;
+          for (int64_t i = 0; i < s2; ++i) {
+            const float w = w01 * wt[2][i];
+            if (w == 0.f) continue;
+            const float fi = float(i);
+            const float z = common::coord(r[0], fi, st[0]);
+            const float y = common::coord(r[1], fi, st[1]);
+            const float x = common::coord(r[2], fi, st[2]);
+            if (!kLinear) {
+              bool inz, iny, inx;
+              int64_t iz = common::nearest_axis(z, n0, inz), iy = common::nearest_axis(y, n1, iny),
+                      ix = common::nearest_axis(x, n2, inx);
+              const int64_t ipa = pa == 0 ? iz : iy;
+              if (!(inz & iny & inx) || ipa < lo || ipa >= hi) continue;
+              const int64_t id = (iz * n1 + iy) * n2 + ix;
+              for (int64_t c = 0; c < C; ++c) accq[c * V + id] += w * prow[c * PN + i];
+              if (wq) wq[id] += w;
+            } else {
+              common::LinearAxis az = common::linear_axis(z, n0), ay = common::linear_axis(y, n1),
+                                 ax = common::linear_axis(x, n2);
+              if (ND == 2) az = {0, 0, 1.f, 0.f};
+              for (int a = 0; a < 2; ++a) {
+                const int64_t iz = a ? az.i1 : az.i0;
+                const float wz = a ? az.w1 : az.w0;
+                if (wz == 0.f || (pa == 0 && (iz < lo || iz >= hi))) continue;
+                for (int b = 0; b < 2; ++b) {
+                  const int64_t iy = b ? ay.i1 : ay.i0;
+                  const float wy = b ? ay.w1 : ay.w0;
+                  if (wy == 0.f || (pa == 1 && (iy < lo || iy >= hi))) continue;
+                  for (int d = 0; d < 2; ++d) {
+                    const int64_t ix = d ? ax.i1 : ax.i0;
+                    const float kw = (wz * wy) * (d ? ax.w1 : ax.w0);
+                    if (kw == 0.f) continue;
+                    const float ww = w * kw;
+                    const int64_t id = (iz * n1 + iy) * n2 + ix;
+                    for (int64_t c = 0; c < C; ++c) accq[c * V + id] += ww * prow[c * PN + i];
+                    if (wq) wq[id] += ww;
+                  }
+                }
+              }
+            }
+          }
+        }
+    }
+  }
+}
+
+}  // namespace
+
+void scatter_affine_impl(const float* patches, int64_t patch_channels, const PatchGeom& g, const float* mats,
+                         const int32_t* parent, Interp mode, int window, float* acc, float* weight) {
+  if (g.ndim != 2 && g.ndim != 3) throw std::invalid_argument("scatter_affine: ndim must be 2 or 3");
+  if (g.ndim == 2 && (g.vol[0] != 1 || g.patch[0] != 1))
+    throw std::invalid_argument("scatter_affine: a 2D geometry needs vol[0] = patch[0] = 1");
+  if (g.num_patches == 0) return;
+  const bool lin = mode == Interp::linear;
+  const int pa = g.ndim == 3 ? 0 : 1;
+  const int64_t npa = g.vol[pa], Q = g.num_vols;
+  const int64_t s[3] = {g.patch[0], g.patch[1], g.patch[2]};
+
+  // Per patch: matrix, volume and the planes its bounding box may touch along the partition axis.
+  std::vector<PatchInfo> info(g.num_patches);
+  std::vector<double> work(Q * npa + 1, 0.0);
+  for (int64_t p = 0; p < g.num_patches; ++p) {
+    PatchInfo& pi = info[p];
+    pi.M = common::load_patch_matrix(mats + p * (g.ndim + 1) * (g.ndim + 1), g.ndim);
+    pi.q = parent ? parent[p] : 0;
+    if (pi.q < 0 || pi.q >= Q)
+      throw std::invalid_argument("scatter_affine: parent index " + std::to_string(pi.q) + " of patch " +
+                                  std::to_string(p) + " is outside [0, " + std::to_string(Q) + ")");
+    float cmin = INFINITY, cmax = -INFINITY;
+    for (int corner = 0; corner < 8; ++corner) {
+      float x0 = (corner & 4) ? float(s[0] - 1) : 0.f, x1 = (corner & 2) ? float(s[1] - 1) : 0.f,
+            x2 = (corner & 1) ? float(s[2] - 1) : 0.f;
+      float c = common::coord(common::row_start(pi.M, pa, x0, x1), x2, pi.M.m[pa][2]);
+      cmin = fminf(cmin, c);
+      cmax = fmaxf(cmax, c);
+    }
+    pi.lo = 1;
+    pi.hi = 0;
+    if (!(cmin <= cmax)) continue;  // NaN matrix: nothing lands
+    float flo = (lin ? floorf(cmin) : rintf(cmin)) - 1.f, fhi = (lin ? floorf(cmax) + 1.f : rintf(cmax)) + 1.f;
+    if (fhi < 0.f || flo > float(npa - 1)) continue;
+    pi.lo = int64_t(fmaxf(flo, 0.f));
+    pi.hi = int64_t(fminf(fhi, float(npa - 1)));
+    const double per_plane = double(g.patch_numel()) / double(pi.hi - pi.lo + 1);
+    for (int64_t z = pi.lo; z <= pi.hi; ++z) work[pi.q * npa + z] += per_plane;
+  }
+
+  // One contiguous plane range per thread, with equal work.
+  const int64_t planes = Q * npa;
+  const int T = int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), planes)));
+  std::vector<double> cum(planes + 1, 0.0);
+  for (int64_t z = 0; z < planes; ++z) cum[z + 1] = cum[z] + work[z];
+  std::vector<int64_t> cut(T + 1, 0);
+  cut[T] = planes;
+  for (int t = 1; t < T; ++t) {
+    double goal = cum[planes] * t / T;
+    cut[t] = std::max(cut[t - 1], int64_t(std::lower_bound(cum.begin(), cum.end(), goal) - cum.begin()));
+    cut[t] = std::min(cut[t], planes);
+  }
+
+  std::vector<float> wt[3];
+  for (int a = 0; a < 3; ++a) {
+    wt[a].resize(s[a]);
+    for (int64_t x = 0; x < s[a]; ++x) wt[a][x] = common::window_axis(window, x, s[a]);
+  }
+  parallel_for(
+      T,
+      [&](int64_t tb, int64_t te) {
+        for (int64_t t = tb; t < te; ++t) {
+          if (cut[t] >= cut[t + 1]) continue;
+          if (g.ndim == 3) {
+            if (lin) scatter_range<true, 3>(patches, patch_channels, g, info, wt, cut[t], cut[t + 1], acc, weight);
+            else scatter_range<false, 3>(patches, patch_channels, g, info, wt, cut[t], cut[t + 1], acc, weight);
+          } else {
+            if (lin) scatter_range<true, 2>(patches, patch_channels, g, info, wt, cut[t], cut[t + 1], acc, weight);
+            else scatter_range<false, 2>(patches, patch_channels, g, info, wt, cut[t], cut[t + 1], acc, weight);
+          }
+        }
+      },
+      1);
+}
+
+void scatter_affine(const float* patches, const PatchGeom& g, const float* mats, const int32_t* parent,
+                    Interp mode, Window window, float* acc, float* weight) {
+  const int w = window == Window::cos ? common::kWindowCos
+                : window == Window::cos2 ? common::kWindowCos2 : common::kWindowFlat;
+  scatter_affine_impl(patches, g.channels, g, mats, parent, mode, w, acc, weight);
+}
+
+void stitch_normalize(const float* acc, const float* weight, int64_t channels, int64_t n, float alpha, float* out) {
+  parallel_for(
+      n,
+      [&](int64_t b, int64_t e) {
+        for (int64_t c = 0; c < channels; ++c)
+          for (int64_t i = b; i < e; ++i) out[c * n + i] = common::stitch_normalize(acc[c * n + i], weight[i], alpha);
+      },
+      1 << 14);
+}
+
+}  // namespace pw::kernels::cpu

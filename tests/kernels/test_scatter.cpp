@@ -1,0 +1,154 @@
+// Affine patch scatter / stitching (kernels/scatter.h), CPU body: the paper's reconstruction
+// experiment, windows, the sqrt(W^2 + 3 alpha) rule, thread independence, and the link to the
+// gather's adjoint.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "common/test_util.h"
+#include "kernels/common/patch_math.h"
+#include "kernels/parallel.h"
+#include "kernels/scatter.h"
+#include "patch_test_util.h"
+
+using namespace pw;
+using namespace pw::kernels;
+using namespace pw::test::patch;
+
+namespace {
+
+// Identity blocks (B_n = identity): crop random rotated, 1.5x-undersampling patches out of `img`
+// and stitch them straight back. Returns the RMS error over covered voxels relative to the image's
+// RMS, and the covered fraction.
+void reconstruct(const std::vector<float>& img, int64_t n, Interp mode, double& rel_err, double& covered) {
+  std::mt19937_64 rng(11);
+  const int64_t P = 400;
+  const std::vector<int64_t> s = {12, 12, 12};
+  PatchGeom g = geom3(1, 1, {n, n, n}, P, s);
+  std::vector<float> mats;
+  for (int64_t p = 0; p < P; ++p) {
+    std::uniform_real_distribution<double> uc(0, double(n - 1));
+    push_random_matrix(mats, 3, {uc(rng), uc(rng), uc(rng)}, s, 1.5, 1.5, rng);
+  }
+  std::vector<float> patches(P * g.patch_numel()), acc(img.size(), 0.f), w(img.size(), 0.f), y(img.size());
+  cpu::gather_affine(img.data(), g, mats.data(), nullptr, mode, false, patches.data());
+  cpu::scatter_affine(patches.data(), g, mats.data(), nullptr, mode, Window::flat, acc.data(), w.data());
+  cpu::stitch_normalize(acc.data(), w.data(), 1, int64_t(img.size()), 0.f, y.data());
+  double se = 0, ss = 0;
+  int64_t cov = 0;
+  for (size_t i = 0; i < img.size(); ++i) {
+    if (w[i] <= 0.f) continue;
+    ++cov;
+    se += (double(y[i]) - img[i]) * (double(y[i]) - img[i]);
+    ss += double(img[i]) * img[i];
+  }
+  rel_err = std::sqrt(se / ss);
+  covered = double(cov) / double(img.size());
+}
+
+}  // namespace
+
+TEST_CASE("reconstruction experiment: stitched identity patches give a downgraded copy; nearest beats linear") {
+  const int64_t n = 32;
+  // A smooth image (low frequencies) plus fine texture.
+  std::vector<float> img(n * n * n);
+  auto noise = random_values(img.size(), 12, -0.2f, 0.2f);
+  for (int64_t z = 0; z < n; ++z)
+    for (int64_t y = 0; y < n; ++y)
+      for (int64_t x = 0; x < n; ++x)
+        img[(z * n + y) * n + x] = float(std::sin(0.3 * z) + std::cos(0.25 * y) + std::sin(0.2 * x + 0.1 * z)) +
+                                   noise[(z * n + y) * n + x];
+  double e_nn, c_nn, e_lin, c_lin;
+  reconstruct(img, n, Interp::nearest, e_nn, c_nn);
+  reconstruct(img, n, Interp::linear, e_lin, c_lin);
+  MESSAGE("reconstruction rel. RMS error: nearest ", e_nn, " (covered ", c_nn, "), linear ", e_lin, " (covered ",
+          c_lin, ")");
+  CHECK(c_nn > 0.9);
+  CHECK(c_lin > 0.9);
+  CHECK(e_lin < 0.2);        // a (blurred) copy of the image
+  CHECK(e_nn < e_lin);       // nearest neighbour reconstructs closer
+  CHECK(e_nn < 1e-6);        // nearest crop + nearest stitch puts every sample back where it came from
+}
+
+TEST_CASE("stitching windows and the sqrt(W^2 + 3 alpha) rule") {
+  const int64_t n = 10;
+  const std::vector<int64_t> s = {5, 6, 7};
+  PatchGeom g = geom3(1, 1, {n, n, n}, 1, s);
+  std::vector<float> m = {1, 0, 0, 2, 0, 1, 0, 1, 0, 0, 1, 3, 0, 0, 0, 1};  // a shift, fully inside
+  auto vals = random_values(g.patch_numel(), 13, -1.f, 1.f);
+  for (Window win : {Window::flat, Window::cos, Window::cos2}) {
+    std::vector<float> acc(n * n * n, 0.f), w(n * n * n, 0.f), y(n * n * n);
+    cpu::scatter_affine(vals.data(), g, m.data(), nullptr, Interp::nearest, win, acc.data(), w.data());
+    int bad = 0;
+    double maxabs = 0;
+    for (int64_t z = 0; z < s[0]; ++z)
+      for (int64_t yy = 0; yy < s[1]; ++yy)
+        for (int64_t x = 0; x < s[2]; ++x) {
+          auto f = [&](int64_t i, int64_t S) { return std::sin(M_PI * double(i) / double(S - 1)); };
+          double cw = f(z, s[0]) * f(yy, s[1]) * f(x, s[2]);
+          double expect = win == Window::flat ? 1.0 : win == Window::cos ? cw : std::sqrt(cw);
+          int64_t t = ((z + 2) * n + yy + 1) * n + x + 3;
+          bad += std::fabs(w[t] - expect) > 1e-6;
+          bad += std::fabs(acc[t] - expect * vals[(z * s[1] + yy) * s[2] + x]) > 1e-6;
+        }
+    CHECK(bad == 0);
+    // alpha = 1: a voxel seen once by a patch value in [-1, 1] never exceeds 0.5.
+    cpu::stitch_normalize(acc.data(), w.data(), 1, n * n * n, 1.f, y.data());
+    for (float v : y) maxabs = std::max(maxabs, double(std::fabs(v)));
+    CHECK(maxabs <= 0.5);
+    if (win == Window::flat) CHECK(maxabs > 0.45);  // |v|/2 for the largest |v|
+  }
+  // alpha = 0 is the weighted mean: two overlapping constant patches 1 and 3 with flat window -> 2.
+  PatchGeom g2 = geom3(1, 1, {n, n, n}, 2, {2, 2, 2});
+  std::vector<float> m2 = {1, 0, 0, 4, 0, 1, 0, 4, 0, 0, 1, 4, 0, 0, 0, 1, 1, 0, 0, 4, 0, 1, 0, 4, 0, 0, 1, 4, 0, 0, 0, 1};
+  std::vector<float> pv(16, 1.f);
+  for (int i = 8; i < 16; ++i) pv[i] = 3.f;
+  std::vector<float> acc(n * n * n, 0.f), w(n * n * n, 0.f), y(n * n * n);
+  cpu::scatter_affine(pv.data(), g2, m2.data(), nullptr, Interp::linear, Window::flat, acc.data(), w.data());
+  cpu::stitch_normalize(acc.data(), w.data(), 1, n * n * n, 0.f, y.data());
+  CHECK(y[(4 * n + 4) * n + 4] == doctest::Approx(2.0));
+  CHECK(y[(5 * n + 5) * n + 5] == doctest::Approx(2.0));
+  CHECK(y[0] == 0.f);  // nothing landed: 0, not NaN
+  CHECK(common::window_axis(common::kWindowCos, 0, 7) == 0.f);
+  CHECK(common::window_axis(common::kWindowCos, 6, 7) == 0.f);
+  CHECK(common::window_axis(common::kWindowCos, 3, 7) == 1.f);
+}
+
+TEST_CASE("scatter_affine: flat window equals the gather adjoint; results do not depend on threads") {
+  std::mt19937_64 rng(14);
+  for (int d : {2, 3}) {
+    for (Interp mode : {Interp::nearest, Interp::linear}) {
+      const int64_t C = 2, Q = 2, P = 9;
+      std::vector<int64_t> vol = d == 3 ? std::vector<int64_t>{12, 11, 10} : std::vector<int64_t>{20, 18};
+      std::vector<int64_t> s = d == 3 ? std::vector<int64_t>{5, 6, 4} : std::vector<int64_t>{6, 7};
+      PatchGeom g = d == 3 ? geom3(C, Q, vol, P, s) : geom2(C, Q, vol, P, s);
+      std::vector<float> mats;
+      std::vector<int32_t> parent;
+      for (int64_t p = 0; p < P; ++p) {
+        std::vector<double> centre;
+        for (int a = 0; a < d; ++a) centre.push_back(std::uniform_real_distribution<double>(-2, vol[a] + 2)(rng));
+        push_random_matrix(mats, d, centre, {g.patch[0], g.patch[1], g.patch[2]}, 0.6, 1.4, rng);
+        parent.push_back(int32_t(p % Q));
+      }
+      auto patches = random_values(P * C * g.patch_numel(), 15);
+      const size_t nv = Q * C * g.vol_numel();
+      std::vector<float> a(nv, 0.f), b(nv, 0.f), c1(nv, 0.f), w1(Q * g.vol_numel(), 0.f), w3(w1.size(), 0.f);
+      cpu::scatter_affine(patches.data(), g, mats.data(), parent.data(), mode, Window::flat, a.data(), nullptr);
+      cpu::gather_affine_backward(patches.data(), g, mats.data(), parent.data(), mode, false, b.data());
+      CHECK(std::memcmp(a.data(), b.data(), nv * sizeof(float)) == 0);
+      int prev = num_threads();
+      set_num_threads(1);
+      std::vector<float> c3(nv, 0.f);
+      cpu::scatter_affine(patches.data(), g, mats.data(), parent.data(), mode, Window::cos, c1.data(), w1.data());
+      set_num_threads(3);
+      cpu::scatter_affine(patches.data(), g, mats.data(), parent.data(), mode, Window::cos, c3.data(), w3.data());
+      set_num_threads(prev);
+      CHECK(std::memcmp(c1.data(), c3.data(), nv * sizeof(float)) == 0);
+      CHECK(std::memcmp(w1.data(), w3.data(), w1.size() * sizeof(float)) == 0);
+      double total = 0;
+      for (float v : w1) total += v;
+      CHECK(total > 1.0);
+    }
+  }
+}
