@@ -16,6 +16,13 @@ Eigen::Vector3d Patch::centre_world() const {
 
 Eigen::Matrix4d resample_matrix(const Patch& src, const Patch& dst) { return src.A.inverse() * dst.A; }
 
+void append_kernel_matrix(const Eigen::Matrix4d& M, int ndim, std::vector<float>& out) {
+  // array axis r <-> xyz component ndim-1-r; the homogeneous row/column stays last
+  auto ax = [&](int r) { return r == ndim ? 3 : ndim - 1 - r; };
+  for (int r = 0; r <= ndim; ++r)
+    for (int c = 0; c <= ndim; ++c) out.push_back(static_cast<float>(M(ax(r), ax(c))));
+}
+
 // ---- JSON ---------------------------------------------------------------------------------------
 
 json Smoothing::to_json() const {

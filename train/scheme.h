@@ -47,6 +47,11 @@ struct Patch {
 // "patch-voxel -> image-voxel" matrix; with src = the parent patch, "child-voxel -> parent-voxel".
 Eigen::Matrix4d resample_matrix(const Patch& src, const Patch& dst);
 
+// The same matrix as the kernels want it (kernels/gather.h, kernels/scatter.h): row-major
+// (ndim+1)x(ndim+1) floats in ARRAY AXIS ORDER ((D, H, W) for 3D, (H, W) for 2D), i.e. with
+// the (x, y, z) components reversed. Appends to `out` (so a batch of matrices is built in one vector).
+void append_kernel_matrix(const Eigen::Matrix4d& M, int ndim, std::vector<float>& out);
+
 // Smoothing before a crop (smoothfac_data / smoothfac_label): a number w (Gaussian of width
 // w times the undersampling; 0 = none) or one of "boxcar", "max", "mixture".
 struct Smoothing {

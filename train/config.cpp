@@ -1,0 +1,321 @@
+#include "train/config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+
+#include "io/error.h"
+#include "train/json_check.h"
+
+namespace pw::train {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+LossKind parse_loss(const std::string& s) {
+  if (s == "bce") return LossKind::bce;
+  if (s == "ce") return LossKind::ce;
+  if (s == "dice") return LossKind::dice;
+  if (s == "bce+dice") return LossKind::bce_dice;
+  if (s == "ce+dice") return LossKind::ce_dice;
+  throw InputError("loss: expected \"bce\", \"ce\", \"dice\", \"bce+dice\" or \"ce+dice\", got \"" + s + "\"");
+}
+
+const char* loss_name(LossKind k) {
+  switch (k) {
+    case LossKind::bce: return "bce";
+    case LossKind::ce: return "ce";
+    case LossKind::dice: return "dice";
+    case LossKind::bce_dice: return "bce+dice";
+    case LossKind::ce_dice: return "ce+dice";
+  }
+  return "?";
+}
+
+json Augment::to_json(int ndim) const {
+  auto v = [&](const Eigen::Vector3d& x) {
+    json a = json::array();
+    for (int i = 0; i < ndim; ++i) a.push_back(x[i]);
+    return a;
+  };
+  return {{"dphi", ndim == 2 ? json(dphi[0]) : v(dphi)}, {"flip", v(flip)}, {"dscale", v(dscale)}};
+}
+
+Augment Augment::from_json(const json& j, int ndim) {
+  Augment a;
+  if (j.is_null()) return a;
+  check_keys(j, {"dphi", "flip", "dscale"}, "augment");
+  auto vec = [&](const char* key, int n) {
+    auto v = json_numbers(j[key], std::string("augment.") + key, n);
+    Eigen::Vector3d out = Eigen::Vector3d::Zero();
+    for (int i = 0; i < n; ++i) {
+      if (v[i] < 0) throw InputError(std::string("augment.") + key + ": values must be >= 0");
+      out[i] = v[i];
+    }
+    return out;
+  };
+  if (j.contains("dphi")) a.dphi = vec("dphi", ndim == 2 ? 1 : 3);
+  if (j.contains("flip")) a.flip = vec("flip", ndim);
+  if (j.contains("dscale")) a.dscale = vec("dscale", ndim);
+  return a;
+}
+
+static const std::vector<std::string>& own_keys() {
+  static const std::vector<std::string> keys = {
+      "network", "intermediate_out", "intermediate_loss", "block_out", "forward_type", "identical_blocks",
+      "num_its", "num_patches", "epochs", "batch_size", "generate_type", "loss", "dontcare", "hard_mining",
+      "hard_mining_order", "hard_mining_maxage", "balance", "augment", "independent_augmentation", "optimizer",
+      "parallel", "validation_every", "seed", "threads", "time_limit_s", "dataset", "comment"};
+  return keys;
+}
+
+static int positive(const json& j, const char* key, int min = 1) {
+  int v = json_int(j[key], key);
+  if (v < min) throw InputError(std::string(key) + ": must be >= " + std::to_string(min) + ", got " + std::to_string(v));
+  return v;
+}
+
+TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
+  std::vector<std::string> allowed = Scheme::json_keys();
+  allowed.insert(allowed.end(), own_keys().begin(), own_keys().end());
+  check_keys(j, allowed, "config");
+  TrainConfig c;
+  c.raw = j;
+  json sj = json::object();
+  for (const auto& k : Scheme::json_keys())
+    if (j.contains(k)) sj[k] = j[k];
+  c.scheme = Scheme::from_json(sj);
+  const int depth = c.scheme.depth;
+
+  if (j.contains("network")) {
+    if (!j["network"].is_object()) throw InputError("network: expected an object");
+    c.network = j["network"];
+  }
+  if (j.contains("intermediate_out")) c.intermediate_out = positive(j, "intermediate_out", 0);
+  if (j.contains("intermediate_loss")) c.intermediate_loss = json_bool(j["intermediate_loss"], "intermediate_loss");
+  if (j.contains("block_out") && !j["block_out"].is_null()) {
+    c.block_out = json_ints(j["block_out"], "block_out");
+    if (static_cast<int>(c.block_out.size()) != depth)
+      throw InputError("block_out: expected " + std::to_string(depth) + " entries (one per level)");
+  }
+  if (j.contains("forward_type")) {
+    std::string v = json_string(j["forward_type"], "forward_type");
+    if (v == "simple") c.forward_type = ForwardType::simple;
+    else if (v == "mult") c.forward_type = ForwardType::mult;
+    else throw InputError("forward_type: expected \"simple\" or \"mult\", got \"" + v + "\"");
+  }
+  if (j.contains("identical_blocks")) c.identical_blocks = json_bool(j["identical_blocks"], "identical_blocks");
+  if (j.contains("num_its")) c.num_its = positive(j, "num_its");
+  if (j.contains("num_patches")) c.num_patches = positive(j, "num_patches");
+  if (j.contains("epochs")) c.epochs = positive(j, "epochs");
+  if (j.contains("batch_size")) c.batch_size = positive(j, "batch_size");
+  if (j.contains("generate_type")) {
+    std::string v = json_string(j["generate_type"], "generate_type");
+    if (v == "tree") c.tree = true;
+    else if (v != "random") throw InputError("generate_type: expected \"random\" or \"tree\", got \"" + v + "\"");
+  }
+  if (j.contains("loss")) {
+    const json& l = j["loss"];
+    if (l.is_string()) c.loss.assign(depth, parse_loss(l.get<std::string>()));
+    else if (l.is_array() && static_cast<int>(l.size()) == depth)
+      for (const auto& e : l) c.loss.push_back(parse_loss(json_string(e, "loss")));
+    else throw InputError("loss: expected a loss name or one per level (" + std::to_string(depth) + ")");
+  } else {
+    c.loss.assign(depth, c.scheme.categorical ? LossKind::ce_dice : LossKind::bce);
+  }
+  for (LossKind k : c.loss) {
+    bool ce = k == LossKind::ce || k == LossKind::ce_dice;
+    bool bce = k == LossKind::bce || k == LossKind::bce_dice;
+    if (ce && !c.scheme.categorical) throw InputError("loss: \"ce\" needs categorical: true");
+    if (bce && c.scheme.categorical) throw InputError("loss: \"bce\" needs categorical: false (use \"ce\")");
+  }
+  if (j.contains("dontcare")) c.dontcare = json_bool(j["dontcare"], "dontcare");
+  if (j.contains("hard_mining")) {
+    c.hard_mining = json_number(j["hard_mining"], "hard_mining");
+    if (c.hard_mining < 0 || c.hard_mining >= 1) throw InputError("hard_mining: must be in [0, 1)");
+  }
+  if (j.contains("hard_mining_order")) {
+    std::string v = json_string(j["hard_mining_order"], "hard_mining_order");
+    if (v == "loss") c.hard_mining_order = HardOrder::loss;
+    else if (v == "f1" || v == "fl") c.hard_mining_order = HardOrder::f1;
+    else if (v == "balance") c.hard_mining_order = HardOrder::balance;
+    else throw InputError("hard_mining_order: expected \"loss\", \"f1\" or \"balance\", got \"" + v + "\"");
+  }
+  if (j.contains("hard_mining_maxage")) c.hard_mining_maxage = positive(j, "hard_mining_maxage");
+  if (j.contains("balance") && !j["balance"].is_null()) {
+    const json& b = j["balance"];
+    check_keys(b, {"ratio", "label_weight", "autoweight"}, "balance");
+    if (b.contains("ratio")) c.balance.ratio = json_number(b["ratio"], "balance.ratio");
+    if (c.balance.ratio < 0 || c.balance.ratio >= 1) throw InputError("balance.ratio: must be in [0, 1)");
+    if (b.contains("label_weight") && !b["label_weight"].is_null()) {
+      c.balance.label_weight = json_numbers(b["label_weight"], "balance.label_weight",
+                                            b["label_weight"].is_array() ? int(b["label_weight"].size()) : 1);
+      if (c.scheme.num_labels && int(c.balance.label_weight.size()) != c.scheme.num_labels)
+        throw InputError("balance.label_weight: expected " + std::to_string(c.scheme.num_labels) + " entries");
+    }
+    if (b.contains("autoweight")) c.balance.autoweight = json_bool(b["autoweight"], "balance.autoweight");
+  }
+  if (j.contains("augment")) c.augment = Augment::from_json(j["augment"], c.scheme.ndim);
+  if (j.contains("independent_augmentation"))
+    c.independent_augmentation = json_bool(j["independent_augmentation"], "independent_augmentation");
+  if (j.contains("optimizer")) {
+    const json& o = j["optimizer"];
+    check_keys(o, {"type", "lr", "weight_decay", "momentum", "schedule", "gamma", "step_size"}, "optimizer");
+    if (o.contains("type")) c.optimizer = json_string(o["type"], "optimizer.type");
+    if (c.optimizer != "adam" && c.optimizer != "adamw" && c.optimizer != "sgd")
+      throw InputError("optimizer.type: expected \"adam\", \"adamw\" or \"sgd\", got \"" + c.optimizer + "\"");
+    if (o.contains("lr")) c.lr = json_number(o["lr"], "optimizer.lr");
+    if (!(c.lr > 0)) throw InputError("optimizer.lr: must be > 0");
+    if (o.contains("weight_decay")) c.weight_decay = json_number(o["weight_decay"], "optimizer.weight_decay");
+    if (o.contains("momentum")) c.momentum = json_number(o["momentum"], "optimizer.momentum");
+    if (o.contains("schedule")) c.schedule = json_string(o["schedule"], "optimizer.schedule");
+    if (c.schedule != "constant" && c.schedule != "poly" && c.schedule != "step")
+      throw InputError("optimizer.schedule: expected \"constant\", \"poly\" or \"step\", got \"" + c.schedule + "\"");
+    if (o.contains("gamma")) c.gamma = json_number(o["gamma"], "optimizer.gamma");
+    if (o.contains("step_size")) c.step_size = json_int(o["step_size"], "optimizer.step_size");
+  }
+  if (j.contains("parallel")) c.parallel = json_bool(j["parallel"], "parallel");
+  if (j.contains("validation_every")) c.validation_every = positive(j, "validation_every", 0);
+  if (j.contains("seed")) c.seed = static_cast<uint64_t>(positive(j, "seed", 0));
+  if (j.contains("threads")) c.threads = positive(j, "threads", 0);
+  if (j.contains("time_limit_s")) c.time_limit_s = json_number(j["time_limit_s"], "time_limit_s");
+  if (j.contains("dataset")) {
+    const json& d = j["dataset"];
+    check_keys(d, {"path", "pairs", "validation", "train", "max_cases"}, "dataset");
+    if (d.contains("path") == d.contains("pairs"))
+      throw InputError("dataset: give exactly one of 'path' (MSD folder) and 'pairs' (explicit list)");
+    auto resolve = [&](const std::string& p) { return fs::path(p).is_absolute() || base_dir.empty() ? fs::path(p) : base_dir / p; };
+    if (d.contains("path")) c.dataset.root = resolve(json_string(d["path"], "dataset.path"));
+    if (d.contains("pairs")) {
+      if (!d["pairs"].is_array()) throw InputError("dataset.pairs: expected a list of {image, label}");
+      for (const auto& p : d["pairs"]) {
+        check_keys(p, {"image", "label", "name"}, "dataset.pairs[]");
+        DataPair dp;
+        if (!p.contains("image") || !p.contains("label"))
+          throw InputError("dataset.pairs[]: each entry needs 'image' and 'label'");
+        if (p["image"].is_array())
+          for (const auto& e : p["image"]) dp.images.push_back(resolve(json_string(e, "dataset.pairs[].image")));
+        else dp.images.push_back(resolve(json_string(p["image"], "dataset.pairs[].image")));
+        dp.label = resolve(json_string(p["label"], "dataset.pairs[].label"));
+        dp.name = p.contains("name") ? json_string(p["name"], "dataset.pairs[].name") : std::string();
+        c.dataset.pairs.push_back(dp);
+      }
+    }
+    for (const char* key : {"validation", "train"}) {
+      if (!d.contains(key)) continue;
+      if (!d[key].is_array()) throw InputError(std::string("dataset.") + key + ": expected a list of case names");
+      auto& dst = std::string(key) == "validation" ? c.dataset.validation : c.dataset.train;
+      for (const auto& e : d[key]) dst.push_back(json_string(e, std::string("dataset.") + key));
+    }
+    if (d.contains("max_cases")) c.dataset.max_cases = json_int(d["max_cases"], "dataset.max_cases");
+  }
+  if (!c.balance.label_weight.empty() && c.scheme.num_labels &&
+      static_cast<int>(c.balance.label_weight.size()) != c.scheme.num_labels)
+    throw InputError("balance.label_weight: expected one weight per label");
+  return c;
+}
+
+TrainConfig TrainConfig::load(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw InputError(file.string() + ": cannot open the config file");
+  json j;
+  try {
+    j = json::parse(in, nullptr, true, /*ignore_comments=*/true);
+  } catch (const json::parse_error& e) {
+    throw InputError(file.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  try {
+    return from_json(j, file.parent_path());
+  } catch (const InputError& e) {
+    throw InputError(file.string() + ": " + e.what());
+  }
+}
+
+int TrainConfig::out_channels(int level) const {
+  if (!block_out.empty()) return block_out.at(level);
+  int k = scheme.label_channels();
+  return level == scheme.depth - 1 ? k : k + intermediate_out;
+}
+
+static std::string case_name(const fs::path& p) {
+  std::string n = p.filename().string();
+  for (const char* ext : {".nii.gz", ".nii", ".hdr", ".img"})
+    if (n.size() > std::string(ext).size() && n.compare(n.size() - std::string(ext).size(), std::string::npos, ext) == 0)
+      return n.substr(0, n.size() - std::string(ext).size());
+  return n;
+}
+
+std::vector<DataPair> list_cases(const DatasetSpec& spec) {
+  std::vector<DataPair> out;
+  if (spec.root.empty()) {
+    out = spec.pairs;
+    for (auto& p : out)
+      if (p.name.empty()) p.name = case_name(p.images.at(0));
+  } else {
+    const fs::path& root = spec.root;
+    if (!fs::is_directory(root)) throw InputError(root.string() + ": dataset folder not found");
+    fs::path dj = root / "dataset.json";
+    if (fs::exists(dj)) {
+      std::ifstream in(dj);
+      json d;
+      try {
+        d = json::parse(in);
+      } catch (const json::parse_error& e) {
+        throw InputError(dj.string() + ": not valid JSON (" + e.what() + ")");
+      }
+      if (!d.contains("training") || !d["training"].is_array())
+        throw InputError(dj.string() + ": no 'training' list");
+      for (const auto& e : d["training"]) {
+        if (!e.contains("image") || !e.contains("label"))
+          throw InputError(dj.string() + ": a 'training' entry lacks image or label");
+        DataPair p;
+        p.images.push_back(root / e["image"].get<std::string>());
+        p.label = root / e["label"].get<std::string>();
+        p.name = case_name(p.images[0]);
+        out.push_back(p);
+      }
+    } else {
+      if (!fs::is_directory(root / "imagesTr")) throw InputError(root.string() + ": no dataset.json and no imagesTr/");
+      std::vector<fs::path> files;
+      for (const auto& e : fs::directory_iterator(root / "imagesTr"))
+        if (e.path().filename().string()[0] != '.') files.push_back(e.path());
+      std::sort(files.begin(), files.end());
+      for (const auto& f : files) {
+        DataPair p;
+        p.images.push_back(f);
+        p.label = root / "labelsTr" / f.filename();
+        p.name = case_name(f);
+        out.push_back(p);
+      }
+    }
+  }
+  for (const auto& p : out) {
+    for (const auto& i : p.images)
+      if (!fs::exists(i)) throw InputError(i.string() + ": image file not found (case " + p.name + ")");
+    if (!fs::exists(p.label)) throw InputError(p.label.string() + ": label file not found (case " + p.name + ")");
+  }
+  if (out.empty()) throw InputError("dataset: no cases found");
+  return out;
+}
+
+void split_cases(const DatasetSpec& spec, const std::vector<DataPair>& cases, std::vector<DataPair>& train,
+                 std::vector<DataPair>& validation) {
+  std::set<std::string> names;
+  for (const auto& c : cases) names.insert(c.name);
+  for (const auto& v : spec.validation)
+    if (!names.count(v)) throw InputError("dataset.validation: case '" + v + "' is not in the dataset");
+  for (const auto& v : spec.train)
+    if (!names.count(v)) throw InputError("dataset.train: case '" + v + "' is not in the dataset");
+  std::set<std::string> val(spec.validation.begin(), spec.validation.end());
+  std::set<std::string> tr(spec.train.begin(), spec.train.end());
+  train.clear();
+  validation.clear();
+  for (const auto& c : cases) {
+    if (val.count(c.name)) validation.push_back(c);
+    else if (tr.empty() || tr.count(c.name)) train.push_back(c);
+  }
+  if (spec.max_cases > 0 && static_cast<int>(train.size()) > spec.max_cases) train.resize(spec.max_cases);
+  if (train.empty()) throw InputError("dataset: no training cases left after the split");
+}
+
+}  // namespace pw::train

@@ -1,0 +1,288 @@
+#include "train/model.h"
+
+#include "engine/nn.h"
+#include "engine/ops.h"
+#include "kernels/gather.h"
+#include "engine/safetensors.h"
+#include "io/error.h"
+#include "train/json_check.h"
+
+namespace pw::train {
+
+using nlohmann::json;
+
+// ---- spec ---------------------------------------------------------------------------------------
+
+int ModelSpec::block_in_channels(int level) const {
+  int crop = level > 0 ? out_channels.at(level - 1) : (identical_blocks ? out_channels.back() : 0);
+  if (forward_type == ForwardType::mult && crop > 0) return in_channels + in_channels * crop + crop;
+  return in_channels + crop;
+}
+
+json ModelSpec::to_json() const {
+  json j;
+  j["format"] = "patchwork-model-1";
+  j["crop_generator"] = scheme.to_json();
+  j["image_channels"] = image_channels;
+  j["in_channels"] = in_channels;
+  j["network"] = network;
+  j["out_channels"] = out_channels;
+  j["forward_type"] = forward_type == ForwardType::simple ? "simple" : "mult";
+  j["identical_blocks"] = identical_blocks;
+  j["intermediate_loss"] = intermediate_loss;
+  j["thresholds"] = thresholds;
+  j["label_names"] = label_names;
+  j["augment"] = augment.to_json(scheme.ndim);
+  j["independent_augmentation"] = independent_augmentation;
+  j["training"] = training;
+  return j;
+}
+
+ModelSpec ModelSpec::from_json(const json& j) {
+  check_keys(j, {"format", "crop_generator", "image_channels", "in_channels", "network", "out_channels",
+                 "forward_type", "identical_blocks", "intermediate_loss", "thresholds", "label_names", "augment",
+                 "independent_augmentation", "training"},
+             "model description");
+  ModelSpec s;
+  try {
+    if (j.value("format", "") != "patchwork-model-1") throw InputError("format: not a patchwork model (format)");
+    s.scheme = Scheme::from_json(j.at("crop_generator"));
+    s.image_channels = json_int(j.at("image_channels"), "image_channels");
+    s.in_channels = json_int(j.at("in_channels"), "in_channels");
+    s.network = j.at("network");
+    s.out_channels = json_ints(j.at("out_channels"), "out_channels");
+    if (static_cast<int>(s.out_channels.size()) != s.scheme.depth) throw InputError("out_channels: one per level");
+    s.forward_type = json_string(j.at("forward_type"), "forward_type") == "mult" ? ForwardType::mult : ForwardType::simple;
+    s.identical_blocks = json_bool(j.at("identical_blocks"), "identical_blocks");
+    s.intermediate_loss = json_bool(j.at("intermediate_loss"), "intermediate_loss");
+    for (const auto& t : j.at("thresholds")) s.thresholds.push_back(json_number(t, "thresholds"));
+    for (const auto& n : j.at("label_names")) s.label_names.push_back(json_string(n, "label_names"));
+    s.augment = Augment::from_json(j.at("augment"), s.scheme.ndim);
+    s.independent_augmentation = json_bool(j.at("independent_augmentation"), "independent_augmentation");
+    if (j.contains("training")) s.training = j["training"];
+  } catch (const json::exception& e) {
+    throw InputError(std::string("model description: ") + e.what());
+  }
+  return s;
+}
+
+ModelSpec ModelSpec::from_config(const TrainConfig& cfg, int image_channels) {
+  ModelSpec s;
+  s.scheme = cfg.scheme;
+  s.image_channels = image_channels;
+  s.in_channels = image_channels;
+  s.network = cfg.network;
+  for (int k = 0; k < cfg.scheme.depth; ++k) {
+    int oc = cfg.out_channels(k);
+    if (cfg.identical_blocks && cfg.block_out.empty()) oc = cfg.scheme.label_channels() + cfg.intermediate_out;
+    if (oc < cfg.scheme.label_channels())
+      throw InputError("block_out: level " + std::to_string(k) + " has fewer channels than the labels need (" +
+                       std::to_string(cfg.scheme.label_channels()) + ")");
+    s.out_channels.push_back(oc);
+  }
+  if (cfg.identical_blocks)
+    for (int oc : s.out_channels)
+      if (oc != s.out_channels[0]) throw InputError("identical_blocks: every level needs the same block_out");
+  s.forward_type = cfg.forward_type;
+  s.identical_blocks = cfg.identical_blocks;
+  s.intermediate_loss = cfg.intermediate_loss;
+  s.augment = cfg.augment;
+  s.independent_augmentation = cfg.independent_augmentation;
+  return s;
+}
+
+// The crop of each parent output X [P, C, s_parent] with its row's matrix, with the gradient
+// (scatter-add) back into X. TEMPORARY (CPU only) until engine/ops_patch.h lands.
+static Var crop_parent(const Var& X, const Tensor& mats, const Size3& size, int ndim, kernels::Interp mode) {
+  const Tensor& x = X->value;
+  kernels::PatchGeom g;
+  g.ndim = ndim;
+  g.channels = x.dim(1);
+  g.num_vols = x.dim(0);
+  g.vol[0] = ndim == 2 ? 1 : x.dim(2);
+  g.vol[1] = x.dim(ndim == 2 ? 2 : 3);
+  g.vol[2] = x.dim(ndim == 2 ? 3 : 4);
+  g.num_patches = x.dim(0);
+  g.patch[0] = ndim == 2 ? 1 : size[2];
+  g.patch[1] = size[1];
+  g.patch[2] = size[0];
+  std::vector<int32_t> parent(static_cast<size_t>(x.dim(0)));
+  for (size_t i = 0; i < parent.size(); ++i) parent[i] = static_cast<int32_t>(i);
+  Shape sh = ndim == 2 ? Shape{x.dim(0), x.dim(1), size[1], size[0]} : Shape{x.dim(0), x.dim(1), size[2], size[1], size[0]};
+  Tensor out = Tensor::empty(sh);
+  Tensor m = mats.cpu();
+  kernels::cpu::gather_affine(x.f32(), g, m.f32(), parent.data(), mode, false, out.f32());
+  return record(out, {X}, [g, m, parent, mode](Node& self) {
+    Node& src = *self.parents[0];
+    if (!src.requires_grad) return;
+    Tensor gs = Tensor::zeros(src.value.shape());
+    kernels::cpu::gather_affine_backward(self.grad.f32(), g, m.f32(), parent.data(), mode, false, gs.f32());
+    accumulate(src, gs);
+  });
+}
+
+// ---- model --------------------------------------------------------------------------------------
+
+static UNetConfig block_config(const ModelSpec& s, int level) {
+  json net = s.network;
+  if (net.is_null()) net = json::object();
+  for (const char* k : {"dims", "in_channels", "out_channels"})
+    if (net.contains(k)) throw InputError(std::string("network: '") + k + "' is set by the scheme, leave it out");
+  UNetConfig c = UNetConfig::from_json(net);
+  c.dims = s.scheme.ndim;
+  c.in_channels = s.block_in_channels(level);
+  c.out_channels = s.out_channels.at(level);
+  c.validate();
+  const int64_t mult = int64_t{1} << (c.features.size() - 1);
+  for (int a = 0; a < s.scheme.ndim; ++a)
+    if (s.scheme.patch_size[level][a] % mult != 0)
+      throw InputError("scheme.patch_size: level " + std::to_string(level) + " sizes must be multiples of " +
+                       std::to_string(mult) + " for a U-Net with " + std::to_string(c.features.size()) + " levels");
+  if (s.scheme.out_patch_size[level] != s.scheme.patch_size[level])
+    throw InputError("scheme.out_patch_size: the U-Net keeps the matrix size; out_patch_size must equal patch_size");
+  return c;
+}
+
+Model::Model(ModelSpec spec, uint64_t seed, Device device) : spec_(std::move(spec)), device_(device) {
+  const int depth = spec_.scheme.depth;
+  for (int k = 0; k < depth; ++k) {
+    if (spec_.identical_blocks && k > 0) {
+      blocks_.push_back(blocks_[0]);
+      continue;
+    }
+    auto net = std::make_shared<UNet>(block_config(spec_, k), seed + 7919ULL * static_cast<uint64_t>(k));
+    net->to(device_);
+    blocks_.push_back(net);
+  }
+}
+
+Model::~Model() = default;
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+
+Var Model::block_input(int level, const Var& I, const Var& C_in) const {
+  Var C = C_in;
+  if (!C && spec_.identical_blocks) {
+    Shape sh = I->value.shape();
+    sh[1] = spec_.out_channels.back();
+    C = constant(Tensor::zeros(sh, DType::f32, I->value.device()));
+  }
+  if (!C) return I;
+  if (spec_.forward_type == ForwardType::simple) return concat({I, C});
+  // mult: [I, I_c * C_j for every (c, j), C]
+  std::vector<Var> parts{I};
+  const int64_t ci = I->value.dim(1), cc = C->value.dim(1);
+  for (int64_t c = 0; c < ci; ++c) {
+    Var Ic = ci == 1 ? I : slice(I, c, c + 1);
+    for (int64_t j = 0; j < cc; ++j) parts.push_back(mul(Ic, slice(C, j, j + 1)));
+  }
+  parts.push_back(C);
+  return concat(parts);
+}
+
+Var Model::forward_level(int level, const Var& image_patches, const Var& parent_crop) {
+  if (level < 0 || level >= spec_.scheme.depth) throw std::invalid_argument("Model::forward_level: bad level");
+  if (image_patches->value.dim(1) != spec_.in_channels)
+    throw std::invalid_argument("Model::forward_level: expected " + std::to_string(spec_.in_channels) +
+                                " input channels, got " + shape_str(image_patches->value.shape()));
+  return static_cast<UNet&>(*blocks_[level]).forward(block_input(level, image_patches, parent_crop));
+}
+
+Tensor Model::forward(int level, const Tensor& image_patches, const Tensor& parent_crop) {
+  NoGradGuard ng;
+  Var I = constant(image_patches.to(device_));
+  Var C = parent_crop.defined() ? constant(parent_crop.to(device_)) : Var();
+  return forward_level(level, I, C)->value;
+}
+
+std::vector<Var> Model::forward_chain(const std::vector<Var>& inputs, const std::vector<Tensor>& parent_mats) {
+  const int depth = spec_.scheme.depth;
+  if (static_cast<int>(inputs.size()) != depth) throw std::invalid_argument("Model::forward_chain: one input per level");
+  std::vector<Var> X;
+  for (int k = 0; k < depth; ++k) {
+    Var C;
+    if (k > 0) {
+      C = crop_parent(X[k - 1], parent_mats[k], spec_.scheme.patch_size[k], spec_.scheme.ndim,
+                      spec_.scheme.interp_type == Interp::nn ? kernels::Interp::nearest : kernels::Interp::linear);
+    }
+    X.push_back(forward_level(k, inputs[k], C));
+  }
+  return X;
+}
+
+std::vector<Var> Model::parameters() const {
+  std::vector<Var> out;
+  for (size_t k = 0; k < blocks_.size(); ++k) {
+    if (spec_.identical_blocks && k > 0) break;
+    auto p = blocks_[k]->parameters();
+    out.insert(out.end(), p.begin(), p.end());
+  }
+  return out;
+}
+
+std::map<std::string, Tensor> Model::state() const {
+  std::map<std::string, Tensor> out;
+  for (size_t k = 0; k < blocks_.size(); ++k) {
+    if (spec_.identical_blocks && k > 0) break;
+    for (auto& kv : blocks_[k]->state_dict()) out["level" + std::to_string(k) + "." + kv.first] = kv.second.cpu();
+  }
+  return out;
+}
+
+void Model::load_state(const std::map<std::string, Tensor>& tensors) {
+  for (size_t k = 0; k < blocks_.size(); ++k) {
+    if (spec_.identical_blocks && k > 0) break;
+    std::string prefix = "level" + std::to_string(k) + ".";
+    std::map<std::string, Tensor> sub;
+    for (const auto& kv : tensors)
+      if (kv.first.compare(0, prefix.size(), prefix) == 0) sub[kv.first.substr(prefix.size())] = kv.second.to(device_);
+    blocks_[k]->load_state_dict(sub, "model level " + std::to_string(k));
+  }
+}
+
+void Model::set_training(bool training) {
+  for (auto& b : blocks_) b->train(training);
+}
+
+void Model::save(const std::filesystem::path& file, const std::map<std::string, Tensor>& extra,
+                 const std::map<std::string, std::string>& extra_meta) const {
+  std::map<std::string, Tensor> all = state();
+  for (const auto& kv : extra) all[kv.first] = kv.second;
+  std::map<std::string, std::string> meta = extra_meta;
+  meta["patchwork"] = spec_.to_json().dump();
+  save_safetensors(file, all, meta);
+}
+
+Model Model::load(const std::filesystem::path& file, Device device, std::map<std::string, Tensor>* extra,
+                  std::map<std::string, std::string>* extra_meta) {
+  SafetensorsContent c = load_safetensors(file);
+  auto it = c.metadata.find("patchwork");
+  if (it == c.metadata.end()) throw InputError(file.string() + ": not a patchwork model (no 'patchwork' metadata)");
+  json j = json::parse(it->second, nullptr, false);
+  if (j.is_discarded()) throw InputError(file.string() + ": the model description is not valid JSON");
+  ModelSpec spec;
+  try {
+    spec = ModelSpec::from_json(j);
+  } catch (const InputError& e) {
+    throw InputError(file.string() + ": " + e.what());
+  }
+  Model m(spec, 1, device);
+  std::map<std::string, Tensor> weights;
+  for (auto& kv : c.tensors) {
+    if (kv.first.compare(0, 5, "level") == 0) weights[kv.first] = kv.second;
+    else if (extra) (*extra)[kv.first] = kv.second;
+  }
+  try {
+    m.load_state(weights);
+  } catch (const InputError& e) {
+    throw InputError(file.string() + ": " + e.what());
+  }
+  if (extra_meta) {
+    *extra_meta = c.metadata;
+    extra_meta->erase("patchwork");
+  }
+  m.set_training(false);
+  return m;
+}
+
+}  // namespace pw::train

@@ -1,0 +1,93 @@
+// The multi-level patchwork model (paper: "Patchwork architecture", API list B):
+//   I_n = crop of the image (train/sampler), C_n = crop of X_{n-1} with the nested gather
+//   (engine/ops_patch.h, with gradient), X_n = B_n([I_n, C_n]).
+// One block per level built from the engine's U-Net (or a single shared block with
+// identical_blocks). forward_type "simple": the block sees [I, C]; "mult": [I, I*C, C] where I*C holds
+// every product of an image channel with a crop channel (image-channel major). With identical_blocks
+// level 0 gets C = 0 so that every level has the same input channels.
+// The first scheme.label_channels() output channels of every level are the label logits; the rest
+// (intermediate_out) only feed the next level.
+#pragma once
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "train/config.h"
+#include "train/scheme.h"
+
+namespace pw {
+class Module;
+}
+
+namespace pw::train {
+
+// Everything `patchwork apply` needs besides the weights; stored as JSON in the model file.
+struct ModelSpec {
+  Scheme scheme;
+  int image_channels = 1;              // contrasts in the image files
+  int in_channels = 1;                 // cropped input channels (x3 for smoothfac_data "mixture")
+  nlohmann::json network = nlohmann::json::object();  // the block description (engine U-Net)
+  std::vector<int> out_channels;       // per level
+  ForwardType forward_type = ForwardType::simple;
+  bool identical_blocks = false;
+  bool intermediate_loss = true;
+  std::vector<double> thresholds;      // per label, chosen on the validation set (empty = 0.5)
+  std::vector<std::string> label_names;  // per label (from dataset.json), may be empty
+  Augment augment;                     // the training augmentation (test-time augmentation)
+  bool independent_augmentation = false;
+  nlohmann::json training = nlohmann::json::object();  // summary: iterations, time, validation Dice
+
+  int block_in_channels(int level) const;
+  nlohmann::json to_json() const;
+  static ModelSpec from_json(const nlohmann::json& j);  // throws pw::InputError naming the key
+  static ModelSpec from_config(const TrainConfig& cfg, int image_channels);
+};
+
+class Model {
+ public:
+  // Builds the blocks with weights initialised from `seed`.
+  Model(ModelSpec spec, uint64_t seed, Device device = Device::cpu);
+  ~Model();
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+
+  const ModelSpec& spec() const { return spec_; }
+  ModelSpec& spec() { return spec_; }
+  Device device() const { return device_; }
+
+  // X_level = B_level(input(I, C)). image_patches [B, in_channels, s]; parent_crop
+  // [B, out_channels(level-1), s] (undefined at level 0). Records the graph when grad mode is on.
+  Var forward_level(int level, const Var& image_patches, const Var& parent_crop);
+  // The same without a graph, on plain tensors (inference: apply's LevelNetwork::forward).
+  Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crop);
+
+  // A chain of levels for a batch: inputs[k] = I_k, parent_mats[k] (k >= 1) = voxel of level k's
+  // patch -> voxel of level k-1's output patch (row i's parent is row i). Returns X_0..X_{N-1}.
+  std::vector<Var> forward_chain(const std::vector<Var>& inputs, const std::vector<Tensor>& parent_mats);
+
+  std::vector<Var> parameters() const;  // every trainable parameter (shared blocks once)
+  std::map<std::string, Tensor> state() const;  // parameters and buffers by name (CPU copies)
+  void load_state(const std::map<std::string, Tensor>& tensors);  // throws pw::InputError on a mismatch
+  void set_training(bool training);
+
+  // The model file (safetensors; __metadata__["patchwork"] = spec JSON). `extra` tensors (optimizer
+  // state of a checkpoint) are stored beside the weights under "opt." names; written atomically.
+  void save(const std::filesystem::path& file, const std::map<std::string, Tensor>& extra = {},
+            const std::map<std::string, std::string>& extra_meta = {}) const;
+  // Loads a model file; `extra`/`extra_meta` (optional) receive the non-weight content.
+  static Model load(const std::filesystem::path& file, Device device = Device::cpu,
+                    std::map<std::string, Tensor>* extra = nullptr,
+                    std::map<std::string, std::string>* extra_meta = nullptr);
+
+ private:
+  Var block_input(int level, const Var& I, const Var& C) const;
+  ModelSpec spec_;
+  Device device_ = Device::cpu;
+  std::vector<std::shared_ptr<Module>> blocks_;  // one per level (the same object with identical_blocks)
+};
+
+}  // namespace pw::train

@@ -1,0 +1,609 @@
+#include "train/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "io/error.h"
+#include "io/nifti.h"
+#include "kernels/gather.h"
+#include "kernels/smooth.h"
+
+namespace pw::train {
+
+namespace {
+
+// Spatial size [Z, Y, X] of a patch, as the tensor wants it (2D: [Y, X]).
+Shape spatial_shape(const Size3& s, int ndim) {
+  if (ndim == 2) return {s[1], s[0]};
+  return {s[2], s[1], s[0]};
+}
+
+Shape with_front(Shape front, const Shape& rest) {
+  front.insert(front.end(), rest.begin(), rest.end());
+  return front;
+}
+
+kernels::PatchGeom geom_for(const Subject& s, int ndim, int64_t channels, const Size3& ps, int64_t n) {
+  kernels::PatchGeom g;
+  g.ndim = ndim;
+  g.channels = channels;
+  g.num_vols = 1;
+  g.vol[0] = s.image.s[2];
+  g.vol[1] = s.image.s[1];
+  g.vol[2] = s.image.s[0];
+  g.num_patches = n;
+  g.patch[0] = ndim == 2 ? 1 : ps[2];
+  g.patch[1] = ps[1];
+  g.patch[2] = ps[0];
+  return g;
+}
+
+std::vector<float> kernel_mats(const Patch& src, const std::vector<Patch>& dst, int ndim) {
+  std::vector<float> m;
+  for (const auto& p : dst) append_kernel_matrix(resample_matrix(src, p), ndim, m);
+  return m;
+}
+
+Tensor copy_rows(const Tensor& t, const std::vector<int64_t>& idx) {
+  if (!t.defined()) return t;
+  Shape sh = t.shape();
+  int64_t row = t.numel() / sh[0];
+  sh[0] = static_cast<int64_t>(idx.size());
+  Tensor out = Tensor::empty(sh, t.dtype());
+  size_t bytes = static_cast<size_t>(row) * dtype_size(t.dtype());
+  const char* src = static_cast<const char*>(t.raw());
+  char* dst = static_cast<char*>(out.raw());
+  for (size_t i = 0; i < idx.size(); ++i) std::memcpy(dst + i * bytes, src + idx[i] * bytes, bytes);
+  return out;
+}
+
+Tensor concat_rows(const Tensor& a, const Tensor& b) {
+  if (!a.defined()) return b;
+  if (!b.defined()) return a;
+  Shape sh = a.shape();
+  sh[0] += b.dim(0);
+  Tensor out = Tensor::empty(sh, a.dtype());
+  std::memcpy(out.raw(), a.raw(), a.nbytes());
+  std::memcpy(static_cast<char*>(out.raw()) + a.nbytes(), b.raw(), b.nbytes());
+  return out;
+}
+
+}  // namespace
+
+// ---- normalisation --------------------------------------------------------------------------------
+
+static void normalize_block(float* x, int64_t n, Normalize mode) {
+  if (mode == Normalize::none || n == 0) return;
+  if (mode == Normalize::max || mode == Normalize::mean) {
+    double acc = mode == Normalize::max ? -std::numeric_limits<double>::infinity() : 0.0;
+    for (int64_t i = 0; i < n; ++i) acc = mode == Normalize::max ? std::max(acc, double(x[i])) : acc + x[i];
+    if (mode == Normalize::mean) acc /= double(n);
+    if (acc == 0 || !std::isfinite(acc)) return;
+    float inv = static_cast<float>(1.0 / acc);
+    for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+    return;
+  }
+  double s = 0, s2 = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  double m = s / double(n);
+  for (int64_t i = 0; i < n; ++i) s2 += (x[i] - m) * (x[i] - m);
+  double sd = std::sqrt(s2 / double(n));
+  float inv = static_cast<float>(1.0 / (sd + 1e-5));
+  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>((x[i] - m) * inv);
+}
+
+void normalize_image(Tensor& data, Normalize mode) {
+  if (mode == Normalize::patch_m0s1) return;
+  int64_t c = data.dim(0), n = data.numel() / c;
+  for (int64_t i = 0; i < c; ++i) normalize_block(data.f32() + i * n, n, mode);
+}
+
+void normalize_patches(Tensor& patches, Normalize mode) {
+  if (mode != Normalize::patch_m0s1) return;
+  int64_t pc = patches.dim(0) * patches.dim(1), n = patches.numel() / pc;
+  for (int64_t i = 0; i < pc; ++i) normalize_block(patches.f32() + i * n, n, Normalize::m0s1);
+}
+
+// ---- subjects -------------------------------------------------------------------------------------
+
+Subject make_subject(const std::string& name, const Patch& image, Tensor channels, const Tensor& raw_labels,
+                     const Scheme& scheme, bool dontcare) {
+  Subject s;
+  s.name = name;
+  s.image = image;
+  const int64_t nvox = image.numel();
+  if (channels.ndim() != 4 || channels.numel() != channels.dim(0) * nvox)
+    throw InputError(name + ": image data does not match the image size");
+  for (int64_t i = 0; i < channels.numel(); ++i)
+    if (!std::isfinite(channels.f32()[i])) throw InputError(name + ": image contains NaN or infinite values");
+  normalize_image(channels, scheme.normalize_input);
+  s.data = channels;
+  if (!raw_labels.defined()) return s;
+  if (raw_labels.numel() % nvox != 0 || raw_labels.numel() == 0)
+    throw InputError(name + ": label volume size differs from the image size");
+  const int64_t L = raw_labels.numel() / nvox;
+  const float* r = raw_labels.f32();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto is_dc = [&](float v) { return std::isnan(v) || v == -1.f; };
+  if (!scheme.categorical_label.empty()) {
+    if (L != 1) throw InputError(name + ": categorical_label needs a 3-D label map, got " + std::to_string(L) + " label volumes");
+    const auto& cl = scheme.categorical_label;
+    const int K = static_cast<int>(cl.size());
+    s.label_volume.assign(K, 0);
+    if (scheme.categorical) {
+      s.labels = Tensor::empty({image.s[2], image.s[1], image.s[0]}, DType::i32);
+      int32_t* out = s.labels.i32();
+      for (int64_t v = 0; v < nvox; ++v) {
+        int32_t c = 0;
+        if (dontcare && is_dc(r[v])) c = -1;
+        else if (std::isfinite(r[v]))
+          for (int k = 0; k < K; ++k)
+            if (std::lround(r[v]) == cl[k]) c = k + 1;
+        if (c > 0) s.label_volume[c - 1] += 1;
+        out[v] = c;
+      }
+    } else {
+      s.labels = Tensor::empty({K, image.s[2], image.s[1], image.s[0]});
+      float* out = s.labels.f32();
+      for (int k = 0; k < K; ++k)
+        for (int64_t v = 0; v < nvox; ++v) {
+          float val = dontcare && is_dc(r[v]) ? nan : (std::isfinite(r[v]) && std::lround(r[v]) == cl[k] ? 1.f : 0.f);
+          if (val == 1.f) s.label_volume[k] += 1;
+          out[k * nvox + v] = val;
+        }
+    }
+  } else {
+    if (scheme.num_labels && L != scheme.num_labels)
+      throw InputError(name + ": expected " + std::to_string(scheme.num_labels) + " label volumes (num_labels), got " +
+                       std::to_string(L));
+    s.labels = Tensor::empty({L, image.s[2], image.s[1], image.s[0]});
+    s.label_volume.assign(L, 0);
+    float* out = s.labels.f32();
+    for (int64_t i = 0; i < L * nvox; ++i) {
+      float v = r[i];
+      if (is_dc(v)) v = dontcare ? nan : 0.f;
+      out[i] = v;
+      if (v > 0) s.label_volume[i / nvox] += v;
+    }
+  }
+  return s;
+}
+
+static Patch volume_geometry(const Volume& v, int ndim, const std::string& file) {
+  Patch p;
+  p.A = v.affine();
+  p.s = {v.dims[0], v.ndim >= 2 ? v.dims[1] : 1, v.ndim >= 3 ? v.dims[2] : 1};
+  if (ndim == 2 && p.s[2] != 1)
+    throw InputError(file + ": a 2-D scheme (ndim 2) needs 2-D images, got " + std::to_string(p.s[2]) + " slices");
+  return p;
+}
+
+void load_image_channels(const std::vector<std::filesystem::path>& files, const Scheme& scheme, Patch& image,
+                         Tensor& data) {
+  if (files.empty()) throw InputError("no image file given");
+  std::vector<std::vector<float>> chans;
+  for (size_t f = 0; f < files.size(); ++f) {
+    Volume v = read_nifti(files[f]);
+    Patch g = volume_geometry(v, scheme.ndim, files[f].string());
+    if (f == 0) image = g;
+    else if (g.s != image.s) throw InputError(files[f].string() + ": size differs from " + files[0].string());
+    std::vector<float> vals = v.to_float();
+    int64_t n = image.numel(), c = static_cast<int64_t>(vals.size()) / n;
+    for (int64_t i = 0; i < c; ++i) chans.emplace_back(vals.begin() + i * n, vals.begin() + (i + 1) * n);
+  }
+  int64_t n = image.numel();
+  data = Tensor::empty({static_cast<int64_t>(chans.size()), image.s[2], image.s[1], image.s[0]});
+  for (size_t c = 0; c < chans.size(); ++c) std::memcpy(data.f32() + c * n, chans[c].data(), n * sizeof(float));
+  for (int64_t i = 0; i < data.numel(); ++i)
+    if (!std::isfinite(data.f32()[i])) throw InputError(files[0].string() + ": image contains NaN or infinite values");
+  normalize_image(data, scheme.normalize_input);
+}
+
+Subject load_subject(const DataPair& pair, const Scheme& scheme, bool dontcare) {
+  Patch image;
+  Tensor data;
+  Normalize none = Normalize::none;
+  Scheme raw = scheme;
+  raw.normalize_input = none;  // make_subject normalises
+  load_image_channels(pair.images, raw, image, data);
+  Volume lv = read_nifti(pair.label);
+  Patch lg = volume_geometry(lv, scheme.ndim, pair.label.string());
+  if (lg.s != image.s) throw InputError(pair.label.string() + ": label size differs from the image size");
+  std::vector<float> lab = lv.to_float();
+  Tensor labels = Tensor::empty({static_cast<int64_t>(lab.size())});
+  std::memcpy(labels.f32(), lab.data(), lab.size() * sizeof(float));
+  return make_subject(pair.name, image, data, labels, scheme, dontcare);
+}
+
+// ---- augmentation ---------------------------------------------------------------------------------
+
+AugmentDraw draw_augmentation(const Augment& aug, int ndim, std::mt19937_64& rng) {
+  AugmentDraw d;
+  std::normal_distribution<double> N(0.0, 1.0);
+  std::uniform_int_distribution<int> coin(0, 1);
+  auto rotation = [&]() -> Eigen::Matrix3d {
+    if (ndim == 2) {
+      double phi = 0.5 * aug.dphi[0] * N(rng);
+      Eigen::Matrix3d R = Eigen::Matrix3d::Identity();
+      R(0, 0) = std::cos(phi);
+      R(0, 1) = -std::sin(phi);
+      R(1, 0) = std::sin(phi);
+      R(1, 1) = std::cos(phi);
+      return R;
+    }
+    double x = 0.5 * aug.dphi[0] * N(rng), y = 0.5 * aug.dphi[1] * N(rng), z = 0.5 * aug.dphi[2] * N(rng);
+    return Eigen::Quaterniond(1.0, x, y, z).normalized().toRotationMatrix();
+  };
+  // Draw in a fixed order so a seed gives the same set whatever options are on.
+  Eigen::Matrix3d R1 = rotation(), R2 = rotation();
+  if (aug.dphi.any()) {
+    d.R1 = R1;
+    d.R2 = R2;
+  }
+  for (int a = 0; a < ndim; ++a) {
+    double g = N(rng);
+    int f = coin(rng);
+    d.sigma[a] = std::exp(aug.dscale[a] * g);
+    if (aug.flip[a] > 0 && f) d.sigma[a] = -d.sigma[a];
+  }
+  return d;
+}
+
+// ---- row helpers ----------------------------------------------------------------------------------
+
+PatchSet take_rows(const PatchSet& s, const std::vector<int64_t>& idx) {
+  PatchSet out;
+  for (int64_t i : idx) {
+    out.subject.push_back(s.subject.at(i));
+    out.age.push_back(s.age.at(i));
+  }
+  for (const auto& l : s.levels) {
+    LevelPatches o;
+    for (int64_t i : idx) o.patches.push_back(l.patches.at(i));
+    o.input = copy_rows(l.input, idx);
+    o.parent_mats = copy_rows(l.parent_mats, idx);
+    o.target = copy_rows(l.target, idx);
+    out.levels.push_back(std::move(o));
+  }
+  return out;
+}
+
+PatchSet concat_sets(const PatchSet& a, const PatchSet& b) {
+  if (a.size() == 0) return b;
+  if (b.size() == 0) return a;
+  PatchSet out = a;
+  out.subject.insert(out.subject.end(), b.subject.begin(), b.subject.end());
+  out.age.insert(out.age.end(), b.age.begin(), b.age.end());
+  for (size_t k = 0; k < out.levels.size(); ++k) {
+    auto& o = out.levels[k];
+    const auto& l = b.levels[k];
+    o.patches.insert(o.patches.end(), l.patches.begin(), l.patches.end());
+    o.input = concat_rows(a.levels[k].input, l.input);
+    o.parent_mats = concat_rows(a.levels[k].parent_mats, l.parent_mats);
+    o.target = concat_rows(a.levels[k].target, l.target);
+  }
+  return out;
+}
+
+// ---- the generator --------------------------------------------------------------------------------
+
+CropGenerator::CropGenerator(const Scheme& scheme, SamplerOptions opt) : scheme_(scheme), opt_(std::move(opt)) {
+  label_weight_.assign(std::max(1, scheme_.num_labels), 1.0);
+  if (!opt_.balance.label_weight.empty()) label_weight_ = opt_.balance.label_weight;
+}
+
+void CropGenerator::set_autoweight(const std::vector<Subject*>& subjects) {
+  if (!opt_.balance.autoweight) return;
+  std::vector<double> vol(label_weight_.size(), 0.0);
+  for (const Subject* s : subjects)
+    for (size_t k = 0; k < vol.size() && k < s->label_volume.size(); ++k) vol[k] += s->label_volume[k];
+  double mean = 0;
+  int cnt = 0;
+  for (size_t k = 0; k < vol.size(); ++k)
+    if (vol[k] > 0) {
+      label_weight_[k] = 1.0 / vol[k];
+      mean += label_weight_[k];
+      ++cnt;
+    }
+  if (cnt == 0) return;
+  mean /= cnt;
+  for (size_t k = 0; k < vol.size(); ++k) label_weight_[k] = vol[k] > 0 ? label_weight_[k] / mean : 0.0;
+  for (Subject* s : const_cast<std::vector<Subject*>&>(subjects)) s->root_cdf.clear();
+}
+
+int CropGenerator::input_channels(int image_channels) const {
+  return scheme_.smoothfac_data.kind == Smoothing::Kind::mixture ? 3 * image_channels : image_channels;
+}
+
+// Smooths `in` [C, Z, Y, X] for a crop at `level`: the filter widths follow the undersampling of
+// the level's unaugmented patch relative to the image.
+static Tensor smooth_for_level(const Tensor& in, const Subject& s, const Scheme& scheme, int level,
+                               const Smoothing& sm) {
+  if (sm.kind == Smoothing::Kind::none) return in;
+  Frame f = make_frame(scheme, s.image);
+  Patch p = make_patch(scheme, f, level, s.image.centre_world());
+  std::vector<float> m;
+  append_kernel_matrix(resample_matrix(s.image, p), scheme.ndim, m);
+  float u[3];
+  kernels::undersampling(m.data(), scheme.ndim, u);
+  const int64_t C = in.dim(0);
+  const int64_t vol[3] = {s.image.s[2], s.image.s[1], s.image.s[0]};
+  float sigma[3];
+  int width[3];
+  for (int a = 0; a < 3; ++a) {
+    sigma[a] = u[a] > 1.f ? static_cast<float>(sm.width) * u[a] : 0.f;
+    width[a] = std::max(1, static_cast<int>(std::lround(u[a])));
+  }
+  auto run = [&](kernels::SmoothKind kind, float* out) {
+    Tensor tmp = Tensor::empty(in.shape());
+    kernels::cpu::smooth(in.f32(), C, vol, kind, sigma, width, tmp.f32(), out);
+  };
+  if (sm.kind == Smoothing::Kind::mixture) {
+    Shape sh = in.shape();
+    sh[0] = 3 * C;
+    Tensor out = Tensor::empty(sh);
+    run(kernels::SmoothKind::box, out.f32());
+    run(kernels::SmoothKind::max, out.f32() + in.numel());
+    run(kernels::SmoothKind::min, out.f32() + 2 * in.numel());
+    return out;
+  }
+  Tensor out = Tensor::empty(in.shape());
+  run(sm.kind == Smoothing::Kind::gauss ? kernels::SmoothKind::gaussian
+      : sm.kind == Smoothing::Kind::boxcar ? kernels::SmoothKind::box
+                                           : kernels::SmoothKind::max,
+      out.f32());
+  return out;
+}
+
+const Tensor& CropGenerator::level_data(Subject& s, int level) {
+  if (scheme_.smoothfac_data.kind == Smoothing::Kind::none) return s.data;
+  std::lock_guard<std::mutex> lk(*s.cache_mutex);
+  if (s.data_level.size() != static_cast<size_t>(scheme_.depth)) s.data_level.assign(scheme_.depth, Tensor());
+  if (!s.data_level[level].defined()) s.data_level[level] = smooth_for_level(s.data, s, scheme_, level, scheme_.smoothfac_data);
+  return s.data_level[level];
+}
+
+// Smoothed labels: one channel per class (categorical: K+1 with background) as f32.
+const Tensor& CropGenerator::level_labels(Subject& s, int level) {
+  std::lock_guard<std::mutex> lk(*s.cache_mutex);
+  if (s.label_level.size() != static_cast<size_t>(scheme_.depth)) s.label_level.assign(scheme_.depth, Tensor());
+  if (!s.label_level[level].defined()) {
+    Tensor onehot = s.labels;
+    if (scheme_.categorical) {
+      const int K1 = scheme_.num_labels + 1;
+      const int64_t n = s.labels.numel();
+      onehot = Tensor::zeros({K1, s.image.s[2], s.image.s[1], s.image.s[0]});
+      for (int64_t v = 0; v < n; ++v) {
+        int c = s.labels.i32()[v];
+        if (c >= 0) onehot.f32()[c * n + v] = 1.f;
+      }
+    }
+    s.label_level[level] = smooth_for_level(onehot, s, scheme_, level, scheme_.smoothfac_label);
+  }
+  return s.label_level[level];
+}
+
+void CropGenerator::crop_inputs(Subject& s, int level, const std::vector<Patch>& patches, Tensor& out, int64_t row0) {
+  const Tensor& data = level_data(s, level);
+  const Size3& ps = scheme_.patch_size[level];
+  auto g = geom_for(s, scheme_.ndim, data.dim(0), ps, static_cast<int64_t>(patches.size()));
+  std::vector<float> mats = kernel_mats(s.image, patches, scheme_.ndim);
+  float* dst = out.f32() + row0 * data.dim(0) * g.patch_numel();
+  kernels::cpu::gather_affine(data.f32(), g, mats.data(), nullptr,
+                              scheme_.interp_type == Interp::nn ? kernels::Interp::nearest : kernels::Interp::linear,
+                              false, dst);
+  if (scheme_.normalize_input == Normalize::patch_m0s1) {
+    Tensor view = Tensor::empty({static_cast<int64_t>(patches.size()), data.dim(0), g.patch_numel()});
+    std::memcpy(view.f32(), dst, view.nbytes());
+    normalize_patches(view, Normalize::patch_m0s1);
+    std::memcpy(dst, view.f32(), view.nbytes());
+  }
+}
+
+void CropGenerator::crop_targets(Subject& s, int level, const std::vector<Patch>& patches, Tensor& out,
+                                 int64_t row0) {
+  std::vector<Patch> outs;
+  for (const auto& p : patches) outs.push_back(out_patch(scheme_, level, p));
+  const Size3& ps = scheme_.out_patch_size[level];
+  const int64_t n = static_cast<int64_t>(patches.size());
+  std::vector<float> mats = kernel_mats(s.image, outs, scheme_.ndim);
+  const bool smooth = scheme_.smoothfac_label.kind != Smoothing::Kind::none;
+  if (scheme_.categorical) {
+    auto g = geom_for(s, scheme_.ndim, 1, ps, n);
+    int32_t* dst = out.i32() + row0 * g.patch_numel();
+    if (!smooth) {
+      kernels::cpu::gather_affine_labels(s.labels.i32(), g, mats.data(), nullptr, dst);
+      return;
+    }
+    const Tensor& oh = level_labels(s, level);
+    g.channels = oh.dim(0);
+    std::vector<float> tmp(static_cast<size_t>(n * g.channels * g.patch_numel()));
+    kernels::cpu::gather_affine(oh.f32(), g, mats.data(), nullptr, kernels::Interp::linear, false, tmp.data());
+    const int64_t pn = g.patch_numel();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t v = 0; v < pn; ++v) {
+        int best = 0;
+        float bv = -1;
+        for (int64_t c = 0; c < g.channels; ++c) {
+          float x = tmp[(i * g.channels + c) * pn + v];
+          if (x > bv) bv = x, best = static_cast<int>(c);
+        }
+        dst[i * pn + v] = best;
+      }
+    return;
+  }
+  const Tensor& lab = smooth ? level_labels(s, level) : s.labels;
+  auto g = geom_for(s, scheme_.ndim, lab.dim(0), ps, n);
+  float* dst = out.f32() + row0 * lab.dim(0) * g.patch_numel();
+  kernels::cpu::gather_affine(lab.f32(), g, mats.data(), nullptr,
+                              smooth ? kernels::Interp::linear : kernels::Interp::nearest, false, dst);
+  if (smooth)
+    for (int64_t i = 0; i < n * lab.dim(0) * g.patch_numel(); ++i)
+      if (!std::isnan(dst[i])) dst[i] = dst[i] >= 0.5f ? 1.f : 0.f;
+}
+
+std::vector<float> CropGenerator::label_mass(const Tensor& labels, int64_t row) const {
+  std::vector<float> mass;
+  if (scheme_.categorical) {
+    // whole map i32 [Z, Y, X] (row < 0) or targets i32 [P, ...]
+    int64_t n = row >= 0 ? labels.numel() / labels.dim(0) : labels.numel();
+    const int32_t* l = labels.i32() + (row >= 0 ? row * n : 0);
+    mass.resize(n);
+    for (int64_t v = 0; v < n; ++v) mass[v] = l[v] > 0 ? static_cast<float>(label_weight_[l[v] - 1]) : 0.f;
+    return mass;
+  }
+  // f32 [(P,) K, vox]
+  int64_t K = row >= 0 ? labels.dim(1) : labels.dim(0);
+  int64_t n = labels.numel() / (row >= 0 ? labels.dim(0) * K : K);
+  const float* l = labels.f32() + (row >= 0 ? row * K * n : 0);
+  mass.assign(n, 0.f);
+  for (int64_t k = 0; k < K; ++k) {
+    float w = static_cast<float>(k < static_cast<int64_t>(label_weight_.size()) ? label_weight_[k] : 1.0);
+    for (int64_t v = 0; v < n; ++v) {
+      float x = l[k * n + v];
+      if (x > 0) mass[v] = std::max(mass[v], w * x);
+    }
+  }
+  return mass;
+}
+
+// The balance rule: P(v) ∝ L(v) + b with b = (1-r) pos / (n r - pos); uniform when pos = 0 or
+// the labels already reach the ratio r.
+static std::vector<double> balance_cdf(const std::vector<float>& mass, double r) {
+  double pos = 0;
+  for (float m : mass) pos += m;
+  const double n = static_cast<double>(mass.size());
+  std::vector<double> cdf(mass.size());
+  bool uniform = pos == 0 || pos - n * r > -0.01;
+  double b = uniform ? 0 : (1 - r) * pos / (n * r - pos);
+  double acc = 0;
+  for (size_t v = 0; v < mass.size(); ++v) {
+    acc += uniform ? 1.0 : mass[v] + b;
+    cdf[v] = acc;
+  }
+  return cdf;
+}
+
+static int64_t draw_from_cdf(const std::vector<double>& cdf, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> U(0.0, cdf.back());
+  double x = U(rng);
+  auto it = std::upper_bound(cdf.begin(), cdf.end(), x);
+  return std::min<int64_t>(static_cast<int64_t>(it - cdf.begin()), static_cast<int64_t>(cdf.size()) - 1);
+}
+
+int64_t CropGenerator::draw_balanced(const std::vector<float>& mass, std::mt19937_64& rng) const {
+  return draw_from_cdf(balance_cdf(mass, opt_.balance.ratio), rng);
+}
+
+// Voxel index (flat, x fastest) -> (x, y, z) plus a uniform jitter inside the voxel.
+static Eigen::Vector3d jitter_voxel(int64_t v, const Size3& s, int ndim, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> J(-0.5, 0.5);
+  Eigen::Vector3d p(static_cast<double>(v % s[0]), static_cast<double>((v / s[0]) % s[1]),
+                    static_cast<double>(v / (s[0] * s[1])));
+  for (int a = 0; a < 3; ++a) {
+    double j = J(rng);
+    if (a < ndim) p[a] += j;
+  }
+  return p;
+}
+
+Eigen::Vector3d CropGenerator::draw_root_centre(Subject& s, std::mt19937_64& rng) {
+  Eigen::Vector3d v;
+  if (opt_.balance.enabled() && s.labels.defined()) {
+    if (s.root_cdf.empty()) s.root_cdf = balance_cdf(label_mass(s.labels, -1), opt_.balance.ratio);
+    v = jitter_voxel(draw_from_cdf(s.root_cdf, rng), s.image.s, scheme_.ndim, rng);
+  } else {
+    std::uniform_real_distribution<double> U(0.0, 1.0);
+    for (int a = 0; a < 3; ++a) {
+      double u = U(rng);
+      v[a] = a < scheme_.ndim ? u * static_cast<double>(s.image.s[a]) - 0.5 : 0.0;
+    }
+  }
+  return (s.image.A * Eigen::Vector4d(v[0], v[1], v[2], 1.0)).head<3>();
+}
+
+Eigen::Vector3d CropGenerator::draw_child_centre(const Tensor& parent_target, int64_t row, const Patch& parent,
+                                                 const Frame& frame, int level, std::mt19937_64& rng) {
+  std::uniform_real_distribution<double> U(0.0, 1.0);
+  Eigen::Vector3d rel(0.5, 0.5, 0.5);
+  if (opt_.balance.enabled() && parent_target.defined()) {
+    const Size3& so = scheme_.out_patch_size[level - 1];
+    Eigen::Vector3d v = jitter_voxel(draw_balanced(label_mass(parent_target, row), rng), so, scheme_.ndim, rng);
+    for (int a = 0; a < scheme_.ndim; ++a) rel[a] = (v[a] + 0.5) / static_cast<double>(so[a]);
+    return rel;
+  }
+  for (int a = 0; a < scheme_.ndim; ++a) {
+    double u = U(rng);
+    if (opt_.tree) {  // a tile of the parent's tiling by children, jittered by a quarter tile
+      double tiles = std::max(1.0, std::ceil(frame.extent[level - 1][a] / frame.extent[level][a]));
+      double t = std::floor(u * tiles);
+      double j = U(rng) - 0.5;
+      rel[a] = (t + 0.5 + 0.5 * j) / tiles;
+    } else {
+      rel[a] = u;
+    }
+  }
+  (void)parent;
+  return rel;
+}
+
+PatchSet CropGenerator::sample(const std::vector<Subject*>& subjects, int per_subject, std::mt19937_64& rng) {
+  const int depth = scheme_.depth, nd = scheme_.ndim;
+  const int64_t P = static_cast<int64_t>(subjects.size()) * per_subject;
+  PatchSet set;
+  set.levels.resize(depth);
+  std::vector<Frame> frames;
+  for (Subject* s : subjects) frames.push_back(make_frame(scheme_, s->image));
+  std::vector<Eigen::Matrix3d> shared_aug(P);
+  for (size_t i = 0; i < subjects.size(); ++i)
+    for (int j = 0; j < per_subject; ++j) {
+      set.subject.push_back(static_cast<int>(i));
+      set.age.push_back(0);
+    }
+  const int C = subjects.empty() ? 0 : input_channels(static_cast<int>(subjects[0]->data.dim(0)));
+  const bool labeled = !subjects.empty() && subjects[0]->labels.defined();
+  for (int k = 0; k < depth; ++k) {
+    LevelPatches& L = set.levels[k];
+    // draw the patches (serially: deterministic)
+    for (int64_t i = 0; i < P; ++i) {
+      Subject& s = *subjects[set.subject[i]];
+      const Frame& f = frames[set.subject[i]];
+      Eigen::Matrix3d aug = Eigen::Matrix3d::Identity();
+      if (opt_.augment.any()) {
+        if (k == 0 || opt_.independent_augmentation) aug = draw_augmentation(opt_.augment, nd, rng).L();
+        else aug = shared_aug[i];
+      }
+      if (k == 0) {
+        shared_aug[i] = aug;
+        L.patches.push_back(make_patch(scheme_, f, 0, draw_root_centre(s, rng), aug));
+      } else {
+        const LevelPatches& up = set.levels[k - 1];
+        Eigen::Vector3d rel = draw_child_centre(up.target, i, up.patches[i], f, k, rng);
+        L.patches.push_back(child_patch(scheme_, f, k, up.patches[i], rel, aug));
+      }
+    }
+    // crop, subject by subject (rows of one subject are contiguous)
+    const Shape sp = spatial_shape(scheme_.patch_size[k], nd), so = spatial_shape(scheme_.out_patch_size[k], nd);
+    L.input = Tensor::empty(with_front({P, C}, sp));
+    if (labeled)
+      L.target = scheme_.categorical ? Tensor::empty(with_front({P}, so), DType::i32)
+                                     : Tensor::empty(with_front({P, subjects[0]->labels.dim(0)}, so));
+    for (size_t si = 0; si < subjects.size(); ++si) {
+      int64_t r0 = static_cast<int64_t>(si) * per_subject;
+      std::vector<Patch> ps(L.patches.begin() + r0, L.patches.begin() + r0 + per_subject);
+      crop_inputs(*subjects[si], k, ps, L.input, r0);
+      if (labeled) crop_targets(*subjects[si], k, ps, L.target, r0);
+    }
+    if (k > 0) {
+      std::vector<float> m;
+      for (int64_t i = 0; i < P; ++i)
+        append_kernel_matrix(resample_matrix(out_patch(scheme_, k - 1, set.levels[k - 1].patches[i]), L.patches[i]), nd, m);
+      L.parent_mats = Tensor::from_vector({P, static_cast<int64_t>((nd + 1) * (nd + 1))}, m);
+    }
+  }
+  return set;
+}
+
+}  // namespace pw::train

@@ -1,0 +1,86 @@
+// The training loop (paper: "Training", API list C): num_its outer iterations, each drawing a
+// patch set (num_patches chains per image; drawn in a background thread while the previous set
+// trains when `parallel`), then `epochs` passes over it in batches of batch_size with the loss of
+// every level (intermediate_loss) or of the last. Hard mining keeps the hardest chains for the next
+// round (at most hard_mining_maxage rounds). Every validation_every iterations (and at the end) the
+// validation cases are segmented through a Predictor (the application path) and scored with Dice per
+// label; the thresholds that maximise the validation Dice go into the model file. Checkpoints are
+// written atomically beside the model (<out>.ckpt) and --resume continues from them. A JSONL log
+// (<out>.log.jsonl) records losses, Dice and timing.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.h"
+#include "train/config.h"
+#include "train/model.h"
+#include "train/sampler.h"
+
+namespace pw::train {
+
+// The loss of one level: logits = the first label_channels() channels of X; target as drawn
+// (categorical i32 class map, else f32 channels); don't-care voxels (-1 / NaN) give no loss.
+Var level_loss(const Var& X, const Tensor& target, LossKind kind, const Scheme& scheme);
+
+// Per-chain scores of a batch's final output (for hard mining): loss (mean per-voxel loss),
+// f1 (Dice of the thresholded output, mean over labels present in either) and label presence
+// (for "balance"). X: [B, C, ...] logits; target as in level_loss.
+struct ChainScores {
+  std::vector<float> loss, f1;
+  std::vector<std::vector<uint8_t>> present;  // [B][K]: label k occurs in the chain's target
+};
+ChainScores chain_scores(const Tensor& X, const Tensor& target, const Scheme& scheme);
+
+// Hard mining: the indices (ascending) of the chains kept for the next round: the
+// floor(fraction * n) hardest with age < maxage: highest loss ("loss"), lowest f1 ("f1"), or the
+// rarest labels ("balance": sum over the present labels of 1 / (fraction of chains having it)).
+std::vector<int64_t> hard_mining_select(const ChainScores& s, const std::vector<int>& age, double fraction,
+                                        int maxage, HardOrder order);
+
+// Probabilities of a validation subject on its own voxel grid: [K, Z, Y, X] f32 (per label,
+// categorical: classes 1..K), computed through the application path.
+using Predictor = std::function<Tensor(Model& model, Subject& subject)>;
+
+// Dice per label of probabilities thresholded at t against the subject's labels (NaN when the
+// label is absent from both).
+std::vector<double> dice_per_label(const Tensor& prob, const Subject& subject, const std::vector<double>& t);
+
+struct TrainOptions {
+  std::filesystem::path out = "model.safetensors";
+  Device device = Device::cpu;
+  bool resume = false;
+  bool progress_tty = false;  // a rewriting progress line (else plain lines)
+  bool quiet = false;         // no progress output at all (tests)
+  int log_every = 1;          // plain-line progress every N iterations
+};
+
+struct TrainResult {
+  int iterations = 0;
+  double seconds = 0;
+  std::vector<double> last_loss;        // per level, mean over the last iteration
+  std::vector<double> validation_dice;  // per label, final validation (empty without validation)
+  std::vector<double> thresholds;       // chosen per label
+};
+
+class Trainer {
+ public:
+  // Subjects are given (tests) or loaded from cfg.dataset (run_from_dataset).
+  Trainer(TrainConfig cfg, TrainOptions opt);
+  void set_predictor(Predictor p) { predictor_ = std::move(p); }
+  // Loads the dataset of the config (train/validation split) and runs.
+  TrainResult run_from_dataset();
+  TrainResult run(std::vector<Subject>& train, std::vector<Subject>& validation);
+  // The model (after run).
+  Model& model() { return *model_; }
+
+ private:
+  TrainConfig cfg_;
+  TrainOptions opt_;
+  Predictor predictor_;
+  std::unique_ptr<Model> model_;
+};
+
+}  // namespace pw::train
