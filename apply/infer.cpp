@@ -108,11 +108,31 @@ Patch stitch_grid(const Patch& image, const Eigen::Vector3d& level_voxel_mm, int
   return changed ? regrid(image, r) : image;
 }
 
-std::vector<float> resample_linear(const std::vector<float>& src, const Patch& sg, int channels, const Patch& dst,
+std::vector<float> resample_linear(const std::vector<float>& src0, const Patch& sg0, int channels, const Patch& dst,
                                    int ndim) {
-  const int64_t n_src = sg.numel(), n_dst = dst.numel();
-  if (static_cast<int64_t>(src.size()) != channels * n_src)
+  if (static_cast<int64_t>(src0.size()) != channels * sg0.numel())
     throw std::invalid_argument("resample_linear: source size does not match its grid");
+  // Pad the source by one replicated voxel on each side (in-plane only for 2D), so that points
+  // between the outermost voxel centres and the grid's border keep the edge value instead of
+  // fading towards the kernels' zero padding.
+  Patch sg = sg0;
+  int pad[3] = {1, 1, ndim == 3 ? 1 : 0};
+  for (int a = 0; a < 3; ++a) sg.s[a] = sg0.s[a] + 2 * pad[a];
+  Eigen::Matrix4d T = Eigen::Matrix4d::Identity();
+  for (int a = 0; a < 3; ++a) T(a, 3) = -pad[a];
+  sg.A = sg0.A * T;
+  std::vector<float> src(static_cast<size_t>(channels) * sg.numel());
+  for (int c = 0; c < channels; ++c)
+    for (int64_t z = 0; z < sg.s[2]; ++z)
+      for (int64_t y = 0; y < sg.s[1]; ++y)
+        for (int64_t x = 0; x < sg.s[0]; ++x) {
+          int64_t sx = std::clamp<int64_t>(x - pad[0], 0, sg0.s[0] - 1);
+          int64_t sy = std::clamp<int64_t>(y - pad[1], 0, sg0.s[1] - 1);
+          int64_t sz = std::clamp<int64_t>(z - pad[2], 0, sg0.s[2] - 1);
+          src[c * sg.numel() + x + sg.s[0] * (y + sg.s[1] * z)] =
+              src0[c * sg0.numel() + sx + sg0.s[0] * (sy + sg0.s[1] * sz)];
+        }
+  const int64_t n_dst = dst.numel();
   std::vector<float> out(static_cast<size_t>(channels) * n_dst);
   kernels::PatchGeom g;
   g.ndim = ndim;
@@ -333,8 +353,11 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
 
     Tensor parent_out;  // [Q, Cout(level-1), out size of level-1] outputs of the kept parents
     std::vector<Patch> parent_patches;  // their input patches
+    std::vector<int> parent_index;      // their index in the previous level's list
     for (int level = 0; level <= last; ++level) {
       const int64_t P = static_cast<int64_t>(cur.size());
+      if (opt.observe)
+        for (const PatchRec& r : cur) opt.observe(level, r.in, r.parent < 0 ? -1 : parent_index[r.parent]);
       pred.patches_per_level[level] += P;
       const train::Size3 ps = sc.patch_size[level], os = sc.out_patch_size[level];
       const int64_t cout = net.out_channels(level);
@@ -426,6 +449,7 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
       }
       parent_out = kept_out;
       parent_patches = std::move(kept_patches);
+      parent_index = kept;
       cur = std::move(next);
     }
   }

@@ -68,6 +68,9 @@ struct InferOptions {
   uint64_t seed = 1;
   bool progress = false;          // progress lines on stderr
   double tree_jitter = 0.25;      // tree: jitter of interior children, fraction of the overlap
+  // Called for every patch before its level is evaluated: its input patch and the index of its
+  // parent in the previous level's list of the same chunk (-1 at level 0). For tests and tools.
+  std::function<void(int level, const train::Patch& patch, int parent)> observe;
 };
 
 // The stitched result: per-voxel probabilities on `grid` (a Patch: voxel -> world, size).

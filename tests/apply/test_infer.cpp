@@ -1,0 +1,302 @@
+// Hierarchical inference with hand-made networks: coverage of tree and random sampling, lazy
+// evaluation, windows and the sparse suppression rule, --level mix, 2D images.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "apply/infer.h"
+#include "common/test_util.h"
+
+using namespace pw;
+using namespace pw::apply;
+using nlohmann::json;
+
+namespace {
+
+// Level l outputs the constant logit `logit[l]` everywhere (one label channel, plus `extra`
+// intermediate channels), or, when `from_image` is set at level 0, the patch's mean intensity.
+class ConstNet : public LevelNetwork {
+ public:
+  train::Scheme sc;
+  std::vector<float> logit;
+  bool from_image = false;
+  int extra = 0;
+  std::vector<float> level0_means;  // in call order
+  std::vector<int64_t> calls;       // patches per level
+
+  explicit ConstNet(const json& j, std::vector<float> l) : sc(train::Scheme::from_json(j)), logit(std::move(l)) {
+    calls.assign(sc.depth, 0);
+  }
+  const train::Scheme& scheme() const override { return sc; }
+  int in_channels() const override { return 1; }
+  int out_channels(int level) const override { return sc.label_channels() + (level + 1 < sc.depth ? extra : 0); }
+  Tensor forward(int level, const Tensor& img, const Tensor& crop) override {
+    const int64_t B = img.dim(0);
+    calls[level] += B;
+    if (level > 0) REQUIRE(crop.defined());
+    if (level > 0) CHECK(crop.dim(1) == out_channels(level - 1));
+    Shape s = img.shape();
+    s[1] = out_channels(level);
+    const auto& os = sc.out_patch_size[level];
+    if (sc.ndim == 3) {
+      s[2] = os[2];
+      s[3] = os[1];
+      s[4] = os[0];
+    } else {
+      s[2] = os[1];
+      s[3] = os[0];
+    }
+    Tensor out = Tensor::empty(s);
+    const int64_t per = out.numel() / B, inper = img.numel() / B;
+    for (int64_t b = 0; b < B; ++b) {
+      float v = logit[level];
+      if (level == 0 && from_image) {
+        double m = 0;
+        for (int64_t i = 0; i < inper; ++i) m += img.f32()[b * inper + i];
+        v = static_cast<float>(m / inper);
+        level0_means.push_back(v);
+      }
+      for (int64_t i = 0; i < per; ++i) out.f32()[b * per + i] = v;
+    }
+    return out;
+  }
+};
+
+InferInput cube(int nx, int ny, int nz, double vs = 1.0) {
+  InferInput in;
+  in.image.A = Eigen::Matrix4d::Identity();
+  for (int a = 0; a < 3; ++a) in.image.A(a, a) = vs;
+  in.image.A(0, 3) = 3.0;
+  in.image.A(1, 3) = -7.0;
+  in.image.s = {nx, ny, nz};
+  in.channels = 1;
+  in.data.assign(static_cast<size_t>(nx) * ny * nz, 0.f);
+  return in;
+}
+
+float min_of(const std::vector<float>& v) { return *std::min_element(v.begin(), v.end()); }
+float max_of(const std::vector<float>& v) { return *std::max_element(v.begin(), v.end()); }
+
+}  // namespace
+
+TEST_CASE("infer: tree sampling covers every voxel through two levels") {
+  json j = {{"depth", 2}, {"ndim", 3}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {8, 8, 8}}, {"fov_mm", {16, 16, 16}}, {"destvox_mm", {1, 1, 1}}}}};
+  ConstNet net(j, {10.f, 10.f});
+  InferInput in = cube(24, 20, 22);
+  InferOptions o;
+  o.generate_type = GenerateType::tree;
+  Prediction p = infer(net, in, o);
+  REQUIRE(p.prob.size() == in.data.size());
+  CHECK(p.grid.s == in.image.s);
+  CHECK(p.grid.A.isApprox(in.image.A));
+  CHECK(min_of(p.prob) > 0.999f);  // every voxel received the level-1 probability 1
+  // Tree: per axis ceil(extent ratio) + 1 children: 24/16 -> 3, 20/16 -> 3, 22/16 -> 3; 16/8 -> 3.
+  CHECK(p.patches_per_level[0] == 27);
+  CHECK(p.patches_per_level[1] == 27 * 27);
+  CHECK(net.calls[1] == 27 * 27);
+}
+
+TEST_CASE("infer: tree_children tile the parent with overlap, jitter keeps the coverage") {
+  std::mt19937_64 rng(3);
+  for (double jitter : {0.0, 1.0}) {
+    auto c = tree_children(Eigen::Vector3d(30, 10, 7), Eigen::Vector3d(8, 10, 2), 3, jitter, rng);
+    // x: ceil(30/8)+1 = 5, y: 1 (child covers), z: ceil(3.5)+1 = 5
+    REQUIRE(c.size() == 25);
+    // Along x, sorted centres: first/last children touch the borders, neighbours overlap.
+    std::vector<double> xs;
+    for (auto& v : c)
+      if (v[2] == c[0][2]) xs.push_back(v[0] * 30);
+    REQUIRE(xs.size() == 5);
+    CHECK(xs.front() == doctest::Approx(4));
+    CHECK(xs.back() == doctest::Approx(26));
+    for (size_t i = 1; i < xs.size(); ++i) CHECK(xs[i] - xs[i - 1] < 8.0);
+    CHECK(c[0][1] == doctest::Approx(0.5));
+  }
+}
+
+TEST_CASE("infer: random sampling with enough chunks covers every voxel") {
+  json j = {{"depth", 1}, {"ndim", 3}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {10, 10, 10}}, {"destvox_mm", {1, 1, 1}}, {"fov_rel", 1}}}};
+  ConstNet net(j, {10.f});
+  InferInput in = cube(16, 16, 16);
+  InferOptions o;
+  o.generate_type = GenerateType::random;
+  o.num_patches = 40;
+  o.num_chunks = 10;
+  Prediction p = infer(net, in, o);
+  CHECK(p.patches_per_level[0] == 400);
+  CHECK(min_of(p.prob) > 0.999f);
+  // One chunk of 2 patches cannot cover it: uncovered voxels are exactly 0.
+  o.num_patches = 2;
+  o.num_chunks = 1;
+  Prediction q = infer(net, in, o);
+  CHECK(min_of(q.prob) == 0.f);
+  CHECK(max_of(q.prob) > 0.999f);
+}
+
+TEST_CASE("infer: lazy evaluation keeps exactly the top fraction; children stay inside their parents") {
+  json j = {{"depth", 2}, {"ndim", 3}, {"num_labels", 1}, {"snapper", {0, 1}},
+            {"scheme", {{"patch_size", {6, 6, 6}}, {"fov_mm", {12, 12, 12}}, {"destvox_mm", {1, 1, 1}}}}};
+  ConstNet net(j, {0.f, 5.f});
+  net.from_image = true;
+  InferInput in = cube(30, 30, 30);
+  // A ramp: the attention (mean of sigmoid(mean intensity)) differs between patches.
+  for (int z = 0; z < 30; ++z)
+    for (int y = 0; y < 30; ++y)
+      for (int x = 0; x < 30; ++x) in.data[x + 30 * (y + 30 * z)] = 0.1f * x - 0.05f * y + 0.02f * z;
+  std::vector<train::Patch> l0;
+  std::vector<std::pair<train::Patch, int>> l1;
+  InferOptions o;
+  o.generate_type = GenerateType::random;
+  o.num_patches = 20;
+  o.branch_factor = 2;
+  o.lazy_fraction = 0.25;
+  o.observe = [&](int level, const train::Patch& p, int parent) {
+    if (level == 0) {
+      CHECK(parent == -1);
+      l0.push_back(p);
+    } else {
+      l1.emplace_back(p, parent);
+    }
+  };
+  Prediction p = infer(net, in, o);
+  REQUIRE(l0.size() == 20);
+  CHECK(p.patches_per_level[1] == 5 * 2);  // round(0.25 * 20) parents, 2 children each
+  REQUIRE(l1.size() == 10);
+  REQUIRE(net.level0_means.size() == 20);
+  // The kept parents are exactly the 5 with the highest attention.
+  std::vector<float> att(20);
+  for (int i = 0; i < 20; ++i) att[i] = 1.f / (1.f + std::exp(-net.level0_means[i]));
+  std::vector<int> order(20);
+  for (int i = 0; i < 20; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return att[a] > att[b]; });
+  std::set<int> top(order.begin(), order.begin() + 5), got;
+  for (auto& [child, parent] : l1) {
+    got.insert(parent);
+    // Inside the parent (snapper = 1): the child's box in parent voxel coordinates.
+    Eigen::Vector3d lo, hi;
+    train::bounding_box(l0[parent], child, lo, hi);
+    for (int a = 0; a < 3; ++a) {
+      CHECK(lo[a] >= -0.5 - 1e-6);
+      CHECK(hi[a] <= l0[parent].s[a] - 0.5 + 1e-6);
+    }
+  }
+  CHECK(got == top);
+  CHECK(top_fraction({0.1f, 0.9f, 0.5f, 0.9f}, 0.5) == std::vector<int>{1, 3});
+  CHECK(top_fraction({0.3f, 0.2f, 0.1f}, 0.01) == std::vector<int>{0});
+}
+
+TEST_CASE("infer: cos/cos2 windows and the sqrt(n^2 + 3 alpha) rule") {
+  // One patch exactly on the image grid (depth 1, fov = the image): each voxel is seen once.
+  json j = {{"depth", 1}, {"ndim", 3}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {9, 7, 5}}, {"destvox_rel", {1, 1, 1}}, {"fov_rel", 1}}}};
+  ConstNet net(j, {40.f});  // probability 1
+  InferInput in = cube(9, 7, 5);
+  const double pi = 3.14159265358979323846;
+  for (auto win : {kernels::Window::flat, kernels::Window::cos, kernels::Window::cos2}) {
+    for (double alpha : {0.0, 1.0}) {
+      InferOptions o;
+      o.window = win;
+      o.sparse_suppression = alpha;
+      Prediction p = infer(net, in, o);
+      CHECK(p.patches_per_level[0] == 1);
+      for (int z = 0; z < 5; ++z)
+        for (int y = 0; y < 7; ++y)
+          for (int x = 0; x < 9; ++x) {
+            double w = 1;
+            if (win != kernels::Window::flat) {
+              // sin(pi x/(s-1)) is exactly 0 at both ends (the kernels evaluate it symmetrically)
+              auto f = [&](int i, int s) { return std::sin(pi * std::min(i, s - 1 - i) / (s - 1)); };
+              w = f(x, 9) * f(y, 7) * f(z, 5);
+              if (win == kernels::Window::cos2) w = std::sqrt(std::abs(w));
+            }
+            double expect = w == 0 ? 0.0 : w / std::sqrt(w * w + 3 * alpha);
+            float got = p.prob[x + 9 * (y + 7 * z)];
+            INFO("window " << int(win) << " alpha " << alpha << " voxel " << x << "," << y << "," << z);
+            CHECK(got == doctest::Approx(expect).epsilon(1e-4));
+            if (alpha == 1.0) CHECK(got <= 0.5f + 1e-6f);  // seen once never exceeds 0.5
+          }
+    }
+  }
+}
+
+TEST_CASE("infer: --level mix falls back to coarser levels where the finest has no patch") {
+  json j = {{"depth", 2}, {"ndim", 3}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {8, 8, 8}}, {"fov_rel", 1}, {"destvox_mm", {1, 1, 1}}}}};
+  ConstNet net(j, {10.f, -10.f});  // level 0 says 1, level 1 says 0
+  InferInput in = cube(32, 32, 32);
+  InferOptions o;
+  o.generate_type = GenerateType::random;
+  o.num_patches = 1;
+  o.branch_factor = 3;  // three 8 mm children in a 32 mm image: most voxels see no level-1 patch
+  Prediction plain = infer(net, in, o);
+  CHECK(max_of(plain.prob) < 0.01f);  // only level 1 is stitched
+  o.level_mix = true;
+  Prediction mix = infer(net, in, o);
+  // --level 0 stitches the coarse level only (same seed: the same level-0 patch).
+  o.level_mix = false;
+  o.level = 0;
+  Prediction l0 = infer(net, in, o);
+  CHECK(l0.patches_per_level.size() == 1);
+  int64_t fine = 0, coarse = 0, covered0 = 0;
+  for (size_t i = 0; i < mix.prob.size(); ++i) {
+    fine += mix.prob[i] < 0.01f;
+    coarse += mix.prob[i] > 0.99f;
+    covered0 += l0.prob[i] > 0.99f;
+    if (l0.prob[i] < 0.01f) CHECK(mix.prob[i] < 0.01f);  // nothing where no level saw the voxel
+  }
+  CHECK(covered0 > 8000);
+  CHECK(fine >= 3 * 8 * 8 * 8 / 2);                 // inside the level-1 patches: level 1
+  CHECK(coarse >= covered0 - 3 * 8 * 8 * 8 - 1500);  // elsewhere in level 0's patch: level 0
+}
+
+TEST_CASE("infer: 2D image, tree coverage, output on the image grid") {
+  json j = {{"depth", 2}, {"ndim", 2}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {8, 8}}, {"fov_rel", 0.6}, {"destvox_rel", 1}}}};
+  ConstNet net(j, {10.f, 10.f});
+  InferInput in = cube(40, 30, 1, 0.7);
+  Prediction p = infer(net, in, InferOptions{});
+  REQUIRE(p.prob.size() == 40 * 30);
+  CHECK(p.grid.s == in.image.s);
+  CHECK(min_of(p.prob) > 0.999f);
+}
+
+TEST_CASE("infer: coarse final level is stitched on a coarser grid and resampled; sampling_factor refines") {
+  // Final voxel 2 mm on a 1 mm image: nearest splatting on the image grid would leave holes.
+  json j = {{"depth", 1}, {"ndim", 3}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {8, 8, 8}}, {"fov_rel", 1}, {"destvox_mm", {2, 2, 2}}}}};
+  ConstNet net(j, {10.f});
+  InferInput in = cube(20, 20, 20);
+  InferOptions o;
+  Prediction p = infer(net, in, o);
+  CHECK(p.grid.s == in.image.s);
+  CHECK(min_of(p.prob) > 0.999f);
+  o.sampling_factor = 2;  // output voxel 0.5 mm
+  Prediction q = infer(net, in, o);
+  CHECK(q.grid.s == train::Size3{40, 40, 40});
+  CHECK(q.grid.A(0, 0) == doctest::Approx(0.5));
+  CHECK(min_of(q.prob) > 0.999f);
+  o.sampling_factor = 1;
+  o.scale_to_original = false;  // the network's own grid: 2 mm
+  Prediction r = infer(net, in, o);
+  CHECK(r.grid.s == train::Size3{10, 10, 10});
+  CHECK(r.grid.A(0, 0) == doctest::Approx(2.0));
+}
+
+TEST_CASE("infer: bad options are refused") {
+  json j = {{"depth", 1}, {"ndim", 3}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {8, 8, 8}}, {"fov_rel", 1}, {"destvox_rel", 1}}}};
+  ConstNet net(j, {0.f});
+  InferInput in = cube(8, 8, 8);
+  InferOptions o;
+  o.level = 3;
+  CHECK_THROWS_AS(infer(net, in, o), std::invalid_argument);
+  o = InferOptions{};
+  o.lazy_fraction = 0;
+  CHECK_THROWS_AS(infer(net, in, o), std::invalid_argument);
+  InferInput flat = cube(8, 8, 1);
+  CHECK_THROWS_AS(infer(net, flat, InferOptions{}), std::invalid_argument);
+}
