@@ -46,6 +46,15 @@ void accumulate(Node& node, const Tensor& g) {
   }
 }
 
+void accumulate_owned(Node& node, Tensor g) {
+  check_same_shape(node.value, g, node.name.empty() ? "gradient" : node.name.c_str());
+  if (!node.grad.defined()) {
+    node.grad = std::move(g);
+  } else {
+    add_inplace(node.grad, g);
+  }
+}
+
 void backward(const Var& loss) {
   if (loss->value.numel() != 1)
     throw std::invalid_argument("backward(loss): loss must have one element, has shape " +

@@ -43,6 +43,9 @@ Var record(Tensor value, std::vector<Var> parents, std::function<void(Node&)> ba
 
 // node.grad += g (allocating a zero grad on first use).
 void accumulate(Node& node, const Tensor& g);
+// The same for a gradient just computed by a backward function and held by nobody else (no
+// view of another tensor): it becomes node.grad without a copy when node has no gradient yet.
+void accumulate_owned(Node& node, Tensor g);
 
 // Seeds d(loss)/d(loss) = 1 (loss must have one element) or `seed` and runs every
 // backward function reachable from `loss` in reverse recording order.

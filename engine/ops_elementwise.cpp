@@ -2,6 +2,7 @@
 // kernels/elementwise.h, and the backward of each.
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -48,7 +49,7 @@ Var relu(const Var& x) {
     Node& x = *self.parents[0];
     Tensor dx = Tensor::empty_like(x.value);
     PW_DISPATCH(dx.device(), relu_backward, x.value.f32(), self.grad.f32(), dx.f32(), dx.numel());
-    accumulate(x, dx);
+    accumulate_owned(x, std::move(dx));
   });
 }
 
@@ -60,7 +61,7 @@ Var leaky_relu(const Var& x, float slope) {
     Node& x = *self.parents[0];
     Tensor dx = Tensor::empty_like(x.value);
     PW_DISPATCH(dx.device(), leaky_relu_backward, x.value.f32(), self.grad.f32(), dx.f32(), dx.numel(), slope);
-    accumulate(x, dx);
+    accumulate_owned(x, std::move(dx));
   });
 }
 
@@ -72,7 +73,7 @@ Var sigmoid(const Var& x) {
     Node& x = *self.parents[0];
     Tensor dx = Tensor::empty_like(x.value);
     PW_DISPATCH(dx.device(), sigmoid_backward, self.value.f32(), self.grad.f32(), dx.f32(), dx.numel());
-    accumulate(x, dx);
+    accumulate_owned(x, std::move(dx));
   });
 }
 
@@ -86,7 +87,7 @@ Var softmax(const Var& x) {
     Tensor dx = Tensor::empty_like(x.value);
     PW_DISPATCH(dx.device(), softmax_backward, self.value.f32(), self.grad.f32(), dx.f32(), v.outer, v.channels,
                 v.inner);
-    accumulate(x, dx);
+    accumulate_owned(x, std::move(dx));
   });
 }
 
@@ -110,12 +111,12 @@ Var mul(const Var& a, const Var& b) {
     if (a.requires_grad) {
       Tensor da = Tensor::empty_like(a.value);
       PW_DISPATCH(da.device(), mul, self.grad.f32(), b.value.f32(), da.f32(), da.numel());
-      accumulate(a, da);
+      accumulate_owned(a, std::move(da));
     }
     if (b.requires_grad) {
       Tensor db = Tensor::empty_like(b.value);
       PW_DISPATCH(db.device(), mul, self.grad.f32(), a.value.f32(), db.f32(), db.numel());
-      accumulate(b, db);
+      accumulate_owned(b, std::move(db));
     }
   });
 }
@@ -128,7 +129,7 @@ Var scale(const Var& x, float s) {
     Node& x = *self.parents[0];
     Tensor dx = Tensor::empty_like(x.value);
     PW_DISPATCH(dx.device(), scale, self.grad.f32(), dx.f32(), dx.numel(), s);
-    accumulate(x, dx);
+    accumulate_owned(x, std::move(dx));
   });
 }
 
@@ -165,7 +166,7 @@ Var concat(const std::vector<Var>& xs) {
         Tensor dx = Tensor::empty_like(p->value);
         PW_DISPATCH(dx.device(), copy_channels, self.grad.f32(), channels, c0, dx.f32(), c, 0, c, v0.outer,
                     v0.inner);
-        accumulate(*p, dx);
+        accumulate_owned(*p, std::move(dx));
       }
       c0 += c;
     }
@@ -188,7 +189,7 @@ Var slice(const Var& x, int64_t begin, int64_t end) {
     Tensor dx = Tensor::zeros_like(x.value);
     PW_DISPATCH(dx.device(), copy_channels, self.grad.f32(), end - begin, 0, dx.f32(), v.channels, begin,
                 end - begin, v.outer, v.inner);
-    accumulate(x, dx);
+    accumulate_owned(x, std::move(dx));
   });
 }
 
@@ -200,7 +201,7 @@ Var sum(const Var& x) {
     Node& x = *self.parents[0];
     Tensor dx = Tensor::empty_like(x.value);
     PW_DISPATCH(dx.device(), broadcast_scalar, self.grad.f32(), 1.0f, dx.f32(), dx.numel());
-    accumulate(x, dx);
+    accumulate_owned(x, std::move(dx));
   });
 }
 
@@ -215,7 +216,7 @@ Var mean(const Var& x) {
     Node& x = *self.parents[0];
     Tensor dx = Tensor::empty_like(x.value);
     PW_DISPATCH(dx.device(), broadcast_scalar, self.grad.f32(), 1.0f / static_cast<float>(n), dx.f32(), n);
-    accumulate(x, dx);
+    accumulate_owned(x, std::move(dx));
   });
 }
 

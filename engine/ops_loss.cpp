@@ -2,6 +2,7 @@
 // kernels/loss.h, backward.
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -55,7 +56,7 @@ Var bce_with_logits(const Var& logits, const Tensor& target, const Tensor* mask)
     Tensor dz = Tensor::empty_like(x.value);
     PW_DISPATCH(dz.device(), bce_with_logits_backward, x.value.f32(), target.f32(),
                 m.defined() ? m.f32() : nullptr, dz.numel(), self.grad.f32(), denom.f32(), dz.f32());
-    accumulate(x, dz);
+    accumulate_owned(x, std::move(dz));
   });
 }
 
@@ -93,7 +94,7 @@ Var cross_entropy(const Var& logits, const Tensor& target, const std::vector<flo
     PW_DISPATCH(dx.device(), cross_entropy_backward, x.value.f32(), target.i32(),
                 weight.defined() ? weight.f32() : nullptr, m.defined() ? m.f32() : nullptr, N, K, S,
                 self.grad.f32(), denom.f32(), dx.f32());
-    accumulate(x, dx);
+    accumulate_owned(x, std::move(dx));
   });
 }
 
@@ -116,7 +117,7 @@ Var soft_dice(const Var& probs, const Tensor& target_onehot, bool per_sample, fl
     PW_DISPATCH(dp.device(), soft_dice_backward, x.value.f32(), target_onehot.f32(),
                 m.defined() ? m.f32() : nullptr, N, K, S, per_sample, smooth, sums.f32(), self.grad.f32(),
                 dp.f32());
-    accumulate(x, dp);
+    accumulate_owned(x, std::move(dp));
   });
 }
 

@@ -1,6 +1,7 @@
 // Instance norm and batch norm: shape checks, dispatch to kernels/norm.h, backward.
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -43,9 +44,9 @@ void accumulate_norm_grads(Node& self, Kernel&& kernel) {
   if (w && w->requires_grad) dw = Tensor::empty_like(w->value);
   if (b && b->requires_grad) db = Tensor::empty_like(b->value);
   kernel(dx.defined() ? dx.f32() : nullptr, dw.defined() ? dw.f32() : nullptr, db.defined() ? db.f32() : nullptr);
-  if (dx.defined()) accumulate(x, dx);
-  if (dw.defined()) accumulate(*w, dw);
-  if (db.defined()) accumulate(*b, db);
+  if (dx.defined()) accumulate_owned(x, std::move(dx));
+  if (dw.defined()) accumulate_owned(*w, std::move(dw));
+  if (db.defined()) accumulate_owned(*b, std::move(db));
 }
 
 }  // namespace

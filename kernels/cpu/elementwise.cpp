@@ -134,9 +134,14 @@ void sum(const float* x, int64_t n, float* out) {
   std::vector<double> partial(static_cast<size_t>(chunks), 0.0);
   parallel_for(chunks, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) {
-      double s = 0.0;
-      for (int64_t i = c * chunk, end = std::min(n, i + chunk); i < end; ++i) s += x[i];
-      partial[c] = s;
+      // Four independent accumulators (a double add chain is latency bound).
+      double s[4] = {0.0, 0.0, 0.0, 0.0};
+      int64_t i = c * chunk;
+      const int64_t end = std::min(n, i + chunk);
+      for (; i + 4 <= end; i += 4)
+        for (int k = 0; k < 4; ++k) s[k] += x[i + k];
+      for (; i < end; ++i) s[0] += x[i];
+      partial[c] = (s[0] + s[1]) + (s[2] + s[3]);
     }
   }, 1);
   double total = 0.0;
