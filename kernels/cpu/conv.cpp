@@ -1,12 +1,25 @@
-// CPU convolution: im2col/vol2col + Eigen GEMM, threaded over (sample, tile) work items.
+// CPU convolution: im2col/vol2col into per-thread tiles + a register-blocked GEMM micro-kernel
+// written with Eigen's packet math (SSE/AVX/AVX-512, whichever the build targets), threaded over
+// (sample, tile) work items with pw::parallel_for.
 //
 // Per sample, y (cout x P) = w (cout x K) * col (K x P) with K = cin*kD*kH*kW and P = the output
 // volume. col is never built whole: the output is cut into tiles of whole output rows so that
-// one tile's K x cols column block (about 1 MB) stays in L2; each worker reuses one column buffer.
-// 1x1x1 convolutions with stride 1 and no padding read x directly (no column buffer).
-// Backward data with stride 1 is itself a forward convolution (flipped, transposed weights,
-// padding k-1-p), so it shares the fast path; other strides scatter with col2im per sample.
+// one tile's K x cols column block (about 1 MB) stays in L2; each worker reuses its buffers.
+//   stride 1 ("direct"): no column matrix at all. x is copied once, zero-padded; column (k, p)
+//                  of the implicit col matrix is xpad[tap offset k + position offset p], so the
+//                  micro-kernels load SIMD vectors of kVec outputs of one row straight from xpad.
+//   other strides: col is packed per tile in panels of NR columns (im2col).
+//   forward:       w is packed in blocks of MR output channels; the micro-kernel keeps an
+//                  MR x (NV vectors) block of y in registers for the whole K loop.
+//   weight grad:   dw (cout x K) += dy (cout x cols) * col^T, vectorised along the columns, with
+//                  per-worker vector partial sums reduced at the end.
+//   data grad:     with stride 1 it is itself a forward convolution (flipped, transposed weights,
+//                  padding k-1-p), so it shares the fast path; other strides compute
+//                  dcol = w^T dy with Eigen's GEMM and scatter it with col2im, one sample per item.
+// A 1x1x1 convolution has one tap: it reads x itself (no k-expansion, no copy beyond the padding).
 #define EIGEN_DONT_PARALLELIZE  // we thread ourselves (pw::parallel_for)
+// GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_ps) when Eigen's packets inline.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include "kernels/conv.h"
 
 #include <Eigen/Core>
@@ -24,17 +37,32 @@ using Stride = Eigen::OuterStride<>;
 using MatMap = Eigen::Map<RowMat, Eigen::Unaligned, Stride>;
 using ConstMatMap = Eigen::Map<const RowMat, Eigen::Unaligned, Stride>;
 
-// Floats in one column tile (1 MB): the GEMM's right-hand block stays in L2.
-constexpr int64_t kTileFloats = int64_t(1) << 18;
+// SIMD packet of the build's widest float vector, and the micro-kernel's register blocking.
+using Packet = Eigen::internal::packet_traits<float>::type;
+constexpr int kVec = static_cast<int>(sizeof(Packet) / sizeof(float));
+constexpr bool kWide = kVec >= 16;         // AVX-512: 32 vector registers
+constexpr int MR = kWide ? 8 : 4;          // forward: output channels per block
+constexpr int NV = 3;                      // forward: vectors of columns per block
+constexpr int NR = NV * kVec;              // forward: columns per panel
+constexpr int MO = kWide ? 4 : 2;          // weight grad: output channels per block
+constexpr int NK = 6;                      // weight grad: kernel rows per block
 
-// Per-thread column buffer; it grows to the largest size asked and is kept (pool threads live on).
-float* column_buffer(int64_t n) {
-  thread_local std::vector<float, Eigen::aligned_allocator<float>> buf;
-  if (static_cast<int64_t>(buf.size()) < n) buf.resize(static_cast<size_t>(n));
-  return buf.data();
+// Columns per tile: im2col tiles hold about 1 MB of columns (they stay in L2); direct tiles
+// have no column block and are sized for the weight-gradient partial sums and load balance.
+int64_t im2col_tile_cols(int64_t K) { return std::max<int64_t>(256, (int64_t(1) << 18) / std::max<int64_t>(1, K)); }
+constexpr int64_t direct_tile_cols() { return 4096; }
+
+int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
+
+// Per-thread buffers (0: columns, 1: dy copy, 2: padded input); each grows to the largest size asked and is kept
+// (pool threads live on), so no allocation happens per tile.
+float* thread_buffer(int slot, int64_t n) {
+  thread_local std::vector<float, Eigen::aligned_allocator<float>> buf[3];
+  if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
+  return buf[slot].data();
 }
 
-// Runs f(worker, item) for every item in [0, items), dealt round-robin to the pool's workers.
+// Runs f(worker, item) for every item in [0, items), dealt round-robin to `workers` workers.
 template <class F>
 void run_items(int64_t items, int workers, const F& f) {
   parallel_for(
@@ -46,21 +74,17 @@ void run_items(int64_t items, int workers, const F& f) {
       1);
 }
 
-int workers_for(int64_t items) { return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), items))); }
-
-bool is_pointwise(const ConvGeom& g) {
-  for (int i = 0; i < 3; ++i)
-    if (g.k[i] != 1 || g.stride[i] != 1 || g.pad[i] != 0) return false;
-  return true;
+int workers_for(int64_t items) {
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), items)));
 }
 
 // The output is tiled by whole output rows (d, h), each of out[2] columns.
 struct Tiling {
   int64_t rows = 0, rows_per_tile = 0, ntiles = 0, row_len = 0;
-  Tiling(const ConvGeom& g, int64_t K) {
+  // About `cols` columns per tile (at least one row).
+  Tiling(const ConvGeom& g, int64_t cols) {
     rows = g.out[0] * g.out[1];
     row_len = g.out[2];
-    int64_t cols = std::max<int64_t>(256, kTileFloats / std::max<int64_t>(1, K));
     rows_per_tile = std::clamp<int64_t>(cols / std::max<int64_t>(1, row_len), 1, std::max<int64_t>(1, rows));
     ntiles = (rows + rows_per_tile - 1) / rows_per_tile;
   }
@@ -92,11 +116,11 @@ inline void scatter_row(float* src, int64_t n_in, const float* d, int64_t n_out,
   }
 }
 
-// Visits every (column-row, output-row) pair of the tile [r0, r1): fn(kernel_row, dst_offset,
-// x_row_offset_or_-1, kw) where x_row is the input row (c, id, ih) read by that pair.
+// Visits every (kernel row, output row) pair of the tile [r0, r1):
+// fn(krow, r - r0, xrow, kw) with xrow the offset of the input row (c, id, ih) read by the pair,
+// or -1 where that row lies in the zero padding.
 template <class F>
 void for_tile_rows(const ConvGeom& g, int64_t r0, int64_t r1, const F& fn) {
-  const int64_t cols = (r1 - r0) * g.out[2];
   int64_t krow = 0;
   for (int64_t c = 0; c < g.cin; ++c)
     for (int kd = 0; kd < g.k[0]; ++kd)
@@ -107,26 +131,269 @@ void for_tile_rows(const ConvGeom& g, int64_t r0, int64_t r1, const F& fn) {
             int64_t id = od * g.stride[0] - g.pad[0] + kd;
             int64_t ih = oh * g.stride[1] - g.pad[1] + kh;
             bool inside = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
-            int64_t xrow = inside ? ((c * g.in[0] + id) * g.in[1] + ih) * g.in[2] : -1;
-            fn(krow * cols + (r - r0) * g.out[2], xrow, kw);
+            fn(krow, r - r0, inside ? ((c * g.in[0] + id) * g.in[1] + ih) * g.in[2] : -1, kw);
           }
 }
 
-// col (K x cols) for output rows [r0, r1) of one sample x (cin x in_vol).
-void im2col(const ConvGeom& g, const float* x, int64_t r0, int64_t r1, float* col) {
-  for_tile_rows(g, r0, r1, [&](int64_t dst, int64_t xrow, int kw) {
-    if (xrow < 0)
-      std::fill(col + dst, col + dst + g.out[2], 0.0f);
-    else
-      gather_row(x + xrow, g.in[2], col + dst, g.out[2], g.stride[2], int64_t(kw) - g.pad[2]);
+// Copies output-row segment [o0, o0 + len) of one (kernel row, output row) pair to d.
+inline void gather_segment(const ConvGeom& g, const float* x, int64_t xrow, int kw, int64_t o0, int64_t len,
+                           float* d) {
+  if (xrow < 0)
+    std::fill(d, d + len, 0.0f);
+  else
+    gather_row(x + xrow, g.in[2], d, len, g.stride[2], o0 * g.stride[2] + kw - g.pad[2]);
+}
+
+// Row-major col (K rows of pitch ld >= cols, zero beyond cols) for output rows [r0, r1) of sample x.
+void im2col(const ConvGeom& g, const float* x, int64_t r0, int64_t r1, float* col, int64_t ld) {
+  const int64_t W = g.out[2], cols = (r1 - r0) * W;
+  for_tile_rows(g, r0, r1, [&](int64_t krow, int64_t rl, int64_t xrow, int kw) {
+    float* d = col + krow * ld;
+    gather_segment(g, x, xrow, kw, 0, W, d + rl * W);
+    if (rl == r1 - r0 - 1) std::fill(d + cols, d + ld, 0.0f);
   });
 }
 
-// dx (one sample) += col2im(col) for output rows [r0, r1).
-void col2im_add(const ConvGeom& g, const float* col, int64_t r0, int64_t r1, float* dx) {
-  for_tile_rows(g, r0, r1, [&](int64_t dst, int64_t xrow, int kw) {
-    if (xrow >= 0) scatter_row(dx + xrow, g.in[2], col + dst, g.out[2], g.stride[2], int64_t(kw) - g.pad[2]);
+// The same columns packed in panels of NR: element (k, q) at ((q / NR) * K + k) * NR + q % NR;
+// the last panel is zero-padded.
+void im2col_panels(const ConvGeom& g, const float* x, int64_t r0, int64_t r1, float* cp) {
+  const int64_t W = g.out[2], K = g.cin * g.k_vol(), cols = (r1 - r0) * W;
+  for_tile_rows(g, r0, r1, [&](int64_t krow, int64_t rl, int64_t xrow, int kw) {
+    for (int64_t o = 0; o < W;) {
+      const int64_t q = rl * W + o, j = q % NR, len = std::min(NR - j, W - o);
+      gather_segment(g, x, xrow, kw, o, len, cp + ((q / NR) * K + krow) * NR + j);
+      o += len;
+    }
   });
+  if (const int64_t tail = cols % NR) {
+    float* last = cp + (cols / NR) * K * NR;
+    for (int64_t k = 0; k < K; ++k) std::fill(last + k * NR + tail, last + (k + 1) * NR, 0.0f);
+  }
+}
+
+// dx (one sample) += col2im(col) for output rows [r0, r1) (col row-major, pitch ld).
+void col2im_add(const ConvGeom& g, const float* col, int64_t ld, int64_t r0, int64_t r1, float* dx) {
+  const int64_t W = g.out[2];
+  for_tile_rows(g, r0, r1, [&](int64_t krow, int64_t rl, int64_t xrow, int kw) {
+    if (xrow >= 0) scatter_row(dx + xrow, g.in[2], col + krow * ld + rl * W, W, g.stride[2], int64_t(kw) - g.pad[2]);
+  });
+}
+
+// w (cout x K) packed in blocks of MR output channels, k-major: element (o, k) at
+// ((o / MR) * K + k) * MR + o % MR; rows beyond cout are zero.
+std::vector<float> pack_weights(const float* w, int64_t cout, int64_t K) {
+  std::vector<float> wp(static_cast<size_t>(round_up(cout, MR) * K), 0.0f);
+  for (int64_t o = 0; o < cout; ++o)
+    for (int64_t k = 0; k < K; ++k) wp[((o / MR) * K + k) * MR + o % MR] = w[o * K + k];
+  return wp;
+}
+
+// y block (rows x ncols of MR x NR, row pitch ldy) = w block (packed, MR x K) * col panel (K x NR)
+// + bias. The MR x NR sums stay in registers for the whole K loop.
+inline void micro_forward(int64_t K, const float* wp, const float* cp, const float* bias, float* y, int64_t ldy,
+                          int rows, int64_t ncols) {
+  using namespace Eigen::internal;
+  Packet acc[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = pset1<Packet>(0.0f);
+  for (int64_t k = 0; k < K; ++k, wp += MR, cp += NR) {
+    const Packet c0 = pload<Packet>(cp), c1 = pload<Packet>(cp + kVec), c2 = pload<Packet>(cp + 2 * kVec);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const Packet wr = pset1<Packet>(wp[r]);
+      acc[r][0] = pmadd(wr, c0, acc[r][0]);
+      acc[r][1] = pmadd(wr, c1, acc[r][1]);
+      acc[r][2] = pmadd(wr, c2, acc[r][2]);
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    const Packet b = pset1<Packet>(bias ? bias[r] : 0.0f);
+    float* yr = y + r * ldy;
+    if (ncols == NR) {
+      for (int v = 0; v < NV; ++v) pstoreu(yr + v * kVec, padd(acc[r][v], b));
+    } else {
+      alignas(64) float tmp[NR];
+      for (int v = 0; v < NV; ++v) pstore(tmp + v * kVec, padd(acc[r][v], b));
+      std::copy(tmp, tmp + ncols, yr);
+    }
+  }
+}
+
+// part (MO x NK vector partial sums, element (o, k) at (o * kp + k) * kVec) += dy rows (MO, pitch
+// ld) * col rows (NK, pitch ld)^T over ld columns (ld a multiple of kVec, both 64-byte aligned).
+inline void micro_weight(int64_t ld, const float* dy, const float* col, float* part, int64_t kp) {
+  using namespace Eigen::internal;
+  Packet acc[MO][NK];
+#pragma GCC unroll 8
+  for (int o = 0; o < MO; ++o)
+    for (int k = 0; k < NK; ++k) acc[o][k] = pload<Packet>(part + (o * kp + k) * kVec);
+  for (int64_t p = 0; p < ld; p += kVec) {
+    Packet d[MO];
+#pragma GCC unroll 8
+    for (int o = 0; o < MO; ++o) d[o] = pload<Packet>(dy + o * ld + p);
+#pragma GCC unroll 8
+    for (int k = 0; k < NK; ++k) {
+      const Packet c = pload<Packet>(col + k * ld + p);
+      for (int o = 0; o < MO; ++o) acc[o][k] = pmadd(d[o], c, acc[o][k]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int o = 0; o < MO; ++o)
+    for (int k = 0; k < NK; ++k) pstore(part + (o * kp + k) * kVec, acc[o][k]);
+}
+
+// ---- stride-1 direct path ---------------------------------------------------------------------
+
+bool unit_stride(const ConvGeom& g) { return g.stride[0] == 1 && g.stride[1] == 1 && g.stride[2] == 1; }
+
+// x zero-padded by g.pad on every side: n*cin planes of Dp x Hp x Wp, plus kVec + kW floats of
+// slack at the end (a row's last vector may read past its row). Lives in the caller's buffer 2.
+struct Padded {
+  const float* data;
+  int64_t Dp, Hp, Wp, vol;
+};
+
+Padded pad_input(const ConvGeom& g, const float* x) {
+  Padded p;
+  p.Dp = g.in[0] + 2 * g.pad[0];
+  p.Hp = g.in[1] + 2 * g.pad[1];
+  p.Wp = g.in[2] + 2 * g.pad[2];
+  p.vol = p.Dp * p.Hp * p.Wp;
+  const int64_t planes = g.n * g.cin, slack = kVec + g.k[2];
+  float* xp = thread_buffer(2, planes * p.vol + slack);
+  std::fill(xp + planes * p.vol, xp + planes * p.vol + slack, 0.0f);
+  const int64_t in_vol = g.in_vol();
+  parallel_for(
+      planes,
+      [&](int64_t b, int64_t e) {
+        for (int64_t pl = b; pl < e; ++pl) {
+          float* dst = xp + pl * p.vol;
+          const float* src = x + pl * in_vol;
+          for (int64_t d = 0; d < p.Dp; ++d)
+            for (int64_t h = 0; h < p.Hp; ++h) {
+              float* row = dst + (d * p.Hp + h) * p.Wp;
+              const int64_t id = d - g.pad[0], ih = h - g.pad[1];
+              if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) {
+                std::fill(row, row + p.Wp, 0.0f);
+                continue;
+              }
+              std::fill(row, row + g.pad[2], 0.0f);
+              std::memcpy(row + g.pad[2], src + (id * g.in[1] + ih) * g.in[2], sizeof(float) * g.in[2]);
+              std::fill(row + g.pad[2] + g.in[2], row + p.Wp, 0.0f);
+            }
+        }
+      },
+      8);
+  p.data = xp;
+  return p;
+}
+
+// Offset in xpad (one sample) of tap k = (c, kd, kh, kw), padded to a multiple of `mult` with 0.
+std::vector<int64_t> tap_offsets(const ConvGeom& g, const Padded& p, int64_t mult) {
+  std::vector<int64_t> off;
+  for (int64_t c = 0; c < g.cin; ++c)
+    for (int kd = 0; kd < g.k[0]; ++kd)
+      for (int kh = 0; kh < g.k[1]; ++kh)
+        for (int kw = 0; kw < g.k[2]; ++kw) off.push_back(((c * p.Dp + kd) * p.Hp + kh) * p.Wp + kw);
+  off.resize(static_cast<size_t>(round_up(static_cast<int64_t>(off.size()), mult)), 0);
+  return off;
+}
+
+// The SIMD vector positions of output rows [r0, r1): each row is cut into ceil(W/kVec) vectors.
+// For position i: src[i] = its offset in xpad (tap 0), dst[i] = its offset in y's channel plane,
+// valid[i] = how many of its kVec lanes are real outputs.
+struct Positions {
+  std::vector<int64_t> src, dst;
+  std::vector<int> valid;
+  void build(const ConvGeom& g, const Padded& p, int64_t r0, int64_t r1) {
+    src.clear();
+    dst.clear();
+    valid.clear();
+    const int64_t W = g.out[2];
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t od = r / g.out[1], oh = r % g.out[1];
+      for (int64_t ow = 0; ow < W; ow += kVec) {
+        src.push_back((od * p.Hp + oh) * p.Wp + ow);
+        dst.push_back(r * W + ow);
+        valid.push_back(static_cast<int>(std::min<int64_t>(kVec, W - ow)));
+      }
+    }
+  }
+  int64_t size() const { return static_cast<int64_t>(src.size()); }
+};
+
+Positions& thread_positions() {
+  thread_local Positions pos;
+  return pos;
+}
+
+// y vectors (NV positions starting at i, `rows` output channels of pitch P) = w block (packed,
+// MR x K) * implicit columns xs[tap offset + position offset] + bias.
+inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const float* xs, const Positions& pos,
+                         int64_t i, const float* bias, float* y, int64_t P, int rows) {
+  using namespace Eigen::internal;
+  const int nv = static_cast<int>(std::min<int64_t>(NV, pos.size() - i));
+  const float* s0 = xs + pos.src[i];
+  const float* s1 = xs + pos.src[i + (nv > 1 ? 1 : 0)];
+  const float* s2 = xs + pos.src[i + (nv > 2 ? 2 : 0)];
+  Packet acc[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = pset1<Packet>(0.0f);
+  for (int64_t k = 0; k < K; ++k, wp += MR) {
+    const int64_t o = off[k];
+    const Packet c0 = ploadu<Packet>(s0 + o), c1 = ploadu<Packet>(s1 + o), c2 = ploadu<Packet>(s2 + o);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const Packet wr = pset1<Packet>(wp[r]);
+      acc[r][0] = pmadd(wr, c0, acc[r][0]);
+      acc[r][1] = pmadd(wr, c1, acc[r][1]);
+      acc[r][2] = pmadd(wr, c2, acc[r][2]);
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    const Packet b = pset1<Packet>(bias ? bias[r] : 0.0f);
+    for (int v = 0; v < nv; ++v) {
+      float* yv = y + r * P + pos.dst[i + v];
+      if (pos.valid[i + v] == kVec) {
+        pstoreu(yv, padd(acc[r][v], b));
+      } else {
+        alignas(64) float tmp[kVec];
+        pstore(tmp, padd(acc[r][v], b));
+        std::copy(tmp, tmp + pos.valid[i + v], yv);
+      }
+    }
+  }
+}
+
+// part (MO x NK vector partial sums, element (o, k) at (o * kp + k) * kVec) += dy vectors (MO rows
+// of pitch ld, one kVec slot per position, zero in invalid lanes) * implicit columns of taps
+// off[0..NK) over every position.
+inline void micro_weight_direct(const Positions& pos, const float* dy, int64_t ld, const float* xs,
+                                const int64_t* off, float* part, int64_t kp) {
+  using namespace Eigen::internal;
+  Packet acc[MO][NK];
+#pragma GCC unroll 8
+  for (int o = 0; o < MO; ++o)
+    for (int k = 0; k < NK; ++k) acc[o][k] = pload<Packet>(part + (o * kp + k) * kVec);
+  int64_t tap[NK];
+  for (int k = 0; k < NK; ++k) tap[k] = off[k];
+  const int64_t npos = pos.size();
+  for (int64_t i = 0; i < npos; ++i) {
+    Packet d[MO];
+#pragma GCC unroll 8
+    for (int o = 0; o < MO; ++o) d[o] = pload<Packet>(dy + o * ld + i * kVec);
+    const float* s = xs + pos.src[i];
+#pragma GCC unroll 8
+    for (int k = 0; k < NK; ++k) {
+      const Packet c = ploadu<Packet>(s + tap[k]);
+      for (int o = 0; o < MO; ++o) acc[o][k] = pmadd(d[o], c, acc[o][k]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int o = 0; o < MO; ++o)
+    for (int k = 0; k < NK; ++k) pstore(part + (o * kp + k) * kVec, acc[o][k]);
 }
 
 // The convolution whose backward data is the transposed convolution g (and vice versa).
@@ -159,24 +426,35 @@ void add_bias(const ConvGeom& g, const float* b, float* y) {
 
 void conv_forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
   const int64_t K = g.cin * g.k_vol(), P = g.out_vol(), in_vol = g.in_vol();
-  const bool direct = is_pointwise(g);
-  const Tiling t(g, K);
+  const Tiling t(g, unit_stride(g) ? direct_tile_cols() : im2col_tile_cols(K));
   const int64_t items = g.n * t.ntiles;
-  ConstMatMap W(w, g.cout, K, Stride(K));
+  const std::vector<float> wp = pack_weights(w, g.cout, K);
+  if (unit_stride(g)) {
+    const Padded xp = pad_input(g, x);
+    const std::vector<int64_t> off = tap_offsets(g, xp, 1);
+    run_items(items, workers_for(items), [&](int, int64_t item) {
+      const int64_t n = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
+      Positions& pos = thread_positions();
+      pos.build(g, xp, r0, r1);
+      const float* xs = xp.data + n * g.cin * xp.vol;
+      float* ys = y + n * g.cout * P;
+      for (int64_t i = 0; i < pos.size(); i += NV)
+        for (int64_t o = 0; o < g.cout; o += MR)
+          micro_direct(K, off.data(), wp.data() + o * K, xs, pos, i, b ? b + o : nullptr, ys + o * P, P,
+                       static_cast<int>(std::min<int64_t>(MR, g.cout - o)));
+    });
+    return;
+  }
   run_items(items, workers_for(items), [&](int, int64_t item) {
     const int64_t n = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
     const int64_t c0 = r0 * t.row_len, cols = (r1 - r0) * t.row_len;
-    const float* xs = x + n * g.cin * in_vol;
-    MatMap Y(y + n * g.cout * P + c0, g.cout, cols, Stride(P));
-    if (direct) {
-      Y.noalias() = W * ConstMatMap(xs + c0, K, cols, Stride(P));
-    } else {
-      float* col = column_buffer(K * cols);
-      im2col(g, xs, r0, r1, col);
-      Y.noalias() = W * ConstMatMap(col, K, cols, Stride(cols));
-    }
-    if (b)
-      for (int64_t o = 0; o < g.cout; ++o) Y.row(o).array() += b[o];
+    float* cp = thread_buffer(0, round_up(cols, NR) * K);
+    im2col_panels(g, x + n * g.cin * in_vol, r0, r1, cp);
+    float* ys = y + n * g.cout * P + c0;
+    for (int64_t q = 0; q < cols; q += NR)
+      for (int64_t o = 0; o < g.cout; o += MR)
+        micro_forward(K, wp.data() + o * K, cp + q * K, b ? b + o : nullptr, ys + o * P + q, P,
+                      static_cast<int>(std::min<int64_t>(MR, g.cout - o)), std::min<int64_t>(NR, cols - q));
   });
 }
 
@@ -197,7 +475,7 @@ void conv_backward_data(const ConvGeom& g, const float* dy, const float* w, floa
   }
   // General strides: dcol = w^T dy per tile, scattered into dx; one sample per work item.
   const int64_t K = g.cin * kvol, P = g.out_vol(), in_vol = g.in_vol();
-  const Tiling t(g, K);
+  const Tiling t(g, im2col_tile_cols(K));
   ConstMatMap Wt(w, g.cout, K, Stride(K));
   run_items(g.n, workers_for(g.n), [&](int, int64_t n) {
     float* dxs = dx + n * g.cin * in_vol;
@@ -205,47 +483,94 @@ void conv_backward_data(const ConvGeom& g, const float* dy, const float* w, floa
     for (int64_t tile = 0; tile < t.ntiles; ++tile) {
       const int64_t r0 = t.begin(tile), r1 = t.end(tile);
       const int64_t c0 = r0 * t.row_len, cols = (r1 - r0) * t.row_len;
-      float* col = column_buffer(K * cols);
+      float* col = thread_buffer(0, K * cols);
       MatMap C(col, K, cols, Stride(cols));
       C.noalias() = Wt.transpose() * ConstMatMap(dy + n * g.cout * P + c0, g.cout, cols, Stride(P));
-      col2im_add(g, col, r0, r1, dxs);
+      col2im_add(g, col, cols, r0, r1, dxs);
     }
   });
 }
 
 void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
   const int64_t K = g.cin * g.k_vol(), P = g.out_vol(), in_vol = g.in_vol();
-  const bool direct = is_pointwise(g);
-  const Tiling t(g, K);
+  const int64_t kp = round_up(K, NK), op = round_up(g.cout, MO);
+  const Tiling t(g, unit_stride(g) ? direct_tile_cols() : im2col_tile_cols(K));
   const int64_t items = g.n * t.ntiles;
   const int workers = workers_for(items);
-  std::vector<float> partial(static_cast<size_t>(workers * g.cout * K), 0.0f);
-  run_items(items, workers, [&](int worker, int64_t item) {
-    const int64_t n = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
-    const int64_t c0 = r0 * t.row_len, cols = (r1 - r0) * t.row_len;
-    const float* xs = x + n * g.cin * in_vol;
-    MatMap DW(partial.data() + worker * g.cout * K, g.cout, K, Stride(K));
-    ConstMatMap DY(dy + n * g.cout * P + c0, g.cout, cols, Stride(P));
-    if (direct) {
-      DW.noalias() += DY * ConstMatMap(xs + c0, K, cols, Stride(P)).transpose();
-    } else {
-      float* col = column_buffer(K * cols);
-      im2col(g, xs, r0, r1, col);
-      DW.noalias() += DY * ConstMatMap(col, K, cols, Stride(cols)).transpose();
+  const int64_t part_size = op * kp * kVec;
+  std::vector<float, Eigen::aligned_allocator<float>> partial(static_cast<size_t>(workers * part_size), 0.0f);
+  // dy rows of the tile into buffer 1: op rows of pitch ld, zero beyond cout; `slot(i)` gives the
+  // offset of the i-th kVec-wide piece of the tile's columns.
+  auto copy_dy = [&](int64_t n, int64_t nslots, int64_t ld, const auto& piece) {
+    float* dyb = thread_buffer(1, op * ld);
+    for (int64_t o = 0; o < op; ++o) {
+      float* d = dyb + o * ld;
+      if (o >= g.cout) {
+        std::fill(d, d + ld, 0.0f);
+        continue;
+      }
+      const float* src = dy + (n * g.cout + o) * P;
+      for (int64_t i = 0; i < nslots; ++i) {
+        int64_t at, valid;
+        piece(i, at, valid);
+        std::copy(src + at, src + at + valid, d + i * kVec);
+        std::fill(d + i * kVec + valid, d + (i + 1) * kVec, 0.0f);
+      }
+      std::fill(d + nslots * kVec, d + ld, 0.0f);
     }
-  });
-  const int64_t m = g.cout * K;
-  std::copy(partial.begin(), partial.begin() + m, dw);
-  for (int wk = 1; wk < workers; ++wk)
-    for (int64_t i = 0; i < m; ++i) dw[i] += partial[wk * m + i];
+    return dyb;
+  };
+  if (unit_stride(g)) {
+    const Padded xp = pad_input(g, x);
+    const std::vector<int64_t> off = tap_offsets(g, xp, NK);
+    run_items(items, workers, [&](int worker, int64_t item) {
+      const int64_t n = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
+      Positions& pos = thread_positions();
+      pos.build(g, xp, r0, r1);
+      const int64_t ld = pos.size() * kVec;
+      const float* dyb = copy_dy(n, pos.size(), ld, [&](int64_t i, int64_t& at, int64_t& valid) {
+        at = pos.dst[i];
+        valid = pos.valid[i];
+      });
+      const float* xs = xp.data + n * g.cin * xp.vol;
+      float* part = partial.data() + worker * part_size;
+      for (int64_t k = 0; k < kp; k += NK)
+        for (int64_t o = 0; o < op; o += MO)
+          micro_weight_direct(pos, dyb + o * ld, ld, xs, off.data() + k, part + (o * kp + k) * kVec, kp);
+    });
+  } else {
+    run_items(items, workers, [&](int worker, int64_t item) {
+      const int64_t n = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
+      const int64_t c0 = r0 * t.row_len, cols = (r1 - r0) * t.row_len, ld = round_up(cols, kVec);
+      float* col = thread_buffer(0, kp * ld);
+      im2col(g, x + n * g.cin * in_vol, r0, r1, col, ld);
+      std::fill(col + K * ld, col + kp * ld, 0.0f);
+      const float* dyb = copy_dy(n, ld / kVec, ld, [&](int64_t i, int64_t& at, int64_t& valid) {
+        at = c0 + i * kVec;
+        valid = std::clamp<int64_t>(cols - i * kVec, 0, kVec);
+      });
+      float* part = partial.data() + worker * part_size;
+      for (int64_t k = 0; k < kp; k += NK)
+        for (int64_t o = 0; o < op; o += MO)
+          micro_weight(ld, dyb + o * ld, col + k * ld, part + (o * kp + k) * kVec, kp);
+    });
+  }
+  for (int64_t o = 0; o < g.cout; ++o)
+    for (int64_t k = 0; k < K; ++k) {
+      float s = 0.0f;
+      for (int wk = 0; wk < workers; ++wk) {
+        const float* v = partial.data() + wk * part_size + (o * kp + k) * kVec;
+        for (int l = 0; l < kVec; ++l) s += v[l];
+      }
+      dw[o * K + k] = s;
+    }
 }
 
 void conv_backward_bias(const ConvGeom& g, const float* dy, float* db) {
   const int64_t P = g.out_vol();
   for (int64_t o = 0; o < g.cout; ++o) {
     double s = 0.0;
-    for (int64_t n = 0; n < g.n; ++n)
-      s += Eigen::Map<const Eigen::VectorXf>(dy + (n * g.cout + o) * P, P).sum();
+    for (int64_t n = 0; n < g.n; ++n) s += Eigen::Map<const Eigen::VectorXf>(dy + (n * g.cout + o) * P, P).sum();
     db[o] = static_cast<float>(s);
   }
 }
