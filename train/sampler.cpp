@@ -310,7 +310,7 @@ void CropGenerator::set_autoweight(const std::vector<Subject*>& subjects) {
   if (cnt == 0) return;
   mean /= cnt;
   for (size_t k = 0; k < vol.size(); ++k) label_weight_[k] = vol[k] > 0 ? label_weight_[k] / mean : 0.0;
-  for (Subject* s : const_cast<std::vector<Subject*>&>(subjects)) s->root_cdf.clear();
+  root_cdf_.clear();
 }
 
 int CropGenerator::input_channels(int image_channels) const {
@@ -512,8 +512,9 @@ static Eigen::Vector3d jitter_voxel(int64_t v, const Size3& s, int ndim, std::mt
 Eigen::Vector3d CropGenerator::draw_root_centre(Subject& s, std::mt19937_64& rng) {
   Eigen::Vector3d v;
   if (opt_.balance.enabled() && s.labels.defined()) {
-    if (s.root_cdf.empty()) s.root_cdf = balance_cdf(label_mass(s.labels, -1), opt_.balance.ratio);
-    v = jitter_voxel(draw_from_cdf(s.root_cdf, rng), s.image.s, scheme_.ndim, rng);
+    std::vector<double>& cdf = root_cdf_[&s];
+    if (cdf.empty()) cdf = balance_cdf(label_mass(s.labels, -1), opt_.balance.ratio);
+    v = jitter_voxel(draw_from_cdf(cdf, rng), s.image.s, scheme_.ndim, rng);
   } else {
     std::uniform_real_distribution<double> U(0.0, 1.0);
     for (int a = 0; a < 3; ++a) {

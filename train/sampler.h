@@ -7,6 +7,7 @@
 #pragma once
 #include <Eigen/Dense>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -32,7 +33,6 @@ struct Subject {
 
   // Per-level smoothed copies (smoothfac_data / smoothfac_label), built on first use.
   std::vector<Tensor> data_level, label_level;
-  std::vector<double> root_cdf;  // balance: cumulative centre distribution over the voxels
   std::shared_ptr<std::mutex> cache_mutex = std::make_shared<std::mutex>();
 };
 
@@ -123,6 +123,7 @@ class CropGenerator {
   Scheme scheme_;
   SamplerOptions opt_;
   std::vector<double> label_weight_;  // per label k = 1..K
+  std::map<const Subject*, std::vector<double>> root_cdf_;  // balance: centre distribution per subject
 };
 
 }  // namespace pw::train

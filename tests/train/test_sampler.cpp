@@ -1,0 +1,275 @@
+// CropGenerator: balance, augmentation, nesting, label mapping.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+#include "common/test_util.h"
+#include "io/error.h"
+#include "train/sampler.h"
+
+using namespace pw;
+using namespace pw::train;
+using nlohmann::json;
+
+namespace {
+
+Patch iso_image(int nx, int ny, int nz) {
+  Patch p;
+  p.s = {nx, ny, nz};
+  return p;
+}
+
+// A 3-D subject with labels set by `label(x, y, z)`.
+template <class F>
+Subject cube_subject(const Scheme& sc, int n, F label, bool dontcare = false) {
+  Patch img = iso_image(n, n, n);
+  Tensor data = Tensor::empty({1, n, n, n});
+  Tensor lab = Tensor::empty({1, n, n, n});
+  for (int z = 0; z < n; ++z)
+    for (int y = 0; y < n; ++y)
+      for (int x = 0; x < n; ++x) {
+        int64_t i = (int64_t(z) * n + y) * n + x;
+        data.f32()[i] = float(x + 2 * y + 3 * z);
+        lab.f32()[i] = float(label(x, y, z));
+      }
+  return make_subject("cube", img, data, lab, sc, dontcare);
+}
+
+// depth-1 scheme of single-voxel patches: the target of a chain is the label at its drawn centre
+Scheme point_scheme(bool categorical, std::vector<int> labels) {
+  json j = {{"depth", 1}, {"ndim", 3}, {"scheme", {{"patch_size", {1, 1, 1}}, {"fov_rel", 1}, {"destvox_rel", 1}}}};
+  if (!labels.empty()) {
+    j["categorical_label"] = labels;
+    j["categorical"] = categorical;
+  }
+  return Scheme::from_json(j);
+}
+
+}  // namespace
+
+TEST_CASE("sampler: balance ratio is reached") {
+  Scheme sc = point_scheme(false, {1});
+  Subject s = cube_subject(sc, 32, [](int x, int y, int z) { return x >= 4 && x < 8 && y >= 10 && y < 14 && z < 4; });
+  for (double ratio : {0.3, 0.7}) {
+    SamplerOptions o;
+    o.balance.ratio = ratio;
+    CropGenerator gen(sc, o);
+    std::mt19937_64 rng(3);
+    PatchSet set = gen.sample({&s}, 4000, rng);
+    double on = 0;
+    for (int64_t i = 0; i < set.size(); ++i) on += set.levels[0].target.f32()[i];
+    double frac = on / double(set.size());
+    CHECK(frac == doctest::Approx(ratio).epsilon(0.1));
+  }
+  // without balance the centres are uniform: 64 of 32768 voxels are labelled
+  CropGenerator plain(sc, SamplerOptions{});
+  std::mt19937_64 rng(4);
+  PatchSet set = plain.sample({&s}, 4000, rng);
+  double on = 0;
+  for (int64_t i = 0; i < set.size(); ++i) on += set.levels[0].target.f32()[i];
+  CHECK(on / double(set.size()) < 0.01);
+}
+
+TEST_CASE("sampler: autoweight equalises small and large labels") {
+  Scheme sc = point_scheme(true, {1, 2});
+  Subject s = cube_subject(sc, 32, [](int x, int y, int z) {
+    if (x < 2 && y < 2 && z < 2) return 1;                                   // 8 voxels
+    if (x >= 10 && x < 16 && y >= 10 && y < 16 && z >= 10 && z < 16) return 2;  // 216 voxels
+    return 0;
+  });
+  CHECK(s.label_volume[0] == 8);
+  CHECK(s.label_volume[1] == 216);
+  SamplerOptions o;
+  o.balance.ratio = 0.6;
+  o.balance.autoweight = true;
+  CropGenerator gen(sc, o);
+  gen.set_autoweight({&s});
+  CHECK(gen.label_weight()[0] / gen.label_weight()[1] == doctest::Approx(27.0));
+  std::mt19937_64 rng(5);
+  PatchSet set = gen.sample({&s}, 6000, rng);
+  double n1 = 0, n2 = 0;
+  for (int64_t i = 0; i < set.size(); ++i) {
+    n1 += set.levels[0].target.i32()[i] == 1;
+    n2 += set.levels[0].target.i32()[i] == 2;
+  }
+  CHECK(n1 / set.size() == doctest::Approx(0.3).epsilon(0.15));
+  CHECK(n2 / set.size() == doctest::Approx(0.3).epsilon(0.15));
+  // without autoweight the large label dominates
+  SamplerOptions o2;
+  o2.balance.ratio = 0.6;
+  CropGenerator gen2(sc, o2);
+  PatchSet set2 = gen2.sample({&s}, 6000, rng);
+  double m1 = 0;
+  for (int64_t i = 0; i < set2.size(); ++i) m1 += set2.levels[0].target.i32()[i] == 1;
+  CHECK(m1 / set2.size() < 0.05);
+}
+
+TEST_CASE("sampler: augmentation is rotation x scale x flip") {
+  Augment a;
+  a.dphi = Eigen::Vector3d(0.4, 0.4, 0.4);
+  a.flip = Eigen::Vector3d(1, 0, 1);
+  a.dscale = Eigen::Vector3d(0.1, 0.2, 0.0);
+  std::mt19937_64 rng(7);
+  const int n = 4000;
+  int flips[3] = {0, 0, 0};
+  double logs2[3] = {0, 0, 0};
+  double ang2 = 0;
+  for (int i = 0; i < n; ++i) {
+    AugmentDraw d = draw_augmentation(a, 3, rng);
+    for (const Eigen::Matrix3d& R : {d.R1, d.R2}) {
+      CHECK((R.transpose() * R - Eigen::Matrix3d::Identity()).norm() < 1e-9);
+      CHECK(R.determinant() == doctest::Approx(1.0));
+    }
+    CHECK((d.L() - d.R1 * d.sigma.asDiagonal() * d.R2).norm() < 1e-12);
+    // the singular values of L are the scalings
+    Eigen::JacobiSVD<Eigen::Matrix3d> svd(d.L());
+    Eigen::Vector3d sv = svd.singularValues(), as = d.sigma.cwiseAbs();
+    std::sort(as.data(), as.data() + 3, std::greater<double>());
+    CHECK((sv - as).norm() < 1e-9);
+    for (int k = 0; k < 3; ++k) {
+      flips[k] += d.sigma[k] < 0;
+      logs2[k] += std::log(std::abs(d.sigma[k])) * std::log(std::abs(d.sigma[k]));
+    }
+    Eigen::AngleAxisd aa(d.R1);
+    ang2 += aa.angle() * aa.angle();
+  }
+  CHECK(flips[0] / double(n) == doctest::Approx(0.5).epsilon(0.08));
+  CHECK(flips[1] == 0);
+  CHECK(flips[2] / double(n) == doctest::Approx(0.5).epsilon(0.08));
+  CHECK(std::sqrt(logs2[0] / n) == doctest::Approx(0.1).epsilon(0.08));
+  CHECK(std::sqrt(logs2[1] / n) == doctest::Approx(0.2).epsilon(0.08));
+  CHECK(logs2[2] == 0);
+  // quaternion (1, N(0, dphi/2) per axis): angle = 2 atan(|v|), about 2|v| for small v -> rms ~ dphi*sqrt(3)
+  CHECK(std::sqrt(ang2 / n) == doctest::Approx(0.4 * std::sqrt(3.0)).epsilon(0.12));
+
+  // 2D: rotations act in the x-y plane only
+  Augment b;
+  b.dphi = Eigen::Vector3d(0.5, 0, 0);
+  AugmentDraw d = draw_augmentation(b, 2, rng);
+  CHECK(d.L()(2, 2) == doctest::Approx(1.0));
+  CHECK(d.L()(0, 2) == 0);
+  CHECK(d.L()(2, 0) == 0);
+}
+
+TEST_CASE("sampler: chains are nested, crops match the image, targets use the same patches") {
+  json j = {{"depth", 3},
+            {"ndim", 3},
+            {"scheme", {{"patch_size", {8, 8, 8}}, {"fov_rel", 0.9}, {"destvox_rel", 1}}},
+            {"categorical_label", {1}},
+            {"categorical", true}};
+  Scheme sc = Scheme::from_json(j);
+  Subject s = cube_subject(sc, 40, [](int x, int, int) { return x > 20 ? 1 : 0; });
+  SamplerOptions o;
+  o.augment.dphi = Eigen::Vector3d(0.3, 0.3, 0.3);
+  o.augment.flip = Eigen::Vector3d(1, 1, 1);
+  o.independent_augmentation = true;
+  o.balance.ratio = 0.5;
+  CropGenerator gen(sc, o);
+  std::mt19937_64 rng(11);
+  PatchSet set = gen.sample({&s}, 30, rng);
+  REQUIRE(set.levels.size() == 3);
+  CHECK(set.levels[2].input.shape() == Shape{30, 1, 8, 8, 8});
+  CHECK(set.levels[2].target.shape() == Shape{30, 8, 8, 8});
+  CHECK(set.levels[1].parent_mats.shape() == Shape{30, 16});
+  for (int k = 1; k < 3; ++k)
+    for (int64_t i = 0; i < set.size(); ++i) {
+      Eigen::Vector3d lo, hi;
+      bounding_box(set.levels[k - 1].patches[i], set.levels[k].patches[i], lo, hi);
+      for (int a = 0; a < 3; ++a) {
+        CHECK(lo[a] >= -0.5 - 1e-6);
+        CHECK(hi[a] <= 7.5 + 1e-6);
+      }
+    }
+  // the input crop at voxel v equals the image value at the nearest voxel of A_img^-1 A_p v;
+  // the target there is the label at the same voxel
+  for (int64_t i = 0; i < set.size(); i += 7) {
+    const Patch& p = set.levels[2].patches[i];
+    Eigen::Matrix4d M = resample_matrix(s.image, p);
+    for (int v = 0; v < 512; v += 37) {
+      int x = v % 8, y = (v / 8) % 8, z = v / 64;
+      Eigen::Vector4d q = M * Eigen::Vector4d(x, y, z, 1);
+      long ix = std::lround(q[0]), iy = std::lround(q[1]), iz = std::lround(q[2]);
+      if (std::abs(q[0] - std::round(q[0])) > 0.49 || std::abs(q[1] - std::round(q[1])) > 0.49 ||
+          std::abs(q[2] - std::round(q[2])) > 0.49)
+        continue;  // too close to a rounding tie
+      bool inside = ix >= 0 && ix < 40 && iy >= 0 && iy < 40 && iz >= 0 && iz < 40;
+      float expect = inside ? float(ix + 2 * iy + 3 * iz) : 0.f;
+      CHECK(set.levels[2].input.f32()[i * 512 + v] == doctest::Approx(expect));
+      int32_t lab = inside ? (ix > 20 ? 1 : 0) : 0;
+      CHECK(set.levels[2].target.i32()[i * 512 + v] == lab);
+    }
+  }
+  // hard-mining helpers keep rows
+  PatchSet two = take_rows(set, {3, 5});
+  CHECK(two.size() == 2);
+  CHECK(two.levels[1].input.f32()[0] == set.levels[1].input.f32()[3 * 512]);
+  PatchSet cat = concat_sets(set, two);
+  CHECK(cat.size() == 32);
+  CHECK(cat.levels[2].target.i32()[31 * 512 + 10] == set.levels[2].target.i32()[5 * 512 + 10]);
+}
+
+TEST_CASE("sampler: label mapping, 4-D labels, dontcare and normalisation") {
+  Scheme sc = point_scheme(true, {4, 16});
+  Patch img = iso_image(2, 2, 1);
+  Tensor data = Tensor::from_vector({1, 1, 2, 2}, {1, 2, 3, 6});
+  Tensor lab = Tensor::from_vector({4}, {16, 4, -1, 7});
+  Subject a = make_subject("a", img, data, lab, sc, /*dontcare=*/true);
+  CHECK(a.labels.i32()[0] == 2);
+  CHECK(a.labels.i32()[1] == 1);
+  CHECK(a.labels.i32()[2] == -1);
+  CHECK(a.labels.i32()[3] == 0);
+  Subject b = make_subject("b", img, data.clone(), lab, sc, /*dontcare=*/false);
+  CHECK(b.labels.i32()[2] == 0);
+
+  Scheme nc = point_scheme(false, {4, 16});
+  Subject c = make_subject("c", img, data.clone(), lab, nc, true);
+  CHECK(c.labels.shape() == Shape{2, 1, 2, 2});
+  CHECK(c.labels.f32()[1] == 1.f);      // channel 0 (label 4) at voxel 1
+  CHECK(c.labels.f32()[4 + 0] == 1.f);  // channel 1 (label 16) at voxel 0
+  CHECK(std::isnan(c.labels.f32()[2]));
+
+  Scheme four = point_scheme(false, {});
+  Tensor lab4 = Tensor::from_vector({3, 1, 2, 2}, {0, 1, 0, 0, 0, 0, 1, 1, 0.5f, 0, 0, 0});
+  Subject d = make_subject("d", img, data.clone(), lab4, four, false);
+  CHECK(d.labels.shape() == Shape{3, 1, 2, 2});
+  CHECK(d.label_volume[1] == 2);
+  CHECK(d.label_volume[2] == doctest::Approx(0.5));
+
+  Tensor x = Tensor::from_vector({1, 4}, {1, 2, 3, 6});
+  normalize_image(x, Normalize::max);
+  CHECK(x.f32()[3] == doctest::Approx(1.0));
+  x = Tensor::from_vector({1, 4}, {1, 2, 3, 6});
+  normalize_image(x, Normalize::mean);
+  CHECK(x.f32()[0] == doctest::Approx(1.0 / 3.0));
+  x = Tensor::from_vector({1, 4}, {1, 2, 3, 6});
+  normalize_image(x, Normalize::m0s1);
+  double m = 0, v = 0;
+  for (int i = 0; i < 4; ++i) m += x.f32()[i];
+  for (int i = 0; i < 4; ++i) v += x.f32()[i] * x.f32()[i];
+  CHECK(m / 4 == doctest::Approx(0).epsilon(1e-6));
+  CHECK(v / 4 == doctest::Approx(1).epsilon(1e-3));
+
+  Tensor bad = Tensor::from_vector({5}, {0, 0, 0, 0, 0});
+  CHECK_THROWS_AS(make_subject("e", img, data.clone(), bad, sc, false), InputError);
+  Tensor nan = Tensor::from_vector({1, 1, 2, 2}, {1, NAN, 3, 6});
+  CHECK_THROWS_AS(make_subject("f", img, nan, lab, sc, false), InputError);
+}
+
+TEST_CASE("sampler: same seed, same set") {
+  json j = {{"depth", 2}, {"ndim", 2}, {"scheme", {{"patch_size", {8, 8}}, {"fov_rel", 0.8}, {"destvox_rel", 1}}}};
+  Scheme sc = Scheme::from_json(j);
+  Patch img = iso_image(30, 30, 1);
+  Tensor data = Tensor::empty({1, 1, 30, 30}), lab = Tensor::zeros({900});
+  for (int i = 0; i < 900; ++i) data.f32()[i] = float(i % 17);
+  sc.num_labels = 1;
+  Subject s = make_subject("s", img, data, lab, sc, false);
+  SamplerOptions o;
+  o.augment.dphi = Eigen::Vector3d(0.5, 0, 0);
+  o.augment.dscale = Eigen::Vector3d(0.1, 0.1, 0);
+  std::mt19937_64 r1(9), r2(9);
+  CropGenerator gen(sc, o);
+  PatchSet a = gen.sample({&s}, 10, r1), b = gen.sample({&s}, 10, r2);
+  CHECK(a.levels[1].input.to_vector() == b.levels[1].input.to_vector());
+  CHECK(a.levels[1].input.shape() == Shape{10, 1, 8, 8});
+}
