@@ -54,13 +54,22 @@ PW_HD inline float row_start(const PatchMatrix& M, int r, float x0, float x1) {
 // evaluates a voxel's coordinate as coord(row_start(...), x2, m[r][2]), so all agree bit for bit.
 PW_HD inline float coord(float start, float x2, float step) { return fmaf(x2, step, start); }
 
+// x clamped into [lo, hi], NaN -> lo. Plain compares (fminf/fmaxf are library calls on the CPU
+// unless -ffast-math).
+PW_HD inline float clamp_nan_lo(float x, float lo, float hi) {
+  x = x >= lo ? x : lo;
+  return x <= hi ? x : hi;
+}
+PW_HD inline float min2(float a, float b) { return a < b ? a : b; }
+PW_HD inline float max2(float a, float b) { return a > b ? a : b; }
+
 // Nearest voxel along an axis of n voxels: round half to even (grid_sample's rule); `inside`
 // tells whether that voxel exists. The returned index is clamped into [0, n-1] so that it can
 // always be read; callers use `inside` to zero the value.
 PW_HD inline int nearest_axis(float x, int64_t n, bool& inside) {
   float r = rintf(x);
   inside = (r >= 0.f) & (r <= float(n - 1));  // false for NaN too
-  r = fminf(fmaxf(r, 0.f), float(n - 1));
+  r = clamp_nan_lo(r, 0.f, float(n - 1));
   return int(r);
 }
 
@@ -73,7 +82,7 @@ struct LinearAxis {
   float w0, w1;
 };
 PW_HD inline LinearAxis linear_axis(float x, int64_t n) {
-  float xc = fminf(fmaxf(x, -2.f), float(n) + 1.f);  // keeps int conversion defined; NaN -> -2
+  float xc = clamp_nan_lo(x, -2.f, float(n) + 1.f);  // keeps int conversion defined; NaN -> -2
   float fl = floorf(xc);
   float f = xc - fl;
   int i = int(fl);

@@ -33,7 +33,7 @@ PW_HD inline float filter_voxel(int op, const float* in, int64_t stride, int64_t
     float m = in[(i + lo) * stride];
     for (int k = lo + 1; k <= hi; ++k) {
       float v = in[(i + k) * stride];
-      m = op == kSmoothMax ? fmaxf(m, v) : fminf(m, v);
+      m = op == kSmoothMax ? (v > m ? v : m) : (v < m ? v : m);
     }
     return m;
   }

@@ -79,7 +79,7 @@ struct RowGather {
       const int64_t n[3] = {n0, n1, n2};
       for (int k = (ND == 3 ? 0 : 1); k < 3; ++k) {
         float a = r[k], b = common::coord(r[k], float(s2 - 1), st[k]);
-        float lo = fminf(a, b), hi = fmaxf(a, b);
+        float lo = common::min2(a, b), hi = common::max2(a, b);
         if (kLinear)
           fast &= (floorf(lo) >= 0.f) & (floorf(hi) <= float(n[k] - 2));
         else

@@ -31,14 +31,21 @@ struct PatchInfo {
   int64_t lo, hi;  // planes [lo, hi] along the partition axis that the patch may touch; lo > hi: none
 };
 
+// Splats the patch voxels that land in planes [plane_begin, plane_end) (flattened over Q volumes).
+// Each row runs in two phases: first the target indices and weights of all its voxels (a
+// branch-free loop when the row lies inside the target and inside the owned planes), then the
+// read-modify-write loop over them, short enough that many cache misses overlap.
 template <bool kLinear, int ND>
 void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const std::vector<PatchInfo>& info,
                    const std::vector<float>* wt, int64_t plane_begin, int64_t plane_end, float* acc, float* weight) {
   constexpr int pa = ND == 3 ? 0 : 1;
   const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2];
   const int64_t n0 = g.vol[0], n1 = g.vol[1], n2 = g.vol[2];
+  const int64_t n[3] = {n0, n1, n2};
   const int64_t npa = g.vol[pa];
   const int64_t V = g.vol_numel(), PN = g.patch_numel(), C = g.channels;
+  std::vector<int64_t> idx(s2);
+  std::vector<float> ww(s2), fz(kLinear ? s2 : 0), fy(kLinear ? s2 : 0), fx(kLinear ? s2 : 0);
   for (int64_t q = plane_begin / npa; q * npa < plane_end; ++q) {
     const int64_t lo = std::max(plane_begin, q * npa) - q * npa;
     const int64_t hi = std::min(plane_end, (q + 1) * npa) - q * npa;  // own planes [lo, hi)
@@ -56,51 +63,113 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
             r[k] = common::row_start(M, k, float(x0), float(x1));
             st[k] = M.m[k][2];
           }
-          {  // skip rows whose partition-axis extent misses [lo, hi)
-            float a = r[pa], b = common::coord(r[pa], float(s2 - 1), st[pa]);
-            float rlo = fminf(a, b), rhi = fmaxf(a, b);
+          // The row's extent: skip it when it misses the owned planes; take the fast path when it
+          // lies inside the target and inside the owned planes.
+          bool fast = true, skip = false;
+          for (int k = (ND == 3 ? 0 : 1); k < 3; ++k) {
+            float a = r[k], b = common::coord(r[k], float(s2 - 1), st[k]);
+            float rlo = common::min2(a, b), rhi = common::max2(a, b);
             float flo = kLinear ? floorf(rlo) : rintf(rlo), fhi = kLinear ? floorf(rhi) + 1.f : rintf(rhi);
-            if (!(fhi >= float(lo) && flo < float(hi))) continue;
+            fast &= (flo >= 0.f) & (fhi <= float(n[k] - 1));
+            if (k == pa) {
+              skip = !(fhi >= float(lo) && flo < float(hi));
+              fast &= (flo >= float(lo)) & (fhi < float(hi));
+            }
           }
+          if (skip) continue;
           const float w01 = wt[0][x0] * wt[1][x1];
+          const float* w2 = wt[2].data();
           const float* prow = pp + (x0 * s1 + x1) * s2;
+          if (!kLinear) {
+            if (fast) {
+              for (int64_t i = 0; i < s2; ++i) {
+                const float fi = float(i);
+                const int64_t iz = ND == 3 ? int64_t(rintf(common::coord(r[0], fi, st[0]))) : 0;
+                const int64_t iy = int64_t(rintf(common::coord(r[1], fi, st[1])));
+                const int64_t ix = int64_t(rintf(common::coord(r[2], fi, st[2])));
+                idx[i] = (iz * n1 + iy) * n2 + ix;
+                ww[i] = w01 * w2[i];
+              }
+            } else {
+              for (int64_t i = 0; i < s2; ++i) {
+                const float fi = float(i);
+                bool inz, iny, inx;
+                const int64_t iz = common::nearest_axis(common::coord(r[0], fi, st[0]), n0, inz);
+                const int64_t iy = common::nearest_axis(common::coord(r[1], fi, st[1]), n1, iny);
+                const int64_t ix = common::nearest_axis(common::coord(r[2], fi, st[2]), n2, inx);
+                const int64_t ipa = pa == 0 ? iz : iy;
+                const bool ok = inz & iny & inx & (ipa >= lo) & (ipa < hi);
+                idx[i] = (iz * n1 + iy) * n2 + ix;
+                ww[i] = ok ? w01 * w2[i] : 0.f;
+              }
+            }
+            for (int64_t i = 0; i < s2; ++i) {
+              const float w = ww[i];
+              if (w == 0.f) continue;
+              const int64_t id = idx[i];
+              for (int64_t c = 0; c < C; ++c) accq[c * V + id] += w * prow[c * PN + i];
+              if (wq) wq[id] += w;
+            }
+            continue;
+          }
+          if (fast) {
+            for (int64_t i = 0; i < s2; ++i) {
+              const float fi = float(i);
+              const float z = ND == 3 ? common::coord(r[0], fi, st[0]) : 0.f;
+              const float y = common::coord(r[1], fi, st[1]);
+              const float x = common::coord(r[2], fi, st[2]);
+              const float z0 = floorf(z), y0 = floorf(y), x0f = floorf(x);
+              fz[i] = z - z0;
+              fy[i] = y - y0;
+              fx[i] = x - x0f;
+              idx[i] = (int64_t(z0) * n1 + int64_t(y0)) * n2 + int64_t(x0f);
+              ww[i] = w01 * w2[i];
+            }
+            const int64_t HW = n1 * n2;
+            for (int64_t i = 0; i < s2; ++i) {
+              const float w = ww[i];
+              if (w == 0.f) continue;
+              const float wz[2] = {ND == 3 ? 1.f - fz[i] : 1.f, ND == 3 ? fz[i] : 0.f};
+              const float wy[2] = {1.f - fy[i], fy[i]}, wx[2] = {1.f - fx[i], fx[i]};
+              for (int a = 0; a < (ND == 3 ? 2 : 1); ++a)
+                for (int b = 0; b < 2; ++b)
+                  for (int d = 0; d < 2; ++d) {
+                    const float kw = (wz[a] * wy[b]) * wx[d];
+                    if (kw == 0.f) continue;
+                    const float wk = w * kw;
+                    const int64_t id = idx[i] + a * HW + b * n2 + d;
+                    for (int64_t c = 0; c < C; ++c) accq[c * V + id] += wk * prow[c * PN + i];
+                    if (wq) wq[id] += wk;
+                  }
+            }
+            continue;
+          }
           for (int64_t i = 0; i < s2; ++i) {
-            const float w = w01 * wt[2][i];
+            const float w = w01 * w2[i];
             if (w == 0.f) continue;
             const float fi = float(i);
             const float z = common::coord(r[0], fi, st[0]);
             const float y = common::coord(r[1], fi, st[1]);
             const float x = common::coord(r[2], fi, st[2]);
-            if (!kLinear) {
-              bool inz, iny, inx;
-              int64_t iz = common::nearest_axis(z, n0, inz), iy = common::nearest_axis(y, n1, iny),
-                      ix = common::nearest_axis(x, n2, inx);
-              const int64_t ipa = pa == 0 ? iz : iy;
-              if (!(inz & iny & inx) || ipa < lo || ipa >= hi) continue;
-              const int64_t id = (iz * n1 + iy) * n2 + ix;
-              for (int64_t c = 0; c < C; ++c) accq[c * V + id] += w * prow[c * PN + i];
-              if (wq) wq[id] += w;
-            } else {
-              common::LinearAxis az = common::linear_axis(z, n0), ay = common::linear_axis(y, n1),
-                                 ax = common::linear_axis(x, n2);
-              if (ND == 2) az = {0, 0, 1.f, 0.f};
-              for (int a = 0; a < 2; ++a) {
-                const int64_t iz = a ? az.i1 : az.i0;
-                const float wz = a ? az.w1 : az.w0;
-                if (wz == 0.f || (pa == 0 && (iz < lo || iz >= hi))) continue;
-                for (int b = 0; b < 2; ++b) {
-                  const int64_t iy = b ? ay.i1 : ay.i0;
-                  const float wy = b ? ay.w1 : ay.w0;
-                  if (wy == 0.f || (pa == 1 && (iy < lo || iy >= hi))) continue;
-                  for (int d = 0; d < 2; ++d) {
-                    const int64_t ix = d ? ax.i1 : ax.i0;
-                    const float kw = (wz * wy) * (d ? ax.w1 : ax.w0);
-                    if (kw == 0.f) continue;
-                    const float ww = w * kw;
-                    const int64_t id = (iz * n1 + iy) * n2 + ix;
-                    for (int64_t c = 0; c < C; ++c) accq[c * V + id] += ww * prow[c * PN + i];
-                    if (wq) wq[id] += ww;
-                  }
+            common::LinearAxis az = common::linear_axis(z, n0), ay = common::linear_axis(y, n1),
+                               ax = common::linear_axis(x, n2);
+            if (ND == 2) az = {0, 0, 1.f, 0.f};
+            for (int a = 0; a < 2; ++a) {
+              const int64_t iz = a ? az.i1 : az.i0;
+              const float wz = a ? az.w1 : az.w0;
+              if (wz == 0.f || (pa == 0 && (iz < lo || iz >= hi))) continue;
+              for (int b = 0; b < 2; ++b) {
+                const int64_t iy = b ? ay.i1 : ay.i0;
+                const float wy = b ? ay.w1 : ay.w0;
+                if (wy == 0.f || (pa == 1 && (iy < lo || iy >= hi))) continue;
+                for (int d = 0; d < 2; ++d) {
+                  const int64_t ix = d ? ax.i1 : ax.i0;
+                  const float kw = (wz * wy) * (d ? ax.w1 : ax.w0);
+                  if (kw == 0.f) continue;
+                  const float wk = w * kw;
+                  const int64_t id = (iz * n1 + iy) * n2 + ix;
+                  for (int64_t c = 0; c < C; ++c) accq[c * V + id] += wk * prow[c * PN + i];
+                  if (wq) wq[id] += wk;
                 }
               }
             }
@@ -138,16 +207,16 @@ void scatter_affine_impl(const float* patches, int64_t patch_channels, const Pat
       float x0 = (corner & 4) ? float(s[0] - 1) : 0.f, x1 = (corner & 2) ? float(s[1] - 1) : 0.f,
             x2 = (corner & 1) ? float(s[2] - 1) : 0.f;
       float c = common::coord(common::row_start(pi.M, pa, x0, x1), x2, pi.M.m[pa][2]);
-      cmin = fminf(cmin, c);
-      cmax = fmaxf(cmax, c);
+      cmin = common::min2(cmin, c);
+      cmax = common::max2(cmax, c);
     }
     pi.lo = 1;
     pi.hi = 0;
     if (!(cmin <= cmax)) continue;  // NaN matrix: nothing lands
     float flo = (lin ? floorf(cmin) : rintf(cmin)) - 1.f, fhi = (lin ? floorf(cmax) + 1.f : rintf(cmax)) + 1.f;
     if (fhi < 0.f || flo > float(npa - 1)) continue;
-    pi.lo = int64_t(fmaxf(flo, 0.f));
-    pi.hi = int64_t(fminf(fhi, float(npa - 1)));
+    pi.lo = int64_t(common::max2(flo, 0.f));
+    pi.hi = int64_t(common::min2(fhi, float(npa - 1)));
     const double per_plane = double(g.patch_numel()) / double(pi.hi - pi.lo + 1);
     for (int64_t z = pi.lo; z <= pi.hi; ++z) work[pi.q * npa + z] += per_plane;
   }

@@ -1,0 +1,133 @@
+// Affine patch gather (crop) and scatter (stitch), the case of shared/peer-bench/bench_gather.py
+// and bench_scatter.py: 64 patches of 32^3 from a 256^3 float32 volume at random rotations and
+// scalings (p = c + R diag(s) (u - 15.5), s ~ U(0.8, 1.25), c ~ U(48, 208)^3), nearest and
+// trilinear, coordinates computed inside the kernel (the peers' grid_sample rows get them
+// precomputed); then stitching the same 64 patches back into 256^3 (+ weight volume) with a cos
+// window. Argument: threads.
+//
+// Counters: Mvox/s = patch voxels per second. GB/s = minimal bytes per patch voxel / time:
+// gather 4 B written + 4 B (nearest) or 32 B (8 corners, trilinear) read — the peer's "effective"
+// rule without its coordinate bytes; stitch 4 B read + 2 x 8 B read-modify-write (value, weight)
+// per target voxel touched (1 nearest, 8 linear).
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/gather.h"
+#include "kernels/parallel.h"
+#include "kernels/scatter.h"
+
+namespace {
+
+using namespace pw::kernels;
+
+struct Case {
+  static constexpr int64_t V = 256, S = 32, P = 64;
+  std::vector<float> vol, mats, patches, acc, weight;
+  PatchGeom g;
+  Case() {
+    std::mt19937_64 rng(0);
+    std::normal_distribution<float> nd;
+    vol.resize(V * V * V);
+    for (auto& v : vol) v = nd(rng);
+    std::uniform_real_distribution<double> us(0.8, 1.25), uc(48, V - 48);
+    std::normal_distribution<double> n64;
+    for (int64_t p = 0; p < P; ++p) {
+      double R[3][3];
+      for (int i = 0; i < 3; ++i) {  // random rotation by Gram-Schmidt
+        for (;;) {
+          for (int j = 0; j < 3; ++j) R[i][j] = n64(rng);
+          for (int k = 0; k < i; ++k) {
+            double d = R[i][0] * R[k][0] + R[i][1] * R[k][1] + R[i][2] * R[k][2];
+            for (int j = 0; j < 3; ++j) R[i][j] -= d * R[k][j];
+          }
+          double n = std::sqrt(R[i][0] * R[i][0] + R[i][1] * R[i][1] + R[i][2] * R[i][2]);
+          if (n > 1e-6) {
+            for (int j = 0; j < 3; ++j) R[i][j] /= n;
+            break;
+          }
+        }
+      }
+      double s[3] = {us(rng), us(rng), us(rng)}, c[3] = {uc(rng), uc(rng), uc(rng)};
+      for (int r = 0; r < 3; ++r) {
+        double t = c[r];
+        for (int j = 0; j < 3; ++j) {
+          mats.push_back(float(R[r][j] * s[j]));
+          t -= R[r][j] * s[j] * (S - 1) / 2.0;
+        }
+        mats.push_back(float(t));
+      }
+      mats.insert(mats.end(), {0.f, 0.f, 0.f, 1.f});
+    }
+    g.ndim = 3;
+    g.channels = 1;
+    g.num_vols = 1;
+    g.num_patches = P;
+    for (int a = 0; a < 3; ++a) {
+      g.vol[a] = V;
+      g.patch[a] = S;
+    }
+    patches.resize(P * S * S * S);
+    acc.assign(vol.size(), 0.f);
+    weight.assign(vol.size(), 0.f);
+  }
+};
+
+Case& the_case() {
+  static Case c;
+  return c;
+}
+
+void set_counters(benchmark::State& state, double bytes_per_voxel) {
+  const double n = double(Case::P * Case::S * Case::S * Case::S);
+  state.counters["Mvox/s"] = benchmark::Counter(n * 1e-6, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] = benchmark::Counter(n * bytes_per_voxel * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_gather(benchmark::State& state, Interp mode) {
+  pw::set_num_threads(int(state.range(0)));
+  Case& c = the_case();
+  for (auto _ : state) {
+    cpu::gather_affine(c.vol.data(), c.g, c.mats.data(), nullptr, mode, false, c.patches.data());
+    benchmark::DoNotOptimize(c.patches.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, mode == Interp::nearest ? 8.0 : 36.0);
+}
+
+void BM_stitch(benchmark::State& state, Interp mode) {
+  pw::set_num_threads(int(state.range(0)));
+  Case& c = the_case();
+  cpu::gather_affine(c.vol.data(), c.g, c.mats.data(), nullptr, mode, false, c.patches.data());
+  for (auto _ : state) {
+    cpu::scatter_affine(c.patches.data(), c.g, c.mats.data(), nullptr, mode, Window::cos, c.acc.data(),
+                        c.weight.data());
+    benchmark::DoNotOptimize(c.acc.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, mode == Interp::nearest ? 20.0 : 4.0 + 8 * 16.0);
+}
+
+void BM_gather_backward(benchmark::State& state, Interp mode) {
+  pw::set_num_threads(int(state.range(0)));
+  Case& c = the_case();
+  for (auto _ : state) {
+    cpu::gather_affine_backward(c.patches.data(), c.g, c.mats.data(), nullptr, mode, false, c.acc.data());
+    benchmark::DoNotOptimize(c.acc.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, mode == Interp::nearest ? 12.0 : 4.0 + 8 * 8.0);
+}
+
+}  // namespace
+
+BENCHMARK_CAPTURE(BM_gather, nearest, Interp::nearest)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_gather, trilinear, Interp::linear)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_stitch, cos_nearest, Interp::nearest)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_stitch, cos_linear, Interp::linear)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_gather_backward, nearest, Interp::nearest)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_gather_backward, trilinear, Interp::linear)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+BENCHMARK_MAIN();
