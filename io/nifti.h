@@ -70,7 +70,8 @@ struct NiftiHeader {
   std::vector<int64_t> shape() const;
 
   // Scaling: value = raw * scl_slope + scl_inter, except when scl_slope is 0 or not finite (then value =
-  // raw, and scl_inter is ignored). RGB24 is never scaled.
+  // raw, and scl_inter is ignored). RGB24 is never scaled. is_scaled() is false for the identity
+  // (slope 1, intercept 0) too: the values are the stored ones.
   bool is_scaled() const;
 
   // Affines: qform from the quaternion (computed even when qform_code is 0), sform from srow,

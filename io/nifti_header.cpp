@@ -131,7 +131,7 @@ void decode_header(const uint8_t* h, int version, bool sw, Volume& v, RawHeader&
 std::vector<uint8_t> encode_header(const Volume& v, int version, int64_t vox_offset) {
   std::array<int64_t, 8> dims{v.ndim, 1, 1, 1, 1, 1, 1, 1};
   for (int i = 0; i < 7; ++i) dims[i + 1] = v.dims[i];
-  const int16_t bitpix = static_cast<int16_t>(8 * nifti_datatype_size(v.datatype));
+  const int16_t nbits = static_cast<int16_t>(8 * nifti_datatype_size(v.datatype));
   if (version == 1) {
     using namespace n1;
     std::vector<uint8_t> h(kN1HeaderSize, 0);
@@ -141,7 +141,7 @@ std::vector<uint8_t> encode_header(const Volume& v, int version, int64_t vox_off
     for (int i = 0; i < 3; ++i) store<float>(h, intent_p1 + 4 * i, static_cast<float>(v.intent_p[i]));
     store<int16_t>(h, intent_code, static_cast<int16_t>(v.intent_code));
     store<int16_t>(h, datatype, static_cast<int16_t>(v.datatype));
-    store<int16_t>(h, bitpix, bitpix);
+    store<int16_t>(h, bitpix, nbits);
     store<int16_t>(h, slice_start, static_cast<int16_t>(v.slice_start));
     for (int i = 0; i < 8; ++i) store<float>(h, pixdim + 4 * i, static_cast<float>(v.pixdim[i]));
     store<float>(h, n1::vox_offset, static_cast<float>(vox_offset));
@@ -171,7 +171,7 @@ std::vector<uint8_t> encode_header(const Volume& v, int version, int64_t vox_off
   store<int32_t>(h, 0, static_cast<int32_t>(kN2HeaderSize));
   std::memcpy(h.data() + magic, "n+2\0\r\n\032\n", 8);
   store<int16_t>(h, datatype, static_cast<int16_t>(v.datatype));
-  store<int16_t>(h, bitpix, bitpix);
+  store<int16_t>(h, bitpix, nbits);
   for (int i = 0; i < 8; ++i) store<int64_t>(h, dim + 8 * i, dims[i]);
   for (int i = 0; i < 3; ++i) store<double>(h, intent_p1 + 8 * i, v.intent_p[i]);
   for (int i = 0; i < 8; ++i) store<double>(h, pixdim + 8 * i, v.pixdim[i]);

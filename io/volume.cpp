@@ -64,7 +64,8 @@ int64_t NiftiHeader::num_voxels() const {
 std::vector<int64_t> NiftiHeader::shape() const { return std::vector<int64_t>(dims.begin(), dims.begin() + ndim); }
 
 bool NiftiHeader::is_scaled() const {
-  return datatype != nifti_dt::rgb24 && std::isfinite(scl_slope) && scl_slope != 0;
+  return datatype != nifti_dt::rgb24 && std::isfinite(scl_slope) && scl_slope != 0 &&
+         !(scl_slope == 1 && scl_inter == 0);
 }
 
 double Volume::raw_value(int64_t i) const {
