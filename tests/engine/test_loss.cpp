@@ -1,11 +1,13 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "common/test_util.h"
 #include "engine/gradcheck.h"
 #include "engine/ops.h"
+#include "kernels/parallel.h"
 #include "op_fixture.h"
 #include "test_random.h"
 
@@ -151,4 +153,38 @@ TEST_CASE("losses pass the finite-difference gradient check (with masks)") {
     INFO("per_sample " << per_sample);
     CHECK_MESSAGE(r.ok, r.message);
   }
+}
+
+TEST_CASE("reductions (losses, sum, norms) give bit-identical results for any thread count") {
+  Shape sh{2, 3, 40, 41, 42};
+  Tensor z = random_tensor(sh, 31, -4.f, 4.f);
+  Tensor t = random_tensor(sh, 32, 0.f, 1.f);
+  Tensor labels = Tensor::zeros({2, 40, 41, 42}, DType::i32);
+  for (int64_t i = 0; i < labels.numel(); ++i) labels.i32()[i] = static_cast<int32_t>((i * 7) % 4) - 1;
+  auto run = [&] {
+    std::vector<float> out;
+    auto take = [&](const Tensor& v) {
+      std::vector<float> a = v.to_vector();
+      out.insert(out.end(), a.begin(), a.end());
+    };
+    Var x = variable(z, true);
+    Var l = add(add(bce_with_logits(x, t), cross_entropy(x, labels)),
+                add(soft_dice(softmax(x), t), mean(instance_norm(x, nullptr, nullptr))));
+    Tensor rm = Tensor::zeros({3}), rv = Tensor::full({3}, 1.f);
+    l = add(l, sum(batch_norm(x, nullptr, nullptr, rm, rv, true)));
+    take(l->value);
+    backward(l);
+    take(x->grad);
+    take(rm);
+    take(rv);
+    return out;
+  };
+  const int before = num_threads();
+  set_num_threads(1);
+  std::vector<float> one = run();
+  set_num_threads(3);
+  std::vector<float> three = run();
+  set_num_threads(before);
+  REQUIRE(one.size() == three.size());
+  CHECK(std::memcmp(one.data(), three.data(), one.size() * sizeof(float)) == 0);
 }
