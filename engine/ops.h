@@ -52,7 +52,7 @@ Var mean(const Var& x);  // all elements -> shape {1}
 
 // ---- losses (ops_loss.cpp), each a mean -> shape {1} ----------------------------------------
 // `mask` (optional, f32, same shape as the target, 1 = counts, 0 = don't care) leaves voxels out
-// of the loss and its denominator.
+// of the loss and its denominator. When nothing counts, the loss is 0 with a zero gradient.
 // Stable form max(z,0) - z t + log1p(exp(-|z|)); target f32 in [0,1] (NaN = don't care).
 Var bce_with_logits(const Var& logits, const Tensor& target, const Tensor* mask = nullptr);
 // logits N,K,spatial; target i32 N,spatial with values in [0,K) or -1 (ignored). With class
