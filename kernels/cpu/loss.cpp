@@ -67,24 +67,33 @@ void bce_with_logits_backward(const float* z, const float* t, const float* mask,
   }, kChunk);
 }
 
+// Per block of voxels: mx[s] = max_k x[k][s], lse[s] = log sum_k exp(x[k][s] - mx[s]), with the
+// class loop outside so that the voxel loops run over contiguous memory.
+static void block_logsumexp(const float* x, int64_t K, int64_t S, int64_t s0, int64_t len, float* mx, float* lse) {
+  std::copy(x + s0, x + s0 + len, mx);
+  for (int64_t k = 1; k < K; ++k)
+    for (int64_t s = 0; s < len; ++s) mx[s] = std::max(mx[s], x[k * S + s0 + s]);
+  std::fill(lse, lse + len, 0.f);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t s = 0; s < len; ++s) lse[s] += std::exp(x[k * S + s0 + s] - mx[s]);
+  for (int64_t s = 0; s < len; ++s) lse[s] = std::log(lse[s]);
+}
+
 void cross_entropy_forward(const float* logits, const int32_t* target, const float* class_weight,
                            const float* mask, int64_t N, int64_t K, int64_t S, float* loss, float* denom) {
   const int64_t tasks = N * voxel_blocks(S);
   std::vector<double> part_loss(static_cast<size_t>(tasks)), part_w(static_cast<size_t>(tasks));
   for_voxel_blocks(N, S, [&](int64_t n, int64_t s0, int64_t len, int64_t task) {
     const float* x = logits + n * K * S;
+    float mx[1024], lse[1024];
+    block_logsumexp(x, K, S, s0, len, mx, lse);
     double l = 0.0, wsum = 0.0;
-    for (int64_t s = s0; s < s0 + len; ++s) {
-      const int64_t v = n * S + s;
+    for (int64_t s = 0; s < len; ++s) {
+      const int64_t v = n * S + s0 + s;
       const int32_t cls = target[v];
       if (cls < 0 || !counts(mask, v)) continue;
-      float mx = x[s];
-      for (int64_t k = 1; k < K; ++k) mx = std::max(mx, x[k * S + s]);
-      double e = 0.0;
-      for (int64_t k = 0; k < K; ++k) e += std::exp(static_cast<double>(x[k * S + s] - mx));
-      const double nll = std::log(e) + mx - x[cls * S + s];
       const double w = class_weight ? class_weight[cls] : 1.0;
-      l += w * nll;
+      l += w * (static_cast<double>(lse[s]) + mx[s] - x[cls * S + s0 + s]);
       wsum += w;
     }
     part_loss[task] = l;
@@ -106,25 +115,20 @@ void cross_entropy_backward(const float* logits, const int32_t* target, const fl
   for_voxel_blocks(N, S, [&](int64_t n, int64_t s0, int64_t len, int64_t) {
     const float* x = logits + n * K * S;
     float* dx = dlogits + n * K * S;
-    for (int64_t s = s0; s < s0 + len; ++s) {
-      const int64_t v = n * S + s;
+    float mx[1024], lse[1024], w[1024];
+    block_logsumexp(x, K, S, s0, len, mx, lse);
+    for (int64_t s = 0; s < len; ++s) {
+      const int64_t v = n * S + s0 + s;
       const int32_t cls = target[v];
-      if (cls < 0 || !counts(mask, v)) {
-        for (int64_t k = 0; k < K; ++k) dx[k * S + s] = 0.f;
-        continue;
-      }
-      float mx = x[s];
-      for (int64_t k = 1; k < K; ++k) mx = std::max(mx, x[k * S + s]);
-      float e = 0.f;
-      for (int64_t k = 0; k < K; ++k) {
-        float p = std::exp(x[k * S + s] - mx);
-        dx[k * S + s] = p;
-        e += p;
-      }
-      const float w = (class_weight ? class_weight[cls] : 1.f) * scale;
-      const float inv = w / e;
-      for (int64_t k = 0; k < K; ++k) dx[k * S + s] *= inv;
-      dx[cls * S + s] -= w;
+      const bool counted = cls >= 0 && counts(mask, v);
+      w[s] = counted ? (class_weight ? class_weight[cls] : 1.f) * scale : 0.f;
+      mx[s] += lse[s];  // softmax_k = exp(x_k - (mx + lse))
+    }
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t s = 0; s < len; ++s) dx[k * S + s0 + s] = w[s] * std::exp(x[k * S + s0 + s] - mx[s]);
+    for (int64_t s = 0; s < len; ++s) {
+      const int32_t cls = target[n * S + s0 + s];
+      if (w[s] != 0.f) dx[cls * S + s0 + s] -= w[s];
     }
   });
 }
