@@ -2,7 +2,7 @@
 
 #include "engine/nn.h"
 #include "engine/ops.h"
-#include "kernels/gather.h"
+#include "engine/ops_patch.h"
 #include "engine/safetensors.h"
 #include "io/error.h"
 #include "train/json_check.h"
@@ -91,34 +91,16 @@ ModelSpec ModelSpec::from_config(const TrainConfig& cfg, int image_channels) {
   return s;
 }
 
-// The crop of each parent output X [P, C, s_parent] with its row's matrix, with the gradient
-// (scatter-add) back into X. TEMPORARY (CPU only) until engine/ops_patch.h lands.
-static Var crop_parent(const Var& X, const Tensor& mats, const Size3& size, int ndim, kernels::Interp mode) {
-  const Tensor& x = X->value;
-  kernels::PatchGeom g;
-  g.ndim = ndim;
-  g.channels = x.dim(1);
-  g.num_vols = x.dim(0);
-  g.vol[0] = ndim == 2 ? 1 : x.dim(2);
-  g.vol[1] = x.dim(ndim == 2 ? 2 : 3);
-  g.vol[2] = x.dim(ndim == 2 ? 3 : 4);
-  g.num_patches = x.dim(0);
-  g.patch[0] = ndim == 2 ? 1 : size[2];
-  g.patch[1] = size[1];
-  g.patch[2] = size[0];
-  std::vector<int32_t> parent(static_cast<size_t>(x.dim(0)));
-  for (size_t i = 0; i < parent.size(); ++i) parent[i] = static_cast<int32_t>(i);
-  Shape sh = ndim == 2 ? Shape{x.dim(0), x.dim(1), size[1], size[0]} : Shape{x.dim(0), x.dim(1), size[2], size[1], size[0]};
-  Tensor out = Tensor::empty(sh);
-  Tensor m = mats.cpu();
-  kernels::cpu::gather_affine(x.f32(), g, m.f32(), parent.data(), mode, false, out.f32());
-  return record(out, {X}, [g, m, parent, mode](Node& self) {
-    Node& src = *self.parents[0];
-    if (!src.requires_grad) return;
-    Tensor gs = Tensor::zeros(src.value.shape());
-    kernels::cpu::gather_affine_backward(self.grad.f32(), g, m.f32(), parent.data(), mode, false, gs.f32());
-    accumulate(src, gs);
-  });
+Var crop_parent_outputs(const Var& X, const Tensor& parent_mats, const Scheme& scheme, int level) {
+  const int64_t P = X->value.dim(0);
+  const int d = scheme.ndim;
+  if (parent_mats.dim(0) != P) throw std::invalid_argument("crop_parent_outputs: one matrix per parent row");
+  Tensor index = Tensor::empty({P}, DType::i32);
+  for (int64_t i = 0; i < P; ++i) index.i32()[i] = static_cast<int32_t>(i);
+  const Size3& s = scheme.patch_size[level];
+  std::vector<int64_t> size = d == 2 ? std::vector<int64_t>{s[1], s[0]} : std::vector<int64_t>{s[2], s[1], s[0]};
+  return gather_patches_nested(X, index.to(X->value.device()), parent_mats.reshape({P, d + 1, d + 1}), size,
+                               scheme.interp_type == Interp::nn ? kernels::Interp::nearest : kernels::Interp::linear);
 }
 
 // ---- model --------------------------------------------------------------------------------------
@@ -202,8 +184,7 @@ std::vector<Var> Model::forward_chain(const std::vector<Var>& inputs, const std:
   for (int k = 0; k < depth; ++k) {
     Var C;
     if (k > 0) {
-      C = crop_parent(X[k - 1], parent_mats[k], spec_.scheme.patch_size[k], spec_.scheme.ndim,
-                      spec_.scheme.interp_type == Interp::nn ? kernels::Interp::nearest : kernels::Interp::linear);
+      C = crop_parent_outputs(X[k - 1], parent_mats[k], spec_.scheme, k);
     }
     X.push_back(forward_level(k, inputs[k], C));
   }

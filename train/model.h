@@ -25,6 +25,11 @@ class Module;
 
 namespace pw::train {
 
+// C_level: the crop of each parent output X [P, C, s_parent] (row i's parent is row i) through
+// parent_mats [P, (d+1)^2] (voxel of level `level`'s patch -> voxel of the parent's output patch,
+// kernel axis order), with the scheme's interp_type; differentiable with respect to X.
+Var crop_parent_outputs(const Var& X, const Tensor& parent_mats, const Scheme& scheme, int level);
+
 // Everything `patchwork apply` needs besides the weights; stored as JSON in the model file.
 struct ModelSpec {
   Scheme scheme;

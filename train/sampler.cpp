@@ -8,6 +8,7 @@
 #include "io/error.h"
 #include "io/nifti.h"
 #include "kernels/gather.h"
+#include "engine/ops_patch.h"
 #include "kernels/smooth.h"
 
 namespace pw::train {
@@ -317,8 +318,8 @@ int CropGenerator::input_channels(int image_channels) const {
   return scheme_.smoothfac_data.kind == Smoothing::Kind::mixture ? 3 * image_channels : image_channels;
 }
 
-// Smooths `in` [C, Z, Y, X] for a crop at `level`: the filter widths follow the undersampling of
-// the level's unaugmented patch relative to the image.
+// Smooths `in` [C, Z, Y, X] for a crop at `level` (engine presmooth): the filter widths follow the
+// undersampling of the level's unaugmented patch relative to the image.
 static Tensor smooth_for_level(const Tensor& in, const Subject& s, const Scheme& scheme, int level,
                                const Smoothing& sm) {
   if (sm.kind == Smoothing::Kind::none) return in;
@@ -328,33 +329,15 @@ static Tensor smooth_for_level(const Tensor& in, const Subject& s, const Scheme&
   append_kernel_matrix(resample_matrix(s.image, p), scheme.ndim, m);
   float u[3];
   kernels::undersampling(m.data(), scheme.ndim, u);
-  const int64_t C = in.dim(0);
-  const int64_t vol[3] = {s.image.s[2], s.image.s[1], s.image.s[0]};
-  float sigma[3];
-  int width[3];
-  for (int a = 0; a < 3; ++a) {
-    sigma[a] = u[a] > 1.f ? static_cast<float>(sm.width) * u[a] : 0.f;
-    width[a] = std::max(1, static_cast<int>(std::lround(u[a])));
-  }
-  auto run = [&](kernels::SmoothKind kind, float* out) {
-    Tensor tmp = Tensor::empty(in.shape());
-    kernels::cpu::smooth(in.f32(), C, vol, kind, sigma, width, tmp.f32(), out);
-  };
-  if (sm.kind == Smoothing::Kind::mixture) {
-    Shape sh = in.shape();
-    sh[0] = 3 * C;
-    Tensor out = Tensor::empty(sh);
-    run(kernels::SmoothKind::box, out.f32());
-    run(kernels::SmoothKind::max, out.f32() + in.numel());
-    run(kernels::SmoothKind::min, out.f32() + 2 * in.numel());
-    return out;
-  }
-  Tensor out = Tensor::empty(in.shape());
-  run(sm.kind == Smoothing::Kind::gauss ? kernels::SmoothKind::gaussian
-      : sm.kind == Smoothing::Kind::boxcar ? kernels::SmoothKind::box
-                                           : kernels::SmoothKind::max,
-      out.f32());
-  return out;
+  Presmooth kind = sm.kind == Smoothing::Kind::gauss    ? Presmooth::gaussian
+                   : sm.kind == Smoothing::Kind::boxcar ? Presmooth::box
+                   : sm.kind == Smoothing::Kind::max    ? Presmooth::max
+                                                        : Presmooth::mixture;
+  Tensor src = scheme.ndim == 2 ? in.reshape({in.dim(0), in.dim(2), in.dim(3)}) : in;
+  Tensor out = presmooth(src, kind, u, static_cast<float>(sm.width));
+  Shape sh = in.shape();
+  sh[0] = out.dim(0);
+  return out.reshape(sh);
 }
 
 const Tensor& CropGenerator::level_data(Subject& s, int level) {

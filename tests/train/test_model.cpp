@@ -1,0 +1,191 @@
+// The multi-level model: nested crops with gradient, forward types, identical blocks, model file.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+#include "common/test_util.h"
+#include "engine/ops.h"
+#include "engine/safetensors.h"
+#include "io/error.h"
+#include "train/model.h"
+#include "train/sampler.h"
+
+using namespace pw;
+using namespace pw::train;
+using nlohmann::json;
+
+namespace {
+
+TrainConfig small_config(int ndim, int depth, bool categorical) {
+  json j = {{"depth", depth},
+            {"ndim", ndim},
+            {"scheme", {{"patch_size", ndim == 2 ? json{8, 8} : json{8, 8, 8}}, {"fov_rel", 0.8}, {"destvox_rel", 1}}},
+            {"categorical_label", {1, 2}},
+            {"categorical", categorical},
+            {"network", {{"features", {4, 8}}}},
+            {"intermediate_out", 2}};
+  return TrainConfig::from_json(j);
+}
+
+double f_lin(const Eigen::Vector3d& w) { return 0.3 * w[0] - 0.2 * w[1] + 0.1 * w[2] + 1.0; }
+
+}  // namespace
+
+TEST_CASE("model: nested crop of the parent output equals a direct crop of the parent") {
+  for (const char* interp : {"lin", "NN"}) {
+    json j = {{"depth", 2},
+              {"ndim", 3},
+              {"scheme", {{"patch_size", {8, 8, 8}}, {"fov_mm", 40}, {"destvox_mm", 2}}},
+              {"interp_type", interp}};
+    Scheme sc = Scheme::from_json(j);
+    Patch img;
+    img.s = {64, 64, 64};
+    Frame f = make_frame(sc, img);
+    std::mt19937_64 rng(2);
+    Augment aug;
+    aug.dphi = Eigen::Vector3d(0.5, 0.5, 0.5);
+    const int P = 4;
+    Tensor X = Tensor::empty({P, 2, 8, 8, 8});
+    std::vector<float> mats;
+    std::vector<Patch> parents, children;
+    for (int i = 0; i < P; ++i) {
+      Patch p = make_patch(sc, f, 0, Eigen::Vector3d(30 + i, 31, 29), draw_augmentation(aug, 3, rng).L());
+      Patch c = child_patch(sc, f, 1, p, Eigen::Vector3d(0.3 + 0.1 * i, 0.7, 0.5), draw_augmentation(aug, 3, rng).L());
+      parents.push_back(p);
+      children.push_back(c);
+      Patch po = out_patch(sc, 0, p);
+      for (int v = 0; v < 512; ++v) {  // parent output: channel 0 = f(world), channel 1 = 2 f
+        Eigen::Vector4d w = po.A * Eigen::Vector4d(v % 8, (v / 8) % 8, v / 64, 1);
+        X.f32()[(i * 2 + 0) * 512 + v] = float(f_lin(w.head<3>()));
+        X.f32()[(i * 2 + 1) * 512 + v] = float(2 * f_lin(w.head<3>()));
+      }
+      append_kernel_matrix(resample_matrix(po, c), 3, mats);
+    }
+    Var Xv = variable(X, true);
+    Var C = crop_parent_outputs(Xv, Tensor::from_vector({P, 16}, mats), sc, 1);
+    REQUIRE(C->value.shape() == Shape{P, 2, 8, 8, 8});
+    int compared = 0;
+    for (int i = 0; i < P; ++i) {
+      Eigen::Matrix4d M = resample_matrix(out_patch(sc, 0, parents[i]), children[i]);
+      for (int v = 0; v < 512; ++v) {
+        Eigen::Vector4d cv(v % 8, (v / 8) % 8, v / 64, 1);
+        Eigen::Vector4d q = M * cv;
+        float got = C->value.f32()[(i * 2 + 1) * 512 + v];
+        if (std::string(interp) == "lin") {
+          if (q.head<3>().minCoeff() < 0 || q.head<3>().maxCoeff() > 7) continue;  // needs all 8 neighbours
+          double expect = 2 * f_lin((children[i].A * cv).head<3>());
+          CHECK(got == doctest::Approx(expect).epsilon(1e-4));
+        } else {
+          long x = std::lround(q[0]), y = std::lround(q[1]), z = std::lround(q[2]);
+          if (std::abs(q[0] - std::round(q[0])) > 0.49 || std::abs(q[1] - std::round(q[1])) > 0.49 ||
+              std::abs(q[2] - std::round(q[2])) > 0.49)
+            continue;
+          REQUIRE(x >= 0);
+          REQUIRE(x <= 7);  // snapper keeps children inside
+          CHECK(got == X.f32()[(i * 2 + 1) * 512 + (z * 8 + y) * 8 + x]);
+        }
+        ++compared;
+      }
+    }
+    CHECK(compared > 500);
+    // the gradient reaches the parent output: sum(C) -> every parent voxel gets its use count
+    backward(sum(C));
+    REQUIRE(Xv->grad.defined());
+    double g = 0;
+    for (float x : Xv->grad.to_vector()) g += x;
+    CHECK(g == doctest::Approx(double(C->value.numel())).epsilon(0.02));  // weights sum to 1 per inside sample
+  }
+}
+
+TEST_CASE("model: forward shapes, forward types, identical blocks") {
+  TrainConfig cfg = small_config(2, 3, true);
+  ModelSpec spec = ModelSpec::from_config(cfg, 1);
+  CHECK(spec.out_channels == std::vector<int>{5, 5, 3});
+  CHECK(spec.block_in_channels(0) == 1);
+  CHECK(spec.block_in_channels(1) == 6);
+  Model m(spec, 1);
+  Tensor I = Tensor::full({2, 1, 8, 8}, 0.5f);
+  CHECK(m.forward(0, I, Tensor()).shape() == Shape{2, 5, 8, 8});
+  CHECK(m.forward(2, I, Tensor::full({2, 5, 8, 8}, 0.1f)).shape() == Shape{2, 3, 8, 8});
+
+  cfg.forward_type = ForwardType::mult;
+  ModelSpec ms = ModelSpec::from_config(cfg, 2);
+  CHECK(ms.block_in_channels(1) == 2 + 2 * 5 + 5);
+  Model mm(ms, 1);
+  CHECK(mm.forward(1, Tensor::full({1, 2, 8, 8}, 1.f), Tensor::full({1, 5, 8, 8}, 1.f)).shape() == Shape{1, 5, 8, 8});
+
+  TrainConfig ci = small_config(2, 3, true);
+  ci.identical_blocks = true;
+  ModelSpec is = ModelSpec::from_config(ci, 1);
+  CHECK(is.out_channels == std::vector<int>{5, 5, 5});
+  Model mi(is, 1);
+  Model md(spec, 1);
+  CHECK(mi.parameters().size() * 3 == md.parameters().size());
+  CHECK(mi.forward(0, I, Tensor()).shape() == Shape{2, 5, 8, 8});
+
+  // patch sizes that the U-Net cannot halve are refused
+  json bad = cfg.raw;
+  bad["scheme"]["patch_size"] = {6, 6};
+  bad["network"] = {{"features", {4, 8, 16}}};
+  TrainConfig bc = TrainConfig::from_json(bad);
+  CHECK_THROWS_AS(Model(ModelSpec::from_config(bc, 1), 1), InputError);
+}
+
+TEST_CASE("model: the last level's loss trains the first level through the crop") {
+  TrainConfig cfg = small_config(3, 2, true);
+  Model m(ModelSpec::from_config(cfg, 1), 3);
+  Patch img;
+  img.s = {20, 20, 20};
+  Tensor data = Tensor::empty({1, 20, 20, 20}), lab = Tensor::empty({8000});
+  for (int i = 0; i < 8000; ++i) {
+    data.f32()[i] = float((i * 7919) % 13) / 13.f;
+    lab.f32()[i] = float(i % 3);
+  }
+  Subject s = make_subject("s", img, data, lab, cfg.scheme, false);
+  CropGenerator gen(cfg.scheme, SamplerOptions{});
+  std::mt19937_64 rng(1);
+  PatchSet set = gen.sample({&s}, 3, rng);
+  std::vector<Var> X = m.forward_chain({constant(set.levels[0].input), constant(set.levels[1].input)},
+                                       {Tensor(), set.levels[1].parent_mats});
+  CHECK(X[1]->value.shape() == Shape{3, 3, 8, 8, 8});
+  backward(mean(slice(X[1], 0, 3)));
+  int with_grad = 0, level0 = 0;
+  auto params = m.parameters();  // level 0's first, then level 1's (same architecture)
+  const size_t half = params.size() / 2;
+  for (size_t i = 0; i < half; ++i) {
+    ++level0;
+    if (params[i]->grad.defined()) {
+      double g = 0;
+      for (float x : params[i]->grad.to_vector()) g += std::abs(x);
+      with_grad += g > 0;
+    }
+  }
+  CHECK(level0 > 0);
+  CHECK(with_grad > level0 / 2);
+}
+
+TEST_CASE("model: model file round trip") {
+  TrainConfig cfg = small_config(2, 2, false);
+  cfg.augment.dphi = Eigen::Vector3d(0.2, 0, 0);
+  ModelSpec spec = ModelSpec::from_config(cfg, 1);
+  spec.thresholds = {0.4, 0.6};
+  spec.label_names = {"a", "b"};
+  Model m(spec, 5);
+  auto dir = pw::test::temp_dir("train_model");
+  m.save(dir / "m.safetensors", {{"opt.m.0", Tensor::full({2}, 1.f)}}, {{"iteration", "7"}});
+  std::map<std::string, Tensor> extra;
+  std::map<std::string, std::string> meta;
+  Model l = Model::load(dir / "m.safetensors", Device::cpu, &extra, &meta);
+  CHECK(l.spec().to_json() == m.spec().to_json());
+  CHECK(l.spec().thresholds == std::vector<double>{0.4, 0.6});
+  CHECK(extra.count("opt.m.0") == 1);
+  CHECK(meta.at("iteration") == "7");
+  m.set_training(false);
+  Tensor I = Tensor::full({1, 1, 8, 8}, 0.3f);
+  I.f32()[5] = 2.f;
+  CHECK(m.forward(0, I, Tensor()).to_vector() == l.forward(0, I, Tensor()).to_vector());
+  // a file without the description is refused
+  save_safetensors(dir / "x.safetensors", {{"w", Tensor::full({1}, 1.f)}});
+  CHECK_THROWS_AS(Model::load(dir / "x.safetensors"), InputError);
+}
