@@ -328,6 +328,7 @@ UNet::UNet(const UNetConfig& config, uint64_t seed) : config_(config) {
     dec_[l] = block(up_channels + c.features[l], c.features[l], "dec" + std::to_string(l));
   }
   head_ = own(std::make_unique<Conv>(c.dims, c.features[0], c.out_channels, 1, 1, 0, true, 1.f, rng), "head");
+  for (auto& [name, v] : named_parameters()) v->name = name;
 }
 
 Var UNet::forward(const Var& x) {

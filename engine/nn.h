@@ -62,8 +62,8 @@ class Module {
   bool training_ = true;
 };
 
-// Deterministic initialisation: a normal generator built on std::mt19937_64 (exactly specified,
-// so the same seed gives the same weights on every platform).
+// Deterministic initialisation: a normal generator (Box-Muller) built on std::mt19937_64, which
+// is exactly specified, so a seed gives the same weights wherever libm's log/sin/cos agree.
 class InitRng {
  public:
   explicit InitRng(uint64_t seed) : gen_(seed) {}
@@ -155,7 +155,8 @@ struct UNetConfig {
 // U-Net: encoder level l = block(features[l]) (after a down step for l > 0); decoder level l =
 // up(features[l+1] -> features[l] for transposed_conv; channels kept for nearest/linear),
 // concat with the skip, block(features[l]); a 1x1 conv to out_channels gives the logits.
-// Spatial sizes must be multiples of 2^(levels-1).
+// Spatial sizes must be multiples of 2^(levels-1). Each parameter Var carries its full name
+// ("dec0.1.conv.weight"), so errors about it name it.
 class UNet : public Module {
  public:
   UNet(const UNetConfig& config, uint64_t seed = 1);
