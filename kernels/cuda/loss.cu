@@ -45,7 +45,7 @@ struct CeItem {
   int64_t K, S;
   __device__ void operator()(int64_t, int64_t v, double* acc) const {
     const int32_t cls = target[v];
-    if (cls < 0 || !counts(mask, v)) return;
+    if (cls < 0 || cls >= K || !counts(mask, v)) return;  // >= K: never read out of bounds
     const int64_t n = v / S, s = v % S;
     const float* x = logits + n * K * S + s;
     float mx = x[0];
@@ -67,7 +67,7 @@ __global__ void ce_bwd_k(const float* logits, const int32_t* target, const float
     const float* x = logits + n * K * S + s;
     float* dx = dlogits + n * K * S + s;
     const int32_t cls = target[v];
-    if (cls < 0 || !counts(mask, v)) {
+    if (cls < 0 || cls >= K || !counts(mask, v)) {
       for (int64_t k = 0; k < K; ++k) dx[k * S] = 0.f;
       continue;
     }

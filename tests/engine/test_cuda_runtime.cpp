@@ -1,0 +1,169 @@
+// The CUDA runtime: a clear error when CUDA is asked for without a GPU (runs here), error messages
+// that name the failing call, the caching allocator's buckets and statistics, staged copies and
+// the TF32 switch (the last three need a GPU and are skipped without one).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/test_util.h"
+#include "engine/ops.h"
+#include "engine/tensor.h"
+#ifdef PW_HAVE_CUDA
+#include "engine/cuda/runtime.h"
+#include "kernels/cuda/check.h"
+#endif
+
+using namespace pw;
+
+namespace {
+std::string error_of(void (*fn)()) {
+  try {
+    fn();
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("asking for CUDA without a GPU is a clear error, not a crash" * doctest::skip(cuda_available())) {
+#ifdef PW_HAVE_CUDA
+  const std::string expected = "no CUDA GPU is available";
+#else
+  const std::string expected = "built without CUDA";
+#endif
+  const std::string a = error_of([] { Tensor::empty({4, 4}, DType::f32, Device::cuda); });
+  CHECK_MESSAGE(a.find(expected) != std::string::npos, a);
+  const std::string b = error_of([] { Tensor::from_vector({2}, {1.f, 2.f}).to(Device::cuda); });
+  CHECK_MESSAGE(b.find(expected) != std::string::npos, b);
+  const std::string c = error_of([] { Tensor::zeros({3}, DType::i32, Device::cuda); });
+  CHECK_MESSAGE(c.find(expected) != std::string::npos, c);
+  CHECK(default_device() == Device::cpu);
+}
+
+#ifdef PW_HAVE_CUDA
+
+TEST_CASE("CUDA, cuDNN and cuBLAS errors name the failing call") {
+  // None of these needs a GPU: each fails (no device / invalid device, null descriptor, null handle).
+  try {
+    PW_CUDA_CHECK(cudaSetDevice(1 << 20));
+    FAIL("cudaSetDevice(1 << 20) succeeded");
+  } catch (const std::runtime_error& e) {
+    const std::string m = e.what();
+    CHECK_MESSAGE(m.find("CUDA error in cudaSetDevice(1 << 20): ") == 0, m);
+  }
+  try {
+    int dims[4] = {1, 1, 1, 1}, strides[4] = {1, 1, 1, 1};
+    PW_CUDNN_CHECK(cudnnSetTensorNdDescriptor(nullptr, CUDNN_DATA_FLOAT, 4, dims, strides));
+    FAIL("cudnnSetTensorNdDescriptor(nullptr) succeeded");
+  } catch (const std::runtime_error& e) {
+    const std::string m = e.what();
+    CHECK_MESSAGE(m.find("cuDNN error in cudnnSetTensorNdDescriptor(") == 0, m);
+  }
+  try {
+    PW_CUBLAS_CHECK(cublasSetMathMode(nullptr, CUBLAS_DEFAULT_MATH));
+    FAIL("cublasSetMathMode(nullptr) succeeded");
+  } catch (const std::runtime_error& e) {
+    const std::string m = e.what();
+    CHECK_MESSAGE(m.find("cuBLAS error in cublasSetMathMode(nullptr, CUBLAS_DEFAULT_MATH): ") == 0, m);
+  }
+}
+
+TEST_CASE("allocator buckets: 512 B steps up to 1 MiB, 2 MiB steps above") {
+  using kernels::cuda::bucket_size;
+  CHECK(bucket_size(0) == 512);
+  CHECK(bucket_size(1) == 512);
+  CHECK(bucket_size(512) == 512);
+  CHECK(bucket_size(513) == 1024);
+  CHECK(bucket_size(1 << 20) == (1 << 20));
+  CHECK(bucket_size((1 << 20) + 1) == (2 << 20));
+  CHECK(bucket_size((5 << 20) + 7) == (6 << 20));
+}
+
+TEST_CASE("caching allocator: statistics, reuse of freed blocks, peak, empty_cache" *
+          doctest::skip(!cuda_available())) {
+  cuda::synchronize();
+  const cuda::MemoryStats s0 = cuda::memory_stats();
+  const size_t bytes = 3000 * sizeof(float);  // bucket 12288
+  {
+    Tensor a = Tensor::empty({3000}, DType::f32, Device::cuda);
+    const cuda::MemoryStats s1 = cuda::memory_stats();
+    CHECK(s1.in_use == s0.in_use + kernels::cuda::bucket_size(bytes));
+    CHECK(s1.peak_in_use >= s1.in_use);
+    CHECK(s1.allocs == s0.allocs + 1);
+  }
+  const cuda::MemoryStats s2 = cuda::memory_stats();
+  CHECK(s2.in_use == s0.in_use);
+  CHECK(s2.cached >= kernels::cuda::bucket_size(bytes));
+  {
+    // Same bucket (2900 floats round to the same 12288 bytes): served from the free list.
+    Tensor b = Tensor::empty({2900}, DType::f32, Device::cuda);
+    const cuda::MemoryStats s3 = cuda::memory_stats();
+    CHECK(s3.cache_hits == s2.cache_hits + 1);
+    CHECK(s3.device_mallocs == s2.device_mallocs);
+  }
+  cuda::reset_peak();
+  CHECK(cuda::memory_stats().peak_in_use == cuda::memory_stats().in_use);
+  {
+    Tensor big = Tensor::empty({3 << 20}, DType::f32, Device::cuda);  // 12 MiB
+    CHECK(cuda::memory_stats().peak_in_use >= cuda::memory_stats().in_use);
+    CHECK(cuda::memory_stats().peak_in_use >= (size_t(12) << 20));
+  }
+  cuda::empty_cache();
+  const cuda::MemoryStats s4 = cuda::memory_stats();
+  CHECK(s4.cached == 0);
+  CHECK(s4.reserved == s4.in_use);
+}
+
+TEST_CASE("host <-> device copies, staged in pinned chunks, round trip bit-exactly" *
+          doctest::skip(!cuda_available())) {
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1, 1);
+  // 1 value, one partial chunk, and several 4 MiB chunks plus a tail.
+  for (int64_t n : {int64_t(1), int64_t(1000), int64_t((3 * (4 << 20) + 123) / 4 + 7)}) {
+    CAPTURE(n);
+    Tensor h = Tensor::empty({n});
+    for (int64_t i = 0; i < n; ++i) h.f32()[i] = u(rng);
+    Tensor d = h.to(Device::cuda);
+    CHECK(d.is_cuda());
+    Tensor d2 = d.clone();  // device -> device
+    Tensor back = d2.cpu();
+    CHECK(std::memcmp(back.raw(), h.raw(), h.nbytes()) == 0);
+    d2.zero_();
+    std::vector<float> z = d2.to_vector();
+    CHECK(std::all_of(z.begin(), z.end(), [](float v) { return v == 0.f; }));
+  }
+  Tensor labels = Tensor::empty({5}, DType::i32);
+  for (int i = 0; i < 5; ++i) labels.i32()[i] = i - 1;
+  Tensor lb = labels.to(Device::cuda).cpu();
+  CHECK(std::memcmp(lb.raw(), labels.raw(), labels.nbytes()) == 0);
+}
+
+TEST_CASE("TF32 switch: both modes run; fp32 mode matches the CPU closely" * doctest::skip(!cuda_available())) {
+  std::mt19937 rng(4);
+  std::uniform_real_distribution<float> u(-1, 1);
+  Tensor x = Tensor::empty({2, 16, 12, 12, 12}), w = Tensor::empty({16, 16, 3, 3, 3});
+  for (int64_t i = 0; i < x.numel(); ++i) x.f32()[i] = u(rng);
+  for (int64_t i = 0; i < w.numel(); ++i) w.f32()[i] = u(rng);
+  Tensor ref = conv(constant(x), constant(w), Var(), 1, 1)->value;
+  std::vector<double> r(ref.f32(), ref.f32() + ref.numel());
+  const bool prev = cuda::tf32();
+  cuda::set_tf32(false);
+  Tensor fp32 = conv(constant(x.to(Device::cuda)), constant(w.to(Device::cuda)), Var(), 1, 1)->value;
+  cuda::set_tf32(true);
+  CHECK(cuda::tf32());
+  Tensor tf32 = conv(constant(x.to(Device::cuda)), constant(w.to(Device::cuda)), Var(), 1, 1)->value;
+  cuda::set_tf32(prev);
+  const std::string m32 = test::check_close(fp32.to_vector(), r, 1e-4, 1e-5);
+  CHECK_MESSAGE(m32.empty(), m32);
+  // TF32 keeps 10 mantissa bits: agreement to about 1e-2 of the output scale.
+  const std::string mtf = test::check_close(tf32.to_vector(), r, 1e-2, 1e-2);
+  CHECK_MESSAGE(mtf.empty(), mtf);
+  CHECK(cuda::device_description().find("sm_") != std::string::npos);
+}
+
+#endif  // PW_HAVE_CUDA
