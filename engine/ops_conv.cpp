@@ -1,6 +1,7 @@
 // Convolution and transposed convolution ops: shape checks, dispatch to kernels/conv.h, backward.
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -84,7 +85,7 @@ Var conv_impl(const char* op, const Var& x, const Var& w, const Var& b, int stri
         PW_DISPATCH(dev, conv_transpose_backward_data, g, dy, wn.value.f32(), dx.f32());
       else
         PW_DISPATCH(dev, conv_backward_data, g, dy, wn.value.f32(), dx.f32());
-      accumulate(xn, dx);
+      accumulate_owned(xn, std::move(dx));
     }
     if (wn.requires_grad) {
       Tensor dw = Tensor::empty_like(wn.value);
@@ -92,13 +93,13 @@ Var conv_impl(const char* op, const Var& x, const Var& w, const Var& b, int stri
         PW_DISPATCH(dev, conv_transpose_backward_weight, g, xn.value.f32(), dy, dw.f32());
       else
         PW_DISPATCH(dev, conv_backward_weight, g, xn.value.f32(), dy, dw.f32());
-      accumulate(wn, dw);
+      accumulate_owned(wn, std::move(dw));
     }
     if (self.parents[2] && self.parents[2]->requires_grad) {
       Node& bn = *self.parents[2];
       Tensor db = Tensor::empty_like(bn.value);
       PW_DISPATCH(dev, conv_backward_bias, g, dy, db.f32());
-      accumulate(bn, db);
+      accumulate_owned(bn, std::move(db));
     }
   });
 }

@@ -1,6 +1,7 @@
 // Pooling and upsampling ops: shape checks, dispatch to kernels/pool.h, backward.
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "engine/dispatch.h"
 #include "engine/ops.h"
@@ -61,7 +62,7 @@ Var max_pool(const Var& x, int kernel, int stride) {
     Node& xn = *self.parents[0];
     Tensor dx = Tensor::empty_like(xn.value);
     PW_DISPATCH(dev, max_pool_backward, g, self.grad.f32(), argmax.i32(), dx.f32());
-    accumulate(xn, dx);
+    accumulate_owned(xn, std::move(dx));
   });
 }
 
@@ -74,7 +75,7 @@ Var avg_pool(const Var& x, int kernel, int stride) {
     Node& xn = *self.parents[0];
     Tensor dx = Tensor::empty_like(xn.value);
     PW_DISPATCH(dev, avg_pool_backward, g, self.grad.f32(), dx.f32());
-    accumulate(xn, dx);
+    accumulate_owned(xn, std::move(dx));
   });
 }
 
@@ -96,7 +97,7 @@ Var upsample(const Var& x, int factor, UpsampleMode mode, bool align_corners) {
       PW_DISPATCH(dev, upsample_linear_backward, g, align_corners, self.grad.f32(), dx.f32());
     else
       PW_DISPATCH(dev, upsample_nearest_backward, g, self.grad.f32(), dx.f32());
-    accumulate(xn, dx);
+    accumulate_owned(xn, std::move(dx));
   });
 }
 

@@ -54,10 +54,11 @@ constexpr int64_t direct_tile_cols() { return 4096; }
 
 int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
-// Per-thread buffers (0: columns, 1: dy copy, 2: padded input); each grows to the largest size asked and is kept
+// Per-thread buffers (0: columns, 1: dy copy, 2: padded input, 3: weight-gradient partial sums,
+// the last two owned by the calling thread); each grows to the largest size asked and is kept
 // (pool threads live on), so no allocation happens per tile.
 float* thread_buffer(int slot, int64_t n) {
-  thread_local std::vector<float, Eigen::aligned_allocator<float>> buf[3];
+  thread_local std::vector<float, Eigen::aligned_allocator<float>> buf[4];
   if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
   return buf[slot].data();
 }
@@ -498,7 +499,8 @@ void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, fl
   const int64_t items = g.n * t.ntiles;
   const int workers = workers_for(items);
   const int64_t part_size = op * kp * kVec;
-  std::vector<float, Eigen::aligned_allocator<float>> partial(static_cast<size_t>(workers * part_size), 0.0f);
+  float* const partial = thread_buffer(3, workers * part_size);
+  std::fill(partial, partial + workers * part_size, 0.0f);
   // dy rows of the tile into buffer 1: op rows of pitch ld, zero beyond cout; `slot(i)` gives the
   // offset of the i-th kVec-wide piece of the tile's columns.
   auto copy_dy = [&](int64_t n, int64_t nslots, int64_t ld, const auto& piece) {
@@ -533,7 +535,7 @@ void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, fl
         valid = pos.valid[i];
       });
       const float* xs = xp.data + n * g.cin * xp.vol;
-      float* part = partial.data() + worker * part_size;
+      float* part = partial + worker * part_size;
       for (int64_t k = 0; k < kp; k += NK)
         for (int64_t o = 0; o < op; o += MO)
           micro_weight_direct(pos, dyb + o * ld, ld, xs, off.data() + k, part + (o * kp + k) * kVec, kp);
@@ -549,7 +551,7 @@ void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, fl
         at = c0 + i * kVec;
         valid = std::clamp<int64_t>(cols - i * kVec, 0, kVec);
       });
-      float* part = partial.data() + worker * part_size;
+      float* part = partial + worker * part_size;
       for (int64_t k = 0; k < kp; k += NK)
         for (int64_t o = 0; o < op; o += MO)
           micro_weight(ld, dyb + o * ld, col + k * ld, part + (o * kp + k) * kVec, kp);
@@ -559,7 +561,7 @@ void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, fl
     for (int64_t k = 0; k < K; ++k) {
       float s = 0.0f;
       for (int wk = 0; wk < workers; ++wk) {
-        const float* v = partial.data() + wk * part_size + (o * kp + k) * kVec;
+        const float* v = partial + wk * part_size + (o * kp + k) * kVec;
         for (int l = 0; l < kVec; ++l) s += v[l];
       }
       dw[o * K + k] = s;
