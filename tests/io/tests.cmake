@@ -1,0 +1,18 @@
+# libFuzzer target for the NIfTI reader (tests/io/fuzz/fuzz_nifti.cpp), built only with -DPW_FUZZ=ON and
+# clang. The io sources are compiled into it directly so that the parser itself is instrumented.
+# scripts/fuzz.sh builds it in its own folder and runs it for about a minute, seeded with the corpus.
+if(PW_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(WARNING "PW_FUZZ=ON needs clang (CXX=clang++): the fuzz targets are not built")
+  else()
+    file(GLOB _pw_io_src CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/io/*.cpp)
+    add_executable(fuzz_nifti ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_nifti.cpp ${_pw_io_src})
+    target_include_directories(fuzz_nifti PRIVATE ${CMAKE_SOURCE_DIR})
+    target_link_libraries(fuzz_nifti PRIVATE ZLIB::ZLIB Eigen3::Eigen)
+    target_compile_options(fuzz_nifti PRIVATE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
+    target_link_options(fuzz_nifti PRIVATE -fsanitize=fuzzer,address,undefined)
+    # A short smoke run (10 s) on the corpus as part of ctest.
+    add_test(NAME io_fuzz_smoke
+             COMMAND fuzz_nifti -max_total_time=10 -rss_limit_mb=2048 -timeout=10 ${PW_SHARED_DIR}/nifti-corpus)
+  endif()
+endif()
