@@ -11,5 +11,8 @@ namespace pw::cli {
 
 void add_info(CLI::App& app);     // patchwork info FILE [--json]
 void add_convert(CLI::App& app);  // patchwork convert IN OUT [--dtype T]
+void add_apply(CLI::App& app);    // patchwork apply --model M --in IMG.. --out OUT [options]
+void add_eval(CLI::App& app);     // patchwork eval --pred P --ref R [--labels ..] [--json]
+void add_demo(CLI::App& app);     // patchwork demo [--out DIR] [--seconds N]
 
 }  // namespace pw::cli

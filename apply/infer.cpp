@@ -151,6 +151,31 @@ std::vector<float> resample_linear(const std::vector<float>& src0, const Patch& 
   return out;
 }
 
+Tensor LevelNetwork::crop_image(int level, const InferInput& input, const std::vector<Patch>& patches) {
+  const Scheme& sc = scheme();
+  const int64_t P = static_cast<int64_t>(patches.size());
+  const train::Size3& ps = sc.patch_size[level];
+  kernels::PatchGeom g;
+  g.ndim = sc.ndim;
+  g.channels = input.channels();
+  g.vol[0] = input.image.s[2];
+  g.vol[1] = input.image.s[1];
+  g.vol[2] = input.image.s[0];
+  g.num_patches = P;
+  g.patch[0] = ps[2];
+  g.patch[1] = ps[1];
+  g.patch[2] = ps[0];
+  std::vector<float> mats(static_cast<size_t>(P) * 16);
+  for (int64_t i = 0; i < P; ++i)
+    kernel_matrix(train::resample_matrix(input.image, patches[i]), sc.ndim, &mats[i * (sc.ndim + 1) * (sc.ndim + 1)]);
+  Shape shape = sc.ndim == 3 ? Shape{P, g.channels, ps[2], ps[1], ps[0]} : Shape{P, g.channels, ps[1], ps[0]};
+  Tensor out = Tensor::empty(shape);
+  kernels::cpu::gather_affine(input.data.f32(), g, mats.data(), nullptr,
+                              sc.interp_type == train::Interp::lin ? kernels::Interp::linear : kernels::Interp::nearest,
+                              false, out.f32());
+  return out;
+}
+
 // ---- the inference ------------------------------------------------------------------------------
 
 namespace {
@@ -275,11 +300,12 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
   if (!(opt.lazy_fraction > 0 && opt.lazy_fraction <= 1)) throw std::invalid_argument("lazy_fraction must be in (0, 1]");
   if (opt.batch_size < 1) throw std::invalid_argument("batch_size must be >= 1");
   if (opt.sparse_suppression < 0) throw std::invalid_argument("sparse_suppression must be >= 0");
-  if (input.channels != net.in_channels())
-    throw std::invalid_argument("the model expects " + std::to_string(net.in_channels()) + " input channel(s), got " +
-                                std::to_string(input.channels));
-  if (static_cast<int64_t>(input.data.size()) != input.channels * input.image.numel())
-    throw std::invalid_argument("infer: image data size does not match its dims");
+  if (input.channels() != net.image_channels())
+    throw std::invalid_argument("the model expects " + std::to_string(net.image_channels()) +
+                                " image channel(s), got " + std::to_string(input.channels()));
+  if (input.data.ndim() != 4 || input.data.numel() != input.channels() * input.image.numel() ||
+      input.data.dtype() != DType::f32)
+    throw std::invalid_argument("infer: image data must be f32 [C, z, y, x] matching its dims");
   if ((ndim == 2) != (input.image.s[2] == 1))
     throw std::invalid_argument(std::string("the model is ") + (ndim == 2 ? "2D" : "3D") + " but the image is " +
                                 (input.image.s[2] == 1 ? "2D" : "3D"));
@@ -287,9 +313,6 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
   Progress progress(opt.progress);
   const int64_t K = sc.label_channels();
   const train::Frame frame = train::make_frame(sc, input.image);
-
-  std::vector<float> image = input.data;
-  net.normalize_image(image, input.channels);
 
   // Stitch targets: the selected level, and for mix each coarser level on its own grid.
   std::vector<Accum> accs(last + 1);
@@ -371,13 +394,10 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
       for (int64_t b0 = 0; b0 < P; b0 += opt.batch_size) {
         const int64_t B = std::min<int64_t>(opt.batch_size, P - b0);
         // Image patches.
-        Tensor img = Tensor::empty(patch_shape(B, input.channels, ps, ndim));
+        std::vector<Patch> batch;
+        for (int64_t i = 0; i < B; ++i) batch.push_back(cur[b0 + i].in);
+        Tensor img = net.crop_image(level, input, batch);
         std::vector<float> mats(static_cast<size_t>(B) * 16);
-        for (int64_t i = 0; i < B; ++i)
-          kernel_matrix(train::resample_matrix(input.image, cur[b0 + i].in), ndim, &mats[i * (ndim + 1) * (ndim + 1)]);
-        kernels::cpu::gather_affine(image.data(), geom_for(ndim, input.channels, input.image.s, 1, ps, B), mats.data(),
-                                    nullptr, interp, false, img.f32());
-        net.normalize_patches(img);
         // Crops of the parents' outputs.
         Tensor crop;
         if (level > 0) {

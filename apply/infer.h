@@ -26,21 +26,22 @@ namespace pw::apply {
 
 // The network seen by the inference: the scheme and one forward per level. train's model file
 // is wrapped into this (apply/model_network.h); tests use hand-made networks.
+struct InferInput;
+
 class LevelNetwork {
  public:
   virtual ~LevelNetwork() = default;
   virtual const train::Scheme& scheme() const = 0;
-  virtual int in_channels() const = 0;           // image channels (contrasts)
+  virtual int image_channels() const = 0;         // channels (contrasts) of the image
   virtual int out_channels(int level) const = 0;  // channels of X_level; the first scheme().label_channels()
                                                   // are the label logits, the rest intermediate features
-  // Logits of level `level` for a batch: image patches [B, in_channels, s] and the crops of the
-  // parents' outputs [B, out_channels(level-1), s] (undefined at level 0); s = patch_size[level]
-  // in array order (z, y, x) (2D: (y, x)). Returns [B, out_channels(level), out_patch_size].
+  // The image crops I_level of `patches`: [P, block input channels, patch_size] (array order z, y, x).
+  // Default: gather with scheme().interp_type, no smoothing (train's CropGenerator in the model
+  // wrapper, so that application crops exactly like training).
+  virtual Tensor crop_image(int level, const InferInput& input, const std::vector<train::Patch>& patches);
+  // Logits of level `level` for a batch: image crops and the crops of the parents' outputs
+  // [B, out_channels(level-1), s] (undefined at level 0). Returns [B, out_channels(level), out_patch_size].
   virtual Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crops) = 0;
-  // Whole-image normalisation before cropping ([C, z, y, x] floats, in place), and per-patch
-  // normalisation after cropping ([B, C, ...]). Defaults: none.
-  virtual void normalize_image(std::vector<float>& /*image*/, int /*channels*/) const {}
-  virtual void normalize_patches(Tensor& /*patches*/) const {}
   // The linear part L of a test-time augmentation of a level's patch (identity: none).
   virtual Eigen::Matrix3d augmentation(int /*level*/, std::mt19937_64& /*rng*/) const {
     return Eigen::Matrix3d::Identity();
@@ -84,11 +85,11 @@ struct Prediction {
   double seconds = 0;
 };
 
-// The geometry of one image for the inference: the image patch and its data [C, z, y, x].
+// One image for the inference: its geometry and its (normalised) data [C, z, y, x] f32 on the CPU.
 struct InferInput {
-  train::Patch image;        // A = the NIfTI affine, s = dims
-  int channels = 1;
-  std::vector<float> data;   // [channels, z, y, x] (x fastest, like NIfTI)
+  train::Patch image;  // A = the NIfTI affine, s = dims
+  Tensor data;
+  int channels() const { return data.defined() ? static_cast<int>(data.dim(0)) : 0; }
 };
 
 // Runs the inference. Throws std::invalid_argument for inconsistent options.

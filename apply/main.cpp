@@ -15,6 +15,9 @@ int main(int argc, char** argv) {
   // One line per subcommand (apply/commands.h).
   pw::cli::add_info(app);
   pw::cli::add_convert(app);
+  pw::cli::add_apply(app);
+  pw::cli::add_eval(app);
+  pw::cli::add_demo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

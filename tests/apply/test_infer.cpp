@@ -30,7 +30,7 @@ class ConstNet : public LevelNetwork {
     calls.assign(sc.depth, 0);
   }
   const train::Scheme& scheme() const override { return sc; }
-  int in_channels() const override { return 1; }
+  int image_channels() const override { return 1; }
   int out_channels(int level) const override { return sc.label_channels() + (level + 1 < sc.depth ? extra : 0); }
   Tensor forward(int level, const Tensor& img, const Tensor& crop) override {
     const int64_t B = img.dim(0);
@@ -71,8 +71,7 @@ InferInput cube(int nx, int ny, int nz, double vs = 1.0) {
   in.image.A(0, 3) = 3.0;
   in.image.A(1, 3) = -7.0;
   in.image.s = {nx, ny, nz};
-  in.channels = 1;
-  in.data.assign(static_cast<size_t>(nx) * ny * nz, 0.f);
+  in.data = Tensor::zeros({1, nz, ny, nx});
   return in;
 }
 
@@ -89,7 +88,7 @@ TEST_CASE("infer: tree sampling covers every voxel through two levels") {
   InferOptions o;
   o.generate_type = GenerateType::tree;
   Prediction p = infer(net, in, o);
-  REQUIRE(p.prob.size() == in.data.size());
+  REQUIRE(p.prob.size() == static_cast<size_t>(in.data.numel()));
   CHECK(p.grid.s == in.image.s);
   CHECK(p.grid.A.isApprox(in.image.A));
   CHECK(min_of(p.prob) > 0.999f);  // every voxel received the level-1 probability 1
@@ -146,7 +145,7 @@ TEST_CASE("infer: lazy evaluation keeps exactly the top fraction; children stay 
   // A ramp: the attention (mean of sigmoid(mean intensity)) differs between patches.
   for (int z = 0; z < 30; ++z)
     for (int y = 0; y < 30; ++y)
-      for (int x = 0; x < 30; ++x) in.data[x + 30 * (y + 30 * z)] = 0.1f * x - 0.05f * y + 0.02f * z;
+      for (int x = 0; x < 30; ++x) in.data.f32()[x + 30 * (y + 30 * z)] = 0.1f * x - 0.05f * y + 0.02f * z;
   std::vector<train::Patch> l0;
   std::vector<std::pair<train::Patch, int>> l1;
   InferOptions o;

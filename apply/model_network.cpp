@@ -1,0 +1,73 @@
+#include "apply/model_network.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "io/error.h"
+
+namespace pw::apply {
+
+ModelNetwork::ModelNetwork(train::Model& model, std::optional<train::Augment> augment)
+    : model_(model),
+      augment_(augment ? *augment : model.spec().augment),
+      crop_(model.spec().scheme, train::SamplerOptions{}) {}
+
+Tensor ModelNetwork::crop_image(int level, const InferInput& input, const std::vector<train::Patch>& patches) {
+  if (subject_key_ != input.data.raw() || !subject_) {
+    subject_ = std::make_unique<train::Subject>();
+    subject_->name = "input";
+    subject_->image = input.image;
+    subject_->data = input.data;  // shares the storage (already normalised)
+    subject_key_ = input.data.raw();
+  }
+  const train::Scheme& sc = scheme();
+  const auto& ps = sc.patch_size[level];
+  const int64_t P = static_cast<int64_t>(patches.size());
+  const int64_t C = crop_.input_channels(input.channels());
+  Shape shape = sc.ndim == 3 ? Shape{P, C, ps[2], ps[1], ps[0]} : Shape{P, C, ps[1], ps[0]};
+  Tensor out = Tensor::empty(shape);
+  crop_.crop_inputs(*subject_, level, patches, out, 0);
+  return out;
+}
+
+Tensor ModelNetwork::forward(int level, const Tensor& image_patches, const Tensor& parent_crops) {
+  const Device d = model_.device();
+  Tensor I = image_patches.to(d);
+  Tensor C = parent_crops.defined() ? parent_crops.to(d) : Tensor();
+  return model_.forward(level, I, C).cpu();
+}
+
+Eigen::Matrix3d ModelNetwork::augmentation(int /*level*/, std::mt19937_64& rng) const {
+  if (!augment_.any()) return Eigen::Matrix3d::Identity();
+  return train::draw_augmentation(augment_, scheme().ndim, rng).L();
+}
+
+InferInput load_input(const train::Model& model, const std::vector<std::filesystem::path>& files) {
+  InferInput in;
+  train::load_image_channels(files, model.spec().scheme, in.image, in.data);
+  if (in.channels() != model.spec().image_channels)
+    throw InputError(files.front().string() + ": the model expects " + std::to_string(model.spec().image_channels) +
+                     " image channel(s), the input has " + std::to_string(in.channels()));
+  return in;
+}
+
+Tensor predict_subject(train::Model& model, const train::Subject& subject, const InferOptions& opt) {
+  ModelNetwork net(model, train::Augment{});
+  InferInput in;
+  in.image = subject.image;
+  in.data = subject.data;
+  InferOptions o = opt;
+  o.scale_to_original = true;
+  o.sampling_factor = 1;
+  Prediction p = infer(net, in, o);
+  // Foreground channels only (categorical: drop the background channel 0).
+  const train::Size3& s = subject.image.s;
+  const int64_t n = subject.image.numel();
+  const int off = p.categorical ? 1 : 0;
+  const int64_t K = p.channels - off;
+  Tensor out = Tensor::empty({K, s[2], s[1], s[0]});
+  std::copy(p.prob.begin() + off * n, p.prob.begin() + (off + K) * n, out.f32());
+  return out;
+}
+
+}  // namespace pw::apply

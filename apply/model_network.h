@@ -1,0 +1,45 @@
+// The trained patchwork model (train/model.h) as the inference's LevelNetwork: image crops through
+// train's CropGenerator (the same interpolation, pre-smoothing and patch normalisation as in
+// training), forward without a graph on the model's device, test-time augmentation drawn from the
+// training's augment settings (or from an explicit Augment).
+#pragma once
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "apply/infer.h"
+#include "train/model.h"
+#include "train/sampler.h"
+
+namespace pw::apply {
+
+class ModelNetwork : public LevelNetwork {
+ public:
+  // `augment`: the test-time augmentation (unset: the model's training augmentation).
+  explicit ModelNetwork(train::Model& model, std::optional<train::Augment> augment = std::nullopt);
+  const train::Scheme& scheme() const override { return model_.spec().scheme; }
+  int image_channels() const override { return model_.spec().image_channels; }
+  int out_channels(int level) const override { return model_.spec().out_channels.at(level); }
+  Tensor crop_image(int level, const InferInput& input, const std::vector<train::Patch>& patches) override;
+  Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crops) override;
+  Eigen::Matrix3d augmentation(int level, std::mt19937_64& rng) const override;
+
+ private:
+  train::Model& model_;
+  train::Augment augment_;
+  train::CropGenerator crop_;
+  const void* subject_key_ = nullptr;  // the input whose Subject (smoothing caches) is held
+  std::unique_ptr<train::Subject> subject_;
+};
+
+// Reads the image file(s) of one case for `model` (several files = several channels; normalised
+// like training). Throws pw::InputError naming the file.
+InferInput load_input(const train::Model& model, const std::vector<std::filesystem::path>& files);
+
+// The probabilities [K, z, y, x] of a training subject on its own grid (per label; categorical:
+// classes 1..K, the background dropped): the trainer's validation Predictor (train::Predictor;
+// train's cmd_train wires it). Uses `opt` (tree coverage by default), no test-time augmentation.
+Tensor predict_subject(train::Model& model, const train::Subject& subject, const InferOptions& opt = {});
+
+}  // namespace pw::apply
