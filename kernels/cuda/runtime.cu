@@ -47,7 +47,9 @@ Context& context() {
     int dev = 0;
     PW_CUDA_CHECK(cudaGetDevice(&dev));
     PW_CUDA_CHECK(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, dev));
-    PW_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking));
+    // A blocking stream: it stays ordered with work on the legacy default stream (kernels launched
+    // with no stream argument), so such kernels and ours never race.
+    PW_CUDA_CHECK(cudaStreamCreateWithFlags(&c->stream, cudaStreamDefault));
     PW_CUBLAS_CHECK(cublasCreate(&c->cublas));
     PW_CUBLAS_CHECK(cublasSetStream(c->cublas, c->stream));
     PW_CUDNN_CHECK(cudnnCreate(&c->cudnn));

@@ -4,7 +4,9 @@
 // cuBLAS/cuDNN handles are in kernels/cuda/context.h (for the .cu bodies).
 //
 // Memory model: one compute stream per process; every kernel, copy and memset runs on it, so a
-// block freed to the cache can be handed out again at once (stream order keeps it safe).
+// block freed to the cache can be handed out again at once (stream order keeps it safe). The
+// stream is a blocking one, so kernels launched on the legacy default stream stay ordered with it;
+// new kernels should still launch on kernels::cuda::stream() (kernels/cuda/context.h).
 #pragma once
 #include <cstddef>
 #include <cstdint>
