@@ -100,10 +100,16 @@ class GzipSource : public ByteSource {
     return (in_->max_remaining() + zs_.avail_in) * kDeflateMaxRatio + kInflateSlack;
   }
 
-  // Inflates (and discards) the rest of the stream so that truncation and CRC errors are seen.
+  // Inflates (and discards) the rest of the stream so that truncation and CRC errors are seen. More than
+  // 64 MiB after the image is refused rather than inflated (a gzip bomb would otherwise take minutes).
   void finish() override {
     std::vector<uint8_t> scratch(1 << 16);
-    while (!ended_) read(scratch.data(), scratch.size());
+    uint64_t trailing = 0;
+    while (!ended_) {
+      trailing += read(scratch.data(), scratch.size());
+      if (trailing > (uint64_t(64) << 20))
+        throw InputError(name_ + ": the gzip stream continues for more than 64 MiB after the image data");
+    }
   }
 
  private:

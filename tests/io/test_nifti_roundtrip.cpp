@@ -278,3 +278,40 @@ TEST_CASE("atomic writes leave nothing behind on failure") {
   CHECK(read_bytes(dir / "keep.bin").size() == 4);
   CHECK(files_in(dir) == 1);
 }
+
+TEST_CASE("pairs: .hdr with a gzipped .img, and the .img named on the command line") {
+  REQUIRE_SHARED();
+  const fs::path corpus = pw::test::shared_dir() / "nifti-corpus";
+  const fs::path dir = pw::test::temp_dir("nifti_pair");
+  fs::copy_file(corpus / "n1_pair_float64_be.hdr", dir / "p.hdr");
+  fs::copy_file(corpus / "n1_pair_float64_be.img", dir / "p.img");
+  const pw::Volume ref = pw::read_nifti(dir / "p.hdr");
+  CHECK(pw::read_nifti(dir / "p.img").data == ref.data);
+  REQUIRE(pw::test::run_command("gzip '" + (dir / "p.img").string() + "'") == 0);
+  CHECK(!fs::exists(dir / "p.img"));
+  CHECK(pw::read_nifti(dir / "p.hdr").data == ref.data);
+  CHECK(pw::read_nifti(dir / "p.img.gz").data == ref.data);
+  fs::remove(dir / "p.img.gz");
+  CHECK_THROWS_AS(pw::read_nifti(dir / "p.hdr"), pw::InputError);
+}
+
+TEST_CASE("gzip: trailing data after the image is bounded, concatenated members are read") {
+  // Two gzip members (as `cat a.gz b.gz` makes): the image continues into the second member.
+  std::vector<float> values(1000);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = 0.25f * i;
+  const pw::Volume v = pw::Volume::from_values({10, 10, 10}, values.data());
+  const fs::path dir = pw::test::temp_dir("nifti_gz");
+  pw::write_nifti(v, dir / "a.nii");
+  const std::string a = (dir / "a.nii").string();
+  REQUIRE(pw::test::run_command("head -c 2000 '" + a + "' | gzip -c > '" + a + ".gz' && tail -c +2001 '" + a +
+                                "' | gzip -c >> '" + a + ".gz'") == 0);
+  CHECK(pw::read_nifti(a + ".gz").data == v.data);
+  // 70 MiB of zeros after the image: refused after 64 MiB instead of inflating without bound.
+  REQUIRE(pw::test::run_command("(cat '" + a + "'; head -c 73400320 /dev/zero) | gzip -1 -c > '" + a + ".big.gz'") == 0);
+  try {
+    pw::read_nifti(a + ".big.gz");
+    FAIL("accepted 70 MiB of trailing data");
+  } catch (const pw::InputError& e) {
+    CHECK(std::string(e.what()).find("after the image data") != std::string::npos);
+  }
+}
