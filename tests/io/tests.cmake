@@ -16,3 +16,12 @@ if(PW_FUZZ)
              COMMAND fuzz_nifti -max_total_time=10 -rss_limit_mb=2048 -timeout=10 ${PW_SHARED_DIR}/nifti-corpus)
   endif()
 endif()
+
+# `patchwork convert` checked by nibabel, an independent reader (skipped, exit 77, without python3-nibabel).
+find_package(Python3 COMPONENTS Interpreter QUIET)
+if(Python3_Interpreter_FOUND)
+  add_test(NAME io_convert_nibabel
+           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/nibabel_convert_check.py $<TARGET_FILE:patchwork>
+                   ${PW_SHARED_DIR})
+  set_tests_properties(io_convert_nibabel PROPERTIES SKIP_RETURN_CODE 77)
+endif()
