@@ -262,7 +262,8 @@ PatchSet take_rows(const PatchSet& s, const std::vector<int64_t>& idx) {
   }
   for (const auto& l : s.levels) {
     LevelPatches o;
-    for (int64_t i : idx) o.patches.push_back(l.patches.at(i));
+    if (!l.patches.empty())
+      for (int64_t i : idx) o.patches.push_back(l.patches.at(i));
     o.input = copy_rows(l.input, idx);
     o.parent_mats = copy_rows(l.parent_mats, idx);
     o.target = copy_rows(l.target, idx);
@@ -280,7 +281,10 @@ PatchSet concat_sets(const PatchSet& a, const PatchSet& b) {
   for (size_t k = 0; k < out.levels.size(); ++k) {
     auto& o = out.levels[k];
     const auto& l = b.levels[k];
-    o.patches.insert(o.patches.end(), l.patches.begin(), l.patches.end());
+    if (o.patches.size() == static_cast<size_t>(a.size()) && l.patches.size() == static_cast<size_t>(b.size()))
+      o.patches.insert(o.patches.end(), l.patches.begin(), l.patches.end());
+    else
+      o.patches.clear();  // patches are bookkeeping only; the tensors carry the data
     o.input = concat_rows(a.levels[k].input, l.input);
     o.parent_mats = concat_rows(a.levels[k].parent_mats, l.parent_mats);
     o.target = concat_rows(a.levels[k].target, l.target);

@@ -66,7 +66,7 @@ AugmentDraw draw_augmentation(const Augment& aug, int ndim, std::mt19937_64& rng
 
 // One level of a drawn set.
 struct LevelPatches {
-  std::vector<Patch> patches;  // input patches of this level
+  std::vector<Patch> patches;  // input patches of this level (may be empty for chains restored from a checkpoint)
   Tensor input;                // f32 [P, C, (Z), Y, X] image crops I_k
   Tensor parent_mats;          // f32 [P, (d+1)^2]: voxel of this level's input patch -> voxel of the parent's
                                // OUTPUT patch (kernel axis order); undefined at level 0

@@ -173,20 +173,20 @@ std::vector<int64_t> hard_mining_select(const ChainScores& s, const std::vector<
 std::vector<double> dice_per_label(const Tensor& prob_t, const Subject& subject, const std::vector<double>& t) {
   Tensor prob = prob_t.cpu();
   const int64_t n = subject.image.numel();
-  const int64_t C = prob.numel() / n;
+  const int K = static_cast<int>(prob.numel() / n);
   const bool cat = subject.labels.dtype() == DType::i32;
-  const int K = cat ? static_cast<int>(C) - 1 : static_cast<int>(C);
+  if (static_cast<int>(t.size()) != K) throw std::invalid_argument("dice_per_label: one threshold per label");
   std::vector<double> inter(K, 0), np(K, 0), nt(K, 0);
   const float* p = prob.f32();
   for (int64_t v = 0; v < n; ++v) {
-    if (cat) {
+    if (cat) {  // the most probable label, if it reaches its threshold
       int32_t truth = subject.labels.i32()[v];
       if (truth < 0) continue;
       int best = 0;
       float bp = -1;
-      for (int k = 1; k <= K; ++k)
+      for (int k = 0; k < K; ++k)
         if (p[k * n + v] > bp) bp = p[k * n + v], best = k;
-      int pred = bp >= t.at(best - 1) ? best : 0;
+      int pred = bp >= t[best] ? best + 1 : 0;
       if (truth > 0) nt[truth - 1] += 1;
       if (pred > 0) np[pred - 1] += 1;
       if (truth > 0 && pred == truth) inter[truth - 1] += 1;
@@ -194,7 +194,7 @@ std::vector<double> dice_per_label(const Tensor& prob_t, const Subject& subject,
       for (int k = 0; k < K; ++k) {
         float tr = subject.labels.f32()[k * n + v];
         if (std::isnan(tr)) continue;
-        bool tt = tr > 0.5f, pp = p[k * n + v] >= t.at(k);
+        bool tt = tr > 0.5f, pp = p[k * n + v] >= t[k];
         nt[k] += tt;
         np[k] += pp;
         inter[k] += tt && pp;
@@ -345,8 +345,9 @@ TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& vali
   const fs::path ckpt = fs::path(opt_.out.string() + ".ckpt");
   const fs::path logf = fs::path(opt_.out.string() + ".log.jsonl");
   int start_it = 0;
+  std::map<std::string, Tensor> resume_extra;
   if (opt_.resume && fs::exists(ckpt)) {
-    std::map<std::string, Tensor> extra;
+    std::map<std::string, Tensor>& extra = resume_extra;
     std::map<std::string, std::string> meta;
     Model loaded = Model::load(ckpt, opt_.device, &extra, &meta);
     model_->load_state(loaded.state());
@@ -368,8 +369,26 @@ TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& vali
     std::cerr << "no checkpoint " << ckpt.string() << ": starting from scratch\n";
   }
   std::ofstream log(logf, start_it > 0 ? std::ios::app : std::ios::trunc);
+  PatchSet kept;  // hard mining: chains kept for the next iteration
+  if (resume_extra.count("kept.age")) {
+    const Tensor& age = resume_extra.at("kept.age");
+    for (int64_t i = 0; i < age.numel(); ++i) {
+      kept.age.push_back(age.i32()[i]);
+      kept.subject.push_back(resume_extra.at("kept.subject").i32()[i]);
+    }
+    kept.levels.resize(scheme.depth);
+    for (int k = 0; k < scheme.depth; ++k) {
+      const std::string p = "kept.level" + std::to_string(k) + ".";
+      kept.levels[k].input = resume_extra.at(p + "input");
+      if (resume_extra.count(p + "mats")) kept.levels[k].parent_mats = resume_extra.at(p + "mats");
+      kept.levels[k].target = resume_extra.at(p + "target");
+    }
+  }
   if (!log) throw InputError(logf.string() + ": cannot write the training log");
 
+  // The sampler state before drawing the set of the next iteration (with `parallel` that draw may
+  // already be running): a resumed run redraws exactly that set.
+  std::string pending_sample_state = rng_state(rng_sample);
   auto save_checkpoint = [&](int it) {
     std::map<std::string, Tensor> extra;
     std::map<std::string, std::string> meta;
@@ -378,8 +397,20 @@ TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& vali
         if (adam->exp_avg(i).defined()) extra["opt.m." + std::to_string(i)] = adam->exp_avg(i).cpu();
         if (adam->exp_avg_sq(i).defined()) extra["opt.v." + std::to_string(i)] = adam->exp_avg_sq(i).cpu();
       }
+    if (kept.size() > 0) {  // the hard-mined chains carried into the next iteration
+      Tensor age = Tensor::empty({kept.size()}, DType::i32), subj = Tensor::empty({kept.size()}, DType::i32);
+      for (int64_t i = 0; i < kept.size(); ++i) age.i32()[i] = kept.age[i], subj.i32()[i] = kept.subject[i];
+      extra["kept.age"] = age;
+      extra["kept.subject"] = subj;
+      for (size_t k = 0; k < kept.levels.size(); ++k) {
+        const std::string p = "kept.level" + std::to_string(k) + ".";
+        extra[p + "input"] = kept.levels[k].input;
+        if (kept.levels[k].parent_mats.defined()) extra[p + "mats"] = kept.levels[k].parent_mats;
+        extra[p + "target"] = kept.levels[k].target;
+      }
+    }
     meta["iteration"] = std::to_string(it);
-    meta["rng_sample"] = rng_state(rng_sample);
+    meta["rng_sample"] = pending_sample_state;
     meta["rng_train"] = rng_state(rng_train);
     meta["adam_steps"] = std::to_string(adam ? adam->steps() : 0);
     model_->save(ckpt, extra, meta);
@@ -423,7 +454,6 @@ TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& vali
   auto draw = [&]() { return gen.sample(tptr, per_subject, rng_sample); };
   std::future<PatchSet> next;
   if (cfg_.parallel) next = std::async(std::launch::async, draw);
-  PatchSet kept;
   model_->set_training(true);
   int it = start_it;
   for (; it < cfg_.num_its; ++it) {
@@ -431,6 +461,7 @@ TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& vali
     const auto ti = clock::now();
     PatchSet fresh = cfg_.parallel ? next.get() : draw();
     const double t_wait = std::chrono::duration<double>(clock::now() - ti).count();
+    pending_sample_state = rng_state(rng_sample);
     if (cfg_.parallel && it + 1 < cfg_.num_its) next = std::async(std::launch::async, draw);
     PatchSet set = concat_sets(fresh, kept);
     const int64_t P = set.size();

@@ -40,12 +40,14 @@ ChainScores chain_scores(const Tensor& X, const Tensor& target, const Scheme& sc
 std::vector<int64_t> hard_mining_select(const ChainScores& s, const std::vector<int>& age, double fraction,
                                         int maxage, HardOrder order);
 
-// Probabilities of a validation subject on its own voxel grid: [K, Z, Y, X] f32 (per label,
-// categorical: classes 1..K), computed through the application path.
+// Probabilities of a validation subject on its own voxel grid: [K, Z, Y, X] f32 (per label;
+// categorical: classes 1..K, background dropped), computed through the application path
+// (apply::predict_subject).
 using Predictor = std::function<Tensor(Model& model, Subject& subject)>;
 
-// Dice per label of probabilities thresholded at t against the subject's labels (NaN when the
-// label is absent from both).
+// Dice per label of probabilities [K, ...] thresholded at t (one per label) against the subject's
+// labels (NaN when the label is absent from both). Categorical: a voxel gets the most probable
+// label if its probability reaches that label's threshold, else background.
 std::vector<double> dice_per_label(const Tensor& prob, const Subject& subject, const std::vector<double>& t);
 
 struct TrainOptions {

@@ -1,0 +1,249 @@
+// The training loop: hard mining, phantoms learned to Dice >= 0.9, determinism, resume, config errors.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+
+#include "apply/model_network.h"
+#include "apply/phantom.h"
+#include "common/test_util.h"
+#include "engine/safetensors.h"
+#include "io/error.h"
+#include "train/trainer.h"
+
+using namespace pw;
+using namespace pw::train;
+using nlohmann::json;
+
+namespace {
+
+Subject phantom_subject(const Scheme& sc, std::array<int64_t, 3> dims, int labels, uint64_t seed) {
+  PhantomOptions o;
+  o.dims = dims;
+  o.spacing_mm = {1.0, 1.0, 1.0};
+  o.num_labels = labels;
+  o.seed = seed;
+  o.noise = 0.05;
+  Phantom ph = make_phantom(o);
+  Patch img;
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) img.A(r, c) = ph.affine[r * 4 + c];
+  img.s = {dims[0], dims[1], dims[2]};
+  const int64_t n = dims[0] * dims[1] * dims[2];
+  Tensor data = Tensor::from_vector({1, dims[2], dims[1], dims[0]}, ph.image);
+  Tensor lab = Tensor::empty({n});
+  for (int64_t i = 0; i < n; ++i) lab.f32()[i] = float(ph.labels[i]);
+  return make_subject("phantom" + std::to_string(seed), img, data, lab, sc, false);
+}
+
+Predictor tree_predictor() {
+  return [](Model& m, Subject& s) { return apply::predict_subject(m, s); };
+}
+
+std::vector<json> read_log(const std::filesystem::path& f) {
+  std::vector<json> out;
+  std::ifstream in(f);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(json::parse(line));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("trainer: hard mining keeps the hardest chains and ages them out") {
+  ChainScores s;
+  s.loss = {0.1f, 0.9f, 0.5f, 0.8f, 0.2f};
+  s.f1 = {0.9f, 0.1f, 0.5f, 0.0f, 0.95f};
+  s.present = {{1, 0}, {1, 0}, {1, 1}, {1, 0}, {0, 0}};
+  std::vector<int> age = {0, 0, 0, 0, 0};
+  CHECK(hard_mining_select(s, age, 0.4, 3, HardOrder::loss) == std::vector<int64_t>{1, 3});
+  CHECK(hard_mining_select(s, age, 0.4, 3, HardOrder::f1) == std::vector<int64_t>{1, 3});
+  CHECK(hard_mining_select(s, age, 0.2, 3, HardOrder::balance) == std::vector<int64_t>{2});  // the only label-2 chain
+  age[3] = 3;  // too old: replaced by the next hardest
+  CHECK(hard_mining_select(s, age, 0.4, 3, HardOrder::loss) == std::vector<int64_t>{1, 2});
+  CHECK(hard_mining_select(s, age, 0.1, 3, HardOrder::loss).empty());  // floor(0.5) = 0
+}
+
+TEST_CASE("trainer: chain scores and Dice") {
+  Scheme sc = Scheme::from_json({{"depth", 1},
+                                 {"ndim", 2},
+                                 {"scheme", {{"patch_size", {2, 1}}, {"fov_rel", 1}, {"destvox_rel", 1}}},
+                                 {"categorical_label", {1}},
+                                 {"categorical", true}});
+  // two chains of 2 voxels, logits for classes 0/1
+  Tensor X = Tensor::from_vector({2, 2, 1, 2}, {5, -5, -5, 5, /**/ 5, 5, -5, -5});
+  Tensor t = Tensor::from_vector({2, 1, 2}, {0, 0, 0, 0});
+  Tensor ti = Tensor::empty({2, 1, 2}, DType::i32);
+  int32_t tv[4] = {0, 1, 1, 1};
+  for (int i = 0; i < 4; ++i) ti.i32()[i] = tv[i];
+  ChainScores cs = chain_scores(X, ti, sc);
+  CHECK(cs.f1[0] == doctest::Approx(1.0));  // predicts class 0 then 1, as labelled
+  CHECK(cs.f1[1] == doctest::Approx(0.0));  // predicts 0 where 1 is labelled
+  CHECK(cs.loss[1] > cs.loss[0]);
+  CHECK(cs.present[1][0] == 1);
+
+  Patch img;
+  img.s = {4, 1, 1};
+  Subject s = make_subject("d", img, Tensor::zeros({1, 1, 1, 4}), Tensor::from_vector({4}, {0, 1, 1, 0}), sc, false);
+  Tensor prob = Tensor::from_vector({1, 1, 1, 4}, {0.2f, 0.9f, 0.45f, 0.6f});
+  auto d = dice_per_label(prob, s, {0.5});
+  CHECK(d[0] == doctest::Approx(2.0 * 1 / (2 + 2)));
+  d = dice_per_label(prob, s, {0.4});
+  CHECK(d[0] == doctest::Approx(2.0 * 2 / (3 + 2)));
+}
+
+TEST_CASE("trainer: a config with a typo is refused, naming the key") {
+  json j = {{"depth", 2},
+            {"ndim", 2},
+            {"scheme", {{"patch_size", {16, 16}}, {"fov_rel", 1}, {"destvox_rel", 1}}},
+            {"num_patchs", 4}};
+  try {
+    TrainConfig::from_json(j);
+    FAIL("accepted");
+  } catch (const InputError& e) {
+    std::string m = e.what();
+    CHECK(m.find("'num_patchs'") != std::string::npos);
+    CHECK(m.find("did you mean 'num_patches'") != std::string::npos);
+  }
+  j.erase("num_patchs");
+  j["balance"] = {{"ratoi", 0.5}};
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("balance: unknown key 'ratoi'"), InputError);
+  j.erase("balance");
+  j["augment"] = {{"dphi", 0.1}, {"flips", {1, 0}}};
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("did you mean 'flip'"), InputError);
+  j.erase("augment");
+  j["loss"] = "ce";  // needs categorical
+  CHECK_THROWS_AS(TrainConfig::from_json(j), InputError);
+  j["loss"] = "bce+dice";
+  CHECK(TrainConfig::from_json(j).loss.size() == 2);
+}
+
+TEST_CASE("trainer: a 2D phantom is learned to Dice >= 0.9, every level trains") {
+  auto t0 = std::chrono::steady_clock::now();
+  json j = {{"depth", 2},
+            {"ndim", 2},
+            {"scheme", {{"patch_size", {32, 32}}, {"fov_rel", 0.9}, {"destvox_rel", 1}}},
+            {"categorical_label", {1}},
+            {"categorical", false},
+            {"normalize_input", "m0s1"},
+            {"network", {{"features", {8, 16}}}},
+            {"intermediate_out", 2},
+            {"intermediate_loss", true},
+            {"loss", "bce+dice"},
+            {"num_its", 25},
+            {"num_patches", 8},
+            {"batch_size", 8},
+            {"balance", {{"ratio", 0.5}}},
+            {"augment", {{"dphi", 0.1}}},
+            {"optimizer", {{"type", "adam"}, {"lr", 3e-3}}},
+            {"parallel", true},
+            {"seed", 3}};
+  TrainConfig cfg = TrainConfig::from_json(j);
+  std::vector<Subject> train, val;
+  for (int i = 0; i < 4; ++i) train.push_back(phantom_subject(cfg.scheme, {64, 64, 1}, 1, 10 + i));
+  val.push_back(phantom_subject(cfg.scheme, {64, 64, 1}, 1, 99));
+  TrainOptions opt;
+  opt.out = pw::test::temp_dir("train2d") / "m.safetensors";
+  opt.quiet = true;
+  Trainer tr(cfg, opt);
+  tr.set_predictor(tree_predictor());
+  TrainResult r = tr.run(train, val);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  MESSAGE("2D phantom: Dice " << r.validation_dice[0] << " threshold " << r.thresholds[0] << " in " << secs << " s");
+  REQUIRE(r.validation_dice.size() == 1);
+  CHECK(r.validation_dice[0] >= 0.9);
+  // every level's loss went down (intermediate loss)
+  auto log = read_log(opt.out.string() + ".log.jsonl");
+  REQUIRE(log.size() >= 26);
+  for (int k = 0; k < 2; ++k) {
+    double first = (log[0]["loss"][k].get<double>() + log[1]["loss"][k].get<double>()) / 2;
+    double last = (log[23]["loss"][k].get<double>() + log[24]["loss"][k].get<double>()) / 2;
+    CHECK(last < 0.6 * first);
+  }
+  CHECK(log.back()["final"] == true);
+  // the model file holds the thresholds and loads
+  Model m = Model::load(opt.out);
+  CHECK(m.spec().thresholds == r.thresholds);
+  CHECK(m.spec().training["validation_dice"][0].get<double>() == doctest::Approx(r.validation_dice[0]));
+}
+
+TEST_CASE("trainer: a 3D phantom is learned to Dice >= 0.9") {
+  auto t0 = std::chrono::steady_clock::now();
+  json j = {{"depth", 2},
+            {"ndim", 3},
+            {"scheme", {{"patch_size", {16, 16, 16}}, {"fov_rel", 0.9}, {"destvox_rel", 1}}},
+            {"categorical_label", {1, 2}},
+            {"categorical", true},
+            {"normalize_input", "m0s1"},
+            {"network", {{"features", {8, 16}}}},
+            {"intermediate_out", 2},
+            {"loss", "ce+dice"},
+            {"num_its", 30},
+            {"num_patches", 4},
+            {"batch_size", 8},
+            {"balance", {{"ratio", 0.6}, {"autoweight", true}}},
+            {"optimizer", {{"type", "adamw"}, {"lr", 3e-3}, {"weight_decay", 1e-4}}},
+            {"hard_mining", 0.25},
+            {"hard_mining_maxage", 2},
+            {"seed", 5}};
+  TrainConfig cfg = TrainConfig::from_json(j);
+  std::vector<Subject> train, val;
+  for (int i = 0; i < 8; ++i) train.push_back(phantom_subject(cfg.scheme, {32, 32, 32}, 2, 20 + i));
+  val.push_back(phantom_subject(cfg.scheme, {32, 32, 32}, 2, 98));
+  TrainOptions opt;
+  opt.out = pw::test::temp_dir("train3d") / "m.safetensors";
+  opt.quiet = true;
+  Trainer tr(cfg, opt);
+  tr.set_predictor(tree_predictor());
+  TrainResult r = tr.run(train, val);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  MESSAGE("3D phantom: Dice " << r.validation_dice[0] << " / " << r.validation_dice[1] << " in " << secs << " s");
+  REQUIRE(r.validation_dice.size() == 2);
+  CHECK(r.validation_dice[0] >= 0.9);
+  CHECK(r.validation_dice[1] >= 0.9);
+  // hard mining: sets grow by the kept chains (32 fresh + 8 kept)
+  auto log = read_log(opt.out.string() + ".log.jsonl");
+  CHECK(log[0]["patches"] == 32);
+  CHECK(log[1]["patches"] == 40);
+}
+
+TEST_CASE("trainer: a fixed seed gives identical models; resume continues exactly") {
+  json j = {{"depth", 2},
+            {"ndim", 2},
+            {"scheme", {{"patch_size", {16, 16}}, {"fov_rel", 0.8}, {"destvox_rel", 1}}},
+            {"categorical_label", {1}},
+            {"categorical", true},
+            {"network", {{"features", {4, 8}}}},
+            {"num_its", 4},
+            {"num_patches", 4},
+            {"batch_size", 4},
+            {"augment", {{"dphi", 0.2}, {"flip", {1, 0}}}},
+            {"balance", {{"ratio", 0.5}}},
+            {"hard_mining", 0.5},
+            {"validation_every", 2},
+            {"seed", 11}};
+  TrainConfig cfg = TrainConfig::from_json(j);
+  std::vector<Subject> train, val;
+  for (int i = 0; i < 2; ++i) train.push_back(phantom_subject(cfg.scheme, {40, 40, 1}, 1, 30 + i));
+  auto dir = pw::test::temp_dir("train_seed");
+  auto run = [&](const std::string& name, int its, bool resume) {
+    TrainConfig c = cfg;
+    c.num_its = its;
+    TrainOptions o;
+    o.out = dir / name;
+    o.quiet = true;
+    o.resume = resume;
+    Trainer t(c, o);
+    t.run(train, val);
+    return load_safetensors(o.out).tensors;
+  };
+  auto a = run("a.safetensors", 4, false);
+  auto b = run("b.safetensors", 4, false);
+  REQUIRE(a.size() == b.size());
+  for (const auto& kv : a) CHECK(kv.second.to_vector() == b.at(kv.first).to_vector());
+  // 2 iterations, then resume to 4 from the checkpoint
+  run("c.safetensors", 2, false);
+  auto c = run("c.safetensors", 4, true);
+  for (const auto& kv : a) CHECK(kv.second.to_vector() == c.at(kv.first).to_vector());
+}
