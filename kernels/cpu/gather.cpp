@@ -40,6 +40,41 @@ inline Idx vox(Idx iz, Idx iy, Idx ix, Idx H, Idx W) {
   return (iz * H + iy) * W + ix;
 }
 
+// out[i] = src[idx[i]]: restrict parameters, so that the compiler emits vector gathers.
+template <class T, class O, class Idx>
+inline void gather_row(const T* __restrict__ src, const Idx* __restrict__ idx, int64_t n, O* __restrict__ out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = O(src[idx[i]]);
+}
+
+// The (bi/tri)linear row: corner 0 of voxel i at src[idx[i]], fractions f*, row strides W, HW.
+// One base pointer per corner, so that each corner is a plain indexed load (a vector gather).
+template <int ND, class T, class O, class Idx>
+inline void lerp_row(const T* __restrict__ src, const Idx* __restrict__ idx, const float* __restrict__ fz,
+                     const float* __restrict__ fy, const float* __restrict__ fx, int64_t n, Idx W, Idx HW,
+                     O* __restrict__ out) {
+  const T* __restrict__ c1 = src + 1;
+  const T* __restrict__ c2 = src + W;
+  const T* __restrict__ c3 = src + W + 1;
+  if (ND == 3) {
+    const T* __restrict__ c4 = src + HW;
+    const T* __restrict__ c5 = src + HW + 1;
+    const T* __restrict__ c6 = src + HW + W;
+    const T* __restrict__ c7 = src + HW + W + 1;
+    for (int64_t i = 0; i < n; ++i) {
+      const Idx j = idx[i];
+      const float v[8] = {float(src[j]), float(c1[j]), float(c2[j]), float(c3[j]),
+                          float(c4[j]),  float(c5[j]), float(c6[j]), float(c7[j])};
+      out[i] = O(common::trilinear(v, 1.f - fz[i], fz[i], 1.f - fy[i], fy[i], 1.f - fx[i], fx[i]));
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const Idx j = idx[i];
+      const float v[4] = {float(src[j]), float(c1[j]), float(c2[j]), float(c3[j])};
+      out[i] = O(common::bilinear(v, 1.f - fy[i], fy[i], 1.f - fx[i], fx[i]));
+    }
+  }
+}
+
 template <class T, class O, bool kLinear, int ND, class Idx>
 struct RowGather {
   const T* src;
@@ -94,11 +129,7 @@ struct RowGather {
             Idx ix = Idx(rintf(common::coord(r[2], fi, st[2])));
             idx[i] = vox<Idx>(iz, iy, ix, H, W);
           }
-          for (int64_t c = 0; c < C; ++c) {
-            const T* sc = sq + c * V;
-            O* oc = op + c * PN;
-            for (int64_t i = 0; i < s2; ++i) oc[i] = O(sc[idx[i]]);
-          }
+          for (int64_t c = 0; c < C; ++c) gather_row(sq + c * V, idx.data(), s2, op + c * PN);
         } else {
           for (int64_t i = 0; i < s2; ++i) {
             float fi = float(i);
@@ -111,22 +142,8 @@ struct RowGather {
             fx[i] = x - x0f;
             idx[i] = vox<Idx>(Idx(z0), Idx(y0), Idx(x0f), H, W);
           }
-          const Idx HW = H * W;
-          for (int64_t c = 0; c < C; ++c) {
-            const T* sc = sq + c * V;
-            O* oc = op + c * PN;
-            for (int64_t i = 0; i < s2; ++i) {
-              const T* b = sc + idx[i];
-              if (ND == 3) {
-                float v[8] = {float(b[0]),      float(b[1]),          float(b[W]),      float(b[W + 1]),
-                              float(b[HW]),     float(b[HW + 1]),     float(b[HW + W]), float(b[HW + W + 1])};
-                oc[i] = O(common::trilinear(v, 1.f - fz[i], fz[i], 1.f - fy[i], fy[i], 1.f - fx[i], fx[i]));
-              } else {
-                float v[4] = {float(b[0]), float(b[1]), float(b[W]), float(b[W + 1])};
-                oc[i] = O(common::bilinear(v, 1.f - fy[i], fy[i], 1.f - fx[i], fx[i]));
-              }
-            }
-          }
+          for (int64_t c = 0; c < C; ++c)
+            lerp_row<ND>(sq + c * V, idx.data(), fz.data(), fy.data(), fx.data(), s2, W, H * W, op + c * PN);
         }
         if (inside_mask) {
           O* om = op + C * PN;
