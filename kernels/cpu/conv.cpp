@@ -51,6 +51,8 @@ constexpr int NK = 6;                      // weight grad: kernel rows per block
 // have no column block and are sized for the weight-gradient partial sums and load balance.
 int64_t im2col_tile_cols(int64_t K) { return std::max<int64_t>(256, (int64_t(1) << 18) / std::max<int64_t>(1, K)); }
 constexpr int64_t direct_tile_cols() { return 4096; }
+// Direct forward: taps per chunk (whole input channels), about 16 channels of a 3x3x3 kernel.
+constexpr int64_t kChunkTaps = 512;
 
 int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
@@ -330,9 +332,10 @@ Positions& thread_positions() {
 }
 
 // y vectors (NV positions starting at i, `rows` output channels of pitch P) = w block (packed,
-// MR x K) * implicit columns xs[tap offset + position offset] + bias.
+// MR x K) * implicit columns xs[tap offset + position offset] + bias, or (add = true) y += the
+// product (a later chunk of taps; bias is then nullptr).
 inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const float* xs, const Positions& pos,
-                         int64_t i, const float* bias, float* y, int64_t P, int rows) {
+                         int64_t i, const float* bias, float* y, int64_t P, int rows, bool add) {
   using namespace Eigen::internal;
   const int nv = static_cast<int>(std::min<int64_t>(NV, pos.size() - i));
   const float* s0 = xs + pos.src[i];
@@ -357,12 +360,14 @@ inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const f
     const Packet b = pset1<Packet>(bias ? bias[r] : 0.0f);
     for (int v = 0; v < nv; ++v) {
       float* yv = y + r * P + pos.dst[i + v];
-      if (pos.valid[i + v] == kVec) {
-        pstoreu(yv, padd(acc[r][v], b));
+      const int valid = pos.valid[i + v];
+      if (valid == kVec) {
+        pstoreu(yv, padd(acc[r][v], add ? ploadu<Packet>(yv) : b));
       } else {
-        alignas(64) float tmp[kVec];
-        pstore(tmp, padd(acc[r][v], b));
-        std::copy(tmp, tmp + pos.valid[i + v], yv);
+        alignas(64) float tmp[kVec] = {};
+        if (add) std::copy(yv, yv + valid, tmp);
+        pstore(tmp, padd(acc[r][v], add ? pload<Packet>(tmp) : b));
+        std::copy(tmp, tmp + valid, yv);
       }
     }
   }
@@ -433,16 +438,20 @@ void conv_forward(const ConvGeom& g, const float* x, const float* w, const float
   if (unit_stride(g)) {
     const Padded xp = pad_input(g, x);
     const std::vector<int64_t> off = tap_offsets(g, xp, 1);
+    const int64_t kvol = g.k_vol(), chunk = std::max<int64_t>(1, kChunkTaps / kvol) * kvol;
     run_items(items, workers_for(items), [&](int, int64_t item) {
       const int64_t n = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
       Positions& pos = thread_positions();
       pos.build(g, xp, r0, r1);
       const float* xs = xp.data + n * g.cin * xp.vol;
       float* ys = y + n * g.cout * P;
-      for (int64_t i = 0; i < pos.size(); i += NV)
-        for (int64_t o = 0; o < g.cout; o += MR)
-          micro_direct(K, off.data(), wp.data() + o * K, xs, pos, i, b ? b + o : nullptr, ys + o * P, P,
-                       static_cast<int>(std::min<int64_t>(MR, g.cout - o)));
+      // Taps in chunks of whole channels, so that the input rows one chunk reads stay in L1.
+      for (int64_t k0 = 0; k0 < K; k0 += chunk)
+        for (int64_t i = 0; i < pos.size(); i += NV)
+          for (int64_t o = 0; o < g.cout; o += MR)
+            micro_direct(std::min(chunk, K - k0), off.data() + k0, wp.data() + o * K + k0 * MR, xs, pos, i,
+                         (b && k0 == 0) ? b + o : nullptr, ys + o * P, P,
+                         static_cast<int>(std::min<int64_t>(MR, g.cout - o)), k0 > 0);
     });
     return;
   }
@@ -570,11 +579,17 @@ void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, fl
 
 void conv_backward_bias(const ConvGeom& g, const float* dy, float* db) {
   const int64_t P = g.out_vol();
-  for (int64_t o = 0; o < g.cout; ++o) {
-    double s = 0.0;
-    for (int64_t n = 0; n < g.n; ++n) s += Eigen::Map<const Eigen::VectorXf>(dy + (n * g.cout + o) * P, P).sum();
-    db[o] = static_cast<float>(s);
-  }
+  parallel_for(
+      g.cout,
+      [&](int64_t lo, int64_t hi) {
+        for (int64_t o = lo; o < hi; ++o) {
+          double s = 0.0;
+          for (int64_t n = 0; n < g.n; ++n)
+            s += Eigen::Map<const Eigen::VectorXf>(dy + (n * g.cout + o) * P, P).sum();
+          db[o] = static_cast<float>(s);
+        }
+      },
+      1);
 }
 
 void conv_transpose_forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
