@@ -109,7 +109,6 @@ std::vector<Out> scaled_values(const Volume& v) {
 std::vector<double> Volume::to_double() const { return scaled_values<double>(*this); }
 
 std::vector<float> Volume::to_float() const {
-  // float32 data without scaling: no double round trip needed (same values either way).
   return scaled_values<float>(*this);
 }
 

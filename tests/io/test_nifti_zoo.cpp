@@ -1,7 +1,7 @@
 // shared/data/nifti-header-zoo: real files from SPM, FSL, AFNI and others. Each is read (its documented
 // properties checked) or refused with "unsupported datatype" (complex64); each readable file survives
-// convert (API and CLI) with the same values and affine. nibabel is not installed on the build machine, so
-// the converted files are checked by re-reading them with this reader.
+// convert (CLI) with the same values and affine, re-read here with this reader. The same outputs are also
+// checked with nibabel by tests/io/nibabel_convert_check.py (ctest io_convert_nibabel).
 #include <doctest/doctest.h>
 
 #include <cmath>
