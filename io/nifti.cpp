@@ -193,7 +193,7 @@ Volume parse(ByteSource& src, const std::string& name, const std::string& pair_p
   }
 
   const std::string& dname = data_src->name();
-  if (data_src->skip(skip_to_data) < skip_to_data)
+  if (skip_to_data > data_src->max_remaining() || data_src->skip(skip_to_data) < skip_to_data)
     throw InputError(dname + ": vox_offset " + std::to_string(vox_offset) + " is past the end of the file");
   if (bytes > data_src->max_remaining())
     throw InputError(dname + ": file is truncated: the data need " + std::to_string(bytes) + " bytes (" +
