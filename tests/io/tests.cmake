@@ -11,9 +11,12 @@ if(PW_FUZZ)
     target_link_libraries(fuzz_nifti PRIVATE ZLIB::ZLIB Eigen3::Eigen)
     target_compile_options(fuzz_nifti PRIVATE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
     target_link_options(fuzz_nifti PRIVATE -fsanitize=fuzzer,address,undefined)
-    # A short smoke run (10 s) on the corpus as part of ctest.
+    # A short smoke run (10 s) seeded with the corpus as part of ctest; new inputs go to a writable folder
+    # (the first one given), the read-only corpus is only read.
+    file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-smoke-corpus)
     add_test(NAME io_fuzz_smoke
-             COMMAND fuzz_nifti -max_total_time=10 -rss_limit_mb=2048 -timeout=10 ${PW_SHARED_DIR}/nifti-corpus)
+             COMMAND fuzz_nifti -max_total_time=10 -rss_limit_mb=2048 -timeout=10
+                     ${CMAKE_CURRENT_BINARY_DIR}/fuzz-smoke-corpus ${PW_SHARED_DIR}/nifti-corpus)
   endif()
 endif()
 
