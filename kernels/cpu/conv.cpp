@@ -44,8 +44,8 @@ constexpr bool kWide = kVec >= 16;         // AVX-512: 32 vector registers
 constexpr int MR = kWide ? 8 : 4;          // forward: output channels per block
 constexpr int NV = 3;                      // forward: vectors of columns per block
 constexpr int NR = NV * kVec;              // forward: columns per panel
-constexpr int MO = kWide ? 4 : 2;          // weight grad: output channels per block
-constexpr int NK = 6;                      // weight grad: kernel rows per block
+constexpr int MO = kWide ? 8 : 2;          // weight grad: output channels per block
+constexpr int NK = kWide ? 3 : 6;          // weight grad: kernel rows per block
 
 // Columns per tile: im2col tiles hold about 1 MB of columns (they stay in L2); direct tiles
 // have no column block and are sized for the weight-gradient partial sums and load balance.
@@ -53,6 +53,8 @@ int64_t im2col_tile_cols(int64_t K) { return std::max<int64_t>(256, (int64_t(1) 
 constexpr int64_t direct_tile_cols() { return 4096; }
 // Direct forward: taps per chunk (whole input channels), about 16 channels of a 3x3x3 kernel.
 constexpr int64_t kChunkTaps = 512;
+// Direct weight gradient: SIMD positions per chunk (MO x 48 vectors of dy = 24 KB with AVX-512).
+constexpr int64_t kWeightChunk = 48;
 
 int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 
@@ -375,9 +377,9 @@ inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const f
 
 // part (MO x NK vector partial sums, element (o, k) at (o * kp + k) * kVec) += dy vectors (MO rows
 // of pitch ld, one kVec slot per position, zero in invalid lanes) * implicit columns of taps
-// off[0..NK) over every position.
-inline void micro_weight_direct(const Positions& pos, const float* dy, int64_t ld, const float* xs,
-                                const int64_t* off, float* part, int64_t kp) {
+// off[0..NK) over positions [i0, i1).
+inline void micro_weight_direct(const Positions& pos, int64_t i0, int64_t i1, const float* dy, int64_t ld,
+                                const float* xs, const int64_t* off, float* part, int64_t kp) {
   using namespace Eigen::internal;
   Packet acc[MO][NK];
 #pragma GCC unroll 8
@@ -385,8 +387,7 @@ inline void micro_weight_direct(const Positions& pos, const float* dy, int64_t l
     for (int k = 0; k < NK; ++k) acc[o][k] = pload<Packet>(part + (o * kp + k) * kVec);
   int64_t tap[NK];
   for (int k = 0; k < NK; ++k) tap[k] = off[k];
-  const int64_t npos = pos.size();
-  for (int64_t i = 0; i < npos; ++i) {
+  for (int64_t i = i0; i < i1; ++i) {
     Packet d[MO];
 #pragma GCC unroll 8
     for (int o = 0; o < MO; ++o) d[o] = pload<Packet>(dy + o * ld + i * kVec);
@@ -545,9 +546,12 @@ void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, fl
       });
       const float* xs = xp.data + n * g.cin * xp.vol;
       float* part = partial + worker * part_size;
-      for (int64_t k = 0; k < kp; k += NK)
+      // Positions in chunks so that one block of dy rows (MO x chunk vectors) stays in L1.
+      for (int64_t i0 = 0; i0 < pos.size(); i0 += kWeightChunk)
         for (int64_t o = 0; o < op; o += MO)
-          micro_weight_direct(pos, dyb + o * ld, ld, xs, off.data() + k, part + (o * kp + k) * kVec, kp);
+          for (int64_t k = 0; k < kp; k += NK)
+            micro_weight_direct(pos, i0, std::min(pos.size(), i0 + kWeightChunk), dyb + o * ld, ld, xs,
+                                off.data() + k, part + (o * kp + k) * kVec, kp);
     });
   } else {
     run_items(items, workers, [&](int worker, int64_t item) {
