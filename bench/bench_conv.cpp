@@ -2,14 +2,23 @@
 // Same cases as ../shared/peer-bench/bench_conv.py (PyTorch); see bench/RESULTS.md.
 //   forward:                y = conv(x, w, b)                              2*N*Cin*Cout*k^d*P flops
 //   forward+backward(dx,dw): y = conv(x, w, b); backward(y, gy) -> dx, dw, db  counted as 3x forward
-// Threads: PW_NUM_THREADS (default: all cores).
+// Threads: PW_NUM_THREADS (default: all cores). cpu_ms_all_threads: process CPU time per iteration.
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 
 #include <random>
 
 #include "engine/ops.h"
 
 namespace {
+
+// CPU seconds used by the whole process so far (all threads): with other jobs on the machine, the
+// CPU time per iteration shows the cost of the code itself better than the wall-clock time.
+double process_cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
+}
 
 pw::Tensor random_tensor(const pw::Shape& s, float scale, unsigned seed) {
   std::mt19937 rng(seed);
@@ -38,6 +47,7 @@ void BM_conv(benchmark::State& state) {
   auto w = pw::variable(random_tensor(ws, 0.1f, 2), bwd);
   auto b = pw::variable(pw::Tensor::zeros({cout}), bwd);
   pw::Tensor gy = random_tensor(ys, 1.0f, 3);
+  const double cpu0 = process_cpu_s();
   for (auto _ : state) {
     x->grad = w->grad = b->grad = pw::Tensor();
     pw::Var y = pw::conv(x, w, b, 1, 1);
@@ -45,6 +55,7 @@ void BM_conv(benchmark::State& state) {
     benchmark::DoNotOptimize(y->value.raw());
   }
   const double flops = 2.0 * n * cin * cout * kv * vox * (bwd ? 3.0 : 1.0);
+  state.counters["cpu_ms_all_threads"] = 1e3 * (process_cpu_s() - cpu0) / static_cast<double>(state.iterations());
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }

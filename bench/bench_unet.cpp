@@ -4,8 +4,9 @@
 //   c3 = relu(conv3(16->32)) on maxpool2(c2)                                @16^3
 //   c4 = relu(conv3(48->16)) on concat(upsample2_nearest(c3), c2); out = conv1(16->2)
 // GFLOP/s counts the convolutions only (forward, x3 for a training step), as the peer does.
-// Threads: PW_NUM_THREADS (default: all cores). See bench/RESULTS.md.
+// Threads: PW_NUM_THREADS (default: all cores). cpu_ms_all_threads: process CPU time per iteration. See bench/RESULTS.md.
 #include <benchmark/benchmark.h>
+#include <sys/resource.h>
 
 #include <cmath>
 #include <random>
@@ -14,6 +15,14 @@
 #include "engine/optim.h"
 
 namespace {
+
+// CPU seconds used by the whole process so far (all threads): with other jobs on the machine, the
+// CPU time per iteration shows the cost of the code itself better than the wall-clock time.
+double process_cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
+}
 
 constexpr int64_t kN = 8, kS = 32, kW = 16;
 
@@ -77,6 +86,7 @@ struct Setup {
 void BM_unet_train_step(benchmark::State& state) {
   Setup s;
   pw::Adam opt(s.net.params(), {});
+  const double cpu0 = process_cpu_s();
   for (auto _ : state) {
     opt.zero_grad();
     pw::Var loss = pw::cross_entropy(s.net.forward(s.x), s.labels);
@@ -84,6 +94,7 @@ void BM_unet_train_step(benchmark::State& state) {
     opt.step();
     benchmark::DoNotOptimize(loss->value.raw());
   }
+  state.counters["cpu_ms_all_threads"] = 1e3 * (process_cpu_s() - cpu0) / static_cast<double>(state.iterations());
   state.counters["GFLOP/s"] =
       benchmark::Counter(3.0 * conv_gflop(), benchmark::Counter::kIsIterationInvariantRate);
 }
@@ -91,10 +102,12 @@ void BM_unet_train_step(benchmark::State& state) {
 void BM_unet_forward_nograd(benchmark::State& state) {
   Setup s;
   pw::NoGradGuard no_grad;
+  const double cpu0 = process_cpu_s();
   for (auto _ : state) {
     pw::Var y = s.net.forward(s.x);
     benchmark::DoNotOptimize(y->value.raw());
   }
+  state.counters["cpu_ms_all_threads"] = 1e3 * (process_cpu_s() - cpu0) / static_cast<double>(state.iterations());
   state.counters["GFLOP/s"] = benchmark::Counter(conv_gflop(), benchmark::Counter::kIsIterationInvariantRate);
 }
 
