@@ -46,6 +46,27 @@ inline void gather_row(const T* __restrict__ src, const Idx* __restrict__ idx, i
   for (int64_t i = 0; i < n; ++i) out[i] = O(src[idx[i]]);
 }
 
+// Phase 1 of a (bi/tri)linear row inside the source (all coordinates >= 0): corner-0 index and
+// fractions per voxel.
+template <int ND, class Idx>
+inline void linear_row_coords(const float r[3], const float st[3], int64_t n, Idx H, Idx W, Idx* __restrict__ idx,
+                              float* __restrict__ fz, float* __restrict__ fy, float* __restrict__ fx) {
+  const float r0 = r[0], r1 = r[1], r2 = r[2], t0 = st[0], t1 = st[1], t2 = st[2];
+  for (int64_t i = 0; i < n; ++i) {
+    const float fi = float(i);
+    const float z = ND == 3 ? common::coord(r0, fi, t0) : 0.f;
+    const float y = common::coord(r1, fi, t1);
+    const float x = common::coord(r2, fi, t2);
+    // Coordinates are >= 0 here, so truncation is floor (and it vectorises; floorf does not
+    // without -fno-trapping-math).
+    const Idx iz = Idx(z), iy = Idx(y), ix = Idx(x);
+    fz[i] = z - float(iz);
+    fy[i] = y - float(iy);
+    fx[i] = x - float(ix);
+    idx[i] = vox<Idx>(iz, iy, ix, H, W);
+  }
+}
+
 // The (bi/tri)linear row: corner 0 of voxel i at src[idx[i]], fractions f*, row strides W, HW.
 // One base pointer per corner, so that each corner is a plain indexed load (a vector gather).
 template <int ND, class T, class O, class Idx>
@@ -131,17 +152,7 @@ struct RowGather {
           }
           for (int64_t c = 0; c < C; ++c) gather_row(sq + c * V, idx.data(), s2, op + c * PN);
         } else {
-          for (int64_t i = 0; i < s2; ++i) {
-            float fi = float(i);
-            float z = ND == 3 ? common::coord(r[0], fi, st[0]) : 0.f;
-            float y = common::coord(r[1], fi, st[1]);
-            float x = common::coord(r[2], fi, st[2]);
-            float z0 = floorf(z), y0 = floorf(y), x0f = floorf(x);
-            fz[i] = z - z0;
-            fy[i] = y - y0;
-            fx[i] = x - x0f;
-            idx[i] = vox<Idx>(Idx(z0), Idx(y0), Idx(x0f), H, W);
-          }
+          linear_row_coords<ND>(r, st, s2, H, W, idx.data(), fz.data(), fy.data(), fx.data());
           for (int64_t c = 0; c < C; ++c)
             lerp_row<ND>(sq + c * V, idx.data(), fz.data(), fy.data(), fx.data(), s2, W, H * W, op + c * PN);
         }

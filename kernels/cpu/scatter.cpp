@@ -123,11 +123,11 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
               const float z = ND == 3 ? common::coord(r[0], fi, st[0]) : 0.f;
               const float y = common::coord(r[1], fi, st[1]);
               const float x = common::coord(r[2], fi, st[2]);
-              const float z0 = floorf(z), y0 = floorf(y), x0f = floorf(x);
-              fz[i] = z - z0;
-              fy[i] = y - y0;
-              fx[i] = x - x0f;
-              idx[i] = (int64_t(z0) * n1 + int64_t(y0)) * n2 + int64_t(x0f);
+              const int64_t iz = int64_t(z), iy = int64_t(y), ix = int64_t(x);  // >= 0: truncation is floor
+              fz[i] = z - float(iz);
+              fy[i] = y - float(iy);
+              fx[i] = x - float(ix);
+              idx[i] = (iz * n1 + iy) * n2 + ix;
               ww[i] = w01 * w2[i];
             }
             const int64_t HW = n1 * n2;

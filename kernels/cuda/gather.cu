@@ -1,12 +1,10 @@
 // CUDA bodies of kernels/gather.h: one thread per patch voxel, the per-voxel math of
 // kernels/common/patch_math.h (so nearest results equal the CPU's bit for bit). Pointers are device
 // pointers (matrices and parent indices too); parent indices are validated by the engine op.
-#include <cuda_runtime.h>
-
 #include <stdexcept>
-#include <string>
 
 #include "kernels/common/patch_math.h"
+#include "kernels/cuda/context.h"
 #include "kernels/gather.h"
 
 namespace pw::kernels::cuda {
@@ -19,11 +17,6 @@ namespace {
 
 using common::PatchMatrix;
 
-void check_launch(const char* what) {
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": CUDA launch failed: " + cudaGetErrorString(e));
-}
-
 template <class T, class O, bool kLinear, int ND>
 __global__ void gather_kernel(const T* __restrict__ src, PatchGeom g, const float* __restrict__ mats,
                               const int32_t* __restrict__ parent, bool inside_mask, O* __restrict__ out) {
@@ -32,7 +25,7 @@ __global__ void gather_kernel(const T* __restrict__ src, PatchGeom g, const floa
   const int64_t PN = g.patch[0] * s1 * s2, V = n0 * n1 * n2, C = g.channels;
   const int64_t Cout = C + (inside_mask ? 1 : 0);
   const int64_t total = g.num_patches * PN;
-  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
+  PW_CUDA_LOOP(t, total) {
     const int64_t p = t / PN, v = t % PN;
     const int64_t x2 = v % s2, x1 = (v / s2) % s1, x0 = v / (s1 * s2);
     const PatchMatrix M = common::load_patch_matrix(mats + p * (g.ndim + 1) * (g.ndim + 1), g.ndim);
@@ -75,11 +68,8 @@ __global__ void gather_kernel(const T* __restrict__ src, PatchGeom g, const floa
 template <class T, class O, bool kLinear, int ND>
 void launch(const T* src, const PatchGeom& g, const float* mats, const int32_t* parent, bool inside_mask, O* out) {
   const int64_t total = g.num_patches * g.patch[0] * g.patch[1] * g.patch[2];
-  const int threads = 256;
-  const int64_t blocks = (total + threads - 1) / threads;
-  gather_kernel<T, O, kLinear, ND><<<unsigned(blocks < (1 << 30) ? blocks : (1 << 30)), threads>>>(
-      src, g, mats, parent, inside_mask, out);
-  check_launch("gather_affine");
+  gather_kernel<T, O, kLinear, ND><<<grid_for(total), kBlock, 0, stream()>>>(src, g, mats, parent, inside_mask, out);
+  PW_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T, class O>

@@ -1,12 +1,10 @@
 // CUDA bodies of kernels/scatter.h (and the splatting behind gather_affine_backward): one thread
 // per patch voxel, atomicAdd into the target and weight volumes. Per-voxel math from
 // kernels/common/patch_math.h, the same as the CPU's (only the order of the additions differs).
-#include <cuda_runtime.h>
-
 #include <stdexcept>
-#include <string>
 
 #include "kernels/common/patch_math.h"
+#include "kernels/cuda/context.h"
 #include "kernels/scatter.h"
 
 namespace pw::kernels::cuda {
@@ -18,11 +16,6 @@ namespace {
 
 using common::PatchMatrix;
 
-void check_launch(const char* what) {
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": CUDA launch failed: " + cudaGetErrorString(e));
-}
-
 template <bool kLinear, int ND>
 __global__ void scatter_kernel(const float* __restrict__ patches, int64_t PC, PatchGeom g,
                                const float* __restrict__ mats, const int32_t* __restrict__ parent, int window,
@@ -31,7 +24,7 @@ __global__ void scatter_kernel(const float* __restrict__ patches, int64_t PC, Pa
   const int64_t n0 = g.vol[0], n1 = g.vol[1], n2 = g.vol[2];
   const int64_t PN = s0 * s1 * s2, V = n0 * n1 * n2, C = g.channels;
   const int64_t total = g.num_patches * PN;
-  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
+  PW_CUDA_LOOP(t, total) {
     const int64_t p = t / PN, v = t % PN;
     const int64_t x2 = v % s2, x1 = (v / s2) % s1, x0 = v / (s1 * s2);
     const float w = (common::window_axis(window, x0, s0) * common::window_axis(window, x1, s1)) *
@@ -81,14 +74,8 @@ __global__ void scatter_kernel(const float* __restrict__ patches, int64_t PC, Pa
 
 __global__ void normalize_kernel(const float* acc, const float* weight, int64_t channels, int64_t n, float alpha,
                                  float* out) {
-  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < channels * n;
-       t += int64_t(gridDim.x) * blockDim.x)
+  PW_CUDA_LOOP(t, channels * n)
     out[t] = common::stitch_normalize(acc[t], weight[t % n], alpha);
-}
-
-unsigned blocks_for(int64_t total, int threads) {
-  int64_t b = (total + threads - 1) / threads;
-  return unsigned(b < (1 << 30) ? (b > 0 ? b : 1) : (1 << 30));
 }
 
 }  // namespace
@@ -98,16 +85,17 @@ void scatter_affine_impl(const float* patches, int64_t patch_channels, const Pat
   if (g.ndim != 2 && g.ndim != 3) throw std::invalid_argument("scatter_affine: ndim must be 2 or 3");
   const int64_t total = g.num_patches * g.patch[0] * g.patch[1] * g.patch[2];
   if (total == 0) return;
-  const unsigned blocks = blocks_for(total, 256);
+  const unsigned blocks = grid_for(total);
   const bool lin = mode == Interp::linear;
-  if (g.ndim == 3) {
-    if (lin) scatter_kernel<true, 3><<<blocks, 256>>>(patches, patch_channels, g, mats, parent, window, acc, weight);
-    else scatter_kernel<false, 3><<<blocks, 256>>>(patches, patch_channels, g, mats, parent, window, acc, weight);
-  } else {
-    if (lin) scatter_kernel<true, 2><<<blocks, 256>>>(patches, patch_channels, g, mats, parent, window, acc, weight);
-    else scatter_kernel<false, 2><<<blocks, 256>>>(patches, patch_channels, g, mats, parent, window, acc, weight);
-  }
-  check_launch("scatter_affine");
+  if (g.ndim == 3 && lin)
+    scatter_kernel<true, 3><<<blocks, kBlock, 0, stream()>>>(patches, patch_channels, g, mats, parent, window, acc, weight);
+  else if (g.ndim == 3)
+    scatter_kernel<false, 3><<<blocks, kBlock, 0, stream()>>>(patches, patch_channels, g, mats, parent, window, acc, weight);
+  else if (lin)
+    scatter_kernel<true, 2><<<blocks, kBlock, 0, stream()>>>(patches, patch_channels, g, mats, parent, window, acc, weight);
+  else
+    scatter_kernel<false, 2><<<blocks, kBlock, 0, stream()>>>(patches, patch_channels, g, mats, parent, window, acc, weight);
+  PW_CUDA_CHECK(cudaGetLastError());
 }
 
 void scatter_affine(const float* patches, const PatchGeom& g, const float* mats, const int32_t* parent,
@@ -119,8 +107,8 @@ void scatter_affine(const float* patches, const PatchGeom& g, const float* mats,
 
 void stitch_normalize(const float* acc, const float* weight, int64_t channels, int64_t n, float alpha, float* out) {
   if (channels * n == 0) return;
-  normalize_kernel<<<blocks_for(channels * n, 256), 256>>>(acc, weight, channels, n, alpha, out);
-  check_launch("stitch_normalize");
+  normalize_kernel<<<grid_for(channels * n), kBlock, 0, stream()>>>(acc, weight, channels, n, alpha, out);
+  PW_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace pw::kernels::cuda

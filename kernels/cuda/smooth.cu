@@ -1,12 +1,10 @@
 // CUDA body of kernels/smooth.h: one pass per filtered axis, one thread per output voxel, the
 // per-voxel filter of kernels/common/smooth_math.h; Gaussian taps built per block in shared memory.
-#include <cuda_runtime.h>
-
 #include <stdexcept>
-#include <string>
 #include <vector>
 
 #include "kernels/common/smooth_math.h"
+#include "kernels/cuda/context.h"
 #include "kernels/smooth.h"
 
 namespace pw::kernels::cuda {
@@ -18,14 +16,10 @@ __global__ void filter_kernel(const float* __restrict__ in, int64_t total, int64
   if (op == common::kSmoothGaussian)
     for (int k = threadIdx.x; k <= 2 * R; k += blockDim.x) taps[k] = common::gaussian_tap(k - R, sigma);
   __syncthreads();
-  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < total; t += int64_t(gridDim.x) * blockDim.x) {
+  PW_CUDA_LOOP(t, total) {
     const int64_t j = t % inner, i = (t / inner) % n, o = t / (inner * n);
     out[t] = common::filter_voxel(op, in + o * n * inner + j, inner, n, i, taps, R, width);
   }
-}
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("smooth: ") + what + ": " + cudaGetErrorString(e));
 }
 
 }  // namespace
@@ -44,7 +38,7 @@ void smooth(const float* in, int64_t nc, const int64_t vol[3], SmoothKind kind, 
   const int64_t total = nc * vol[0] * vol[1] * vol[2];
   if (total == 0) return;
   if (axes.empty()) {
-    check(cudaMemcpy(out, in, size_t(total) * sizeof(float), cudaMemcpyDeviceToDevice), "copy");
+    copy_device_to_device(out, in, size_t(total) * sizeof(float));
     return;
   }
   const float* cur = in;
@@ -55,10 +49,9 @@ void smooth(const float* in, int64_t nc, const int64_t vol[3], SmoothKind kind, 
     const int R = op == common::kSmoothGaussian ? common::gaussian_radius(sigma[a]) : 0;
     const size_t shmem = op == common::kSmoothGaussian ? size_t(2 * R + 1) * sizeof(float) : 0;
     if (shmem > 48 * 1024) throw std::invalid_argument("smooth: Gaussian sigma too large for the CUDA kernel");
-    int64_t blocks = (total + 255) / 256;
-    if (blocks > (1 << 30)) blocks = 1 << 30;
-    filter_kernel<<<unsigned(blocks), 256, shmem>>>(cur, total, vol[a], inner, op, sigma[a], R, width[a], dst);
-    check(cudaGetLastError(), "launch");
+    filter_kernel<<<grid_for(total), kBlock, shmem, stream()>>>(cur, total, vol[a], inner, op, sigma[a], R, width[a],
+                                                               dst);
+    PW_CUDA_CHECK(cudaGetLastError());
     cur = dst;
     dst = dst == out ? tmp : out;
   }
