@@ -2,8 +2,11 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <stdexcept>
+#include <unordered_map>
+#include <vector>
 
 namespace pw {
 
@@ -16,6 +19,93 @@ namespace {
 }  // namespace
 #endif
 
+namespace {
+
+// CPU memory: 64-byte aligned. Blocks of 64 KiB and more are rounded up to a size class (1/8 steps
+// between powers of two) and kept on a free list when released, up to a cap on the cached bytes
+// (PW_CPU_CACHE_MB, default 1024): training allocates the same large activations every step, and
+// fresh pages from the OS cost a page fault each.
+class CpuCache {
+ public:
+  static constexpr size_t kMinCached = 64 * 1024;
+
+  static size_t size_class(size_t bytes) {
+    if (bytes < kMinCached) return (bytes + 63) / 64 * 64;
+    size_t pow2 = kMinCached;
+    while (pow2 * 2 <= bytes) pow2 *= 2;
+    size_t step = pow2 / 8;
+    return (bytes + step - 1) / step * step;
+  }
+
+  void* alloc(size_t bytes) {
+    size_t sz = size_class(bytes == 0 ? 64 : bytes);
+    if (sz >= kMinCached) {
+      std::lock_guard<std::mutex> lk(m_);
+      auto it = free_.find(sz);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();
+        it->second.pop_back();
+        cached_ -= sz;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, sz);
+    if (!p) {
+      release();
+      p = std::aligned_alloc(64, sz);
+      if (!p) throw std::bad_alloc();
+    }
+    return p;
+  }
+
+  void free(void* p, size_t bytes) {
+    size_t sz = size_class(bytes == 0 ? 64 : bytes);
+    if (sz >= kMinCached) {
+      std::lock_guard<std::mutex> lk(m_);
+      if (cached_ + sz <= cap_) {
+        free_[sz].push_back(p);
+        cached_ += sz;
+        return;
+      }
+    }
+    std::free(p);
+  }
+
+  void release() {
+    std::lock_guard<std::mutex> lk(m_);
+    for (auto& kv : free_)
+      for (void* p : kv.second) std::free(p);
+    free_.clear();
+    cached_ = 0;
+  }
+
+  size_t cached() {
+    std::lock_guard<std::mutex> lk(m_);
+    return cached_;
+  }
+
+  ~CpuCache() { release(); }
+
+ private:
+  std::mutex m_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0;
+  size_t cap_ = [] {
+    const char* s = std::getenv("PW_CPU_CACHE_MB");
+    return (s ? static_cast<size_t>(std::strtoull(s, nullptr, 10)) : size_t(1024)) << 20;
+  }();
+};
+
+CpuCache& cpu_cache() {
+  static CpuCache* c = new CpuCache();  // never destroyed: tensors may be freed during static destruction
+  return *c;
+}
+
+}  // namespace
+
+void cpu_cache_release() { cpu_cache().release(); }
+size_t cpu_cache_bytes() { return cpu_cache().cached(); }
+
 void* device_alloc(Device d, size_t bytes) {
   if (d == Device::cuda) {
 #ifdef PW_HAVE_CUDA
@@ -24,11 +114,7 @@ void* device_alloc(Device d, size_t bytes) {
     no_cuda();
 #endif
   }
-  size_t rounded = (bytes + 63) / 64 * 64;
-  if (rounded == 0) rounded = 64;
-  void* p = std::aligned_alloc(64, rounded);
-  if (!p) throw std::bad_alloc();
-  return p;
+  return cpu_cache().alloc(bytes);
 }
 
 void device_free(Device d, void* p, size_t bytes) {
@@ -39,7 +125,7 @@ void device_free(Device d, void* p, size_t bytes) {
     return;
   }
 #endif
-  std::free(p);
+  cpu_cache().free(p, bytes);
 }
 
 void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {

@@ -12,6 +12,11 @@ void device_free(Device d, void* p, size_t bytes);
 void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
 void device_memset_zero(Device d, void* p, size_t bytes);
 
+// The CPU allocator keeps released blocks of 64 KiB and more for reuse (capped by PW_CPU_CACHE_MB,
+// default 1024). cpu_cache_release() returns them to the system; cpu_cache_bytes() is what it holds.
+void cpu_cache_release();
+size_t cpu_cache_bytes();
+
 #ifdef PW_HAVE_CUDA
 // Implemented in engine/cuda/ (the CUDA backend).
 namespace cuda {

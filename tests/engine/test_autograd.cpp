@@ -2,6 +2,7 @@
 
 #include "common/test_util.h"
 #include "engine/autograd.h"
+#include "engine/device.h"
 
 using namespace pw;
 
@@ -58,4 +59,20 @@ TEST_CASE("no-grad guard keeps no graph") {
 TEST_CASE("GPU probe never throws") {
   bool a = cuda_available();
   CHECK(default_device() == (a ? Device::cuda : Device::cpu));
+}
+
+TEST_CASE("CPU allocator reuses released large blocks and keeps alignment") {
+  cpu_cache_release();
+  void* first;
+  {
+    Tensor a = Tensor::empty({1 << 20});  // 4 MiB
+    first = a.raw();
+    CHECK(reinterpret_cast<uintptr_t>(first) % 64 == 0);
+  }
+  CHECK(cpu_cache_bytes() >= (4u << 20));
+  Tensor b = Tensor::empty({(1 << 20) - 10});  // same size class
+  CHECK(b.raw() == first);
+  CHECK(cpu_cache_bytes() == 0);
+  Tensor small = Tensor::empty({3});
+  CHECK(reinterpret_cast<uintptr_t>(small.raw()) % 64 == 0);
 }
