@@ -1,5 +1,6 @@
 // Reading and writing NIfTI files. The reader checks every size against what the input can hold
-// BEFORE allocating, then reads (or inflates) the data straight into the Volume's buffer.
+// BEFORE allocating, then reads (or inflates) the data straight into the Volume's buffer, which is reserved
+// once and filled in 1 MiB steps (memory grows only with data that actually arrive; no copies).
 #include "io/nifti.h"
 
 #include <algorithm>
@@ -200,15 +201,23 @@ Volume parse(ByteSource& src, const std::string& name, const std::string& pair_p
                      dims_text() + " " + nifti_datatype_name(v.datatype) + ") but at most " +
                      std::to_string(data_src->max_remaining()) + " remain after vox_offset " +
                      std::to_string(vox_offset));
+  // Reserve the address space once (no copies later), then fill it 1 MiB at a time: pages are touched only
+  // as data arrive, so a gzip whose header claims more than the stream holds fails before using the memory.
   try {
-    v.data.resize(static_cast<size_t>(bytes));
+    v.data.reserve(static_cast<size_t>(bytes));
   } catch (const std::bad_alloc&) {
     throw InputError(dname + ": cannot allocate " + std::to_string(bytes) + " bytes for the data");
   }
-  const size_t n = data_src->read(v.data.data(), v.data.size());
-  if (n < bytes)
-    throw InputError(dname + ": file is truncated: the data need " + std::to_string(bytes) + " bytes after vox_offset " +
-                     std::to_string(vox_offset) + ", found " + std::to_string(n));
+  constexpr size_t kStep = size_t(1) << 20;
+  while (v.data.size() < bytes) {
+    const size_t done = v.data.size(), step = std::min<size_t>(kStep, static_cast<size_t>(bytes) - done);
+    v.data.resize(done + step);
+    const size_t got = data_src->read(v.data.data() + done, step);
+    if (got < step)
+      throw InputError(dname + ": file is truncated: the data need " + std::to_string(bytes) +
+                       " bytes after vox_offset " + std::to_string(vox_offset) + ", found " +
+                       std::to_string(done + got));
+  }
   data_src->finish();
   if (data_src != &src) src.finish();
   if (swapped && v.datatype != nifti_dt::rgb24) swap_bytes(v.data.data(), static_cast<size_t>(count), vsize);

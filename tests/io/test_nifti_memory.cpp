@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/test_util.h"
+#include "io/error.h"
 #include "io/nifti.h"
 
 namespace {
@@ -53,4 +54,43 @@ TEST_CASE("reading a 64 MiB .nii.gz peaks at <= 1.1x the decoded data") {
   MESSAGE("reader peak " << peak / 1048576.0 << " MiB for " << data_bytes / 1048576.0 << " MiB of data");
   CHECK(peak >= data_bytes);  // the measurement sees the buffer itself
   CHECK(peak <= 1.1 * data_bytes);
+}
+
+TEST_CASE("a .nii.gz whose header claims 1 GiB but holds 1 MiB fails without using the memory") {
+  // 1 MiB of incompressible data behind a header claiming 1024x1024x512 int16: the gzip could hold up to
+  // ~1 GiB (deflate's 1032:1 limit), so only running out of data while inflating can refuse it.
+  const auto dir = pw::test::temp_dir("nifti_mem_claim");
+  std::vector<uint8_t> noise(1 << 20);
+  uint64_t s = 88172645463325252ULL;
+  for (auto& b : noise) b = static_cast<uint8_t>((s ^= s << 13, s ^= s >> 7, s ^= s << 17) >> 24);
+  pw::Volume v = pw::Volume::from_values({1024, 1024}, noise.data());  // NIfTI-1 (dims <= 32767)
+  const std::string plain = (dir / "claim.nii").string();
+  pw::write_nifti(v, plain);
+  {
+    std::fstream f(plain, std::ios::in | std::ios::out | std::ios::binary);
+    const int16_t dim[4] = {3, 1024, 1024, 512}, dt[2] = {4, 16};  // int16, bitpix 16
+    f.seekp(40);
+    f.write(reinterpret_cast<const char*>(dim), sizeof dim);
+    f.seekp(70);
+    f.write(reinterpret_cast<const char*>(dt), sizeof dt);
+  }
+  REQUIRE(pw::test::run_command("gzip -1 '" + plain + "'") == 0);
+  {
+    std::ofstream reset("/proc/self/clear_refs");
+    reset << "5";
+    if (!reset) {
+      MESSAGE("skipped: /proc/self/clear_refs not writable");
+      return;
+    }
+  }
+  const double before = proc_status_bytes("VmRSS");
+  try {
+    pw::read_nifti(plain + ".gz");
+    FAIL("accepted a file with 1 MiB of a 1 GiB image");
+  } catch (const pw::InputError& e) {
+    CHECK(std::string(e.what()).find("truncated") != std::string::npos);
+  }
+  const double peak = proc_status_bytes("VmHWM") - before;
+  MESSAGE("peak " << peak / 1048576.0 << " MiB while refusing a 1 GiB claim");
+  CHECK(peak < 16.0 * 1048576.0);
 }
