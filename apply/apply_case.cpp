@@ -48,8 +48,12 @@ Prediction apply_case(train::Model& model, const std::vector<std::filesystem::pa
   const train::ModelSpec& spec = model.spec();
   LabelInfo info = label_info(spec, req);
   InferInput in = load_input(model, inputs);
-  ModelNetwork net(model, req.augment);
-  Prediction pred = infer(net, in, req.infer);
+  Prediction pred;
+  {
+    ModelNetwork net(model, req.augment);  // holds a reference to the input (and smoothing caches)
+    pred = infer(net, in, req.infer);
+  }
+  if (req.preview.empty()) in.data = Tensor();  // the input is not needed any more: free it before the output
   {
     Volume v = make_output(pred, req.out_type, info);
     write_nifti(v, output);

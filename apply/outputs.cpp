@@ -57,13 +57,15 @@ std::vector<float> resolve_thresholds(const OutputType& t, const LabelInfo& info
   return std::vector<float>(K, 0.5f);
 }
 
-std::vector<int32_t> label_map(const Prediction& p, const LabelInfo& info, const std::vector<float>& th,
-                               bool explicit_thresholds) {
+// The label decision per voxel, written straight into the output type T.
+template <class T>
+static void label_map_into(const Prediction& p, const LabelInfo& info, const std::vector<float>& th,
+                           bool explicit_thresholds, T* out) {
   const int K = foreground_channels(p);
   const int off = p.categorical ? 1 : 0;
   const int64_t n = p.grid.numel();
-  std::vector<int32_t> out(n, 0);
   for (int64_t v = 0; v < n; ++v) {
+    out[v] = 0;
     int best = -1;
     float bp = -1;
     for (int k = 0; k < K; ++k) {
@@ -83,8 +85,14 @@ std::vector<int32_t> label_map(const Prediction& p, const LabelInfo& info, const
       else accept = bp >= p.prob[v];  // plain argmax over background and labels
       if (!accept) continue;
     }
-    out[v] = info.values.empty() ? best + 1 : info.values[best];
+    out[v] = static_cast<T>(info.values.empty() ? best + 1 : info.values[best]);
   }
+}
+
+std::vector<int32_t> label_map(const Prediction& p, const LabelInfo& info, const std::vector<float>& th,
+                               bool explicit_thresholds) {
+  std::vector<int32_t> out(p.grid.numel());
+  label_map_into(p, info, th, explicit_thresholds, out.data());
   return out;
 }
 
@@ -169,18 +177,15 @@ Volume make_output(const Prediction& p, const OutputType& t, const LabelInfo& in
   Volume v;
   if (t.kind == OutKind::atls) {
     std::vector<float> th = resolve_thresholds(t, info, K);
-    std::vector<int32_t> lab = label_map(p, info, th, !t.thresholds.empty());
+    const bool ex = !t.thresholds.empty();
     int lo = std::min(0, *std::min_element(values.begin(), values.end()));
     int hi = std::max(0, *std::max_element(values.begin(), values.end()));
-    if (lo >= 0 && hi <= 255) {
-      std::vector<uint8_t> b(lab.begin(), lab.end());
-      v = Volume::from_values(dims, b.data(), p.grid.A);
-    } else if (lo >= -32768 && hi <= 32767) {
-      std::vector<int16_t> b(lab.begin(), lab.end());
-      v = Volume::from_values(dims, b.data(), p.grid.A);
-    } else {
-      v = Volume::from_values(dims, lab.data(), p.grid.A);
-    }
+    // The smallest integer type holding every label value, filled in place.
+    const int dt = lo >= 0 && hi <= 255 ? nifti_dt::uint8 : lo >= -32768 && hi <= 32767 ? nifti_dt::int16 : nifti_dt::int32;
+    v = Volume::zeros(dims, dt, p.grid.A);
+    if (dt == nifti_dt::uint8) label_map_into(p, info, th, ex, reinterpret_cast<uint8_t*>(v.data.data()));
+    else if (dt == nifti_dt::int16) label_map_into(p, info, th, ex, reinterpret_cast<int16_t*>(v.data.data()));
+    else label_map_into(p, info, th, ex, reinterpret_cast<int32_t*>(v.data.data()));
     v.intent_code = kIntentLabel;
   } else if (t.kind == OutKind::mask) {
     std::vector<float> th = resolve_thresholds(t, info, K);
