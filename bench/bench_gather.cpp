@@ -5,6 +5,11 @@
 // precomputed); then stitching the same 64 patches back into 256^3 (+ weight volume) with a cos
 // window. Argument: threads.
 //
+// CUDA builds on a machine with a GPU add BM_cuda_gather_nearest (the same placement scaled up to
+// 4096 patches from a 512^3 volume, enough to fill the card) beside BM_cuda_copy (device-to-device
+// copy of a 1 GiB buffer, GB/s = read + write), the "half of the copy bandwidth" check, and
+// BM_cuda_gather_trilinear / BM_cuda_stitch_cos_nearest at that size. Each iteration synchronises.
+//
 // Counters: Mvox/s = patch voxels per second. GB/s = minimal bytes per patch voxel / time:
 // gather 4 B written + 4 B (nearest) or 32 B (8 corners, trilinear) read — the peer's "effective"
 // rule without its coordinate bytes; stitch 4 B read + 2 x 8 B read-modify-write (value, weight)
@@ -15,13 +20,65 @@
 #include <random>
 #include <vector>
 
+#include "engine/tensor.h"
 #include "kernels/gather.h"
 #include "kernels/parallel.h"
 #include "kernels/scatter.h"
+#ifdef PW_HAVE_CUDA
+#include "engine/cuda/runtime.h"
+#endif
 
 namespace {
 
 using namespace pw::kernels;
+
+// Random rotations+scalings placed inside a V^3 volume: P matrices of 4x4.
+std::vector<float> random_mats(int64_t V, int64_t S, int64_t P, std::mt19937_64& rng) {
+  std::vector<float> mats;
+  std::uniform_real_distribution<double> us(0.8, 1.25), uc(48, V - 48);
+  std::normal_distribution<double> n64;
+  for (int64_t p = 0; p < P; ++p) {
+    double R[3][3];
+    for (int i = 0; i < 3; ++i) {  // random rotation by Gram-Schmidt
+      for (;;) {
+        for (int j = 0; j < 3; ++j) R[i][j] = n64(rng);
+        for (int k = 0; k < i; ++k) {
+          double d = R[i][0] * R[k][0] + R[i][1] * R[k][1] + R[i][2] * R[k][2];
+          for (int j = 0; j < 3; ++j) R[i][j] -= d * R[k][j];
+        }
+        double n = std::sqrt(R[i][0] * R[i][0] + R[i][1] * R[i][1] + R[i][2] * R[i][2]);
+        if (n > 1e-6) {
+          for (int j = 0; j < 3; ++j) R[i][j] /= n;
+          break;
+        }
+      }
+    }
+    double s[3] = {us(rng), us(rng), us(rng)}, c[3] = {uc(rng), uc(rng), uc(rng)};
+    for (int r = 0; r < 3; ++r) {
+      double t = c[r];
+      for (int j = 0; j < 3; ++j) {
+        mats.push_back(float(R[r][j] * s[j]));
+        t -= R[r][j] * s[j] * (S - 1) / 2.0;
+      }
+      mats.push_back(float(t));
+    }
+    mats.insert(mats.end(), {0.f, 0.f, 0.f, 1.f});
+  }
+  return mats;
+}
+
+PatchGeom cube_geom(int64_t V, int64_t S, int64_t P) {
+  PatchGeom g;
+  g.ndim = 3;
+  g.channels = 1;
+  g.num_vols = 1;
+  g.num_patches = P;
+  for (int a = 0; a < 3; ++a) {
+    g.vol[a] = V;
+    g.patch[a] = S;
+  }
+  return g;
+}
 
 struct Case {
   static constexpr int64_t V = 256, S = 32, P = 64;
@@ -32,43 +89,8 @@ struct Case {
     std::normal_distribution<float> nd;
     vol.resize(V * V * V);
     for (auto& v : vol) v = nd(rng);
-    std::uniform_real_distribution<double> us(0.8, 1.25), uc(48, V - 48);
-    std::normal_distribution<double> n64;
-    for (int64_t p = 0; p < P; ++p) {
-      double R[3][3];
-      for (int i = 0; i < 3; ++i) {  // random rotation by Gram-Schmidt
-        for (;;) {
-          for (int j = 0; j < 3; ++j) R[i][j] = n64(rng);
-          for (int k = 0; k < i; ++k) {
-            double d = R[i][0] * R[k][0] + R[i][1] * R[k][1] + R[i][2] * R[k][2];
-            for (int j = 0; j < 3; ++j) R[i][j] -= d * R[k][j];
-          }
-          double n = std::sqrt(R[i][0] * R[i][0] + R[i][1] * R[i][1] + R[i][2] * R[i][2]);
-          if (n > 1e-6) {
-            for (int j = 0; j < 3; ++j) R[i][j] /= n;
-            break;
-          }
-        }
-      }
-      double s[3] = {us(rng), us(rng), us(rng)}, c[3] = {uc(rng), uc(rng), uc(rng)};
-      for (int r = 0; r < 3; ++r) {
-        double t = c[r];
-        for (int j = 0; j < 3; ++j) {
-          mats.push_back(float(R[r][j] * s[j]));
-          t -= R[r][j] * s[j] * (S - 1) / 2.0;
-        }
-        mats.push_back(float(t));
-      }
-      mats.insert(mats.end(), {0.f, 0.f, 0.f, 1.f});
-    }
-    g.ndim = 3;
-    g.channels = 1;
-    g.num_vols = 1;
-    g.num_patches = P;
-    for (int a = 0; a < 3; ++a) {
-      g.vol[a] = V;
-      g.patch[a] = S;
-    }
+    mats = random_mats(V, S, P, rng);
+    g = cube_geom(V, S, P);
     patches.resize(P * S * S * S);
     acc.assign(vol.size(), 0.f);
     weight.assign(vol.size(), 0.f);
@@ -121,8 +143,6 @@ void BM_gather_backward(benchmark::State& state, Interp mode) {
   set_counters(state, mode == Interp::nearest ? 12.0 : 4.0 + 8 * 8.0);
 }
 
-}  // namespace
-
 BENCHMARK_CAPTURE(BM_gather, nearest, Interp::nearest)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gather, trilinear, Interp::linear)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_stitch, cos_nearest, Interp::nearest)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -130,4 +150,85 @@ BENCHMARK_CAPTURE(BM_stitch, cos_linear, Interp::linear)->Arg(1)->Arg(2)->UseRea
 BENCHMARK_CAPTURE(BM_gather_backward, nearest, Interp::nearest)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gather_backward, trilinear, Interp::linear)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
-BENCHMARK_MAIN();
+#ifdef PW_HAVE_CUDA
+// The GPU case: 4096 patches of 32^3 (134 M voxels, 537 MB) from a 512^3 volume (537 MB).
+struct CudaCase {
+  static constexpr int64_t V = 512, S = 32, P = 4096;
+  pw::Tensor vol, mats, patches, acc, weight, copy_src, copy_dst;
+  PatchGeom g = cube_geom(V, S, P);
+  CudaCase() {
+    std::mt19937_64 rng(1);
+    std::normal_distribution<float> nd;
+    pw::Tensor v = pw::Tensor::empty({V * V * V});
+    for (int64_t i = 0; i < v.numel(); ++i) v.f32()[i] = nd(rng);
+    vol = v.to(pw::Device::cuda);
+    std::vector<float> m = random_mats(V, S, P, rng);
+    mats = pw::Tensor::from_vector({int64_t(m.size())}, m).to(pw::Device::cuda);
+    patches = pw::Tensor::empty({P * S * S * S}, pw::DType::f32, pw::Device::cuda);
+    acc = pw::Tensor::zeros({V * V * V}, pw::DType::f32, pw::Device::cuda);
+    weight = pw::Tensor::zeros({V * V * V}, pw::DType::f32, pw::Device::cuda);
+    copy_src = pw::Tensor::zeros({int64_t(1) << 28}, pw::DType::f32, pw::Device::cuda);  // 1 GiB
+    copy_dst = pw::Tensor::zeros({int64_t(1) << 28}, pw::DType::f32, pw::Device::cuda);
+  }
+};
+CudaCase& cuda_case() {
+  static CudaCase c;
+  return c;
+}
+
+void cuda_counters(benchmark::State& state, double voxels, double bytes_per_voxel) {
+  state.counters["Mvox/s"] = benchmark::Counter(voxels * 1e-6, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] = benchmark::Counter(voxels * bytes_per_voxel * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(pw::cuda::device_description());
+}
+
+void BM_cuda_copy(benchmark::State& state) {
+  CudaCase& c = cuda_case();
+  for (auto _ : state) {
+    pw::kernels::cuda::copy_device_to_device(c.copy_dst.raw(), c.copy_src.raw(), c.copy_src.nbytes());
+    pw::cuda::synchronize();
+  }
+  cuda_counters(state, double(c.copy_src.numel()), 8.0);
+}
+
+void BM_cuda_gather(benchmark::State& state, Interp mode) {
+  CudaCase& c = cuda_case();
+  for (auto _ : state) {
+    cuda::gather_affine(c.vol.f32(), c.g, c.mats.f32(), nullptr, mode, false, c.patches.f32());
+    pw::cuda::synchronize();
+  }
+  cuda_counters(state, double(c.patches.numel()), mode == Interp::nearest ? 8.0 : 36.0);
+}
+
+void BM_cuda_stitch(benchmark::State& state) {
+  CudaCase& c = cuda_case();
+  for (auto _ : state) {
+    cuda::scatter_affine(c.patches.f32(), c.g, c.mats.f32(), nullptr, Interp::nearest, Window::cos, c.acc.f32(),
+                         c.weight.f32());
+    pw::cuda::synchronize();
+  }
+  cuda_counters(state, double(c.patches.numel()), 20.0);
+}
+#endif
+
+}  // namespace
+
+int main(int argc, char** argv) {
+#ifdef PW_HAVE_CUDA
+  if (pw::cuda_available()) {
+    benchmark::RegisterBenchmark("BM_cuda_copy", BM_cuda_copy)->UseRealTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark("BM_cuda_gather_nearest", BM_cuda_gather, Interp::nearest)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark("BM_cuda_gather_trilinear", BM_cuda_gather, Interp::linear)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark("BM_cuda_stitch_cos_nearest", BM_cuda_stitch)->UseRealTime()->Unit(benchmark::kMillisecond);
+  }
+#endif
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
