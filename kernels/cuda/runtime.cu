@@ -77,10 +77,12 @@ struct Allocator {
 
   void release_cache_locked() {
     for (auto& [size, blocks] : free_lists) {
-      for (void* p : blocks) {
-        cudaFree(p);  // errors here would only mean the context is gone already
+      while (!blocks.empty()) {
+        void* p = blocks.back();
+        blocks.pop_back();
         stats.reserved -= size;
         stats.cached -= size;
+        PW_CUDA_CHECK(cudaFree(p));
       }
     }
     free_lists.clear();

@@ -1,0 +1,104 @@
+"""PyTorch-on-GPU side of bench/bench_cuda.cpp: the same cases, the same shapes, the same card.
+
+  python3 bench/peer_cuda.py            # prints one line per case: median ms and GFLOP/s
+
+Cases: conv3d forward and forward+backward (dx, dw, db) at batch 8, 32^3, k3 p1 for 8->16, 16->16,
+32->32; conv2d forward+backward at batch 32, 64^2, 32->32; the benchmark U-Net training step (forward,
+cross-entropy, backward, Adam; ../shared/peer-bench/bench_unet.py's network) at batch 8 and 64. Each with
+TF32 on and off. cudnn.benchmark is on (algorithms timed once per shape, as bench_cuda does).
+"""
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def timeit(fn, reps=20, warmup=3):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+class Block(nn.Module):
+    def __init__(self, w=16):
+        super().__init__()
+        self.c1 = nn.Conv3d(1, w, 3, padding=1)
+        self.c2 = nn.Conv3d(w, w, 3, padding=1)
+        self.c3 = nn.Conv3d(w, 2 * w, 3, padding=1)
+        self.c4 = nn.Conv3d(3 * w, w, 3, padding=1)
+        self.out = nn.Conv3d(w, 2, 1)
+
+    def forward(self, x):
+        c2 = F.relu(self.c2(F.relu(self.c1(x))))
+        c3 = F.relu(self.c3(F.max_pool3d(c2, 2)))
+        u = F.interpolate(c3, scale_factor=2, mode="nearest")
+        return self.out(F.relu(self.c4(torch.cat([u, c2], 1))))
+
+
+def report(name, tf32, sec, gflop):
+    print(f"{name:45s} tf32={int(tf32)}  {sec * 1e3:8.3f} ms  {gflop / sec:8.1f} GFLOP/s", flush=True)
+
+
+def main():
+    dev = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
+    print(torch.cuda.get_device_name(0), "torch", torch.__version__, "cuDNN", torch.backends.cudnn.version())
+    for tf32 in (True, False):
+        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        for cin, cout in ((8, 16), (16, 16), (32, 32)):
+            n, s = 8, 32
+            x = torch.randn(n, cin, s, s, s, device=dev, requires_grad=True)
+            conv = nn.Conv3d(cin, cout, 3, padding=1).to(dev)
+            g = torch.randn(n, cout, s, s, s, device=dev)
+            gflop = 2.0 * n * cin * cout * 27 * s ** 3 / 1e9
+            with torch.no_grad():
+                report(f"conv3d_forward {cin}->{cout}", tf32, timeit(lambda: conv(x)), gflop)
+
+            def fwd_bwd():
+                x.grad = None
+                conv.zero_grad(set_to_none=True)
+                conv(x).backward(g)
+
+            report(f"conv3d_forward_backward {cin}->{cout}", tf32, timeit(fwd_bwd), 3 * gflop)
+        n, c, s = 32, 32, 64
+        x = torch.randn(n, c, s, s, device=dev, requires_grad=True)
+        conv = nn.Conv2d(c, c, 3, padding=1, bias=False).to(dev)
+        g = torch.randn(n, c, s, s, device=dev)
+
+        def fwd_bwd2():
+            x.grad = None
+            conv.zero_grad(set_to_none=True)
+            conv(x).backward(g)
+
+        report("conv2d_forward_backward 32->32", tf32, timeit(fwd_bwd2), 3 * 2.0 * n * c * c * 9 * s * s / 1e9)
+        for n in (8, 64):
+            s, w = 32, 16
+            torch.manual_seed(0)
+            net = Block(w).to(dev)
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+            x = torch.randn(n, 1, s, s, s, device=dev)
+            y = torch.randint(0, 2, (n, s, s, s), device=dev)
+            vox, half = s ** 3, s ** 3 / 8
+            fwd = 2.0 * n * (w * 27 * vox + w * w * 27 * vox + w * 2 * w * 27 * half + 3 * w * w * 27 * vox +
+                             w * 2 * vox) / 1e9
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(net(x), y).backward()
+                opt.step()
+
+            report(f"unet_train_step batch {n}", tf32, timeit(step), 3 * fwd)
+
+
+if __name__ == "__main__":
+    main()
