@@ -14,5 +14,6 @@ void add_convert(CLI::App& app);  // patchwork convert IN OUT [--dtype T]
 void add_apply(CLI::App& app);    // patchwork apply --model M --in IMG.. --out OUT [options]
 void add_eval(CLI::App& app);     // patchwork eval --pred P --ref R [--labels ..] [--json]
 void add_demo(CLI::App& app);     // patchwork demo [--out DIR] [--seconds N]
+void add_train(CLI::App& app);    // patchwork train --config CFG [--dataset DIR] [--out M] [--resume] ...
 
 }  // namespace pw::cli

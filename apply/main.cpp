@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   pw::cli::add_apply(app);
   pw::cli::add_eval(app);
   pw::cli::add_demo(app);
+  pw::cli::add_train(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
