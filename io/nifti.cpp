@@ -52,9 +52,6 @@ std::string show_magic(const char* m) {
   return s;
 }
 
-// Where the voxel data of a header read from `hdr` lives.
-enum class DataPlace { same_stream, pair_file };
-
 // Opens the .img(.gz) beside a pair header.
 std::unique_ptr<ByteSource> open_pair_image(const std::string& hdr_path) {
   std::string stem = hdr_path;
@@ -68,6 +65,24 @@ std::unique_ptr<ByteSource> open_pair_image(const std::string& hdr_path) {
     }
   }
   throw InputError(hdr_path + ": its image file " + stem + ".img is missing");
+}
+
+// Appends up to n bytes from `src` to `buf`, growing it 1 MiB at a time so that memory is used only as data
+// arrive (and, after a buf.reserve(n), without any copy). Returns how many bytes were appended.
+size_t read_growing(ByteSource& src, std::vector<uint8_t>& buf, size_t n) {
+  constexpr size_t kStep = size_t(1) << 20;
+  size_t total = 0;
+  while (total < n) {
+    const size_t done = buf.size(), step = std::min(kStep, n - total);
+    buf.resize(done + step);
+    const size_t got = src.read(buf.data() + done, step);
+    total += got;
+    if (got < step) {
+      buf.resize(done + got);
+      break;
+    }
+  }
+  return total;
 }
 
 // Reads extensions from `src` until `limit` bytes from the current position are used (or, when
@@ -87,10 +102,10 @@ uint64_t read_extensions(ByteSource& src, uint64_t limit, bool swapped, std::vec
       break;
     NiftiExtension e;
     e.code = ecode;
-    e.data.resize(static_cast<size_t>(esize) - 8);
-    size_t n = src.read(e.data.data(), e.data.size());
+    const size_t payload = static_cast<size_t>(esize) - 8;
+    const size_t n = read_growing(src, e.data, payload);  // no reserve: a lying esize costs nothing
     used += n;
-    if (n < e.data.size()) break;  // the stream ended inside it: not an extension
+    if (n < payload) break;  // the stream ended inside it: not an extension
     out.push_back(std::move(e));
   }
   return used;
@@ -202,22 +217,16 @@ Volume parse(ByteSource& src, const std::string& name, const std::string& pair_p
                      std::to_string(data_src->max_remaining()) + " remain after vox_offset " +
                      std::to_string(vox_offset));
   // Reserve the address space once (no copies later), then fill it 1 MiB at a time: pages are touched only
-  // as data arrive, so a gzip whose header claims more than the stream holds fails before using the memory.
+  // as data arrive, so a gzip whose header claims more than its stream holds fails before using the memory.
   try {
     v.data.reserve(static_cast<size_t>(bytes));
   } catch (const std::bad_alloc&) {
     throw InputError(dname + ": cannot allocate " + std::to_string(bytes) + " bytes for the data");
   }
-  constexpr size_t kStep = size_t(1) << 20;
-  while (v.data.size() < bytes) {
-    const size_t done = v.data.size(), step = std::min<size_t>(kStep, static_cast<size_t>(bytes) - done);
-    v.data.resize(done + step);
-    const size_t got = data_src->read(v.data.data() + done, step);
-    if (got < step)
-      throw InputError(dname + ": file is truncated: the data need " + std::to_string(bytes) +
-                       " bytes after vox_offset " + std::to_string(vox_offset) + ", found " +
-                       std::to_string(done + got));
-  }
+  const size_t n = read_growing(*data_src, v.data, static_cast<size_t>(bytes));
+  if (n < bytes)
+    throw InputError(dname + ": file is truncated: the data need " + std::to_string(bytes) + " bytes after vox_offset " +
+                     std::to_string(vox_offset) + ", found " + std::to_string(n));
   data_src->finish();
   if (data_src != &src) src.finish();
   if (swapped && v.datatype != nifti_dt::rgb24) swap_bytes(v.data.data(), static_cast<size_t>(count), vsize);
