@@ -1,0 +1,110 @@
+// `patchwork train` end to end: NIfTI files in an explicit list, model file, log, checkpoint,
+// resume, and clear errors.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "apply/phantom.h"
+#include "common/test_util.h"
+#include "engine/safetensors.h"
+#include "train/model.h"
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+void write_json(const fs::path& f, const json& j) { std::ofstream(f) << j.dump(2); }
+
+json tiny_config() {
+  return {{"depth", 2},
+          {"ndim", 2},
+          {"scheme", {{"patch_size", {16, 16}}, {"fov_rel", 0.9}, {"destvox_rel", 1}}},
+          {"categorical_label", {1, 2}},
+          {"categorical", true},
+          {"normalize_input", "m0s1"},
+          {"network", {{"features", {4, 8}}}},
+          {"num_its", 3},
+          {"num_patches", 4},
+          {"batch_size", 4},
+          {"validation_every", 2},
+          {"dataset",
+           {{"pairs",
+             {{{"image", "img0.nii.gz"}, {"label", "lab0.nii.gz"}},
+              {{"image", "img1.nii.gz"}, {"label", "lab1.nii.gz"}},
+              {{"image", "img2.nii.gz"}, {"label", "lab2.nii.gz"}}}},
+            {"validation", {"img2"}}}}};
+}
+
+}  // namespace
+
+TEST_CASE("cli: patchwork train writes the model, log and checkpoint; resumes; refuses typos") {
+  fs::path dir = pw::test::temp_dir("cli_train");
+  for (int i = 0; i < 3; ++i) {
+    pw::PhantomOptions o;
+    o.dims = {40, 40, 1};
+    o.num_labels = 2;
+    o.seed = 50 + i;
+    pw::write_phantom(pw::make_phantom(o), (dir / ("img" + std::to_string(i) + ".nii.gz")).string(),
+                      (dir / ("lab" + std::to_string(i) + ".nii.gz")).string());
+  }
+  write_json(dir / "cfg.json", tiny_config());
+  const std::string bin = pw::test::patchwork_bin();
+  std::string out;
+  int rc = pw::test::run_command(bin + " train --config " + (dir / "cfg.json").string() + " --out " +
+                                     (dir / "m.safetensors").string() + " --threads 2 --seed 4",
+                                 &out);
+  INFO(out);
+  REQUIRE(rc == 0);
+  CHECK(out.find("validation Dice per label:") != std::string::npos);
+  CHECK(fs::exists(dir / "m.safetensors"));
+  CHECK(fs::exists(dir / "m.safetensors.ckpt"));
+  pw::train::Model m = pw::train::Model::load(dir / "m.safetensors");
+  CHECK(m.spec().thresholds.size() == 2);
+  CHECK(m.spec().training["train_cases"] == 2);
+  CHECK(m.spec().training["validation_cases"] == 1);
+  {
+    std::ifstream log(dir / "m.safetensors.log.jsonl");
+    std::string line;
+    int n = 0;
+    bool has_dice = false;
+    while (std::getline(log, line)) {
+      json j = json::parse(line);
+      has_dice = has_dice || j.contains("val_dice");
+      ++n;
+    }
+    CHECK(n == 4);  // 3 iterations + the final record
+    CHECK(has_dice);
+  }
+  // resume: continue the same run to 5 iterations
+  json c = tiny_config();
+  c["num_its"] = 5;
+  write_json(dir / "cfg5.json", c);
+  rc = pw::test::run_command(bin + " train --config " + (dir / "cfg5.json").string() + " --out " +
+                                 (dir / "m.safetensors").string() + " --resume --seed 4",
+                             &out);
+  INFO(out);
+  CHECK(rc == 0);
+  CHECK(out.find("resuming from") != std::string::npos);
+  CHECK(out.find("it 5/5") != std::string::npos);
+  CHECK(out.find("it 1/5") == std::string::npos);
+
+  // a typo: exit 1, one line naming the key
+  json bad = tiny_config();
+  bad["hard_minning"] = 0.2;
+  write_json(dir / "bad.json", bad);
+  rc = pw::test::run_command(bin + " train --config " + (dir / "bad.json").string(), &out);
+  CHECK(rc == 1);
+  CHECK(out.find("unknown key 'hard_minning' (did you mean 'hard_mining'?)") != std::string::npos);
+  // a missing label file
+  json miss = tiny_config();
+  miss["dataset"]["pairs"][0]["label"] = "nope.nii.gz";
+  write_json(dir / "miss.json", miss);
+  rc = pw::test::run_command(bin + " train --config " + (dir / "miss.json").string(), &out);
+  CHECK(rc == 1);
+  CHECK(out.find("nope.nii.gz: label file not found") != std::string::npos);
+  // usage: missing --config
+  rc = pw::test::run_command(bin + " train", &out);
+  CHECK(rc == 2);
+}
