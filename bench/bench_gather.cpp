@@ -3,7 +3,8 @@
 // scalings (p = c + R diag(s) (u - 15.5), s ~ U(0.8, 1.25), c ~ U(48, 208)^3), nearest and
 // trilinear, coordinates computed inside the kernel (the peers' grid_sample rows get them
 // precomputed); then stitching the same 64 patches back into 256^3 (+ weight volume) with a cos
-// window. Argument: threads.
+// window (BM_stitch), and at bench_scatter.py's own placement, axis-aligned at random integer
+// offsets (BM_stitch_aligned, the case its index_put_ row times). Argument: threads.
 //
 // CUDA builds on a machine with a GPU add BM_cuda_gather_nearest (the same placement scaled up to
 // 4096 patches from a 512^3 volume, enough to fill the card) beside BM_cuda_copy (device-to-device
@@ -82,7 +83,7 @@ PatchGeom cube_geom(int64_t V, int64_t S, int64_t P) {
 
 struct Case {
   static constexpr int64_t V = 256, S = 32, P = 64;
-  std::vector<float> vol, mats, patches, acc, weight;
+  std::vector<float> vol, mats, mats_aligned, patches, acc, weight;
   PatchGeom g;
   Case() {
     std::mt19937_64 rng(0);
@@ -91,6 +92,12 @@ struct Case {
     for (auto& v : vol) v = nd(rng);
     mats = random_mats(V, S, P, rng);
     g = cube_geom(V, S, P);
+    // bench_scatter.py's placement: axis-aligned patches at random integer offsets in [0, V-S].
+    std::uniform_int_distribution<int> uo(0, int(V - S));
+    for (int64_t p = 0; p < P; ++p) {
+      const float o[3] = {float(uo(rng)), float(uo(rng)), float(uo(rng))};
+      mats_aligned.insert(mats_aligned.end(), {1, 0, 0, o[0], 0, 1, 0, o[1], 0, 0, 1, o[2], 0, 0, 0, 1});
+    }
     patches.resize(P * S * S * S);
     acc.assign(vol.size(), 0.f);
     weight.assign(vol.size(), 0.f);
@@ -132,6 +139,19 @@ void BM_stitch(benchmark::State& state, Interp mode) {
   set_counters(state, mode == Interp::nearest ? 20.0 : 4.0 + 8 * 16.0);
 }
 
+// The same patches stitched at bench_scatter.py's axis-aligned placement (its index_put_ case).
+void BM_stitch_aligned(benchmark::State& state) {
+  pw::set_num_threads(int(state.range(0)));
+  Case& c = the_case();
+  for (auto _ : state) {
+    cpu::scatter_affine(c.patches.data(), c.g, c.mats_aligned.data(), nullptr, Interp::nearest, Window::cos,
+                        c.acc.data(), c.weight.data());
+    benchmark::DoNotOptimize(c.acc.data());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, 20.0);
+}
+
 void BM_gather_backward(benchmark::State& state, Interp mode) {
   pw::set_num_threads(int(state.range(0)));
   Case& c = the_case();
@@ -147,6 +167,7 @@ BENCHMARK_CAPTURE(BM_gather, nearest, Interp::nearest)->Arg(1)->Arg(2)->UseRealT
 BENCHMARK_CAPTURE(BM_gather, trilinear, Interp::linear)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_stitch, cos_nearest, Interp::nearest)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_stitch, cos_linear, Interp::linear)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_stitch_aligned)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gather_backward, nearest, Interp::nearest)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gather_backward, trilinear, Interp::linear)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
