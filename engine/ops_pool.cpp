@@ -1,4 +1,6 @@
 // Pooling and upsampling ops: shape checks, dispatch to kernels/pool.h, backward.
+#include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -53,6 +55,8 @@ kernels::PoolGeom pool_geom(const char* op, const Var& x, int kernel, int stride
 
 Var max_pool(const Var& x, int kernel, int stride) {
   const kernels::PoolGeom g = pool_geom("max_pool", x, kernel, stride);
+  if (g.in_vol() > std::numeric_limits<int32_t>::max())
+    fail("max_pool", "a plane of x " + shape_str(x->value.shape()) + " has more than 2^31 voxels");
   const Device dev = x->value.device();
   const Shape ys = out_shape(x->value, g);
   Tensor y = Tensor::empty(ys, DType::f32, dev);

@@ -1,22 +1,22 @@
-// CPU convolution: im2col/vol2col into per-thread tiles + a register-blocked GEMM micro-kernel
-// written with Eigen's packet math (SSE/AVX/AVX-512, whichever the build targets), threaded over
-// (sample, tile) work items with pw::parallel_for.
+// CPU convolution: register-blocked SIMD micro-kernels written with Eigen's packet math (SSE, AVX
+// or AVX-512, whichever the build targets), threaded over (sample, tile) work items with
+// pw::parallel_for. Eigen's own threading is off; no allocation happens inside the tile loops.
 //
 // Per sample, y (cout x P) = w (cout x K) * col (K x P) with K = cin*kD*kH*kW and P = the output
-// volume. col is never built whole: the output is cut into tiles of whole output rows so that
-// one tile's K x cols column block (about 1 MB) stays in L2; each worker reuses its buffers.
+// volume. The output is cut into tiles of whole output rows (d, h).
 //   stride 1 ("direct"): no column matrix at all. x is copied once, zero-padded; column (k, p)
 //                  of the implicit col matrix is xpad[tap offset k + position offset p], so the
 //                  micro-kernels load SIMD vectors of kVec outputs of one row straight from xpad.
-//   other strides: col is packed per tile in panels of NR columns (im2col).
+//                  (A 1x1x1 convolution has a single tap: no k-expansion at all.)
+//   other strides: col is built per tile by im2col (about 1 MB, stays in L2), packed in panels of
+//                  NR columns for the forward micro-kernel.
 //   forward:       w is packed in blocks of MR output channels; the micro-kernel keeps an
-//                  MR x (NV vectors) block of y in registers for the whole K loop.
+//                  MR x (NV vectors) block of y in registers for a whole chunk of taps.
 //   weight grad:   dw (cout x K) += dy (cout x cols) * col^T, vectorised along the columns, with
 //                  per-worker vector partial sums reduced at the end.
 //   data grad:     with stride 1 it is itself a forward convolution (flipped, transposed weights,
 //                  padding k-1-p), so it shares the fast path; other strides compute
 //                  dcol = w^T dy with Eigen's GEMM and scatter it with col2im, one sample per item.
-// A 1x1x1 convolution has one tap: it reads x itself (no k-expansion, no copy beyond the padding).
 #define EIGEN_DONT_PARALLELIZE  // we thread ourselves (pw::parallel_for)
 // GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_ps) when Eigen's packets inline.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
