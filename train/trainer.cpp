@@ -508,7 +508,7 @@ TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& vali
         }
       }
     }
-    for (auto& v : level_loss_sum) v /= std::max<int64_t>(1, batches / 1);
+    for (auto& v : level_loss_sum) v /= static_cast<double>(std::max<int64_t>(1, batches));
     res.last_loss = level_loss_sum;
     if (cfg_.hard_mining > 0) {
       std::vector<int64_t> keep = hard_mining_select(scores, set.age, cfg_.hard_mining, cfg_.hard_mining_maxage,
@@ -527,7 +527,8 @@ TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& vali
     }
     log << rec.dump() << "\n";
     log.flush();
-    if (cfg_.validation_every > 0 && done % cfg_.validation_every == 0) save_checkpoint(done);
+    const int ckpt_every = cfg_.validation_every > 0 ? cfg_.validation_every : 10;
+    if (done % ckpt_every == 0 && !last) save_checkpoint(done);
     if (!opt_.quiet) {
       double rate = elapsed() / std::max(1, done - start_it);
       double eta = rate * (cfg_.num_its - done);

@@ -6,6 +6,7 @@
 
 #include "common/test_util.h"
 #include "io/error.h"
+#include "io/nifti.h"
 #include "train/sampler.h"
 
 using namespace pw;
@@ -272,4 +273,36 @@ TEST_CASE("sampler: same seed, same set") {
   PatchSet a = gen.sample({&s}, 10, r1), b = gen.sample({&s}, 10, r2);
   CHECK(a.levels[1].input.to_vector() == b.levels[1].input.to_vector());
   CHECK(a.levels[1].input.shape() == Shape{10, 1, 8, 8});
+}
+
+TEST_CASE("sampler: several contrasts as channels and a 4-D label file") {
+  auto dir = pw::test::temp_dir("train_contrasts");
+  Eigen::Matrix4d A = Eigen::Matrix4d::Identity();
+  A(0, 0) = 2;
+  std::vector<float> c1(4 * 3 * 2), c2(4 * 3 * 2), lab(4 * 3 * 2 * 2, 0.f);
+  for (size_t i = 0; i < c1.size(); ++i) {
+    c1[i] = float(i);
+    c2[i] = 100.f + float(i);
+  }
+  lab[5] = 1.f;                 // label 1 at voxel 5
+  lab[24 + 7] = 1.f;            // label 2 at voxel 7
+  write_nifti(Volume::from_values<float>({4, 3, 2}, c1.data(), A), dir / "t1.nii.gz");
+  write_nifti(Volume::from_values<float>({4, 3, 2}, c2.data(), A), dir / "t2.nii.gz");
+  write_nifti(Volume::from_values<float>({4, 3, 2, 2}, lab.data(), A), dir / "lab.nii.gz");
+  Scheme sc = point_scheme(false, {});
+  DataPair p;
+  p.images = {dir / "t1.nii.gz", dir / "t2.nii.gz"};
+  p.label = dir / "lab.nii.gz";
+  p.name = "case";
+  Subject s = load_subject(p, sc, false);
+  CHECK(s.data.shape() == Shape{2, 2, 3, 4});
+  CHECK(s.data.f32()[24 + 3] == 103.f);
+  CHECK(s.labels.shape() == Shape{2, 2, 3, 4});
+  CHECK(s.label_volume == std::vector<double>{1, 1});
+  CHECK(s.image.A(0, 0) == 2);
+  CHECK(s.image.s == Size3{4, 3, 2});
+  // a label file of another size is refused, naming it
+  write_nifti(Volume::from_values<float>({4, 3, 1}, c1.data(), A), dir / "small.nii.gz");
+  p.label = dir / "small.nii.gz";
+  CHECK_THROWS_WITH_AS(load_subject(p, sc, false), doctest::Contains("small.nii.gz"), InputError);
 }
