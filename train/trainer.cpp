@@ -351,9 +351,17 @@ TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& vali
     std::map<std::string, std::string> meta;
     Model loaded = Model::load(ckpt, opt_.device, &extra, &meta);
     model_->load_state(loaded.state());
-    start_it = std::stoi(meta.at("iteration"));
-    set_rng_state(rng_sample, meta.at("rng_sample"));
-    set_rng_state(rng_train, meta.at("rng_train"));
+    try {
+      start_it = std::stoi(meta.at("iteration"));
+      set_rng_state(rng_sample, meta.at("rng_sample"));
+      set_rng_state(rng_train, meta.at("rng_train"));
+      (void)std::stoll(meta.at("adam_steps"));
+    } catch (const std::exception&) {
+      throw InputError(ckpt.string() + ": not a training checkpoint (iteration or random states missing)");
+    }
+    if (start_it > cfg_.num_its)
+      throw InputError(ckpt.string() + ": the checkpoint is at iteration " + std::to_string(start_it) +
+                       ", beyond num_its " + std::to_string(cfg_.num_its));
     if (adam) {
       for (size_t i = 0; i < model_->parameters().size(); ++i) {
         auto m = extra.find("opt.m." + std::to_string(i)), v = extra.find("opt.v." + std::to_string(i));

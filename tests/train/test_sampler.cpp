@@ -306,3 +306,30 @@ TEST_CASE("sampler: several contrasts as channels and a 4-D label file") {
   p.label = dir / "small.nii.gz";
   CHECK_THROWS_WITH_AS(load_subject(p, sc, false), doctest::Contains("small.nii.gz"), InputError);
 }
+
+TEST_CASE("sampler: tree sampling puts children on the parent's tiling") {
+  json j = {{"depth", 2}, {"ndim", 2}, {"scheme", {{"patch_size", {16, 16}}, {"fov_mm", 64}, {"destvox_mm", 1}}}};
+  Scheme sc = Scheme::from_json(j);
+  Patch img = iso_image(80, 80, 1);
+  Tensor data = Tensor::zeros({1, 1, 80, 80}), lab = Tensor::zeros({6400});
+  sc.num_labels = 1;
+  Subject s = make_subject("s", img, data, lab, sc, false);
+  SamplerOptions o;
+  o.tree = true;
+  CropGenerator gen(sc, o);
+  std::mt19937_64 rng(1);
+  PatchSet set = gen.sample({&s}, 200, rng);
+  int tiles_seen[4] = {0, 0, 0, 0};
+  for (int64_t i = 0; i < set.size(); ++i) {
+    const Patch& p = set.levels[0].patches[i];
+    const Patch& c = set.levels[1].patches[i];
+    Eigen::Vector4d q = resample_matrix(p, c) * Eigen::Vector4d(7.5, 7.5, 0, 1);  // child centre in parent voxels
+    for (int a = 0; a < 2; ++a) {
+      double rel = (q[a] + 0.5) / 16.0 * 4.0;  // in tiles
+      double t = std::floor(rel);
+      CHECK(std::abs(rel - t - 0.5) <= 0.25 + 1e-9);
+      tiles_seen[int(t)] += 1;
+    }
+  }
+  for (int t = 0; t < 4; ++t) CHECK(tiles_seen[t] > 50);
+}
