@@ -149,7 +149,7 @@ inline void gather_segment(const ConvGeom& g, const float* x, int64_t xrow, int 
     gather_row(x + xrow, g.in[2], d, len, g.stride[2], o0 * g.stride[2] + kw - g.pad[2]);
 }
 
-// Row-major col (K rows of pitch ld >= cols, zero beyond cols) for output rows [r0, r1) of sample x.
+// Row-major col (K rows of pitch ld >= cols, zero beyond cols; callers keep ld off powers of two) for output rows [r0, r1) of sample x.
 void im2col(const ConvGeom& g, const float* x, int64_t r0, int64_t r1, float* col, int64_t ld) {
   const int64_t W = g.out[2], cols = (r1 - r0) * W;
   for_tile_rows(g, r0, r1, [&](int64_t krow, int64_t rl, int64_t xrow, int kw) {
@@ -378,6 +378,7 @@ inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const f
 // part (MO x NK vector partial sums, element (o, k) at (o * kp + k) * kVec) += dy vectors (MO rows
 // of pitch ld, one kVec slot per position, zero in invalid lanes) * implicit columns of taps
 // off[0..NK) over positions [i0, i1).
+// (Invalid lanes of a row's last vector read x values of the next row: dy is zero there.)
 inline void micro_weight_direct(const Positions& pos, int64_t i0, int64_t i1, const float* dy, int64_t ld,
                                 const float* xs, const int64_t* off, float* part, int64_t kp) {
   using namespace Eigen::internal;
@@ -539,7 +540,7 @@ void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, fl
       const int64_t n = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
       Positions& pos = thread_positions();
       pos.build(g, xp, r0, r1);
-      const int64_t ld = pos.size() * kVec;
+      const int64_t ld = (pos.size() + 1) * kVec;  // +1: rows not a power of two apart (L1 sets)
       const float* dyb = copy_dy(n, pos.size(), ld, [&](int64_t i, int64_t& at, int64_t& valid) {
         at = pos.dst[i];
         valid = pos.valid[i];
@@ -556,7 +557,7 @@ void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, fl
   } else {
     run_items(items, workers, [&](int worker, int64_t item) {
       const int64_t n = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
-      const int64_t c0 = r0 * t.row_len, cols = (r1 - r0) * t.row_len, ld = round_up(cols, kVec);
+      const int64_t c0 = r0 * t.row_len, cols = (r1 - r0) * t.row_len, ld = round_up(cols, kVec) + kVec;
       float* col = thread_buffer(0, kp * ld);
       im2col(g, x + n * g.cin * in_vol, r0, r1, col, ld);
       std::fill(col + K * ld, col + kp * ld, 0.0f);
