@@ -97,28 +97,32 @@ struct Tiling {
   int64_t end(int64_t t) const { return std::min(rows, (t + 1) * rows_per_tile); }
 };
 
+// The outputs o in [lo, hi) of a row whose source index o*s + off lies inside [0, n_in).
+inline void valid_range(int64_t n_in, int64_t n_out, int s, int64_t off, int64_t& lo, int64_t& hi) {
+  lo = off >= 0 ? 0 : std::min<int64_t>(n_out, (-off + s - 1) / s);
+  hi = n_in - off <= 0 ? lo : std::clamp<int64_t>((n_in - off + s - 1) / s, lo, n_out);
+}
+
 // d[o] = src[o*s + off] for o in [0, n_out), zero where the source index is outside [0, n_in).
 inline void gather_row(const float* src, int64_t n_in, float* d, int64_t n_out, int s, int64_t off) {
+  int64_t lo, hi;
+  valid_range(n_in, n_out, s, off, lo, hi);
+  std::fill(d, d + lo, 0.0f);
   if (s == 1) {
-    int64_t lo = std::clamp<int64_t>(-off, 0, n_out);
-    int64_t hi = std::clamp<int64_t>(n_in - off, lo, n_out);
-    std::fill(d, d + lo, 0.0f);
     std::memcpy(d + lo, src + lo + off, static_cast<size_t>(hi - lo) * sizeof(float));
-    std::fill(d + hi, d + n_out, 0.0f);
-    return;
+  } else {
+    const float* p = src + off;
+    for (int64_t o = lo; o < hi; ++o) d[o] = p[o * s];
   }
-  for (int64_t o = 0; o < n_out; ++o) {
-    int64_t i = o * s + off;
-    d[o] = (i >= 0 && i < n_in) ? src[i] : 0.0f;
-  }
+  std::fill(d + hi, d + n_out, 0.0f);
 }
 
 // src[o*s + off] += d[o] where the index is inside [0, n_in) (the adjoint of gather_row).
 inline void scatter_row(float* src, int64_t n_in, const float* d, int64_t n_out, int s, int64_t off) {
-  for (int64_t o = 0; o < n_out; ++o) {
-    int64_t i = o * s + off;
-    if (i >= 0 && i < n_in) src[i] += d[o];
-  }
+  int64_t lo, hi;
+  valid_range(n_in, n_out, s, off, lo, hi);
+  float* p = src + off;
+  for (int64_t o = lo; o < hi; ++o) p[o * s] += d[o];
 }
 
 // Visits every (kernel row, output row) pair of the tile [r0, r1):
