@@ -1,4 +1,5 @@
-// CPU bodies of kernels/gather.h. Threaded over patch rows (p, x0, x1) with pw::parallel_for.
+// CPU bodies of kernels/gather.h. Threaded over blocks of patch rows (p, x0, x1), handed out
+// dynamically to the threads of pw::parallel_for.
 //
 // Each row first evaluates its source coordinates at both ends; the coordinates are linear along
 // the row, so when both ends sample safely inside the source the whole row takes the fast path:
@@ -6,6 +7,7 @@
 // small buffer, then one gather loop per channel (both loops vectorise). Rows that touch the
 // border take the checked path, voxel by voxel, with the same arithmetic.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -203,14 +205,22 @@ struct RowGather {
 template <class T, class O, bool kLinear, int ND>
 void run_rows(const T* src, const PatchGeom& g, const float* mats, const int32_t* parent, bool inside_mask, O* out) {
   const int64_t rows = g.num_patches * g.patch[0] * g.patch[1];
-  const int64_t grain = std::max<int64_t>(1, 4096 / g.patch[2]);
-  if (g.vol_numel() < (int64_t(1) << 31)) {
-    RowGather<T, O, kLinear, ND, int32_t> body{src, g, mats, parent, inside_mask, out};
-    parallel_for(rows, body, grain);
-  } else {
-    RowGather<T, O, kLinear, ND, int64_t> body{src, g, mats, parent, inside_mask, out};
-    parallel_for(rows, body, grain);
-  }
+  // Dynamic blocks of about 4096 voxels: each pool thread takes the next block until none is
+  // left, so a thread that the OS preempts delays the call by one block, not by half of it.
+  const int64_t block = std::max<int64_t>(1, 4096 / g.patch[2]);
+  std::atomic<int64_t> next{0};
+  auto run = [&](const auto& body) {
+    parallel_for(
+        num_threads(),
+        [&](int64_t, int64_t) {
+          for (int64_t b; (b = next.fetch_add(block)) < rows;) body(b, std::min(b + block, rows));
+        },
+        1);
+  };
+  if (g.vol_numel() < (int64_t(1) << 31))
+    run(RowGather<T, O, kLinear, ND, int32_t>{src, g, mats, parent, inside_mask, out});
+  else
+    run(RowGather<T, O, kLinear, ND, int64_t>{src, g, mats, parent, inside_mask, out});
 }
 
 template <class T, class O>

@@ -1,12 +1,14 @@
 // CPU bodies of kernels/scatter.h, and the adjoint of the gather (gather_affine_backward), which is
 // the same splatting with a flat window and no weight volume.
 //
-// No atomics: the target planes along the partition axis (D in 3D, H in 2D; all Q volumes one
-// after the other) are cut into one contiguous range per thread, with equal estimated work (each
-// patch spreads its voxel count evenly over the planes its bounding box spans). A thread visits
-// only the patches and rows whose extent meets its range and adds only the contributions whose
-// target plane it owns, so every target voxel is written by exactly one thread.
+// No atomics on the values: the target planes along the partition axis (D in 3D, H in 2D; all Q
+// volumes one after the other) are cut into slabs of equal estimated work (each patch spreads its
+// voxel count evenly over the planes its bounding box spans), a few per thread, handed out
+// dynamically. A thread visits only the patches and rows whose extent meets its slab and adds only
+// the contributions whose target plane lies in it, so every target voxel is written by one thread
+// at a time, and the sums do not depend on the number of threads.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -222,17 +224,20 @@ void scatter_affine_impl(const float* patches, int64_t patch_channels, const Pat
     for (int64_t z = pi.lo; z <= pi.hi; ++z) work[pi.q * npa + z] += per_plane;
   }
 
-  // One contiguous plane range per thread, with equal work.
+  // Contiguous plane ranges ("slabs") of equal estimated work, a few per thread; the threads take
+  // the next free slab until none is left. Each slab belongs to one thread while it is processed,
+  // so no two threads ever add into the same voxel, and a preempted thread delays the call by one
+  // slab only.
   const int64_t planes = Q * npa;
-  const int T = int(std::max<int64_t>(1, std::min<int64_t>(num_threads(), planes)));
+  const int64_t U = std::max<int64_t>(1, std::min<int64_t>(4 * int64_t(num_threads()), planes));
   std::vector<double> cum(planes + 1, 0.0);
   for (int64_t z = 0; z < planes; ++z) cum[z + 1] = cum[z] + work[z];
-  std::vector<int64_t> cut(T + 1, 0);
-  cut[T] = planes;
-  for (int t = 1; t < T; ++t) {
-    double goal = cum[planes] * t / T;
-    cut[t] = std::max(cut[t - 1], int64_t(std::lower_bound(cum.begin(), cum.end(), goal) - cum.begin()));
-    cut[t] = std::min(cut[t], planes);
+  std::vector<int64_t> cut(U + 1, 0);
+  cut[U] = planes;
+  for (int64_t u = 1; u < U; ++u) {
+    double goal = cum[planes] * double(u) / double(U);
+    cut[u] = std::max(cut[u - 1], int64_t(std::lower_bound(cum.begin(), cum.end(), goal) - cum.begin()));
+    cut[u] = std::min(cut[u], planes);
   }
 
   std::vector<float> wt[3];
@@ -240,17 +245,18 @@ void scatter_affine_impl(const float* patches, int64_t patch_channels, const Pat
     wt[a].resize(s[a]);
     for (int64_t x = 0; x < s[a]; ++x) wt[a][x] = common::window_axis(window, x, s[a]);
   }
+  std::atomic<int64_t> next{0};
   parallel_for(
-      T,
-      [&](int64_t tb, int64_t te) {
-        for (int64_t t = tb; t < te; ++t) {
-          if (cut[t] >= cut[t + 1]) continue;
+      num_threads(),
+      [&](int64_t, int64_t) {
+        for (int64_t u; (u = next.fetch_add(1)) < U;) {
+          if (cut[u] >= cut[u + 1]) continue;
           if (g.ndim == 3) {
-            if (lin) scatter_range<true, 3>(patches, patch_channels, g, info, wt, cut[t], cut[t + 1], acc, weight);
-            else scatter_range<false, 3>(patches, patch_channels, g, info, wt, cut[t], cut[t + 1], acc, weight);
+            if (lin) scatter_range<true, 3>(patches, patch_channels, g, info, wt, cut[u], cut[u + 1], acc, weight);
+            else scatter_range<false, 3>(patches, patch_channels, g, info, wt, cut[u], cut[u + 1], acc, weight);
           } else {
-            if (lin) scatter_range<true, 2>(patches, patch_channels, g, info, wt, cut[t], cut[t + 1], acc, weight);
-            else scatter_range<false, 2>(patches, patch_channels, g, info, wt, cut[t], cut[t + 1], acc, weight);
+            if (lin) scatter_range<true, 2>(patches, patch_channels, g, info, wt, cut[u], cut[u + 1], acc, weight);
+            else scatter_range<false, 2>(patches, patch_channels, g, info, wt, cut[u], cut[u + 1], acc, weight);
           }
         }
       },
