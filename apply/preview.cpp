@@ -93,7 +93,7 @@ RgbImage preview_montage(const float* image, const int32_t* lab, std::array<int6
   double pixel = std::min({sp[0], sp[1], d[2] > 1 ? sp[2] : sp[0]});
   double total_mm = d[0] * sp[0] + (d[2] > 1 ? d[0] * sp[0] + d[1] * sp[1] : 0);
   pixel = std::max(pixel, total_mm / 900.0);  // at most ~900 pixels wide
-  pixel = std::min(pixel, total_mm / 256.0);  // at least ~256 pixels wide
+  pixel = std::min(pixel, total_mm / 600.0);  // at least ~600 pixels wide
   panels.push_back(slice_panel(image, lab, d, sp, 0, 1, c[2], lo, hi, pixel));      // axial: x right, y up
   if (d[2] > 1) {
     panels.push_back(slice_panel(image, lab, d, sp, 0, 2, c[1], lo, hi, pixel));    // coronal: x, z up

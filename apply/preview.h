@@ -11,7 +11,7 @@
 namespace pw::apply {
 
 // image: one channel, x fastest; colour_index: per voxel 0 (none) or 1..K (the label's colour);
-// spacing sets each panel's aspect ratio. Panels are scaled so the montage is at most ~900 pixels wide.
+// spacing sets each panel's aspect ratio. The montage is about 600 to 900 pixels wide.
 RgbImage preview_montage(const float* image, const int32_t* colour_index, std::array<int64_t, 3> dims,
                          std::array<double, 3> spacing_mm);
 

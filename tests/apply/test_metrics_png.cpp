@@ -138,8 +138,8 @@ TEST_CASE("metrics: irregular shapes agree with brute force (3D and 2D)") {
           b[x + d[0] * (y + d[1] * z)] = (u2 * u2 / 40 + v2 * v2 / 12 + w * w / 20 < 1) || (x == 2 && y == 3);
         }
     std::array<double, 3> h = {0.8, 1.3, 2.5};
-    CHECK(hd95(reinterpret_cast<const uint8_t*>(std::vector<uint8_t>(a.begin(), a.end()).data()),
-               std::vector<uint8_t>(b.begin(), b.end()).data(), d, h) == doctest::Approx(hd95_brute(a, b, d, h)));
+    std::vector<uint8_t> a8(a.begin(), a.end()), b8(b.begin(), b.end());
+    CHECK(hd95(a8.data(), b8.data(), d, h) == doctest::Approx(hd95_brute(a, b, d, h)));
   }
 }
 
