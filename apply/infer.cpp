@@ -57,27 +57,6 @@ std::vector<int> top_fraction(const std::vector<float>& attention, double fracti
   return idx;
 }
 
-void kernel_matrix(const Eigen::Matrix4d& M, int ndim, float* out) {
-  // NIfTI order (x, y, z) -> array order (z, y, x): reverse the spatial rows and columns.
-  if (ndim == 3) {
-    const int perm[3] = {2, 1, 0};
-    for (int r = 0; r < 3; ++r) {
-      for (int c = 0; c < 3; ++c) out[r * 4 + c] = static_cast<float>(M(perm[r], perm[c]));
-      out[r * 4 + 3] = static_cast<float>(M(perm[r], 3));
-    }
-    out[12] = out[13] = out[14] = 0.f;
-    out[15] = 1.f;
-  } else {
-    const int perm[2] = {1, 0};  // (y, x)
-    for (int r = 0; r < 2; ++r) {
-      for (int c = 0; c < 2; ++c) out[r * 3 + c] = static_cast<float>(M(perm[r], perm[c]));
-      out[r * 3 + 2] = static_cast<float>(M(perm[r], 3));
-    }
-    out[6] = out[7] = 0.f;
-    out[8] = 1.f;
-  }
-}
-
 // A grid covering the same box as `image` with voxel sizes scaled by r (per image axis).
 static Patch regrid(const Patch& image, const Eigen::Vector3d& r) {
   Patch g;
@@ -145,9 +124,9 @@ std::vector<float> resample_linear(const std::vector<float>& src0, const Patch& 
   g.patch[0] = dst.s[2];
   g.patch[1] = dst.s[1];
   g.patch[2] = dst.s[0];
-  float m[16];
-  kernel_matrix(train::resample_matrix(sg, dst), ndim, m);
-  kernels::cpu::gather_affine(src.data(), g, m, nullptr, kernels::Interp::linear, false, out.data());
+  std::vector<float> m;
+  train::append_kernel_matrix(train::resample_matrix(sg, dst), ndim, m);
+  kernels::cpu::gather_affine(src.data(), g, m.data(), nullptr, kernels::Interp::linear, false, out.data());
   return out;
 }
 
@@ -165,9 +144,8 @@ Tensor LevelNetwork::crop_image(int level, const InferInput& input, const std::v
   g.patch[0] = ps[2];
   g.patch[1] = ps[1];
   g.patch[2] = ps[0];
-  std::vector<float> mats(static_cast<size_t>(P) * 16);
-  for (int64_t i = 0; i < P; ++i)
-    kernel_matrix(train::resample_matrix(input.image, patches[i]), sc.ndim, &mats[i * (sc.ndim + 1) * (sc.ndim + 1)]);
+  std::vector<float> mats;
+  for (int64_t i = 0; i < P; ++i) train::append_kernel_matrix(train::resample_matrix(input.image, patches[i]), sc.ndim, mats);
   Shape shape = sc.ndim == 3 ? Shape{P, g.channels, ps[2], ps[1], ps[0]} : Shape{P, g.channels, ps[1], ps[0]};
   Tensor out = Tensor::empty(shape);
   kernels::cpu::gather_affine(input.data.f32(), g, mats.data(), nullptr,
@@ -397,7 +375,7 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
         std::vector<Patch> batch;
         for (int64_t i = 0; i < B; ++i) batch.push_back(cur[b0 + i].in);
         Tensor img = net.crop_image(level, input, batch);
-        std::vector<float> mats(static_cast<size_t>(B) * 16);
+        std::vector<float> mats;
         // Crops of the parents' outputs.
         Tensor crop;
         if (level > 0) {
@@ -409,7 +387,7 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
             const PatchRec& r = cur[b0 + i];
             parent[i] = r.parent;
             Patch pout = train::out_patch(sc, level - 1, parent_patches[r.parent]);
-            kernel_matrix(train::resample_matrix(pout, r.in), ndim, &mats[i * (ndim + 1) * (ndim + 1)]);
+            train::append_kernel_matrix(train::resample_matrix(pout, r.in), ndim, mats);
           }
           kernels::cpu::gather_affine(parent_out.f32(),
                                       geom_for(ndim, pc, pos, parent_out.dim(0), ps, B), mats.data(), parent.data(),
@@ -426,9 +404,10 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
         if (keep_outputs) std::copy(batt.begin(), batt.end(), attention.begin() + b0);
         if (stitch) {
           Accum& A = accs[level];
+          mats.clear();
           for (int64_t i = 0; i < B; ++i)
-            kernel_matrix(train::resample_matrix(A.grid, train::out_patch(sc, level, cur[b0 + i].in)), ndim,
-                          &mats[i * (ndim + 1) * (ndim + 1)]);
+            train::append_kernel_matrix(train::resample_matrix(A.grid, train::out_patch(sc, level, cur[b0 + i].in)),
+                                        ndim, mats);
           kernels::cpu::scatter_affine(prob.data(), geom_for(ndim, K, A.grid.s, 1, os, B), mats.data(), nullptr,
                                        scatter, opt.window, A.acc.data(), A.weight.data());
         }

@@ -108,10 +108,6 @@ std::vector<Eigen::Vector3d> tree_children(const Eigen::Vector3d& parent, const 
 // keep the lower index), in ascending index order.
 std::vector<int> top_fraction(const std::vector<float>& attention, double fraction);
 
-// The matrix patch voxel -> source voxel in the kernels' array axis order (see kernels/common/
-// patch_math.h), from a NIfTI-order (x, y, z) 4x4 matrix: 16 floats (3D) or 9 (2D).
-void kernel_matrix(const Eigen::Matrix4d& M, int ndim, float* out);
-
 // The stitching grid for `image` at the selected level: the image's axes and extent, voxel size
 // = image voxel / sampling_factor, coarsened to the level's voxel size when that is larger (so
 // that nearest splatting leaves no holes); exactly the image grid when neither applies.
