@@ -134,7 +134,11 @@ void run(const ApplyCli& c) {
   if (!single && c.out_dir.empty()) throw UsageError("--out-dir is required with --in-dir");
   train::Model model = train::Model::load(c.model, dev);
   if (c.augment != "none" && c.augment != "model")
-    req.augment = train::Augment::from_json(nlohmann::json::parse(c.augment), model.spec().scheme.ndim);
+    try {
+      req.augment = train::Augment::from_json(nlohmann::json::parse(c.augment), model.spec().scheme.ndim);
+    } catch (const InputError& e) {
+      throw UsageError(std::string("--augment: ") + e.what());
+    }
   auto report = [&](const std::string& name, const apply::Prediction& p, const fs::path& out) {
     std::string levels;
     for (size_t l = 0; l < p.patches_per_level.size(); ++l)
