@@ -62,7 +62,7 @@ Augment Augment::from_json(const json& j, int ndim) {
 
 static const std::vector<std::string>& own_keys() {
   static const std::vector<std::string> keys = {
-      "network", "intermediate_out", "intermediate_loss", "block_out", "forward_type", "identical_blocks",
+      "network", "intermediate_out", "intermediate_loss", "block_out", "forward_type", "identical_blocks", "final_block",
       "num_its", "num_patches", "epochs", "batch_size", "generate_type", "loss", "dontcare", "hard_mining",
       "hard_mining_order", "hard_mining_maxage", "balance", "augment", "independent_augmentation", "optimizer",
       "parallel", "validation_every", "seed", "threads", "time_limit_s", "dataset", "comment"};
@@ -105,6 +105,14 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
     else throw InputError("forward_type: expected \"simple\" or \"mult\", got \"" + v + "\"");
   }
   if (j.contains("identical_blocks")) c.identical_blocks = json_bool(j["identical_blocks"], "identical_blocks");
+  if (j.contains("final_block") && !j["final_block"].is_null()) {
+    const json& f = j["final_block"];
+    check_keys(f, {"features", "convs"}, "final_block");
+    json fb = {{"features", 16}, {"convs", 1}};
+    if (f.contains("features")) fb["features"] = positive(f, "features");
+    if (f.contains("convs")) fb["convs"] = positive(f, "convs", 0);
+    c.final_block = fb;
+  }
   if (j.contains("num_its")) c.num_its = positive(j, "num_its");
   if (j.contains("num_patches")) c.num_patches = positive(j, "num_patches");
   if (j.contains("epochs")) c.epochs = positive(j, "epochs");

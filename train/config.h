@@ -7,7 +7,7 @@
 //   // smoothfac_data, smoothfac_label, normalize_input, categorical_label, categorical, num_labels
 //   "network": {...},                 // the block of every level (engine U-Net description, train/model.h)
 //   "intermediate_out": 0, "intermediate_loss": true, "block_out": null, "forward_type": "simple",
-//   "identical_blocks": false,
+//   "identical_blocks": false, "final_block": null,
 //   "num_its": 100, "num_patches": 8, "epochs": 1, "batch_size": 8, "generate_type": "random",
 //   "loss": "ce+dice",                // or one per level
 //   "dontcare": false, "hard_mining": 0, "hard_mining_order": "loss", "hard_mining_maxage": 5,
@@ -73,6 +73,9 @@ struct TrainConfig {
   std::vector<int> block_out;  // per level, empty = intermediate_out + label channels (last: label channels)
   ForwardType forward_type = ForwardType::simple;
   bool identical_blocks = false;
+  // final_block: {"features": F, "convs": N} = N conv(3)-norm-act layers of F channels and a 1x1
+  // conv back to the last level's channels, applied after the last level's block; null = none.
+  nlohmann::json final_block;
 
   int num_its = 100;
   int num_patches = 8;  // per image per outer iteration

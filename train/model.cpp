@@ -30,6 +30,7 @@ json ModelSpec::to_json() const {
   j["forward_type"] = forward_type == ForwardType::simple ? "simple" : "mult";
   j["identical_blocks"] = identical_blocks;
   j["intermediate_loss"] = intermediate_loss;
+  j["final_block"] = final_block;
   j["thresholds"] = thresholds;
   j["label_names"] = label_names;
   j["augment"] = augment.to_json(scheme.ndim);
@@ -40,7 +41,7 @@ json ModelSpec::to_json() const {
 
 ModelSpec ModelSpec::from_json(const json& j) {
   check_keys(j, {"format", "crop_generator", "image_channels", "in_channels", "network", "out_channels",
-                 "forward_type", "identical_blocks", "intermediate_loss", "thresholds", "label_names", "augment",
+                 "forward_type", "identical_blocks", "intermediate_loss", "final_block", "thresholds", "label_names", "augment",
                  "independent_augmentation", "training"},
              "model description");
   ModelSpec s;
@@ -55,6 +56,7 @@ ModelSpec ModelSpec::from_json(const json& j) {
     s.forward_type = json_string(j.at("forward_type"), "forward_type") == "mult" ? ForwardType::mult : ForwardType::simple;
     s.identical_blocks = json_bool(j.at("identical_blocks"), "identical_blocks");
     s.intermediate_loss = json_bool(j.at("intermediate_loss"), "intermediate_loss");
+    if (j.contains("final_block")) s.final_block = j["final_block"];
     for (const auto& t : j.at("thresholds")) s.thresholds.push_back(json_number(t, "thresholds"));
     for (const auto& n : j.at("label_names")) s.label_names.push_back(json_string(n, "label_names"));
     s.augment = Augment::from_json(j.at("augment"), s.scheme.ndim);
@@ -86,6 +88,7 @@ ModelSpec ModelSpec::from_config(const TrainConfig& cfg, int image_channels) {
   s.forward_type = cfg.forward_type;
   s.identical_blocks = cfg.identical_blocks;
   s.intermediate_loss = cfg.intermediate_loss;
+  s.final_block = cfg.final_block;
   s.augment = cfg.augment;
   s.independent_augmentation = cfg.independent_augmentation;
   return s;
@@ -102,6 +105,33 @@ Var crop_parent_outputs(const Var& X, const Tensor& parent_mats, const Scheme& s
   return gather_patches_nested(X, index.to(X->value.device()), parent_mats.reshape({P, d + 1, d + 1}), size,
                                scheme.interp_type == Interp::nn ? kernels::Interp::nearest : kernels::Interp::linear);
 }
+
+// The final block: N conv(3)-norm-act layers of F channels, then a 1x1 conv back to `channels`.
+class FinalBlock : public Module {
+ public:
+  FinalBlock(int dims, int64_t channels, int64_t features, int convs, const UNetConfig& style, uint64_t seed)
+      : rng_(seed) {
+    int64_t cin = channels;
+    for (int i = 0; i < convs; ++i) {
+      layers_.push_back(std::make_unique<ConvNormAct>(dims, cin, features, style.norm, style.activation,
+                                                      style.leaky_slope, rng_));
+      add_child("layer" + std::to_string(i), *layers_.back());
+      cin = features;
+    }
+    head_ = std::make_unique<Conv>(dims, cin, channels, 1, 1, 0, true, 1.f, rng_);
+    add_child("head", *head_);
+  }
+  Var forward(const Var& x) {
+    Var y = x;
+    for (auto& l : layers_) y = l->forward(y);
+    return head_->forward(y);
+  }
+
+ private:
+  InitRng rng_;
+  std::vector<std::unique_ptr<ConvNormAct>> layers_;
+  std::unique_ptr<Conv> head_;
+};
 
 // ---- model --------------------------------------------------------------------------------------
 
@@ -136,6 +166,13 @@ Model::Model(ModelSpec spec, uint64_t seed, Device device) : spec_(std::move(spe
     net->to(device_);
     blocks_.push_back(net);
   }
+  if (!spec_.final_block.is_null()) {
+    const json& f = spec_.final_block;
+    auto fb = std::make_shared<FinalBlock>(spec_.scheme.ndim, spec_.out_channels.back(), f.value("features", 16),
+                                           f.value("convs", 1), block_config(spec_, depth - 1), seed + 104729ULL);
+    fb->to(device_);
+    final_ = fb;
+  }
 }
 
 Model::~Model() = default;
@@ -167,7 +204,9 @@ Var Model::forward_level(int level, const Var& image_patches, const Var& parent_
   if (image_patches->value.dim(1) != spec_.in_channels)
     throw std::invalid_argument("Model::forward_level: expected " + std::to_string(spec_.in_channels) +
                                 " input channels, got " + shape_str(image_patches->value.shape()));
-  return static_cast<UNet&>(*blocks_[level]).forward(block_input(level, image_patches, parent_crop));
+  Var X = static_cast<UNet&>(*blocks_[level]).forward(block_input(level, image_patches, parent_crop));
+  if (final_ && level == spec_.scheme.depth - 1) X = static_cast<FinalBlock&>(*final_).forward(X);
+  return X;
 }
 
 Tensor Model::forward(int level, const Tensor& image_patches, const Tensor& parent_crop) {
@@ -198,6 +237,10 @@ std::vector<Var> Model::parameters() const {
     auto p = blocks_[k]->parameters();
     out.insert(out.end(), p.begin(), p.end());
   }
+  if (final_) {
+    auto p = final_->parameters();
+    out.insert(out.end(), p.begin(), p.end());
+  }
   return out;
 }
 
@@ -207,6 +250,8 @@ std::map<std::string, Tensor> Model::state() const {
     if (spec_.identical_blocks && k > 0) break;
     for (auto& kv : blocks_[k]->state_dict()) out["level" + std::to_string(k) + "." + kv.first] = kv.second.cpu();
   }
+  if (final_)
+    for (auto& kv : final_->state_dict()) out["final." + kv.first] = kv.second.cpu();
   return out;
 }
 
@@ -219,10 +264,17 @@ void Model::load_state(const std::map<std::string, Tensor>& tensors) {
       if (kv.first.compare(0, prefix.size(), prefix) == 0) sub[kv.first.substr(prefix.size())] = kv.second.to(device_);
     blocks_[k]->load_state_dict(sub, "model level " + std::to_string(k));
   }
+  if (final_) {
+    std::map<std::string, Tensor> sub;
+    for (const auto& kv : tensors)
+      if (kv.first.compare(0, 6, "final.") == 0) sub[kv.first.substr(6)] = kv.second.to(device_);
+    final_->load_state_dict(sub, "model final block");
+  }
 }
 
 void Model::set_training(bool training) {
   for (auto& b : blocks_) b->train(training);
+  if (final_) final_->train(training);
 }
 
 void Model::save(const std::filesystem::path& file, const std::map<std::string, Tensor>& extra,
@@ -250,7 +302,7 @@ Model Model::load(const std::filesystem::path& file, Device device, std::map<std
   Model m(spec, 1, device);
   std::map<std::string, Tensor> weights;
   for (auto& kv : c.tensors) {
-    if (kv.first.compare(0, 5, "level") == 0) weights[kv.first] = kv.second;
+    if (kv.first.compare(0, 5, "level") == 0 || kv.first.compare(0, 6, "final.") == 0) weights[kv.first] = kv.second;
     else if (extra) (*extra)[kv.first] = kv.second;
   }
   try {

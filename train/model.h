@@ -40,6 +40,7 @@ struct ModelSpec {
   ForwardType forward_type = ForwardType::simple;
   bool identical_blocks = false;
   bool intermediate_loss = true;
+  nlohmann::json final_block;          // null, or {"features": F, "convs": N} (TrainConfig::final_block)
   std::vector<double> thresholds;      // per label, chosen on the validation set (empty = 0.5)
   std::vector<std::string> label_names;  // per label (from dataset.json), may be empty
   Augment augment;                     // the training augmentation (test-time augmentation)
@@ -93,6 +94,7 @@ class Model {
   ModelSpec spec_;
   Device device_ = Device::cpu;
   std::vector<std::shared_ptr<Module>> blocks_;  // one per level (the same object with identical_blocks)
+  std::shared_ptr<Module> final_;                // the final block (after the last level), or null
 };
 
 }  // namespace pw::train

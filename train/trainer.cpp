@@ -540,6 +540,7 @@ TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& vali
     if (!opt_.quiet) {
       double rate = elapsed() / std::max(1, done - start_it);
       double eta = rate * (cfg_.num_its - done);
+      if (cfg_.time_limit_s > 0) eta = std::max(0.0, std::min(eta, cfg_.time_limit_s - elapsed()));
       double tot = std::accumulate(level_loss_sum.begin(), level_loss_sum.end(), 0.0);
       char line[256];
       std::snprintf(line, sizeof line, "it %d/%d  loss %.4f  %.2f s/it  ETA %s", done, cfg_.num_its, tot, rate,

@@ -189,3 +189,23 @@ TEST_CASE("model: model file round trip") {
   save_safetensors(dir / "x.safetensors", {{"w", Tensor::full({1}, 1.f)}});
   CHECK_THROWS_AS(Model::load(dir / "x.safetensors"), InputError);
 }
+
+TEST_CASE("model: final block after the last level") {
+  json j = small_config(2, 2, true).raw;
+  j["final_block"] = {{"features", 6}, {"convs", 2}};
+  TrainConfig cfg = TrainConfig::from_json(j);
+  Model plain(ModelSpec::from_config(small_config(2, 2, true), 1), 1);
+  Model m(ModelSpec::from_config(cfg, 1), 1);
+  // 2 conv-norm layers (weight + norm weight/bias each) and a 1x1 head (weight, bias)
+  CHECK(m.parameters().size() == plain.parameters().size() + 2 * 3 + 2);
+  Tensor I = Tensor::full({1, 1, 8, 8}, 0.5f);
+  CHECK(m.forward(1, I, Tensor::full({1, 5, 8, 8}, 0.2f)).shape() == Shape{1, 3, 8, 8});
+  auto dir = pw::test::temp_dir("train_final");
+  m.save(dir / "f.safetensors");
+  Model l = Model::load(dir / "f.safetensors");
+  m.set_training(false);
+  CHECK(l.forward(1, I, Tensor::full({1, 5, 8, 8}, 0.2f)).to_vector() ==
+        m.forward(1, I, Tensor::full({1, 5, 8, 8}, 0.2f)).to_vector());
+  j["final_block"] = {{"feature", 6}};
+  CHECK_THROWS_AS(TrainConfig::from_json(j), InputError);
+}
