@@ -42,6 +42,7 @@ kernels::ConvGeom conv_geom(const char* op, const Var& xv, const Var& wv, const 
   for (int i = 0; i < sd; ++i) {
     const int a = 3 - sd + i;  // 2D fills H, W; D stays 1
     g.in[a] = x.dim(2 + i);
+    if (g.in[a] < 1) fail(op, "x " + shape_str(x.shape()) + " has an empty spatial dimension");
     g.k[a] = static_cast<int>(w.dim(2 + i));
     g.stride[a] = stride;
     g.pad[a] = padding;
