@@ -177,3 +177,45 @@ TEST_CASE("labels, stitching and pre-smoothing through the ops (2D)") {
   Tensor same = presmooth(src, Presmooth::gaussian, ones, 1.f);  // no undersampling: no filter
   CHECK(std::memcmp(same.f32(), src.f32(), src.nbytes()) == 0);
 }
+
+TEST_CASE("patch ops on CUDA equal the CPU (forward, nested backward, stitch)" * doctest::skip(!pw::cuda_available())) {
+  const int64_t s0[3] = {6, 6, 6}, s1[3] = {3, 3, 3};
+  const double ca[3] = {4, 4.5, 5}, cb[3] = {2.5, 2.5, 2.5};
+  auto a = rot_matrix(35, 1.3, ca, s0), b = rot_matrix(-60, 0.9, ca, s0);
+  a.insert(a.end(), b.begin(), b.end());
+  Tensor m0 = Tensor::from_vector({2, 4, 4}, a);
+  auto c = rot_matrix(15, 0.7, cb, s1), d = rot_matrix(80, 0.8, cb, s1);
+  c.insert(c.end(), d.begin(), d.end());
+  Tensor m1 = Tensor::from_vector({2, 4, 4}, c);
+  Tensor parent = Tensor::zeros({2}, DType::i32);
+  parent.i32()[1] = 1;
+  Tensor img = random_tensor({2, 9, 9, 9}, 9);
+  for (Interp mode : {Interp::nearest, Interp::linear}) {
+    Tensor grads[2], outs[2];
+    for (int k = 0; k < 2; ++k) {
+      const Device dev = k ? Device::cuda : Device::cpu;
+      Var x = variable(img.to(dev), true);
+      Var x0 = gather_patches(x, m0, {6, 6, 6}, mode);  // matrices stay on the CPU: the op moves them
+      Var x1 = gather_patches_nested(x0, parent, m1, {3, 3, 3}, mode);
+      backward(x1, random_tensor(x1->value.shape(), 10).to(dev));
+      outs[k] = x1->value.cpu();
+      grads[k] = x->grad.cpu();
+    }
+    std::vector<double> ro(outs[0].numel()), rg(grads[0].numel());
+    for (int64_t i = 0; i < outs[0].numel(); ++i) ro[i] = outs[0].f32()[i];
+    for (int64_t i = 0; i < grads[0].numel(); ++i) rg[i] = grads[0].f32()[i];
+    CHECK(test::check_close(outs[1].to_vector(), ro, 1e-5, 1e-6).empty());
+    CHECK(test::check_close(grads[1].to_vector(), rg, 1e-5, 1e-6).empty());
+  }
+  Tensor patches = random_tensor({2, 2, 6, 6, 6}, 11);
+  Tensor ys[2];
+  for (int k = 0; k < 2; ++k) {
+    const Device dev = k ? Device::cuda : Device::cpu;
+    Tensor acc = Tensor::zeros({2, 9, 9, 9}, DType::f32, dev), w = Tensor::zeros({9, 9, 9}, DType::f32, dev);
+    stitch_accumulate(patches.to(dev), m0, Interp::linear, Window::cos, acc, w);
+    ys[k] = stitch_normalize(acc, w, 0.5f).cpu();
+  }
+  std::vector<double> ry(ys[0].numel());
+  for (int64_t i = 0; i < ys[0].numel(); ++i) ry[i] = ys[0].f32()[i];
+  CHECK(test::check_close(ys[1].to_vector(), ry, 1e-5, 1e-6).empty());
+}
