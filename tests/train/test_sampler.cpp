@@ -1,6 +1,7 @@
 // CropGenerator: balance, augmentation, nesting, label mapping.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -332,4 +333,41 @@ TEST_CASE("sampler: tree sampling puts children on the parent's tiling") {
     }
   }
   for (int t = 0; t < 4; ++t) CHECK(tiles_seen[t] > 50);
+}
+
+TEST_CASE("sampler: smoothing before the crop and per-patch normalisation") {
+  json j = {{"depth", 2}, {"ndim", 3}, {"scheme", {{"patch_size", {8, 8, 8}}, {"fov_rel", 1}, {"destvox_rel", 1}}},
+            {"smoothfac_data", "mixture"}, {"normalize_input", "patch_m0s1"}};
+  Scheme sc = Scheme::from_json(j);
+  sc.num_labels = 1;
+  Subject s = cube_subject(sc, 32, [](int x, int, int) { return x > 10; });
+  CropGenerator gen(sc, SamplerOptions{});
+  CHECK(gen.input_channels(1) == 3);
+  // level 0 undersamples 4x: box / max / min of width 4; level 1 is at image resolution: unfiltered
+  const Tensor& d0 = gen.level_data(s, 0);
+  CHECK(d0.shape() == Shape{3, 32, 32, 32});
+  const Tensor& d1 = gen.level_data(s, 1);
+  REQUIRE(d1.shape() == Shape{3, 32, 32, 32});
+  for (int c = 0; c < 3; ++c)  // width 1: box, max and min leave the image as it is
+    CHECK(std::equal(s.data.f32(), s.data.f32() + 32768, d1.f32() + c * 32768));
+  // data = x + 2y + 3z (linear): max/min = the window's extremes, box in between
+  auto at = [&](const Tensor& t, int c, int x, int y, int z) { return t.f32()[((c * 32 + z) * 32 + y) * 32 + x]; };
+  // window offsets -1..2 per axis: max - min = 3 * (1 + 2 + 3)
+  CHECK(at(d0, 1, 10, 10, 10) - at(d0, 2, 10, 10, 10) == doctest::Approx(18.0));
+  CHECK(at(d0, 1, 10, 10, 10) == doctest::Approx(at(s.data, 0, 12, 12, 12)));
+  CHECK(at(d0, 1, 10, 10, 10) >= at(d0, 0, 10, 10, 10));
+  CHECK(at(d0, 0, 10, 10, 10) >= at(d0, 2, 10, 10, 10));
+  std::mt19937_64 rng(1);
+  PatchSet set = gen.sample({&s}, 4, rng);
+  CHECK(set.levels[0].input.shape() == Shape{4, 3, 8, 8, 8});
+  for (int p = 0; p < 4; ++p)
+    for (int c = 0; c < 3; ++c) {
+      double m = 0, v = 0;
+      const float* x = set.levels[0].input.f32() + (p * 3 + c) * 512;
+      for (int i = 0; i < 512; ++i) m += x[i];
+      m /= 512;
+      for (int i = 0; i < 512; ++i) v += (x[i] - m) * (x[i] - m);
+      CHECK(std::abs(m) < 1e-3);
+      CHECK(v / 512 == doctest::Approx(1.0).epsilon(1e-2));
+    }
 }
