@@ -161,6 +161,8 @@ namespace {
 struct PatchRec {
   Patch in;        // the level's input patch
   int parent = -1; // index into the previous level's kept outputs
+  Eigen::Matrix3d L = Eigen::Matrix3d::Identity();  // its test-time augmentation (shared down a chain
+                                                    // unless the model augments levels independently)
 };
 
 kernels::PatchGeom geom_for(int ndim, int64_t channels, const train::Size3& vol, int64_t num_vols,
@@ -340,7 +342,8 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
       for (const Eigen::Vector3d& c : tree_children(img_extent, frame.extent[0], ndim, opt.tree_jitter, rng)) {
         Eigen::Vector3d off = (c - Eigen::Vector3d::Constant(0.5)).cwiseProduct(img_extent);
         if (ndim == 2) off[2] = 0;
-        cur.push_back({train::make_patch(sc, frame, 0, img_centre + frame.B * off, aug(0)), -1});
+        Eigen::Matrix3d L = aug(0);
+        cur.push_back({train::make_patch(sc, frame, 0, img_centre + frame.B * off, L), -1, L});
       }
     } else {
       std::uniform_real_distribution<double> U(0.0, 1.0);
@@ -348,7 +351,8 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
         Eigen::Vector4d v;
         for (int a = 0; a < 3; ++a) v[a] = input.image.s[a] == 1 ? 0.0 : U(rng) * input.image.s[a] - 0.5;
         v[3] = 1;
-        cur.push_back({train::make_patch(sc, frame, 0, (input.image.A * v).head<3>(), aug(0)), -1});
+        Eigen::Matrix3d L = aug(0);
+        cur.push_back({train::make_patch(sc, frame, 0, (input.image.A * v).head<3>(), L), -1, L});
       }
     }
 
@@ -424,25 +428,29 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
       const int64_t Q = static_cast<int64_t>(kept.size());
       Tensor kept_out = Tensor::empty(patch_shape(Q, cout, os, ndim));
       std::vector<Patch> kept_patches;
+      std::vector<Eigen::Matrix3d> kept_L;
       for (int64_t q = 0; q < Q; ++q) {
         std::copy(outputs.f32() + kept[q] * cout * on, outputs.f32() + (kept[q] + 1) * cout * on,
                   kept_out.f32() + q * cout * on);
         kept_patches.push_back(cur[kept[q]].in);
+        kept_L.push_back(cur[kept[q]].L);
       }
       outputs = Tensor();
       std::vector<PatchRec> next;
       std::uniform_real_distribution<double> U(0.0, 1.0);
+      auto child = [&](int64_t q, const Eigen::Vector3d& c) {
+        Eigen::Matrix3d L = net.independent_augmentation() ? aug(level + 1) : kept_L[q];
+        return PatchRec{train::child_patch(sc, frame, level + 1, kept_patches[q], c, L), static_cast<int>(q), L};
+      };
       for (int64_t q = 0; q < Q; ++q) {
         if (opt.generate_type == GenerateType::tree) {
           for (const Eigen::Vector3d& c :
                tree_children(frame.extent[level], frame.extent[level + 1], ndim, opt.tree_jitter, rng))
-            next.push_back({train::child_patch(sc, frame, level + 1, kept_patches[q], c, aug(level + 1)),
-                            static_cast<int>(q)});
+            next.push_back(child(q, c));
         } else {
           for (int j = 0; j < opt.branch_factor; ++j) {
             Eigen::Vector3d c(U(rng), U(rng), ndim == 2 ? 0.5 : U(rng));
-            next.push_back({train::child_patch(sc, frame, level + 1, kept_patches[q], c, aug(level + 1)),
-                            static_cast<int>(q)});
+            next.push_back(child(q, c));
           }
         }
       }

@@ -42,10 +42,12 @@ class LevelNetwork {
   // Logits of level `level` for a batch: image crops and the crops of the parents' outputs
   // [B, out_channels(level-1), s] (undefined at level 0). Returns [B, out_channels(level), out_patch_size].
   virtual Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crops) = 0;
-  // The linear part L of a test-time augmentation of a level's patch (identity: none).
+  // The linear part L of a test-time augmentation of a level's patch (identity: none). A child
+  // keeps its parent's L unless independent_augmentation() (as in training).
   virtual Eigen::Matrix3d augmentation(int /*level*/, std::mt19937_64& /*rng*/) const {
     return Eigen::Matrix3d::Identity();
   }
+  virtual bool independent_augmentation() const { return false; }
 };
 
 enum class GenerateType { random, tree };

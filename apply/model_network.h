@@ -24,6 +24,7 @@ class ModelNetwork : public LevelNetwork {
   Tensor crop_image(int level, const InferInput& input, const std::vector<train::Patch>& patches) override;
   Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crops) override;
   Eigen::Matrix3d augmentation(int level, std::mt19937_64& rng) const override;
+  bool independent_augmentation() const override { return model_.spec().independent_augmentation; }
 
  private:
   train::Model& model_;

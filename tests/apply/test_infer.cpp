@@ -299,3 +299,53 @@ TEST_CASE("infer: bad options are refused") {
   InferInput flat = cube(8, 8, 1);
   CHECK_THROWS_AS(infer(net, flat, InferOptions{}), std::invalid_argument);
 }
+
+namespace {
+// A network whose test-time augmentation is a random rotation about z.
+class RotNet : public ConstNet {
+ public:
+  bool independent = false;
+  using ConstNet::ConstNet;
+  Eigen::Matrix3d augmentation(int, std::mt19937_64& rng) const override {
+    double a = std::uniform_real_distribution<double>(-0.5, 0.5)(rng);
+    Eigen::Matrix3d R = Eigen::Matrix3d::Identity();
+    R(0, 0) = R(1, 1) = std::cos(a);
+    R(0, 1) = -std::sin(a);
+    R(1, 0) = std::sin(a);
+    return R;
+  }
+  bool independent_augmentation() const override { return independent; }
+};
+}  // namespace
+
+TEST_CASE("infer: test-time augmentation rotates the patches; children share their parent's unless independent") {
+  json j = {{"depth", 2}, {"ndim", 3}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {6, 6, 6}}, {"fov_mm", {14, 14, 14}}, {"destvox_mm", {1, 1, 1}}}}};
+  for (bool independent : {false, true}) {
+    RotNet net(j, {0.f, 0.f});
+    net.independent = independent;
+    InferInput in = cube(20, 20, 20);
+    std::vector<train::Patch> l0;
+    int same = 0, children = 0, rotated = 0;
+    InferOptions o;
+    o.generate_type = GenerateType::random;
+    o.num_patches = 6;
+    o.branch_factor = 2;
+    o.augment = true;
+    auto dir = [](const train::Patch& p) { return Eigen::Vector3d(p.A.block<3, 1>(0, 0).normalized()); };
+    o.observe = [&](int level, const train::Patch& p, int parent) {
+      if (level == 0) {
+        l0.push_back(p);
+        rotated += std::abs(dir(p)[1]) > 1e-3;
+      } else {
+        ++children;
+        same += (dir(p) - dir(l0[parent])).norm() < 1e-9;
+      }
+    };
+    infer(net, in, o);
+    CHECK(children == 12);
+    CHECK(rotated == 6);
+    if (independent) CHECK(same == 0);
+    else CHECK(same == 12);
+  }
+}
