@@ -1,6 +1,7 @@
 // `patchwork train --config CFG [--dataset DIR] [--out MODEL] [--device cpu|cuda] [--threads N]
 //  [--seed S] [--resume]`: trains a patchwork model (train/trainer.h); validation goes through the
-// application path (apply::predict_subject).
+// application path (apply::predict_subject). Writes <out>, <out>.ckpt, <out>.log.jsonl and the
+// training curves <out>.curves.png (apply/plot.h).
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 
 #include "apply/commands.h"
 #include "apply/model_network.h"
+#include "apply/plot.h"
 #include "io/error.h"
 #include "kernels/parallel.h"
 #include "train/trainer.h"
@@ -53,6 +55,14 @@ void run(const TrainArgs& a) {
   trainer.set_predictor([](train::Model& m, train::Subject& s) { return apply::predict_subject(m, s); });
   train::TrainResult r = trainer.run_from_dataset();
   std::printf("trained %d iterations in %.1f s -> %s\n", r.iterations, r.seconds, a.out.c_str());
+  // Training curves beside the model (the model is already saved: a plotting problem only warns).
+  const std::string curves = a.out + ".curves.png";
+  try {
+    apply::plot_training_log(a.out + ".log.jsonl", curves);
+    std::printf("training curves -> %s\n", curves.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "patchwork train: warning: no training curves (%s)\n", e.what());
+  }
   if (!r.validation_dice.empty()) {
     std::printf("validation Dice per label:");
     for (double d : r.validation_dice) std::printf(" %.4f", d);

@@ -60,6 +60,7 @@ TEST_CASE("cli: patchwork train writes the model, log and checkpoint; resumes; r
   CHECK(out.find("validation Dice per label:") != std::string::npos);
   CHECK(fs::exists(dir / "m.safetensors"));
   CHECK(fs::exists(dir / "m.safetensors.ckpt"));
+  CHECK(fs::file_size(dir / "m.safetensors.curves.png") > 100);
   pw::train::Model m = pw::train::Model::load(dir / "m.safetensors");
   CHECK(m.spec().thresholds.size() == 2);
   CHECK(m.spec().training["train_cases"] == 2);
