@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <numeric>
 #include <stdexcept>
+#include <unistd.h>
 
 #include "kernels/common/patch_math.h"
 #include "kernels/gather.h"
@@ -231,7 +232,7 @@ void label_probabilities(const float* logits, int64_t B, int64_t cout, int64_t K
 
 class Progress {
  public:
-  explicit Progress(bool on) : on_(on), t0_(std::chrono::steady_clock::now()) {}
+  explicit Progress(bool on) : on_(on), tty_(on && isatty(fileno(stderr))), t0_(std::chrono::steady_clock::now()) {}
   void report(int chunk, int chunks, int level, int64_t done, int64_t total) {
     if (!on_) return;
     double el = seconds();
@@ -240,15 +241,21 @@ class Progress {
     // ETA from the fraction of chunks done (the levels of one chunk are weighted equally).
     double frac = (chunk + (done / std::max<double>(1, total)) * 0.5) / chunks;
     double eta = frac > 0 ? el * (1 / frac - 1) : 0;
-    std::fprintf(stderr, "apply: chunk %d/%d level %d: %lld/%lld patches, %.1f s elapsed, ETA %.0f s\n", chunk + 1,
-                 chunks, level, static_cast<long long>(done), static_cast<long long>(total), el, eta);
+    // A terminal gets one rewritten line; a pipe or file gets plain lines.
+    std::fprintf(stderr, "%sapply: chunk %d/%d level %d: %lld/%lld patches, %.1f s elapsed, ETA %.0f s%s",
+                 tty_ ? "\r" : "", chunk + 1, chunks, level, static_cast<long long>(done), static_cast<long long>(total),
+                 el, eta, tty_ ? "\033[K" : "\n");
+    printed_ = true;
+  }
+  ~Progress() {
+    if (tty_ && printed_) std::fputc('\n', stderr);
   }
   double seconds() const {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
   }
 
  private:
-  bool on_;
+  bool on_, tty_, printed_ = false;
   std::chrono::steady_clock::time_point t0_;
   double last_ = -10;
 };
