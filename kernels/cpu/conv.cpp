@@ -103,62 +103,59 @@ inline void valid_range(int64_t n_in, int64_t n_out, int s, int64_t off, int64_t
   hi = n_in - off <= 0 ? lo : std::clamp<int64_t>((n_in - off + s - 1) / s, lo, n_out);
 }
 
-// d[o] = src[o*s + off] for o in [0, n_out), zero where the source index is outside [0, n_in).
-inline void gather_row(const float* src, int64_t n_in, float* d, int64_t n_out, int s, int64_t off) {
-  int64_t lo, hi;
-  valid_range(n_in, n_out, s, off, lo, hi);
-  std::fill(d, d + lo, 0.0f);
-  if (s == 1) {
-    std::memcpy(d + lo, src + lo + off, static_cast<size_t>(hi - lo) * sizeof(float));
-  } else {
-    const float* p = src + off;
-    for (int64_t o = lo; o < hi; ++o) d[o] = p[o * s];
-  }
-  std::fill(d + hi, d + n_out, 0.0f);
-}
+// One (kernel row, output row) pair of a tile: output o of the row reads x[xoff + o*s] for o in
+// [lo, hi) and zero elsewhere; inside = false when the whole input row is zero padding.
+struct RowRead {
+  int64_t xoff = 0, lo = 0, hi = 0;
+  bool inside = false;
+};
 
-// src[o*s + off] += d[o] where the index is inside [0, n_in) (the adjoint of gather_row).
-inline void scatter_row(float* src, int64_t n_in, const float* d, int64_t n_out, int s, int64_t off) {
-  int64_t lo, hi;
-  valid_range(n_in, n_out, s, off, lo, hi);
-  float* p = src + off;
-  for (int64_t o = lo; o < hi; ++o) p[o * s] += d[o];
-}
-
-// Visits every (kernel row, output row) pair of the tile [r0, r1):
-// fn(krow, r - r0, xrow, kw) with xrow the offset of the input row (c, id, ih) read by the pair,
-// or -1 where that row lies in the zero padding.
+// Visits every (kernel row, output row) pair of the tile [r0, r1): fn(krow, r - r0, read).
 template <class F>
 void for_tile_rows(const ConvGeom& g, int64_t r0, int64_t r1, const F& fn) {
   int64_t krow = 0;
   for (int64_t c = 0; c < g.cin; ++c)
     for (int kd = 0; kd < g.k[0]; ++kd)
       for (int kh = 0; kh < g.k[1]; ++kh)
-        for (int kw = 0; kw < g.k[2]; ++kw, ++krow)
+        for (int kw = 0; kw < g.k[2]; ++kw, ++krow) {
+          RowRead rr;
+          valid_range(g.in[2], g.out[2], g.stride[2], int64_t(kw) - g.pad[2], rr.lo, rr.hi);
+          int64_t od = r0 / g.out[1], oh = r0 % g.out[1];
           for (int64_t r = r0; r < r1; ++r) {
-            int64_t od = r / g.out[1], oh = r % g.out[1];
-            int64_t id = od * g.stride[0] - g.pad[0] + kd;
-            int64_t ih = oh * g.stride[1] - g.pad[1] + kh;
-            bool inside = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
-            fn(krow, r - r0, inside ? ((c * g.in[0] + id) * g.in[1] + ih) * g.in[2] : -1, kw);
+            const int64_t id = od * g.stride[0] - g.pad[0] + kd;
+            const int64_t ih = oh * g.stride[1] - g.pad[1] + kh;
+            rr.inside = id >= 0 && id < g.in[0] && ih >= 0 && ih < g.in[1];
+            rr.xoff = ((c * g.in[0] + id) * g.in[1] + ih) * g.in[2] + kw - g.pad[2];
+            fn(krow, r - r0, rr);
+            if (++oh == g.out[1]) {
+              oh = 0;
+              ++od;
+            }
           }
+        }
 }
 
-// Copies output-row segment [o0, o0 + len) of one (kernel row, output row) pair to d.
-inline void gather_segment(const ConvGeom& g, const float* x, int64_t xrow, int kw, int64_t o0, int64_t len,
-                           float* d) {
-  if (xrow < 0)
-    std::fill(d, d + len, 0.0f);
-  else
-    gather_row(x + xrow, g.in[2], d, len, g.stride[2], o0 * g.stride[2] + kw - g.pad[2]);
+// d[0, len) = outputs [o0, o0 + len) of one pair's row (zero where it reads padding).
+inline void gather_segment(const float* x, const RowRead& rr, int s, int64_t o0, int64_t len, float* d) {
+  const int64_t e = o0 + len;
+  const int64_t a = rr.inside ? std::clamp(rr.lo, o0, e) : e;
+  const int64_t b = rr.inside ? std::clamp(rr.hi, a, e) : e;
+  std::fill(d, d + (a - o0), 0.0f);
+  if (s == 1) {
+    if (b > a) std::memcpy(d + (a - o0), x + rr.xoff + a, static_cast<size_t>(b - a) * sizeof(float));
+  } else {
+    for (int64_t o = a; o < b; ++o) d[o - o0] = x[rr.xoff + o * s];
+  }
+  std::fill(d + (b - o0), d + len, 0.0f);
 }
 
-// Row-major col (K rows of pitch ld >= cols, zero beyond cols; callers keep ld off powers of two) for output rows [r0, r1) of sample x.
+// Row-major col (K rows of pitch ld >= cols, zero beyond cols) for output rows [r0, r1) of sample x.
+// Callers keep ld off powers of two (L1 set conflicts).
 void im2col(const ConvGeom& g, const float* x, int64_t r0, int64_t r1, float* col, int64_t ld) {
   const int64_t W = g.out[2], cols = (r1 - r0) * W;
-  for_tile_rows(g, r0, r1, [&](int64_t krow, int64_t rl, int64_t xrow, int kw) {
+  for_tile_rows(g, r0, r1, [&](int64_t krow, int64_t rl, const RowRead& rr) {
     float* d = col + krow * ld;
-    gather_segment(g, x, xrow, kw, 0, W, d + rl * W);
+    gather_segment(x, rr, g.stride[2], 0, W, d + rl * W);
     if (rl == r1 - r0 - 1) std::fill(d + cols, d + ld, 0.0f);
   });
 }
@@ -167,10 +164,10 @@ void im2col(const ConvGeom& g, const float* x, int64_t r0, int64_t r1, float* co
 // the last panel is zero-padded.
 void im2col_panels(const ConvGeom& g, const float* x, int64_t r0, int64_t r1, float* cp) {
   const int64_t W = g.out[2], K = g.cin * g.k_vol(), cols = (r1 - r0) * W;
-  for_tile_rows(g, r0, r1, [&](int64_t krow, int64_t rl, int64_t xrow, int kw) {
+  for_tile_rows(g, r0, r1, [&](int64_t krow, int64_t rl, const RowRead& rr) {
     for (int64_t o = 0; o < W;) {
       const int64_t q = rl * W + o, j = q % NR, len = std::min(NR - j, W - o);
-      gather_segment(g, x, xrow, kw, o, len, cp + ((q / NR) * K + krow) * NR + j);
+      gather_segment(x, rr, g.stride[2], o, len, cp + ((q / NR) * K + krow) * NR + j);
       o += len;
     }
   });
@@ -180,11 +177,15 @@ void im2col_panels(const ConvGeom& g, const float* x, int64_t r0, int64_t r1, fl
   }
 }
 
-// dx (one sample) += col2im(col) for output rows [r0, r1) (col row-major, pitch ld).
+// dx (one sample) += col2im(col) for output rows [r0, r1) (col row-major, pitch ld): the adjoint
+// of im2col.
 void col2im_add(const ConvGeom& g, const float* col, int64_t ld, int64_t r0, int64_t r1, float* dx) {
   const int64_t W = g.out[2];
-  for_tile_rows(g, r0, r1, [&](int64_t krow, int64_t rl, int64_t xrow, int kw) {
-    if (xrow >= 0) scatter_row(dx + xrow, g.in[2], col + krow * ld + rl * W, W, g.stride[2], int64_t(kw) - g.pad[2]);
+  const int s = g.stride[2];
+  for_tile_rows(g, r0, r1, [&](int64_t krow, int64_t rl, const RowRead& rr) {
+    if (!rr.inside) return;
+    const float* d = col + krow * ld + rl * W;
+    for (int64_t o = rr.lo; o < rr.hi; ++o) dx[rr.xoff + o * s] += d[o];
   });
 }
 
