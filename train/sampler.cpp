@@ -512,8 +512,8 @@ Eigen::Vector3d CropGenerator::draw_root_centre(Subject& s, std::mt19937_64& rng
   return (s.image.A * Eigen::Vector4d(v[0], v[1], v[2], 1.0)).head<3>();
 }
 
-Eigen::Vector3d CropGenerator::draw_child_centre(const Tensor& parent_target, int64_t row, const Patch& parent,
-                                                 const Frame& frame, int level, std::mt19937_64& rng) {
+Eigen::Vector3d CropGenerator::draw_child_centre(const Tensor& parent_target, int64_t row, const Frame& frame,
+                                                 int level, std::mt19937_64& rng) {
   std::uniform_real_distribution<double> U(0.0, 1.0);
   Eigen::Vector3d rel(0.5, 0.5, 0.5);
   if (opt_.balance.enabled() && parent_target.defined()) {
@@ -533,7 +533,6 @@ Eigen::Vector3d CropGenerator::draw_child_centre(const Tensor& parent_target, in
       rel[a] = u;
     }
   }
-  (void)parent;
   return rel;
 }
 
@@ -568,7 +567,7 @@ PatchSet CropGenerator::sample(const std::vector<Subject*>& subjects, int per_su
         L.patches.push_back(make_patch(scheme_, f, 0, draw_root_centre(s, rng), aug));
       } else {
         const LevelPatches& up = set.levels[k - 1];
-        Eigen::Vector3d rel = draw_child_centre(up.target, i, up.patches[i], f, k, rng);
+        Eigen::Vector3d rel = draw_child_centre(up.target, i, f, k, rng);
         L.patches.push_back(child_patch(scheme_, f, k, up.patches[i], rel, aug));
       }
     }

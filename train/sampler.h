@@ -113,8 +113,8 @@ class CropGenerator {
   // A world-space centre for level 0 (balanced by the labels when balance is on).
   Eigen::Vector3d draw_root_centre(Subject& s, std::mt19937_64& rng);
   // A relative centre in [0,1]^3 of the parent for level `level` (balanced by the parent's target crop).
-  Eigen::Vector3d draw_child_centre(const Tensor& parent_target, int64_t row, const Patch& parent,
-                                    const Frame& frame, int level, std::mt19937_64& rng);
+  Eigen::Vector3d draw_child_centre(const Tensor& parent_target, int64_t row, const Frame& frame, int level,
+                                    std::mt19937_64& rng);
   // Index drawn with probability P(v) ∝ L(v) + b (the balance rule) over a map of label masses.
   int64_t draw_balanced(const std::vector<float>& mass, std::mt19937_64& rng) const;
   std::vector<float> label_mass(const Tensor& labels, int64_t row) const;  // per voxel max_k w_k L_k
