@@ -261,14 +261,6 @@ void set_rng_state(std::mt19937_64& r, const std::string& s) {
   i >> r;
 }
 
-double mean_finite(const std::vector<double>& v) {
-  double s = 0;
-  int n = 0;
-  for (double x : v)
-    if (std::isfinite(x)) s += x, ++n;
-  return n ? s / n : std::numeric_limits<double>::quiet_NaN();
-}
-
 }  // namespace
 
 TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& validation) {
