@@ -191,6 +191,8 @@ BENCHMARK(BM_unet_train_step)
 
 int main(int argc, char** argv) {
 #ifndef PW_HAVE_CUDA
+  (void)argc;
+  (void)argv;
   std::printf("bench_cuda: this Patchwork was built without CUDA; nothing to measure\n");
   return 0;
 #else

@@ -27,6 +27,8 @@ struct Fp32Only {
   bool prev = cuda::tf32();
   Fp32Only() { cuda::set_tf32(false); }
   ~Fp32Only() { cuda::set_tf32(prev); }
+#else
+  ~Fp32Only() {}  // nothing to switch in a CPU-only build
 #endif
 };
 
