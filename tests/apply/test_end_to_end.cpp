@@ -140,3 +140,64 @@ TEST_CASE("cli: apply and eval refuse bad usage and bad input with one clear lin
   CHECK(e["resampled"] == true);
   for (auto& l : e["labels"]) CHECK(l["dice"].get<double>() == 1.0);
 }
+
+TEST_CASE("end to end: a categorical (softmax) model, atls in the original label values, --ce-threshold") {
+  const auto dir = test::temp_dir("e2e_cat");
+  json j = {{"depth", 2},
+            {"ndim", 2},
+            {"scheme", {{"patch_size", {16, 16}}, {"fov_rel", 0.7}, {"destvox_rel", 1}}},
+            {"categorical_label", {1, 2}},
+            {"categorical", true},
+            {"network", {{"features", {8, 16}}}},
+            {"intermediate_out", 2},
+            {"num_its", 60},
+            {"num_patches", 12},
+            {"epochs", 2},
+            {"batch_size", 12},
+            {"balance", {{"ratio", 0.5}}},
+            {"optimizer", {{"type", "adam"}, {"lr", 5e-3}}},
+            {"time_limit_s", 40},
+            {"threads", 2},
+            {"seed", 4}};
+  train::TrainConfig cfg = train::TrainConfig::from_json(j);
+  PhantomOptions po;
+  po.dims = {64, 64, 1};
+  po.spacing_mm = {1.2, 1.2, 3.0};
+  po.num_labels = 2;
+  std::vector<train::Subject> tr, va;
+  for (int i = 0; i < 6; ++i) {
+    po.seed = 200 + i;
+    tr.push_back(subject_of("c" + std::to_string(i), make_phantom(po), cfg.scheme));
+  }
+  train::TrainOptions to;
+  to.out = dir / "model.safetensors";
+  to.quiet = true;
+  train::Trainer trainer(cfg, to);
+  trainer.run(tr, va);
+  po.seed = 998;
+  Phantom test = make_phantom(po);
+  write_phantom(test, (dir / "img.nii.gz").string(), (dir / "truth.nii.gz").string());
+  const std::string bin = test::patchwork_bin();
+  std::string out;
+  int64_t plain_voxels = 0;
+  for (std::string extra : {"", " --ce-threshold 0.99"}) {
+    REQUIRE(test::run_command(bin + " apply --quiet --model " + to.out.string() + " --in " + (dir / "img.nii.gz").string() +
+                                  " --out " + (dir / "pred.nii.gz").string() + extra,
+                              &out) == 0);
+    REQUIRE(test::run_command(bin + " eval --json --pred " + (dir / "pred.nii.gz").string() + " --ref " +
+                                  (dir / "truth.nii.gz").string() + " --labels 1,2",
+                              &out) == 0);
+    json e = json::parse(out);
+    const double organ = e["labels"][0]["dice"], nodule = e["labels"][1]["dice"];
+    MESSAGE("categorical" << extra << ": Dice organ " << organ << ", nodule " << nodule);
+    const int64_t voxels = e["labels"][0]["voxels_pred"].get<int64_t>() + e["labels"][1]["voxels_pred"].get<int64_t>();
+    if (extra.empty()) {
+      CHECK(organ >= 0.9);
+      CHECK(nodule >= 0.8);
+      plain_voxels = voxels;
+    } else {  // a very high threshold labels fewer voxels than the plain argmax
+      CHECK(voxels < plain_voxels);
+      CHECK(voxels > 0);
+    }
+  }
+}
