@@ -7,6 +7,8 @@
 // block freed to the cache can be handed out again at once (stream order keeps it safe). The
 // stream is a blocking one, so kernels launched on the legacy default stream stay ordered with it;
 // new kernels should still launch on kernels::cuda::stream() (kernels/cuda/context.h).
+// The allocator and copies are thread-safe; ops are meant to be issued from one host thread.
+// The GPU used is the current CUDA device (device 0 unless CUDA_VISIBLE_DEVICES says otherwise).
 #pragma once
 #include <cstddef>
 #include <cstdint>
