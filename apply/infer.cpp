@@ -304,16 +304,23 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
   // Stitch targets: the selected level, and for mix each coarser level on its own grid.
   std::vector<Accum> accs(last + 1);
   const Patch out_grid = input.image;  // overwritten below when sampling_factor != 1
-  Eigen::Vector3d last_vox;
-  for (int a = 0; a < 3; ++a)
-    last_vox[a] = frame.extent[last][a] / static_cast<double>(sc.out_patch_size[last][a]);
-  accs[last].init(stitch_grid(input.image, last_vox, ndim, opt.sampling_factor), K);
-  if (opt.level_mix)
-    for (int l = 0; l < last; ++l) {
-      Eigen::Vector3d v;
-      for (int a = 0; a < 3; ++a) v[a] = frame.extent[l][a] / static_cast<double>(sc.out_patch_size[l][a]);
-      accs[l].init(stitch_grid(input.image, v, ndim, opt.sampling_factor), K);
+  // A level's output voxel size along each IMAGE axis i: max over the patch axes a of
+  // voxel_a |B_a . d_i| (equal to voxel_i in the 'matrix' system, where B_a = d_a).
+  auto level_voxel = [&](int l) {
+    Eigen::Vector3d v = Eigen::Vector3d::Zero();
+    const Eigen::Matrix3d M = input.image.A.topLeftCorner<3, 3>();
+    for (int i = 0; i < 3; ++i) {
+      const Eigen::Vector3d d = M.col(i).normalized();
+      for (int a = 0; a < 3; ++a) {
+        const double va = frame.extent[l][a] / static_cast<double>(sc.out_patch_size[l][a]);
+        v[i] = std::max(v[i], va * std::abs(frame.B.col(a).dot(d)));
+      }
     }
+    return v;
+  };
+  accs[last].init(stitch_grid(input.image, level_voxel(last), ndim, opt.sampling_factor), K);
+  if (opt.level_mix)
+    for (int l = 0; l < last; ++l) accs[l].init(stitch_grid(input.image, level_voxel(l), ndim, opt.sampling_factor), K);
 
   Prediction pred;
   pred.channels = static_cast<int>(K);

@@ -111,8 +111,9 @@ std::vector<Eigen::Vector3d> tree_children(const Eigen::Vector3d& parent, const 
 std::vector<int> top_fraction(const std::vector<float>& attention, double fraction);
 
 // The stitching grid for `image` at the selected level: the image's axes and extent, voxel size
-// = image voxel / sampling_factor, coarsened to the level's voxel size when that is larger (so
-// that nearest splatting leaves no holes); exactly the image grid when neither applies.
+// = image voxel / sampling_factor, coarsened to the level's voxel size (given along the image
+// axes) when that is larger, so that nearest splatting leaves no holes; exactly the image grid
+// when neither applies.
 train::Patch stitch_grid(const train::Patch& image, const Eigen::Vector3d& level_voxel_mm, int ndim,
                          double sampling_factor);
 

@@ -349,3 +349,18 @@ TEST_CASE("infer: test-time augmentation rotates the patches; children share the
     else CHECK(same == 12);
   }
 }
+
+TEST_CASE("infer: 'world' system on an image with permuted axes: the coarse level is stitched without holes") {
+  json j = {{"depth", 1}, {"ndim", 3}, {"num_labels", 1}, {"system", "world"},
+            {"scheme", {{"patch_size", {8, 8, 8}}, {"fov_rel", 1}, {"destvox_mm", {2, 1, 1}}}}};
+  ConstNet net(j, {10.f});
+  InferInput in = cube(20, 18, 16);
+  in.image.A.setZero();
+  in.image.A(1, 0) = 1;  // image axis 0 runs along world y
+  in.image.A(0, 1) = 1;  // image axis 1 runs along world x (the patches' coarse 2 mm axis)
+  in.image.A(2, 2) = 1;
+  in.image.A(3, 3) = 1;
+  Prediction p = infer(net, in, InferOptions{});
+  CHECK(p.grid.s == in.image.s);
+  CHECK(min_of(p.prob) > 0.999f);
+}
