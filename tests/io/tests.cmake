@@ -21,10 +21,14 @@ if(PW_FUZZ)
 endif()
 
 # `patchwork convert` checked by nibabel, an independent reader (skipped, exit 77, without python3-nibabel).
-find_package(Python3 COMPONENTS Interpreter QUIET)
-if(Python3_Interpreter_FOUND)
+# Debian's interpreter first: scripts/setup.sh installs python3-nibabel for it.
+find_program(PW_PYTHON3 python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(NOT PW_PYTHON3)
+  find_program(PW_PYTHON3 python3)
+endif()
+if(PW_PYTHON3)
   add_test(NAME io_convert_nibabel
-           COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_LIST_DIR}/nibabel_convert_check.py $<TARGET_FILE:patchwork>
+           COMMAND ${PW_PYTHON3} ${CMAKE_CURRENT_LIST_DIR}/nibabel_convert_check.py $<TARGET_FILE:patchwork>
                    ${PW_SHARED_DIR})
   set_tests_properties(io_convert_nibabel PROPERTIES SKIP_RETURN_CODE 77)
 endif()
