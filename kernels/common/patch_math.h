@@ -63,11 +63,18 @@ PW_HD inline float clamp_nan_lo(float x, float lo, float hi) {
 PW_HD inline float min2(float a, float b) { return a < b ? a : b; }
 PW_HD inline float max2(float a, float b) { return a > b ? a : b; }
 
-// Nearest voxel along an axis of n voxels: round half to even (grid_sample's rule); `inside`
-// tells whether that voxel exists. The returned index is clamped into [0, n-1] so that it can
-// always be read; callers use `inside` to zero the value.
+// The one nearest-neighbour rounding of every backend: half up, floor(x + 0.5). (grid_sample rounds
+// half to even; that differs only exactly at .5.) Half up maps a row of voxels lying exactly half-way
+// between grid voxels -- a patch offset by half a voxel, as tree tiling of an odd-sized axis gives --
+// one to one onto the grid; half to even sends pairs to the same even voxel and leaves every other
+// slice of a nearest stitch empty. Where x >= -0.5 is known, int(x + 0.5f) is the same value.
+PW_HD inline float round_nearest(float x) { return floorf(x + 0.5f); }
+
+// Nearest voxel along an axis of n voxels (round_nearest); `inside` tells whether that voxel
+// exists. The returned index is clamped into [0, n-1] so that it can always be read; callers use
+// `inside` to zero the value.
 PW_HD inline int nearest_axis(float x, int64_t n, bool& inside) {
-  float r = rintf(x);
+  float r = round_nearest(x);
   inside = (r >= 0.f) & (r <= float(n - 1));  // false for NaN too
   r = clamp_nan_lo(r, 0.f, float(n - 1));
   return int(r);

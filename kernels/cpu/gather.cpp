@@ -140,15 +140,16 @@ struct RowGather {
         if (kLinear)
           fast &= (floorf(lo) >= 0.f) & (floorf(hi) <= float(n[k] - 2));
         else
-          fast &= (rintf(lo) >= 0.f) & (rintf(hi) <= float(n[k] - 1));
+          fast &= (common::round_nearest(lo) >= 0.f) & (common::round_nearest(hi) <= float(n[k] - 1));
       }
       if (fast) {
         if (!kLinear) {
           for (int64_t i = 0; i < s2; ++i) {
             float fi = float(i);
-            Idx iz = ND == 3 ? Idx(rintf(common::coord(r[0], fi, st[0]))) : Idx(0);
-            Idx iy = Idx(rintf(common::coord(r[1], fi, st[1])));
-            Idx ix = Idx(rintf(common::coord(r[2], fi, st[2])));
+            // Coordinates are >= -0.5 here: truncating x + 0.5 is common::round_nearest.
+            Idx iz = ND == 3 ? Idx(common::coord(r[0], fi, st[0]) + 0.5f) : Idx(0);
+            Idx iy = Idx(common::coord(r[1], fi, st[1]) + 0.5f);
+            Idx ix = Idx(common::coord(r[2], fi, st[2]) + 0.5f);
             idx[i] = vox<Idx>(iz, iy, ix, H, W);
           }
           for (int64_t c = 0; c < C; ++c) gather_row(sq + c * V, idx.data(), s2, op + c * PN);

@@ -72,7 +72,8 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           for (int k = (ND == 3 ? 0 : 1); k < 3; ++k) {
             float a = r[k], b = common::coord(r[k], float(s2 - 1), st[k]);
             float rlo = common::min2(a, b), rhi = common::max2(a, b);
-            float flo = kLinear ? floorf(rlo) : rintf(rlo), fhi = kLinear ? floorf(rhi) + 1.f : rintf(rhi);
+            float flo = kLinear ? floorf(rlo) : common::round_nearest(rlo);
+            float fhi = kLinear ? floorf(rhi) + 1.f : common::round_nearest(rhi);
             fast &= (flo >= 0.f) & (fhi <= float(n[k] - 1));
             if (k == pa) {
               skip = !(fhi >= float(lo) && flo < float(hi));
@@ -87,9 +88,10 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
             if (fast) {
               for (int64_t i = 0; i < s2; ++i) {
                 const float fi = float(i);
-                const int64_t iz = ND == 3 ? int64_t(rintf(common::coord(r[0], fi, st[0]))) : 0;
-                const int64_t iy = int64_t(rintf(common::coord(r[1], fi, st[1])));
-                const int64_t ix = int64_t(rintf(common::coord(r[2], fi, st[2])));
+                // Coordinates are >= -0.5 here: truncating x + 0.5 is common::round_nearest.
+                const int64_t iz = ND == 3 ? int64_t(common::coord(r[0], fi, st[0]) + 0.5f) : 0;
+                const int64_t iy = int64_t(common::coord(r[1], fi, st[1]) + 0.5f);
+                const int64_t ix = int64_t(common::coord(r[2], fi, st[2]) + 0.5f);
                 idx[i] = (iz * n1 + iy) * n2 + ix;
                 ww[i] = w01 * w2[i];
               }
@@ -216,7 +218,8 @@ void scatter_affine_impl(const float* patches, int64_t patch_channels, const Pat
     pi.lo = 1;
     pi.hi = 0;
     if (!(cmin <= cmax)) continue;  // NaN matrix: nothing lands
-    float flo = (lin ? floorf(cmin) : rintf(cmin)) - 1.f, fhi = (lin ? floorf(cmax) + 1.f : rintf(cmax)) + 1.f;
+    float flo = (lin ? floorf(cmin) : common::round_nearest(cmin)) - 1.f;
+    float fhi = (lin ? floorf(cmax) + 1.f : common::round_nearest(cmax)) + 1.f;
     if (fhi < 0.f || flo > float(npa - 1)) continue;
     pi.lo = int64_t(common::max2(flo, 0.f));
     pi.hi = int64_t(common::min2(fhi, float(npa - 1)));

@@ -152,3 +152,22 @@ TEST_CASE("scatter_affine: flat window equals the gather adjoint; results do not
     }
   }
 }
+
+TEST_CASE("nearest stitch of a patch offset by half a voxel covers every voxel once (no empty slices)") {
+  // Tree tiling of an odd-sized axis with an even patch puts every patch voxel exactly half-way
+  // between two grid voxels. Rounding half up maps them one to one; half to even would send pairs to
+  // the even voxels and leave every other slice empty.
+  const int64_t nz = 31, ny = 6, nx = 5;
+  PatchGeom g = geom3(1, 1, {nz, ny, nx}, 1, {32, ny, nx});
+  std::vector<float> mats = {1, 0, 0, -0.5f, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1};
+  std::vector<float> patch(g.patch_numel(), 1.f), acc(g.vol_numel(), 0.f), w(g.vol_numel(), 0.f);
+  cpu::scatter_affine(patch.data(), g, mats.data(), nullptr, Interp::nearest, Window::flat, acc.data(), w.data());
+  for (int64_t i = 0; i < g.vol_numel(); ++i) REQUIRE(w[i] == 1.f);
+  // The gather is the adjoint: it reads each grid voxel once along the same rows.
+  std::vector<float> src(g.vol_numel());
+  for (int64_t i = 0; i < g.vol_numel(); ++i) src[i] = float(i);
+  std::vector<float> out(g.patch_numel());
+  cpu::gather_affine(src.data(), g, mats.data(), nullptr, Interp::nearest, false, out.data());
+  for (int64_t z = 0; z < 31; ++z) CHECK(out[z * ny * nx] == float(z * ny * nx));  // z - 0.5 rounds up to z
+  CHECK(out[31 * ny * nx] == 0.f);  // 30.5 rounds to 31: outside
+}
