@@ -82,7 +82,9 @@ static void label_map_into(const Prediction& p, const LabelInfo& info, const std
       bool accept;
       if (explicit_thresholds) accept = bp >= th[best];
       else if (info.ce_threshold) accept = bp >= *info.ce_threshold;
-      else accept = bp >= p.prob[v];  // plain argmax over background and labels
+      // Plain argmax over background and labels; a tie goes to the background, so a voxel no patch
+      // covered (every probability 0) stays 0.
+      else accept = bp > p.prob[v];
       if (!accept) continue;
     }
     out[v] = static_cast<T>(info.values.empty() ? best + 1 : info.values[best]);
