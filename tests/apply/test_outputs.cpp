@@ -173,3 +173,15 @@ TEST_CASE("outputs: label names as the Workbench XML label table in a NIfTI exte
   CHECK(out.rfind("30 caret\n", 0) == 0);
   CHECK(out.find("kidney &amp; &lt;adrenal&gt;") != std::string::npos);
 }
+
+TEST_CASE("atls: a voxel no patch covered (every probability 0) stays background") {
+  Prediction p = make_pred(true);
+  std::fill(p.prob.begin(), p.prob.end(), 0.f);
+  const int64_t n = p.grid.numel();
+  p.prob[1 * n + 3] = 0.7f;  // label 1 wins at voxel 3
+  p.prob[0 * n + 3] = 0.3f;
+  LabelInfo info;
+  info.categorical = true;
+  std::vector<int32_t> m = label_map(p, info, {0.5f, 0.5f}, false);
+  for (int64_t v = 0; v < n; ++v) CHECK(m[v] == (v == 3 ? 1 : 0));
+}
