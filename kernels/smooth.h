@@ -22,6 +22,15 @@ enum class SmoothKind : uint8_t { gaussian, box, max, min };
 // unscaled rotation). Written in axis order into u[3] (2D: u[0] = 1).
 void undersampling(const float* mat, int ndim, float u[3]);
 
+// The separable passes both backends run: the filter code (common::kSmooth*) and the filtered axes in
+// order (W first); an axis is filtered when its sigma > 0 (gaussian) or width > 1, and it has > 1 voxel.
+struct SmoothPlan {
+  int op = 0;
+  int num_axes = 0;
+  int axes[3] = {0, 0, 0};
+};
+SmoothPlan smooth_plan(SmoothKind kind, const int64_t vol[3], const float sigma[3], const int width[3]);
+
 namespace cpu {
 void smooth(const float* in, int64_t nc, const int64_t vol[3], SmoothKind kind, const float sigma[3],
             const int width[3], float* tmp, float* out);

@@ -21,19 +21,26 @@ void undersampling(const float* mat, int ndim, float u[3]) {
   }
 }
 
+SmoothPlan smooth_plan(SmoothKind kind, const int64_t vol[3], const float sigma[3], const int width[3]) {
+  SmoothPlan plan;
+  plan.op = kind == SmoothKind::gaussian ? common::kSmoothGaussian
+            : kind == SmoothKind::box    ? common::kSmoothBox
+            : kind == SmoothKind::max    ? common::kSmoothMax
+                                         : common::kSmoothMin;
+  for (int a = 2; a >= 0; --a) {
+    bool active = plan.op == common::kSmoothGaussian ? sigma[a] > 0.f : width[a] > 1;
+    if (active && vol[a] > 1) plan.axes[plan.num_axes++] = a;
+  }
+  return plan;
+}
+
 namespace cpu {
 
 void smooth(const float* in, int64_t nc, const int64_t vol[3], SmoothKind kind, const float sigma[3],
             const int width[3], float* tmp, float* out) {
-  const int op = kind == SmoothKind::gaussian ? common::kSmoothGaussian
-                 : kind == SmoothKind::box    ? common::kSmoothBox
-                 : kind == SmoothKind::max    ? common::kSmoothMax
-                                              : common::kSmoothMin;
-  std::vector<int> axes;
-  for (int a = 2; a >= 0; --a) {
-    bool active = op == common::kSmoothGaussian ? sigma[a] > 0.f : width[a] > 1;
-    if (active && vol[a] > 1) axes.push_back(a);
-  }
+  const SmoothPlan plan = smooth_plan(kind, vol, sigma, width);
+  const int op = plan.op;
+  const std::vector<int> axes(plan.axes, plan.axes + plan.num_axes);
   const int64_t total = nc * vol[0] * vol[1] * vol[2];
   if (axes.empty()) {
     std::memcpy(out, in, size_t(total) * sizeof(float));

@@ -26,15 +26,9 @@ __global__ void filter_kernel(const float* __restrict__ in, int64_t total, int64
 
 void smooth(const float* in, int64_t nc, const int64_t vol[3], SmoothKind kind, const float sigma[3],
             const int width[3], float* tmp, float* out) {
-  const int op = kind == SmoothKind::gaussian ? common::kSmoothGaussian
-                 : kind == SmoothKind::box    ? common::kSmoothBox
-                 : kind == SmoothKind::max    ? common::kSmoothMax
-                                              : common::kSmoothMin;
-  std::vector<int> axes;
-  for (int a = 2; a >= 0; --a) {
-    bool active = op == common::kSmoothGaussian ? sigma[a] > 0.f : width[a] > 1;
-    if (active && vol[a] > 1) axes.push_back(a);
-  }
+  const SmoothPlan plan = smooth_plan(kind, vol, sigma, width);
+  const int op = plan.op;
+  const std::vector<int> axes(plan.axes, plan.axes + plan.num_axes);
   const int64_t total = nc * vol[0] * vol[1] * vol[2];
   if (total == 0) return;
   if (axes.empty()) {
