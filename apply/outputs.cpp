@@ -138,7 +138,7 @@ std::string label_table_xml(const std::vector<int>& values, const std::vector<st
     << "<CaretExtension Version=\"1.0\">\n"
     << "  <VolumeInformation Index=\"0\">\n"
     << "    <LabelTable>\n"
-    << "      <Label Key=\"0\" Red=\"0.000\" Green=\"0.000\" Blue=\"0.000\" Alpha=\"0.000\">???</Label>\n";
+    << "      <Label Key=\"0\" Red=\"0.000\" Green=\"0.000\" Blue=\"0.000\" Alpha=\"0.000\">?\?\?</Label>\n";
   for (size_t k = 0; k < values.size(); ++k) {
     unsigned char c[3];
     label_colour(static_cast<int>(k) + 1, c);

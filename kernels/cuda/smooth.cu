@@ -28,16 +28,16 @@ void smooth(const float* in, int64_t nc, const int64_t vol[3], SmoothKind kind, 
             const int width[3], float* tmp, float* out) {
   const SmoothPlan plan = smooth_plan(kind, vol, sigma, width);
   const int op = plan.op;
-  const std::vector<int> axes(plan.axes, plan.axes + plan.num_axes);
   const int64_t total = nc * vol[0] * vol[1] * vol[2];
   if (total == 0) return;
-  if (axes.empty()) {
+  if (plan.num_axes == 0) {
     copy_device_to_device(out, in, size_t(total) * sizeof(float));
     return;
   }
   const float* cur = in;
-  float* dst = axes.size() % 2 ? out : tmp;
-  for (int a : axes) {
+  float* dst = plan.num_axes % 2 ? out : tmp;
+  for (int i = 0; i < plan.num_axes; ++i) {
+    const int a = plan.axes[i];
     int64_t inner = 1;
     for (int b = a + 1; b < 3; ++b) inner *= vol[b];
     const int R = op == common::kSmoothGaussian ? common::gaussian_radius(sigma[a]) : 0;
