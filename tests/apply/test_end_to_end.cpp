@@ -27,10 +27,19 @@ train::Subject subject_of(const std::string& name, const Phantom& p, const train
                              false);
 }
 
-}  // namespace
+// The tests' 2D phantoms: 64x64, two labels (organ, nodule).
+PhantomOptions phantom_2d() {
+  PhantomOptions po;
+  po.dims = {64, 64, 1};
+  po.spacing_mm = {1.2, 1.2, 3.0};
+  po.num_labels = 2;
+  return po;
+}
 
-TEST_CASE("end to end: train on 2D phantoms, apply with the CLI, Dice >= 0.9") {
-  const auto dir = test::temp_dir("e2e");
+// Trains a depth-2 2D patchwork (16^2 patches) on 6 phantoms (seeds phantom_seed .. +5); with `validate`
+// the 7th phantom validates through the application path. Returns the model file in `dir`.
+std::filesystem::path train_2d_model(const std::filesystem::path& dir, bool categorical, int seed,
+                                     int phantom_seed, bool validate) {
   json j = {{"depth", 2},
             {"ndim", 2},
             {"scheme", {{"patch_size", {16, 16}}, {"fov_rel", 0.7}, {"destvox_rel", 1}}},
@@ -45,32 +54,40 @@ TEST_CASE("end to end: train on 2D phantoms, apply with the CLI, Dice >= 0.9") {
             {"optimizer", {{"type", "adam"}, {"lr", 5e-3}}},
             {"time_limit_s", 40},
             {"threads", 2},
-            {"seed", 3}};
+            {"seed", seed}};
+  if (categorical) j["categorical"] = true;
   train::TrainConfig cfg = train::TrainConfig::from_json(j);
-  PhantomOptions po;
-  po.dims = {64, 64, 1};
-  po.spacing_mm = {1.2, 1.2, 3.0};
-  po.num_labels = 2;
+  PhantomOptions po = phantom_2d();
   std::vector<train::Subject> tr, va;
-  for (int i = 0; i < 7; ++i) {
-    po.seed = 100 + i;
+  for (int i = 0; i < (validate ? 7 : 6); ++i) {
+    po.seed = phantom_seed + i;
     (i < 6 ? tr : va).push_back(subject_of("p" + std::to_string(i), make_phantom(po), cfg.scheme));
   }
   train::TrainOptions to;
   to.out = dir / "model.safetensors";
   to.quiet = true;
   train::Trainer trainer(cfg, to);
-  trainer.set_predictor([](train::Model& m, train::Subject& s) { return apply::predict_subject(m, s); });
+  if (validate)
+    trainer.set_predictor([](train::Model& m, train::Subject& s) { return apply::predict_subject(m, s); });
   train::TrainResult res = trainer.run(tr, va);
   MESSAGE("trained " << res.iterations << " iterations in " << res.seconds << " s");
-  REQUIRE(std::filesystem::exists(to.out));
+  return to.out;
+}
 
+}  // namespace
+
+TEST_CASE("end to end: train on 2D phantoms, apply with the CLI, Dice >= 0.9") {
+  const auto dir = test::temp_dir("e2e");
+  const std::filesystem::path model = train_2d_model(dir, false, 3, 100, true);
+  REQUIRE(std::filesystem::exists(model));
+
+  PhantomOptions po = phantom_2d();
   po.seed = 999;
   Phantom test = make_phantom(po);
   write_phantom(test, (dir / "img.nii.gz").string(), (dir / "truth.nii.gz").string());
   const std::string bin = test::patchwork_bin();
   std::string out;
-  int rc = test::run_command(bin + " apply --quiet --model " + to.out.string() + " --in " +
+  int rc = test::run_command(bin + " apply --quiet --model " + model.string() + " --in " +
                                  (dir / "img.nii.gz").string() + " --out " + (dir / "pred.nii.gz").string() +
                                  " --window cos --label-names organ,nodule --preview " + (dir / "p.png").string(),
                              &out);
@@ -92,7 +109,7 @@ TEST_CASE("end to end: train on 2D phantoms, apply with the CLI, Dice >= 0.9") {
   CHECK(nodule >= 0.8);
 
   // Lazy random application: fewer patches, output still on the image grid.
-  rc = test::run_command(bin + " apply --model " + to.out.string() + " --in " + (dir / "img.nii.gz").string() +
+  rc = test::run_command(bin + " apply --model " + model.string() + " --in " + (dir / "img.nii.gz").string() +
                              " --out " + (dir / "lazy.nii.gz").string() +
                              " --generate-type random --num-patches 8 --branch-factor 2 --lazy-fraction 0.5"
                              " --num-chunks 4 --out-type float32",
@@ -143,37 +160,8 @@ TEST_CASE("cli: apply and eval refuse bad usage and bad input with one clear lin
 
 TEST_CASE("end to end: a categorical (softmax) model, atls in the original label values, --ce-threshold") {
   const auto dir = test::temp_dir("e2e_cat");
-  json j = {{"depth", 2},
-            {"ndim", 2},
-            {"scheme", {{"patch_size", {16, 16}}, {"fov_rel", 0.7}, {"destvox_rel", 1}}},
-            {"categorical_label", {1, 2}},
-            {"categorical", true},
-            {"network", {{"features", {8, 16}}}},
-            {"intermediate_out", 2},
-            {"num_its", 60},
-            {"num_patches", 12},
-            {"epochs", 2},
-            {"batch_size", 12},
-            {"balance", {{"ratio", 0.5}}},
-            {"optimizer", {{"type", "adam"}, {"lr", 5e-3}}},
-            {"time_limit_s", 40},
-            {"threads", 2},
-            {"seed", 4}};
-  train::TrainConfig cfg = train::TrainConfig::from_json(j);
-  PhantomOptions po;
-  po.dims = {64, 64, 1};
-  po.spacing_mm = {1.2, 1.2, 3.0};
-  po.num_labels = 2;
-  std::vector<train::Subject> tr, va;
-  for (int i = 0; i < 6; ++i) {
-    po.seed = 200 + i;
-    tr.push_back(subject_of("c" + std::to_string(i), make_phantom(po), cfg.scheme));
-  }
-  train::TrainOptions to;
-  to.out = dir / "model.safetensors";
-  to.quiet = true;
-  train::Trainer trainer(cfg, to);
-  trainer.run(tr, va);
+  const std::filesystem::path model = train_2d_model(dir, true, 4, 200, false);
+  PhantomOptions po = phantom_2d();
   po.seed = 998;
   Phantom test = make_phantom(po);
   write_phantom(test, (dir / "img.nii.gz").string(), (dir / "truth.nii.gz").string());
@@ -181,7 +169,7 @@ TEST_CASE("end to end: a categorical (softmax) model, atls in the original label
   std::string out;
   int64_t plain_voxels = 0;
   for (std::string extra : {"", " --ce-threshold 0.99"}) {
-    REQUIRE(test::run_command(bin + " apply --quiet --model " + to.out.string() + " --in " + (dir / "img.nii.gz").string() +
+    REQUIRE(test::run_command(bin + " apply --quiet --model " + model.string() + " --in " + (dir / "img.nii.gz").string() +
                                   " --out " + (dir / "pred.nii.gz").string() + extra,
                               &out) == 0);
     REQUIRE(test::run_command(bin + " eval --json --pred " + (dir / "pred.nii.gz").string() + " --ref " +
