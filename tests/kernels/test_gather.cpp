@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/test_util.h"
+#include "kernels/common/patch_math.h"
 #include "kernels/gather.h"
 #include "kernels/parallel.h"
 #include "patch_test_util.h"
@@ -256,4 +257,79 @@ TEST_CASE("gather_affine: inside mask follows the nearest voxel; linear weights 
   cpu::gather_affine(src.data(), g, m.data(), nullptr, Interp::linear, true, out.data());
   CHECK(out[0] == 0.f);
   CHECK(out[1] == 0.f);
+}
+
+// The CPU body takes vectorised fast paths for patches and rows that lie inside the source (index
+// buffers, pair gathers of x-neighbours); every voxel must still equal the per-voxel definition of
+// kernels/common/patch_math.h bit for bit. Patches fully inside, crossing the border, and placed half
+// a voxel off the grid; rows of 32 voxels and of 13 (vector tails); 2D and 3D.
+TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit") {
+  using namespace pw::kernels::common;
+  for (int d : {2, 3}) {
+    for (int64_t s : {int64_t(13), int64_t(32)}) {
+      const std::vector<int64_t> vol = d == 3 ? std::vector<int64_t>{40, 37, 45} : std::vector<int64_t>{70, 83};
+      const std::vector<int64_t> ps = d == 3 ? std::vector<int64_t>{7, 9, s} : std::vector<int64_t>{11, s};
+      PatchGeom g = d == 3 ? geom3(2, 1, vol, 24, ps) : geom2(2, 1, vol, 24, ps);
+      std::mt19937_64 rng(d * 100 + s);
+      std::uniform_real_distribution<double> uc(0.0, 1.0);
+      std::vector<float> mats;
+      for (int p = 0; p < 24; ++p) {
+        std::vector<double> c(d);
+        for (int a = 0; a < d; ++a) {
+          const double n = double(vol[a]);
+          c[a] = p < 12 ? n / 2 + (uc(rng) - 0.5) * 4 : uc(rng) * n;  // first half inside, then anywhere
+        }
+        push_random_matrix(mats, d, c, ps, 0.7, 1.3, rng);
+      }
+      // Two axis-aligned patches half a voxel off the grid (nearest rounds half up).
+      for (int p = 22; p < 24; ++p) {
+        float* m = mats.data() + p * (d + 1) * (d + 1);
+        for (int r = 0; r < d; ++r)
+          for (int col = 0; col <= d; ++col) m[r * (d + 1) + col] = col == r ? 1.f : col == d ? 5.5f + r : 0.f;
+      }
+      const std::vector<float> src = random_values(2 * g.vol_numel(), 7);
+      for (Interp mode : {Interp::nearest, Interp::linear}) {
+        std::vector<float> got(2 * 24 * g.patch_numel());
+        cpu::gather_affine(src.data(), g, mats.data(), nullptr, mode, false, got.data());
+        int64_t mismatches = 0;
+        for (int64_t p = 0; p < 24; ++p) {
+          const PatchMatrix M = load_patch_matrix(mats.data() + p * (d + 1) * (d + 1), d);
+          for (int64_t x0 = 0; x0 < g.patch[0]; ++x0)
+            for (int64_t x1 = 0; x1 < g.patch[1]; ++x1)
+              for (int64_t x2 = 0; x2 < g.patch[2]; ++x2) {
+                float co[3];
+                for (int k = 0; k < 3; ++k) co[k] = coord(row_start(M, k, float(x0), float(x1)), float(x2), M.m[k][2]);
+                const int64_t H = g.vol[1], W = g.vol[2];
+                for (int64_t c = 0; c < 2; ++c) {
+                  const float* sc = src.data() + c * g.vol_numel();
+                  float want;
+                  if (mode == Interp::nearest) {
+                    bool in0, in1, in2;
+                    const int i0 = nearest_axis(co[0], g.vol[0], in0), i1 = nearest_axis(co[1], H, in1),
+                              i2 = nearest_axis(co[2], W, in2);
+                    want = in0 && in1 && in2 ? sc[(i0 * H + i1) * W + i2] : 0.f;
+                  } else {
+                    LinearAxis az = linear_axis(co[0], g.vol[0]), ay = linear_axis(co[1], H), ax = linear_axis(co[2], W);
+                    if (d == 2) az = {0, 0, 1.f, 0.f};
+                    auto at = [&](int z, int y, int x) { return sc[(z * H + y) * W + x]; };
+                    if (d == 3) {
+                      const float v[8] = {at(az.i0, ay.i0, ax.i0), at(az.i0, ay.i0, ax.i1), at(az.i0, ay.i1, ax.i0),
+                                          at(az.i0, ay.i1, ax.i1), at(az.i1, ay.i0, ax.i0), at(az.i1, ay.i0, ax.i1),
+                                          at(az.i1, ay.i1, ax.i0), at(az.i1, ay.i1, ax.i1)};
+                      want = trilinear(v, az.w0, az.w1, ay.w0, ay.w1, ax.w0, ax.w1);
+                    } else {
+                      const float v[4] = {at(0, ay.i0, ax.i0), at(0, ay.i0, ax.i1), at(0, ay.i1, ax.i0),
+                                          at(0, ay.i1, ax.i1)};
+                      want = bilinear(v, ay.w0, ay.w1, ax.w0, ax.w1);
+                    }
+                  }
+                  const float have = got[(p * 2 + c) * g.patch_numel() + (x0 * g.patch[1] + x1) * g.patch[2] + x2];
+                  if (std::memcmp(&have, &want, sizeof(float)) != 0) ++mismatches;
+                }
+              }
+        }
+        CHECK_MESSAGE(mismatches == 0, "d=", d, " s=", s, " mode=", int(mode), ": ", mismatches, " voxels differ");
+      }
+    }
+  }
 }
