@@ -16,11 +16,17 @@ namespace pw::kernels::cuda {
 }
 }  // namespace pw::kernels::cuda
 
-#define PW_CUDA_CHECK(call)                                                                                  \
-  do {                                                                                                       \
-    cudaError_t pw_err_ = (call);                                                                            \
-    if (pw_err_ != cudaSuccess)                                                                              \
+// A failed runtime call also leaves its error as the thread's "last error"; it is cleared here, so
+// that a caught error is not reported a second time by the next PW_CUDA_CHECK_LAUNCH (which reads
+// cudaGetLastError) against an innocent kernel. Sticky errors (a crashed kernel) stay: every later
+// call reports them again.
+#define PW_CUDA_CHECK(call)                                                                                    \
+  do {                                                                                                         \
+    cudaError_t pw_err_ = (call);                                                                              \
+    if (pw_err_ != cudaSuccess) {                                                                              \
+      cudaGetLastError();                                                                                      \
       ::pw::kernels::cuda::throw_call_error("CUDA", #call, cudaGetErrorString(pw_err_), __FILE__, __LINE__); \
+    }                                                                                                          \
   } while (0)
 
 #define PW_CUDNN_CHECK(call)                                                                                  \

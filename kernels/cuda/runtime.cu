@@ -15,8 +15,13 @@ namespace pw::kernels::cuda {
 bool available() {
   static const bool ok = [] {
     int n = 0;
-    // Without a driver this returns an error: that means "no GPU".
-    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+    // Without a driver this returns an error: that means "no GPU". The error is cleared so that it
+    // is not reported later by a launch check (PW_CUDA_CHECK_LAUNCH reads cudaGetLastError).
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return n > 0;
   }();
   return ok;
 }
@@ -25,7 +30,10 @@ std::string device_description() {
   if (!available()) return "no CUDA GPU";
   int dev = 0;
   cudaDeviceProp p;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&p, dev) != cudaSuccess) return "CUDA GPU (unknown)";
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&p, dev) != cudaSuccess) {
+    cudaGetLastError();  // see available()
+    return "CUDA GPU (unknown)";
+  }
   char buf[512];
   std::snprintf(buf, sizeof buf, "%s (sm_%d%d, %.1f GiB)", p.name, p.major, p.minor,
                 double(p.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0));

@@ -56,6 +56,10 @@ TEST_CASE("CUDA, cuDNN and cuBLAS errors name the failing call") {
     const std::string m = e.what();
     CHECK_MESSAGE(m.find("CUDA error in cudaSetDevice(1 << 20): ") == 0, m);
   }
+  // With a GPU, the caught (non-sticky) error is not left behind as the "last error", where the
+  // next launch check (PW_CUDA_CHECK_LAUNCH) would blame an innocent kernel for it. (Without a
+  // driver every call, cudaGetLastError too, reports the missing driver.)
+  if (cuda_available()) CHECK(cudaGetLastError() == cudaSuccess);
   try {
     int dims[4] = {1, 1, 1, 1}, strides[4] = {1, 1, 1, 1};
     PW_CUDNN_CHECK(cudnnSetTensorNdDescriptor(nullptr, CUDNN_DATA_FLOAT, 4, dims, strides));
