@@ -1,12 +1,18 @@
 """PyTorch-on-GPU side of bench/bench_cuda.cpp: the same cases, the same shapes, the same card.
 
   python3 bench/peer_cuda.py            # prints one line per case: median ms and GFLOP/s
+  python3 bench/peer_cuda.py --json peer_cuda.json   # ... and writes them as JSON (card, versions, cases)
 
 Cases: conv3d forward and forward+backward (dx, dw, db) at batch 8, 32^3, k3 p1 for 8->16, 16->16,
 32->32; conv2d forward+backward at batch 32, 64^2, 32->32; the benchmark U-Net training step (forward,
 cross-entropy, backward, Adam; ../shared/peer-bench/bench_unet.py's network) at batch 8 and 64. Each with
 TF32 on and off. cudnn.benchmark is on (algorithms timed once per shape, as bench_cuda does).
 """
+import argparse
+import json
+import os
+import signal
+import sys
 import time
 
 import torch
@@ -44,14 +50,41 @@ class Block(nn.Module):
         return self.out(F.relu(self.c4(torch.cat([u, c2], 1))))
 
 
+RESULTS = []
+
+
 def report(name, tf32, sec, gflop):
     print(f"{name:45s} tf32={int(tf32)}  {sec * 1e3:8.3f} ms  {gflop / sec:8.1f} GFLOP/s", flush=True)
+    RESULTS.append({"name": name, "tf32": bool(tf32), "median_ms": sec * 1e3, "gflop_per_s": gflop / sec})
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", help="also write the results to this JSON file")
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("peer_cuda.py: PyTorch sees no CUDA GPU (torch " + torch.__version__ + "); nothing to measure")
+        return
     dev = torch.device("cuda")
     torch.backends.cudnn.benchmark = True
-    print(torch.cuda.get_device_name(0), "torch", torch.__version__, "cuDNN", torch.backends.cudnn.version())
+    info = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+            "cudnn": torch.backends.cudnn.version(), "cuda": torch.version.cuda}
+    print(info["device"], "torch", info["torch"], "cuDNN", info["cudnn"], "CUDA", info["cuda"])
+
+    def save():
+        if args.json:
+            with open(args.json + ".tmp", "w") as f:
+                json.dump({"context": info, "results": RESULTS}, f, indent=1)
+            os.replace(args.json + ".tmp", args.json)
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout`: still write what was measured
+    try:
+        run_cases(dev)
+    finally:
+        save()  # what was measured, also when a later case fails or the run is stopped
+
+
+def run_cases(dev):
     for tf32 in (True, False):
         torch.backends.cudnn.allow_tf32 = tf32
         torch.backends.cuda.matmul.allow_tf32 = tf32
