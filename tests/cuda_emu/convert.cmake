@@ -1,0 +1,85 @@
+# Turns CUDA sources into host C++ for the emulation test (tests/cuda_emu/tests.cmake runs it with
+# cmake -P at build time, so the output follows every edit of its input). No sed, no nvcc.
+#
+#   cmake -DMODE=cu     -DINPUT=kernels/cuda/gather.cu -DOUTPUT=emu_gather.cpp -P convert.cmake
+#     * `name<<<grid, block, shmem, stream>>>(args);` -> `::pw_emu::launch(threads, [&] { name(args); }, grid, block,
+#       shmem, stream);`: the configuration is compiled and checked, then the threads of the grid run one after
+#       another (threads = all), or, where the file's kernels synchronise (__syncthreads), one thread does it all;
+#     * `extern __shared__ T name[];` -> `T* name = ::pw_emu::dynamic_shared<T>();` (the launch's shmem bytes);
+#     * namespace pw::kernels::cuda -> pw::kernels::cuda_emu (so the emulated bodies never clash with the real
+#       CUDA objects of pw_kernels in a CUDA build);
+#     * #include "kernels/cuda/context.h" / "reduce.cuh" -> the host stand-ins emu_context.h / emu_reduce.h.
+#   cmake -DMODE=header -DINPUT=kernels/gather.h -DOUTPUT=emu_gather.h -P convert.cmake
+#     the header's `#ifdef PW_HAVE_CUDA` declarations, in namespace pw::kernels::cuda_emu.
+#   cmake -DMODE=loop   -DINPUT=kernels/cuda/context.h -DOUTPUT=emu_loop.h -P convert.cmake
+#     the real PW_CUDA_LOOP (grid-stride loop) macro.
+cmake_minimum_required(VERSION 3.18)
+foreach(v MODE INPUT OUTPUT)
+  if(NOT DEFINED ${v})
+    message(FATAL_ERROR "convert.cmake: ${v} is not set")
+  endif()
+endforeach()
+file(READ "${INPUT}" text)
+get_filename_component(name "${INPUT}" NAME)
+set(head "// GENERATED from ${INPUT} by tests/cuda_emu/convert.cmake (MODE=${MODE}); do not edit.\n")
+
+if(MODE STREQUAL "cu")
+  string(FIND "${text}" "namespace pw::kernels::cuda {" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "convert.cmake: ${INPUT} has no 'namespace pw::kernels::cuda {'")
+  endif()
+  string(REPLACE "namespace pw::kernels::cuda {" "namespace pw::kernels::cuda_emu {" text "${text}")
+  string(REPLACE "#include \"kernels/cuda/context.h\"" "#include \"emu_context.h\"" text "${text}")
+  string(REPLACE "#include \"kernels/cuda/reduce.cuh\"" "#include \"emu_reduce.h\"" text "${text}")
+  if(text MATCHES "#include \"kernels/cuda/")
+    message(FATAL_ERROR "convert.cmake: ${INPUT} includes a kernels/cuda/ header with no host stand-in")
+  endif()
+  if(text MATCHES "cuda::")
+    message(FATAL_ERROR "convert.cmake: ${INPUT} names cuda:: explicitly (not renamed for the emulation)")
+  endif()
+  # Kernel launches `name<<<config>>>(args);` (the name may carry template arguments without nested <>)
+  # become `::pw_emu::launch(kind, [&] { name(args); }, config);`. A file whose kernels synchronise
+  # their threads runs each launch as one thread; otherwise every thread of the grid runs in turn.
+  if(text MATCHES "__syncthreads")
+    set(kind "::pw_emu::Threads::one")
+  else()
+    set(kind "::pw_emu::Threads::all")
+  endif()
+  string(REGEX REPLACE "([A-Za-z_][A-Za-z_0-9]*(<[^<>;]*>)?)[ ]*<<<([^;]*)>>>[ ]*\\(([^;]*)\\);"
+                       "::pw_emu::launch(${kind}, [&] { \\1(\\4); }, \\3);" text "${text}")
+  if(text MATCHES "<<<|>>>")
+    message(FATAL_ERROR "convert.cmake: ${INPUT} has a kernel launch this script cannot convert")
+  endif()
+  string(REGEX REPLACE "extern __shared__ ([A-Za-z_0-9]+) ([A-Za-z_0-9]+)\\[\\];"
+                       "\\1* \\2 = ::pw_emu::dynamic_shared<\\1>();" text "${text}")
+  if(text MATCHES "__shared__|__shfl|__ballot|__any_sync|__all_sync|cooperative_groups")
+    message(FATAL_ERROR "convert.cmake: ${INPUT} uses block-level shared memory or warp intrinsics that one "
+                        "host thread cannot emulate honestly")
+  endif()
+  file(WRITE "${OUTPUT}" "${head}#line 1 \"${INPUT}\"\n${text}")
+
+elseif(MODE STREQUAL "header")
+  string(REGEX MATCH "#ifdef PW_HAVE_CUDA\n(.*)" tail "${text}")
+  if(NOT tail)
+    message(FATAL_ERROR "convert.cmake: ${INPUT} has no '#ifdef PW_HAVE_CUDA' block")
+  endif()
+  string(FIND "${tail}" "#endif" end)
+  string(SUBSTRING "${tail}" 0 ${end} block)
+  string(REPLACE "#ifdef PW_HAVE_CUDA\n" "" block "${block}")
+  string(REPLACE "namespace pw::kernels::cuda {" "namespace pw::kernels::cuda_emu {" block "${block}")
+  string(REPLACE "namespace cuda {" "namespace pw::kernels::cuda_emu {" block "${block}")
+  if(NOT block MATCHES "namespace pw::kernels::cuda_emu {")
+    message(FATAL_ERROR "convert.cmake: the PW_HAVE_CUDA block of ${INPUT} declares no namespace cuda")
+  endif()
+  file(WRITE "${OUTPUT}" "${head}#pragma once\n#include \"kernels/${name}\"\n\n${block}")
+
+elseif(MODE STREQUAL "loop")
+  string(REGEX MATCH "#define PW_CUDA_LOOP[^\n]*\\\\\n[^\n]*" loop "${text}")
+  if(NOT loop)
+    message(FATAL_ERROR "convert.cmake: no two-line '#define PW_CUDA_LOOP' in ${INPUT}")
+  endif()
+  file(WRITE "${OUTPUT}" "${head}#pragma once\n${loop}\n")
+
+else()
+  message(FATAL_ERROR "convert.cmake: unknown MODE '${MODE}' (cu, header or loop)")
+endif()
