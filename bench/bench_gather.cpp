@@ -83,13 +83,16 @@ PatchGeom cube_geom(int64_t V, int64_t S, int64_t P) {
 
 struct Case {
   static constexpr int64_t V = 256, S = 32, P = 64;
-  std::vector<float> vol, mats, mats_aligned, patches, acc, weight;
+  // Volumes and patches live in engine tensors, as in the product (64-byte aligned; blocks of 8 MiB
+  // and more on transparent huge pages where the OS offers them).
+  pw::Tensor vol, patches, acc, weight;
+  std::vector<float> mats, mats_aligned;
   PatchGeom g;
   Case() {
     std::mt19937_64 rng(0);
     std::normal_distribution<float> nd;
-    vol.resize(V * V * V);
-    for (auto& v : vol) v = nd(rng);
+    vol = pw::Tensor::empty({V * V * V});
+    for (int64_t i = 0; i < vol.numel(); ++i) vol.f32()[i] = nd(rng);
     mats = random_mats(V, S, P, rng);
     g = cube_geom(V, S, P);
     // bench_scatter.py's placement: axis-aligned patches at random integer offsets in [0, V-S].
@@ -98,9 +101,9 @@ struct Case {
       const float o[3] = {float(uo(rng)), float(uo(rng)), float(uo(rng))};
       mats_aligned.insert(mats_aligned.end(), {1, 0, 0, o[0], 0, 1, 0, o[1], 0, 0, 1, o[2], 0, 0, 0, 1});
     }
-    patches.resize(P * S * S * S);
-    acc.assign(vol.size(), 0.f);
-    weight.assign(vol.size(), 0.f);
+    patches = pw::Tensor::zeros({P * S * S * S});
+    acc = pw::Tensor::zeros({V * V * V});
+    weight = pw::Tensor::zeros({V * V * V});
   }
 };
 
@@ -119,8 +122,8 @@ void BM_gather(benchmark::State& state, Interp mode) {
   pw::set_num_threads(int(state.range(0)));
   Case& c = the_case();
   for (auto _ : state) {
-    cpu::gather_affine(c.vol.data(), c.g, c.mats.data(), nullptr, mode, false, c.patches.data());
-    benchmark::DoNotOptimize(c.patches.data());
+    cpu::gather_affine(c.vol.f32(), c.g, c.mats.data(), nullptr, mode, false, c.patches.f32());
+    benchmark::DoNotOptimize(c.patches.f32());
     benchmark::ClobberMemory();
   }
   set_counters(state, mode == Interp::nearest ? 8.0 : 36.0);
@@ -129,11 +132,11 @@ void BM_gather(benchmark::State& state, Interp mode) {
 void BM_stitch(benchmark::State& state, Interp mode) {
   pw::set_num_threads(int(state.range(0)));
   Case& c = the_case();
-  cpu::gather_affine(c.vol.data(), c.g, c.mats.data(), nullptr, mode, false, c.patches.data());
+  cpu::gather_affine(c.vol.f32(), c.g, c.mats.data(), nullptr, mode, false, c.patches.f32());
   for (auto _ : state) {
-    cpu::scatter_affine(c.patches.data(), c.g, c.mats.data(), nullptr, mode, Window::cos, c.acc.data(),
-                        c.weight.data());
-    benchmark::DoNotOptimize(c.acc.data());
+    cpu::scatter_affine(c.patches.f32(), c.g, c.mats.data(), nullptr, mode, Window::cos, c.acc.f32(),
+                        c.weight.f32());
+    benchmark::DoNotOptimize(c.acc.f32());
     benchmark::ClobberMemory();
   }
   set_counters(state, mode == Interp::nearest ? 20.0 : 4.0 + 8 * 16.0);
@@ -144,9 +147,9 @@ void BM_stitch_aligned(benchmark::State& state) {
   pw::set_num_threads(int(state.range(0)));
   Case& c = the_case();
   for (auto _ : state) {
-    cpu::scatter_affine(c.patches.data(), c.g, c.mats_aligned.data(), nullptr, Interp::nearest, Window::cos,
-                        c.acc.data(), c.weight.data());
-    benchmark::DoNotOptimize(c.acc.data());
+    cpu::scatter_affine(c.patches.f32(), c.g, c.mats_aligned.data(), nullptr, Interp::nearest, Window::cos,
+                        c.acc.f32(), c.weight.f32());
+    benchmark::DoNotOptimize(c.acc.f32());
     benchmark::ClobberMemory();
   }
   set_counters(state, 20.0);
@@ -156,8 +159,8 @@ void BM_gather_backward(benchmark::State& state, Interp mode) {
   pw::set_num_threads(int(state.range(0)));
   Case& c = the_case();
   for (auto _ : state) {
-    cpu::gather_affine_backward(c.patches.data(), c.g, c.mats.data(), nullptr, mode, false, c.acc.data());
-    benchmark::DoNotOptimize(c.acc.data());
+    cpu::gather_affine_backward(c.patches.f32(), c.g, c.mats.data(), nullptr, mode, false, c.acc.f32());
+    benchmark::DoNotOptimize(c.acc.f32());
     benchmark::ClobberMemory();
   }
   set_counters(state, mode == Interp::nearest ? 12.0 : 4.0 + 8 * 8.0);
