@@ -241,3 +241,20 @@ TEST_CASE("emulated CUDA smooth (gaussian, box, max, min; 2D, 3D; 0 to 3 axes) e
         else expect_close(eo, co, what.str());
       }
 }
+
+TEST_CASE("emulated CUDA gather_affine and scatter_affine reject a bad ndim as the CPU bodies do") {
+  PatchGeom g = geom3(1, 1, {4, 4, 4}, 1, {2, 2, 2});
+  g.ndim = 4;
+  const std::vector<float> mats(25, 0.f), src(64, 1.f), patches(8, 1.f);
+  std::vector<float> out(8), acc(64), weight(64);
+  CHECK_THROWS_AS(cpu::gather_affine(src.data(), g, mats.data(), nullptr, Interp::linear, false, out.data()),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(cuda_emu::gather_affine(src.data(), g, mats.data(), nullptr, Interp::linear, false, out.data()),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(cpu::scatter_affine(patches.data(), g, mats.data(), nullptr, Interp::nearest, Window::flat,
+                                      acc.data(), weight.data()),
+                  std::invalid_argument);
+  CHECK_THROWS_AS(cuda_emu::scatter_affine(patches.data(), g, mats.data(), nullptr, Interp::nearest, Window::flat,
+                                           acc.data(), weight.data()),
+                  std::invalid_argument);
+}
