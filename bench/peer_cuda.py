@@ -7,6 +7,8 @@ Cases: conv3d forward and forward+backward (dx, dw, db) at batch 8, 32^3, k3 p1 
 32->32; conv2d forward+backward at batch 32, 64^2, 32->32; the benchmark U-Net training step (forward,
 cross-entropy, backward, Adam; ../shared/peer-bench/bench_unet.py's network) at batch 8 and 64. Each with
 TF32 on and off. cudnn.benchmark is on (algorithms timed once per shape, as bench_cuda does).
+Then bench_gather's CUDA cases: grid_sample of 4096 affine 32^3 patches from a 512^3 volume (nearest,
+trilinear) and a 1 GiB device copy.
 """
 import argparse
 import json
@@ -131,6 +133,42 @@ def run_cases(dev):
                 opt.step()
 
             report(f"unet_train_step batch {n}", tf32, timeit(step), 3 * fwd)
+    run_gather(dev)
+
+
+def run_gather(dev, V=512, S=32, P=4096):
+    """bench_gather's BM_cuda_* cases: 4096 affine patches of 32^3 from a 512^3 volume by grid_sample
+    (align_corners=True, the sample coordinates precomputed, as in ../shared/peer-bench/bench_gather.py),
+    and a 1 GiB device-to-device copy. Rates: output Mvox/s and GB/s (bytes per output voxel as in
+    bench_gather: copy 8, nearest 8, trilinear 36)."""
+    g = torch.Generator(device="cpu").manual_seed(1)
+    vol = torch.randn(1, 1, V, V, V, generator=g).to(dev)
+    q, r = torch.linalg.qr(torch.randn(P, 3, 3, generator=g))
+    q = q * torch.sign(torch.diagonal(r, dim1=1, dim2=2))[:, None, :]  # uniform random rotations
+    a = q @ torch.diag_embed(0.8 + 0.45 * torch.rand(P, 3, generator=g))
+    c = 48 + (V - 96) * torch.rand(P, 3, generator=g)
+    u = torch.stack(torch.meshgrid(*[torch.arange(S, dtype=torch.float32)] * 3, indexing="ij"), -1)
+    u = u.reshape(-1, 3) - (S - 1) / 2
+    a, c, u = a.to(dev), c.to(dev), u.to(dev)
+    pts = torch.baddbmm(c[:, None, :], u.expand(P, -1, -1), a.transpose(1, 2))  # (P, S^3, 3) z,y,x
+    grid = pts.flip(-1).mul_(2.0 / (V - 1)).sub_(1.0).reshape(1, P * S, S, S, 3).contiguous()
+    del pts
+    nvox = P * S ** 3
+
+    def rate(name, sec, vox, bytes_per_vox):
+        print(f"{name:45s}         {sec * 1e3:8.3f} ms  {vox / sec / 1e6:8.1f} Mvox/s  "
+              f"{vox * bytes_per_vox / sec / 1e9:7.1f} GB/s", flush=True)
+        RESULTS.append({"name": name, "median_ms": sec * 1e3, "mvox_per_s": vox / sec / 1e6,
+                        "gb_per_s": vox * bytes_per_vox / sec / 1e9})
+
+    src = torch.zeros(V ** 3 * 2, device=dev)  # 1 GiB at V = 512
+    dst = torch.empty_like(src)
+    rate("cuda_copy 1 GiB", timeit(lambda: dst.copy_(src)), src.numel(), 8)
+    del src, dst
+    with torch.no_grad():
+        for mode, bpv in (("nearest", 8), ("bilinear", 36)):  # 'bilinear' on 5-D input = trilinear
+            rate(f"cuda_gather_{'trilinear' if mode == 'bilinear' else mode} 4096x32^3 from 512^3",
+                 timeit(lambda: F.grid_sample(vol, grid, mode=mode, align_corners=True), reps=10), nvox, bpv)
 
 
 if __name__ == "__main__":

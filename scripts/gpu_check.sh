@@ -10,8 +10,9 @@
 #   bench_cuda.json        bench_cuda (conv3d/conv2d GFLOP/s, U-Net step batch 8/64, TF32 on/off)
 #   bench_gather_cuda.json bench_gather's BM_cuda_* cases (copy, gather, stitch)
 #   peer_cuda.json         bench/peer_cuda.py: PyTorch + cuDNN, the same cases, the same card
+#   sanitizer.txt          only when tests_engine failed: its CUDA tests again under compute-sanitizer
 #
-# PREPARE (here, on the build machine without a GPU; ~10 min of nvcc+g++ on 2 shared cores):
+# PREPARE (here, on the build machine without a GPU; 4 min on 2 cores with a warm ccache, longer cold):
 #   scripts/gpu_check.sh --pack
 # which runs exactly
 #   cmake -S . -B build-gpu -DPW_CUDA=ON -DPW_TESTS=ON -DPW_BENCH=ON -DPW_NATIVE=OFF \
@@ -19,7 +20,7 @@
 #   cmake --build build-gpu -j2 --target pw_tests_engine pw_tests_kernels pw_tests_train bench_cuda \
 #         bench_gather patchwork
 # and copies the 6 programs, Debian's libbenchmark.so.1debian (not on the GPU image) and BUILD_INFO (a
-# hash of the sources) into build-gpu/pack (~25 MiB; the working tree plus carried paths must stay
+# hash of the sources) into build-gpu/pack (19 MiB; the working tree plus carried paths must stay
 # under 64 MiB). sm_90 = H100 and H200; PW_NATIVE=OFF + x86-64-v3 (AVX2) so the host code runs on
 # any recent x86-64 CPU there. Rebuild the pack after any source change: the script compares the hash
 # and says "STALE" when the sources differ from what the pack was built from.
@@ -27,8 +28,13 @@
 # CALL (device tool):
 #   run(command="bash scripts/gpu_check.sh", carry=["build-gpu/pack"], timeout_s=600)
 # The script keeps itself within PW_GPU_BUDGET_S (default 530 s) and gives each step a time limit,
-# so partial results come back even when a step hangs. Without the pack it builds there (needs
-# Eigen3, nlohmann-json, doctest, zlib headers on that image; if they are missing it says so).
+# so partial results come back even when a step hangs. A session has 15 min of device time in all
+# (the machine's start, ~1-2 min, included): to keep room for a second run after a fix, call
+#   run(command="PW_GPU_BUDGET_S=360 bash scripts/gpu_check.sh", carry=["build-gpu/pack"], timeout_s=420)
+# Steps in order (limit): tests_engine (180 s), tests_kernels (90), tests_train_cli (90),
+# bench_cuda (150), peer_cuda (150), bench_gather_cuda (90), sanitizer (150, only after a failure).
+# Without the pack it builds there (needs Eigen3, nlohmann-json, doctest, zlib headers on that image;
+# if they are missing it says so; Google Benchmark missing = no benchmarks).
 # cuDNN and cuBLAS are found on the GPU machine (CUDA toolkit or PyTorch's nvidia-* pip packages)
 # and put on LD_LIBRARY_PATH; the log shows `ldd` of every program.
 # Without a GPU the script prints "no GPU" and exits 0 after the checks that need none.
@@ -231,6 +237,11 @@ step peer_cuda 150 - env PYTHONUNBUFFERED=1 "$PY" bench/peer_cuda.py --json "$OU
 if [ -n "$BIN" ] && [ -x "$BIN/bench_gather" ]; then
   step bench_gather_cuda 90 - "$BIN/bench_gather" --benchmark_filter=BM_cuda --benchmark_min_time=0.3 \
     --benchmark_out="$OUT/bench_gather_cuda.json" --benchmark_out_format=json
+fi
+# A failed CUDA test run: the parity file again under compute-sanitizer (memcheck), with the time left.
+if [ -n "$BIN" ] && ! grep -q "Status: SUCCESS" "$OUT/tests_engine.txt" 2>/dev/null && command -v compute-sanitizer >/dev/null; then
+  step sanitizer 150 sanitizer.txt compute-sanitizer --tool memcheck --print-limit 20 "$BIN/pw_tests_engine" \
+    -sf="*test_cuda_*"
 fi
 nvidia-smi --query-gpu=name,temperature.gpu,clocks.sm,clocks.max.sm,power.draw --format=csv 2>/dev/null || true
 
