@@ -4,8 +4,8 @@
 # train` on the GPU), the CUDA benchmarks and the PyTorch peer on the same card, each step under its
 # own time limit, and leaves at most 8 files in $OUT (the device tool brings back no more):
 #   gpu_check.log          everything: card, libraries, step summary, benchmark console output
-#   tests_engine.txt       pw_tests_engine, CUDA test files (doctest console reporter, per-test durations)
-#   tests_kernels.txt      pw_tests_kernels, the GPU patch-kernel cases
+#   tests_engine.txt       pw_tests_engine, all of it (doctest console reporter, per-test durations)
+#   tests_kernels.txt      pw_tests_kernels, all of it (the GPU patch-kernel cases are test_patch_gpu.cpp)
 #   tests_train_cli.txt    pw_tests_train, "cli: patchwork train" (trains on the GPU: default device)
 #   bench_cuda.json        bench_cuda (conv3d/conv2d GFLOP/s, U-Net step batch 8/64, TF32 on/off)
 #   bench_gather_cuda.json bench_gather's BM_cuda_* cases (copy, gather, stitch)
@@ -204,6 +204,7 @@ fi
 if [ -z "$BIN" ]; then
   say "no test programs: nothing to run"
 else
+  export PATCHWORK_BIN=$BIN/patchwork  # the CLI tests' program (the compiled-in default is the build folder here)
   for p in "$BIN"/pw_tests_engine "$BIN"/bench_cuda "$BIN"/patchwork; do
     [ -x "$p" ] || continue
     echo "ldd $(basename "$p"):"
@@ -224,9 +225,12 @@ fi
 
 # ---- the GPU steps, most important first ----------------------------------------------------------
 if [ -n "$BIN" ]; then
-  step tests_engine 180 tests_engine.txt "$BIN/pw_tests_engine" --duration=true -sf="*test_cuda_*"
-  step tests_kernels 90 tests_kernels.txt "$BIN/pw_tests_kernels" --duration=true -sf="*test_patch_gpu*"
-  step tests_train_cli 90 tests_train_cli.txt env PATCHWORK_BIN="$BIN/patchwork" "$BIN/pw_tests_train" \
+  # The whole programs (their CPU cases take seconds; the ../shared fixtures do not travel, so the
+  # tests that need them say "skipped"): CUDA cases are in test_cuda_*.cpp, test_patch_op.cpp,
+  # test_autograd.cpp (default device) and tests/kernels/test_patch_gpu.cpp.
+  step tests_engine 180 tests_engine.txt "$BIN/pw_tests_engine" --duration=true
+  step tests_kernels 90 tests_kernels.txt "$BIN/pw_tests_kernels" --duration=true
+  step tests_train_cli 90 tests_train_cli.txt "$BIN/pw_tests_train" \
     --duration=true -tc="cli: patchwork train*"
   if [ -x "$BIN/bench_cuda" ]; then
     step bench_cuda 150 - "$BIN/bench_cuda" --benchmark_min_time=0.3 \
@@ -241,7 +245,7 @@ fi
 # A failed CUDA test run: the parity file again under compute-sanitizer (memcheck), with the time left.
 if [ -n "$BIN" ] && ! grep -q "Status: SUCCESS" "$OUT/tests_engine.txt" 2>/dev/null && command -v compute-sanitizer >/dev/null; then
   step sanitizer 150 sanitizer.txt compute-sanitizer --tool memcheck --print-limit 20 "$BIN/pw_tests_engine" \
-    -sf="*test_cuda_*"
+    -sf="*test_cuda_*,*test_patch_op*"
 fi
 nvidia-smi --query-gpu=name,temperature.gpu,clocks.sm,clocks.max.sm,power.draw --format=csv 2>/dev/null || true
 
