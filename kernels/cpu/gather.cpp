@@ -52,20 +52,32 @@ inline void gather_row(const T* __restrict__ src, const Idx* __restrict__ idx, i
   for (int64_t i = 0; i < n; ++i) out[i] = O(src[idx[i]]);
 }
 
-// Phase 1 of a nearest row inside the source (all coordinates >= -0.5): the source index per voxel.
+// The source index of voxel i of a nearest row inside the source (all coordinates >= -0.5, so that
+// truncating x + 0.5 is common::round_nearest).
 template <int ND, class Idx>
-inline void nearest_row_indices(const float r[3], const float st[3], int64_t n, Idx H, Idx W,
-                                         Idx* __restrict__ idx) {
+inline Idx nearest_index(float r0, float r1, float r2, float t0, float t1, float t2, int i, Idx H, Idx W) {
+  const float fi = float(i);
+  const Idx iz = ND == 3 ? Idx(common::coord(r0, fi, t0) + 0.5f) : Idx(0);
+  const Idx iy = Idx(common::coord(r1, fi, t1) + 0.5f);
+  const Idx ix = Idx(common::coord(r2, fi, t2) + 0.5f);
+  return vox<Idx>(iz, iy, ix, H, W);
+}
+
+// A nearest row inside the source, one channel: indices and loads in one vectorised loop.
+template <int ND, class T, class O, class Idx>
+inline void nearest_row(const T* __restrict__ src, const float r[3], const float st[3], int64_t n, Idx H, Idx W,
+                        O* __restrict__ out) {
   const float r0 = r[0], r1 = r[1], r2 = r[2], t0 = st[0], t1 = st[1], t2 = st[2];
   const int ni = int(n);  // an int counter: int -> float converts in vectors, int64 -> float does not
-  for (int i = 0; i < ni; ++i) {
-    const float fi = float(i);
-    // Truncating x + 0.5 (x >= -0.5) is common::round_nearest.
-    const Idx iz = ND == 3 ? Idx(common::coord(r0, fi, t0) + 0.5f) : Idx(0);
-    const Idx iy = Idx(common::coord(r1, fi, t1) + 0.5f);
-    const Idx ix = Idx(common::coord(r2, fi, t2) + 0.5f);
-    idx[i] = vox<Idx>(iz, iy, ix, H, W);
-  }
+  for (int i = 0; i < ni; ++i) out[i] = O(src[nearest_index<ND>(r0, r1, r2, t0, t1, t2, i, H, W)]);
+}
+
+// Phase 1 of a nearest row inside the source with several channels: the source index per voxel.
+template <int ND, class Idx>
+inline void nearest_row_indices(const float r[3], const float st[3], int64_t n, Idx H, Idx W, Idx* __restrict__ idx) {
+  const float r0 = r[0], r1 = r[1], r2 = r[2], t0 = st[0], t1 = st[1], t2 = st[2];
+  const int ni = int(n);
+  for (int i = 0; i < ni; ++i) idx[i] = nearest_index<ND>(r0, r1, r2, t0, t1, t2, i, H, W);
 }
 
 // Phase 1 of a (bi/tri)linear row inside the source (all coordinates >= 0): corner-0 index and
@@ -239,8 +251,12 @@ struct RowGather {
       }
       if (fast) {
         if (!kLinear) {
-          nearest_row_indices<ND>(r, st, s2, H, W, idx.data());
-          for (int64_t c = 0; c < C; ++c) gather_row(sq + c * V, idx.data(), s2, op + c * PN);
+          if (C == 1) {
+            nearest_row<ND>(sq, r, st, s2, H, W, op);
+          } else {  // the indices once, then a gather per channel
+            nearest_row_indices<ND>(r, st, s2, H, W, idx.data());
+            for (int64_t c = 0; c < C; ++c) gather_row(sq + c * V, idx.data(), s2, op + c * PN);
+          }
         } else {
           linear_row_coords<ND>(r, st, s2, H, W, idx.data(), fz.data(), fy.data(), fx.data());
           for (int64_t c = 0; c < C; ++c)
