@@ -102,11 +102,14 @@ step() {
   fi
   say "RUN  $name (limit ${max}s): $*"
   local t=$(date +%s) rc
+  # Line-buffered output, so that what a killed step printed is not lost in a buffer.
+  local lb=()
+  command -v stdbuf >/dev/null && lb=(stdbuf -oL -eL)
   if [ "$outfile" = "-" ]; then
-    timeout -k 10 "$max" "$@"
+    timeout -k 10 "$max" "${lb[@]}" "$@"
     rc=$?
   else
-    timeout -k 10 "$max" "$@" 2>&1 | tee "$OUT/$outfile"
+    timeout -k 10 "$max" "${lb[@]}" "$@" 2>&1 | tee "$OUT/$outfile"
     rc=$?
   fi
   local status=ok
