@@ -262,14 +262,15 @@ TEST_CASE("gather_affine: inside mask follows the nearest voxel; linear weights 
 // The CPU body takes vectorised fast paths for patches and rows that lie inside the source (index
 // buffers, pair gathers of x-neighbours); every voxel must still equal the per-voxel definition of
 // kernels/common/patch_math.h bit for bit. Patches fully inside, crossing the border, and placed half
-// a voxel off the grid; rows of 32 voxels and of 13 (vector tails); 2D and 3D.
+// a voxel off the grid; rows of 32 voxels and of 13 (vector tails); 2D and 3D; one channel and two.
 TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit") {
   using namespace pw::kernels::common;
+  for (int64_t C : {int64_t(1), int64_t(2)})
   for (int d : {2, 3}) {
     for (int64_t s : {int64_t(13), int64_t(32)}) {
       const std::vector<int64_t> vol = d == 3 ? std::vector<int64_t>{40, 37, 45} : std::vector<int64_t>{70, 83};
       const std::vector<int64_t> ps = d == 3 ? std::vector<int64_t>{7, 9, s} : std::vector<int64_t>{11, s};
-      PatchGeom g = d == 3 ? geom3(2, 1, vol, 24, ps) : geom2(2, 1, vol, 24, ps);
+      PatchGeom g = d == 3 ? geom3(C, 1, vol, 24, ps) : geom2(C, 1, vol, 24, ps);
       std::mt19937_64 rng(d * 100 + s);
       std::uniform_real_distribution<double> uc(0.0, 1.0);
       std::vector<float> mats;
@@ -287,9 +288,9 @@ TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit"
         for (int r = 0; r < d; ++r)
           for (int col = 0; col <= d; ++col) m[r * (d + 1) + col] = col == r ? 1.f : col == d ? 5.5f + r : 0.f;
       }
-      const std::vector<float> src = random_values(2 * g.vol_numel(), 7);
+      const std::vector<float> src = random_values(C * g.vol_numel(), 7);
       for (Interp mode : {Interp::nearest, Interp::linear}) {
-        std::vector<float> got(2 * 24 * g.patch_numel());
+        std::vector<float> got(C * 24 * g.patch_numel());
         cpu::gather_affine(src.data(), g, mats.data(), nullptr, mode, false, got.data());
         int64_t mismatches = 0;
         for (int64_t p = 0; p < 24; ++p) {
@@ -300,7 +301,7 @@ TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit"
                 float co[3];
                 for (int k = 0; k < 3; ++k) co[k] = coord(row_start(M, k, float(x0), float(x1)), float(x2), M.m[k][2]);
                 const int64_t H = g.vol[1], W = g.vol[2];
-                for (int64_t c = 0; c < 2; ++c) {
+                for (int64_t c = 0; c < C; ++c) {
                   const float* sc = src.data() + c * g.vol_numel();
                   float want;
                   if (mode == Interp::nearest) {
@@ -323,12 +324,12 @@ TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit"
                       want = bilinear(v, ay.w0, ay.w1, ax.w0, ax.w1);
                     }
                   }
-                  const float have = got[(p * 2 + c) * g.patch_numel() + (x0 * g.patch[1] + x1) * g.patch[2] + x2];
+                  const float have = got[(p * C + c) * g.patch_numel() + (x0 * g.patch[1] + x1) * g.patch[2] + x2];
                   if (std::memcmp(&have, &want, sizeof(float)) != 0) ++mismatches;
                 }
               }
         }
-        CHECK_MESSAGE(mismatches == 0, "d=", d, " s=", s, " mode=", int(mode), ": ", mismatches, " voxels differ");
+        CHECK_MESSAGE(mismatches == 0, "C=", C, " d=", d, " s=", s, " mode=", int(mode), ": ", mismatches, " voxels differ");
       }
     }
   }
