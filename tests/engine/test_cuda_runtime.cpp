@@ -104,8 +104,10 @@ TEST_CASE("caching allocator: statistics, reuse of freed blocks, peak, empty_cac
   CHECK(s2.in_use == s0.in_use);
   CHECK(s2.cached >= kernels::cuda::bucket_size(bytes));
   {
-    // Same bucket (2900 floats round to the same 12288 bytes): served from the free list.
-    Tensor b = Tensor::empty({2900}, DType::f32, Device::cuda);
+    // Same bucket (3050 floats = 12200 bytes round to the same 12288 bytes; 2900 floats would not:
+    // 11600 bytes -> 11776): served from the free list.
+    REQUIRE(kernels::cuda::bucket_size(3050 * sizeof(float)) == kernels::cuda::bucket_size(bytes));
+    Tensor b = Tensor::empty({3050}, DType::f32, Device::cuda);
     const cuda::MemoryStats s3 = cuda::memory_stats();
     CHECK(s3.cache_hits == s2.cache_hits + 1);
     CHECK(s3.device_mallocs == s2.device_mallocs);
