@@ -2,9 +2,10 @@
 // the emulation (emu_context.h), against the CPU bodies (kernels/cpu/{gather,scatter,smooth}.cpp)
 // on the same inputs: nearest gathers and labels bit for bit, linear gathers and every accumulation
 // within 1e-5 relative (+1e-6 of the largest value), max/min smoothing bit for bit.
-// Patches: identity, integer and half-voxel shifts, random rotations and scalings partly outside the
-// source, one far outside, one thin (an axis of size 1); 2D and 3D; one source or nested (parent
-// index per patch); rows long enough for the CPU's vector paths.
+// Patches: identity, integer and half-voxel shifts, the rounding edges, random rotations and scalings
+// partly outside the source, one far outside, NaN/huge/infinite matrices, one thin (an axis of size
+// 1); 2D and 3D; one source or nested (parent index per patch); rows long enough for the CPU's vector
+// paths.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -68,6 +69,14 @@ Setup make_setup(int d, bool nested, bool thin, uint64_t seed) {
   push_diagonal(s.mats, d, 1.f, upper_edge);
   push_diagonal(s.mats, d, 0.5f, zero);  // inside: the CPU's whole-patch fast path
   push_diagonal(s.mats, d, 2.5f, far);
+  // Matrices no one should pass, which the engine does not reject: NaN, beyond int range, infinite
+  // (0 * inf = NaN coordinates), nearly singular. Both bodies must agree (0 outside, no crash).
+  std::vector<float> nanv(d, NAN), huge(d, 1e30f), neg_huge(d, -3e9f);
+  push_diagonal(s.mats, d, 1.f, nanv);
+  push_diagonal(s.mats, d, 1.f, huge);
+  push_diagonal(s.mats, d, 1.f, neg_huge);
+  push_diagonal(s.mats, d, INFINITY, zero);
+  push_diagonal(s.mats, d, 1e-30f, zero);
   const std::vector<int64_t> s3 = {s.g.patch[0], s.g.patch[1], s.g.patch[2]};
   for (int i = 0; i < 10; ++i) {  // random rotations and scalings, centres from just outside to just outside
     std::vector<double> centre;
