@@ -57,7 +57,9 @@ TEST_CASE("emulated CUDA pooling and upsampling equal the CPU bodies") {
     cuda_emu::avg_pool_backward(g, dy.data(), dx2.data());
     expect_close(dx2, dx1, "avg_pool_backward");
   }
-  for (int f : {1, 2, 3, 4})
+  // Per-axis factors, equal and mixed (a mixed-up axis shows only with different factors).
+  const int factors[][3] = {{1, 1, 1}, {2, 2, 2}, {3, 3, 3}, {4, 4, 4}, {2, 3, 1}, {1, 2, 4}, {3, 1, 2}};
+  for (const auto& f : factors)
     for (int twod : {0, 1})
       for (int64_t base : {1, 2, 5}) {
         PoolGeom g;
@@ -66,9 +68,9 @@ TEST_CASE("emulated CUDA pooling and upsampling equal the CPU bodies") {
         const int64_t in[3] = {twod ? 1 : base, base + 1, base + 2};
         for (int a = 0; a < 3; ++a) {
           g.in[a] = in[a];
-          g.out[a] = in[a] * ((twod && a == 0) ? 1 : f);
+          g.out[a] = in[a] * ((twod && a == 0) ? 1 : f[a]);
         }
-        INFO("upsample factor " << f << (twod ? " 2D" : " 3D") << " base " << base);
+        INFO("upsample factors " << f[0] << f[1] << f[2] << (twod ? " 2D" : " 3D") << " base " << base);
         const auto x = rnd(g.nc * g.in_vol(), ++seed), dy = rnd(g.nc * g.out_vol(), ++seed);
         std::vector<float> y1(g.nc * g.out_vol(), 3.f), y2(y1.size(), -3.f);
         std::vector<float> dx1(g.nc * g.in_vol(), 3.f), dx2(dx1.size(), -3.f);
@@ -358,5 +360,64 @@ TEST_CASE("emulated CUDA Adam and SGD steps equal the CPU bodies") {
       cuda_emu::sgd_step(p2.data(), g.data(), nullptr, n, 0.1f, 0.f, 1e-3f, false);
       expect_close(p2, p1, "sgd param, no buffer");
     }
+  }
+}
+
+TEST_CASE("emulated CUDA bodies on degenerate shapes (one channel, one voxel, global pooling) equal the CPU") {
+  const auto x = rnd(64, 51, -2.f, 2.f), dy = rnd(64, 52);
+  for (const auto& shape : {std::vector<int64_t>{3, 1, 7}, std::vector<int64_t>{7, 5, 1}}) {
+    INFO("softmax outer, channels, inner " << shape[0] << "," << shape[1] << "," << shape[2]);
+    const int64_t n = shape[0] * shape[1] * shape[2];
+    std::vector<float> y1(n, 7.f), y2(n, -7.f), dx1(n, 7.f), dx2(n, -7.f);
+    cpu::softmax_forward(x.data(), y1.data(), shape[0], shape[1], shape[2]);
+    cuda_emu::softmax_forward(x.data(), y2.data(), shape[0], shape[1], shape[2]);
+    expect_close(y2, y1, "softmax_forward");
+    cpu::softmax_backward(y1.data(), dy.data(), dx1.data(), shape[0], shape[1], shape[2]);
+    cuda_emu::softmax_backward(y1.data(), dy.data(), dx2.data(), shape[0], shape[1], shape[2]);
+    expect_close(dx2, dx1, "softmax_backward");
+  }
+  {  // instance norm over a single voxel per (n, c); batch norm over M = N*S = 1
+    const int64_t N = 1, C = 3, S = 1;
+    std::vector<float> y1(3, 7.f), y2(3, -7.f), m1(3, 7.f), m2(3, -7.f), r1(3, 7.f), r2(3, -7.f);
+    cpu::instance_norm_forward(x.data(), nullptr, nullptr, y1.data(), m1.data(), r1.data(), N, C, S, 1e-5f);
+    cuda_emu::instance_norm_forward(x.data(), nullptr, nullptr, y2.data(), m2.data(), r2.data(), N, C, S, 1e-5f);
+    expect_close(y2, y1, "instance_norm_forward, S = 1");
+    expect_close(r2, r1, "instance_norm_forward rstd, S = 1");
+    std::vector<float> dx1(3, 7.f), dx2(3, -7.f);
+    cpu::instance_norm_backward(x.data(), nullptr, m1.data(), r1.data(), dy.data(), dx1.data(), nullptr, nullptr, N, C,
+                                S);
+    cuda_emu::instance_norm_backward(x.data(), nullptr, m1.data(), r1.data(), dy.data(), dx2.data(), nullptr, nullptr,
+                                     N, C, S);
+    expect_close(dx2, dx1, "instance_norm_backward, S = 1");
+    std::vector<float> bm(3), bv(3), rm1 = rnd(3, 53), rv1 = rnd(3, 54, 0.5f, 2.f), rm2 = rm1, rv2 = rv1;
+    cpu::batch_norm_stats(x.data(), bm.data(), bv.data(), N, C, S);
+    cpu::batch_norm_update_running(rm1.data(), rv1.data(), bm.data(), bv.data(), C, N * S, 0.1f);
+    cuda_emu::batch_norm_update_running(rm2.data(), rv2.data(), bm.data(), bv.data(), C, N * S, 0.1f);
+    expect_close(rv2, rv1, "batch_norm_update_running, M = 1");
+  }
+  {  // cross-entropy with one class
+    const std::vector<int32_t> target = {0, 0, -1, 0, 0};
+    float l1 = 7, d1 = 7, l2 = -7, d2 = -7;
+    const float dloss = 1.f;
+    cpu::cross_entropy_forward(x.data(), target.data(), nullptr, nullptr, 1, 1, 5, &l1, &d1);
+    cuda_emu::cross_entropy_forward(x.data(), target.data(), nullptr, nullptr, 1, 1, 5, &l2, &d2);
+    expect_close({l2, d2}, {l1, d1}, "cross_entropy_forward, K = 1");
+    std::vector<float> g1(5, 7.f), g2(5, -7.f);
+    cpu::cross_entropy_backward(x.data(), target.data(), nullptr, nullptr, 1, 1, 5, &dloss, &d1, g1.data());
+    cuda_emu::cross_entropy_backward(x.data(), target.data(), nullptr, nullptr, 1, 1, 5, &dloss, &d1, g2.data());
+    expect_close(g2, g1, "cross_entropy_backward, K = 1");
+  }
+  {  // global pooling: the window is the whole volume
+    PoolGeom g;
+    g.nc = 2;
+    for (int a = 0; a < 3; ++a) g.in[a] = 2 + a, g.k[a] = int(2 + a), g.stride[a] = 1, g.out[a] = 1;
+    std::vector<float> y1(2, 7.f), y2(2, -7.f), dx1(48, 7.f), dx2(48, -7.f);
+    std::vector<int32_t> a1(2, 7), a2(2, -7);
+    cpu::max_pool_forward(g, x.data(), y1.data(), a1.data());
+    cuda_emu::max_pool_forward(g, x.data(), y2.data(), a2.data());
+    expect_exact(a2, a1, "global max_pool argmax");
+    cpu::avg_pool_backward(g, dy.data(), dx1.data());
+    cuda_emu::avg_pool_backward(g, dy.data(), dx2.data());
+    expect_close(dx2, dx1, "global avg_pool_backward");
   }
 }
