@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <string>
 
 #include "engine/dispatch.h"
 #include "kernels/optim.h"
@@ -41,6 +42,16 @@ Sgd::Sgd(std::vector<Var> params, SgdOptions options) : Optimizer(std::move(para
   lr_ = opt_.lr;
   for (const Var& p : params_) buf_.push_back(opt_.momentum != 0.f ? Tensor::zeros_like(p->value) : Tensor());
   started_.assign(params_.size(), false);
+}
+
+void Sgd::restore_momentum(size_t i, Tensor buffer) {
+  const Tensor& v = params_.at(i)->value;
+  if (opt_.momentum == 0.f) throw std::invalid_argument("Sgd::restore_momentum: this optimizer has no momentum");
+  if (buffer.shape() != v.shape() || buffer.dtype() != v.dtype())
+    throw std::invalid_argument("Sgd::restore_momentum: buffer " + std::to_string(i) +
+                                " does not match its parameter's shape or type");
+  buf_.at(i) = buffer.to(v.device());
+  started_.at(i) = true;
 }
 
 void Sgd::step() {

@@ -68,6 +68,10 @@ class Sgd : public Optimizer {
   Sgd(std::vector<Var> params, SgdOptions options = {});
   void step() override;
   Tensor& momentum_buffer(size_t i) { return buf_.at(i); }
+  // Whether parameter i's momentum buffer holds a history (after its first step); checkpoints save
+  // those buffers and restore_momentum puts one back, marking it started.
+  bool momentum_started(size_t i) const { return started_.at(i) && buf_.at(i).defined(); }
+  void restore_momentum(size_t i, Tensor buffer);
 
  private:
   SgdOptions opt_;

@@ -311,12 +311,15 @@ TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& vali
 
   std::unique_ptr<Optimizer> optim;
   Adam* adam = nullptr;
+  Sgd* sgd = nullptr;
   if (cfg_.optimizer == "sgd") {
     SgdOptions o;
     o.lr = static_cast<float>(cfg_.lr);
     o.momentum = static_cast<float>(cfg_.momentum);
     o.weight_decay = static_cast<float>(cfg_.weight_decay);
-    optim = std::make_unique<Sgd>(model_->parameters(), o);
+    auto s = std::make_unique<Sgd>(model_->parameters(), o);
+    sgd = s.get();
+    optim = std::move(s);
   } else {
     AdamOptions o;
     o.lr = static_cast<float>(cfg_.lr);
@@ -364,6 +367,11 @@ TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& vali
       }
       adam->set_steps(std::stoll(meta.at("adam_steps")));
     }
+    if (sgd && cfg_.momentum != 0)
+      for (size_t i = 0; i < model_->parameters().size(); ++i) {
+        auto b = extra.find("opt.momentum." + std::to_string(i));
+        if (b != extra.end()) sgd->restore_momentum(i, b->second);
+      }
     if (!opt_.quiet) std::cerr << "resuming from " << ckpt.string() << " at iteration " << start_it << "\n";
   } else if (opt_.resume && !opt_.quiet) {
     std::cerr << "no checkpoint " << ckpt.string() << ": starting from scratch\n";
@@ -397,6 +405,9 @@ TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& vali
         if (adam->exp_avg(i).defined()) extra["opt.m." + std::to_string(i)] = adam->exp_avg(i).cpu();
         if (adam->exp_avg_sq(i).defined()) extra["opt.v." + std::to_string(i)] = adam->exp_avg_sq(i).cpu();
       }
+    if (sgd)
+      for (size_t i = 0; i < model_->parameters().size(); ++i)
+        if (sgd->momentum_started(i)) extra["opt.momentum." + std::to_string(i)] = sgd->momentum_buffer(i).cpu();
     if (kept.size() > 0) {  // the hard-mined chains carried into the next iteration
       Tensor age = Tensor::empty({kept.size()}, DType::i32), subj = Tensor::empty({kept.size()}, DType::i32);
       for (int64_t i = 0; i < kept.size(); ++i) age.i32()[i] = kept.age[i], subj.i32()[i] = kept.subject[i];

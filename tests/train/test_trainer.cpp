@@ -246,4 +246,19 @@ TEST_CASE("trainer: a fixed seed gives identical models; resume continues exactl
   run("c.safetensors", 2, false);
   auto c = run("c.safetensors", 4, true);
   for (const auto& kv : a) CHECK(kv.second.to_vector() == c.at(kv.first).to_vector());
+  // SGD with momentum resumes exactly too (its momentum buffers are in the checkpoint)
+  cfg = TrainConfig::from_json([&] {
+    json js = j;
+    js["optimizer"] = {{"type", "sgd"}, {"lr", 0.05}, {"momentum", 0.9}};
+    return js;
+  }());
+  auto d = run("d.safetensors", 4, false);
+  run("e.safetensors", 2, false);
+  auto e = run("e.safetensors", 4, true);
+  bool moved = false;
+  for (const auto& kv : d) {
+    CHECK(kv.second.to_vector() == e.at(kv.first).to_vector());
+    moved |= kv.second.to_vector() != a.at(kv.first).to_vector();
+  }
+  CHECK(moved);  // really another optimizer
 }
