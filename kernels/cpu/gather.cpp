@@ -103,30 +103,54 @@ inline void linear_row_coords(const float r[3], const float st[3], int64_t n, Id
 }
 
 #ifdef PW_GATHER_PAIRS
-// Trilinear, float source and output, 8 voxels at a time with AVX2: the two x-neighbours of each
-// corner pair are adjacent in memory, so one 64-bit gather element fetches both -- 4 gathers of
-// pairs instead of 8 of single values. Gathers cost per element, so this halves the dominant cost.
-// The arithmetic is common::trilinear's, term for term (same products, FMAs and order), so the
-// result is bit-identical to the scalar loop. Returns the number of voxels done (a multiple of 8).
+// Trilinear rows of a float source, 8 voxels at a time: the two x-neighbours of a corner are
+// adjacent in memory, so one 64-bit gather element fetches both -- half the gather elements of
+// fetching the 8 corners one by one (gathers cost per element). With AVX-512 one gather takes the
+// pairs of all 8 voxels; with AVX2 two take 4 each. The arithmetic is common::trilinear's term for
+// term (same products, FMAs and order), so the result is bit-identical to the scalar loop.
+
+// The 8 voxel indices at idx, prepared for corner_pairs.
+struct PairIndex {
+#if defined(__AVX512F__)
+  __m256i all;
+  explicit PairIndex(const int32_t* idx) : all(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx))) {}
+#else
+  __m128i a, b;  // voxels (0,1,4,5) and (2,3,6,7): de-interleaving per 128-bit lane then gives 0..7 in order
+  explicit PairIndex(const int32_t* idx) {
+    const __m256i id = _mm256_permutevar8x32_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx)),
+                                                   _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+    a = _mm256_castsi256_si128(id);
+    b = _mm256_extracti128_si256(id, 1);
+  }
+#endif
+};
+
+// lo[v] = base[idx[v]], hi[v] = base[idx[v] + 1] for the 8 voxels v.
+inline void corner_pairs(const float* base, const PairIndex& ix, __m256& lo, __m256& hi) {
+#if defined(__AVX512F__)
+  const __m512 g = _mm512_castpd_ps(_mm512_i32gather_pd(ix.all, reinterpret_cast<const double*>(base), 4));
+  const __m512 sorted = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15), g);
+  lo = _mm512_castps512_ps256(sorted);
+  hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sorted), 1));
+#else
+  const long long* b64 = reinterpret_cast<const long long*>(base);
+  const __m256 a = _mm256_castsi256_ps(_mm256_i32gather_epi64(b64, ix.a, 4));
+  const __m256 b = _mm256_castsi256_ps(_mm256_i32gather_epi64(b64, ix.b, 4));
+  lo = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+  hi = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+#endif
+}
+
+// Returns the number of voxels done (a multiple of 8); the caller finishes the row.
 inline int64_t lerp_row_pairs3(const float* src, const int32_t* idx, const float* fz, const float* fy,
                                const float* fx, int64_t n, int32_t W, int32_t HW, float* out) {
-  // Indices of voxels (0,1,4,5) and (2,3,6,7): de-interleaving the two pair gathers per 128-bit lane
-  // below then yields the corner values of voxels 0..7 in order.
-  const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
   const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
+  const int32_t offset[4] = {0, W, HW, HW + W};  // corner rows (dz, dy) = (0,0), (0,1), (1,0), (1,1)
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256i id = _mm256_permutevar8x32_epi32(_mm256_loadu_si256((const __m256i*)(idx + i)), order);
-    const __m128i ia = _mm256_castsi256_si128(id), ib = _mm256_extracti128_si256(id, 1);
-    __m256 lo[4], hi[4];  // x0 / x1 corner values of the rows (dz, dy) = (0,0), (0,1), (1,0), (1,1)
-    const int32_t offset[4] = {0, W, HW, HW + W};
-    for (int k = 0; k < 4; ++k) {
-      const long long* base = reinterpret_cast<const long long*>(src + offset[k]);
-      const __m256 a = _mm256_castsi256_ps(_mm256_i32gather_epi64(base, ia, 4));
-      const __m256 b = _mm256_castsi256_ps(_mm256_i32gather_epi64(base, ib, 4));
-      lo[k] = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-      hi[k] = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-    }
+    const PairIndex ix(idx + i);
+    __m256 lo[4], hi[4];
+    for (int k = 0; k < 4; ++k) corner_pairs(src + offset[k], ix, lo[k], hi[k]);
     const __m256 z1 = _mm256_loadu_ps(fz + i), y1 = _mm256_loadu_ps(fy + i), x1 = _mm256_loadu_ps(fx + i);
     const __m256 z0 = _mm256_sub_ps(one, z1), y0 = _mm256_sub_ps(one, y1), x0 = _mm256_sub_ps(one, x1);
     __m256 e[4];
