@@ -2,13 +2,18 @@
 # cmake -P at build time, so the output follows every edit of its input). No sed, no nvcc.
 #
 #   cmake -DMODE=cu     -DINPUT=kernels/cuda/gather.cu -DOUTPUT=emu_gather.cpp -P convert.cmake
+#   (also for kernels/cuda/reduce.cuh -> emu_reduce.h)
 #     * `name<<<grid, block, shmem, stream>>>(args);` -> `::pw_emu::launch(threads, [&] { name(args); }, grid, block,
 #       shmem, stream);`: the configuration is compiled and checked, then the threads of the grid run one after
-#       another (threads = all), or, where the file's kernels synchronise (__syncthreads), one thread does it all;
+#       another on the host (threads = all) or, where the file synchronises or shuffles (__syncthreads,
+#       __shfl_down_sync, __shared__), as cooperative fibers of each block (threads = coop, emu_block.h);
 #     * `extern __shared__ T name[];` -> `T* name = ::pw_emu::dynamic_shared<T>();` (the launch's shmem bytes);
+#       `__shared__` -> `static` (blocks run one after another, so one array per kernel is the block's);
+#       `#pragma unroll` lines are dropped (blank lines keep the line numbers);
 #     * namespace pw::kernels::cuda -> pw::kernels::cuda_emu (so the emulated bodies never clash with the real
 #       CUDA objects of pw_kernels in a CUDA build);
-#     * #include "kernels/cuda/context.h" / "reduce.cuh" -> the host stand-ins emu_context.h / emu_reduce.h.
+#     * #include "kernels/cuda/context.h" -> the host stand-in emu_context.h, "kernels/cuda/reduce.cuh" -> the
+#       converted emu_reduce.h.
 #   cmake -DMODE=header -DINPUT=kernels/gather.h -DOUTPUT=emu_gather.h -P convert.cmake
 #     the header's `#ifdef PW_HAVE_CUDA` declarations, in namespace pw::kernels::cuda_emu.
 #   cmake -DMODE=loop   -DINPUT=kernels/cuda/context.h -DOUTPUT=emu_loop.h -P convert.cmake
@@ -38,23 +43,23 @@ if(MODE STREQUAL "cu")
     message(FATAL_ERROR "convert.cmake: ${INPUT} names cuda:: explicitly (not renamed for the emulation)")
   endif()
   # Kernel launches `name<<<config>>>(args);` (the name may carry template arguments without nested <>)
-  # become `::pw_emu::launch(kind, [&] { name(args); }, config);`. A file whose kernels synchronise
-  # their threads runs each launch as one thread; otherwise every thread of the grid runs in turn.
-  if(text MATCHES "__syncthreads")
-    set(kind "::pw_emu::Threads::one")
+  # become `::pw_emu::launch(threads, [&] { name(args); }, config);`.
+  if(text MATCHES "__syncthreads|__shfl_down_sync|__shared__")
+    set(threads "::pw_emu::Threads::coop")
   else()
-    set(kind "::pw_emu::Threads::all")
+    set(threads "::pw_emu::Threads::all")
   endif()
   string(REGEX REPLACE "([A-Za-z_][A-Za-z_0-9]*(<[^<>;]*>)?)[ ]*<<<([^;]*)>>>[ ]*\\(([^;]*)\\);"
-                       "::pw_emu::launch(${kind}, [&] { \\1(\\4); }, \\3);" text "${text}")
+                       "::pw_emu::launch(${threads}, [&] { \\1(\\4); }, \\3);" text "${text}")
   if(text MATCHES "<<<|>>>")
     message(FATAL_ERROR "convert.cmake: ${INPUT} has a kernel launch this script cannot convert")
   endif()
   string(REGEX REPLACE "extern __shared__ ([A-Za-z_0-9]+) ([A-Za-z_0-9]+)\\[\\];"
                        "\\1* \\2 = ::pw_emu::dynamic_shared<\\1>();" text "${text}")
-  if(text MATCHES "__shared__|__shfl|__ballot|__any_sync|__all_sync|cooperative_groups")
-    message(FATAL_ERROR "convert.cmake: ${INPUT} uses block-level shared memory or warp intrinsics that one "
-                        "host thread cannot emulate honestly")
+  string(REPLACE "__shared__ " "static " text "${text}")
+  string(REGEX REPLACE "#pragma unroll[^\n]*" "" text "${text}")
+  if(text MATCHES "__shfl_sync|__shfl_up_sync|__shfl_xor_sync|__ballot_sync|__any_sync|__all_sync|__syncwarp|atomicCAS|__threadfence|cooperative_groups")
+    message(FATAL_ERROR "convert.cmake: ${INPUT} uses a CUDA intrinsic that emu_block.h does not emulate")
   endif()
   file(WRITE "${OUTPUT}" "${head}#line 1 \"${INPUT}\"\n${text}")
 

@@ -152,6 +152,16 @@ TEST_CASE("emulated CUDA instance and batch norm equal the CPU bodies") {
   }
 }
 
+TEST_CASE("emulated CUDA batch norm statistics over many voxels (several blocks per channel) equal the CPU") {
+  const int64_t N = 2, C = 2, S = 5000;  // 10000 values per channel: group_reduce uses 4 parts per channel
+  const auto x = rnd(N * C * S, 7, -1.f, 4.f);
+  std::vector<float> m1(C, 7.f), m2(C, -7.f), v1(C, 7.f), v2(C, -7.f);
+  cpu::batch_norm_stats(x.data(), m1.data(), v1.data(), N, C, S);
+  cuda_emu::batch_norm_stats(x.data(), m2.data(), v2.data(), N, C, S);
+  expect_close(m2, m1, "batch_norm_stats mean");
+  expect_close(v2, v1, "batch_norm_stats var");
+}
+
 TEST_CASE("emulated CUDA losses (BCE, cross-entropy, soft Dice; masks, ignored targets) equal the CPU bodies") {
   const int64_t N = 2, K = 3, S = 40, n = N * K * S;
   const auto z = rnd(n, 11, -4.f, 4.f);
@@ -322,6 +332,11 @@ TEST_CASE("emulated CUDA elementwise, softmax, copy_channels and sum equal the C
   cuda_emu::relu_forward(xb.data(), yb2.data(), big);
   CHECK(pw_emu::launches() == before + 1);
   expect_exact(yb2, yb1, "relu_forward, 100003 items");
+  // A reduction that large: group_reduce splits the group into 8 parts (blocks) and adds the partials.
+  float sb1 = 7, sb2 = -7;
+  cpu::sum(xb.data(), big, &sb1);
+  cuda_emu::sum(xb.data(), big, &sb2);
+  expect_close({sb2}, {sb1}, "sum, 100003 items");
   const float s = 1.5f;
   cpu::broadcast_scalar(&s, 0.5f, a.data(), n);
   cuda_emu::broadcast_scalar(&s, 0.5f, b.data(), n);
@@ -376,11 +391,13 @@ TEST_CASE("emulated CUDA bodies on degenerate shapes (one channel, one voxel, gl
     cuda_emu::softmax_backward(y1.data(), dy.data(), dx2.data(), shape[0], shape[1], shape[2]);
     expect_close(dx2, dx1, "softmax_backward");
   }
-  {  // instance norm over a single voxel per (n, c); batch norm over M = N*S = 1
+  {  // instance norm over a single voxel per (n, c); batch norm over M = N*S = 1. x - mean is rounding
+     // noise, times rstd: eps 1 and biases of size 1 keep it below the tolerance.
     const int64_t N = 1, C = 3, S = 1;
+    const std::vector<float> w = {1.5f, -0.5f, 2.f}, b = {1.f, -2.f, 1.5f};
     std::vector<float> y1(3, 7.f), y2(3, -7.f), m1(3, 7.f), m2(3, -7.f), r1(3, 7.f), r2(3, -7.f);
-    cpu::instance_norm_forward(x.data(), nullptr, nullptr, y1.data(), m1.data(), r1.data(), N, C, S, 1e-5f);
-    cuda_emu::instance_norm_forward(x.data(), nullptr, nullptr, y2.data(), m2.data(), r2.data(), N, C, S, 1e-5f);
+    cpu::instance_norm_forward(x.data(), w.data(), b.data(), y1.data(), m1.data(), r1.data(), N, C, S, 1.f);
+    cuda_emu::instance_norm_forward(x.data(), w.data(), b.data(), y2.data(), m2.data(), r2.data(), N, C, S, 1.f);
     expect_close(y2, y1, "instance_norm_forward, S = 1");
     expect_close(r2, r1, "instance_norm_forward rstd, S = 1");
     std::vector<float> dx1(3, 7.f), dx2(3, -7.f);
@@ -388,7 +405,7 @@ TEST_CASE("emulated CUDA bodies on degenerate shapes (one channel, one voxel, gl
                                 S);
     cuda_emu::instance_norm_backward(x.data(), nullptr, m1.data(), r1.data(), dy.data(), dx2.data(), nullptr, nullptr,
                                      N, C, S);
-    expect_close(dx2, dx1, "instance_norm_backward, S = 1");
+    expect_close(dx2, dx1, "instance_norm_backward, S = 1 (0 up to rounding)", 1e-5, 1e-6);
     std::vector<float> bm(3), bv(3), rm1 = rnd(3, 53), rv1 = rnd(3, 54, 0.5f, 2.f), rm2 = rm1, rv2 = rv1;
     cpu::batch_norm_stats(x.data(), bm.data(), bv.data(), N, C, S);
     cpu::batch_norm_update_running(rm1.data(), rv1.data(), bm.data(), bv.data(), C, N * S, 0.1f);

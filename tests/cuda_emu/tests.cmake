@@ -1,8 +1,9 @@
 # pw_tests_cuda_emu: the CUDA kernel bodies run on the host, against the CPU bodies (no nvcc, no GPU;
 # built in every build, CUDA or not). convert.cmake turns each kernels/cuda/<family>.cu into C++ at
-# build time (re-run whenever the .cu changes), in namespace pw::kernels::cuda_emu; emu_context.h and
-# emu_reduce.h stand in for kernels/cuda/context.h and reduce.cuh. Each launch runs the threads of its
-# grid one after another on the host. See emu_context.h for what this checks and what it cannot.
+# build time (re-run whenever the .cu changes), in namespace pw::kernels::cuda_emu, and the same for
+# kernels/cuda/reduce.cuh; emu_context.h stands in for kernels/cuda/context.h. Each launch runs the
+# threads of its grid on the host, one after another or as cooperative fibers where they synchronise
+# (emu_block.h). See emu_context.h for what this checks and what it cannot.
 set(_emu_dir ${CMAKE_CURRENT_BINARY_DIR}/cuda_emu)
 set(_emu_script ${CMAKE_CURRENT_LIST_DIR}/convert.cmake)
 set(_emu_generated "")
@@ -21,11 +22,16 @@ foreach(family pool norm loss elementwise optim gather scatter smooth)
   list(APPEND _emu_generated ${_emu_dir}/emu_${family}.cpp ${_emu_dir}/emu_${family}.h)
 endforeach()
 add_custom_command(
+  OUTPUT ${_emu_dir}/emu_reduce.h
+  COMMAND ${CMAKE_COMMAND} -DMODE=cu -DINPUT=${CMAKE_SOURCE_DIR}/kernels/cuda/reduce.cuh
+          -DOUTPUT=${_emu_dir}/emu_reduce.h -P ${_emu_script}
+  DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/reduce.cuh ${_emu_script} VERBATIM)
+add_custom_command(
   OUTPUT ${_emu_dir}/emu_loop.h
   COMMAND ${CMAKE_COMMAND} -DMODE=loop -DINPUT=${CMAKE_SOURCE_DIR}/kernels/cuda/context.h
           -DOUTPUT=${_emu_dir}/emu_loop.h -P ${_emu_script}
   DEPENDS ${CMAKE_SOURCE_DIR}/kernels/cuda/context.h ${_emu_script} VERBATIM)
-list(APPEND _emu_generated ${_emu_dir}/emu_loop.h)
+list(APPEND _emu_generated ${_emu_dir}/emu_reduce.h ${_emu_dir}/emu_loop.h)
 
 file(GLOB _emu_tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/*.cpp)
 add_executable(pw_tests_cuda_emu ${_emu_tests} ${_emu_generated})
