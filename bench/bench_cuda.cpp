@@ -164,6 +164,12 @@ void BM_unet_train_step(benchmark::State& state) {
 
 }  // namespace
 
+// The training step first: the target, and what a time-limited run must not lose.
+BENCHMARK(BM_unet_train_step)
+    ->ArgNames({"batch", "tf32"})
+    ->ArgsProduct({{8, 64}, {1, 0}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_conv3d_forward)
     ->ArgNames({"cin", "cout", "tf32"})
     ->ArgsProduct({{8}, {16}, {1, 0}})
@@ -179,11 +185,6 @@ BENCHMARK(BM_conv3d_forward_backward)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_conv2d_forward_backward)->ArgNames({"tf32"})->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(BM_unet_train_step)
-    ->ArgNames({"batch", "tf32"})
-    ->ArgsProduct({{8, 64}, {1, 0}})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
 #endif  // PW_HAVE_CUDA
 
 int main(int argc, char** argv) {

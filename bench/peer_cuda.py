@@ -86,10 +86,34 @@ def main():
         save()  # what was measured, also when a later case fails or the run is stopped
 
 
+def set_tf32(tf32):
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+
+
 def run_cases(dev):
+    # The training step first (as in bench_cuda): what a time-limited run must not lose.
     for tf32 in (True, False):
-        torch.backends.cudnn.allow_tf32 = tf32
-        torch.backends.cuda.matmul.allow_tf32 = tf32
+        set_tf32(tf32)
+        for n in (8, 64):
+            s, w = 32, 16
+            torch.manual_seed(0)
+            net = Block(w).to(dev)
+            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+            x = torch.randn(n, 1, s, s, s, device=dev)
+            y = torch.randint(0, 2, (n, s, s, s), device=dev)
+            vox, half = s ** 3, s ** 3 / 8
+            fwd = 2.0 * n * (w * 27 * vox + w * w * 27 * vox + w * 2 * w * 27 * half + 3 * w * w * 27 * vox +
+                             w * 2 * vox) / 1e9
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(net(x), y).backward()
+                opt.step()
+
+            report(f"unet_train_step batch {n}", tf32, timeit(step), 3 * fwd)
+    for tf32 in (True, False):
+        set_tf32(tf32)
         for cin, cout in ((8, 16), (16, 16), (32, 32)):
             n, s = 8, 32
             x = torch.randn(n, cin, s, s, s, device=dev, requires_grad=True)
@@ -116,23 +140,6 @@ def run_cases(dev):
             conv(x).backward(g)
 
         report("conv2d_forward_backward 32->32", tf32, timeit(fwd_bwd2), 3 * 2.0 * n * c * c * 9 * s * s / 1e9)
-        for n in (8, 64):
-            s, w = 32, 16
-            torch.manual_seed(0)
-            net = Block(w).to(dev)
-            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-            x = torch.randn(n, 1, s, s, s, device=dev)
-            y = torch.randint(0, 2, (n, s, s, s), device=dev)
-            vox, half = s ** 3, s ** 3 / 8
-            fwd = 2.0 * n * (w * 27 * vox + w * w * 27 * vox + w * 2 * w * 27 * half + 3 * w * w * 27 * vox +
-                             w * 2 * vox) / 1e9
-
-            def step():
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(net(x), y).backward()
-                opt.step()
-
-            report(f"unet_train_step batch {n}", tf32, timeit(step), 3 * fwd)
     run_gather(dev)
 
 
