@@ -32,7 +32,7 @@ struct ApplyCli {
   std::optional<float> ce_threshold;
   std::vector<std::string> label_names;
   bool scale_to_original = true, quiet = false;
-  std::string device = "cpu", preview;
+  std::string device, preview;
   uint64_t seed = 1;
 };
 
@@ -126,8 +126,7 @@ std::map<std::string, std::vector<fs::path>> list_cases(const fs::path& dir) {
 void run(const ApplyCli& c) {
   apply::ApplyRequest req = make_request(c);
   if (c.threads > 0) set_num_threads(c.threads);
-  Device dev = parse_device(c.device);
-  if (dev == Device::cuda && !cuda_available()) throw UsageError("--device cuda: no CUDA device available");
+  const Device dev = device_option(c.device);
   const bool single = !c.in.empty();
   if (single == !c.in_dir.empty()) throw UsageError("give either --in IMG [IMG2 ..] with --out, or --in-dir with --out-dir");
   if (single && c.out.empty()) throw UsageError("--out is required with --in");
@@ -202,7 +201,7 @@ void add_apply(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--augment", c->augment, "test-time augmentation: none, model (the training's), or a JSON dict")
       ->capture_default_str();
-  cmd->add_option("--device", c->device, "cpu or cuda")->capture_default_str();
+  cmd->add_option("--device", c->device, "cpu or cuda (default: cuda when available)");
   cmd->add_option("--threads", c->threads, "CPU threads (0 = all)")->capture_default_str();
   cmd->add_option("--seed", c->seed, "random seed (patch placement, augmentation)")->capture_default_str();
   cmd->add_option("--batch-size", c->batch_size, "patches per network call")->capture_default_str();

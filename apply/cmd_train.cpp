@@ -42,13 +42,7 @@ void run(const TrainArgs& a) {
   train::TrainOptions opt;
   opt.out = a.out;
   opt.resume = a.resume;
-  try {
-    opt.device = a.device.empty() ? default_device() : parse_device(a.device);
-  } catch (const std::invalid_argument&) {
-    throw UsageError("train: --device must be cpu or cuda, got '" + a.device + "'");
-  }
-  if (opt.device == Device::cuda && !cuda_available())
-    throw InputError("train: --device cuda, but no CUDA device is available");
+  opt.device = device_option(a.device);
   opt.progress_tty = isatty(2) != 0;
   opt.log_every = 1;
   train::Trainer trainer(cfg, opt);

@@ -2,12 +2,31 @@
 // CLI11 app; apply/main.cpp lists them. A command's callback throws pw::InputError for bad
 // input (exit 1) and pw::UsageError for bad usage (exit 2).
 #pragma once
+#include <stdexcept>
+#include <string>
+
+#include "engine/tensor.h"
+#include "io/error.h"
 
 namespace CLI {
 class App;
 }
 
 namespace pw::cli {
+
+// The --device option of every command that computes: empty = cuda when a GPU is present, else cpu.
+// A bad name is a usage error (exit 2); cuda without a GPU is an error of this machine (exit 1).
+inline Device device_option(const std::string& value) {
+  Device d;
+  try {
+    d = value.empty() ? default_device() : parse_device(value);
+  } catch (const std::invalid_argument&) {
+    throw UsageError("--device must be cpu or cuda, got '" + value + "'");
+  }
+  if (d == Device::cuda && !cuda_available())
+    throw InputError("device cuda requested but no CUDA GPU is available");
+  return d;
+}
 
 void add_info(CLI::App& app);     // patchwork info FILE [--json]
 void add_convert(CLI::App& app);  // patchwork convert IN OUT [--dtype T]

@@ -109,3 +109,22 @@ TEST_CASE("cli: patchwork train writes the model, log and checkpoint; resumes; r
   rc = pw::test::run_command(bin + " train", &out);
   CHECK(rc == 2);
 }
+
+TEST_CASE("cli: --device is checked the same way by train and apply") {
+  const std::string bin = pw::test::patchwork_bin();
+  fs::path dir = pw::test::temp_dir("cli_device");
+  write_json(dir / "cfg.json", tiny_config());
+  const std::string train = bin + " train --config " + (dir / "cfg.json").string() + " --out " +
+                            (dir / "m.safetensors").string();
+  const std::string apply = bin + " apply --model " + (dir / "m.safetensors").string() + " --in " +
+                            (dir / "img.nii.gz").string() + " --out " + (dir / "seg.nii.gz").string();
+  for (const std::string& cmd : {train, apply}) {
+    std::string out;
+    CHECK(pw::test::run_command(cmd + " --device tpu", &out) == 2);  // a usage error, named
+    CHECK(out.find("--device must be cpu or cuda, got 'tpu'") != std::string::npos);
+    if (!pw::cuda_available()) {  // asking for the GPU where there is none: one clear message, exit 1
+      CHECK(pw::test::run_command(cmd + " --device cuda", &out) == 1);
+      CHECK(out.find("device cuda requested but no CUDA GPU is available") != std::string::npos);
+    }
+  }
+}
