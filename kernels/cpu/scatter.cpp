@@ -86,7 +86,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           const float* prow = pp + (x0 * s1 + x1) * s2;
           if (!kLinear) {
             if (fast) {
-              for (int64_t i = 0; i < s2; ++i) {
+              for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
                 const float fi = float(i);
                 // Coordinates are >= -0.5 here: truncating x + 0.5 is common::round_nearest.
                 const int64_t iz = ND == 3 ? int64_t(common::coord(r[0], fi, st[0]) + 0.5f) : 0;
@@ -108,6 +108,27 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
                 ww[i] = ok ? w01 * w2[i] : 0.f;
               }
             }
+            // Axis-aligned rows (tree tiling at the source's voxel size) land on consecutive target
+            // voxels: then the read-modify-write is a plain vectorised loop (same sums, same skips).
+            bool contiguous = fast && st[0] == 0.f && st[1] == 0.f && st[2] == 1.f;
+            if (contiguous) {
+              int64_t off = 0;
+              for (int i = 0; i < int(s2); ++i) off |= idx[i] ^ (idx[0] + i);
+              contiguous = off == 0;
+            }
+            if (contiguous) {
+              const int64_t id0 = idx[0];
+              for (int64_t c = 0; c < C; ++c) {
+                float* __restrict__ a = accq + c * V + id0;
+                const float* __restrict__ pr = prow + c * PN;
+                for (int i = 0; i < int(s2); ++i) a[i] = ww[i] != 0.f ? a[i] + ww[i] * pr[i] : a[i];
+              }
+              if (wq) {
+                float* __restrict__ a = wq + id0;
+                for (int i = 0; i < int(s2); ++i) a[i] = ww[i] != 0.f ? a[i] + ww[i] : a[i];
+              }
+              continue;
+            }
             for (int64_t i = 0; i < s2; ++i) {
               const float w = ww[i];
               if (w == 0.f) continue;
@@ -118,7 +139,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
             continue;
           }
           if (fast) {
-            for (int64_t i = 0; i < s2; ++i) {
+            for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
               const float fi = float(i);
               const float z = ND == 3 ? common::coord(r[0], fi, st[0]) : 0.f;
               const float y = common::coord(r[1], fi, st[1]);
