@@ -68,9 +68,12 @@ Var cross_entropy(const Var& logits, const Tensor& target, const std::vector<flo
   const int64_t N = x.dim(0), K = x.dim(1), S = x.numel() / (N * K);
   check_target(target, DType::i32, without_channels(x.shape()), dev, "cross_entropy");
   check_mask(mask, target, "cross_entropy");
-  if (dev == Device::cpu) {
-    const int32_t* t = target.i32();
-    for (int64_t i = 0; i < target.numel(); ++i)
+  {
+    // Class indices are checked on the host (a CUDA target is copied down: one small transfer per
+    // call), so a bad target is the same clear error on every device.
+    const Tensor host = dev == Device::cpu ? target : target.cpu();
+    const int32_t* t = host.i32();
+    for (int64_t i = 0; i < host.numel(); ++i)
       if (t[i] < -1 || t[i] >= K)
         throw std::invalid_argument("cross_entropy: target value " + std::to_string(t[i]) + " outside [-1, " +
                                     std::to_string(K) + ")");

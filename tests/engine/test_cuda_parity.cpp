@@ -266,6 +266,14 @@ TEST_CASE("losses with masks, ignore labels and class weights" * doctest::skip(!
                  Tensor ld = lab.to(dev), md = vm.to(dev);
                  return cross_entropy(v[0], ld, &cw, &md);
                });
+  // A class index outside [-1, K) is the same clear error on the GPU as on the CPU.
+  {
+    Tensor bad = lab.clone();
+    bad.i32()[5] = 3;
+    Var x = variable(uniform(s, 152, -1.f, 1.f).to(Device::cuda), false);
+    CHECK_THROWS_WITH_AS(cross_entropy(x, bad.to(Device::cuda)), "cross_entropy: target value 3 outside [-1, 3)",
+                         std::invalid_argument);
+  }
   // Soft Dice on softmax probabilities against one-hot targets.
   Tensor onehot = Tensor::zeros(s);
   {
