@@ -11,31 +11,41 @@
 namespace pw::kernels::cpu {
 namespace {
 
+// Sum of f(i) over [0, S) in double with kLanes partial sums, lane k taking i = k mod kLanes, added
+// up in one fixed order at the end: independent of the thread count like a plain loop, but the lanes
+// are independent dependency chains, so the loop vectorises and runs ~10x faster than one running
+// sum (which waits on every addition).
+constexpr int kLanes = 32;
+template <class F>
+double lane_sum(int64_t S, const F& f) {
+  double lane[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= S; i += kLanes)
+    for (int k = 0; k < kLanes; ++k) lane[k] += f(i + k);
+  for (int k = 0; i < S; ++i, ++k) lane[k] += f(i);
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int k = 0; k < w; ++k) lane[k] += lane[k + w];
+  return lane[0];
+}
+
 double plane_sum(const float* x, int64_t S) {
-  double s = 0.0;
-  for (int64_t i = 0; i < S; ++i) s += x[i];
-  return s;
+  return lane_sum(S, [x](int64_t i) { return static_cast<double>(x[i]); });
 }
 
 double plane_sq_dev(const float* x, int64_t S, double mean) {
-  double s = 0.0;
-  for (int64_t i = 0; i < S; ++i) {
-    double d = x[i] - mean;
-    s += d * d;
-  }
-  return s;
+  return lane_sum(S, [x, mean](int64_t i) {
+    const double d = x[i] - mean;
+    return d * d;
+  });
 }
 
 // sum(dy) and sum(dy * (x - mean) * rstd) over one plane.
 void plane_grad_sums(const float* x, const float* dy, int64_t S, float mean, float rstd, double* sum_dy,
                      double* sum_dy_xhat) {
-  double a = 0.0, b = 0.0;
-  for (int64_t i = 0; i < S; ++i) {
-    a += dy[i];
-    b += static_cast<double>(dy[i]) * ((x[i] - mean) * rstd);
-  }
-  *sum_dy = a;
-  *sum_dy_xhat = b;
+  *sum_dy = lane_sum(S, [dy](int64_t i) { return static_cast<double>(dy[i]); });
+  *sum_dy_xhat = lane_sum(S, [x, dy, mean, rstd](int64_t i) {
+    return static_cast<double>(dy[i]) * ((x[i] - mean) * rstd);
+  });
 }
 
 // y = (x - mean)*rstd*w + b over one plane.
