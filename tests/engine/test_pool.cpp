@@ -167,6 +167,27 @@ TEST_CASE("max_pool gradient goes to the window's max only") {
   CHECK(x->grad.to_vector() == std::vector<float>{0.0f, 5.0f, 0.0f, 0.0f});
 }
 
+TEST_CASE("max_pool propagates NaN like PyTorch; windows without NaN are unaffected") {
+  // Windows (2x2): [1 NaN; 3 2] -> NaN; [5 6; 7 8] -> 8; [NaN 0; NaN 9] -> NaN (the first NaN of the last
+  // row holding one, our rule); [-1 -2; -3 -4] -> -1. Gradient goes to the chosen voxel.
+  const float nan = std::nanf("");
+  Var x = pw::variable(Tensor::from_vector({1, 1, 4, 4}, {1, nan, 5, 6,  //
+                                                           3, 2, 7, 8,    //
+                                                           nan, 0, -1, -2,  //
+                                                           nan, 9, -3, -4}),
+                       true);
+  Var y = pw::max_pool(x, 2, 2);
+  const std::vector<float> v = y->value.to_vector();
+  CHECK(std::isnan(v[0]));
+  CHECK(v[1] == 8.f);
+  CHECK(std::isnan(v[2]));
+  CHECK(v[3] == -1.f);
+  pw::backward(y, Tensor::full({1, 1, 2, 2}, 1.0f));
+  const std::vector<float> g = x->grad.to_vector();
+  const std::vector<float> want = {0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 0};
+  CHECK(g == want);
+}
+
 TEST_CASE("pooling and upsampling shape errors name the op") {
   Var x = pw::constant(Tensor::zeros({1, 2, 3, 3}));
   CHECK_THROWS_WITH_AS(pw::max_pool(x, 4, 4), doctest::Contains("max_pool"), std::invalid_argument);
