@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,15 @@ fs::path temp_dir(const std::string& tag);
 std::string patchwork_bin();
 // Runs a shell command, returns its exit status; stdout+stderr captured into `output`.
 int run_command(const std::string& cmd, std::string* output = nullptr);
+
+// n floats uniform in [lo, hi) from a seeded generator (the one random-data helper of the tests).
+inline std::vector<float> random_values(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.f) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
 
 }  // namespace pw::test
 

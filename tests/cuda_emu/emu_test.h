@@ -16,14 +16,6 @@
 
 namespace pw::test::emu {
 
-inline std::vector<float> rnd(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(rng);
-  return v;
-}
-
 // The emulated CUDA result `emu` against the CPU result `cpu`; `atol`: differences up to this much
 // also pass (for results that are rounding noise around 0).
 inline void expect_close(const std::vector<float>& emu, const std::vector<float>& cpu, const std::string& what,

@@ -15,7 +15,7 @@
 using namespace pw::kernels;
 using pw::test::emu::expect_close;
 using pw::test::emu::expect_exact;
-using pw::test::emu::rnd;
+using pw::test::random_values;
 
 TEST_CASE("emulated CUDA pooling and upsampling equal the CPU bodies") {
   struct P {
@@ -37,7 +37,7 @@ TEST_CASE("emulated CUDA pooling and upsampling equal the CPU bodies") {
       g.out[a] = (p.in[a] - p.k[a]) / p.s[a] + 1;
     }
     INFO("pool in " << g.in[0] << "x" << g.in[1] << "x" << g.in[2] << " k " << g.k[0] << g.k[1] << g.k[2]);
-    const auto x = rnd(g.nc * g.in_vol(), ++seed), dy = rnd(g.nc * g.out_vol(), ++seed);
+    const auto x = random_values(g.nc * g.in_vol(), ++seed), dy = random_values(g.nc * g.out_vol(), ++seed);
     std::vector<float> y1(g.nc * g.out_vol(), 7.f), y2(y1.size(), -7.f);
     std::vector<float> dx1(g.nc * g.in_vol(), 7.f), dx2(dx1.size(), -7.f);
     std::vector<int32_t> a1(y1.size(), 7), a2(y1.size(), -7);
@@ -71,7 +71,7 @@ TEST_CASE("emulated CUDA pooling and upsampling equal the CPU bodies") {
           g.out[a] = in[a] * ((twod && a == 0) ? 1 : f[a]);
         }
         INFO("upsample factors " << f[0] << f[1] << f[2] << (twod ? " 2D" : " 3D") << " base " << base);
-        const auto x = rnd(g.nc * g.in_vol(), ++seed), dy = rnd(g.nc * g.out_vol(), ++seed);
+        const auto x = random_values(g.nc * g.in_vol(), ++seed), dy = random_values(g.nc * g.out_vol(), ++seed);
         std::vector<float> y1(g.nc * g.out_vol(), 3.f), y2(y1.size(), -3.f);
         std::vector<float> dx1(g.nc * g.in_vol(), 3.f), dx2(dx1.size(), -3.f);
         cpu::upsample_nearest_forward(g, x.data(), y1.data());
@@ -94,7 +94,7 @@ TEST_CASE("emulated CUDA pooling and upsampling equal the CPU bodies") {
 
 TEST_CASE("emulated CUDA instance and batch norm equal the CPU bodies") {
   const int64_t N = 3, C = 4, S = 50;
-  const auto x = rnd(N * C * S, 1, -2.f, 3.f), dy = rnd(N * C * S, 2), w = rnd(C, 3), b = rnd(C, 4);
+  const auto x = random_values(N * C * S, 1, -2.f, 3.f), dy = random_values(N * C * S, 2), w = random_values(C, 3), b = random_values(C, 4);
   // A large eps too, so that a body that drops or misplaces it fails beyond the tolerance.
   for (float eps : {1e-5f, 0.25f}) {
     for (bool affine : {true, false}) {
@@ -123,7 +123,7 @@ TEST_CASE("emulated CUDA instance and batch norm equal the CPU bodies") {
       cuda_emu::batch_norm_stats(x.data(), bm2.data(), bv2.data(), N, C, S);
       expect_close(bm2, bm1, "batch_norm_stats mean");
       expect_close(bv2, bv1, "batch_norm_stats var");
-      auto rm1 = rnd(C, 5), rv1 = rnd(C, 6, 0.5f, 2.f);
+      auto rm1 = random_values(C, 5), rv1 = random_values(C, 6, 0.5f, 2.f);
       auto rm2 = rm1, rv2 = rv1;
       cpu::batch_norm_update_running(rm1.data(), rv1.data(), bm1.data(), bv1.data(), C, N * S, 0.1f);
       cuda_emu::batch_norm_update_running(rm2.data(), rv2.data(), bm1.data(), bv1.data(), C, N * S, 0.1f);
@@ -154,7 +154,7 @@ TEST_CASE("emulated CUDA instance and batch norm equal the CPU bodies") {
 
 TEST_CASE("emulated CUDA batch norm statistics over many voxels (several blocks per channel) equal the CPU") {
   const int64_t N = 2, C = 2, S = 5000;  // 10000 values per channel: group_reduce uses 4 parts per channel
-  const auto x = rnd(N * C * S, 7, -1.f, 4.f);
+  const auto x = random_values(N * C * S, 7, -1.f, 4.f);
   std::vector<float> m1(C, 7.f), m2(C, -7.f), v1(C, 7.f), v2(C, -7.f);
   cpu::batch_norm_stats(x.data(), m1.data(), v1.data(), N, C, S);
   cuda_emu::batch_norm_stats(x.data(), m2.data(), v2.data(), N, C, S);
@@ -164,8 +164,8 @@ TEST_CASE("emulated CUDA batch norm statistics over many voxels (several blocks 
 
 TEST_CASE("emulated CUDA losses (BCE, cross-entropy, soft Dice; masks, ignored targets) equal the CPU bodies") {
   const int64_t N = 2, K = 3, S = 40, n = N * K * S;
-  const auto z = rnd(n, 11, -4.f, 4.f);
-  auto t = rnd(n, 12, 0.f, 1.f), m = rnd(n, 13, 0.f, 1.f);
+  const auto z = random_values(n, 11, -4.f, 4.f);
+  auto t = random_values(n, 12, 0.f, 1.f), m = random_values(n, 13, 0.f, 1.f);
   for (auto& v : m) v = v < 0.3f ? 0.f : 1.f;
   for (int64_t i = 0; i < n; i += 13) t[i] = NAN;  // not counted
   std::mt19937_64 rng(14);
@@ -199,8 +199,8 @@ TEST_CASE("emulated CUDA losses (BCE, cross-entropy, soft Dice; masks, ignored t
       cuda_emu::cross_entropy_backward(z.data(), labels.data(), wp, vmp, N, K, S, &dloss, &d1, g2.data());
       expect_close(g2, g1, "cross_entropy_backward");
     }
-    const auto p = rnd(n, 15, 0.f, 1.f);
-    auto onehot = rnd(n, 16, 0.f, 1.f);
+    const auto p = random_values(n, 15, 0.f, 1.f);
+    auto onehot = random_values(n, 16, 0.f, 1.f);
     for (auto& v : onehot) v = v < 0.4f ? 1.f : 0.f;
     for (bool per_sample : {false, true}) {
       INFO("per_sample " << per_sample);
@@ -222,7 +222,7 @@ TEST_CASE("emulated CUDA losses (BCE, cross-entropy, soft Dice; masks, ignored t
 
 TEST_CASE("emulated CUDA losses with nothing counted (all masked, all ignored) equal the CPU bodies") {
   const int64_t N = 2, K = 3, S = 8, n = N * K * S;
-  const auto z = rnd(n, 41, -4.f, 4.f), t = rnd(n, 42, 0.f, 1.f), p = rnd(n, 43, 0.f, 1.f);
+  const auto z = random_values(n, 41, -4.f, 4.f), t = random_values(n, 42, 0.f, 1.f), p = random_values(n, 43, 0.f, 1.f);
   const std::vector<float> zero_mask(n, 0.f), zero_vmask(N * S, 0.f);
   const std::vector<int32_t> ignored(N * S, -1);
   const float dloss = 1.f;
@@ -270,7 +270,7 @@ TEST_CASE("emulated CUDA losses with nothing counted (all masked, all ignored) e
 
 TEST_CASE("emulated CUDA elementwise, softmax, copy_channels and sum equal the CPU bodies") {
   const int64_t n = 1000;
-  const auto x = rnd(n, 21, -3.f, 3.f), y = rnd(n, 22), dy = rnd(n, 23);
+  const auto x = random_values(n, 21, -3.f, 3.f), y = random_values(n, 22), dy = random_values(n, 23);
   std::vector<float> a(n, 7.f), b(n, -7.f);
 #define PW_EMU_SAME(fn, ...)                  \
   cpu::fn(__VA_ARGS__, a.data(), n);          \
@@ -325,7 +325,7 @@ TEST_CASE("emulated CUDA elementwise, softmax, copy_channels and sum equal the C
   // Far more items than the emulated grid has threads (32 blocks of 256): several trips around the
   // grid-stride loop per thread, and the launch really ran.
   const int64_t big = 100003;
-  const auto xb = rnd(big, 24);
+  const auto xb = random_values(big, 24);
   std::vector<float> yb1(big, 7.f), yb2(big, -7.f);
   const int64_t before = pw_emu::launches();
   cpu::relu_forward(xb.data(), yb1.data(), big);
@@ -347,7 +347,7 @@ TEST_CASE("emulated CUDA Adam and SGD steps equal the CPU bodies") {
   const int64_t n = 500;
   for (bool decoupled : {false, true}) {
     INFO("decoupled " << decoupled);
-    auto p1 = rnd(n, 31), g = rnd(n, 32);
+    auto p1 = random_values(n, 31), g = random_values(n, 32);
     auto p2 = p1;
     std::vector<float> m1(n), v1(n), m2(n), v2(n);
     for (int step = 1; step <= 3; ++step) {
@@ -361,9 +361,9 @@ TEST_CASE("emulated CUDA Adam and SGD steps equal the CPU bodies") {
   }
   for (float momentum : {0.f, 0.9f}) {
     INFO("momentum " << momentum);
-    auto p1 = rnd(n, 33), g = rnd(n, 34);
+    auto p1 = random_values(n, 33), g = random_values(n, 34);
     auto p2 = p1;
-    std::vector<float> b1 = rnd(n, 35), b2 = b1;  // not zeros: the first step must overwrite, not add
+    std::vector<float> b1 = random_values(n, 35), b2 = b1;  // not zeros: the first step must overwrite, not add
     for (int step = 0; step < 3; ++step) {
       cpu::sgd_step(p1.data(), g.data(), b1.data(), n, 0.1f, momentum, 1e-3f, step == 0);
       cuda_emu::sgd_step(p2.data(), g.data(), b2.data(), n, 0.1f, momentum, 1e-3f, step == 0);
@@ -379,7 +379,7 @@ TEST_CASE("emulated CUDA Adam and SGD steps equal the CPU bodies") {
 }
 
 TEST_CASE("emulated CUDA bodies on degenerate shapes (one channel, one voxel, global pooling) equal the CPU") {
-  const auto x = rnd(64, 51, -2.f, 2.f), dy = rnd(64, 52);
+  const auto x = random_values(64, 51, -2.f, 2.f), dy = random_values(64, 52);
   for (const auto& shape : {std::vector<int64_t>{3, 1, 7}, std::vector<int64_t>{7, 5, 1}}) {
     INFO("softmax outer, channels, inner " << shape[0] << "," << shape[1] << "," << shape[2]);
     const int64_t n = shape[0] * shape[1] * shape[2];
@@ -406,7 +406,7 @@ TEST_CASE("emulated CUDA bodies on degenerate shapes (one channel, one voxel, gl
     cuda_emu::instance_norm_backward(x.data(), nullptr, m1.data(), r1.data(), dy.data(), dx2.data(), nullptr, nullptr,
                                      N, C, S);
     expect_close(dx2, dx1, "instance_norm_backward, S = 1 (0 up to rounding)", 1e-5, 1e-6);
-    std::vector<float> bm(3), bv(3), rm1 = rnd(3, 53), rv1 = rnd(3, 54, 0.5f, 2.f), rm2 = rm1, rv2 = rv1;
+    std::vector<float> bm(3), bv(3), rm1 = random_values(3, 53), rv1 = random_values(3, 54, 0.5f, 2.f), rm2 = rm1, rv2 = rv1;
     cpu::batch_norm_stats(x.data(), bm.data(), bv.data(), N, C, S);
     cpu::batch_norm_update_running(rm1.data(), rv1.data(), bm.data(), bv.data(), C, N * S, 0.1f);
     cuda_emu::batch_norm_update_running(rm2.data(), rv2.data(), bm.data(), bv.data(), C, N * S, 0.1f);

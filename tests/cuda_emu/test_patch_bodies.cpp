@@ -22,7 +22,7 @@ using namespace pw::kernels;
 using namespace pw::test::patch;
 using pw::test::emu::expect_close;
 using pw::test::emu::expect_exact;
-using pw::test::emu::rnd;
+using pw::test::random_values;
 
 namespace {
 
@@ -134,7 +134,7 @@ TEST_CASE("emulated CUDA gather_affine (f32, u8, i16, i32; nearest, linear; mask
   uint64_t seed = 2000;
   for (const Setup& s : setups()) {
     const size_t nsrc = size_t(s.g.num_vols * s.g.channels * s.g.vol_numel());
-    check_gather(s, rnd(nsrc, ++seed, -2.f, 3.f), "f32");
+    check_gather(s, random_values(nsrc, ++seed, -2.f, 3.f), "f32");
     check_gather(s, random_ints<uint8_t>(nsrc, 0, 255, ++seed), "u8");
     check_gather(s, random_ints<int16_t>(nsrc, -32768, 32767, ++seed), "i16");
     check_gather(s, random_ints<int32_t>(nsrc, -(1 << 22), 1 << 22, ++seed), "i32");
@@ -168,8 +168,8 @@ TEST_CASE("emulated CUDA gather_affine_backward (adds the adjoint into grad_src)
     for (Interp mode : {Interp::nearest, Interp::linear})
       for (bool mask : {false, true}) {
         const int64_t nsrc = s.g.num_vols * s.g.channels * s.g.vol_numel();
-        const auto gy = rnd(s.g.num_patches * (s.g.channels + (mask ? 1 : 0)) * s.g.patch_numel(), ++seed);
-        std::vector<float> c = rnd(nsrc, ++seed), e = c;  // it ADDS: start from the same non-zero values
+        const auto gy = random_values(s.g.num_patches * (s.g.channels + (mask ? 1 : 0)) * s.g.patch_numel(), ++seed);
+        std::vector<float> c = random_values(nsrc, ++seed), e = c;  // it ADDS: start from the same non-zero values
         cpu::gather_affine_backward(gy.data(), s.g, s.mats.data(), s.parent_ptr(), mode, mask, c.data());
         cuda_emu::gather_affine_backward(gy.data(), s.g, s.mats.data(), s.parent_ptr(), mode, mask, e.data());
         expect_close(e, c, s.name + " gather backward" + (mode == Interp::nearest ? " nearest" : " linear") +
@@ -181,14 +181,14 @@ TEST_CASE("emulated CUDA scatter_affine (flat, cos, cos2; nearest, linear) and s
   uint64_t seed = 5000;
   for (const Setup& s : setups()) {
     const int64_t V = s.g.vol_numel(), nacc = s.g.num_vols * s.g.channels * V, nw = s.g.num_vols * V;
-    const auto patches = rnd(s.g.num_patches * s.g.channels * s.g.patch_numel(), ++seed);
+    const auto patches = random_values(s.g.num_patches * s.g.channels * s.g.patch_numel(), ++seed);
     for (Interp mode : {Interp::nearest, Interp::linear})
       for (Window win : {Window::flat, Window::cos, Window::cos2}) {
         const std::string what = s.name + (mode == Interp::nearest ? " nearest" : " linear") +
                                  (win == Window::flat ? " flat" : win == Window::cos ? " cos" : " cos2");
         // Both ADD: start from the same values (zeros, as the stitcher does, for the weights of the
         // first pass; random for acc).
-        std::vector<float> ca = rnd(nacc, ++seed), cw(nw, 0.f);
+        std::vector<float> ca = random_values(nacc, ++seed), cw(nw, 0.f);
         std::vector<float> ea = ca, ew = cw;
         cpu::scatter_affine(patches.data(), s.g, s.mats.data(), s.parent_ptr(), mode, win, ca.data(), cw.data());
         cuda_emu::scatter_affine(patches.data(), s.g, s.mats.data(), s.parent_ptr(), mode, win, ea.data(), ew.data());
@@ -236,7 +236,7 @@ TEST_CASE("emulated CUDA smooth (gaussian, box, max, min; 2D, 3D; 0 to 3 axes) e
     for (const Params& pr : params)
       for (SmoothKind k : {SmoothKind::gaussian, SmoothKind::box, SmoothKind::max, SmoothKind::min}) {
         const int64_t nc = 2, n = nc * vol[0] * vol[1] * vol[2];
-        const auto in = rnd(n, ++seed);
+        const auto in = random_values(n, ++seed);
         std::vector<float> ct(n, 7.f), co(n, 7.f), et(n, -7.f), eo(n, -7.f);
         cpu::smooth(in.data(), nc, vol, k, pr.sigma, pr.width, ct.data(), co.data());
         cuda_emu::smooth(in.data(), nc, vol, k, pr.sigma, pr.width, et.data(), eo.data());

@@ -6,17 +6,12 @@
 #include <random>
 #include <vector>
 
+#include "common/test_util.h"
 #include "kernels/gather.h"
 
 namespace pw::test::patch {
 
-inline std::vector<float> random_values(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.f) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  std::vector<float> v(n);
-  for (auto& x : v) x = u(rng);
-  return v;
-}
+using pw::test::random_values;  // tests/common/test_util.h
 
 inline kernels::PatchGeom geom3(int64_t C, int64_t Q, std::vector<int64_t> vol, int64_t P, std::vector<int64_t> s) {
   kernels::PatchGeom g;
