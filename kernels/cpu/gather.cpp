@@ -1,11 +1,16 @@
-// CPU bodies of kernels/gather.h. Threaded over blocks of patch rows (p, x0, x1), handed out
-// dynamically to the threads of pw::parallel_for.
+// CPU bodies of kernels/gather.h. Threaded over blocks of patch rows (p, x0, x1) -- at most one
+// whole patch per block -- handed out dynamically to the threads of pw::parallel_for.
 //
-// Each row first evaluates its source coordinates at both ends; the coordinates are linear along
-// the row, so when both ends sample safely inside the source the whole row takes the fast path:
-// a branch-free loop that computes the source indices (one FMA per component and voxel) into a
-// small buffer, then one gather loop per channel (both loops vectorise). Rows that touch the
-// border take the checked path, voxel by voxel, with the same arithmetic.
+// Fast paths, all computing exactly the per-voxel arithmetic of kernels/common/patch_math.h (tests
+// compare them bit for bit with it):
+//   - A patch whose corners all sample safely inside the source (patch_inside) needs no border test;
+//     otherwise each row tests its two ends (coordinates are linear along a row) and, inside, takes the
+//     same branch-free loops. Rows touching the border take the checked path, voxel by voxel.
+//   - Nearest, one channel: indices and loads in one vectorised loop (vector gathers); several
+//     channels: the indices once into a buffer, then one gather loop per channel.
+//   - (Bi/tri)linear: corner index and fractions per voxel into buffers, then the interpolation; for a
+//     float source with AVX2, each corner's two x-neighbours come with one 64-bit gather element.
+// Loop counters of vectorised loops are int: GCC converts int, not int64, to float in vectors.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
