@@ -8,7 +8,6 @@
 #include <cstring>
 #include <iomanip>
 #include <sstream>
-#include <random>
 #include <string>
 #include <vector>
 
