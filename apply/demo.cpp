@@ -39,7 +39,7 @@ std::string demo_config_json(double seconds, int threads, uint64_t seed) {
   return j.dump(2);
 }
 
-static train::Subject phantom_subject(const std::string& name, const Phantom& p, const train::Scheme& sc) {
+train::Subject phantom_subject(const std::string& name, const Phantom& p, const train::Scheme& sc) {
   train::Patch img;
   for (int r = 0; r < 4; ++r)
     for (int c = 0; c < 4; ++c) img.A(r, c) = p.affine[r * 4 + c];

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "apply/metrics.h"
+#include "apply/phantom.h"
+#include "train/sampler.h"
 
 namespace pw::apply {
 
@@ -30,6 +32,10 @@ struct DemoResult {
 // Writes into opt.out: train/ (phantoms), test_image.nii.gz, test_truth.nii.gz,
 // test_prediction.nii.gz, test_preview.png, model.safetensors (+ its training log).
 DemoResult run_demo(const DemoOptions& opt);
+
+// A phantom as a training subject: its image and labels as one-channel volumes with its affine,
+// prepared for the scheme (the demo's and the tests' one way to train on phantoms).
+train::Subject phantom_subject(const std::string& name, const Phantom& p, const train::Scheme& sc);
 
 // The training configuration the demo uses (JSON), for the README and tests.
 std::string demo_config_json(double seconds, int threads, uint64_t seed);

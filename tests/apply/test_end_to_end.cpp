@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apply/demo.h"
 #include "apply/model_network.h"
 #include "apply/phantom.h"
 #include "common/test_util.h"
@@ -15,17 +16,6 @@ using namespace pw;
 using nlohmann::json;
 
 namespace {
-
-train::Subject subject_of(const std::string& name, const Phantom& p, const train::Scheme& sc) {
-  train::Patch img;
-  for (int r = 0; r < 4; ++r)
-    for (int c = 0; c < 4; ++c) img.A(r, c) = p.affine[r * 4 + c];
-  img.s = p.dims;
-  Tensor data = Tensor::from_vector({1, p.dims[2], p.dims[1], p.dims[0]}, p.image);
-  std::vector<float> lab(p.labels.begin(), p.labels.end());
-  return train::make_subject(name, img, data, Tensor::from_vector({1, p.dims[2], p.dims[1], p.dims[0]}, lab), sc,
-                             false);
-}
 
 // The tests' 2D phantoms: 64x64, two labels (organ, nodule).
 PhantomOptions phantom_2d() {
@@ -61,7 +51,7 @@ std::filesystem::path train_2d_model(const std::filesystem::path& dir, bool cate
   std::vector<train::Subject> tr, va;
   for (int i = 0; i < (validate ? 7 : 6); ++i) {
     po.seed = phantom_seed + i;
-    (i < 6 ? tr : va).push_back(subject_of("p" + std::to_string(i), make_phantom(po), cfg.scheme));
+    (i < 6 ? tr : va).push_back(apply::phantom_subject("p" + std::to_string(i), make_phantom(po), cfg.scheme));
   }
   train::TrainOptions to;
   to.out = dir / "model.safetensors";

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "common/test_util.h"
+#include "cuda_test_util.h"
+#include "test_random.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #ifdef PW_HAVE_CUDA
@@ -19,23 +21,14 @@
 #endif
 
 using namespace pw;
+using pw::test::as_double;
 using pw::test::check_close;
+using pw::test::Fp32Only;
+using pw::test::random_tensor;
 
 namespace {
 
 constexpr double kRtol = 1e-4, kAtolFrac = 1e-5;
-
-Tensor uniform(const Shape& shape, uint32_t seed, float lo = -1.f, float hi = 1.f, float gap = 0.f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> u(lo, hi);
-  Tensor t = Tensor::empty(shape);
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    float v = u(rng);
-    while (std::fabs(v) < gap) v = u(rng);
-    t.f32()[i] = v;
-  }
-  return t;
-}
 
 Tensor labels(const Shape& shape, int classes, uint32_t seed, double ignore_fraction = 0.0) {
   std::mt19937 rng(seed);
@@ -54,22 +47,6 @@ Tensor binary_mask(const Shape& shape, uint32_t seed, double keep = 0.7) {
   return t;
 }
 
-std::vector<double> as_double(const Tensor& t) {
-  std::vector<float> v = t.to_vector();
-  return std::vector<double>(v.begin(), v.end());
-}
-
-// Scoped TF32 off (the parity tolerance is fp32's).
-struct Fp32Only {
-#ifdef PW_HAVE_CUDA
-  bool prev = cuda::tf32();
-  Fp32Only() { cuda::set_tf32(false); }
-  ~Fp32Only() { cuda::set_tf32(prev); }
-#else
-  ~Fp32Only() {}  // nothing to switch in a CPU-only build
-#endif
-};
-
 // The op under test: takes the inputs as Vars (already on `dev`) and returns the output.
 using OpFn = std::function<Var(const std::vector<Var>& in, Device dev)>;
 
@@ -84,7 +61,7 @@ RunResult run_on(Device dev, const std::vector<Tensor>& inputs, const OpFn& fn, 
   Var y = fn(vars, dev);
   RunResult r;
   r.out = y->value.cpu();
-  if (y->requires_grad) backward(y, uniform(y->value.shape(), seed).to(dev));
+  if (y->requires_grad) backward(y, random_tensor(y->value.shape(), seed).to(dev));
   for (const Var& v : vars) r.grads.push_back(v->grad.defined() ? v->grad.cpu() : Tensor());
   return r;
 }
@@ -126,8 +103,8 @@ TEST_CASE("conv 3D and 2D, stride, padding, bias, 1x1 (cuBLAS path)" * doctest::
   };
   uint32_t seed = 10;
   for (const C& c : cases) {
-    std::vector<Tensor> in = {uniform(c.x, seed++), uniform(c.w, seed++, -0.5f, 0.5f)};
-    if (c.bias) in.push_back(uniform({c.w[0]}, seed++));
+    std::vector<Tensor> in = {random_tensor(c.x, seed++), random_tensor(c.w, seed++, -0.5f, 0.5f)};
+    if (c.bias) in.push_back(random_tensor({c.w[0]}, seed++));
     check_parity("conv x" + shape_str(c.x) + " w" + shape_str(c.w) + " s" + std::to_string(c.stride) + " p" +
                      std::to_string(c.pad),
                  in, [c](const std::vector<Var>& v, Device) {
@@ -148,8 +125,8 @@ TEST_CASE("conv_transpose 3D and 2D" * doctest::skip(!cuda_available())) {
                                 {{2, 3, 5, 4}, {3, 2, 3, 3}, 1, true}};
   uint32_t seed = 40;
   for (const C& c : cases) {
-    std::vector<Tensor> in = {uniform(c.x, seed++), uniform(c.w, seed++, -0.5f, 0.5f)};
-    if (c.bias) in.push_back(uniform({c.w[1]}, seed++));
+    std::vector<Tensor> in = {random_tensor(c.x, seed++), random_tensor(c.w, seed++, -0.5f, 0.5f)};
+    if (c.bias) in.push_back(random_tensor({c.w[1]}, seed++));
     check_parity("conv_transpose x" + shape_str(c.x) + " w" + shape_str(c.w), in,
                  [c](const std::vector<Var>& v, Device) {
                    return conv_transpose(v[0], v[1], c.bias ? v[2] : Var(), c.stride);
@@ -162,20 +139,20 @@ TEST_CASE("pooling and upsampling, 3D and 2D" * doctest::skip(!cuda_available())
   uint32_t seed = 60;
   for (const Shape& s : shapes) {
     const std::string tag = shape_str(s);
-    check_parity("max_pool k2 s2 " + tag, {uniform(s, seed++)},
+    check_parity("max_pool k2 s2 " + tag, {random_tensor(s, seed++)},
                  [](const std::vector<Var>& v, Device) { return max_pool(v[0], 2, 2); });
-    check_parity("max_pool k3 s2 (overlapping) " + tag, {uniform(s, seed++)},
+    check_parity("max_pool k3 s2 (overlapping) " + tag, {random_tensor(s, seed++)},
                  [](const std::vector<Var>& v, Device) { return max_pool(v[0], 3, 2); });
-    check_parity("avg_pool k2 s2 " + tag, {uniform(s, seed++)},
+    check_parity("avg_pool k2 s2 " + tag, {random_tensor(s, seed++)},
                  [](const std::vector<Var>& v, Device) { return avg_pool(v[0], 2, 2); });
-    check_parity("avg_pool k3 s1 " + tag, {uniform(s, seed++)},
+    check_parity("avg_pool k3 s1 " + tag, {random_tensor(s, seed++)},
                  [](const std::vector<Var>& v, Device) { return avg_pool(v[0], 3, 1); });
     for (int f : {2, 3}) {
-      check_parity("upsample nearest x" + std::to_string(f) + " " + tag, {uniform(s, seed++)},
+      check_parity("upsample nearest x" + std::to_string(f) + " " + tag, {random_tensor(s, seed++)},
                    [f](const std::vector<Var>& v, Device) { return upsample(v[0], f, UpsampleMode::nearest); });
       for (bool ac : {false, true})
         check_parity("upsample linear x" + std::to_string(f) + (ac ? " align" : "") + " " + tag,
-                     {uniform(s, seed++)}, [f, ac](const std::vector<Var>& v, Device) {
+                     {random_tensor(s, seed++)}, [f, ac](const std::vector<Var>& v, Device) {
                        return upsample(v[0], f, UpsampleMode::linear, ac);
                      });
     }
@@ -184,15 +161,15 @@ TEST_CASE("pooling and upsampling, 3D and 2D" * doctest::skip(!cuda_available())
 
 TEST_CASE("instance norm and batch norm (train and eval)" * doctest::skip(!cuda_available())) {
   const Shape s = {3, 4, 5, 6, 7};
-  check_parity("instance_norm affine", {uniform(s, 80, -2.f, 3.f), uniform({4}, 81), uniform({4}, 82)},
+  check_parity("instance_norm affine", {random_tensor(s, 80, -2.f, 3.f), random_tensor({4}, 81), random_tensor({4}, 82)},
                [](const std::vector<Var>& v, Device) { return instance_norm(v[0], v[1], v[2]); });
-  check_parity("instance_norm plain 2D", {uniform({2, 3, 9, 8}, 83)},
+  check_parity("instance_norm plain 2D", {random_tensor({2, 3, 9, 8}, 83)},
                [](const std::vector<Var>& v, Device) { return instance_norm(v[0], Var(), Var()); });
   for (bool training : {true, false}) {
-    Tensor rm_cpu = uniform({4}, 84), rv_cpu = uniform({4}, 85, 0.5f, 2.f);
+    Tensor rm_cpu = random_tensor({4}, 84), rv_cpu = random_tensor({4}, 85, 0.5f, 2.f);
     std::vector<Tensor> running_after;  // cpu then cuda
     check_parity(std::string("batch_norm ") + (training ? "train" : "eval"),
-                 {uniform(s, 86, -1.f, 2.f), uniform({4}, 87), uniform({4}, 88)},
+                 {random_tensor(s, 86, -1.f, 2.f), random_tensor({4}, 87), random_tensor({4}, 88)},
                  [&](const std::vector<Var>& v, Device dev) {
                    Tensor rm = rm_cpu.clone().to(dev), rv = rv_cpu.clone().to(dev);
                    Var y = batch_norm(v[0], v[1], v[2], rm, rv, training, 0.1f, 1e-5f);
@@ -208,48 +185,48 @@ TEST_CASE("instance norm and batch norm (train and eval)" * doctest::skip(!cuda_
 
 TEST_CASE("activations, arithmetic, softmax" * doctest::skip(!cuda_available())) {
   const Shape s = {2, 5, 4, 6, 3};
-  check_parity("relu", {uniform(s, 100, -1.f, 1.f, 1e-3f)},
+  check_parity("relu", {random_tensor(s, 100, -1.f, 1.f, 1e-3f)},
                [](const std::vector<Var>& v, Device) { return relu(v[0]); });
-  check_parity("leaky_relu", {uniform(s, 101, -1.f, 1.f, 1e-3f)},
+  check_parity("leaky_relu", {random_tensor(s, 101, -1.f, 1.f, 1e-3f)},
                [](const std::vector<Var>& v, Device) { return leaky_relu(v[0], 0.1f); });
-  check_parity("sigmoid", {uniform(s, 102, -6.f, 6.f)},
+  check_parity("sigmoid", {random_tensor(s, 102, -6.f, 6.f)},
                [](const std::vector<Var>& v, Device) { return sigmoid(v[0]); });
-  check_parity("softmax", {uniform(s, 103, -5.f, 5.f)},
+  check_parity("softmax", {random_tensor(s, 103, -5.f, 5.f)},
                [](const std::vector<Var>& v, Device) { return softmax(v[0]); });
-  check_parity("add", {uniform(s, 104), uniform(s, 105)},
+  check_parity("add", {random_tensor(s, 104), random_tensor(s, 105)},
                [](const std::vector<Var>& v, Device) { return add(v[0], v[1]); });
-  check_parity("mul", {uniform(s, 106), uniform(s, 107)},
+  check_parity("mul", {random_tensor(s, 106), random_tensor(s, 107)},
                [](const std::vector<Var>& v, Device) { return mul(v[0], v[1]); });
-  check_parity("scale", {uniform(s, 108)}, [](const std::vector<Var>& v, Device) { return scale(v[0], -2.5f); });
-  check_parity("add aliasing one input", {uniform(s, 109)},
+  check_parity("scale", {random_tensor(s, 108)}, [](const std::vector<Var>& v, Device) { return scale(v[0], -2.5f); });
+  check_parity("add aliasing one input", {random_tensor(s, 109)},
                [](const std::vector<Var>& v, Device) { return add(v[0], v[0]); });
 }
 
 TEST_CASE("concat, slice, sum, mean" * doctest::skip(!cuda_available())) {
   check_parity("concat 3 inputs",
-               {uniform({2, 3, 4, 5, 6}, 120), uniform({2, 1, 4, 5, 6}, 121), uniform({2, 4, 4, 5, 6}, 122)},
+               {random_tensor({2, 3, 4, 5, 6}, 120), random_tensor({2, 1, 4, 5, 6}, 121), random_tensor({2, 4, 4, 5, 6}, 122)},
                [](const std::vector<Var>& v, Device) { return concat({v[0], v[1], v[2]}); });
-  check_parity("slice [2,5)", {uniform({3, 7, 4, 5}, 123)},
+  check_parity("slice [2,5)", {random_tensor({3, 7, 4, 5}, 123)},
                [](const std::vector<Var>& v, Device) { return slice(v[0], 2, 5); });
-  check_parity("sum (large, multi-block reduction)", {uniform({4, 3, 33, 31, 29}, 124)},
+  check_parity("sum (large, multi-block reduction)", {random_tensor({4, 3, 33, 31, 29}, 124)},
                [](const std::vector<Var>& v, Device) { return sum(v[0]); });
-  check_parity("mean", {uniform({2, 3, 17, 19}, 125)},
+  check_parity("mean", {random_tensor({2, 3, 17, 19}, 125)},
                [](const std::vector<Var>& v, Device) { return mean(v[0]); });
-  check_parity("sum of a chain (relu(conv) -> slice -> mean)", {uniform({2, 3, 6, 6, 6}, 126), uniform({4, 3, 3, 3, 3}, 127)},
+  check_parity("sum of a chain (relu(conv) -> slice -> mean)", {random_tensor({2, 3, 6, 6, 6}, 126), random_tensor({4, 3, 3, 3, 3}, 127)},
                [](const std::vector<Var>& v, Device) { return mean(slice(relu(conv(v[0], v[1], Var(), 1, 1)), 1, 3)); });
 }
 
 TEST_CASE("losses with masks, ignore labels and class weights" * doctest::skip(!cuda_available())) {
   const Shape s = {2, 3, 7, 6, 5}, vox = {2, 7, 6, 5};
   // BCE: targets in [0,1] with some NaN (don't care), and a mask.
-  Tensor t = uniform(s, 140, 0.f, 1.f);
+  Tensor t = random_tensor(s, 140, 0.f, 1.f);
   for (int64_t i = 0; i < t.numel(); i += 17) t.f32()[i] = std::nanf("");
   Tensor m = binary_mask(s, 141);
-  check_parity("bce_with_logits", {uniform(s, 142, -4.f, 4.f)}, [&](const std::vector<Var>& v, Device dev) {
+  check_parity("bce_with_logits", {random_tensor(s, 142, -4.f, 4.f)}, [&](const std::vector<Var>& v, Device dev) {
     Tensor td = t.to(dev);
     return bce_with_logits(v[0], td);
   });
-  check_parity("bce_with_logits masked", {uniform(s, 143, -4.f, 4.f)}, [&](const std::vector<Var>& v, Device dev) {
+  check_parity("bce_with_logits masked", {random_tensor(s, 143, -4.f, 4.f)}, [&](const std::vector<Var>& v, Device dev) {
     Tensor td = t.to(dev), md = m.to(dev);
     return bce_with_logits(v[0], td, &md);
   });
@@ -257,11 +234,11 @@ TEST_CASE("losses with masks, ignore labels and class weights" * doctest::skip(!
   Tensor lab = labels(vox, 3, 144, 0.2);
   Tensor vm = binary_mask(vox, 145);
   const std::vector<float> cw = {0.5f, 2.f, 1.25f};
-  check_parity("cross_entropy", {uniform(s, 146, -3.f, 3.f)}, [&](const std::vector<Var>& v, Device dev) {
+  check_parity("cross_entropy", {random_tensor(s, 146, -3.f, 3.f)}, [&](const std::vector<Var>& v, Device dev) {
     Tensor ld = lab.to(dev);
     return cross_entropy(v[0], ld);
   });
-  check_parity("cross_entropy weighted masked", {uniform(s, 147, -3.f, 3.f)},
+  check_parity("cross_entropy weighted masked", {random_tensor(s, 147, -3.f, 3.f)},
                [&](const std::vector<Var>& v, Device dev) {
                  Tensor ld = lab.to(dev), md = vm.to(dev);
                  return cross_entropy(v[0], ld, &cw, &md);
@@ -270,7 +247,7 @@ TEST_CASE("losses with masks, ignore labels and class weights" * doctest::skip(!
   {
     Tensor bad = lab.clone();
     bad.i32()[5] = 3;
-    Var x = variable(uniform(s, 152, -1.f, 1.f).to(Device::cuda), false);
+    Var x = variable(random_tensor(s, 152, -1.f, 1.f).to(Device::cuda), false);
     CHECK_THROWS_WITH_AS(cross_entropy(x, bad.to(Device::cuda)), "cross_entropy: target value 3 outside [-1, 3)",
                          std::invalid_argument);
   }
@@ -284,12 +261,12 @@ TEST_CASE("losses with masks, ignore labels and class weights" * doctest::skip(!
   }
   Tensor dm = binary_mask(s, 149);
   for (bool per_sample : {false, true}) {
-    check_parity(std::string("soft_dice") + (per_sample ? " per_sample" : ""), {uniform(s, 150, -2.f, 2.f)},
+    check_parity(std::string("soft_dice") + (per_sample ? " per_sample" : ""), {random_tensor(s, 150, -2.f, 2.f)},
                  [&](const std::vector<Var>& v, Device dev) {
                    Tensor od = onehot.to(dev);
                    return soft_dice(softmax(v[0]), od, per_sample, 1.f);
                  });
-    check_parity(std::string("soft_dice masked") + (per_sample ? " per_sample" : ""), {uniform(s, 151, -2.f, 2.f)},
+    check_parity(std::string("soft_dice masked") + (per_sample ? " per_sample" : ""), {random_tensor(s, 151, -2.f, 2.f)},
                  [&](const std::vector<Var>& v, Device dev) {
                    Tensor od = onehot.to(dev), md = dm.to(dev);
                    return soft_dice(softmax(v[0]), od, per_sample, 1.f, &md);

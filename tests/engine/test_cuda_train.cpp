@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/test_util.h"
+#include "cuda_test_util.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
@@ -18,24 +19,11 @@
 #endif
 
 using namespace pw;
+using pw::test::as_double;
 using pw::test::check_close;
+using pw::test::Fp32Only;
 
 namespace {
-
-struct Fp32Only {
-#ifdef PW_HAVE_CUDA
-  bool prev = cuda::tf32();
-  Fp32Only() { cuda::set_tf32(false); }
-  ~Fp32Only() { cuda::set_tf32(prev); }
-#else
-  ~Fp32Only() {}  // nothing to switch in a CPU-only build
-#endif
-};
-
-std::vector<double> as_double(const Tensor& t) {
-  std::vector<float> v = t.to_vector();
-  return std::vector<double>(v.begin(), v.end());
-}
 
 // The benchmark block: c1=relu(conv3(1->w)); c2=relu(conv3(w->w)); c3=relu(conv3(w->2w)) on
 // maxpool2(c2); c4=relu(conv3(3w->w)) on concat(upsample2_nearest(c3), c2); out=conv1(w->2).

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "apply/demo.h"
 #include "apply/model_network.h"
 #include "apply/phantom.h"
 #include "common/test_util.h"
@@ -25,16 +26,7 @@ Subject phantom_subject(const Scheme& sc, std::array<int64_t, 3> dims, int label
   o.num_labels = labels;
   o.seed = seed;
   o.noise = 0.05;
-  Phantom ph = make_phantom(o);
-  Patch img;
-  for (int r = 0; r < 4; ++r)
-    for (int c = 0; c < 4; ++c) img.A(r, c) = ph.affine[r * 4 + c];
-  img.s = {dims[0], dims[1], dims[2]};
-  const int64_t n = dims[0] * dims[1] * dims[2];
-  Tensor data = Tensor::from_vector({1, dims[2], dims[1], dims[0]}, ph.image);
-  Tensor lab = Tensor::empty({n});
-  for (int64_t i = 0; i < n; ++i) lab.f32()[i] = float(ph.labels[i]);
-  return make_subject("phantom" + std::to_string(seed), img, data, lab, sc, false);
+  return apply::phantom_subject("phantom" + std::to_string(seed), make_phantom(o), sc);
 }
 
 Predictor tree_predictor() {
