@@ -15,6 +15,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/unet_block.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
@@ -112,23 +113,14 @@ void BM_conv2d_forward_backward(benchmark::State& state) {
 struct BenchUNet {
   std::vector<Var> params;
   explicit BenchUNet(int w) {
-    const std::vector<Shape> shapes = {{w, 1, 3, 3, 3},     {w},     {w, w, 3, 3, 3}, {w},
-                                       {2 * w, w, 3, 3, 3}, {2 * w}, {w, 3 * w, 3, 3, 3},
-                                       {w},                 {2, w, 1, 1, 1}, {2}};
+    const std::vector<Shape> shapes = pw::bench::unet_block_shapes(w);
     uint32_t seed = 100;
     for (const Shape& s : shapes) {
       const double fan_in = s.size() > 1 ? double(shape_numel(s) / s[0]) : 1.0;
       params.push_back(variable(random_cuda(s, seed++, s.size() > 1 ? float(std::sqrt(2.0 / fan_in)) : 0.01f), true));
     }
   }
-  Var forward(const Var& x) const {
-    const auto& p = params;
-    Var c1 = relu(conv(x, p[0], p[1], 1, 1));
-    Var c2 = relu(conv(c1, p[2], p[3], 1, 1));
-    Var c3 = relu(conv(max_pool(c2, 2, 2), p[4], p[5], 1, 1));
-    Var c4 = relu(conv(concat({upsample(c3, 2, UpsampleMode::nearest), c2}), p[6], p[7], 1, 1));
-    return conv(c4, p[8], p[9], 1, 0);
-  }
+  Var forward(const Var& x) const { return pw::bench::unet_block_forward(x, params); }
 };
 
 // One training step: zero_grad, forward, cross-entropy, backward, Adam. Args batch, tf32.

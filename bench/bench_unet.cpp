@@ -11,6 +11,7 @@
 #include <cmath>
 #include <random>
 
+#include "bench/unet_block.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 
@@ -53,14 +54,7 @@ struct Net {
     return {c1.w, c1.b, c2.w, c2.b, c3.w, c3.b, c4.w, c4.b, out.w, out.b};
   }
 
-  pw::Var forward(const pw::Var& x) const {
-    pw::Var h1 = pw::relu(pw::conv(x, c1.w, c1.b, 1, 1));
-    pw::Var h2 = pw::relu(pw::conv(h1, c2.w, c2.b, 1, 1));
-    pw::Var h3 = pw::relu(pw::conv(pw::max_pool(h2, 2, 2), c3.w, c3.b, 1, 1));
-    pw::Var u = pw::upsample(h3, 2, pw::UpsampleMode::nearest);
-    pw::Var h4 = pw::relu(pw::conv(pw::concat({u, h2}), c4.w, c4.b, 1, 1));
-    return pw::conv(h4, out.w, out.b, 1, 0);
-  }
+  pw::Var forward(const pw::Var& x) const { return pw::bench::unet_block_forward(x, params()); }
 };
 
 double conv_gflop() {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/unet_block.h"
 #include "common/test_util.h"
 #include "cuda_test_util.h"
 #include "engine/autograd.h"
@@ -25,8 +26,7 @@ using pw::test::Fp32Only;
 
 namespace {
 
-// The benchmark block: c1=relu(conv3(1->w)); c2=relu(conv3(w->w)); c3=relu(conv3(w->2w)) on
-// maxpool2(c2); c4=relu(conv3(3w->w)) on concat(upsample2_nearest(c3), c2); out=conv1(w->2).
+// The benchmark block (bench/unet_block.h) with weights drawn on the CPU.
 struct BenchUNet {
   std::vector<Var> params;  // w1 b1 w2 b2 w3 b3 w4 b4 w5 b5
 
@@ -34,9 +34,7 @@ struct BenchUNet {
   BenchUNet(int width, uint32_t seed, Device dev) {
     std::mt19937 rng(seed);
     const int w = width;
-    const std::vector<Shape> shapes = {{w, 1, 3, 3, 3},     {w},     {w, w, 3, 3, 3}, {w},
-                                       {2 * w, w, 3, 3, 3}, {2 * w}, {w, 3 * w, 3, 3, 3},
-                                       {w},                 {2, w, 1, 1, 1}, {2}};
+    const std::vector<Shape> shapes = bench::unet_block_shapes(w);
     for (const Shape& s : shapes) {
       Tensor t = Tensor::empty(s);
       const bool is_weight = s.size() > 1;
@@ -47,14 +45,7 @@ struct BenchUNet {
     }
   }
 
-  Var forward(const Var& x) const {
-    const auto& p = params;
-    Var c1 = relu(conv(x, p[0], p[1], 1, 1));
-    Var c2 = relu(conv(c1, p[2], p[3], 1, 1));
-    Var c3 = relu(conv(max_pool(c2, 2, 2), p[4], p[5], 1, 1));
-    Var c4 = relu(conv(concat({upsample(c3, 2, UpsampleMode::nearest), c2}), p[6], p[7], 1, 1));
-    return conv(c4, p[8], p[9], 1, 0);
-  }
+  Var forward(const Var& x) const { return bench::unet_block_forward(x, params); }
 };
 
 struct StepLog {
