@@ -162,20 +162,17 @@ BENCHMARK(BM_unet_train_step)
     ->ArgsProduct({{8, 64}, {1, 0}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
-BENCHMARK(BM_conv3d_forward)
-    ->ArgNames({"cin", "cout", "tf32"})
-    ->ArgsProduct({{8}, {16}, {1, 0}})
-    ->ArgsProduct({{16}, {16}, {1, 0}})
-    ->ArgsProduct({{32}, {32}, {1, 0}})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
-BENCHMARK(BM_conv3d_forward_backward)
-    ->ArgNames({"cin", "cout", "tf32"})
-    ->ArgsProduct({{8}, {16}, {1, 0}})
-    ->ArgsProduct({{16}, {16}, {1, 0}})
-    ->ArgsProduct({{32}, {32}, {1, 0}})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+// The conv3d cases: 8->16, 16->16, 32->32 channels, TF32 on and off.
+static void conv3d_cases(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"cin", "cout", "tf32"})
+      ->ArgsProduct({{8}, {16}, {1, 0}})
+      ->ArgsProduct({{16}, {16}, {1, 0}})
+      ->ArgsProduct({{32}, {32}, {1, 0}})
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+}
+BENCHMARK(BM_conv3d_forward)->Apply(conv3d_cases);
+BENCHMARK(BM_conv3d_forward_backward)->Apply(conv3d_cases);
 BENCHMARK(BM_conv2d_forward_backward)->ArgNames({"tf32"})->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
 #endif  // PW_HAVE_CUDA
 
