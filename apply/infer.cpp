@@ -8,14 +8,36 @@
 #include <stdexcept>
 #include <unistd.h>
 
-#include "kernels/common/patch_math.h"
-#include "kernels/gather.h"
-#include "kernels/parallel.h"
+#include "engine/ops.h"
+#include "engine/ops_patch.h"
 
 namespace pw::apply {
 
 using train::Patch;
 using train::Scheme;
+
+namespace {
+
+// Spatial sizes and shapes of a grid or patch of size s (x, y, z) in array order (2D: y, x).
+std::vector<int64_t> spatial_size(const train::Size3& s, int ndim) {
+  if (ndim == 3) return {s[2], s[1], s[0]};
+  return {s[1], s[0]};
+}
+Shape spatial_shape(const train::Size3& s, int ndim) {
+  std::vector<int64_t> v = spatial_size(s, ndim);
+  return Shape(v.begin(), v.end());
+}
+Shape with_front(Shape front, const Shape& rest) {
+  front.insert(front.end(), rest.begin(), rest.end());
+  return front;
+}
+// Kernel matrices (train::append_kernel_matrix, P of them) as the f32 P,(d+1),(d+1) tensor of the patch ops.
+Tensor mats_tensor(const std::vector<float>& m, int ndim) {
+  const int64_t k = ndim + 1;
+  return Tensor::from_vector({static_cast<int64_t>(m.size()) / (k * k), k, k}, m);
+}
+
+}  // namespace
 
 // ---- building blocks ----------------------------------------------------------------------------
 
@@ -112,47 +134,20 @@ std::vector<float> resample_linear(const std::vector<float>& src0, const Patch& 
           src[c * sg.numel() + x + sg.s[0] * (y + sg.s[1] * z)] =
               src0[c * sg0.numel() + sx + sg0.s[0] * (sy + sg0.s[1] * sz)];
         }
-  const int64_t n_dst = dst.numel();
-  std::vector<float> out(static_cast<size_t>(channels) * n_dst);
-  kernels::PatchGeom g;
-  g.ndim = ndim;
-  g.channels = channels;
-  g.num_vols = 1;
-  g.vol[0] = sg.s[2];
-  g.vol[1] = sg.s[1];
-  g.vol[2] = sg.s[0];
-  g.num_patches = 1;
-  g.patch[0] = dst.s[2];
-  g.patch[1] = dst.s[1];
-  g.patch[2] = dst.s[0];
   std::vector<float> m;
   train::append_kernel_matrix(train::resample_matrix(sg, dst), ndim, m);
-  kernels::cpu::gather_affine(src.data(), g, m.data(), nullptr, kernels::Interp::linear, false, out.data());
-  return out;
+  Tensor t = Tensor::from_vector(with_front({channels}, spatial_shape(sg.s, ndim)), src);
+  return gather_patches(constant(t), mats_tensor(m, ndim), spatial_size(dst.s, ndim), Interp::linear)->value.to_vector();
 }
 
 Tensor LevelNetwork::crop_image(int level, const InferInput& input, const std::vector<Patch>& patches) {
   const Scheme& sc = scheme();
-  const int64_t P = static_cast<int64_t>(patches.size());
-  const train::Size3& ps = sc.patch_size[level];
-  kernels::PatchGeom g;
-  g.ndim = sc.ndim;
-  g.channels = input.channels();
-  g.vol[0] = input.image.s[2];
-  g.vol[1] = input.image.s[1];
-  g.vol[2] = input.image.s[0];
-  g.num_patches = P;
-  g.patch[0] = ps[2];
-  g.patch[1] = ps[1];
-  g.patch[2] = ps[0];
-  std::vector<float> mats;
-  for (int64_t i = 0; i < P; ++i) train::append_kernel_matrix(train::resample_matrix(input.image, patches[i]), sc.ndim, mats);
-  Shape shape = sc.ndim == 3 ? Shape{P, g.channels, ps[2], ps[1], ps[0]} : Shape{P, g.channels, ps[1], ps[0]};
-  Tensor out = Tensor::empty(shape);
-  kernels::cpu::gather_affine(input.data.f32(), g, mats.data(), nullptr,
-                              sc.interp_type == train::Interp::lin ? kernels::Interp::linear : kernels::Interp::nearest,
-                              false, out.f32());
-  return out;
+  std::vector<float> m;
+  for (const Patch& p : patches) train::append_kernel_matrix(train::resample_matrix(input.image, p), sc.ndim, m);
+  Tensor src = input.data.reshape(with_front({input.data.dim(0)}, spatial_shape(input.image.s, sc.ndim)));
+  return gather_patches(constant(src), mats_tensor(m, sc.ndim), spatial_size(sc.patch_size[level], sc.ndim),
+                        sc.interp_type)
+      ->value;
 }
 
 // ---- the inference ------------------------------------------------------------------------------
@@ -166,68 +161,47 @@ struct PatchRec {
                                                     // unless the model augments levels independently)
 };
 
-kernels::PatchGeom geom_for(int ndim, int64_t channels, const train::Size3& vol, int64_t num_vols,
-                            const train::Size3& patch, int64_t num_patches) {
-  kernels::PatchGeom g;
-  g.ndim = ndim;
-  g.channels = channels;
-  g.num_vols = num_vols;
-  g.vol[0] = vol[2];
-  g.vol[1] = vol[1];
-  g.vol[2] = vol[0];
-  g.num_patches = num_patches;
-  g.patch[0] = patch[2];
-  g.patch[1] = patch[1];
-  g.patch[2] = patch[0];
-  return g;
+// The previous level's kept patches: their outputs [Q, Cout, out size] on the device, their input
+// patches and augmentations, and their index in that level's list.
+struct Parents {
+  Tensor out;
+  std::vector<Patch> patches;
+  std::vector<Eigen::Matrix3d> L;
+  std::vector<int> index;
+};
+
+// What evaluating one level leaves for the next: every patch's output (on the device) and attention.
+struct LevelResult {
+  Tensor outputs;
+  std::vector<float> attention;
+};
+
+// Probabilities [B, K, s] of the label logits (the first K of the Cout channels): softmax over the
+// K classes when categorical, else a sigmoid per channel; on the logits' device.
+Tensor label_probabilities(const Tensor& logits, int64_t K, bool categorical) {
+  Var l = constant(logits);
+  if (logits.dim(1) != K) l = slice(l, 0, K);
+  return (categorical ? softmax(l) : sigmoid(l))->value;
 }
 
-Shape patch_shape(int64_t b, int64_t c, const train::Size3& s, int ndim) {
-  if (ndim == 3) return {b, c, s[2], s[1], s[0]};
-  return {b, c, s[1], s[0]};
-}
-
-kernels::Interp interp_of(train::Interp i) {
-  return i == train::Interp::lin ? kernels::Interp::linear : kernels::Interp::nearest;
-}
-
-double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-
-// Converts the label logits of a batch [B, Cout, n] to probabilities [B, K, n] (softmax over the
-// K = label_channels when categorical, else sigmoid); attention per patch when `att` != nullptr.
-void label_probabilities(const float* logits, int64_t B, int64_t cout, int64_t K, int64_t n, bool categorical,
-                         Reduce reduce, std::vector<float>& prob, std::vector<float>* att) {
-  prob.assign(static_cast<size_t>(B * K * n), 0.f);
-  if (att) att->assign(B, 0.f);
+// The lazy-evaluation attention of each patch: the mean or max over the patch of the foreground
+// probability (categorical: 1 - P(background) per voxel; else every label channel's probability).
+std::vector<float> attention_of(const Tensor& prob_dev, bool categorical, Reduce reduce) {
+  const Tensor prob = prob_dev.cpu();
+  const int64_t B = prob.dim(0), K = prob.dim(1), n = prob.numel() / std::max<int64_t>(1, B * K);
+  std::vector<float> att(B);
   for (int64_t b = 0; b < B; ++b) {
-    const float* L = logits + b * cout * n;
-    float* P = prob.data() + b * K * n;
+    const float* P = prob.f32() + b * K * n;
     double sum = 0, mx = 0;
-    for (int64_t v = 0; v < n; ++v) {
-      double fg_att = 0;
-      if (categorical) {
-        double m = L[v];
-        for (int64_t c = 1; c < K; ++c) m = std::max<double>(m, L[c * n + v]);
-        double z = 0;
-        for (int64_t c = 0; c < K; ++c) z += std::exp(L[c * n + v] - m);
-        for (int64_t c = 0; c < K; ++c) P[c * n + v] = static_cast<float>(std::exp(L[c * n + v] - m) / z);
-        fg_att = 1.0 - P[v];  // probability of any foreground class
-        sum += fg_att;
-        mx = std::max(mx, fg_att);
-      } else {
-        for (int64_t c = 0; c < K; ++c) {
-          double p = sigmoid(L[c * n + v]);
-          P[c * n + v] = static_cast<float>(p);
-          sum += p;
-          mx = std::max(mx, p);
-        }
-      }
+    const int64_t cnt = categorical ? n : K * n;
+    for (int64_t i = 0; i < cnt; ++i) {
+      const double a = categorical ? 1.0 - P[i] : P[i];
+      sum += a;
+      mx = std::max(mx, a);
     }
-    if (att) {
-      const double cnt = categorical ? static_cast<double>(n) : static_cast<double>(K * n);
-      (*att)[b] = static_cast<float>(reduce == Reduce::mean ? sum / cnt : mx);
-    }
+    att[b] = static_cast<float>(reduce == Reduce::mean ? sum / static_cast<double>(cnt) : mx);
   }
+  return att;
 }
 
 class Progress {
@@ -260,272 +234,329 @@ class Progress {
   double last_ = -10;
 };
 
-// Stitching target: accumulators for K channels and the weight on a grid.
+// A stitching target on the inference's device: accumulators [K, grid] and the weight [grid].
 struct Accum {
   Patch grid;
-  std::vector<float> acc, weight;
-  void init(const Patch& g, int64_t K) {
+  Tensor acc, weight;
+  void init(const Patch& g, int64_t K, int ndim, Device dev) {
     grid = g;
-    acc.assign(static_cast<size_t>(K * g.numel()), 0.f);
-    weight.assign(static_cast<size_t>(g.numel()), 0.f);
+    acc = Tensor::zeros(with_front({K}, spatial_shape(g.s, ndim)), DType::f32, dev);
+    weight = Tensor::zeros(spatial_shape(g.s, ndim), DType::f32, dev);
   }
 };
 
-}  // namespace
+// One run of infer(): the steps of the algorithm, each a member function.
+class Inference {
+ public:
+  Inference(LevelNetwork& net, const InferInput& input, const InferOptions& opt);
+  Prediction run();
 
-Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions& opt) {
-  const Scheme& sc = net.scheme();
-  const int ndim = sc.ndim;
-  const int depth = sc.depth;
-  const int last = opt.level < 0 ? depth + opt.level : opt.level;
-  if (last < 0 || last >= depth)
-    throw std::invalid_argument("level " + std::to_string(opt.level) + " is outside the model's depth " +
-                                std::to_string(depth));
-  if (opt.num_patches < 1) throw std::invalid_argument("num_patches must be >= 1");
-  if (opt.branch_factor < 1) throw std::invalid_argument("branch_factor must be >= 1");
-  if (opt.num_chunks < 1) throw std::invalid_argument("num_chunks must be >= 1");
-  if (!(opt.lazy_fraction > 0 && opt.lazy_fraction <= 1)) throw std::invalid_argument("lazy_fraction must be in (0, 1]");
-  if (opt.batch_size < 1) throw std::invalid_argument("batch_size must be >= 1");
-  if (opt.sparse_suppression < 0) throw std::invalid_argument("sparse_suppression must be >= 0");
-  if (input.channels() != net.image_channels())
-    throw std::invalid_argument("the model expects " + std::to_string(net.image_channels()) +
+ private:
+  void check(const InferInput& input) const;
+  Eigen::Vector3d level_voxel(int level) const;
+  Eigen::Vector3d image_extent() const;
+  Eigen::Matrix3d aug(int level);
+  std::vector<PatchRec> level0_patches();
+  LevelResult evaluate_level(int chunk, int level, const std::vector<PatchRec>& cur, const Parents& par);
+  Tensor crop_parents(int level, const std::vector<PatchRec>& batch, const Parents& par) const;
+  void stitch(int level, const Tensor& prob, const std::vector<PatchRec>& batch);
+  Parents keep_top(LevelResult&& res, const std::vector<PatchRec>& cur) const;
+  std::vector<PatchRec> children(int level, const Parents& par);
+  std::vector<float> normalized_mix();
+  void finish();
+
+  LevelNetwork& net_;
+  const InferOptions& opt_;
+  const Scheme& sc_;
+  const Device dev_;
+  InferInput input_;  // the image, its data on dev_ (uploaded once)
+  int last_ = 0;      // the level stitched
+  int64_t K_ = 0;     // label channels
+  train::Frame frame_;
+  std::vector<Accum> accs_;
+  std::mt19937_64 rng_;
+  Progress progress_;
+  Prediction pred_;
+};
+
+Inference::Inference(LevelNetwork& net, const InferInput& input, const InferOptions& opt)
+    : net_(net), opt_(opt), sc_(net.scheme()), dev_(net.device()), rng_(opt.seed), progress_(opt.progress) {
+  last_ = opt.level < 0 ? sc_.depth + opt.level : opt.level;
+  check(input);
+  input_.image = input.image;
+  input_.data = input.data.to(dev_);
+  K_ = sc_.label_channels();
+  frame_ = train::make_frame(sc_, input.image);
+  pred_.channels = static_cast<int>(K_);
+  pred_.categorical = sc_.categorical;
+  pred_.patches_per_level.assign(last_ + 1, 0);
+  // Stitch targets: the selected level, and for mix each coarser level on its own grid.
+  accs_.resize(last_ + 1);
+  for (int l = opt.level_mix ? 0 : last_; l <= last_; ++l)
+    accs_[l].init(stitch_grid(input.image, level_voxel(l), sc_.ndim, opt.sampling_factor), K_, sc_.ndim, dev_);
+}
+
+void Inference::check(const InferInput& input) const {
+  if (last_ < 0 || last_ >= sc_.depth)
+    throw std::invalid_argument("level " + std::to_string(opt_.level) + " is outside the model's depth " +
+                                std::to_string(sc_.depth));
+  if (opt_.num_patches < 1) throw std::invalid_argument("num_patches must be >= 1");
+  if (opt_.branch_factor < 1) throw std::invalid_argument("branch_factor must be >= 1");
+  if (opt_.num_chunks < 1) throw std::invalid_argument("num_chunks must be >= 1");
+  if (!(opt_.lazy_fraction > 0 && opt_.lazy_fraction <= 1)) throw std::invalid_argument("lazy_fraction must be in (0, 1]");
+  if (opt_.batch_size < 1) throw std::invalid_argument("batch_size must be >= 1");
+  if (opt_.sparse_suppression < 0) throw std::invalid_argument("sparse_suppression must be >= 0");
+  if (input.channels() != net_.image_channels())
+    throw std::invalid_argument("the model expects " + std::to_string(net_.image_channels()) +
                                 " image channel(s), got " + std::to_string(input.channels()));
   if (input.data.ndim() != 4 || input.data.numel() != input.channels() * input.image.numel() ||
       input.data.dtype() != DType::f32)
     throw std::invalid_argument("infer: image data must be f32 [C, z, y, x] matching its dims");
-  if ((ndim == 2) != (input.image.s[2] == 1))
-    throw std::invalid_argument(std::string("the model is ") + (ndim == 2 ? "2D" : "3D") + " but the image is " +
+  if ((sc_.ndim == 2) != (input.image.s[2] == 1))
+    throw std::invalid_argument(std::string("the model is ") + (sc_.ndim == 2 ? "2D" : "3D") + " but the image is " +
                                 (input.image.s[2] == 1 ? "2D" : "3D"));
+}
 
-  Progress progress(opt.progress);
-  const int64_t K = sc.label_channels();
-  const train::Frame frame = train::make_frame(sc, input.image);
-
-  // Stitch targets: the selected level, and for mix each coarser level on its own grid.
-  std::vector<Accum> accs(last + 1);
-  const Patch out_grid = input.image;  // overwritten below when sampling_factor != 1
-  // A level's output voxel size along each IMAGE axis i: max over the patch axes a of
-  // voxel_a |B_a . d_i| (equal to voxel_i in the 'matrix' system, where B_a = d_a).
-  auto level_voxel = [&](int l) {
-    Eigen::Vector3d v = Eigen::Vector3d::Zero();
-    const Eigen::Matrix3d M = input.image.A.topLeftCorner<3, 3>();
-    for (int i = 0; i < 3; ++i) {
-      const Eigen::Vector3d d = M.col(i).normalized();
-      for (int a = 0; a < 3; ++a) {
-        const double va = frame.extent[l][a] / static_cast<double>(sc.out_patch_size[l][a]);
-        v[i] = std::max(v[i], va * std::abs(frame.B.col(a).dot(d)));
-      }
+// A level's output voxel size along each IMAGE axis i: max over the patch axes a of
+// voxel_a |B_a . d_i| (equal to voxel_i in the 'matrix' system, where B_a = d_a).
+Eigen::Vector3d Inference::level_voxel(int l) const {
+  Eigen::Vector3d v = Eigen::Vector3d::Zero();
+  const Eigen::Matrix3d M = input_.image.A.topLeftCorner<3, 3>();
+  for (int i = 0; i < 3; ++i) {
+    const Eigen::Vector3d d = M.col(i).normalized();
+    for (int a = 0; a < 3; ++a) {
+      const double va = frame_.extent[l][a] / static_cast<double>(sc_.out_patch_size[l][a]);
+      v[i] = std::max(v[i], va * std::abs(frame_.B.col(a).dot(d)));
     }
-    return v;
-  };
-  accs[last].init(stitch_grid(input.image, level_voxel(last), ndim, opt.sampling_factor), K);
-  if (opt.level_mix)
-    for (int l = 0; l < last; ++l) accs[l].init(stitch_grid(input.image, level_voxel(l), ndim, opt.sampling_factor), K);
-
-  Prediction pred;
-  pred.channels = static_cast<int>(K);
-  pred.categorical = sc.categorical;
-  pred.patches_per_level.assign(last + 1, 0);
-
-  std::mt19937_64 rng(opt.seed);
-  const kernels::Interp interp = interp_of(sc.interp_type);
-  const kernels::Interp scatter = interp_of(sc.scatter_type);
-  auto aug = [&](int level) -> Eigen::Matrix3d {
-    return opt.augment ? net.augmentation(level, rng) : Eigen::Matrix3d::Identity();
-  };
-
-  // The image box in the frame (for tree tiling and random centres at level 0).
-  const Eigen::Vector3d img_centre = input.image.centre_world();
-  Eigen::Vector3d img_extent;
-  {
-    Eigen::Vector3d lo = Eigen::Vector3d::Constant(1e300), hi = -lo;
-    for (int c = 0; c < 8; ++c) {
-      Eigen::Vector4d v((c & 1) ? input.image.s[0] - 0.5 : -0.5, (c & 2) ? input.image.s[1] - 0.5 : -0.5,
-                        (c & 4) ? input.image.s[2] - 0.5 : -0.5, 1.0);
-      Eigen::Vector3d q = frame.B.transpose() * ((input.image.A * v).head<3>() - img_centre);
-      lo = lo.cwiseMin(q);
-      hi = hi.cwiseMax(q);
-    }
-    img_extent = hi - lo;
   }
+  return v;
+}
 
-  for (int chunk = 0; chunk < opt.num_chunks; ++chunk) {
-    // Level 0 patches.
-    std::vector<PatchRec> cur;
-    if (opt.generate_type == GenerateType::tree) {
-      for (const Eigen::Vector3d& c : tree_children(img_extent, frame.extent[0], ndim, opt.tree_jitter, rng)) {
-        Eigen::Vector3d off = (c - Eigen::Vector3d::Constant(0.5)).cwiseProduct(img_extent);
-        if (ndim == 2) off[2] = 0;
-        Eigen::Matrix3d L = aug(0);
-        cur.push_back({train::make_patch(sc, frame, 0, img_centre + frame.B * off, L), -1, L});
+// The image box's extent in the frame (for tree tiling at level 0).
+Eigen::Vector3d Inference::image_extent() const {
+  const Eigen::Vector3d centre = input_.image.centre_world();
+  Eigen::Vector3d lo = Eigen::Vector3d::Constant(1e300), hi = -lo;
+  for (int c = 0; c < 8; ++c) {
+    Eigen::Vector4d v((c & 1) ? input_.image.s[0] - 0.5 : -0.5, (c & 2) ? input_.image.s[1] - 0.5 : -0.5,
+                      (c & 4) ? input_.image.s[2] - 0.5 : -0.5, 1.0);
+    Eigen::Vector3d q = frame_.B.transpose() * ((input_.image.A * v).head<3>() - centre);
+    lo = lo.cwiseMin(q);
+    hi = hi.cwiseMax(q);
+  }
+  return hi - lo;
+}
+
+Eigen::Matrix3d Inference::aug(int level) {
+  return opt_.augment ? net_.augmentation(level, rng_) : Eigen::Matrix3d::Identity();
+}
+
+// Level 0: a tiling of the image (tree) or num_patches uniformly placed centres (random).
+std::vector<PatchRec> Inference::level0_patches() {
+  std::vector<PatchRec> cur;
+  const Eigen::Vector3d centre = input_.image.centre_world();
+  if (opt_.generate_type == GenerateType::tree) {
+    const Eigen::Vector3d ext = image_extent();
+    for (const Eigen::Vector3d& c : tree_children(ext, frame_.extent[0], sc_.ndim, opt_.tree_jitter, rng_)) {
+      Eigen::Vector3d off = (c - Eigen::Vector3d::Constant(0.5)).cwiseProduct(ext);
+      if (sc_.ndim == 2) off[2] = 0;
+      Eigen::Matrix3d L = aug(0);
+      cur.push_back({train::make_patch(sc_, frame_, 0, centre + frame_.B * off, L), -1, L});
+    }
+    return cur;
+  }
+  std::uniform_real_distribution<double> U(0.0, 1.0);
+  for (int i = 0; i < opt_.num_patches; ++i) {
+    Eigen::Vector4d v;
+    for (int a = 0; a < 3; ++a) v[a] = input_.image.s[a] == 1 ? 0.0 : U(rng_) * input_.image.s[a] - 0.5;
+    v[3] = 1;
+    Eigen::Matrix3d L = aug(0);
+    cur.push_back({train::make_patch(sc_, frame_, 0, (input_.image.A * v).head<3>(), L), -1, L});
+  }
+  return cur;
+}
+
+// The crops C_level of the parents' outputs for a batch [B, Cout(level-1), patch size], on the device.
+Tensor Inference::crop_parents(int level, const std::vector<PatchRec>& batch, const Parents& par) const {
+  std::vector<float> m;
+  Tensor index = Tensor::empty({static_cast<int64_t>(batch.size())}, DType::i32);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    index.i32()[i] = batch[i].parent;
+    Patch pout = train::out_patch(sc_, level - 1, par.patches[batch[i].parent]);
+    train::append_kernel_matrix(train::resample_matrix(pout, batch[i].in), sc_.ndim, m);
+  }
+  return gather_patches_nested(constant(par.out), index, mats_tensor(m, sc_.ndim),
+                               spatial_size(sc_.patch_size[level], sc_.ndim), sc_.interp_type)
+      ->value;
+}
+
+// Adds a batch's probabilities [B, K, out size] into the level's accumulators (on the device).
+void Inference::stitch(int level, const Tensor& prob, const std::vector<PatchRec>& batch) {
+  Accum& A = accs_[level];
+  std::vector<float> m;
+  for (const PatchRec& r : batch)
+    train::append_kernel_matrix(train::resample_matrix(A.grid, train::out_patch(sc_, level, r.in)), sc_.ndim, m);
+  stitch_accumulate(prob, mats_tensor(m, sc_.ndim), sc_.scatter_type, opt_.window, A.acc, A.weight);
+}
+
+// Runs the level's network on `cur` in batches: image crops and parent crops in, logits out (kept on
+// the device when a later level needs them), probabilities stitched when this level is stitched.
+LevelResult Inference::evaluate_level(int chunk, int level, const std::vector<PatchRec>& cur, const Parents& par) {
+  const int64_t P = static_cast<int64_t>(cur.size());
+  if (opt_.observe)
+    for (const PatchRec& r : cur) opt_.observe(level, r.in, r.parent < 0 ? -1 : par.index[r.parent]);
+  pred_.patches_per_level[level] += P;
+  const int64_t cout = net_.out_channels(level);
+  const Shape out_shape = with_front({cout}, spatial_shape(sc_.out_patch_size[level], sc_.ndim));
+  const bool keep = level < last_;
+  LevelResult res;
+  if (keep) res.outputs = Tensor::empty(with_front({P}, out_shape), DType::f32, dev_);
+  for (int64_t b0 = 0; b0 < P; b0 += opt_.batch_size) {
+    const std::vector<PatchRec> batch(cur.begin() + b0, cur.begin() + std::min<int64_t>(P, b0 + opt_.batch_size));
+    const int64_t B = static_cast<int64_t>(batch.size());
+    std::vector<Patch> inputs;
+    for (const PatchRec& r : batch) inputs.push_back(r.in);
+    Tensor img = net_.crop_image(level, input_, inputs);
+    Tensor crop = level > 0 ? crop_parents(level, batch, par) : Tensor();
+    Tensor logits = net_.forward(level, img, crop).to(dev_);
+    if (logits.shape() != with_front({B}, out_shape))
+      throw std::invalid_argument("the network's level " + std::to_string(level) + " output has shape " +
+                                  shape_str(logits.shape()) + ", expected " + shape_str(with_front({B}, out_shape)));
+    if (keep) res.outputs.rows(b0, b0 + B).copy_from(logits);
+    const bool stitched = level == last_ || opt_.level_mix;
+    const bool lazy = keep && opt_.lazy_fraction < 1;
+    if (stitched || lazy) {
+      Tensor prob = label_probabilities(logits, K_, sc_.categorical);
+      if (lazy) {
+        std::vector<float> a = attention_of(prob, sc_.categorical, opt_.attention);
+        res.attention.insert(res.attention.end(), a.begin(), a.end());
       }
+      if (stitched) stitch(level, prob, batch);
+    }
+    progress_.report(chunk, opt_.num_chunks, level, b0 + B, P);
+  }
+  return res;
+}
+
+// Lazy evaluation: the top fraction of the level's patches by attention (all when the fraction is 1).
+Parents Inference::keep_top(LevelResult&& res, const std::vector<PatchRec>& cur) const {
+  Parents par;
+  const int64_t P = static_cast<int64_t>(cur.size());
+  if (opt_.lazy_fraction < 1) par.index = top_fraction(res.attention, opt_.lazy_fraction);
+  else {
+    par.index.resize(P);
+    std::iota(par.index.begin(), par.index.end(), 0);
+  }
+  const int64_t Q = static_cast<int64_t>(par.index.size());
+  if (Q == P) par.out = std::move(res.outputs);
+  else {
+    Shape s = res.outputs.shape();
+    s[0] = Q;
+    par.out = Tensor::empty(s, DType::f32, dev_);
+    for (int64_t q = 0; q < Q; ++q) par.out.rows(q, q + 1).copy_from(res.outputs.rows(par.index[q], par.index[q] + 1));
+  }
+  for (int k : par.index) {
+    par.patches.push_back(cur[k].in);
+    par.L.push_back(cur[k].L);
+  }
+  return par;
+}
+
+// The next level's patches: the children of every kept parent (a tiling for tree, branch_factor
+// uniform draws for random).
+std::vector<PatchRec> Inference::children(int level, const Parents& par) {
+  std::vector<PatchRec> next;
+  std::uniform_real_distribution<double> U(0.0, 1.0);
+  auto child = [&](int64_t q, const Eigen::Vector3d& c) {
+    Eigen::Matrix3d L = net_.independent_augmentation() ? aug(level + 1) : par.L[q];
+    return PatchRec{train::child_patch(sc_, frame_, level + 1, par.patches[q], c, L), static_cast<int>(q), L};
+  };
+  for (int64_t q = 0; q < static_cast<int64_t>(par.patches.size()); ++q) {
+    if (opt_.generate_type == GenerateType::tree) {
+      for (const Eigen::Vector3d& c :
+           tree_children(frame_.extent[level], frame_.extent[level + 1], sc_.ndim, opt_.tree_jitter, rng_))
+        next.push_back(child(q, c));
     } else {
-      std::uniform_real_distribution<double> U(0.0, 1.0);
-      for (int i = 0; i < opt.num_patches; ++i) {
-        Eigen::Vector4d v;
-        for (int a = 0; a < 3; ++a) v[a] = input.image.s[a] == 1 ? 0.0 : U(rng) * input.image.s[a] - 0.5;
-        v[3] = 1;
-        Eigen::Matrix3d L = aug(0);
-        cur.push_back({train::make_patch(sc, frame, 0, (input.image.A * v).head<3>(), L), -1, L});
+      for (int j = 0; j < opt_.branch_factor; ++j) {
+        Eigen::Vector3d c(U(rng_), U(rng_), sc_.ndim == 2 ? 0.5 : U(rng_));
+        next.push_back(child(q, c));
       }
     }
+  }
+  return next;
+}
 
-    Tensor parent_out;  // [Q, Cout(level-1), out size of level-1] outputs of the kept parents
-    std::vector<Patch> parent_patches;  // their input patches
-    std::vector<int> parent_index;      // their index in the previous level's list
-    for (int level = 0; level <= last; ++level) {
-      const int64_t P = static_cast<int64_t>(cur.size());
-      if (opt.observe)
-        for (const PatchRec& r : cur) opt.observe(level, r.in, r.parent < 0 ? -1 : parent_index[r.parent]);
-      pred.patches_per_level[level] += P;
-      const train::Size3 ps = sc.patch_size[level], os = sc.out_patch_size[level];
-      const int64_t cout = net.out_channels(level);
-      const int64_t on = os[0] * os[1] * os[2];
-      const bool keep_outputs = level < last;
-      const bool stitch = level == last || opt.level_mix;
-      Tensor outputs;
-      if (keep_outputs) outputs = Tensor::empty(patch_shape(P, cout, os, ndim));
-      std::vector<float> attention(P, 0.f);
-      std::vector<float> prob, batt;
-      for (int64_t b0 = 0; b0 < P; b0 += opt.batch_size) {
-        const int64_t B = std::min<int64_t>(opt.batch_size, P - b0);
-        // Image patches.
-        std::vector<Patch> batch;
-        for (int64_t i = 0; i < B; ++i) batch.push_back(cur[b0 + i].in);
-        Tensor img = net.crop_image(level, input, batch);
-        std::vector<float> mats;
-        // Crops of the parents' outputs.
-        Tensor crop;
-        if (level > 0) {
-          const train::Size3 pos = sc.out_patch_size[level - 1];
-          const int64_t pc = parent_out.dim(1);
-          crop = Tensor::empty(patch_shape(B, pc, ps, ndim));
-          std::vector<int32_t> parent(B);
-          for (int64_t i = 0; i < B; ++i) {
-            const PatchRec& r = cur[b0 + i];
-            parent[i] = r.parent;
-            Patch pout = train::out_patch(sc, level - 1, parent_patches[r.parent]);
-            train::append_kernel_matrix(train::resample_matrix(pout, r.in), ndim, mats);
-          }
-          kernels::cpu::gather_affine(parent_out.f32(),
-                                      geom_for(ndim, pc, pos, parent_out.dim(0), ps, B), mats.data(), parent.data(),
-                                      interp, false, crop.f32());
-        }
-        Tensor logits = net.forward(level, img, crop).cpu();
-        if (logits.dim(0) != B || logits.dim(1) != cout || logits.numel() != B * cout * on)
-          throw std::invalid_argument("the network's level " + std::to_string(level) + " output has shape " +
-                                      shape_str(logits.shape()) + ", expected " +
-                                      shape_str(patch_shape(B, cout, os, ndim)));
-        if (keep_outputs) std::copy(logits.f32(), logits.f32() + B * cout * on, outputs.f32() + b0 * cout * on);
-        label_probabilities(logits.f32(), B, cout, K, on, sc.categorical, opt.attention, prob,
-                            keep_outputs ? &batt : nullptr);
-        if (keep_outputs) std::copy(batt.begin(), batt.end(), attention.begin() + b0);
-        if (stitch) {
-          Accum& A = accs[level];
-          mats.clear();
-          for (int64_t i = 0; i < B; ++i)
-            train::append_kernel_matrix(train::resample_matrix(A.grid, train::out_patch(sc, level, cur[b0 + i].in)),
-                                        ndim, mats);
-          kernels::cpu::scatter_affine(prob.data(), geom_for(ndim, K, A.grid.s, 1, os, B), mats.data(), nullptr,
-                                       scatter, opt.window, A.acc.data(), A.weight.data());
-        }
-        progress.report(chunk, opt.num_chunks, level, b0 + B, P);
-      }
-      if (!keep_outputs) break;
-      // Lazy evaluation: keep the top fraction; their children form the next level.
-      std::vector<int> kept;
-      if (opt.lazy_fraction < 1) kept = top_fraction(attention, opt.lazy_fraction);
-      else {
-        kept.resize(P);
-        std::iota(kept.begin(), kept.end(), 0);
-      }
-      const int64_t Q = static_cast<int64_t>(kept.size());
-      Tensor kept_out = Tensor::empty(patch_shape(Q, cout, os, ndim));
-      std::vector<Patch> kept_patches;
-      std::vector<Eigen::Matrix3d> kept_L;
-      for (int64_t q = 0; q < Q; ++q) {
-        std::copy(outputs.f32() + kept[q] * cout * on, outputs.f32() + (kept[q] + 1) * cout * on,
-                  kept_out.f32() + q * cout * on);
-        kept_patches.push_back(cur[kept[q]].in);
-        kept_L.push_back(cur[kept[q]].L);
-      }
-      outputs = Tensor();
-      std::vector<PatchRec> next;
-      std::uniform_real_distribution<double> U(0.0, 1.0);
-      auto child = [&](int64_t q, const Eigen::Vector3d& c) {
-        Eigen::Matrix3d L = net.independent_augmentation() ? aug(level + 1) : kept_L[q];
-        return PatchRec{train::child_patch(sc, frame, level + 1, kept_patches[q], c, L), static_cast<int>(q), L};
-      };
-      for (int64_t q = 0; q < Q; ++q) {
-        if (opt.generate_type == GenerateType::tree) {
-          for (const Eigen::Vector3d& c :
-               tree_children(frame.extent[level], frame.extent[level + 1], ndim, opt.tree_jitter, rng))
-            next.push_back(child(q, c));
-        } else {
-          for (int j = 0; j < opt.branch_factor; ++j) {
-            Eigen::Vector3d c(U(rng), U(rng), ndim == 2 ? 0.5 : U(rng));
-            next.push_back(child(q, c));
-          }
-        }
-      }
-      parent_out = kept_out;
-      parent_patches = std::move(kept_patches);
-      parent_index = kept;
-      cur = std::move(next);
+// --level mix, on the host: fine where the selected level has weight >= 1, else blended (t = min(1, W))
+// with the finest coarser level that has weight there, each coarser level resampled linearly onto the
+// fine grid.
+std::vector<float> Inference::normalized_mix() {
+  const float alpha = static_cast<float>(opt_.sparse_suppression);
+  Accum& F = accs_[last_];
+  const int64_t n = F.grid.numel(), K = K_;
+  std::vector<float> y = stitch_normalize(F.acc, F.weight, alpha).to_vector();
+  std::vector<float> t = F.weight.to_vector();
+  for (float& v : t) v = std::min(1.f, v);
+  for (int l = last_ - 1; l >= 0; --l) {
+    Accum& C = accs_[l];
+    const int64_t nc = C.grid.numel();
+    std::vector<float> yc = stitch_normalize(C.acc, C.weight, alpha).to_vector();
+    const std::vector<float> wc = C.weight.to_vector();
+    yc.resize(static_cast<size_t>(K * nc + nc));
+    for (int64_t v = 0; v < nc; ++v) {
+      const float tc = std::min(1.f, wc[v]);
+      yc[K * nc + v] = tc;
+      for (int64_t c = 0; c < K; ++c) yc[c * nc + v] *= tc;  // weight folded in, divided out below
+    }
+    std::vector<float> r = resample_linear(yc, C.grid, static_cast<int>(K + 1), F.grid, sc_.ndim);
+    for (int64_t v = 0; v < n; ++v) {
+      const float tf = t[v], tc = r[K * n + v];
+      if (tf >= 1.f || tc <= 0.f) continue;
+      for (int64_t c = 0; c < K; ++c) y[c * n + v] = tf * y[c * n + v] + (1 - tf) * (r[c * n + v] / tc);
+      t[v] = tf + (1 - tf) * std::min(1.f, tc);
+    }
+    C = Accum();
+  }
+  return y;
+}
+
+// Normalises the stitched level (Y = acc / sqrt(W^2 + 3 alpha)), brings it to the host (the one
+// download) and onto the output grid: the input grid or its refinement by sampling_factor, or the
+// stitch grid itself when scale_to_original is off.
+void Inference::finish() {
+  Accum& F = accs_[last_];
+  std::vector<float> y = opt_.level_mix ? normalized_mix()
+                                        : stitch_normalize(F.acc, F.weight, static_cast<float>(opt_.sparse_suppression))
+                                              .to_vector();
+  accs_.clear();
+  Patch target = opt_.sampling_factor == 1
+                     ? input_.image
+                     : stitch_grid(input_.image, Eigen::Vector3d::Zero(), sc_.ndim, opt_.sampling_factor);
+  if (!opt_.scale_to_original) target = F.grid;
+  if (target.s == F.grid.s && target.A.isApprox(F.grid.A, 1e-9)) pred_.prob = std::move(y);
+  else pred_.prob = resample_linear(y, F.grid, static_cast<int>(K_), target, sc_.ndim);
+  pred_.grid = target;
+}
+
+Prediction Inference::run() {
+  NoGradGuard no_grad;
+  for (int chunk = 0; chunk < opt_.num_chunks; ++chunk) {
+    std::vector<PatchRec> cur = level0_patches();
+    Parents par;
+    for (int level = 0;; ++level) {
+      LevelResult res = evaluate_level(chunk, level, cur, par);
+      if (level == last_) break;
+      par = keep_top(std::move(res), cur);
+      cur = children(level, par);
     }
   }
+  finish();
+  pred_.seconds = progress_.seconds();
+  return std::move(pred_);
+}
 
-  // Normalise: Y = acc / sqrt(W^2 + 3 alpha).
-  const float alpha = static_cast<float>(opt.sparse_suppression);
-  Accum& F = accs[last];
-  const int64_t n = F.grid.numel();
-  if (opt.level_mix) {
-    // Fine where the selected level has weight >= 1, else blend (t = min(1, W)) with the finest coarser
-    // level that has weight there, each coarser level resampled linearly onto the fine grid.
-    std::vector<float> y(static_cast<size_t>(K * n)), t(n);
-    kernels::cpu::stitch_normalize(F.acc.data(), F.weight.data(), K, n, alpha, y.data());
-    for (int64_t v = 0; v < n; ++v) t[v] = std::min(1.f, F.weight[v]);
-    for (int l = last - 1; l >= 0; --l) {
-      Accum& C = accs[l];
-      const int64_t nc = C.grid.numel();
-      std::vector<float> yc(static_cast<size_t>(K * nc) + nc);
-      kernels::cpu::stitch_normalize(C.acc.data(), C.weight.data(), K, nc, alpha, yc.data());
-      for (int64_t v = 0; v < nc; ++v) {
-        const float tc = std::min(1.f, C.weight[v]);
-        yc[K * nc + v] = tc;
-        for (int64_t c = 0; c < K; ++c) yc[c * nc + v] *= tc;  // weight folded in, divided out below
-      }
-      std::vector<float> r = resample_linear(yc, C.grid, static_cast<int>(K + 1), F.grid, ndim);
-      for (int64_t v = 0; v < n; ++v) {
-        const float tf = t[v], tc = r[K * n + v];
-        if (tf >= 1.f || tc <= 0.f) continue;
-        for (int64_t c = 0; c < K; ++c) {
-          float pc = r[c * n + v] / tc;
-          y[c * n + v] = tf * y[c * n + v] + (1 - tf) * pc;
-        }
-        t[v] = tf + (1 - tf) * std::min(1.f, tc);
-      }
-      C = Accum();
-    }
-    F.acc = std::move(y);
-  } else {
-    kernels::cpu::stitch_normalize(F.acc.data(), F.weight.data(), K, n, alpha, F.acc.data());
-  }
-  F.weight = std::vector<float>();
+}  // namespace
 
-  // Output grid: the input grid (sampling_factor 1) or its refinement; the stitch grid itself when
-  // scale_to_original is off.
-  Patch target = opt.sampling_factor == 1 ? out_grid : stitch_grid(out_grid, Eigen::Vector3d::Zero(), ndim,
-                                                                   opt.sampling_factor);
-  if (!opt.scale_to_original) target = F.grid;
-  if (target.s == F.grid.s && target.A.isApprox(F.grid.A, 1e-9)) {
-    pred.prob = std::move(F.acc);
-  } else {
-    pred.prob = resample_linear(F.acc, F.grid, static_cast<int>(K), target, ndim);
-  }
-  pred.grid = target;
-  pred.seconds = progress.seconds();
-  return pred;
+Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions& opt) {
+  return Inference(net, input, opt).run();
 }
 
 }  // namespace pw::apply

@@ -35,12 +35,16 @@ class LevelNetwork {
   virtual int image_channels() const = 0;         // channels (contrasts) of the image
   virtual int out_channels(int level) const = 0;  // channels of X_level; the first scheme().label_channels()
                                                   // are the label logits, the rest intermediate features
-  // The image crops I_level of `patches`: [P, block input channels, patch_size] (array order z, y, x).
-  // Default: gather with scheme().interp_type, no smoothing (train's CropGenerator in the model
+  // Where the inference keeps its tensors: the image data, the crops, the parents' outputs and the
+  // stitching accumulators live on this device (the image goes up once, the result comes down once).
+  virtual Device device() const { return Device::cpu; }
+  // The image crops I_level of `patches`: [P, block input channels, patch_size] (array order z, y, x), on
+  // input.data's device (= device()). Default: gather with scheme().interp_type, no smoothing (train's CropGenerator in the model
   // wrapper, so that application crops exactly like training).
   virtual Tensor crop_image(int level, const InferInput& input, const std::vector<train::Patch>& patches);
   // Logits of level `level` for a batch: image crops and the crops of the parents' outputs
-  // [B, out_channels(level-1), s] (undefined at level 0). Returns [B, out_channels(level), out_patch_size].
+  // [B, out_channels(level-1), s] (undefined at level 0), both on device(). Returns [B, out_channels(level),
+  // out_patch_size], best on device() (a tensor elsewhere is moved there).
   virtual Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crops) = 0;
   // The linear part L of a test-time augmentation of a level's patch (identity: none). A child
   // keeps its parent's L unless independent_augmentation() (as in training).
@@ -87,7 +91,7 @@ struct Prediction {
   double seconds = 0;
 };
 
-// One image for the inference: its geometry and its (normalised) data [C, z, y, x] f32 on the CPU.
+// One image for the inference: its geometry and its (normalised) data [C, z, y, x] f32 (any device).
 struct InferInput {
   train::Patch image;  // A = the NIfTI affine, s = dims
   Tensor data;

@@ -25,7 +25,7 @@ Tensor ModelNetwork::crop_image(int level, const InferInput& input, const std::v
   const int64_t P = static_cast<int64_t>(patches.size());
   const int64_t C = crop_.input_channels(input.channels());
   Shape shape = sc.ndim == 3 ? Shape{P, C, ps[2], ps[1], ps[0]} : Shape{P, C, ps[1], ps[0]};
-  Tensor out = Tensor::empty(shape);
+  Tensor out = Tensor::empty(shape, DType::f32, input.data.device());
   crop_.crop_inputs(*subject_, level, patches, out, 0);
   return out;
 }
@@ -34,7 +34,7 @@ Tensor ModelNetwork::forward(int level, const Tensor& image_patches, const Tenso
   const Device d = model_.device();
   Tensor I = image_patches.to(d);
   Tensor C = parent_crops.defined() ? parent_crops.to(d) : Tensor();
-  return model_.forward(level, I, C).cpu();
+  return model_.forward(level, I, C);
 }
 
 Eigen::Matrix3d ModelNetwork::augmentation(int /*level*/, std::mt19937_64& rng) const {

@@ -21,6 +21,7 @@ class ModelNetwork : public LevelNetwork {
   const train::Scheme& scheme() const override { return model_.spec().scheme; }
   int image_channels() const override { return model_.spec().image_channels; }
   int out_channels(int level) const override { return model_.spec().out_channels.at(level); }
+  Device device() const override { return model_.device(); }
   Tensor crop_image(int level, const InferInput& input, const std::vector<train::Patch>& patches) override;
   Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crops) override;
   Eigen::Matrix3d augmentation(int level, std::mt19937_64& rng) const override;

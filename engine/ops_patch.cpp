@@ -60,6 +60,26 @@ Tensor checked_parents(const Tensor& parent_index, const kernels::PatchGeom& g, 
   return parent_index.to(device);
 }
 
+// The spatial shape of a P,C,s tensor.
+std::vector<int64_t> spatial_of(const Tensor& t) { return std::vector<int64_t>(t.shape().begin() + 2, t.shape().end()); }
+
+// Checks that `out` is the P,C,s tensor (dtype, device) a crop with geometry g writes.
+void check_out(const char* op, const Tensor& out, const kernels::PatchGeom& g, int64_t channels, DType dt, Device dev) {
+  if (!out.defined() || out.shape() != patch_shape(g, channels) || out.dtype() != dt || out.device() != dev)
+    throw std::invalid_argument(std::string(op) + ": output must be " + dtype_name(dt) + shape_str(patch_shape(g, channels)) +
+                                " " + device_name(dev) + ", got " + (out.defined() ? out.str() : "undefined"));
+}
+
+void gather_kernel(const Tensor& x, const kernels::PatchGeom& g, const Tensor& mats, const int32_t* par, Interp mode,
+                   bool inside_mask, Tensor& y) {
+  const Device dev = x.device();
+  switch (x.dtype()) {
+    case DType::f32: PW_DISPATCH(dev, gather_affine, x.f32(), g, mats.f32(), par, mode, inside_mask, y.f32()); break;
+    case DType::u8: PW_DISPATCH(dev, gather_affine, x.u8(), g, mats.f32(), par, mode, inside_mask, y.f32()); break;
+    case DType::i32: PW_DISPATCH(dev, gather_affine, x.i32(), g, mats.f32(), par, mode, inside_mask, y.f32()); break;
+  }
+}
+
 Var gather_common(const char* op, const Var& src, const Tensor* parent_index, const Tensor& mats_in,
                   const std::vector<int64_t>& patch_size, Interp mode, bool inside_mask) {
   const Tensor& x = src->value;
@@ -69,11 +89,7 @@ Var gather_common(const char* op, const Var& src, const Tensor* parent_index, co
   Tensor parents = parent_index ? checked_parents(*parent_index, g, dev) : Tensor();
   const int32_t* par = parent_index ? parents.i32() : nullptr;
   Tensor y = Tensor::empty(patch_shape(g, g.channels + (inside_mask ? 1 : 0)), DType::f32, dev);
-  switch (x.dtype()) {
-    case DType::f32: PW_DISPATCH(dev, gather_affine, x.f32(), g, mats.f32(), par, mode, inside_mask, y.f32()); break;
-    case DType::u8: PW_DISPATCH(dev, gather_affine, x.u8(), g, mats.f32(), par, mode, inside_mask, y.f32()); break;
-    case DType::i32: PW_DISPATCH(dev, gather_affine, x.i32(), g, mats.f32(), par, mode, inside_mask, y.f32()); break;
-  }
+  gather_kernel(x, g, mats, par, mode, inside_mask, y);
   if (x.dtype() != DType::f32) return constant(y);
   return record(y, {src}, [g, mats, parents, mode, inside_mask](Node& self) {
     Node& s = *self.parents[0];
@@ -97,17 +113,29 @@ Var gather_patches_nested(const Var& parents, const Tensor& parent_index, const 
   return gather_common("gather_patches_nested", parents, &parent_index, mats, patch_size, mode, inside_mask);
 }
 
-Tensor gather_labels(const Tensor& labels, const Tensor& mats_in, const std::vector<int64_t>& patch_size) {
-  const kernels::PatchGeom g = make_geom("gather_labels", labels, false, mats_in, patch_size);
+void gather_patches_into(const Tensor& src, const Tensor& mats_in, Interp mode, Tensor& out, bool inside_mask) {
+  const kernels::PatchGeom g = make_geom("gather_patches_into", src, false, mats_in, spatial_of(out));
+  check_out("gather_patches_into", out, g, g.channels + (inside_mask ? 1 : 0), DType::f32, src.device());
+  gather_kernel(src, g, mats_in.to(src.device()), nullptr, mode, inside_mask, out);
+}
+
+Tensor gather_labels(const Tensor& labels, const Tensor& mats, const std::vector<int64_t>& patch_size) {
+  const kernels::PatchGeom g = make_geom("gather_labels", labels, false, mats, patch_size);
+  Tensor y = Tensor::empty(patch_shape(g, g.channels), DType::i32, labels.device());
+  gather_labels_into(labels, mats, y);
+  return y;
+}
+
+void gather_labels_into(const Tensor& labels, const Tensor& mats_in, Tensor& y) {
+  const kernels::PatchGeom g = make_geom("gather_labels", labels, false, mats_in, spatial_of(y));
   const Device dev = labels.device();
+  check_out("gather_labels", y, g, g.channels, DType::i32, dev);
   Tensor mats = mats_in.to(dev);
-  Tensor y = Tensor::empty(patch_shape(g, g.channels), DType::i32, dev);
   switch (labels.dtype()) {
     case DType::u8: PW_DISPATCH(dev, gather_affine_labels, labels.u8(), g, mats.f32(), nullptr, y.i32()); break;
     case DType::i32: PW_DISPATCH(dev, gather_affine_labels, labels.i32(), g, mats.f32(), nullptr, y.i32()); break;
     default: throw std::invalid_argument("gather_labels: labels must be u8 or i32, got " + labels.str());
   }
-  return y;
 }
 
 void stitch_accumulate(const Tensor& patches, const Tensor& mats_in, Interp mode, Window window, Tensor& acc,

@@ -1,4 +1,4 @@
-// Patch resampling ops (DESIGN.md §4-5): crop patches through per-patch matrices (differentiable
+// Patch resampling ops: crop patches through per-patch matrices (differentiable
 // with respect to the source, so a level's loss reaches the level before it), stitch patches
 // back, and pre-smooth before a downsampling crop. Kernels: kernels/gather.h, kernels/scatter.h,
 // kernels/smooth.h (their header comments define the conventions).
@@ -36,6 +36,12 @@ Var gather_patches_nested(const Var& parents, const Tensor& parent_index, const 
 
 // Labels: C,spatial u8 or i32 -> P,C,s i32, always nearest, 0 outside. No gradient.
 Tensor gather_labels(const Tensor& labels, const Tensor& mats, const std::vector<int64_t>& patch_size);
+
+// The same crops written into a caller's tensor, with no gradient: `out` is P,C',s (f32 for
+// gather_patches_into, i32 for gather_labels_into) on the source's device, e.g. rows of a larger batch
+// (Tensor::rows); the patch size is out's spatial shape.
+void gather_patches_into(const Tensor& src, const Tensor& mats, Interp mode, Tensor& out, bool inside_mask = false);
+void gather_labels_into(const Tensor& labels, const Tensor& mats, Tensor& out);
 
 // Stitching: adds patches P,C,s (f32) into acc C,spatial and weight spatial (both f32, same
 // device, zero them first), with nearest or linear splatting and the window (flat, cos, cos2).

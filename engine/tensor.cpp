@@ -1,5 +1,6 @@
 #include "engine/tensor.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -119,6 +120,23 @@ Tensor Tensor::reshape(const Shape& shape) const {
   Tensor t = *this;
   t.shape_ = shape;
   return t;
+}
+
+Tensor Tensor::rows(int64_t begin, int64_t end) const {
+  if (ndim() < 1 || begin < 0 || end < begin || end > dim(0))
+    throw std::invalid_argument("rows: [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                ") is not a row range of " + str());
+  Tensor t = *this;
+  t.shape_[0] = end - begin;
+  t.offset_bytes_ += static_cast<size_t>(begin) * static_cast<size_t>(numel() / std::max<int64_t>(1, dim(0))) *
+                     dtype_size(dtype_);
+  return t;
+}
+
+void Tensor::copy_from(const Tensor& src) {
+  if (src.shape() != shape_ || src.dtype() != dtype_)
+    throw std::invalid_argument("copy_from: " + src.str() + " does not match " + str());
+  device_copy(raw(), device(), src.raw(), src.device(), nbytes());
 }
 
 Tensor Tensor::clone() const {

@@ -73,6 +73,10 @@ class Tensor {
 
   // Same storage, new shape with the same element count.
   Tensor reshape(const Shape& shape) const;
+  // Rows [begin, end) along dim 0: a view sharing the storage (writes reach the original).
+  Tensor rows(int64_t begin, int64_t end) const;
+  // Copies src's values into this tensor (same shape and dtype; any two devices).
+  void copy_from(const Tensor& src);
   // Deep copies.
   Tensor clone() const;
   Tensor to(Device device) const;  // a copy on `device` (shares storage if already there)

@@ -7,6 +7,7 @@
 #   tests_engine.txt       pw_tests_engine, all of it (doctest console reporter, per-test durations)
 #   tests_kernels.txt      pw_tests_kernels, all of it (the GPU patch-kernel cases are test_patch_gpu.cpp)
 #   tests_train_cli.txt    pw_tests_train, "cli: patchwork train" (trains on the GPU: default device)
+#   (hippocampus: scripts/gpu_hippocampus.sh, train + apply + eval on the device, into gpu_check.log)
 #   bench_cuda.json        bench_cuda (conv3d/conv2d GFLOP/s, U-Net step batch 8/64, TF32 on/off)
 #   bench_gather_cuda.json bench_gather's BM_cuda_* cases (copy, gather, stitch)
 #   peer_cuda.json         bench/peer_cuda.py: PyTorch + cuDNN, the same cases, the same card
@@ -32,7 +33,7 @@
 # (the machine's start, ~1-2 min, included): to keep room for a second run after a fix, call
 #   run(command="PW_GPU_BUDGET_S=360 bash scripts/gpu_check.sh", carry=["build-gpu/pack"], timeout_s=420)
 # Steps in order (limit): tests_engine (180 s), tests_kernels (90), tests_train_cli (90),
-# bench_cuda (150), peer_cuda (150), bench_gather_cuda (90), sanitizer (150, only after a failure).
+# hippocampus (PW_HIPPO_LIMIT_S, 240; only with the data in .gpudata/, carried), bench_cuda (150), peer_cuda (150), bench_gather_cuda (90), sanitizer (150, only after a failure).
 # Without the pack it builds there (needs Eigen3, nlohmann-json, doctest, zlib headers on that image;
 # if they are missing it says so; Google Benchmark missing = no benchmarks).
 # cuDNN and cuBLAS are found on the GPU machine (CUDA toolkit or PyTorch's nvidia-* pip packages)
@@ -235,6 +236,15 @@ if [ -n "$BIN" ]; then
   step tests_kernels 90 tests_kernels.txt "$BIN/pw_tests_kernels" --duration=true
   step tests_train_cli 90 tests_train_cli.txt "$BIN/pw_tests_train" \
     --duration=true -tc="cli: patchwork train*"
+  # The hippocampus end to end on the device (train --device cuda, apply --device cuda, eval), when its
+  # data travelled (a copy of ../shared/data/msd-task04-hippocampus in .gpudata/, carried).
+  HIPPO=${PW_HIPPO_DATA:-$ROOT/.gpudata/msd-task04-hippocampus}
+  if [ -d "$HIPPO/imagesTr" ]; then
+    step hippocampus "${PW_HIPPO_LIMIT_S:-240}" - bash scripts/gpu_hippocampus.sh "$BIN" "$HIPPO" \
+      "${PW_HIPPO_ITS:-200}" "${PW_HIPPO_TRAIN_S:-150}"
+  else
+    say "SKIP hippocampus: no data at $HIPPO"
+  fi
   if [ -x "$BIN/bench_cuda" ]; then
     step bench_cuda 150 - "$BIN/bench_cuda" --benchmark_min_time=0.3 \
       --benchmark_out="$OUT/bench_cuda.json" --benchmark_out_format=json

@@ -103,7 +103,7 @@ Var crop_parent_outputs(const Var& X, const Tensor& parent_mats, const Scheme& s
   const Size3& s = scheme.patch_size[level];
   std::vector<int64_t> size = d == 2 ? std::vector<int64_t>{s[1], s[0]} : std::vector<int64_t>{s[2], s[1], s[0]};
   return gather_patches_nested(X, index.to(X->value.device()), parent_mats.reshape({P, d + 1, d + 1}), size,
-                               scheme.interp_type == Interp::nn ? kernels::Interp::nearest : kernels::Interp::linear);
+                               scheme.interp_type);
 }
 
 // The final block: N conv(3)-norm-act layers of F channels, then a 1x1 conv back to `channels`.

@@ -26,21 +26,6 @@ Shape with_front(Shape front, const Shape& rest) {
   return front;
 }
 
-kernels::PatchGeom geom_for(const Subject& s, int ndim, int64_t channels, const Size3& ps, int64_t n) {
-  kernels::PatchGeom g;
-  g.ndim = ndim;
-  g.channels = channels;
-  g.num_vols = 1;
-  g.vol[0] = s.image.s[2];
-  g.vol[1] = s.image.s[1];
-  g.vol[2] = s.image.s[0];
-  g.num_patches = n;
-  g.patch[0] = ndim == 2 ? 1 : ps[2];
-  g.patch[1] = ps[1];
-  g.patch[2] = ps[0];
-  return g;
-}
-
 std::vector<float> kernel_mats(const Patch& src, const std::vector<Patch>& dst, int ndim) {
   std::vector<float> m;
   for (const auto& p : dst) append_kernel_matrix(resample_matrix(src, p), ndim, m);
@@ -372,21 +357,35 @@ const Tensor& CropGenerator::level_labels(Subject& s, int level) {
   return s.label_level[level];
 }
 
+namespace {
+
+// A [C, Z, Y, X] volume as the patch ops take it: C,spatial (2D: without the Z axis of length 1).
+Tensor as_source(const Tensor& t, int ndim) {
+  return ndim == 2 ? t.reshape({t.dim(0), t.dim(2), t.dim(3)}) : t;
+}
+
+// Rows [row0, row0 + n) of a batch tensor, viewed as n,C,spatial (the crop ops' output).
+Tensor batch_rows(const Tensor& out, int64_t row0, int64_t n, int64_t channels, const Size3& ps, int ndim) {
+  return out.rows(row0, row0 + n).reshape(with_front({n, channels}, spatial_shape(ps, ndim)));
+}
+
+Tensor mats_tensor(const Patch& src, const std::vector<Patch>& dst, int ndim) {
+  const int64_t m = ndim + 1;
+  return Tensor::from_vector({static_cast<int64_t>(dst.size()), m, m}, kernel_mats(src, dst, ndim));
+}
+
+}  // namespace
+
 void CropGenerator::crop_inputs(Subject& s, int level, const std::vector<Patch>& patches, Tensor& out, int64_t row0) {
   const Tensor& data = level_data(s, level);
-  const Size3& ps = scheme_.patch_size[level];
-  auto g = geom_for(s, scheme_.ndim, data.dim(0), ps, static_cast<int64_t>(patches.size()));
-  std::vector<float> mats = kernel_mats(s.image, patches, scheme_.ndim);
-  float* dst = out.f32() + row0 * data.dim(0) * g.patch_numel();
-  kernels::cpu::gather_affine(data.f32(), g, mats.data(), nullptr,
-                              scheme_.interp_type == Interp::nn ? kernels::Interp::nearest : kernels::Interp::linear,
-                              false, dst);
-  if (scheme_.normalize_input == Normalize::patch_m0s1) {
-    Tensor view = Tensor::empty({static_cast<int64_t>(patches.size()), data.dim(0), g.patch_numel()});
-    std::memcpy(view.f32(), dst, view.nbytes());
-    normalize_patches(view, Normalize::patch_m0s1);
-    std::memcpy(dst, view.f32(), view.nbytes());
-  }
+  const int64_t n = static_cast<int64_t>(patches.size());
+  Tensor dst = batch_rows(out, row0, n, data.dim(0), scheme_.patch_size[level], scheme_.ndim);
+  gather_patches_into(as_source(data, scheme_.ndim), mats_tensor(s.image, patches, scheme_.ndim),
+                      scheme_.interp_type, dst);
+  if (scheme_.normalize_input != Normalize::patch_m0s1) return;
+  Tensor host = dst.cpu();  // patch_m0s1 runs on the host (a view of `out` when that is on the CPU)
+  normalize_patches(host, Normalize::patch_m0s1);
+  if (dst.is_cuda()) dst.copy_from(host);
 }
 
 void CropGenerator::crop_targets(Subject& s, int level, const std::vector<Patch>& patches, Tensor& out,
@@ -394,27 +393,27 @@ void CropGenerator::crop_targets(Subject& s, int level, const std::vector<Patch>
   std::vector<Patch> outs;
   for (const auto& p : patches) outs.push_back(out_patch(scheme_, level, p));
   const Size3& ps = scheme_.out_patch_size[level];
+  const int nd = scheme_.ndim;
   const int64_t n = static_cast<int64_t>(patches.size());
-  std::vector<float> mats = kernel_mats(s.image, outs, scheme_.ndim);
+  const Tensor mats = mats_tensor(s.image, outs, nd);
   const bool smooth = scheme_.smoothfac_label.kind != Smoothing::Kind::none;
-  if (scheme_.categorical) {
-    auto g = geom_for(s, scheme_.ndim, 1, ps, n);
-    int32_t* dst = out.i32() + row0 * g.patch_numel();
-    if (!smooth) {
-      kernels::cpu::gather_affine_labels(s.labels.i32(), g, mats.data(), nullptr, dst);
-      return;
-    }
+  if (scheme_.categorical && !smooth) {
+    Tensor dst = batch_rows(out, row0, n, 1, ps, nd);
+    gather_labels_into(as_source(s.labels.reshape(with_front({1}, s.labels.shape())), nd), mats, dst);
+    return;
+  }
+  if (scheme_.categorical) {  // smoothed one-hot maps, linear crops, then the most probable class
     const Tensor& oh = level_labels(s, level);
-    g.channels = oh.dim(0);
-    std::vector<float> tmp(static_cast<size_t>(n * g.channels * g.patch_numel()));
-    kernels::cpu::gather_affine(oh.f32(), g, mats.data(), nullptr, kernels::Interp::linear, false, tmp.data());
-    const int64_t pn = g.patch_numel();
+    Tensor tmp = Tensor::empty(with_front({n, oh.dim(0)}, spatial_shape(ps, nd)));
+    gather_patches_into(as_source(oh, nd), mats, Interp::linear, tmp);
+    const int64_t K1 = oh.dim(0), pn = tmp.numel() / (n * K1);
+    int32_t* dst = out.i32() + row0 * pn;
     for (int64_t i = 0; i < n; ++i)
       for (int64_t v = 0; v < pn; ++v) {
         int best = 0;
         float bv = -1;
-        for (int64_t c = 0; c < g.channels; ++c) {
-          float x = tmp[(i * g.channels + c) * pn + v];
+        for (int64_t c = 0; c < K1; ++c) {
+          float x = tmp.f32()[(i * K1 + c) * pn + v];
           if (x > bv) bv = x, best = static_cast<int>(c);
         }
         dst[i * pn + v] = best;
@@ -422,13 +421,11 @@ void CropGenerator::crop_targets(Subject& s, int level, const std::vector<Patch>
     return;
   }
   const Tensor& lab = smooth ? level_labels(s, level) : s.labels;
-  auto g = geom_for(s, scheme_.ndim, lab.dim(0), ps, n);
-  float* dst = out.f32() + row0 * lab.dim(0) * g.patch_numel();
-  kernels::cpu::gather_affine(lab.f32(), g, mats.data(), nullptr,
-                              smooth ? kernels::Interp::linear : kernels::Interp::nearest, false, dst);
+  Tensor dst = batch_rows(out, row0, n, lab.dim(0), ps, nd);
+  gather_patches_into(as_source(lab, nd), mats, smooth ? Interp::linear : Interp::nearest, dst);
   if (smooth)
-    for (int64_t i = 0; i < n * lab.dim(0) * g.patch_numel(); ++i)
-      if (!std::isnan(dst[i])) dst[i] = dst[i] >= 0.5f ? 1.f : 0.f;
+    for (float* x = dst.f32(), *e = x + dst.numel(); x < e; ++x)
+      if (!std::isnan(*x)) *x = *x >= 0.5f ? 1.f : 0.f;
 }
 
 std::vector<float> CropGenerator::label_mass(const Tensor& labels, int64_t row) const {

@@ -53,11 +53,11 @@ Smoothing Smoothing::from_json(const json& j, const std::string& key) {
   return s;
 }
 
-static const char* interp_name(Interp i) { return i == Interp::nn ? "NN" : "lin"; }
+static const char* interp_name(Interp i) { return i == Interp::nearest ? "NN" : "lin"; }
 static Interp parse_interp(const json& j, const std::string& key) {
   std::string v = json_string(j, key);
-  if (v == "NN" || v == "nn") return Interp::nn;
-  if (v == "lin") return Interp::lin;
+  if (v == "NN" || v == "nn") return Interp::nearest;
+  if (v == "lin") return Interp::linear;
   throw InputError(key + ": expected \"NN\" or \"lin\", got \"" + v + "\"");
 }
 

@@ -30,6 +30,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/gather.h"
+
 namespace pw::train {
 
 using Size3 = std::array<int64_t, 3>;  // (x, y, z); 2D: z = 1
@@ -63,7 +65,8 @@ struct Smoothing {
 };
 
 enum class System { world, matrix };
-enum class Interp { nn, lin };  // "NN" | "lin"
+// Interpolation: the patch kernels' enum (kernels/gather.h), "NN" = nearest, "lin" = linear.
+using Interp = kernels::Interp;
 enum class Normalize { none, max, mean, m0s1, patch_m0s1 };
 
 // The CropGenerator options of the paper (API list A).
@@ -78,8 +81,8 @@ struct Scheme {
   Eigen::Vector3d destvox{1, 1, 1};
   System system = System::matrix;
   std::vector<int> snapper;  // per level; default [0, 1, 1, ...]
-  Interp interp_type = Interp::nn;
-  Interp scatter_type = Interp::nn;
+  Interp interp_type = Interp::nearest;
+  Interp scatter_type = Interp::nearest;
   Smoothing smoothfac_data, smoothfac_label;
   Normalize normalize_input = Normalize::none;
   // Label mapping. categorical_label = [l_1..l_K]: label value l_k -> class k (k = 1..K), any
