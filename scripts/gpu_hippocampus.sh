@@ -8,7 +8,7 @@
 #   DATA  the MSD Task04 folder (imagesTr/, labelsTr/, dataset.json), e.g. a carried copy of
 #         ../shared/data/msd-task04-hippocampus
 set -u -o pipefail
-BIN=$1 DATA=$2 ITS=${3:-200} LIMIT=${4:-280}
+BIN=$(cd "$1" && pwd) DATA=$(cd "$2" && pwd) ITS=${3:-200} LIMIT=${4:-280}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 W=${TMPDIR:-/tmp}/pw-hippo
 rm -rf "$W" && mkdir -p "$W/val" "$W/pred"
