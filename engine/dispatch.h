@@ -1,14 +1,17 @@
 // Backend dispatch, in one place: PW_DISPATCH(device, fn, args...) calls
 // pw::kernels::cuda::fn(args...) for CUDA tensors and pw::kernels::cpu::fn(args...) otherwise.
-// Both bodies share the signature declared in kernels/<family>.h.
+// Both bodies share the signature declared in kernels/<family>.h. Every call is timed when
+// PW_PROFILE=1 (engine/profile.h).
 #pragma once
 #include <stdexcept>
 
+#include "engine/profile.h"
 #include "engine/tensor.h"
 
 #ifdef PW_HAVE_CUDA
 #define PW_DISPATCH(device, fn, ...)                 \
   do {                                               \
+    ::pw::OpScope pw_op_scope_(#fn, (device));       \
     if ((device) == ::pw::Device::cuda)              \
       ::pw::kernels::cuda::fn(__VA_ARGS__);          \
     else                                             \
@@ -17,6 +20,7 @@
 #else
 #define PW_DISPATCH(device, fn, ...)                                                          \
   do {                                                                                        \
+    ::pw::OpScope pw_op_scope_(#fn, (device));                                                \
     if ((device) == ::pw::Device::cuda)                                                       \
       throw std::runtime_error(std::string(#fn) + ": this Patchwork was built without CUDA"); \
     ::pw::kernels::cpu::fn(__VA_ARGS__);                                                      \

@@ -93,6 +93,10 @@ left() { echo $((BUDGET - ($(date +%s) - T0))); }
 step() {
   local name=$1 max=$2 outfile=$3
   shift 3
+  # PW_GPU_STEPS="a b c": run only the named steps (default: every step).
+  if [ -n "${PW_GPU_STEPS:-}" ] && [[ " $PW_GPU_STEPS " != *" $name "* ]]; then
+    return
+  fi
   local l
   l=$(($(left) - 10))
   [ "$l" -lt "$max" ] && max=$l
@@ -250,7 +254,18 @@ if [ -n "$BIN" ]; then
       --benchmark_out="$OUT/bench_cuda.json" --benchmark_out_format=json
   fi
 fi
-step peer_cuda 150 - env PYTHONUNBUFFERED=1 "$PY" bench/peer_cuda.py --json "$OUT/peer_cuda.json"
+# PyTorch brings its own cuDNN (the toolkit's on LD_LIBRARY_PATH may be older): run it without ours.
+step peer_cuda 150 - env -u LD_LIBRARY_PATH PYTHONUNBUFFERED=1 "$PY" bench/peer_cuda.py --json "$OUT/peer_cuda.json"
+# Where the U-Net step's time goes: the op profile (engine/profile.h) of the step at batch 8 and 64,
+# and the cuDNN algorithm searches of one conv3d forward+backward with TF32 off.
+if [ -n "$BIN" ] && [ -x "$BIN/bench_cuda" ]; then
+  step profile 60 - env PW_PROFILE=1 "$BIN/bench_cuda" --benchmark_filter='unet_train_step/batch:8/tf32:1' \
+    --benchmark_min_time=0.5
+  step profile64 60 - env PW_PROFILE=1 "$BIN/bench_cuda" --benchmark_filter='unet_train_step/batch:64/tf32:1' \
+    --benchmark_min_time=0.5
+  step cudnn_search 60 - env PW_CUDNN_VERBOSE=1 "$BIN/bench_cuda" \
+    --benchmark_filter='conv3d_forward_backward/cin:16/cout:16/tf32:0' --benchmark_min_time=0.2
+fi
 if [ -n "$BIN" ] && [ -x "$BIN/bench_gather" ]; then
   step bench_gather_cuda 90 - "$BIN/bench_gather" --benchmark_filter=BM_cuda --benchmark_min_time=0.3 \
     --benchmark_out="$OUT/bench_gather_cuda.json" --benchmark_out_format=json

@@ -14,6 +14,8 @@
 // 1x1 convolutions (stride 1, no padding) are GEMMs per sample, run by cuBLAS.
 // Bias forward and backward are custom kernels (the bias gradient is a deterministic reduction).
 #include <climits>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -141,6 +143,23 @@ Plan* get_plan(const CudnnConv& s) {
 
 cudnnMathType_t requested_math() { return tf32() ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH; }
 
+// PW_CUDNN_VERBOSE=1: every algorithm search prints its candidates on stderr.
+bool verbose() {
+  static const bool on = [] {
+    const char* v = std::getenv("PW_CUDNN_VERBOSE");
+    return v && *v && std::string(v) != "0";
+  }();
+  return on;
+}
+
+// A search result that may be used: it ran, fits the workspace, and with TF32 off it was timed with
+// FMA math (a tensor-op result would run a different, often much slower, kernel once forced to FMA).
+template <class Perf>
+bool usable(const Perf& p, size_t ws) {
+  if (p.status != CUDNN_STATUS_SUCCESS || p.memory > ws) return false;
+  return tf32() || p.mathType == CUDNN_FMA_MATH || p.mathType == CUDNN_DEFAULT_MATH;
+}
+
 // Picks the algorithm of one direction: the heuristics give the candidates and their workspace
 // needs; the search workspace is the largest need within the cap; cudnnFind*Ex times them on the
 // real buffers and the fastest that fits is kept.
@@ -163,8 +182,14 @@ void choose(Plan& p, Dir dir, const CudnnConv& s, int max_count, Heuristic heuri
   }
   got = 0;
   find(perf.data(), int(perf.size()), &got, scratch->get(), ws);
+  static const char* names[3] = {"forward", "backward-data", "backward-filter"};
+  if (verbose())
+    for (int i = 0; i < got; ++i)
+      std::fprintf(stderr, "cudnn %s %s: algo %d status %d %.3f ms %zu B math %d%s\n", names[dir], conv_str(s).c_str(),
+                   int(perf[i].algo), int(perf[i].status), perf[i].time, perf[i].memory, int(perf[i].mathType),
+                   usable(perf[i], ws) ? "" : " (not usable)");
   for (int i = 0; i < got; ++i) {
-    if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > ws) continue;
+    if (!usable(perf[i], ws)) continue;
     p.algo[dir] = int(perf[i].algo);
     p.workspace[dir] = perf[i].memory;
     // With TF32 off every algorithm runs restricted to FMA math.
@@ -172,7 +197,6 @@ void choose(Plan& p, Dir dir, const CudnnConv& s, int max_count, Heuristic heuri
     p.chosen[dir] = true;
     return;
   }
-  static const char* names[3] = {"forward", "backward-data", "backward-filter"};
   throw std::runtime_error(std::string("cuDNN found no convolution ") + names[dir] + " algorithm within the " +
                            std::to_string(cap >> 20) + " MiB workspace cap for " + conv_str(s));
 }

@@ -236,6 +236,22 @@ void memset_zero(void* p, size_t bytes) {
 
 void synchronize() { PW_CUDA_CHECK(cudaStreamSynchronize(context().stream)); }
 
+void* event_record() {
+  cudaEvent_t e = nullptr;
+  PW_CUDA_CHECK(cudaEventCreate(&e));
+  PW_CUDA_CHECK(cudaEventRecord(e, context().stream));
+  return e;
+}
+
+float event_elapsed_ms(void* begin, void* end) {
+  float ms = 0.f;
+  PW_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(end)));
+  PW_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(begin), static_cast<cudaEvent_t>(end)));
+  return ms;
+}
+
+void event_destroy(void* event) { PW_CUDA_CHECK(cudaEventDestroy(static_cast<cudaEvent_t>(event))); }
+
 // ---- math mode --------------------------------------------------------------------------------
 namespace {
 std::atomic<bool> g_tf32{true};

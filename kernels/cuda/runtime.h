@@ -59,6 +59,13 @@ void synchronize();
 void set_tf32(bool on);
 bool tf32();
 
+// ---- timing events (op profiling, engine/profile.h) -----------------------------------------------
+// event_record() records an event on the compute stream and returns its handle; event_elapsed_ms()
+// waits for `end` and returns the GPU time between the two; event_destroy() frees a handle.
+void* event_record();
+float event_elapsed_ms(void* begin, void* end);
+void event_destroy(void* event);
+
 // cuDNN convolution workspace cap (bytes); algorithms needing more are not used. Default 1 GiB.
 void set_conv_workspace_cap(size_t bytes);
 size_t conv_workspace_cap();

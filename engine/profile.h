@@ -1,0 +1,40 @@
+// Op profiling: with PW_PROFILE=1 in the environment, every kernel call that goes through
+// PW_DISPATCH (engine/dispatch.h) is timed, and at exit a table on stderr lists per kernel family
+// and device the calls, the total and the mean time, largest first. CUDA times are GPU times
+// (events on the compute stream, read at the end, so profiling adds no synchronisation); CPU times
+// are wall times. Copies and allocations are not dispatched ops and are not in the table.
+//   PW_PROFILE=1 ./bench_cuda --benchmark_filter=unet_train_step/batch:8/tf32:1
+#pragma once
+#include <string>
+
+#include "engine/tensor.h"
+
+namespace pw {
+
+// True when PW_PROFILE is set to a non-empty value other than 0 (read once).
+bool profiling();
+
+// Times one dispatched call from construction to destruction (nothing when profiling is off).
+class OpScope {
+ public:
+  OpScope(const char* name, Device device) {
+    if (profiling()) begin(name, device);
+  }
+  ~OpScope() {
+    if (name_) end();
+  }
+  OpScope(const OpScope&) = delete;
+  OpScope& operator=(const OpScope&) = delete;
+
+ private:
+  void begin(const char* name, Device device);
+  void end();
+  const char* name_ = nullptr;
+  Device device_ = Device::cpu;
+  void* start_ = nullptr;  // CUDA event, or the CPU start time in ns
+};
+
+// The table so far (also printed at exit when profiling).
+std::string profile_report();
+
+}  // namespace pw
