@@ -1,5 +1,5 @@
 // One `patchwork apply` case, as a C++ call: read the image(s), run the inference, write the output
-// type atomically (and a preview PNG). The CLI (apply/cmd_apply.cpp) and `patchwork demo` use it.
+// type atomically (and a preview PNG). The CLI (cli/cmd_apply.cpp) and `patchwork demo` use it.
 #pragma once
 #include <filesystem>
 #include <optional>

@@ -6,7 +6,7 @@
 
 #include "apply/apply_case.h"
 #include "apply/model_network.h"
-#include "apply/phantom.h"
+#include "train/phantom.h"
 #include "io/nifti.h"
 #include "kernels/parallel.h"
 #include "train/config.h"

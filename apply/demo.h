@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "apply/metrics.h"
-#include "apply/phantom.h"
+#include "train/phantom.h"
 #include "train/sampler.h"
 
 namespace pw::apply {

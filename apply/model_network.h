@@ -41,7 +41,7 @@ InferInput load_input(const train::Model& model, const std::vector<std::filesyst
 
 // The probabilities [K, z, y, x] of a training subject on its own grid (per label; categorical:
 // classes 1..K, the background dropped): the trainer's validation Predictor (train::Predictor;
-// train's cmd_train wires it). Uses `opt` (tree coverage by default), no test-time augmentation.
+// cli/cmd_train.cpp wires it). Uses `opt` (tree coverage by default), no test-time augmentation.
 Tensor predict_subject(train::Model& model, const train::Subject& subject, const InferOptions& opt = {});
 
 }  // namespace pw::apply

@@ -113,20 +113,6 @@ static std::string xml_escape(const std::string& s) {
   return o;
 }
 
-void label_colour(int index, unsigned char rgb[3]) {
-  static const unsigned char table[12][3] = {{230, 25, 75},  {60, 180, 75},  {255, 225, 25}, {0, 130, 200},
-                                             {245, 130, 48}, {145, 30, 180}, {70, 240, 240}, {240, 50, 230},
-                                             {210, 245, 60}, {250, 190, 190}, {0, 128, 128}, {170, 110, 40}};
-  if (index <= 0) {
-    rgb[0] = rgb[1] = rgb[2] = 0;
-    return;
-  }
-  const unsigned char* c = table[(index - 1) % 12];
-  rgb[0] = c[0];
-  rgb[1] = c[1];
-  rgb[2] = c[2];
-}
-
 std::string label_table_xml(const std::vector<int>& values, const std::vector<std::string>& names) {
   if (!names.empty() && names.size() != values.size())
     throw UsageError("--label-names: " + std::to_string(names.size()) + " names given for " +

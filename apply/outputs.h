@@ -11,6 +11,7 @@
 
 #include "apply/infer.h"
 #include "io/nifti.h"
+#include "io/png.h"
 
 namespace pw::apply {
 
@@ -52,7 +53,6 @@ NiftiExtension label_extension(const std::vector<int>& values, const std::vector
 constexpr int kEcodeCaret = 30;
 constexpr int kIntentLabel = 1002;  // NIFTI_INTENT_LABEL
 
-// A fixed colour per label index (1-based; 0 = black), shared with the preview.
-void label_colour(int index, unsigned char rgb[3]);
+using pw::label_colour;  // io/png.h
 
 }  // namespace pw::apply

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "apply/png.h"
+#include "io/png.h"
 
 namespace pw::apply {
 

@@ -8,7 +8,7 @@
 
 #include "apply/infer.h"
 #include "apply/model_network.h"
-#include "apply/phantom.h"
+#include "train/phantom.h"
 #include "train/config.h"
 
 using namespace pw;

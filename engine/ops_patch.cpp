@@ -174,10 +174,10 @@ Tensor stitch_normalize(const Tensor& acc, const Tensor& weight, float alpha) {
   return y;
 }
 
-Tensor presmooth(const Tensor& src, Presmooth kind, const float u[3], float smoothfac) {
+Tensor presmooth(const Tensor& src, SmoothKind kind, const float u[3], float smoothfac) {
   if (src.dtype() != DType::f32 || (src.ndim() != 3 && src.ndim() != 4))
     throw std::invalid_argument("presmooth: source must be f32 C,H,W or C,D,H,W, got " + src.str());
-  if (kind == Presmooth::none) return src;
+  if (kind == SmoothKind::none) return src;
   const int d = src.ndim() - 1;
   int64_t vol[3] = {1, 1, 1};
   for (int a = 0; a < d; ++a) vol[3 - d + a] = src.dim(1 + a);
@@ -186,32 +186,29 @@ Tensor presmooth(const Tensor& src, Presmooth kind, const float u[3], float smoo
   for (int a = 3 - d; a < 3; ++a) {
     if (!(u[a] > 0.f) || !std::isfinite(u[a]))
       throw std::invalid_argument("presmooth: undersampling factors must be positive and finite");
-    if (kind == Presmooth::gaussian && u[a] > 1.f) sigma[a] = smoothfac * u[a];
+    if (kind == SmoothKind::gaussian && u[a] > 1.f) sigma[a] = smoothfac * u[a];
     width[a] = std::max(1, int(std::lround(u[a])));
   }
-  if (kind == Presmooth::gaussian && !(smoothfac >= 0.f))
+  if (kind == SmoothKind::gaussian && !(smoothfac >= 0.f))
     throw std::invalid_argument("presmooth: smoothfac must be >= 0");
   const Device dev = src.device();
   const int64_t C = src.dim(0);
   Tensor tmp = Tensor::empty_like(src);
-  auto run = [&](kernels::SmoothKind k, float* out) {
+  auto run = [&](SmoothKind k, float* out) {
     PW_DISPATCH(dev, smooth, src.f32(), C, vol, k, sigma, width, tmp.f32(), out);
   };
-  if (kind != Presmooth::mixture) {
+  if (kind != SmoothKind::mixture) {
     Tensor y = Tensor::empty_like(src);
-    run(kind == Presmooth::gaussian ? kernels::SmoothKind::gaussian
-        : kind == Presmooth::box    ? kernels::SmoothKind::box
-                                    : kernels::SmoothKind::max,
-        y.f32());
+    run(kind, y.f32());
     return y;
   }
   Shape s = src.shape();
   s[0] = 3 * C;
   Tensor y = Tensor::empty(s, DType::f32, dev);
   const int64_t n = src.numel();
-  run(kernels::SmoothKind::box, y.f32());
-  run(kernels::SmoothKind::max, y.f32() + n);
-  run(kernels::SmoothKind::min, y.f32() + 2 * n);
+  run(SmoothKind::box, y.f32());
+  run(SmoothKind::max, y.f32() + n);
+  run(SmoothKind::min, y.f32() + 2 * n);
   return y;
 }
 

@@ -18,6 +18,7 @@
 namespace pw {
 
 using kernels::Interp;
+using kernels::SmoothKind;
 using kernels::Window;
 
 // Crop: src C,D,H,W (3D) or C,H,W (2D), f32 (u8/i32 read directly, then without gradient) ->
@@ -53,10 +54,10 @@ Tensor stitch_normalize(const Tensor& acc, const Tensor& weight, float alpha = 0
 
 // Pre-smoothing of a source C,spatial (f32) before a crop that undersamples it by u[a] along
 // axis a (axis order; kernels::undersampling computes u from a patch matrix; 2D: u[0] ignored).
+//   none: src itself
 //   gaussian: sigma_a = smoothfac * u_a along the axes where u_a > 1 (no filter where u_a <= 1)
-//   box / max: width round(u_a) along each axis
+//   box / max / min: width round(u_a) along each axis
 //   mixture: channels [box, max, min] (3C channels)
-enum class Presmooth { none, gaussian, box, max, mixture };
-Tensor presmooth(const Tensor& src, Presmooth kind, const float u[3], float smoothfac = 1.f);
+Tensor presmooth(const Tensor& src, SmoothKind kind, const float u[3], float smoothfac = 1.f);
 
 }  // namespace pw

@@ -15,14 +15,18 @@
 
 namespace pw::kernels {
 
-enum class SmoothKind : uint8_t { gaussian, box, max, min };
+// The one smoothing enum of every layer. The kernels filter with gaussian, box, max or min; the engine's
+// presmooth (engine/ops_patch.h) also takes none and mixture (box, max and min as three channel groups);
+// train's smoothfac_data / smoothfac_label options name none, gaussian (a number), box ("boxcar"), max and
+// mixture.
+enum class SmoothKind : uint8_t { none, gaussian, box, max, min, mixture };
 
 // The undersampling of a patch along each source axis: u_a = sqrt(sum_j M[a][j]^2), the length of
 // the source-axis-a row of the patch matrix (patch voxel spacing seen along that axis, 1 for an
 // unscaled rotation). Written in axis order into u[3] (2D: u[0] = 1).
 void undersampling(const float* mat, int ndim, float u[3]);
 
-// The separable passes both backends run: the filter code (common::kSmooth*) and the filtered axes in
+// The separable passes both backends run (kind: gaussian, box, max or min; std::invalid_argument otherwise): the filter code (common::kSmooth*) and the filtered axes in
 // order (W first); an axis is filtered when its sigma > 0 (gaussian) or width > 1, and it has > 1 voxel.
 struct SmoothPlan {
   int op = 0;

@@ -63,7 +63,7 @@ if [ "${1:-}" = "--pack" ]; then
   rm -rf "$PACK"
   mkdir -p "$PACK/lib"
   cp "$BUILD"/tests/pw_tests_engine "$BUILD"/tests/pw_tests_kernels "$BUILD"/tests/pw_tests_train \
-    "$BUILD"/bench/bench_cuda "$BUILD"/bench/bench_gather "$BUILD"/apply/patchwork "$PACK"/
+    "$BUILD"/bench/bench_cuda "$BUILD"/bench/bench_gather "$BUILD"/cli/patchwork "$PACK"/
   # Shared libraries of ours that the GPU image lacks (everything but the CUDA libraries and libc/libstdc++).
   for lib in $(ldd "$PACK"/bench_cuda | awk '/libbenchmark/ {print $3}'); do cp -L "$lib" "$PACK/lib/"; done
   {
@@ -203,7 +203,7 @@ else
   if [ -f "$B/CMakeCache.txt" ]; then
     step build 300 - bash -c "cmake --build '$B' -j$(nproc) --target ${targets[*]} >/tmp/pw-build.log 2>&1 || { tail -40 /tmp/pw-build.log; exit 1; }"
     mkdir -p "$B/pack"
-    cp "$B"/tests/pw_tests_* "$B"/apply/patchwork "$B/pack/" 2>/dev/null
+    cp "$B"/tests/pw_tests_* "$B"/cli/patchwork "$B/pack/" 2>/dev/null
     cp "$B"/bench/bench_cuda "$B"/bench/bench_gather "$B/pack/" 2>/dev/null
     [ -x "$B/pack/pw_tests_engine" ] && BIN=$B/pack
   fi

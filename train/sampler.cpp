@@ -318,12 +318,8 @@ static Tensor smooth_for_level(const Tensor& in, const Subject& s, const Scheme&
   append_kernel_matrix(resample_matrix(s.image, p), scheme.ndim, m);
   float u[3];
   kernels::undersampling(m.data(), scheme.ndim, u);
-  Presmooth kind = sm.kind == Smoothing::Kind::gauss    ? Presmooth::gaussian
-                   : sm.kind == Smoothing::Kind::boxcar ? Presmooth::box
-                   : sm.kind == Smoothing::Kind::max    ? Presmooth::max
-                                                        : Presmooth::mixture;
   Tensor src = scheme.ndim == 2 ? in.reshape({in.dim(0), in.dim(2), in.dim(3)}) : in;
-  Tensor out = presmooth(src, kind, u, static_cast<float>(sm.width));
+  Tensor out = presmooth(src, sm.kind, u, static_cast<float>(sm.width));
   Shape sh = in.shape();
   sh[0] = out.dim(0);
   return out.reshape(sh);

@@ -28,10 +28,11 @@ void append_kernel_matrix(const Eigen::Matrix4d& M, int ndim, std::vector<float>
 json Smoothing::to_json() const {
   switch (kind) {
     case Kind::none: return 0;
-    case Kind::gauss: return width;
-    case Kind::boxcar: return "boxcar";
+    case Kind::gaussian: return width;
+    case Kind::box: return "boxcar";
     case Kind::max: return "max";
     case Kind::mixture: return "mixture";
+    case Kind::min: break;  // not an option value
   }
   return 0;
 }
@@ -42,11 +43,11 @@ Smoothing Smoothing::from_json(const json& j, const std::string& key) {
   if (j.is_number()) {
     s.width = json_number(j, key);
     if (s.width < 0) throw InputError(key + ": must be >= 0, got " + j.dump());
-    s.kind = s.width > 0 ? Kind::gauss : Kind::none;
+    s.kind = s.width > 0 ? Kind::gaussian : Kind::none;
     return s;
   }
   std::string v = json_string(j, key);
-  if (v == "boxcar") s.kind = Kind::boxcar;
+  if (v == "boxcar") s.kind = Kind::box;
   else if (v == "max") s.kind = Kind::max;
   else if (v == "mixture") s.kind = Kind::mixture;
   else throw InputError(key + ": expected a number, \"boxcar\", \"max\" or \"mixture\", got \"" + v + "\"");

@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "kernels/gather.h"
+#include "kernels/smooth.h"
 
 namespace pw::train {
 
@@ -57,9 +58,9 @@ void append_kernel_matrix(const Eigen::Matrix4d& M, int ndim, std::vector<float>
 // Smoothing before a crop (smoothfac_data / smoothfac_label): a number w (Gaussian of width
 // w times the undersampling; 0 = none) or one of "boxcar", "max", "mixture".
 struct Smoothing {
-  enum class Kind { none, gauss, boxcar, max, mixture };
+  using Kind = kernels::SmoothKind;  // none, gaussian (a number), box ("boxcar"), max, mixture
   Kind kind = Kind::none;
-  double width = 0;  // gauss only
+  double width = 0;  // gaussian only
   nlohmann::json to_json() const;
   static Smoothing from_json(const nlohmann::json& j, const std::string& key);
 };

@@ -22,6 +22,8 @@ void undersampling(const float* mat, int ndim, float u[3]) {
 }
 
 SmoothPlan smooth_plan(SmoothKind kind, const int64_t vol[3], const float sigma[3], const int width[3]) {
+  if (kind == SmoothKind::none || kind == SmoothKind::mixture)
+    throw std::invalid_argument("smooth: the kernels filter with gaussian, box, max or min only");
   SmoothPlan plan;
   plan.op = kind == SmoothKind::gaussian ? common::kSmoothGaussian
             : kind == SmoothKind::box    ? common::kSmoothBox

@@ -6,7 +6,7 @@
 
 #include "apply/demo.h"
 #include "apply/model_network.h"
-#include "apply/phantom.h"
+#include "train/phantom.h"
 #include "common/test_util.h"
 #include "io/nifti.h"
 #include "kernels/parallel.h"

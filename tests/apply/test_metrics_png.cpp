@@ -7,8 +7,8 @@
 #include <fstream>
 
 #include "apply/metrics.h"
-#include "apply/phantom.h"
-#include "apply/png.h"
+#include "train/phantom.h"
+#include "io/png.h"
 #include "apply/preview.h"
 #include "common/test_util.h"
 #include "io/nifti.h"

@@ -164,17 +164,17 @@ TEST_CASE("labels, stitching and pre-smoothing through the ops (2D)") {
   // Pre-smoothing: mixture gives [box, max, min] channels; the max is >= the box mean >= the min.
   Tensor src = random_tensor({2, 9, 10}, 8);
   const float u[3] = {1, 3, 2};
-  Tensor mix = presmooth(src, Presmooth::mixture, u);
+  Tensor mix = presmooth(src, SmoothKind::mixture, u);
   REQUIRE(mix.shape() == Shape({6, 9, 10}));
   const int64_t n = src.numel();
   int bad = 0;
   for (int64_t i = 0; i < n; ++i) bad += !(mix.f32()[n + i] >= mix.f32()[i] - 1e-6f && mix.f32()[i] >= mix.f32()[2 * n + i] - 1e-6f);
   CHECK(bad == 0);
-  Tensor gs = presmooth(src, Presmooth::gaussian, u, 0.5f);
+  Tensor gs = presmooth(src, SmoothKind::gaussian, u, 0.5f);
   CHECK(gs.shape() == src.shape());
   CHECK(dot(gs, gs) < dot(src, src));  // smoothing lowers the energy of noise
   const float ones[3] = {1, 1, 1};
-  Tensor same = presmooth(src, Presmooth::gaussian, ones, 1.f);  // no undersampling: no filter
+  Tensor same = presmooth(src, SmoothKind::gaussian, ones, 1.f);  // no undersampling: no filter
   CHECK(std::memcmp(same.f32(), src.f32(), src.nbytes()) == 0);
 }
 

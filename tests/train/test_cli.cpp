@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "apply/phantom.h"
+#include "train/phantom.h"
 #include "common/test_util.h"
 #include "engine/safetensors.h"
 #include "train/model.h"

@@ -7,7 +7,7 @@
 
 #include "apply/demo.h"
 #include "apply/model_network.h"
-#include "apply/phantom.h"
+#include "train/phantom.h"
 #include "common/test_util.h"
 #include "engine/safetensors.h"
 #include "io/error.h"

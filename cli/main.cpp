@@ -5,14 +5,14 @@
 #include <exception>
 #include <iostream>
 
-#include "apply/commands.h"
+#include "cli/commands.h"
 #include "io/error.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"patchwork: Deep Neural Patchworks for 2D/3D medical image segmentation"};
   app.set_version_flag("--version", "patchwork 0.1.0");
   app.require_subcommand(1);
-  // One line per subcommand (apply/commands.h).
+  // One line per subcommand (cli/commands.h).
   pw::cli::add_info(app);
   pw::cli::add_convert(app);
   pw::cli::add_apply(app);

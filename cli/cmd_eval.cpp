@@ -12,7 +12,7 @@
 #include <cstdio>
 #include <iostream>
 
-#include "apply/commands.h"
+#include "cli/commands.h"
 #include "apply/metrics.h"
 #include "io/error.h"
 #include "io/nifti.h"

@@ -3,7 +3,7 @@
 
 #include <cstdio>
 
-#include "apply/commands.h"
+#include "cli/commands.h"
 #include "apply/demo.h"
 
 namespace pw::cli {

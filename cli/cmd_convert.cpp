@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "apply/commands.h"
+#include "cli/commands.h"
 #include "io/error.h"
 #include "io/nifti.h"
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "apply/apply_case.h"
-#include "apply/commands.h"
+#include "cli/commands.h"
 #include "io/error.h"
 #include "kernels/parallel.h"
 

@@ -1,5 +1,5 @@
-// The `patchwork` subcommands. Each lives in apply/cmd_<name>.cpp and adds itself to the
-// CLI11 app; apply/main.cpp lists them. A command's callback throws pw::InputError for bad
+// The `patchwork` subcommands. Each lives in cli/cmd_<name>.cpp and adds itself to the
+// CLI11 app; cli/main.cpp lists them. A command's callback throws pw::InputError for bad
 // input (exit 1) and pw::UsageError for bad usage (exit 2).
 #pragma once
 #include <stdexcept>

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "apply/png.h"
+#include "io/png.h"
 
-namespace pw::apply {
+namespace pw::train {
 
 struct Series {
   std::string name;
@@ -27,4 +27,4 @@ void draw_text(RgbImage& img, int x, int y, const std::string& text, int scale, 
 // the log when it cannot be read or has no iteration lines.
 void plot_training_log(const std::filesystem::path& jsonl, const std::filesystem::path& png);
 
-}  // namespace pw::apply
+}  // namespace pw::train

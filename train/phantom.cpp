@@ -1,4 +1,4 @@
-#include "apply/phantom.h"
+#include "train/phantom.h"
 
 #include <algorithm>
 #include <cmath>

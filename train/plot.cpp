@@ -1,4 +1,4 @@
-#include "apply/plot.h"
+#include "train/plot.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,10 +7,10 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "apply/outputs.h"
+#include "io/png.h"
 #include "io/error.h"
 
-namespace pw::apply {
+namespace pw::train {
 
 namespace {
 
@@ -177,4 +177,4 @@ void plot_training_log(const std::filesystem::path& jsonl, const std::filesystem
   write_png(png.string(), img);
 }
 
-}  // namespace pw::apply
+}  // namespace pw::train

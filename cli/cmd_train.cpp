@@ -10,9 +10,9 @@
 #include <memory>
 #include <string>
 
-#include "apply/commands.h"
+#include "cli/commands.h"
 #include "apply/model_network.h"
-#include "apply/plot.h"
+#include "train/plot.h"
 #include "io/error.h"
 #include "kernels/parallel.h"
 #include "train/trainer.h"
@@ -52,7 +52,7 @@ void run(const TrainArgs& a) {
   // Training curves beside the model (the model is already saved: a plotting problem only warns).
   const std::string curves = a.out + ".curves.png";
   try {
-    apply::plot_training_log(a.out + ".log.jsonl", curves);
+    train::plot_training_log(a.out + ".log.jsonl", curves);
     std::printf("training curves -> %s\n", curves.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "patchwork train: warning: no training curves (%s)\n", e.what());

@@ -25,4 +25,8 @@ std::vector<uint8_t> encode_png(const RgbImage& img);
 // Writes the PNG atomically (temporary name + rename); throws pw::InputError naming the file.
 void write_png(const std::string& path, const RgbImage& img);
 
+// A fixed colour per label index (1-based; 0 = black): the label table's colours, the preview's overlay and
+// the training curves' lines.
+void label_colour(int index, unsigned char rgb[3]);
+
 }  // namespace pw

@@ -8,7 +8,7 @@
 #include <sstream>
 #include <string>
 
-#include "apply/commands.h"
+#include "cli/commands.h"
 #include "io/nifti.h"
 
 namespace pw::cli {
