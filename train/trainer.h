@@ -6,7 +6,7 @@
 // validation cases are segmented through a Predictor (the application path) and scored with Dice per
 // label; the thresholds that maximise the validation Dice go into the model file. Checkpoints are
 // written atomically beside the model (<out>.ckpt) and --resume continues from them. A JSONL log
-// (<out>.log.jsonl) records losses, Dice and timing.
+// (<out>.log.jsonl) records losses, Dice and timing. The loop itself: train/training_run.cpp.
 #pragma once
 #include <cstdint>
 #include <filesystem>

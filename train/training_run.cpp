@@ -1,0 +1,484 @@
+// The training loop of train/trainer.h, one step per member function of TrainingRun:
+//   prepare (check the subjects, build the model and the optimizer, resume), then per iteration
+//   draw (the next patch set, in the background with `parallel`), train (epochs x batches),
+//   validate (every validation_every), log and checkpoint; finally choose the thresholds and save.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <sstream>
+
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "io/error.h"
+#include "kernels/parallel.h"
+#include "train/trainer.h"
+
+namespace pw::train {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  char buf[32];
+  int h = static_cast<int>(s / 3600), m = static_cast<int>(s / 60) % 60, sec = static_cast<int>(s) % 60;
+  if (h > 0) std::snprintf(buf, sizeof buf, "%dh%02dm", h, m);
+  else std::snprintf(buf, sizeof buf, "%dm%02ds", m, sec);
+  return buf;
+}
+
+std::string rng_state(const std::mt19937_64& r) {
+  std::ostringstream o;
+  o << r;
+  return o.str();
+}
+void set_rng_state(std::mt19937_64& r, const std::string& s) {
+  std::istringstream i(s);
+  i >> r;
+}
+
+// What one iteration's training leaves: the mean loss per level and the chains' scores (hard mining).
+struct IterationStats {
+  std::vector<double> level_loss;
+  ChainScores scores;
+};
+
+class TrainingRun {
+ public:
+  TrainingRun(TrainConfig& cfg, const TrainOptions& opt, const Predictor& predictor, std::unique_ptr<Model>& model,
+              std::vector<Subject>& train, std::vector<Subject>& validation);
+  TrainResult run();
+
+ private:
+  using clock = std::chrono::steady_clock;
+  double elapsed() const { return std::chrono::duration<double>(clock::now() - t0_).count(); }
+  // preparation
+  void check_subjects();
+  void build_model();
+  void build_optimizer();
+  void resume();
+  void restore_kept(const std::map<std::string, Tensor>& extra);
+  void open_log();
+  // one iteration
+  PatchSet next_set(int it, double& wait_s);
+  IterationStats train_on(const PatchSet& set);
+  void keep_hard_chains(const PatchSet& set, const IterationStats& st);
+  std::vector<double> validate(bool choose_thresholds);
+  void record(int it, int64_t patches, double wait_s, const IterationStats& st, const std::vector<double>& dice);
+  void progress(int done, const IterationStats& st, const std::vector<double>& dice) const;
+  void save_checkpoint(int it);
+  TrainResult finish(int it);
+
+  TrainConfig& cfg_;
+  const TrainOptions& opt_;
+  const Predictor& predictor_;
+  std::unique_ptr<Model>& model_;
+  std::vector<Subject>& train_;
+  std::vector<Subject>& validation_;
+  Scheme& scheme_;
+  const clock::time_point t0_ = clock::now();
+  std::unique_ptr<CropGenerator> gen_;
+  std::vector<Subject*> train_ptrs_;
+  std::unique_ptr<Optimizer> optim_;
+  Adam* adam_ = nullptr;
+  Sgd* sgd_ = nullptr;
+  LrSchedule sched_;
+  std::mt19937_64 rng_sample_, rng_train_;
+  fs::path ckpt_, logf_;
+  std::ofstream log_;
+  int start_it_ = 0;
+  PatchSet kept_;  // hard mining: chains kept for the next iteration
+  std::future<PatchSet> next_;
+  // The sampler state before drawing the set of the next iteration (with `parallel` that draw may
+  // already be running): a resumed run redraws exactly that set.
+  std::string pending_sample_state_;
+  std::vector<double> thresholds_;
+  std::vector<double> last_loss_;
+};
+
+TrainingRun::TrainingRun(TrainConfig& cfg, const TrainOptions& opt, const Predictor& predictor,
+                         std::unique_ptr<Model>& model, std::vector<Subject>& train, std::vector<Subject>& validation)
+    : cfg_(cfg),
+      opt_(opt),
+      predictor_(predictor),
+      model_(model),
+      train_(train),
+      validation_(validation),
+      scheme_(cfg.scheme),
+      rng_sample_(cfg.seed * 2654435761ULL + 17),
+      rng_train_(cfg.seed * 40503ULL + 5),
+      ckpt_(opt.out.string() + ".ckpt"),
+      logf_(opt.out.string() + ".log.jsonl") {}
+
+// The label count from the data when the config leaves it open; every subject consistent.
+void TrainingRun::check_subjects() {
+  if (train_.empty()) throw InputError("training: no training subjects");
+  const Tensor& l0 = train_[0].labels;
+  if (!l0.defined()) throw InputError(train_[0].name + ": no labels");
+  if (scheme_.num_labels == 0) scheme_.num_labels = static_cast<int>(l0.dim(0));
+  for (auto* set : {&train_, &validation_})
+    for (const auto& s : *set) {
+      if (s.data.dim(0) != train_[0].data.dim(0))
+        throw InputError(s.name + ": " + std::to_string(s.data.dim(0)) + " image channels, expected " +
+                         std::to_string(train_[0].data.dim(0)));
+      if (!s.labels.defined() || (s.labels.dtype() == DType::f32 && s.labels.dim(0) != scheme_.num_labels))
+        throw InputError(s.name + ": label volumes do not match num_labels " + std::to_string(scheme_.num_labels));
+    }
+  if (!cfg_.balance.label_weight.empty() && static_cast<int>(cfg_.balance.label_weight.size()) != scheme_.num_labels)
+    throw InputError("balance.label_weight: expected " + std::to_string(scheme_.num_labels) + " entries");
+}
+
+// The patch generator and the model (label names from an MSD dataset.json when present).
+void TrainingRun::build_model() {
+  SamplerOptions so;
+  so.balance = cfg_.balance;
+  so.augment = cfg_.augment;
+  so.independent_augmentation = cfg_.independent_augmentation;
+  so.tree = cfg_.tree;
+  so.dontcare = cfg_.dontcare;
+  gen_ = std::make_unique<CropGenerator>(scheme_, so);
+  for (auto& s : train_) train_ptrs_.push_back(&s);
+  gen_->set_autoweight(train_ptrs_);
+
+  ModelSpec spec = ModelSpec::from_config(cfg_, static_cast<int>(train_[0].data.dim(0)));
+  spec.in_channels = gen_->input_channels(spec.image_channels);
+  if (cfg_.raw.contains("__label_table")) {
+    const json& lt = cfg_.raw["__label_table"];
+    for (int k = 0; k < scheme_.num_labels; ++k) {
+      std::string key =
+          scheme_.categorical_label.empty() ? std::to_string(k + 1) : std::to_string(scheme_.categorical_label[k]);
+      spec.label_names.push_back(lt.contains(key) && lt[key].is_string() ? lt[key].get<std::string>() : key);
+    }
+    cfg_.raw.erase("__label_table");
+  }
+  model_ = std::make_unique<Model>(spec, cfg_.seed, opt_.device);
+  thresholds_.assign(scheme_.num_labels, 0.5);
+}
+
+void TrainingRun::build_optimizer() {
+  if (cfg_.optimizer == "sgd") {
+    SgdOptions o;
+    o.lr = static_cast<float>(cfg_.lr);
+    o.momentum = static_cast<float>(cfg_.momentum);
+    o.weight_decay = static_cast<float>(cfg_.weight_decay);
+    auto s = std::make_unique<Sgd>(model_->parameters(), o);
+    sgd_ = s.get();
+    optim_ = std::move(s);
+  } else {
+    AdamOptions o;
+    o.lr = static_cast<float>(cfg_.lr);
+    o.weight_decay = static_cast<float>(cfg_.weight_decay);
+    o.decoupled = cfg_.optimizer == "adamw";
+    auto a = std::make_unique<Adam>(model_->parameters(), o);
+    adam_ = a.get();
+    optim_ = std::move(a);
+  }
+  sched_.kind = LrSchedule::parse_kind(cfg_.schedule);
+  sched_.base = static_cast<float>(cfg_.lr);
+  sched_.step_size = cfg_.step_size;
+  sched_.gamma = static_cast<float>(cfg_.gamma);
+  sched_.total = cfg_.num_its;
+}
+
+// --resume: weights, optimizer state, random states and hard-mined chains from <out>.ckpt.
+void TrainingRun::resume() {
+  if (!opt_.resume) return;
+  if (!fs::exists(ckpt_)) {
+    if (!opt_.quiet) std::cerr << "no checkpoint " << ckpt_.string() << ": starting from scratch\n";
+    return;
+  }
+  std::map<std::string, Tensor> extra;
+  std::map<std::string, std::string> meta;
+  Model loaded = Model::load(ckpt_, opt_.device, &extra, &meta);
+  model_->load_state(loaded.state());
+  try {
+    start_it_ = std::stoi(meta.at("iteration"));
+    set_rng_state(rng_sample_, meta.at("rng_sample"));
+    set_rng_state(rng_train_, meta.at("rng_train"));
+    (void)std::stoll(meta.at("adam_steps"));
+  } catch (const std::exception&) {
+    throw InputError(ckpt_.string() + ": not a training checkpoint (iteration or random states missing)");
+  }
+  if (start_it_ > cfg_.num_its)
+    throw InputError(ckpt_.string() + ": the checkpoint is at iteration " + std::to_string(start_it_) +
+                     ", beyond num_its " + std::to_string(cfg_.num_its));
+  const size_t np = model_->parameters().size();
+  if (adam_) {
+    for (size_t i = 0; i < np; ++i) {
+      auto m = extra.find("opt.m." + std::to_string(i)), v = extra.find("opt.v." + std::to_string(i));
+      if (m != extra.end() && v != extra.end()) {
+        adam_->exp_avg(i) = m->second.to(opt_.device);
+        adam_->exp_avg_sq(i) = v->second.to(opt_.device);
+      }
+    }
+    adam_->set_steps(std::stoll(meta.at("adam_steps")));
+  }
+  if (sgd_ && cfg_.momentum != 0)
+    for (size_t i = 0; i < np; ++i) {
+      auto b = extra.find("opt.momentum." + std::to_string(i));
+      if (b != extra.end()) sgd_->restore_momentum(i, b->second);
+    }
+  restore_kept(extra);
+  if (!opt_.quiet) std::cerr << "resuming from " << ckpt_.string() << " at iteration " << start_it_ << "\n";
+}
+
+void TrainingRun::restore_kept(const std::map<std::string, Tensor>& extra) {
+  if (!extra.count("kept.age")) return;
+  const Tensor& age = extra.at("kept.age");
+  for (int64_t i = 0; i < age.numel(); ++i) {
+    kept_.age.push_back(age.i32()[i]);
+    kept_.subject.push_back(extra.at("kept.subject").i32()[i]);
+  }
+  kept_.levels.resize(scheme_.depth);
+  for (int k = 0; k < scheme_.depth; ++k) {
+    const std::string p = "kept.level" + std::to_string(k) + ".";
+    kept_.levels[k].input = extra.at(p + "input");
+    if (extra.count(p + "mats")) kept_.levels[k].parent_mats = extra.at(p + "mats");
+    kept_.levels[k].target = extra.at(p + "target");
+  }
+}
+
+void TrainingRun::open_log() {
+  log_.open(logf_, start_it_ > 0 ? std::ios::app : std::ios::trunc);
+  if (!log_) throw InputError(logf_.string() + ": cannot write the training log");
+}
+
+void TrainingRun::save_checkpoint(int it) {
+  std::map<std::string, Tensor> extra;
+  std::map<std::string, std::string> meta;
+  const size_t np = model_->parameters().size();
+  if (adam_)
+    for (size_t i = 0; i < np; ++i) {
+      if (adam_->exp_avg(i).defined()) extra["opt.m." + std::to_string(i)] = adam_->exp_avg(i).cpu();
+      if (adam_->exp_avg_sq(i).defined()) extra["opt.v." + std::to_string(i)] = adam_->exp_avg_sq(i).cpu();
+    }
+  if (sgd_)
+    for (size_t i = 0; i < np; ++i)
+      if (sgd_->momentum_started(i)) extra["opt.momentum." + std::to_string(i)] = sgd_->momentum_buffer(i).cpu();
+  if (kept_.size() > 0) {  // the hard-mined chains carried into the next iteration
+    Tensor age = Tensor::empty({kept_.size()}, DType::i32), subj = Tensor::empty({kept_.size()}, DType::i32);
+    for (int64_t i = 0; i < kept_.size(); ++i) age.i32()[i] = kept_.age[i], subj.i32()[i] = kept_.subject[i];
+    extra["kept.age"] = age;
+    extra["kept.subject"] = subj;
+    for (size_t k = 0; k < kept_.levels.size(); ++k) {
+      const std::string p = "kept.level" + std::to_string(k) + ".";
+      extra[p + "input"] = kept_.levels[k].input;
+      if (kept_.levels[k].parent_mats.defined()) extra[p + "mats"] = kept_.levels[k].parent_mats;
+      extra[p + "target"] = kept_.levels[k].target;
+    }
+  }
+  meta["iteration"] = std::to_string(it);
+  meta["rng_sample"] = pending_sample_state_;
+  meta["rng_train"] = rng_state(rng_train_);
+  meta["adam_steps"] = std::to_string(adam_ ? adam_->steps() : 0);
+  model_->save(ckpt_, extra, meta);
+}
+
+// Dice per label on the validation cases through the predictor (the application path); with
+// `choose_thresholds` also the per-label threshold of {0.3 .. 0.7} that maximises it.
+std::vector<double> TrainingRun::validate(bool choose_thresholds) {
+  if (validation_.empty() || !predictor_) return {};
+  NoGradGuard ng;
+  model_->set_training(false);
+  static const double grid[] = {0.3, 0.4, 0.5, 0.6, 0.7};
+  const int G = choose_thresholds ? 5 : 1, K = scheme_.num_labels;
+  std::vector<std::vector<double>> sum(G, std::vector<double>(K, 0));
+  std::vector<std::vector<int>> cnt(G, std::vector<int>(K, 0));
+  for (auto& s : validation_) {
+    Tensor prob = predictor_(*model_, s);
+    for (int g = 0; g < G; ++g) {
+      std::vector<double> t = choose_thresholds ? std::vector<double>(K, grid[g]) : thresholds_;
+      auto d = dice_per_label(prob, s, t);
+      for (int k = 0; k < K; ++k)
+        if (std::isfinite(d[k])) sum[g][k] += d[k], cnt[g][k] += 1;
+    }
+  }
+  model_->set_training(true);
+  std::vector<double> best(K, std::numeric_limits<double>::quiet_NaN());
+  for (int k = 0; k < K; ++k)
+    for (int g = 0; g < G; ++g) {
+      if (!cnt[g][k]) continue;
+      double m = sum[g][k] / cnt[g][k];
+      if (!std::isfinite(best[k]) || m > best[k]) {
+        best[k] = m;
+        if (choose_thresholds) thresholds_[k] = grid[g];
+      }
+    }
+  return best;
+}
+
+// The patch set of this iteration: the set drawn in the background (or drawn now), plus the chains
+// kept by hard mining. Starts the next draw at once.
+PatchSet TrainingRun::next_set(int it, double& wait_s) {
+  auto draw = [this]() { return gen_->sample(train_ptrs_, cfg_.num_patches, rng_sample_); };
+  const auto ti = clock::now();
+  PatchSet fresh = cfg_.parallel ? next_.get() : draw();
+  wait_s = std::chrono::duration<double>(clock::now() - ti).count();
+  pending_sample_state_ = rng_state(rng_sample_);
+  if (cfg_.parallel && it + 1 < cfg_.num_its) next_ = std::async(std::launch::async, draw);
+  return concat_sets(fresh, kept_);
+}
+
+// `epochs` passes over the set in shuffled batches: forward through every level, the levels'
+// losses, backward, optimizer step. Scores the chains for hard mining in the last epoch.
+IterationStats TrainingRun::train_on(const PatchSet& set) {
+  const int depth = scheme_.depth;
+  const int64_t P = set.size();
+  IterationStats st;
+  st.level_loss.assign(depth, 0);
+  st.scores.loss.assign(P, 0);
+  st.scores.f1.assign(P, 1);
+  st.scores.present.assign(P, std::vector<uint8_t>(scheme_.num_labels, 0));
+  int64_t batches = 0;
+  for (int ep = 0; ep < cfg_.epochs; ++ep) {
+    std::vector<int64_t> order(P);
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng_train_);
+    for (int64_t b0 = 0; b0 < P; b0 += cfg_.batch_size) {
+      std::vector<int64_t> idx(order.begin() + b0, order.begin() + std::min<int64_t>(P, b0 + cfg_.batch_size));
+      PatchSet batch = take_rows(set, idx);
+      std::vector<Var> inputs;
+      std::vector<Tensor> mats;
+      for (int k = 0; k < depth; ++k) {
+        inputs.push_back(constant(batch.levels[k].input.to(opt_.device)));
+        mats.push_back(batch.levels[k].parent_mats);
+      }
+      std::vector<Var> X = model_->forward_chain(inputs, mats);
+      Var loss;
+      for (int k = 0; k < depth; ++k) {
+        if (!cfg_.intermediate_loss && k < depth - 1) continue;
+        Var lk = level_loss(X[k], batch.levels[k].target, cfg_.loss[k], scheme_);
+        st.level_loss[k] += lk->value.cpu().f32()[0];
+        loss = loss ? add(loss, lk) : lk;
+      }
+      backward(loss);
+      optim_->step();
+      optim_->zero_grad();
+      ++batches;
+      if (ep == cfg_.epochs - 1 && cfg_.hard_mining > 0) {
+        ChainScores cs = chain_scores(X[depth - 1]->value, batch.levels[depth - 1].target, scheme_);
+        for (size_t i = 0; i < idx.size(); ++i) {
+          st.scores.loss[idx[i]] = cs.loss[i];
+          st.scores.f1[idx[i]] = cs.f1[i];
+          st.scores.present[idx[i]] = cs.present[i];
+        }
+      }
+    }
+  }
+  for (auto& v : st.level_loss) v /= static_cast<double>(std::max<int64_t>(1, batches));
+  return st;
+}
+
+void TrainingRun::keep_hard_chains(const PatchSet& set, const IterationStats& st) {
+  if (cfg_.hard_mining <= 0) return;
+  std::vector<int64_t> keep =
+      hard_mining_select(st.scores, set.age, cfg_.hard_mining, cfg_.hard_mining_maxage, cfg_.hard_mining_order);
+  kept_ = take_rows(set, keep);
+  for (auto& a : kept_.age) a += 1;
+}
+
+// The iteration's line in the JSONL log.
+void TrainingRun::record(int it, int64_t patches, double wait_s, const IterationStats& st,
+                         const std::vector<double>& dice) {
+  json rec = {{"it", it + 1}, {"time_s", elapsed()},     {"lr", sched_.at(it)},
+              {"patches", patches}, {"loss", st.level_loss}, {"wait_s", wait_s}};
+  if (!dice.empty()) rec["val_dice"] = dice;
+  log_ << rec.dump() << "\n";
+  log_.flush();
+}
+
+// The progress line on stderr (a rewritten line on a terminal, else plain lines every log_every).
+void TrainingRun::progress(int done, const IterationStats& st, const std::vector<double>& dice) const {
+  if (opt_.quiet) return;
+  double rate = elapsed() / std::max(1, done - start_it_);
+  double eta = rate * (cfg_.num_its - done);
+  if (cfg_.time_limit_s > 0) eta = std::max(0.0, std::min(eta, cfg_.time_limit_s - elapsed()));
+  double tot = std::accumulate(st.level_loss.begin(), st.level_loss.end(), 0.0);
+  char line[256];
+  std::snprintf(line, sizeof line, "it %d/%d  loss %.4f  %.2f s/it  ETA %s", done, cfg_.num_its, tot, rate,
+                fmt_duration(eta).c_str());
+  std::string extra;
+  if (!dice.empty()) {
+    std::ostringstream o;
+    o.precision(3);
+    o << "  val dice";
+    for (double d : dice) o << " " << d;
+    extra = o.str();
+  }
+  const bool last = done == cfg_.num_its;
+  if (opt_.progress_tty) std::cerr << "\r" << line << extra << "\033[K" << std::flush;
+  else if (done % std::max(1, opt_.log_every) == 0 || last || !extra.empty()) std::cerr << line << extra << "\n";
+}
+
+// The final validation chooses the thresholds; everything goes into the model file.
+TrainResult TrainingRun::finish(int it) {
+  if (cfg_.parallel && next_.valid()) next_.wait();
+  if (opt_.progress_tty && !opt_.quiet) std::cerr << "\n";
+  TrainResult res;
+  res.iterations = it;
+  res.last_loss = last_loss_;
+  res.validation_dice = validate(true);
+  res.thresholds = thresholds_;
+  res.seconds = elapsed();
+  ModelSpec& ms = model_->spec();
+  ms.thresholds = thresholds_;
+  ms.training = {{"iterations", it}, {"seconds", res.seconds}, {"train_cases", train_.size()},
+                 {"validation_cases", validation_.size()}, {"last_loss", res.last_loss},
+                 {"config", cfg_.raw}};
+  if (!res.validation_dice.empty()) ms.training["validation_dice"] = res.validation_dice;
+  model_->save(opt_.out);
+  save_checkpoint(it);
+  json fin = {{"final", true}, {"it", it}, {"time_s", res.seconds}, {"thresholds", thresholds_}};
+  if (!res.validation_dice.empty()) fin["val_dice"] = res.validation_dice;
+  log_ << fin.dump() << "\n";
+  return res;
+}
+
+TrainResult TrainingRun::run() {
+  check_subjects();
+  build_model();
+  build_optimizer();
+  resume();
+  open_log();
+  pending_sample_state_ = rng_state(rng_sample_);
+  if (cfg_.parallel)
+    next_ = std::async(std::launch::async, [this]() { return gen_->sample(train_ptrs_, cfg_.num_patches, rng_sample_); });
+  model_->set_training(true);
+  int it = start_it_;
+  for (; it < cfg_.num_its; ++it) {
+    if (cfg_.time_limit_s > 0 && elapsed() > cfg_.time_limit_s) break;
+    double wait_s = 0;
+    PatchSet set = next_set(it, wait_s);
+    optim_->set_lr(sched_.at(it));
+    IterationStats st = train_on(set);
+    last_loss_ = st.level_loss;
+    keep_hard_chains(set, st);
+    const int done = it + 1;
+    const bool last = done == cfg_.num_its;
+    std::vector<double> dice;
+    if (cfg_.validation_every > 0 && done % cfg_.validation_every == 0 && !last) dice = validate(false);
+    record(it, set.size(), wait_s, st, dice);
+    const int ckpt_every = cfg_.validation_every > 0 ? cfg_.validation_every : 10;
+    if (done % ckpt_every == 0 && !last) save_checkpoint(done);
+    progress(done, st, dice);
+  }
+  return finish(it);
+}
+
+}  // namespace
+
+TrainResult Trainer::run(std::vector<Subject>& train, std::vector<Subject>& validation) {
+  if (train.empty()) throw InputError("training: no training subjects");
+  if (cfg_.threads > 0) set_num_threads(cfg_.threads);
+  return TrainingRun(cfg_, opt_, predictor_, model_, train, validation).run();
+}
+
+}  // namespace pw::train
