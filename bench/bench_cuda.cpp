@@ -6,7 +6,9 @@
 //   ./bench_cuda --benchmark_filter=unet  (the training step only)
 //
 // The "GFLOP/s" counters hold GFLOP per second, as in bench_conv / bench_unet (JSON too).
-// Every iteration ends with a stream synchronisation, so the times are GPU times. Exits with a
+// Every iteration ends with a stream synchronisation, so the times are GPU times. With PW_PROFILE=1
+// (engine/profile.h) the op table at exit holds the last benchmark run's timed iterations only
+// (profile_reset() after each warm-up), per kernel family and convolution shape. Exits with a
 // message (status 0) when there is no GPU or this build has no CUDA.
 #include <benchmark/benchmark.h>
 
@@ -15,10 +17,11 @@
 #include <random>
 #include <vector>
 
-#include "bench/unet_block.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
+#include "engine/profile.h"
+#include "engine/testing/unet_block.h"
 #ifdef PW_HAVE_CUDA
 #include "engine/cuda/runtime.h"
 #endif
@@ -55,6 +58,7 @@ void BM_conv3d_forward(benchmark::State& state) {
   Var b = constant(random_cuda({cout}, 3, 0.1f));
   conv(x, w, b, 1, 1);  // algorithm search, outside the timing
   cuda::synchronize();
+  profile_reset();
   for (auto _ : state) {
     Var y = conv(x, w, b, 1, 1);
     cuda::synchronize();
@@ -79,6 +83,7 @@ void BM_conv3d_forward_backward(benchmark::State& state) {
   };
   step();
   cuda::synchronize();
+  profile_reset();
   for (auto _ : state) {
     step();
     cuda::synchronize();
@@ -101,6 +106,7 @@ void BM_conv2d_forward_backward(benchmark::State& state) {
   };
   step();
   cuda::synchronize();
+  profile_reset();
   for (auto _ : state) {
     step();
     cuda::synchronize();
@@ -113,14 +119,14 @@ void BM_conv2d_forward_backward(benchmark::State& state) {
 struct BenchUNet {
   std::vector<Var> params;
   explicit BenchUNet(int w) {
-    const std::vector<Shape> shapes = pw::bench::unet_block_shapes(w);
+    const std::vector<Shape> shapes = pw::testing::unet_block_shapes(w);
     uint32_t seed = 100;
     for (const Shape& s : shapes) {
       const double fan_in = s.size() > 1 ? double(shape_numel(s) / s[0]) : 1.0;
       params.push_back(variable(random_cuda(s, seed++, s.size() > 1 ? float(std::sqrt(2.0 / fan_in)) : 0.01f), true));
     }
   }
-  Var forward(const Var& x) const { return pw::bench::unet_block_forward(x, params); }
+  Var forward(const Var& x) const { return pw::testing::unet_block_forward(x, params); }
 };
 
 // One training step: zero_grad, forward, cross-entropy, backward, Adam. Args batch, tf32.
@@ -142,6 +148,7 @@ void BM_unet_train_step(benchmark::State& state) {
   };
   step();  // algorithm searches and allocator warm-up
   cuda::synchronize();
+  profile_reset();
   cuda::reset_peak();
   for (auto _ : state) {
     step();

@@ -67,8 +67,16 @@ Shape out_shape(const kernels::ConvGeom& g) {
   return s;
 }
 
+// "N8 16->32 32x32x32 k3 s1 p1": a convolution's shape for the op profile (engine/profile.h).
+std::string conv_str(const kernels::ConvGeom& g) {
+  std::string s = "N" + std::to_string(g.n) + " " + std::to_string(g.cin) + "->" + std::to_string(g.cout) + " ";
+  for (int a = 3 - g.ndim; a < 3; ++a) s += std::to_string(g.in[a]) + (a < 2 ? "x" : "");
+  return s + " k" + std::to_string(g.k[2]) + " s" + std::to_string(g.stride[2]) + " p" + std::to_string(g.pad[2]);
+}
+
 Var conv_impl(const char* op, const Var& x, const Var& w, const Var& b, int stride, int padding, bool transposed) {
   const kernels::ConvGeom g = conv_geom(op, x, w, b, stride, padding, transposed);
+  ProfileDetail detail([&] { return conv_str(g); });
   const Device dev = x->value.device();
   Tensor y = Tensor::empty(out_shape(g), DType::f32, dev);
   const float* bp = b ? b->value.f32() : nullptr;
@@ -77,6 +85,7 @@ Var conv_impl(const char* op, const Var& x, const Var& w, const Var& b, int stri
   else
     PW_DISPATCH(dev, conv_forward, g, x->value.f32(), w->value.f32(), bp, y.f32());
   return record(y, {x, w, b}, [g, dev, transposed](Node& self) {
+    ProfileDetail detail([&] { return conv_str(g); });
     Node& xn = *self.parents[0];
     Node& wn = *self.parents[1];
     const float* dy = self.grad.f32();

@@ -18,12 +18,14 @@ namespace pw {
 namespace {
 
 struct Record {
-  const char* name;
+  std::string name;
   Device device;
   void* begin;  // CUDA: events; CPU: begin unused
   void* end;
   double ms;    // CPU: measured at once; CUDA: read at report time
 };
+
+thread_local std::string t_detail;  // ProfileDetail
 
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -80,7 +82,8 @@ bool profiling() {
 }
 
 void OpScope::begin(const char* name, Device device) {
-  name_ = name;
+  active_ = true;
+  name_ = t_detail.empty() ? std::string(name) : std::string(name) + " " + t_detail;
   device_ = device;
 #ifdef PW_HAVE_CUDA
   if (device == Device::cuda) start_ = kernels::cuda::event_record();
@@ -107,6 +110,20 @@ void OpScope::end() {
   p.add(r);
 }
 
+void ProfileDetail::set(std::string detail) {
+  t_detail = std::move(detail);
+  active_ = true;
+}
+
+void ProfileDetail::clear() { t_detail.clear(); }
+
+void profile_reset() {
+  Profile& p = profile();
+  std::lock_guard<std::mutex> lock(p.mu);
+  p.drain();
+  p.totals.clear();
+}
+
 std::string profile_report() {
   Profile& p = profile();
   std::lock_guard<std::mutex> lock(p.mu);
@@ -119,7 +136,7 @@ std::string profile_report() {
   std::string out = "op profile (PW_PROFILE): kernel family, device, calls, total ms, mean us, share\n";
   char line[256];
   for (const auto& [key, v] : rows) {
-    std::snprintf(line, sizeof line, "  %-32s %-4s %9lld %11.3f %10.2f %6.1f%%\n", key.first.c_str(),
+    std::snprintf(line, sizeof line, "  %-48s %-4s %9lld %11.3f %10.2f %6.1f%%\n", key.first.c_str(),
                   device_name(key.second), static_cast<long long>(v.first), v.second, 1e3 * v.second / v.first,
                   all > 0 ? 100 * v.second / all : 0.0);
     out += line;

@@ -21,7 +21,7 @@ class OpScope {
     if (profiling()) begin(name, device);
   }
   ~OpScope() {
-    if (name_) end();
+    if (active_) end();
   }
   OpScope(const OpScope&) = delete;
   OpScope& operator=(const OpScope&) = delete;
@@ -29,10 +29,35 @@ class OpScope {
  private:
   void begin(const char* name, Device device);
   void end();
-  const char* name_ = nullptr;
+  bool active_ = false;
+  std::string name_;
   Device device_ = Device::cpu;
   void* start_ = nullptr;  // CUDA event, or the CPU start time in ns
 };
+
+// A detail appended to the names of the calls timed while it lives on this thread (e.g. a
+// convolution's shape: "conv_forward N8 16->16 32x32x32 k3"), so the table splits a family by it.
+// `make` is called only when profiling.
+class ProfileDetail {
+ public:
+  template <class F>
+  explicit ProfileDetail(F make) {
+    if (profiling()) set(make());
+  }
+  ~ProfileDetail() {
+    if (active_) clear();
+  }
+  ProfileDetail(const ProfileDetail&) = delete;
+  ProfileDetail& operator=(const ProfileDetail&) = delete;
+
+ private:
+  void set(std::string detail);
+  void clear();
+  bool active_ = false;
+};
+
+// Forgets what was timed so far (e.g. after a benchmark's warm-up and algorithm searches).
+void profile_reset();
 
 // The table so far (also printed at exit when profiling).
 std::string profile_report();

@@ -264,7 +264,8 @@ if [ -n "$BIN" ] && [ -x "$BIN/bench_cuda" ]; then
   step profile64 60 - env PW_PROFILE=1 "$BIN/bench_cuda" --benchmark_filter='unet_train_step/batch:64/tf32:1' \
     --benchmark_min_time=0.5
   step cudnn_search 60 - env PW_CUDNN_VERBOSE=1 "$BIN/bench_cuda" \
-    --benchmark_filter='conv3d_forward_backward/cin:16/cout:16/tf32:0' --benchmark_min_time=0.2
+    --benchmark_filter='conv3d_forward_backward/cin:16/cout:16/tf32:0|unet_train_step/batch:8/tf32:0' \
+    --benchmark_min_time=0.2
 fi
 if [ -n "$BIN" ] && [ -x "$BIN/bench_gather" ]; then
   step bench_gather_cuda 90 - "$BIN/bench_gather" --benchmark_filter=BM_cuda --benchmark_min_time=0.3 \
