@@ -2,6 +2,7 @@
 #include "engine/profile.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -64,6 +65,8 @@ Profile& profile() {
 // Registered at the first timed call, after the CUDA runtime started, so that it runs before the
 // runtime's own exit handlers (atexit runs in reverse order).
 void report_at_exit() {
+  const char* v = std::getenv("PW_PROFILE");  // the table is printed for the variable, not for profile_enable
+  if (!v || !*v || std::string(v) == "0") return;
   try {
     std::fputs(profile_report().c_str(), stderr);
   } catch (const std::exception& e) {
@@ -73,12 +76,27 @@ void report_at_exit() {
 
 }  // namespace
 
-bool profiling() {
-  static const bool on = [] {
+namespace {
+std::atomic<bool>& profiling_flag() {
+  static std::atomic<bool> on{[] {
     const char* v = std::getenv("PW_PROFILE");
     return v && *v && std::string(v) != "0";
-  }();
+  }()};
   return on;
+}
+}  // namespace
+
+bool profiling() { return profiling_flag().load(std::memory_order_relaxed); }
+void profile_enable(bool on) { profiling_flag().store(on); }
+
+int64_t profile_calls(const std::string& family, Device device) {
+  Profile& p = profile();
+  std::lock_guard<std::mutex> lock(p.mu);
+  p.drain();
+  int64_t n = 0;
+  for (const auto& [key, v] : p.totals)
+    if (key.second == device && (key.first == family || key.first.rfind(family + " ", 0) == 0)) n += v.first;
+  return n;
 }
 
 void OpScope::begin(const char* name, Device device) {

@@ -11,8 +11,10 @@
 
 namespace pw {
 
-// True when PW_PROFILE is set to a non-empty value other than 0 (read once).
+// True when PW_PROFILE is set to a non-empty value other than 0 (read once), or after
+// profile_enable(true).
 bool profiling();
+void profile_enable(bool on);
 
 // Times one dispatched call from construction to destruction (nothing when profiling is off).
 class OpScope {
@@ -61,5 +63,7 @@ void profile_reset();
 
 // The table so far (also printed at exit when profiling).
 std::string profile_report();
+// Calls timed so far of the kernel family `family` (its name without a detail) on `device`.
+int64_t profile_calls(const std::string& family, Device device);
 
 }  // namespace pw

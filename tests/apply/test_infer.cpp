@@ -7,6 +7,7 @@
 #include <set>
 
 #include "apply/infer.h"
+#include "engine/profile.h"
 #include "common/test_util.h"
 
 using namespace pw;
@@ -363,4 +364,28 @@ TEST_CASE("infer: 'world' system on an image with permuted axes: the coarse leve
   Prediction p = infer(net, in, InferOptions{});
   CHECK(p.grid.s == in.image.s);
   CHECK(min_of(p.prob) > 0.999f);
+}
+
+TEST_CASE("infer: every crop, parent crop and stitch goes through the engine's dispatched patch ops") {
+  // The op profile counts the kernel calls that PW_DISPATCH routes by the tensors' device; infer
+  // calls no kernel directly, so with a GPU network the same calls run on the GPU.
+  json j = {{"depth", 2}, {"ndim", 3}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {8, 8, 8}}, {"fov_mm", {16, 16, 16}}, {"destvox_mm", {1, 1, 1}}}}};
+  ConstNet net(j, {10.f, 10.f});
+  net.extra = 2;
+  InferInput in = cube(24, 20, 22);
+  InferOptions o;
+  o.batch_size = 27;
+  profile_enable(true);
+  profile_reset();
+  Prediction p = infer(net, in, o);
+  const int64_t gathers = profile_calls("gather_affine", Device::cpu);
+  const int64_t scatters = profile_calls("scatter_affine", Device::cpu);
+  const int64_t normalize = profile_calls("stitch_normalize", Device::cpu);
+  profile_enable(false);
+  // Level 0: one batch of 27 image crops; level 1: 27 batches of image crops and 27 of parent crops.
+  CHECK(gathers == 1 + 27 + 27);
+  CHECK(scatters == 27);  // the last level's batches
+  CHECK(normalize == 1);
+  CHECK(p.patches_per_level[1] == 27 * 27);
 }
