@@ -234,8 +234,8 @@ fi
 
 # ---- the GPU steps, most important first ----------------------------------------------------------
 if [ -n "$BIN" ]; then
-  # The whole programs (their CPU cases take seconds; the ../shared fixtures do not travel, so the
-  # tests that need them say "skipped"): CUDA cases are in test_cuda_*.cpp, test_patch_op.cpp,
+  # The whole programs (their CPU cases take seconds; the reference data in tests/data travel with the
+  # tree; the programs find it upwards from their folder): CUDA cases are in test_cuda_*.cpp, test_patch_op.cpp,
   # test_autograd.cpp (default device) and tests/kernels/test_patch_gpu.cpp.
   step tests_engine 180 tests_engine.txt "$BIN/pw_tests_engine" --duration=true
   step tests_kernels 90 tests_kernels.txt "$BIN/pw_tests_kernels" --duration=true

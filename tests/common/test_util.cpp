@@ -1,5 +1,7 @@
 #include "common/test_util.h"
 
+#include <doctest/doctest.h>
+
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -12,12 +14,46 @@
 
 namespace pw::test {
 
-fs::path shared_dir() {
-  if (const char* s = std::getenv("PW_SHARED")) return fs::path(s);
-  return fs::path(PW_SHARED_DIR);
+namespace {
+
+bool is_data_dir(const fs::path& p) {
+  std::error_code ec;
+  return fs::is_directory(p / "nifti-corpus", ec) && fs::is_directory(p / "op-fixtures", ec);
 }
 
-bool have_shared() { return fs::exists(shared_dir() / "op-fixtures" / "index.json"); }
+// tests/data in `start` or in a folder above it; empty when there is none.
+fs::path find_upwards(const fs::path& start) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(start, ec);
+  if (ec || p.empty()) return {};
+  for (;; p = p.parent_path()) {
+    if (is_data_dir(p / "tests" / "data")) return p / "tests" / "data";
+    if (p == p.root_path() || p.parent_path() == p) return {};
+  }
+}
+
+}  // namespace
+
+fs::path test_data_dir() {
+  static const fs::path dir = [] {
+    if (const char* s = std::getenv("PW_TEST_DATA_DIR"); s && *s) return fs::path(s);
+    const fs::path configured(PW_TEST_DATA_DIR);
+    if (is_data_dir(configured)) return configured;
+    std::error_code ec;
+    if (fs::path p = find_upwards(fs::current_path(ec)); !p.empty()) return p;
+    if (fs::path p = find_upwards(fs::read_symlink("/proc/self/exe", ec).parent_path()); !p.empty()) return p;
+    return configured;  // missing: every test_data() call fails naming it
+  }();
+  return dir;
+}
+
+fs::path test_data(const fs::path& rel) {
+  const fs::path p = test_data_dir() / rel;
+  // FAIL (not REQUIRE): stops the test when the file is missing, without adding to the assertion counts.
+  if (!fs::exists(p))
+    FAIL("test data missing: " << p.string() << " (tests/data/ of the repository; PW_TEST_DATA_DIR overrides)");
+  return p;
+}
 
 Npy load_npy(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
@@ -123,7 +159,7 @@ fs::path temp_dir(const std::string& tag) {
 
 std::string patchwork_bin() {
   if (const char* s = std::getenv("PATCHWORK_BIN")) return s;
-  return std::string(PW_BINARY_DIR) + "/apply/patchwork";
+  return std::string(PW_BINARY_DIR) + "/cli/patchwork";
 }
 
 int run_command(const std::string& cmd, std::string* output) {

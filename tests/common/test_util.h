@@ -1,5 +1,5 @@
-// Helpers shared by every test program: the ../shared folder, .npy fixtures, the fixtures'
-// tolerance rule, temporary folders and the GPU probe.
+// Helpers common to every test program: the reference data in tests/data/, .npy fixtures, the
+// fixtures' tolerance rule, temporary folders and the GPU probe.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -13,9 +13,14 @@ namespace pw::test {
 
 namespace fs = std::filesystem;
 
-// The shared fixtures folder (PW_SHARED env var, else the configured ../shared).
-fs::path shared_dir();
-bool have_shared();  // false -> tests that need it are skipped with a message
+// The tests' reference data, tests/data/ in the repository (nifti-corpus/, op-fixtures/,
+// nifti-header-zoo/; each folder's PROVENANCE.md says where it came from). The PW_TEST_DATA_DIR
+// environment variable overrides it; else the configured source path, else tests/data found from the
+// working directory or the test program upwards (binaries run from a copy of the tree elsewhere).
+fs::path test_data_dir();
+// test_data_dir() / rel, checked to exist: a missing file or folder fails (and stops) the calling test
+// with a message naming the path (the data are in the repository, so nothing is skipped).
+fs::path test_data(const fs::path& rel);
 
 // A .npy array (v1.0/2.0, '<f8', '<f4', '<i8', '<i4', C-order), values widened to double.
 struct Npy {
@@ -50,12 +55,5 @@ inline std::vector<float> random_values(size_t n, uint64_t seed, float lo = -1.f
 
 }  // namespace pw::test
 
-// Use as: TEST_CASE("..." * doctest::skip(!pw::cuda_available())) for GPU tests,
-// and REQUIRE_SHARED() at the top of tests that read ../shared.
-#define REQUIRE_SHARED()                                                        \
-  do {                                                                          \
-    if (!::pw::test::have_shared()) {                                           \
-      MESSAGE("skipped: shared fixtures not found at " << ::pw::test::shared_dir()); \
-      return;                                                                   \
-    }                                                                           \
-  } while (0)
+// Use as: TEST_CASE("..." * doctest::skip(!pw::cuda_available())) for GPU tests (doctest counts
+// them as skipped). Tests read their reference data through test_data(), which fails when it is missing.

@@ -10,7 +10,7 @@
 namespace pw::test {
 
 inline Npy fixture(const std::string& case_name, const std::string& array) {
-  return load_npy(shared_dir() / "op-fixtures" / case_name / (array + ".npy"));
+  return load_npy(test_data(fs::path("op-fixtures") / case_name / (array + ".npy")));
 }
 
 // Checks `actual` against the fixture array with the op-fixtures tolerance rule (shape included).

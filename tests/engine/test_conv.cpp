@@ -133,8 +133,7 @@ void check_vs_naive(const pw::Shape& xs, const pw::Shape& ws, int s, int p, bool
 }  // namespace
 
 TEST_CASE("conv and conv_transpose match every op-fixture case (forward and all gradients)") {
-  REQUIRE_SHARED();
-  std::ifstream f(pw::test::shared_dir() / "op-fixtures" / "index.json");
+  std::ifstream f(pw::test::test_data("op-fixtures/index.json"));
   auto index = nlohmann::json::parse(f);
   int ran = 0;
   for (const auto& c : index["cases"]) {

@@ -15,7 +15,6 @@ using namespace pw;
 using namespace pw::test;
 
 TEST_CASE("cross_entropy with ignore label (and class weights) matches the PyTorch fixtures") {
-  REQUIRE_SHARED();
   for (const char* c : {"cross_entropy_ignore", "cross_entropy_ignore_weighted"}) {
     Var z = variable(fixture(c, "logits").to_f32(), true);
     Tensor target = fixture(c, "target").to_i32();
@@ -33,7 +32,6 @@ TEST_CASE("cross_entropy with ignore label (and class weights) matches the PyTor
 }
 
 TEST_CASE("bce_with_logits matches the PyTorch fixture") {
-  REQUIRE_SHARED();
   const char* c = "bce_with_logits";
   Var z = variable(fixture(c, "logits").to_f32(), true);
   Var loss = bce_with_logits(z, fixture(c, "target").to_f32());
@@ -43,7 +41,6 @@ TEST_CASE("bce_with_logits matches the PyTorch fixture") {
 }
 
 TEST_CASE("soft_dice matches the PyTorch fixtures (batch, per sample, through softmax)") {
-  REQUIRE_SHARED();
   for (auto [c, per_sample] : {std::pair<const char*, bool>{"soft_dice_probs", false}, {"soft_dice_probs_per_sample", true}}) {
     Var p = variable(fixture(c, "probs").to_f32(), true);
     Var loss = soft_dice(p, fixture(c, "target_onehot").to_f32(), per_sample);

@@ -12,7 +12,6 @@ using namespace pw;
 using namespace pw::test;
 
 TEST_CASE("instance_norm matches the PyTorch fixture (forward and every gradient)") {
-  REQUIRE_SHARED();
   const char* c = "instance_norm3d";
   Var x = variable(fixture(c, "x").to_f32(), true);
   Var w = variable(fixture(c, "weight").to_f32(), true);
@@ -26,7 +25,6 @@ TEST_CASE("instance_norm matches the PyTorch fixture (forward and every gradient
 }
 
 TEST_CASE("batch_norm (training) matches the PyTorch fixture, running statistics included") {
-  REQUIRE_SHARED();
   const char* c = "batch_norm3d_train";
   Var x = variable(fixture(c, "x").to_f32(), true);
   Var w = variable(fixture(c, "weight").to_f32(), true);

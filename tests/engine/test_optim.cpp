@@ -22,7 +22,6 @@ std::vector<double> row_ref(const Npy& a, int64_t i, int64_t per) {
 }  // namespace
 
 TEST_CASE("Adam matches the PyTorch fixture over 3 steps (parameters and moments)") {
-  REQUIRE_SHARED();
   const char* c = "adam_3_steps";
   Var p = variable(fixture(c, "param_initial").to_f32(), true);
   Npy grads = fixture(c, "grads"), params = fixture(c, "param_after_each_step");

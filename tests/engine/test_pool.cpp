@@ -117,8 +117,7 @@ void check_vs_naive(Kind kind, const pw::Shape& xs, unsigned seed) {
 }  // namespace
 
 TEST_CASE("max_pool, avg_pool and upsample match every op-fixture case (forward and gradient)") {
-  REQUIRE_SHARED();
-  std::ifstream f(pw::test::shared_dir() / "op-fixtures" / "index.json");
+  std::ifstream f(pw::test::test_data("op-fixtures/index.json"));
   auto index = nlohmann::json::parse(f);
   int ran = 0;
   for (const auto& c : index["cases"]) {

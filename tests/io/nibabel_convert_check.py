@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """`patchwork convert` checked by nibabel (an independent reader).
 
-For every readable file of shared/nifti-corpus (valid ones) and shared/data/nifti-header-zoo, run
+For every readable file of tests/data/nifti-corpus (valid ones) and tests/data/nifti-header-zoo, run
 `patchwork convert IN OUT.nii.gz` (default dtype), then load IN and OUT with nibabel and compare:
   * values: OUT's get_fdata() equals IN's scaled values computed in float64 from IN's raw data (exactly
     when the dtype is kept; float32-rounded when IN is scaled and OUT is float32); RGB24: the raw bytes;
   * affine: OUT's nibabel affine equals Patchwork's rule applied to IN's header (sform if sform_code > 0,
     else qform if qform_code > 0, else diag(pixdim)), within float32 precision.
 Files that nibabel itself cannot load (ext_gap_be.nii, see the corpus MANIFEST) and complex data are skipped.
-Usage: nibabel_convert_check.py PATCHWORK_BIN SHARED_DIR. Exit 77 (skipped) when nibabel is missing.
+Usage: nibabel_convert_check.py PATCHWORK_BIN TEST_DATA_DIR (tests/data). Exit 77 (skipped) when nibabel is missing.
 """
 import os
 import subprocess
@@ -33,18 +33,21 @@ def rule_affine(hdr):
 
 
 def main():
-    exe, shared = sys.argv[1], sys.argv[2]
+    exe, data = sys.argv[1], sys.argv[2]
     inputs = []
-    corpus = os.path.join(shared, "nifti-corpus")
+    corpus = os.path.join(data, "nifti-corpus")
+    zoo = os.path.join(data, "nifti-header-zoo", "niivue-demos-images")
+    for d in (corpus, zoo):  # the data are in the repository: missing ones are a failure, not a skip
+        if not os.path.isdir(d):
+            print(f"FAIL: test data missing: {d}")
+            return 1
     for name in sorted(os.listdir(corpus)):
         if name.startswith("bad_") or not (name.endswith(".nii") or name.endswith(".nii.gz") or name.endswith(".hdr")):
             continue
         inputs.append(os.path.join(corpus, name))
-    zoo = os.path.join(shared, "data", "nifti-header-zoo", "niivue-demos-images")
-    if os.path.isdir(zoo):
-        for name in sorted(os.listdir(zoo)):
-            if name.endswith(".nii.gz") or name.endswith(".hdr"):
-                inputs.append(os.path.join(zoo, name))
+    for name in sorted(os.listdir(zoo)):
+        if name.endswith(".nii.gz") or name.endswith(".hdr"):
+            inputs.append(os.path.join(zoo, name))
     failures, checked, skipped = [], 0, []
     with tempfile.TemporaryDirectory() as tmp:
         for path in inputs:

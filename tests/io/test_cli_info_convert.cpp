@@ -14,7 +14,7 @@ namespace fs = std::filesystem;
 
 std::string pw_cmd(const std::string& args) { return pw::test::patchwork_bin() + " " + args; }
 
-fs::path corpus(const std::string& name) { return pw::test::shared_dir() / "nifti-corpus" / name; }
+fs::path corpus(const std::string& name) { return pw::test::test_data(fs::path("nifti-corpus") / name); }
 
 // stdout only (stderr dropped), for JSON parsing.
 int run_stdout(const std::string& cmd, std::string* out) { return pw::test::run_command(cmd + " 2>/dev/null", out); }
@@ -22,7 +22,6 @@ int run_stdout(const std::string& cmd, std::string* out) { return pw::test::run_
 }  // namespace
 
 TEST_CASE("patchwork info --json: keys and values") {
-  REQUIRE_SHARED();
   std::string out;
   REQUIRE(run_stdout(pw_cmd("info --json " + corpus("n2_ext_xml.nii").string()), &out) == 0);
   const auto j = nlohmann::json::parse(out);
@@ -57,7 +56,6 @@ TEST_CASE("patchwork info --json: keys and values") {
 }
 
 TEST_CASE("patchwork info/convert: exit codes and --help") {
-  REQUIRE_SHARED();
   std::string out;
   CHECK(pw::test::run_command(pw_cmd("info --help"), &out) == 0);
   CHECK(out.find("--json") != std::string::npos);
@@ -75,7 +73,7 @@ TEST_CASE("patchwork info/convert: exit codes and --help") {
   CHECK(out.find("nope.nii") != std::string::npos);
   // Every broken corpus file: exit 1, one line naming the file.
   int n = 0;
-  for (const auto& e : fs::directory_iterator(pw::test::shared_dir() / "nifti-corpus")) {
+  for (const auto& e : fs::directory_iterator(pw::test::test_data("nifti-corpus"))) {
     const std::string name = e.path().filename().string();
     if (name.rfind("bad_", 0) != 0 || name.find(".json") != std::string::npos) continue;
     INFO(name);
@@ -90,7 +88,6 @@ TEST_CASE("patchwork info/convert: exit codes and --help") {
 }
 
 TEST_CASE("patchwork convert: dtypes, scaling, no output when values do not fit") {
-  REQUIRE_SHARED();
   const fs::path dir = pw::test::temp_dir("cli_convert");
   std::string out;
   // Scaled int16 -> default float32 with the scaled values and the same affine.

@@ -1,4 +1,4 @@
-// Every file of shared/nifti-corpus: valid files match their .expected.json field by field (header,
+// Every file of tests/data/nifti-corpus: valid files match their .expected.json field by field (header,
 // extensions, scaling, affines, raw-data sha256, stats, samples); broken files are refused with InputError.
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -20,7 +20,7 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-fs::path corpus_dir() { return pw::test::shared_dir() / "nifti-corpus"; }
+fs::path corpus_dir() { return pw::test::test_data("nifti-corpus"); }
 
 std::vector<fs::path> sidecars() {
   std::vector<fs::path> out;
@@ -175,7 +175,6 @@ TEST_CASE("sha256 helper matches the FIPS 180-2 test vector") {
 }
 
 TEST_CASE("nifti corpus: valid files match their sidecars, broken files are refused") {
-  REQUIRE_SHARED();
   int valid = 0, broken = 0;
   for (const fs::path& sidecar : sidecars()) {
     const json j = load_json(sidecar);
@@ -204,7 +203,6 @@ TEST_CASE("nifti corpus: valid files match their sidecars, broken files are refu
 }
 
 TEST_CASE("nifti corpus: the in-memory reader gives the same volumes as the file reader") {
-  REQUIRE_SHARED();
   int n = 0;
   for (const fs::path& sidecar : sidecars()) {
     std::string name = sidecar.filename().string();
@@ -225,7 +223,6 @@ TEST_CASE("nifti corpus: the in-memory reader gives the same volumes as the file
 }
 
 TEST_CASE("nifti corpus: every truncation of a valid file is refused, byte flips never crash") {
-  REQUIRE_SHARED();
   uint64_t state = 12345;
   auto rnd = [&] { return state = state * 6364136223846793005ULL + 1442695040888963407ULL, state >> 33; };
   int refused = 0, flipped = 0;

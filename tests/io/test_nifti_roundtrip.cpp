@@ -109,8 +109,7 @@ TEST_CASE("round trip: every datatype, .nii and .nii.gz, exact data and extensio
 }
 
 TEST_CASE("round trip: every valid corpus file, written back as .nii and .nii.gz") {
-  REQUIRE_SHARED();
-  const fs::path corpus = pw::test::shared_dir() / "nifti-corpus";
+  const fs::path corpus = pw::test::test_data("nifti-corpus");
   const fs::path dir = pw::test::temp_dir("nifti_rt_corpus");
   int n = 0;
   for (const auto& e : fs::directory_iterator(corpus)) {
@@ -184,8 +183,7 @@ TEST_CASE("a dimension above 32767 is written as NIfTI-2") {
 }
 
 TEST_CASE("set_affine: quaternion as nifti_clib computes it, qfac, shear") {
-  REQUIRE_SHARED();
-  const fs::path corpus = pw::test::shared_dir() / "nifti-corpus";
+  const fs::path corpus = pw::test::test_data("nifti-corpus");
   // The corpus's qform was written by nibabel from the same rotation: same quaternion back.
   for (const char* name : {"xf_oblique_aniso.nii", "xf_neg_qfac.nii", "xf_qform_only.nii"}) {
     INFO(name);
@@ -280,8 +278,7 @@ TEST_CASE("atomic writes leave nothing behind on failure") {
 }
 
 TEST_CASE("pairs: .hdr with a gzipped .img, and the .img named on the command line") {
-  REQUIRE_SHARED();
-  const fs::path corpus = pw::test::shared_dir() / "nifti-corpus";
+  const fs::path corpus = pw::test::test_data("nifti-corpus");
   const fs::path dir = pw::test::temp_dir("nifti_pair");
   fs::copy_file(corpus / "n1_pair_float64_be.hdr", dir / "p.hdr");
   fs::copy_file(corpus / "n1_pair_float64_be.img", dir / "p.img");

@@ -12,11 +12,11 @@ if(PW_FUZZ)
     target_compile_options(fuzz_nifti PRIVATE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
     target_link_options(fuzz_nifti PRIVATE -fsanitize=fuzzer,address,undefined)
     # A short smoke run (10 s) seeded with the corpus as part of ctest; new inputs go to a writable folder
-    # (the first one given), the read-only corpus is only read.
+    # (the first one given), the corpus in tests/data/ is only read.
     file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/fuzz-smoke-corpus)
     add_test(NAME io_fuzz_smoke
              COMMAND fuzz_nifti -max_total_time=10 -rss_limit_mb=2048 -timeout=10
-                     ${CMAKE_CURRENT_BINARY_DIR}/fuzz-smoke-corpus ${PW_SHARED_DIR}/nifti-corpus)
+                     ${CMAKE_CURRENT_BINARY_DIR}/fuzz-smoke-corpus ${PW_TEST_DATA_DIR}/nifti-corpus)
   endif()
 endif()
 
@@ -29,6 +29,6 @@ endif()
 if(PW_PYTHON3)
   add_test(NAME io_convert_nibabel
            COMMAND ${PW_PYTHON3} ${CMAKE_CURRENT_LIST_DIR}/nibabel_convert_check.py $<TARGET_FILE:patchwork>
-                   ${PW_SHARED_DIR})
+                   ${PW_TEST_DATA_DIR})
   set_tests_properties(io_convert_nibabel PROPERTIES SKIP_RETURN_CODE 77)
 endif()
