@@ -11,9 +11,9 @@
 #include <cmath>
 #include <random>
 
-#include "bench/unet_block.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
+#include "engine/testing/unet_block.h"
 
 namespace {
 
@@ -54,7 +54,7 @@ struct Net {
     return {c1.w, c1.b, c2.w, c2.b, c3.w, c3.b, c4.w, c4.b, out.w, out.b};
   }
 
-  pw::Var forward(const pw::Var& x) const { return pw::bench::unet_block_forward(x, params()); }
+  pw::Var forward(const pw::Var& x) const { return pw::testing::unet_block_forward(x, params()); }
 };
 
 double conv_gflop() {

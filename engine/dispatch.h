@@ -1,6 +1,7 @@
 // Backend dispatch, in one place: PW_DISPATCH(device, fn, args...) calls
 // pw::kernels::cuda::fn(args...) for CUDA tensors and pw::kernels::cpu::fn(args...) otherwise.
-// Both bodies share the signature declared in kernels/<family>.h. Every call is timed when
+// Both bodies share the one signature of the kernel op list (kernels/<family>.h's PW_KERNELS_<FAMILY>,
+// kernels/op_list.h), declared from it in both namespaces. Every call is timed when
 // PW_PROFILE=1 (engine/profile.h).
 #pragma once
 #include <stdexcept>

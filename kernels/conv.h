@@ -9,6 +9,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/op_list.h"
+
 namespace pw::kernels {
 
 // One convolution's geometry. `in`/`out` are the spatial sizes (D,H,W) of x and y.
@@ -29,31 +31,29 @@ struct ConvGeom {
   int64_t k_vol() const { return int64_t(k[0]) * k[1] * k[2]; }
 };
 
-namespace cpu {
-// y = conv(x, w) + b            x: n,cin,in   w: cout,cin,k   b: cout or nullptr   y: n,cout,out
-void conv_forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y);
-// dx = dL/dx given dy           dy: n,cout,out   dx: n,cin,in
-void conv_backward_data(const ConvGeom& g, const float* dy, const float* w, float* dx);
-// dw = dL/dw given x and dy     dw: cout,cin,k
-void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw);
-// db[c] = sum over n and out of dy[n,c,...]   (also the bias gradient of conv_transpose)
-void conv_backward_bias(const ConvGeom& g, const float* dy, float* db);
+// The family's kernels: X(return type, name, (parameters)), expanded for both backends below
+// (kernels/op_list.h).
+#define PW_KERNELS_CONV(X)                                                                                       \
+  /* y = conv(x, w) + b            x: n,cin,in   w: cout,cin,k   b: cout or nullptr   y: n,cout,out */           \
+  X(void, conv_forward, (const ConvGeom& g, const float* x, const float* w, const float* b, float* y))           \
+  /* dx = dL/dx given dy           dy: n,cout,out   dx: n,cin,in */                                              \
+  X(void, conv_backward_data, (const ConvGeom& g, const float* dy, const float* w, float* dx))                   \
+  /* dw = dL/dw given x and dy     dw: cout,cin,k */                                                             \
+  X(void, conv_backward_weight, (const ConvGeom& g, const float* x, const float* dy, float* dw))                 \
+  /* db[c] = sum over n and out of dy[n,c,...]   (also the bias gradient of conv_transpose) */                   \
+  X(void, conv_backward_bias, (const ConvGeom& g, const float* dy, float* db))                                   \
+  /* Transposed convolution (the adjoint of conv in x):  x: n,cin,in   w: cin,cout,k   y: n,cout,out */          \
+  X(void, conv_transpose_forward, (const ConvGeom& g, const float* x, const float* w, const float* b, float* y)) \
+  X(void, conv_transpose_backward_data, (const ConvGeom& g, const float* dy, const float* w, float* dx))         \
+  X(void, conv_transpose_backward_weight, (const ConvGeom& g, const float* x, const float* dy, float* dw))
 
-// Transposed convolution (the adjoint of conv in x):  x: n,cin,in   w: cin,cout,k   y: n,cout,out
-void conv_transpose_forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y);
-void conv_transpose_backward_data(const ConvGeom& g, const float* dy, const float* w, float* dx);
-void conv_transpose_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw);
+namespace cpu {
+PW_KERNELS_CONV(PW_DECLARE_KERNEL)
 }  // namespace cpu
 
 #ifdef PW_HAVE_CUDA
 namespace cuda {
-void conv_forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y);
-void conv_backward_data(const ConvGeom& g, const float* dy, const float* w, float* dx);
-void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw);
-void conv_backward_bias(const ConvGeom& g, const float* dy, float* db);
-void conv_transpose_forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y);
-void conv_transpose_backward_data(const ConvGeom& g, const float* dy, const float* w, float* dx);
-void conv_transpose_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw);
+PW_KERNELS_CONV(PW_DECLARE_KERNEL)
 }  // namespace cuda
 #endif
 

@@ -21,6 +21,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/op_list.h"
+
 namespace pw::kernels {
 
 enum class Interp : uint8_t { nearest, linear };
@@ -37,48 +39,38 @@ struct PatchGeom {
   int64_t patch_numel() const { return patch[0] * patch[1] * patch[2]; }
 };
 
+// The family's kernels: X(return type, name, (parameters)), expanded for both backends below
+// (kernels/op_list.h).
+#define PW_KERNELS_GATHER(X)                                                                                            \
+  /* One entry per source type (overloads); integer sources produce float patches. */                                   \
+  X(void, gather_affine, (const float* src, const PatchGeom& g, const float* mats, const int32_t* parent,               \
+                          Interp mode, bool inside_mask, float* out))                                                   \
+  X(void, gather_affine, (const uint8_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,             \
+                          Interp mode, bool inside_mask, float* out))                                                   \
+  X(void, gather_affine, (const int16_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,             \
+                          Interp mode, bool inside_mask, float* out))                                                   \
+  X(void, gather_affine, (const int32_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,             \
+                          Interp mode, bool inside_mask, float* out))                                                   \
+  /* Label maps: nearest only, int32 patches, 0 outside. */                                                             \
+  X(void, gather_affine_labels, (const uint8_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,      \
+                                 int32_t* out))                                                                         \
+  X(void, gather_affine_labels, (const int16_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,      \
+                                 int32_t* out))                                                                         \
+  X(void, gather_affine_labels, (const int32_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,      \
+                                 int32_t* out))                                                                         \
+  /* The adjoint of gather_affine (float source): grad_src[q] += scatter of grad_out with the same */                   \
+  /* sampling weights. grad_out has C + 1 channels when inside_mask (the mask channel is ignored). */                   \
+  /* CPU: no atomics (threads own disjoint slabs of the source); CUDA: atomicAdd into grad_src. */                      \
+  X(void, gather_affine_backward, (const float* grad_out, const PatchGeom& g, const float* mats, const int32_t* parent, \
+                                   Interp mode, bool inside_mask, float* grad_src))
+
 namespace cpu {
-void gather_affine(const float* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
-                   bool inside_mask, float* out);
-void gather_affine(const uint8_t* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
-                   bool inside_mask, float* out);
-void gather_affine(const int16_t* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
-                   bool inside_mask, float* out);
-void gather_affine(const int32_t* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
-                   bool inside_mask, float* out);
-// Label maps: nearest only, int32 patches, 0 outside.
-void gather_affine_labels(const uint8_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,
-                          int32_t* out);
-void gather_affine_labels(const int16_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,
-                          int32_t* out);
-void gather_affine_labels(const int32_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,
-                          int32_t* out);
-// The adjoint of gather_affine (float source): grad_src[q] += scatter of grad_out with the same
-// sampling weights. grad_out has C + 1 channels when inside_mask (the mask channel is ignored).
-// CPU: no atomics (threads own disjoint slabs of the source).
-void gather_affine_backward(const float* grad_out, const PatchGeom& g, const float* mats, const int32_t* parent,
-                            Interp mode, bool inside_mask, float* grad_src);
+PW_KERNELS_GATHER(PW_DECLARE_KERNEL)
 }  // namespace cpu
 
 #ifdef PW_HAVE_CUDA
 namespace cuda {
-void gather_affine(const float* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
-                   bool inside_mask, float* out);
-void gather_affine(const uint8_t* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
-                   bool inside_mask, float* out);
-void gather_affine(const int16_t* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
-                   bool inside_mask, float* out);
-void gather_affine(const int32_t* src, const PatchGeom& g, const float* mats, const int32_t* parent, Interp mode,
-                   bool inside_mask, float* out);
-void gather_affine_labels(const uint8_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,
-                          int32_t* out);
-void gather_affine_labels(const int16_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,
-                          int32_t* out);
-void gather_affine_labels(const int32_t* src, const PatchGeom& g, const float* mats, const int32_t* parent,
-                          int32_t* out);
-// atomicAdd into grad_src.
-void gather_affine_backward(const float* grad_out, const PatchGeom& g, const float* mats, const int32_t* parent,
-                            Interp mode, bool inside_mask, float* grad_src);
+PW_KERNELS_GATHER(PW_DECLARE_KERNEL)
 }  // namespace cuda
 #endif
 

@@ -7,6 +7,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/op_list.h"
+
 namespace pw::kernels {
 
 // Geometry of one (n, c)-separable spatial op: `nc` = N*C independent planes of size in -> out.
@@ -22,34 +24,31 @@ struct PoolGeom {
   int64_t out_vol() const { return out[0] * out[1] * out[2]; }
 };
 
-namespace cpu {
-// Pooling, floor mode (out = (in - k)/stride + 1), no padding.
-// argmax[i] = flat spatial index (d*H + h)*W + w, within its (n, c) plane, of the max of window i.
-void max_pool_forward(const PoolGeom& g, const float* x, float* y, int32_t* argmax);
-void max_pool_backward(const PoolGeom& g, const float* dy, const int32_t* argmax, float* dx);
-void avg_pool_forward(const PoolGeom& g, const float* x, float* y);
-void avg_pool_backward(const PoolGeom& g, const float* dy, float* dx);
+// The family's kernels: X(return type, name, (parameters)), expanded for both backends below
+// (kernels/op_list.h).
+#define PW_KERNELS_POOL(X)                                                                                      \
+  /* Pooling, floor mode (out = (in - k)/stride + 1), no padding. */                                            \
+  /* argmax[i] = flat spatial index (d*H + h)*W + w, within its (n, c) plane, of the max of window i. */        \
+  X(void, max_pool_forward, (const PoolGeom& g, const float* x, float* y, int32_t* argmax))                     \
+  X(void, max_pool_backward, (const PoolGeom& g, const float* dy, const int32_t* argmax, float* dx))            \
+  X(void, avg_pool_forward, (const PoolGeom& g, const float* x, float* y))                                      \
+  X(void, avg_pool_backward, (const PoolGeom& g, const float* dy, float* dx))                                   \
+  /* Upsampling to `out` (an integer multiple of `in` per dim). */                                              \
+  /* nearest: src = floor(dst * in / out). */                                                                   \
+  /* linear (bi/trilinear): align_corners false: src = (dst + 0.5) * in/out - 0.5, clamped at 0; */             \
+  /*                        true: src = dst * (in - 1)/(out - 1) (0 when out == 1). */                          \
+  X(void, upsample_nearest_forward, (const PoolGeom& g, const float* x, float* y))                              \
+  X(void, upsample_nearest_backward, (const PoolGeom& g, const float* dy, float* dx))                           \
+  X(void, upsample_linear_forward, (const PoolGeom& g, bool align_corners, const float* x, float* y))           \
+  X(void, upsample_linear_backward, (const PoolGeom& g, bool align_corners, const float* dy, float* dx))
 
-// Upsampling to `out` (an integer multiple of `in` per dim).
-// nearest: src = floor(dst * in / out).
-// linear (bi/trilinear): align_corners false: src = (dst + 0.5) * in/out - 0.5, clamped at 0;
-//                        true: src = dst * (in - 1)/(out - 1) (0 when out == 1).
-void upsample_nearest_forward(const PoolGeom& g, const float* x, float* y);
-void upsample_nearest_backward(const PoolGeom& g, const float* dy, float* dx);
-void upsample_linear_forward(const PoolGeom& g, bool align_corners, const float* x, float* y);
-void upsample_linear_backward(const PoolGeom& g, bool align_corners, const float* dy, float* dx);
+namespace cpu {
+PW_KERNELS_POOL(PW_DECLARE_KERNEL)
 }  // namespace cpu
 
 #ifdef PW_HAVE_CUDA
 namespace cuda {
-void max_pool_forward(const PoolGeom& g, const float* x, float* y, int32_t* argmax);
-void max_pool_backward(const PoolGeom& g, const float* dy, const int32_t* argmax, float* dx);
-void avg_pool_forward(const PoolGeom& g, const float* x, float* y);
-void avg_pool_backward(const PoolGeom& g, const float* dy, float* dx);
-void upsample_nearest_forward(const PoolGeom& g, const float* x, float* y);
-void upsample_nearest_backward(const PoolGeom& g, const float* dy, float* dx);
-void upsample_linear_forward(const PoolGeom& g, bool align_corners, const float* x, float* y);
-void upsample_linear_backward(const PoolGeom& g, bool align_corners, const float* dy, float* dx);
+PW_KERNELS_POOL(PW_DECLARE_KERNEL)
 }  // namespace cuda
 #endif
 

@@ -15,26 +15,32 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/op_list.h"
+
 #include "kernels/gather.h"
 
 namespace pw::kernels {
 
 enum class Window : uint8_t { flat, cos, cos2 };
 
+// The family's kernels: X(return type, name, (parameters)), expanded for both backends below
+// (kernels/op_list.h).
+#define PW_KERNELS_SCATTER(X)                                                                                   \
+  /* Adds into acc (Q, C, vol) and, when weight != nullptr, into weight (Q, vol). */                            \
+  X(void, scatter_affine, (const float* patches, const PatchGeom& g, const float* mats, const int32_t* parent,  \
+                           Interp mode, Window window, float* acc, float* weight))                              \
+  /* out[c, v] = acc[c, v] / sqrt(weight[v]^2 + 3 alpha) (0 where that is 0), for `channels` */                 \
+  /* channels of n voxels each (out may alias acc). */                                                          \
+  X(void, stitch_normalize,                                                                                     \
+    (const float* acc, const float* weight, int64_t channels, int64_t n, float alpha, float* out))
+
 namespace cpu {
-// Adds into acc (Q, C, vol) and, when weight != nullptr, into weight (Q, vol).
-void scatter_affine(const float* patches, const PatchGeom& g, const float* mats, const int32_t* parent,
-                    Interp mode, Window window, float* acc, float* weight);
-// out[c, v] = acc[c, v] / sqrt(weight[v]^2 + 3 alpha) (0 where that is 0), for `channels`
-// channels of n voxels each (out may alias acc).
-void stitch_normalize(const float* acc, const float* weight, int64_t channels, int64_t n, float alpha, float* out);
+PW_KERNELS_SCATTER(PW_DECLARE_KERNEL)
 }  // namespace cpu
 
 #ifdef PW_HAVE_CUDA
 namespace cuda {
-void scatter_affine(const float* patches, const PatchGeom& g, const float* mats, const int32_t* parent,
-                    Interp mode, Window window, float* acc, float* weight);
-void stitch_normalize(const float* acc, const float* weight, int64_t channels, int64_t n, float alpha, float* out);
+PW_KERNELS_SCATTER(PW_DECLARE_KERNEL)
 }  // namespace cuda
 #endif
 

@@ -13,6 +13,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/op_list.h"
+
 namespace pw::kernels {
 
 // The one smoothing enum of every layer. The kernels filter with gaussian, box, max or min; the engine's
@@ -35,15 +37,20 @@ struct SmoothPlan {
 };
 SmoothPlan smooth_plan(SmoothKind kind, const int64_t vol[3], const float sigma[3], const int width[3]);
 
+// The family's kernels: X(return type, name, (parameters)), expanded for both backends below
+// (kernels/op_list.h).
+#define PW_KERNELS_SMOOTH(X)                                                                                    \
+  /* Filters the nc volumes of `in` into `out` along the plan's axes (smooth_plan); tmp: scratch. */            \
+  X(void, smooth, (const float* in, int64_t nc, const int64_t vol[3], SmoothKind kind, const float sigma[3],    \
+                   const int width[3], float* tmp, float* out))
+
 namespace cpu {
-void smooth(const float* in, int64_t nc, const int64_t vol[3], SmoothKind kind, const float sigma[3],
-            const int width[3], float* tmp, float* out);
+PW_KERNELS_SMOOTH(PW_DECLARE_KERNEL)
 }  // namespace cpu
 
 #ifdef PW_HAVE_CUDA
 namespace cuda {
-void smooth(const float* in, int64_t nc, const int64_t vol[3], SmoothKind kind, const float sigma[3],
-            const int width[3], float* tmp, float* out);
+PW_KERNELS_SMOOTH(PW_DECLARE_KERNEL)
 }  // namespace cuda
 #endif
 

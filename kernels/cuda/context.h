@@ -1,5 +1,6 @@
 // The compute context of the CUDA bodies: one stream, one cuBLAS handle and one cuDNN handle
-// (bound to that stream), created on first use. Also launch helpers shared by the .cu files.
+// (bound to that stream), created on first use. Also the launch helpers shared by the .cu files
+// (grid_for, PW_CUDA_LOOP, PW_LAUNCH): defined here only.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -52,3 +53,15 @@ inline unsigned grid_for(int64_t n, int block = kBlock) {
 // Grid-stride loop over [0, n).
 #define PW_CUDA_LOOP(i, n) \
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+// Launches `kernel(args...)` for n items of a grid-stride loop (PW_CUDA_LOOP): grid_for(n) blocks of
+// kBlock threads, no shared memory, on the context's stream, then checks the launch. Launches nothing
+// when n <= 0 (the statements after it still run). Usable as one statement (`if (c) PW_LAUNCH(...);`).
+#define PW_LAUNCH(kernel, n, ...)                                           \
+  do {                                                                      \
+    const int64_t pw_launch_n_ = (n);                                       \
+    if (pw_launch_n_ > 0) {                                                 \
+      kernel<<<grid_for(pw_launch_n_), kBlock, 0, stream()>>>(__VA_ARGS__); \
+      PW_CUDA_CHECK_LAUNCH(#kernel);                                        \
+    }                                                                       \
+  } while (0)

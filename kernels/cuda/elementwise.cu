@@ -84,12 +84,6 @@ __global__ void broadcast_k(const float* s, float factor, float* y, int64_t n) {
   PW_CUDA_LOOP(i, n) y[i] = s[0] * factor;
 }
 
-#define PW_LAUNCH(kernel, n, ...)                                                 \
-  do {                                                                            \
-    if ((n) <= 0) return;                                                         \
-    kernel<<<grid_for(n), kBlock, 0, stream()>>>(__VA_ARGS__);                    \
-    PW_CUDA_CHECK_LAUNCH(#kernel);                                                \
-  } while (0)
 }  // namespace
 
 void relu_forward(const float* x, float* y, int64_t n) { PW_LAUNCH(relu_fwd_k, n, x, y, n); }

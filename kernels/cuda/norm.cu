@@ -142,12 +142,6 @@ __global__ void rstd_k(const float* var, float* rstd, int64_t C, float eps) {
   PW_CUDA_LOOP(c, C) rstd[c] = float(1.0 / sqrt(double(var[c]) + eps));
 }
 
-#define PW_LAUNCH(kernel, n, ...)                                \
-  do {                                                           \
-    kernel<<<grid_for(n), kBlock, 0, stream()>>>(__VA_ARGS__);   \
-    PW_CUDA_CHECK_LAUNCH(#kernel);                               \
-  } while (0)
-
 // mean/rstd-or-var of each group from two passes.
 template <class Index>
 void group_stats(const float* x, Index at, int64_t groups, int64_t count, float eps, float* mean_out,

@@ -238,13 +238,6 @@ __global__ void up_linear_bwd_k(Dims g, bool align, int64_t total, const float* 
   }
 }
 
-#define PW_LAUNCH(kernel, n, ...)                                \
-  do {                                                           \
-    if ((n) <= 0) return;                                        \
-    kernel<<<grid_for(n), kBlock, 0, stream()>>>(__VA_ARGS__);   \
-    PW_CUDA_CHECK_LAUNCH(#kernel);                               \
-  } while (0)
-
 }  // namespace
 
 void max_pool_forward(const PoolGeom& g, const float* x, float* y, int32_t* argmax) {

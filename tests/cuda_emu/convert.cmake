@@ -17,7 +17,9 @@
 #   cmake -DMODE=header -DINPUT=kernels/gather.h -DOUTPUT=emu_gather.h -P convert.cmake
 #     the header's `#ifdef PW_HAVE_CUDA` declarations, in namespace pw::kernels::cuda_emu.
 #   cmake -DMODE=loop   -DINPUT=kernels/cuda/context.h -DOUTPUT=emu_loop.h -P convert.cmake
-#     the real PW_CUDA_LOOP (grid-stride loop) macro.
+#     the real launch helper macros: PW_CUDA_LOOP (grid-stride loop) and PW_LAUNCH, whose launch is converted
+#     as above with the threads mode of the .cu file that expands it (PW_EMU_THREADS, which mode cu defines at
+#     the top of each converted .cu).
 cmake_minimum_required(VERSION 3.18)
 foreach(v MODE INPUT OUTPUT)
   if(NOT DEFINED ${v})
@@ -62,7 +64,11 @@ if(MODE STREQUAL "cu")
   if(text MATCHES "${unsupported}|atomicCAS|__threadfence|cooperative_groups")
     message(FATAL_ERROR "convert.cmake: ${INPUT} uses a CUDA intrinsic that emu_block.h does not emulate")
   endif()
-  file(WRITE "${OUTPUT}" "${head}#line 1 \"${INPUT}\"\n${text}")
+  set(threads_define "")
+  if(name MATCHES "\\.cu$")  # a translation unit: the threads mode of the PW_LAUNCH it expands (emu_loop.h)
+    set(threads_define "#define PW_EMU_THREADS ${threads}\n")
+  endif()
+  file(WRITE "${OUTPUT}" "${head}${threads_define}#line 1 \"${INPUT}\"\n${text}")
 
 elseif(MODE STREQUAL "header")
   string(REGEX MATCH "#ifdef PW_HAVE_CUDA\n(.*)" tail "${text}")
@@ -84,7 +90,16 @@ elseif(MODE STREQUAL "loop")
   if(NOT loop)
     message(FATAL_ERROR "convert.cmake: no two-line '#define PW_CUDA_LOOP' in ${INPUT}")
   endif()
-  file(WRITE "${OUTPUT}" "${head}#pragma once\n${loop}\n")
+  string(REGEX MATCH "#define PW_LAUNCH\\([^\n]*\\\\\n([^\n]*\\\\\n)*[^\n]*" launch "${text}")
+  if(NOT launch)
+    message(FATAL_ERROR "convert.cmake: no multi-line '#define PW_LAUNCH' in ${INPUT}")
+  endif()
+  string(REGEX REPLACE "([A-Za-z_][A-Za-z_0-9]*)<<<([^;]*)>>>\\(([^;]*)\\);"
+                       "::pw_emu::launch(PW_EMU_THREADS, [&] { \\1(\\3); }, \\2);" launch "${launch}")
+  if(launch MATCHES "<<<|>>>")
+    message(FATAL_ERROR "convert.cmake: the launch in PW_LAUNCH of ${INPUT} cannot be converted")
+  endif()
+  file(WRITE "${OUTPUT}" "${head}#pragma once\n${loop}\n\n${launch}\n")
 
 else()
   message(FATAL_ERROR "convert.cmake: unknown MODE '${MODE}' (cu, header or loop)")

@@ -7,10 +7,11 @@
 // blockIdx/threadIdx, blocks last first: in files without synchronisation the threads of a block run
 // one after another (last first); in files that synchronise or shuffle (__syncthreads,
 // __shfl_down_sync, __shared__: smooth.cu and reduce.cuh) they run as cooperative fibers that meet at
-// the barriers (emu_block.h). The real grid-stride loop (PW_CUDA_LOOP, extracted from
-// kernels/cuda/context.h) hands out the items. The emulated GPU has ONE streaming multiprocessor:
-// grid_for() (the real formula) gives at most 32 blocks, so larger inputs take several trips around
-// the grid-stride loop, and group_reduce splits a group into at most 8 parts.
+// the barriers (emu_block.h). The real launch helpers, extracted from kernels/cuda/context.h into
+// emu_loop.h, are used: PW_LAUNCH configures the launches and PW_CUDA_LOOP's grid-stride loop hands
+// out the items. The emulated GPU has ONE streaming multiprocessor: grid_for() (the real formula)
+// gives at most 32 blocks, so larger inputs take several trips around the grid-stride loop, and
+// group_reduce splits a group into at most 8 parts.
 //
 // What this can and cannot show: the per-item logic of a body (indices, arithmetic, the math shared
 // from kernels/common/) is the real code, each item is computed by the thread a grid of that shape

@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "bench/unet_block.h"
 #include "common/test_util.h"
 #include "cuda_test_util.h"
 #include "engine/autograd.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
+#include "engine/testing/unet_block.h"
 #ifdef PW_HAVE_CUDA
 #include "engine/cuda/runtime.h"
 #endif
@@ -26,7 +26,7 @@ using pw::test::Fp32Only;
 
 namespace {
 
-// The benchmark block (bench/unet_block.h) with weights drawn on the CPU.
+// The benchmark block (engine/testing/unet_block.h) with weights drawn on the CPU.
 struct BenchUNet {
   std::vector<Var> params;  // w1 b1 w2 b2 w3 b3 w4 b4 w5 b5
 
@@ -34,7 +34,7 @@ struct BenchUNet {
   BenchUNet(int width, uint32_t seed, Device dev) {
     std::mt19937 rng(seed);
     const int w = width;
-    const std::vector<Shape> shapes = bench::unet_block_shapes(w);
+    const std::vector<Shape> shapes = testing::unet_block_shapes(w);
     for (const Shape& s : shapes) {
       Tensor t = Tensor::empty(s);
       const bool is_weight = s.size() > 1;
@@ -45,7 +45,7 @@ struct BenchUNet {
     }
   }
 
-  Var forward(const Var& x) const { return bench::unet_block_forward(x, params); }
+  Var forward(const Var& x) const { return testing::unet_block_forward(x, params); }
 };
 
 struct StepLog {

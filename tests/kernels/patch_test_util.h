@@ -71,6 +71,25 @@ inline void push_random_matrix(std::vector<float>& mats, int d, const std::vecto
   for (double v : m) mats.push_back(float(v));
 }
 
+// P such matrices for patches of size s (axis order, d = s.size() axes) with centres drawn in the middle
+// of a volume of size `vol` (d axes): an f32 tensor P,(d+1),(d+1) on the CPU, as the engine's patch ops
+// (engine/ops_patch.h) take them.
+inline Tensor random_patch_mats(int64_t P, const std::vector<int64_t>& vol, const std::vector<int64_t>& s,
+                                uint64_t seed, double smin = 0.7, double smax = 1.4) {
+  const int d = int(s.size());
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> s3(3 - d, 1);
+  s3.insert(s3.end(), s.begin(), s.end());
+  std::vector<float> m;
+  for (int64_t p = 0; p < P; ++p) {
+    std::vector<double> centre;
+    for (int a = 0; a < d; ++a)
+      centre.push_back(std::uniform_real_distribution<double>(0.2, 0.8)(rng) * double(vol[a] - 1));
+    push_random_matrix(m, d, centre, s3, smin, smax, rng);
+  }
+  return Tensor::from_vector({P, d + 1, d + 1}, m);
+}
+
 // The grid_sample fixture's affine (normalised, align_corners=True) as our patch matrix for
 // input (D, H, W) and output (Do, Ho, Wo): ours = U * theta * N, where N maps our patch index
 // (d, h, w) to the normalised output grid (x, y, z) = (w, h, d)/(size-1)*2-1, and U maps the

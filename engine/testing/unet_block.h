@@ -1,5 +1,7 @@
 // The benchmark U-Net block of the engine issue and ../shared/peer-bench/bench_unet.py, width w,
-// 2 classes (bench_unet.cpp on the CPU, bench_cuda.cpp on the GPU, test_cuda_train.cpp for parity):
+// 2 classes, shared by the benchmarks and the tests (bench/bench_unet.cpp on the CPU, bench/bench_cuda.cpp
+// on the GPU, tests/engine/test_cuda_train.cpp for CPU-vs-CUDA parity). Header only, engine ops only;
+// not part of the library's API (engine/testing/ is not installed).
 //   c1 = relu(conv3(1->w)); c2 = relu(conv3(w->w))                  full size
 //   c3 = relu(conv3(w->2w)) on maxpool2(c2)                         half size
 //   c4 = relu(conv3(3w->w)) on concat(upsample2_nearest(c3), c2); out = conv1(w->2)
@@ -9,7 +11,7 @@
 
 #include "engine/ops.h"
 
-namespace pw::bench {
+namespace pw::testing {
 
 inline std::vector<Shape> unet_block_shapes(int64_t w) {
   return {{w, 1, 3, 3, 3}, {w}, {w, w, 3, 3, 3}, {w}, {2 * w, w, 3, 3, 3}, {2 * w}, {w, 3 * w, 3, 3, 3}, {w},
@@ -24,4 +26,4 @@ inline Var unet_block_forward(const Var& x, const std::vector<Var>& p) {
   return conv(c4, p[8], p[9], 1, 0);
 }
 
-}  // namespace pw::bench
+}  // namespace pw::testing
