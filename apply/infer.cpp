@@ -10,6 +10,8 @@
 
 #include "engine/ops.h"
 #include "engine/ops_patch.h"
+#include "io/error.h"
+#include "train/model.h"
 
 namespace pw::apply {
 
@@ -400,7 +402,15 @@ void Inference::stitch(int level, const Tensor& prob, const std::vector<PatchRec
 
 // Runs the level's network on `cur` in batches: image crops and parent crops in, logits out (kept on
 // the device when a later level needs them), probabilities stitched when this level is stitched.
+// Logits holding NaN or infinity are an error naming the level (a scan per batch on the host; on a
+// GPU one reduction per batch and one download per level, before anything is written).
 LevelResult Inference::evaluate_level(int chunk, int level, const std::vector<PatchRec>& cur, const Parents& par) {
+  train::FiniteCheck finite;
+  auto check_finite = [&] {
+    if (!finite.ok())
+      throw InputError("level " + std::to_string(level) +
+                       " of the network produced NaN or infinite outputs (a diverged or damaged model)");
+  };
   const int64_t P = static_cast<int64_t>(cur.size());
   if (opt_.observe)
     for (const PatchRec& r : cur) opt_.observe(level, r.in, r.parent < 0 ? -1 : par.index[r.parent]);
@@ -421,6 +431,8 @@ LevelResult Inference::evaluate_level(int chunk, int level, const std::vector<Pa
     if (logits.shape() != with_front({B}, out_shape))
       throw std::invalid_argument("the network's level " + std::to_string(level) + " output has shape " +
                                   shape_str(logits.shape()) + ", expected " + shape_str(with_front({B}, out_shape)));
+    finite.add(logits);
+    if (!logits.is_cuda()) check_finite();
     if (keep) res.outputs.rows(b0, b0 + B).copy_from(logits);
     const bool stitched = level == last_ || opt_.level_mix;
     const bool lazy = keep && opt_.lazy_fraction < 1;
@@ -434,6 +446,7 @@ LevelResult Inference::evaluate_level(int chunk, int level, const std::vector<Pa
     }
     progress_.report(chunk, opt_.num_chunks, level, b0 + B, P);
   }
+  check_finite();
   return res;
 }
 

@@ -1,5 +1,7 @@
 #include "train/model.h"
 
+#include <cstring>
+
 #include "engine/nn.h"
 #include "engine/ops.h"
 #include "engine/ops_patch.h"
@@ -10,6 +12,48 @@
 namespace pw::train {
 
 using nlohmann::json;
+
+// ---- finiteness ---------------------------------------------------------------------------------
+
+void FiniteCheck::add(const Tensor& t) {
+  if (!t.defined() || t.dtype() != DType::f32 || t.numel() == 0) return;
+  if (!t.is_cuda()) {
+    if (host_bad_) return;
+    const float* p = t.f32();
+    uint32_t bad = 0;
+    for (int64_t i = 0, n = t.numel(); i < n; ++i) {  // exponent bits all ones: an infinity or a NaN
+      uint32_t b;
+      std::memcpy(&b, p + i, sizeof b);
+      bad |= static_cast<uint32_t>((b & 0x7f800000u) == 0x7f800000u);
+    }
+    host_bad_ = bad != 0;
+    return;
+  }
+  NoGradGuard ng;
+  Var s = pw::sum(pw::scale(constant(t), 0.f));
+  device_sum_ = device_sum_ ? pw::add(device_sum_, s) : s;
+}
+
+bool FiniteCheck::ok() {
+  if (host_bad_) return false;
+  if (!device_sum_) return true;
+  const float s = device_sum_->value.cpu().f32()[0];
+  device_sum_ = Var();
+  host_bad_ = s != 0.f;  // NaN compares unequal
+  return !host_bad_;
+}
+
+bool all_finite(const Tensor& t) {
+  FiniteCheck c;
+  c.add(t);
+  return c.ok();
+}
+
+bool all_finite(const std::vector<Tensor>& ts) {
+  FiniteCheck c;
+  for (const Tensor& t : ts) c.add(t);
+  return c.ok();
+}
 
 // ---- spec ---------------------------------------------------------------------------------------
 
@@ -244,6 +288,34 @@ std::vector<Var> Model::parameters() const {
   return out;
 }
 
+std::vector<std::pair<std::string, Var>> Model::named_parameters() const {
+  std::vector<std::pair<std::string, Var>> out;
+  for (size_t k = 0; k < blocks_.size(); ++k) {
+    if (spec_.identical_blocks && k > 0) break;
+    for (auto& kv : blocks_[k]->named_parameters())
+      out.emplace_back("level" + std::to_string(k) + "." + kv.first, kv.second);
+  }
+  if (final_)
+    for (auto& kv : final_->named_parameters()) out.emplace_back("final." + kv.first, kv.second);
+  return out;
+}
+
+std::string Model::non_finite_weight() const {
+  std::vector<std::pair<std::string, Tensor>> all;  // on the model's device
+  for (size_t k = 0; k < blocks_.size(); ++k) {
+    if (spec_.identical_blocks && k > 0) break;
+    for (auto& kv : blocks_[k]->state_dict()) all.emplace_back("level" + std::to_string(k) + "." + kv.first, kv.second);
+  }
+  if (final_)
+    for (auto& kv : final_->state_dict()) all.emplace_back("final." + kv.first, kv.second);
+  FiniteCheck every;
+  for (const auto& kv : all) every.add(kv.second);
+  if (every.ok()) return "";
+  for (const auto& kv : all)
+    if (!all_finite(kv.second)) return kv.first;
+  return "?";
+}
+
 std::map<std::string, Tensor> Model::state() const {
   std::map<std::string, Tensor> out;
   for (size_t k = 0; k < blocks_.size(); ++k) {
@@ -279,6 +351,10 @@ void Model::set_training(bool training) {
 
 void Model::save(const std::filesystem::path& file, const std::map<std::string, Tensor>& extra,
                  const std::map<std::string, std::string>& extra_meta) const {
+  const std::string bad = non_finite_weight();
+  if (!bad.empty())
+    throw InputError(file.string() + ": not written: weight '" + bad +
+                     "' holds NaN or infinite values (a diverged training?)");
   std::map<std::string, Tensor> all = state();
   for (const auto& kv : extra) all[kv.first] = kv.second;
   std::map<std::string, std::string> meta = extra_meta;
@@ -302,8 +378,12 @@ Model Model::load(const std::filesystem::path& file, Device device, std::map<std
   Model m(spec, 1, device);
   std::map<std::string, Tensor> weights;
   for (auto& kv : c.tensors) {
-    if (kv.first.compare(0, 5, "level") == 0 || kv.first.compare(0, 6, "final.") == 0) weights[kv.first] = kv.second;
-    else if (extra) (*extra)[kv.first] = kv.second;
+    if (kv.first.compare(0, 5, "level") == 0 || kv.first.compare(0, 6, "final.") == 0) {
+      if (!all_finite(kv.second))
+        throw InputError(file.string() + ": weight '" + kv.first +
+                         "' holds NaN or infinite values (a diverged training?); the model cannot be used");
+      weights[kv.first] = kv.second;
+    } else if (extra) (*extra)[kv.first] = kv.second;
   }
   try {
     m.load_state(weights);

@@ -30,6 +30,22 @@ namespace pw::train {
 // kernel axis order), with the scheme's interp_type; differentiable with respect to X.
 Var crop_parent_outputs(const Var& X, const Tensor& parent_mats, const Scheme& scheme, int level);
 
+// Finiteness of f32 tensors (no NaN, no infinity; other dtypes always pass) at the cost of one
+// one-number download at most: a tensor on the host is scanned when added; a tensor on a GPU is
+// reduced there with engine ops, sum(0 * t), which is exactly 0 when every value is finite (0 * inf
+// is NaN, a NaN survives the sum, and a sum of zeros cannot overflow), the sums accumulating on the
+// device until ok() downloads one number.
+class FiniteCheck {
+ public:
+  void add(const Tensor& t);
+  bool ok();  // every tensor added so far is finite
+ private:
+  bool host_bad_ = false;
+  Var device_sum_;
+};
+bool all_finite(const Tensor& t);
+bool all_finite(const std::vector<Tensor>& ts);
+
 // Everything `patchwork apply` needs besides the weights; stored as JSON in the model file.
 struct ModelSpec {
   Scheme scheme;
@@ -76,15 +92,22 @@ class Model {
   std::vector<Var> forward_chain(const std::vector<Var>& inputs, const std::vector<Tensor>& parent_mats);
 
   std::vector<Var> parameters() const;  // every trainable parameter (shared blocks once)
+  // The same with their names in the model file ("level0.enc0.conv1.weight"), in the same order.
+  std::vector<std::pair<std::string, Var>> named_parameters() const;
+  // The name of the first parameter or buffer holding a NaN or an infinity, "" when every one is
+  // finite (one FiniteCheck over all of them; the per-tensor search only after it fails).
+  std::string non_finite_weight() const;
   std::map<std::string, Tensor> state() const;  // parameters and buffers by name (CPU copies)
   void load_state(const std::map<std::string, Tensor>& tensors);  // throws pw::InputError on a mismatch
   void set_training(bool training);
 
   // The model file (safetensors; __metadata__["patchwork"] = spec JSON). `extra` tensors (optimizer
   // state of a checkpoint) are stored beside the weights under "opt." names; written atomically.
+  // Refuses (pw::InputError naming the tensor, the file untouched) weights holding NaN or infinity.
   void save(const std::filesystem::path& file, const std::map<std::string, Tensor>& extra = {},
             const std::map<std::string, std::string>& extra_meta = {}) const;
-  // Loads a model file; `extra`/`extra_meta` (optional) receive the non-weight content.
+  // Loads a model file; `extra`/`extra_meta` (optional) receive the non-weight content. A weight
+  // holding NaN or infinity is refused (pw::InputError naming the file and the tensor).
   static Model load(const std::filesystem::path& file, Device device = Device::cpu,
                     std::map<std::string, Tensor>* extra = nullptr,
                     std::map<std::string, std::string>* extra_meta = nullptr);

@@ -6,7 +6,10 @@
 // validation cases are segmented through a Predictor (the application path) and scored with Dice per
 // label; the thresholds that maximise the validation Dice go into the model file. Checkpoints are
 // written atomically beside the model (<out>.ckpt) and --resume continues from them. A JSONL log
-// (<out>.log.jsonl) records losses, Dice and timing. The loop itself: train/training_run.cpp.
+// (<out>.log.jsonl) records losses, Dice and timing. A diverged training (a NaN or infinite loss of a
+// level, gradient or weight, or network output in validation) stops at once with one pw::InputError
+// "training diverged at iteration N: ..." naming the level or the tensor: the model file is not
+// written, and the checkpoint stays the last one written before. The loop itself: train/training_run.cpp.
 #pragma once
 #include <cstdint>
 #include <filesystem>

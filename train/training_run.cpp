@@ -45,6 +45,13 @@ void set_rng_state(std::mt19937_64& r, const std::string& s) {
   i >> r;
 }
 
+// The one error of a diverged training (exit 1 in the CLI); `it` counts from 0, the message from 1
+// like the log and the progress line.
+InputError diverged(int it, const std::string& what) {
+  return InputError("training diverged at iteration " + std::to_string(it + 1) + ": " + what +
+                    " (lower the learning rate)");
+}
+
 // What one iteration's training leaves: the mean loss per level and the chains' scores (hard mining).
 struct IterationStats {
   std::vector<double> level_loss;
@@ -69,13 +76,16 @@ class TrainingRun {
   void open_log();
   // one iteration
   PatchSet next_set(int it, double& wait_s);
-  IterationStats train_on(const PatchSet& set);
+  IterationStats train_on(int it, const PatchSet& set);
+  void check_gradients(int it);
+  void check_weights(int it) const;
   void keep_hard_chains(const PatchSet& set, const IterationStats& st);
-  std::vector<double> validate(bool choose_thresholds);
+  std::vector<double> validate(int it, bool choose_thresholds);
   void record(int it, int64_t patches, double wait_s, const IterationStats& st, const std::vector<double>& dice);
   void progress(int done, const IterationStats& st, const std::vector<double>& dice) const;
   void save_checkpoint(int it);
   TrainResult finish(int it);
+  void loop(int& it);
 
   TrainConfig& cfg_;
   const TrainOptions& opt_;
@@ -88,6 +98,7 @@ class TrainingRun {
   std::unique_ptr<CropGenerator> gen_;
   std::vector<Subject*> train_ptrs_;
   std::unique_ptr<Optimizer> optim_;
+  std::vector<std::pair<std::string, Var>> named_params_;  // for the divergence checks' messages
   Adam* adam_ = nullptr;
   Sgd* sgd_ = nullptr;
   LrSchedule sched_;
@@ -181,6 +192,7 @@ void TrainingRun::build_optimizer() {
     adam_ = a.get();
     optim_ = std::move(a);
   }
+  named_params_ = model_->named_parameters();
   sched_.kind = LrSchedule::parse_kind(cfg_.schedule);
   sched_.base = static_cast<float>(cfg_.lr);
   sched_.step_size = cfg_.step_size;
@@ -283,8 +295,10 @@ void TrainingRun::save_checkpoint(int it) {
 }
 
 // Dice per label on the validation cases through the predictor (the application path); with
-// `choose_thresholds` also the per-label threshold of {0.3 .. 0.7} that maximises it.
-std::vector<double> TrainingRun::validate(bool choose_thresholds) {
+// `choose_thresholds` also the per-label threshold of {0.3 .. 0.7} that maximises it. The application
+// path refuses NaN or infinite network outputs (pw::InputError, its only one once the subjects are
+// loaded): after iteration `it` (from 0) that is a diverged training.
+std::vector<double> TrainingRun::validate(int it, bool choose_thresholds) {
   if (validation_.empty() || !predictor_) return {};
   NoGradGuard ng;
   model_->set_training(false);
@@ -293,7 +307,12 @@ std::vector<double> TrainingRun::validate(bool choose_thresholds) {
   std::vector<std::vector<double>> sum(G, std::vector<double>(K, 0));
   std::vector<std::vector<int>> cnt(G, std::vector<int>(K, 0));
   for (auto& s : validation_) {
-    Tensor prob = predictor_(*model_, s);
+    Tensor prob;
+    try {
+      prob = predictor_(*model_, s);
+    } catch (const InputError& e) {
+      throw diverged(it, "validation case " + s.name + ": " + e.what());
+    }
     for (int g = 0; g < G; ++g) {
       std::vector<double> t = choose_thresholds ? std::vector<double>(K, grid[g]) : thresholds_;
       auto d = dice_per_label(prob, s, t);
@@ -327,9 +346,28 @@ PatchSet TrainingRun::next_set(int it, double& wait_s) {
   return concat_sets(fresh, kept_);
 }
 
+// Divergence: every gradient finite before the optimizer step (one FiniteCheck: a scan on the host,
+// one download on a GPU), else the error names the first parameter with a NaN or infinite gradient.
+void TrainingRun::check_gradients(int it) {
+  FiniteCheck every;
+  for (const auto& np : named_params_) every.add(np.second->grad);
+  if (every.ok()) return;
+  for (const auto& np : named_params_)
+    if (!all_finite(np.second->grad))
+      throw diverged(it, "the gradient of " + np.first + " holds NaN or infinite values");
+  throw diverged(it, "a gradient holds NaN or infinite values");
+}
+
+// Divergence: the weights after an iteration's updates (before validation and checkpoints).
+void TrainingRun::check_weights(int it) const {
+  const std::string bad = model_->non_finite_weight();
+  if (!bad.empty()) throw diverged(it, "weight " + bad + " holds NaN or infinite values after the update");
+}
+
 // `epochs` passes over the set in shuffled batches: forward through every level, the levels'
-// losses, backward, optimizer step. Scores the chains for hard mining in the last epoch.
-IterationStats TrainingRun::train_on(const PatchSet& set) {
+// losses, backward, optimizer step. Scores the chains for hard mining in the last epoch. Stops at the
+// first NaN or infinite loss or gradient (diverged), before the optimizer step.
+IterationStats TrainingRun::train_on(int it, const PatchSet& set) {
   const int depth = scheme_.depth;
   const int64_t P = set.size();
   IterationStats st;
@@ -356,10 +394,14 @@ IterationStats TrainingRun::train_on(const PatchSet& set) {
       for (int k = 0; k < depth; ++k) {
         if (!cfg_.intermediate_loss && k < depth - 1) continue;
         Var lk = level_loss(X[k], batch.levels[k].target, cfg_.loss[k], scheme_);
-        st.level_loss[k] += lk->value.cpu().f32()[0];
+        const float lv = lk->value.cpu().f32()[0];
+        if (!std::isfinite(lv))
+          throw diverged(it, "level " + std::to_string(k) + " loss is " + (std::isnan(lv) ? "NaN" : "infinite"));
+        st.level_loss[k] += lv;
         loss = loss ? add(loss, lk) : lk;
       }
       backward(loss);
+      check_gradients(it);
       optim_->step();
       optim_->zero_grad();
       ++batches;
@@ -425,7 +467,7 @@ TrainResult TrainingRun::finish(int it) {
   TrainResult res;
   res.iterations = it;
   res.last_loss = last_loss_;
-  res.validation_dice = validate(true);
+  res.validation_dice = validate(it - 1, true);
   res.thresholds = thresholds_;
   res.seconds = elapsed();
   ModelSpec& ms = model_->spec();
@@ -453,24 +495,35 @@ TrainResult TrainingRun::run() {
     next_ = std::async(std::launch::async, [this]() { return gen_->sample(train_ptrs_, cfg_.num_patches, rng_sample_); });
   model_->set_training(true);
   int it = start_it_;
+  try {
+    loop(it);
+  } catch (...) {  // end the rewritten progress line so that the error gets a line of its own
+    if (opt_.progress_tty && !opt_.quiet && it > start_it_) std::cerr << "\n";
+    throw;
+  }
+  return finish(it);
+}
+
+// The iterations from `it` (left at the first one not run: num_its, or where time_limit_s stopped).
+void TrainingRun::loop(int& it) {
   for (; it < cfg_.num_its; ++it) {
     if (cfg_.time_limit_s > 0 && elapsed() > cfg_.time_limit_s) break;
     double wait_s = 0;
     PatchSet set = next_set(it, wait_s);
     optim_->set_lr(sched_.at(it));
-    IterationStats st = train_on(set);
+    IterationStats st = train_on(it, set);
+    check_weights(it);
     last_loss_ = st.level_loss;
     keep_hard_chains(set, st);
     const int done = it + 1;
     const bool last = done == cfg_.num_its;
     std::vector<double> dice;
-    if (cfg_.validation_every > 0 && done % cfg_.validation_every == 0 && !last) dice = validate(false);
+    if (cfg_.validation_every > 0 && done % cfg_.validation_every == 0 && !last) dice = validate(it, false);
     record(it, set.size(), wait_s, st, dice);
     const int ckpt_every = cfg_.validation_every > 0 ? cfg_.validation_every : 10;
     if (done % ckpt_every == 0 && !last) save_checkpoint(done);
     progress(done, st, dice);
   }
-  return finish(it);
 }
 
 }  // namespace

@@ -3,11 +3,13 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 
 #include "apply/infer.h"
 #include "engine/profile.h"
+#include "io/error.h"
 #include "common/test_util.h"
 
 using namespace pw;
@@ -388,4 +390,30 @@ TEST_CASE("infer: every crop, parent crop and stitch goes through the engine's d
   CHECK(scatters == 27);  // the last level's batches
   CHECK(normalize == 1);
   CHECK(p.patches_per_level[1] == 27 * 27);
+}
+
+TEST_CASE("infer: NaN or infinite network outputs are an error naming the level, never a silent result") {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  json j = {{"depth", 2}, {"ndim", 3}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {8, 8, 8}}, {"fov_mm", {16, 16, 16}}, {"destvox_mm", {1, 1, 1}}}}};
+  const std::string what = " of the network produced NaN or infinite outputs (a diverged or damaged model)";
+  for (float bad : {nan, inf, -inf}) {
+    CAPTURE(bad);
+    ConstNet net(j, {10.f, bad});  // level 1 is stitched
+    InferOptions o;
+    CHECK_THROWS_WITH_AS(infer(net, cube(24, 20, 22), o), ("level 1" + what).c_str(), InputError);
+    ConstNet net0(j, {bad, 10.f});  // level 0 only feeds level 1 (not stitched): stopped there, at its first batch
+    CHECK_THROWS_WITH_AS(infer(net0, cube(24, 20, 22), o), ("level 0" + what).c_str(), InputError);
+    CHECK(net0.calls[0] == o.batch_size);
+    CHECK(net0.calls[1] == 0);
+    o.lazy_fraction = 0.5;  // lazy evaluation does not hide it either
+    o.level_mix = true;
+    ConstNet lazy(j, {bad, 10.f});
+    CHECK_THROWS_WITH_AS(infer(lazy, cube(24, 20, 22), o), ("level 0" + what).c_str(), InputError);
+  }
+  // 2D
+  json j2 = {{"depth", 1}, {"ndim", 2}, {"categorical_label", {1, 2}}, {"categorical", true},
+             {"scheme", {{"patch_size", {8, 8}}, {"fov_rel", 1}, {"destvox_rel", 1}}}};
+  ConstNet net2(j2, {nan});
+  CHECK_THROWS_WITH_AS(infer(net2, cube(8, 8, 1), InferOptions{}), ("level 0" + what).c_str(), InputError);
 }
