@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <regex>
@@ -12,6 +13,7 @@
 
 #include "apply/apply_case.h"
 #include "cli/commands.h"
+#include "io/atomic_file.h"
 #include "io/error.h"
 #include "kernels/parallel.h"
 
@@ -31,7 +33,7 @@ struct ApplyCli {
   std::string attention = "mean", window = "flat", out_type = "atls", level = "-1", augment = "none";
   std::optional<float> ce_threshold;
   std::vector<std::string> label_names;
-  bool scale_to_original = true, quiet = false;
+  bool scale_to_original = true, quiet = false, skip_existing = false;
   std::string device, preview;
   uint64_t seed = 1;
 };
@@ -123,6 +125,57 @@ std::map<std::string, std::vector<fs::path>> list_cases(const fs::path& dir) {
   return out;
 }
 
+// One case of a batch: inputs, output, preview.
+struct BatchCase {
+  std::string name;
+  std::vector<fs::path> files;
+  fs::path out, preview;
+};
+
+// The batch's cases with their outputs, every output checked before any work (none may replace an input).
+std::vector<BatchCase> plan_batch(const ApplyCli& c, const fs::path& preview_dir) {
+  fs::create_directories(c.out_dir);
+  std::vector<BatchCase> plan;
+  for (auto& [name, files] : list_cases(c.in_dir)) {
+    BatchCase b{name, files, fs::path(c.out_dir) / (name + ".nii.gz"), {}};
+    if (!preview_dir.empty()) b.preview = fs::path(c.out_dir) / (name + ".png");
+    std::vector<fs::path> inputs = files;
+    inputs.push_back(c.model);
+    check_output(b.out, inputs);
+    if (!b.preview.empty()) check_output(b.preview, inputs);
+    plan.push_back(std::move(b));
+  }
+  return plan;
+}
+
+// Applies every case; a failing case is reported in one line and the others go on. Exit status 1 at
+// the end when any case failed.
+void run_batch(const ApplyCli& c, train::Model& model, const apply::ApplyRequest& req,
+               const std::function<void(const std::string&, const apply::Prediction&, const fs::path&)>& report) {
+  const std::vector<BatchCase> plan = plan_batch(c, req.preview);
+  int done = 0, failed = 0, skipped = 0;
+  for (const BatchCase& b : plan) {
+    if (c.skip_existing && fs::exists(b.out)) {
+      ++skipped;
+      continue;
+    }
+    apply::ApplyRequest r = req;
+    r.preview = b.preview;
+    try {
+      report(b.name, apply::apply_case(model, b.files, b.out, r), b.out);
+      ++done;
+    } catch (const std::bad_alloc&) {
+      throw;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "patchwork: %s: %s\n", b.name.c_str(), e.what());
+      ++failed;
+    }
+  }
+  std::fprintf(stderr, "apply: %d done, %d failed, %d skipped (output exists) of %zu cases\n", done, failed, skipped,
+               plan.size());
+  if (failed > 0) throw InputError(std::to_string(failed) + " of " + std::to_string(plan.size()) + " cases failed");
+}
+
 void run(const ApplyCli& c) {
   apply::ApplyRequest req = make_request(c);
   if (c.threads > 0) set_num_threads(c.threads);
@@ -131,6 +184,12 @@ void run(const ApplyCli& c) {
   if (single == !c.in_dir.empty()) throw UsageError("give either --in IMG [IMG2 ..] with --out, or --in-dir with --out-dir");
   if (single && c.out.empty()) throw UsageError("--out is required with --in");
   if (!single && c.out_dir.empty()) throw UsageError("--out-dir is required with --in-dir");
+  if (single) {  // outputs checked before the model is loaded and any work starts
+    std::vector<fs::path> inputs(c.in.begin(), c.in.end());
+    inputs.push_back(c.model);
+    check_output(c.out, inputs);
+    if (!c.preview.empty()) check_output(c.preview, inputs);
+  }
   train::Model model = train::Model::load(c.model, dev);
   if (c.augment != "none" && c.augment != "model")
     try {
@@ -151,16 +210,7 @@ void run(const ApplyCli& c) {
     report(c.in.front(), p, c.out);
     return;
   }
-  fs::create_directories(c.out_dir);
-  auto cases = list_cases(c.in_dir);
-  const fs::path preview_dir = req.preview;
-  for (auto& [name, files] : cases) {
-    fs::path out = fs::path(c.out_dir) / (name + ".nii.gz");
-    apply::ApplyRequest r = req;
-    if (!preview_dir.empty()) r.preview = fs::path(c.out_dir) / (name + ".png");
-    apply::Prediction p = apply::apply_case(model, files, out, r);
-    report(name, p, out);
-  }
+  run_batch(c, model, req, report);
 }
 
 }  // namespace
@@ -207,6 +257,7 @@ void add_apply(CLI::App& app) {
   cmd->add_option("--batch-size", c->batch_size, "patches per network call")->capture_default_str();
   cmd->add_option("--preview", c->preview, "write a PNG montage (batch: any value writes CASE.png in --out-dir)");
   cmd->add_flag("--quiet", c->quiet, "no progress lines on stderr");
+  cmd->add_flag("--skip-existing", c->skip_existing, "batch: leave out cases whose output already exists");
   cmd->callback([c]() { run(*c); });
 }
 

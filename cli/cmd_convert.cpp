@@ -4,12 +4,33 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
+#include "io/atomic_file.h"
 #include "io/error.h"
 #include "io/nifti.h"
 
 namespace pw::cli {
+
+namespace {
+
+// IN and, for an Analyze-style pair, its companion (.hdr <-> .img, .img.gz): none may be the output.
+std::vector<std::filesystem::path> input_files(const std::filesystem::path& in) {
+  std::vector<std::filesystem::path> files{in};
+  const std::string s = in.string();
+  auto swap_ext = [&](const std::string& from, const std::string& to) {
+    if (s.size() > from.size() && s.compare(s.size() - from.size(), from.size(), from) == 0)
+      files.push_back(s.substr(0, s.size() - from.size()) + to);
+  };
+  swap_ext(".hdr", ".img");
+  swap_ext(".hdr", ".img.gz");
+  swap_ext(".img", ".hdr");
+  swap_ext(".img.gz", ".hdr");
+  return files;
+}
+
+}  // namespace
 
 void add_convert(CLI::App& app) {
   struct Options {
@@ -31,6 +52,7 @@ void add_convert(CLI::App& app) {
     const bool gz = out.size() > 7 && out.compare(out.size() - 7, 7, ".nii.gz") == 0;
     const bool nii = out.size() > 4 && out.compare(out.size() - 4, 4, ".nii") == 0;
     if (!gz && !nii) throw UsageError("convert: OUT must end in .nii or .nii.gz: " + out);
+    check_output(out, input_files(opt->in));
     const Volume in = read_nifti(opt->in);
     int dtype = in.is_scaled() ? nifti_dt::float32 : in.datatype;
     if (!opt->dtype.empty()) dtype = nifti_datatype_from_name(opt->dtype);

@@ -1,7 +1,7 @@
 // `patchwork train --config CFG [--dataset DIR] [--out MODEL] [--device cpu|cuda] [--threads N]
 //  [--seed S] [--resume]`: trains a patchwork model (train/trainer.h); validation goes through the
 // application path (apply::predict_subject). Writes <out>, <out>.ckpt, <out>.log.jsonl and the
-// training curves <out>.curves.png (apply/plot.h).
+// training curves <out>.curves.png (train/plot.h).
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "apply/model_network.h"
 #include "train/plot.h"
+#include "io/atomic_file.h"
 #include "io/error.h"
 #include "kernels/parallel.h"
 #include "train/trainer.h"
@@ -29,6 +30,7 @@ struct TrainArgs {
 };
 
 void run(const TrainArgs& a) {
+  check_output(a.out, {a.config});  // before the data are loaded and hours of training start
   train::TrainConfig cfg = train::TrainConfig::load(a.config);
   if (!a.dataset.empty()) {
     cfg.dataset.root = a.dataset;

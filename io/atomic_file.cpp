@@ -14,6 +14,29 @@ namespace pw {
 
 namespace fs = std::filesystem;
 
+namespace {
+
+// The same file: equivalent when both exist (links, hard links), else equal weakly canonical paths.
+bool same_file(const fs::path& a, const fs::path& b) {
+  std::error_code ec;
+  if (fs::exists(a, ec) && fs::exists(b, ec)) return fs::equivalent(a, b, ec);
+  return fs::weakly_canonical(a, ec) == fs::weakly_canonical(b, ec);
+}
+
+}  // namespace
+
+void check_output(const fs::path& output, const std::vector<fs::path>& inputs) {
+  for (const fs::path& in : inputs)
+    if (same_file(output, in))
+      throw UsageError(output.string() + ": the output would replace the input " + in.string());
+  std::error_code ec;
+  if (fs::is_directory(output, ec)) throw InputError(output.string() + ": is a folder, not an output file");
+  const fs::path folder = output.parent_path().empty() ? fs::path(".") : output.parent_path();
+  if (!fs::is_directory(folder, ec)) throw InputError(output.string() + ": the folder " + folder.string() + " does not exist");
+  if (::access(folder.c_str(), W_OK | X_OK) != 0)
+    throw InputError(output.string() + ": cannot write in " + folder.string() + ": " + std::strerror(errno));
+}
+
 AtomicFile::AtomicFile(const fs::path& target) : target_(target) {
   static std::atomic<unsigned> counter{0};
   fs::path folder = target.parent_path();

@@ -8,8 +8,15 @@
 #pragma once
 #include <cstdio>
 #include <filesystem>
+#include <vector>
 
 namespace pw {
+
+// Checks, before any long work, that `output` can be written and replaces none of `inputs`:
+//   - it is one of the inputs (same file after resolving links, or the same path): pw::UsageError
+//     ("<output>: the output would replace the input <input>");
+//   - its folder does not exist or is not writable, or it is an existing folder: pw::InputError.
+void check_output(const std::filesystem::path& output, const std::vector<std::filesystem::path>& inputs);
 
 class AtomicFile {
  public:

@@ -1,0 +1,113 @@
+// Outputs are checked before any work: an output that would replace an input is refused (apply,
+// convert, train), a missing folder fails at once, and a batch run goes on past a bad case.
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "apply/demo.h"
+#include "common/test_util.h"
+#include "train/phantom.h"
+#include "train/trainer.h"
+
+using namespace pw;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+PhantomOptions tiny_phantom(uint64_t seed) {
+  PhantomOptions po;
+  po.dims = {32, 32, 1};
+  po.spacing_mm = {1.5, 1.5, 3.0};
+  po.num_labels = 1;
+  po.seed = seed;
+  return po;
+}
+
+// A one-iteration 2D model: enough for the CLI to load and apply.
+fs::path tiny_model(const fs::path& dir) {
+  json j = {{"depth", 1},
+            {"ndim", 2},
+            {"scheme", {{"patch_size", {16, 16}}, {"fov_rel", 1.0}, {"destvox_rel", 1}}},
+            {"network", {{"features", {4}}}},
+            {"num_its", 1},
+            {"num_patches", 2},
+            {"batch_size", 2},
+            {"seed", 1}};
+  train::TrainConfig cfg = train::TrainConfig::from_json(j);
+  std::vector<train::Subject> tr, va;
+  tr.push_back(apply::phantom_subject("p0", make_phantom(tiny_phantom(1)), cfg.scheme));
+  train::TrainOptions to;
+  to.out = dir / "model.safetensors";
+  to.quiet = true;
+  train::Trainer(cfg, to).run(tr, va);
+  return to.out;
+}
+
+std::string bytes_of(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+}  // namespace
+
+TEST_CASE("cli: an output that is an input is refused before any work; the input stays as it was") {
+  const fs::path dir = test::temp_dir("outputs-same");
+  const fs::path model = tiny_model(dir);
+  const fs::path img = dir / "img.nii.gz";
+  write_phantom(make_phantom(tiny_phantom(5)), img.string(), (dir / "lab.nii.gz").string());
+  fs::create_symlink(img, dir / "link.nii.gz");
+  const std::string before = bytes_of(img), model_before = bytes_of(model);
+  const std::string bin = test::patchwork_bin() + " ";
+  std::string out;
+  // apply: the same path, a link to the input, the model itself
+  for (const fs::path& target : {img, dir / "link.nii.gz", model}) {
+    CHECK(test::run_command(bin + "apply --quiet --model " + model.string() + " --in " + img.string() + " --out " +
+                                target.string(),
+                            &out) == 2);
+    CHECK(out.find("the output would replace the input") != std::string::npos);
+  }
+  // convert IN IN, train --out CONFIG
+  CHECK(test::run_command(bin + "convert " + img.string() + " " + img.string(), &out) == 2);
+  CHECK(out.find("would replace the input " + img.string()) != std::string::npos);
+  std::ofstream(dir / "cfg.json") << "{}";
+  CHECK(test::run_command(bin + "train --config " + (dir / "cfg.json").string() + " --out " +
+                              (dir / "cfg.json").string(),
+                          &out) == 2);
+  CHECK(bytes_of(img) == before);
+  CHECK(bytes_of(model) == model_before);
+  // A folder that does not exist: exit 1 at once, naming it.
+  CHECK(test::run_command(bin + "apply --quiet --model " + model.string() + " --in " + img.string() + " --out " +
+                              (dir / "nothere" / "seg.nii.gz").string(),
+                          &out) == 1);
+  CHECK(out.find("does not exist") != std::string::npos);
+}
+
+TEST_CASE("cli: apply --in-dir goes on past a bad case, reports it, exits 1; --skip-existing; --out-dir = --in-dir") {
+  const fs::path dir = test::temp_dir("outputs-batch");
+  const fs::path model = tiny_model(dir);
+  const fs::path in = dir / "in", outd = dir / "out";
+  fs::create_directories(in);
+  write_phantom(make_phantom(tiny_phantom(7)), (in / "a.nii.gz").string(), (dir / "la.nii.gz").string());
+  write_phantom(make_phantom(tiny_phantom(8)), (in / "c.nii.gz").string(), (dir / "lc.nii.gz").string());
+  std::ofstream(in / "b.nii.gz") << "not a NIfTI file";
+  const std::string bin = test::patchwork_bin() + " ";
+  const std::string cmd = bin + "apply --quiet --model " + model.string() + " --in-dir " + in.string();
+  std::string out;
+  CHECK(test::run_command(cmd + " --out-dir " + outd.string(), &out) == 1);
+  INFO(out);
+  CHECK(fs::exists(outd / "a.nii.gz"));
+  CHECK(fs::exists(outd / "c.nii.gz"));
+  CHECK(!fs::exists(outd / "b.nii.gz"));
+  CHECK(out.find("patchwork: b: ") != std::string::npos);
+  CHECK(out.find("2 done, 1 failed, 0 skipped") != std::string::npos);
+  CHECK(test::run_command(cmd + " --out-dir " + outd.string() + " --skip-existing", &out) == 1);
+  CHECK(out.find("0 done, 1 failed, 2 skipped") != std::string::npos);
+  // Outputs into the input folder would replace a.nii.gz and c.nii.gz: refused up front.
+  const std::string a_before = bytes_of(in / "a.nii.gz");
+  CHECK(test::run_command(cmd + " --out-dir " + in.string(), &out) == 2);
+  CHECK(out.find("the output would replace the input") != std::string::npos);
+  CHECK(bytes_of(in / "a.nii.gz") == a_before);
+}
