@@ -265,6 +265,8 @@ class Inference {
   Parents keep_top(LevelResult&& res, const std::vector<PatchRec>& cur) const;
   std::vector<PatchRec> children(int level, const Parents& par);
   std::vector<float> normalized_mix();
+  train::Patch output_grid(const Patch& stitched) const;
+  void check_memory(const std::vector<Patch>& grids) const;
   void finish();
 
   LevelNetwork& net_;
@@ -292,10 +294,43 @@ Inference::Inference(LevelNetwork& net, const InferInput& input, const InferOpti
   pred_.channels = static_cast<int>(K_);
   pred_.categorical = sc_.categorical;
   pred_.patches_per_level.assign(last_ + 1, 0);
-  // Stitch targets: the selected level, and for mix each coarser level on its own grid.
-  accs_.resize(last_ + 1);
+  // Stitch targets: the selected level, and for mix each coarser level on its own grid; every full-size
+  // array checked against the memory before any is allocated.
+  std::vector<Patch> grids(last_ + 1);
   for (int l = opt.level_mix ? 0 : last_; l <= last_; ++l)
-    accs_[l].init(stitch_grid(input.image, level_voxel(l), sc_.ndim, opt.sampling_factor), K_, sc_.ndim, dev_);
+    grids[l] = stitch_grid(input.image, level_voxel(l), sc_.ndim, opt.sampling_factor);
+  std::vector<Patch> full(grids.begin() + (opt.level_mix ? 0 : last_), grids.end());
+  full.push_back(output_grid(grids[last_]));
+  check_memory(full);
+  accs_.resize(last_ + 1);
+  for (int l = opt.level_mix ? 0 : last_; l <= last_; ++l) accs_[l].init(grids[l], K_, sc_.ndim, dev_);
+}
+
+// Refuses, before any work, grids whose K + 1 float arrays (accumulators and weight; the output holds K)
+// need more than the machine's physical memory, naming the grid and the bytes.
+void Inference::check_memory(const std::vector<Patch>& grids) const {
+  const double bytes_per_voxel = 4.0 * static_cast<double>(K_ + 1);
+  double total = 0;
+  for (const Patch& g : grids) total += static_cast<double>(g.s[0]) * g.s[1] * g.s[2] * bytes_per_voxel;
+  const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  if (ram > 0 && total > ram) {
+    const Patch& g = grids.back();
+    char msg[320];
+    std::snprintf(msg, sizeof msg,
+                  "the output grid %lldx%lldx%lld (sampling_factor %g) and its stitching arrays need %.1f GB for %lld "
+                  "channel(s), more than this machine's %.1f GB of memory",
+                  static_cast<long long>(g.s[0]), static_cast<long long>(g.s[1]), static_cast<long long>(g.s[2]),
+                  opt_.sampling_factor, total / 1e9, static_cast<long long>(K_), ram / 1e9);
+    throw std::invalid_argument(msg);
+  }
+}
+
+// The output grid: the input grid or its refinement by sampling_factor, or the stitch grid itself when
+// scale_to_original is off.
+Patch Inference::output_grid(const Patch& stitched) const {
+  if (!opt_.scale_to_original) return stitched;
+  return opt_.sampling_factor == 1 ? input_.image
+                                   : stitch_grid(input_.image, Eigen::Vector3d::Zero(), sc_.ndim, opt_.sampling_factor);
 }
 
 void Inference::check(const InferInput& input) const {
@@ -539,13 +574,11 @@ void Inference::finish() {
   std::vector<float> y = opt_.level_mix ? normalized_mix()
                                         : stitch_normalize(F.acc, F.weight, static_cast<float>(opt_.sparse_suppression))
                                               .to_vector();
+  const Patch stitched = F.grid;
   accs_.clear();
-  Patch target = opt_.sampling_factor == 1
-                     ? input_.image
-                     : stitch_grid(input_.image, Eigen::Vector3d::Zero(), sc_.ndim, opt_.sampling_factor);
-  if (!opt_.scale_to_original) target = F.grid;
-  if (target.s == F.grid.s && target.A.isApprox(F.grid.A, 1e-9)) pred_.prob = std::move(y);
-  else pred_.prob = resample_linear(y, F.grid, static_cast<int>(K_), target, sc_.ndim);
+  const Patch target = output_grid(stitched);
+  if (target.s == stitched.s && target.A.isApprox(stitched.A, 1e-9)) pred_.prob = std::move(y);
+  else pred_.prob = resample_linear(y, stitched, static_cast<int>(K_), target, sc_.ndim);
   pred_.grid = target;
 }
 

@@ -225,9 +225,14 @@ void add_apply(CLI::App& app) {
   cmd->add_option("--out-dir", c->out_dir, "batch: output folder (CASE.nii.gz per case)");
   cmd->add_option("--generate-type", c->generate_type, "patch distribution: tree (full coverage) or random")
       ->capture_default_str();
-  cmd->add_option("--num-patches", c->num_patches, "random: level-0 patches per chunk")->capture_default_str();
-  cmd->add_option("--branch-factor", c->branch_factor, "random: children of each kept patch")->capture_default_str();
+  cmd->add_option("--num-patches", c->num_patches, "random: level-0 patches per chunk")
+      ->capture_default_str()
+      ->check(positive());
+  cmd->add_option("--branch-factor", c->branch_factor, "random: children of each kept patch")
+      ->capture_default_str()
+      ->check(positive());
   cmd->add_option("--num-chunks", c->num_chunks, "repeat the whole process N times (results accumulate)")
+      ->check(positive())
       ->capture_default_str();
   cmd->add_option("--lazy-fraction", c->lazy_fraction, "lazyEval: keep this top fraction of patches after each level")
       ->capture_default_str();
@@ -252,9 +257,9 @@ void add_apply(CLI::App& app) {
   cmd->add_option("--augment", c->augment, "test-time augmentation: none, model (the training's), or a JSON dict")
       ->capture_default_str();
   cmd->add_option("--device", c->device, "cpu or cuda (default: cuda when available)");
-  cmd->add_option("--threads", c->threads, "CPU threads (0 = all)")->capture_default_str();
+  cmd->add_option("--threads", c->threads, "CPU threads (0 = all)")->capture_default_str()->check(non_negative());
   cmd->add_option("--seed", c->seed, "random seed (patch placement, augmentation)")->capture_default_str();
-  cmd->add_option("--batch-size", c->batch_size, "patches per network call")->capture_default_str();
+  cmd->add_option("--batch-size", c->batch_size, "patches per network call")->capture_default_str()->check(positive());
   cmd->add_option("--preview", c->preview, "write a PNG montage (batch: any value writes CASE.png in --out-dir)");
   cmd->add_flag("--quiet", c->quiet, "no progress lines on stderr");
   cmd->add_flag("--skip-existing", c->skip_existing, "batch: leave out cases whose output already exists");

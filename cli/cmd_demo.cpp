@@ -14,9 +14,11 @@ void add_demo(CLI::App& app) {
   auto o = std::make_shared<apply::DemoOptions>();
   auto quick = std::make_shared<bool>(false);
   cmd->add_option("--out", o->out, "output folder")->capture_default_str();
-  cmd->add_option("--seconds", o->seconds, "training wall time in seconds")->capture_default_str();
-  cmd->add_flag("--quick", *quick, "a 20-second training (a smoke test; lower Dice)");
-  cmd->add_option("--threads", o->threads, "CPU threads")->capture_default_str();
+  auto* seconds = cmd->add_option("--seconds", o->seconds, "training wall time in seconds")
+                      ->capture_default_str()
+                      ->check(positive());
+  cmd->add_flag("--quick", *quick, "a 20-second training (a smoke test; lower Dice)")->excludes(seconds);
+  cmd->add_option("--threads", o->threads, "CPU threads")->capture_default_str()->check(positive());
   cmd->add_option("--seed", o->seed, "random seed (phantoms, training, application)")->capture_default_str();
   cmd->add_flag("--quiet", o->quiet, "no progress lines");
   cmd->callback([o, quick]() {

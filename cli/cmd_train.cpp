@@ -78,7 +78,7 @@ void add_train(CLI::App& app) {
   cmd->add_option("--out", a->out, "Model file to write (.safetensors); also <out>.ckpt and <out>.log.jsonl")
       ->capture_default_str();
   cmd->add_option("--device", a->device, "cpu or cuda (default: cuda when available)");
-  cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)");
+  cmd->add_option("--threads", a->threads, "CPU threads (default: all cores)")->check(non_negative());
   cmd->add_option("--seed", a->seed, "Random seed (overrides the config)");
   cmd->add_flag("--resume", a->resume, "Continue from <out>.ckpt");
   cmd->callback([a] { run(*a); });

@@ -10,9 +10,14 @@
 
 namespace CLI {
 class App;
-}
+class Validator;
+}  // namespace CLI
 
 namespace pw::cli {
+
+// Option checks with a plain message ("--threads: must be >= 0, got -3"; exit 2), cmd_checks.cpp.
+CLI::Validator positive();      // a number > 0
+CLI::Validator non_negative();  // a number >= 0
 
 // The --device option of every command that computes: empty = cuda when a GPU is present, else cpu.
 // A bad name is a usage error (exit 2); cuda without a GPU is an error of this machine (exit 1).

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <exception>
 #include <iostream>
+#include <string>
 
 #include "cli/commands.h"
 #include "io/error.h"
@@ -19,6 +20,18 @@ int main(int argc, char** argv) {
   pw::cli::add_eval(app);
   pw::cli::add_demo(app);
   pw::cli::add_train(app);
+  if (argc > 1 && argv[1][0] != '-') {  // a first word that names no command
+    bool known = false;
+    std::string names;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      known = known || sub->get_name() == argv[1];
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::cerr << "patchwork: unknown command '" << argv[1] << "' (commands: " << names << "; --help)\n";
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

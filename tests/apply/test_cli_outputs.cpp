@@ -111,3 +111,29 @@ TEST_CASE("cli: apply --in-dir goes on past a bad case, reports it, exits 1; --s
   CHECK(out.find("the output would replace the input") != std::string::npos);
   CHECK(bytes_of(in / "a.nii.gz") == a_before);
 }
+
+TEST_CASE("cli: bad numbers and unknown commands are usage errors naming the option; an impossible grid is refused up front") {
+  const std::string bin = test::patchwork_bin() + " ";
+  std::string out;
+  CHECK(test::run_command(bin + "frobnicate", &out) == 2);
+  CHECK(out.find("unknown command 'frobnicate'") != std::string::npos);
+  CHECK(out.find("apply") != std::string::npos);
+  CHECK(test::run_command(bin + "demo --seconds -5", &out) == 2);
+  CHECK(out.find("--seconds: must be a number > 0, got -5") != std::string::npos);
+  CHECK(test::run_command(bin + "demo --quick --seconds 30", &out) == 2);
+  CHECK(test::run_command(bin + "apply --model m --in i --out o --threads -3", &out) == 2);
+  CHECK(out.find("--threads: must be a number >= 0") != std::string::npos);
+  CHECK(test::run_command(bin + "apply --model m --in i --out o --batch-size 0", &out) == 2);
+  CHECK(out.find("--batch-size: must be a number > 0") != std::string::npos);
+  CHECK(test::run_command(bin + "train --config c --threads -1", &out) == 2);
+
+  const fs::path dir = test::temp_dir("outputs-grid");
+  const fs::path model = tiny_model(dir);
+  write_phantom(make_phantom(tiny_phantom(9)), (dir / "img.nii.gz").string(), (dir / "lab.nii.gz").string());
+  CHECK(test::run_command(bin + "apply --quiet --model " + model.string() + " --in " + (dir / "img.nii.gz").string() +
+                              " --out " + (dir / "seg.nii.gz").string() + " --sampling-factor 100000",
+                          &out) == 1);
+  CHECK(out.find("more than this machine's") != std::string::npos);
+  CHECK(out.find("3200000x3200000x1") != std::string::npos);
+  CHECK(!fs::exists(dir / "seg.nii.gz"));
+}
