@@ -1,21 +1,62 @@
-// `patchwork info FILE [--json]`: a NIfTI file's header, geometry and extensions.
+// `patchwork info FILE [--json] [--stats]`: a NIfTI file's header, geometry and extensions, read without the
+// data (io/nifti.h read_nifti_header: a .nii.gz is inflated only up to vox_offset). --stats reads the data
+// as a stream (constant memory) for min/max/mean, which also checks them as read_nifti does.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
 
 #include "cli/commands.h"
+#include "io/error.h"
 #include "io/nifti.h"
+#include "io/volume_visit.h"
 
 namespace pw::cli {
 
 namespace {
 
-nlohmann::json info_json(const Volume& v) {
+// Scaled values over the whole data (NaN and infinities counted apart, not in min/max/mean).
+struct Stats {
+  uint64_t voxels = 0, finite = 0;
+  double min = std::numeric_limits<double>::infinity(), max = -std::numeric_limits<double>::infinity(), sum = 0;
+  double mean() const { return finite ? sum / static_cast<double>(finite) : std::nan(""); }
+};
+
+// Reads `file` once, streaming its data (io/nifti.h read_nifti_streaming). Throws pw::InputError.
+NiftiHeader read_with_stats(const std::string& file, Stats& st) {
+  return read_nifti_streaming(file, [&](const NiftiHeader& h, const uint8_t* data, size_t n) {
+    const bool scaled = h.is_scaled();
+    const bool scalar = visit_scalar(h.datatype, [&](auto zero) {
+      using T = decltype(zero);
+      const size_t k = n / sizeof(T);
+      double part = 0;
+      for (size_t i = 0; i < k; ++i) {
+        T x;
+        std::memcpy(&x, data + i * sizeof(T), sizeof(T));
+        double val = static_cast<double>(x);
+        if (scaled) val = val * h.scl_slope + h.scl_inter;
+        if (!std::isfinite(val)) continue;
+        ++st.finite;
+        st.min = std::min(st.min, val);
+        st.max = std::max(st.max, val);
+        part += val;
+      }
+      st.sum += part;
+      st.voxels += k;
+    });
+    if (!scalar) throw InputError(file + ": --stats: " + nifti_datatype_name(h.datatype) + " data have no scalar values");
+  });
+}
+
+nlohmann::json info_json(const NiftiHeader& v) {
   nlohmann::json j;
   j["nifti_version"] = v.version;
   j["dims"] = v.shape();
@@ -47,7 +88,7 @@ nlohmann::json info_json(const Volume& v) {
   return j;
 }
 
-std::string info_text(const std::string& file, const Volume& v) {
+std::string info_text(const std::string& file, const NiftiHeader& v) {
   std::ostringstream o;
   o.precision(8);
   auto join = [](auto begin, auto end, const char* sep) {
@@ -86,23 +127,51 @@ std::string info_text(const std::string& file, const Volume& v) {
   return o.str();
 }
 
+nlohmann::json stats_json(const Stats& st) {
+  const double nan = std::nan("");
+  return {{"voxels", st.voxels}, {"nonfinite", st.voxels - st.finite}, {"min", st.finite ? st.min : nan},
+          {"max", st.finite ? st.max : nan}, {"mean", st.mean()}};  // NaN is written as null
+}
+
+std::string stats_text(const Stats& st) {
+  std::ostringstream o;
+  o.precision(8);
+  o << "stats         ";
+  if (st.finite)
+    o << "min " << st.min << ", max " << st.max << ", mean " << st.mean() << " over " << st.finite << " voxels";
+  else
+    o << "no finite values";
+  if (st.voxels != st.finite) o << " (" << st.voxels - st.finite << " NaN or infinite)";
+  o << "\n";
+  return o.str();
+}
+
 }  // namespace
 
 void add_info(CLI::App& app) {
   struct Options {
     std::string file;
     bool json = false;
+    bool stats = false;
   };
   auto opt = std::make_shared<Options>();
   CLI::App* cmd = app.add_subcommand("info", "Print a NIfTI file's header, geometry and extensions");
   cmd->add_option("FILE", opt->file, "A .nii, .nii.gz, .hdr or .img file")->required();
   cmd->add_flag("--json", opt->json, "Print one JSON object instead of text");
+  cmd->add_flag("--stats", opt->stats,
+                "Also read the data (streamed, constant memory; checks them too) for min/max/mean of the "
+                "scaled values");
   cmd->callback([opt] {
-    const Volume v = read_nifti(opt->file);
-    if (opt->json)
-      std::cout << info_json(v).dump(1) << "\n";
-    else
-      std::cout << info_text(opt->file, v);
+    // Without --stats only the header and extensions are read (never the data).
+    Stats st;
+    const NiftiHeader v = opt->stats ? read_with_stats(opt->file, st) : read_nifti_header(opt->file);
+    if (opt->json) {
+      nlohmann::json j = info_json(v);
+      if (opt->stats) j["stats"] = stats_json(st);
+      std::cout << j.dump(1) << "\n";
+    } else {
+      std::cout << info_text(opt->file, v) << (opt->stats ? stats_text(st) : std::string());
+    }
   });
 }
 

@@ -1,6 +1,8 @@
 // Reading and writing NIfTI files. The reader checks every size against what the input can hold
 // BEFORE allocating, then reads (or inflates) the data straight into the Volume's buffer, which is reserved
 // once and filled in 1 MiB steps (memory grows only with data that actually arrive; no copies).
+// read_nifti_header stops after the extensions; read_nifti_streaming hands the data out in pieces. All three
+// share parse_header (the one header parser) and locate_data (the size checks).
 #include "io/nifti.h"
 
 #include <algorithm>
@@ -111,9 +113,21 @@ uint64_t read_extensions(ByteSource& src, uint64_t limit, bool swapped, std::vec
   return used;
 }
 
-// Parses a NIfTI stream: header from `src`; data from `src` or, for a pair, from the .img next to
-// `pair_path` (empty: pairs are refused). `name` prefixes every error.
-Volume parse(ByteSource& src, const std::string& name, const std::string& pair_path) {
+// A parsed header, checked, with the source of its data (positioned just after the header and extensions).
+struct ParsedHeader {
+  NiftiHeader h;
+  bool swapped = false;
+  int vsize = 0;                     // bytes per voxel
+  uint64_t count = 0, bytes = 0;     // voxels and data bytes
+  std::unique_ptr<ByteSource> img;   // the .img of a pair
+  ByteSource* data_src = nullptr;    // `src`, or img
+  uint64_t skip_to_data = 0;         // bytes between the current position of data_src and the data
+  std::string dims_text;             // "10x9x7", for messages
+};
+
+// Parses a NIfTI header and its extensions from `src`; for a pair, opens the .img next to `pair_path`
+// (empty: pairs are refused). `name` prefixes every error. Reads nothing of the data.
+void parse_header(ByteSource& src, const std::string& name, const std::string& pair_path, ParsedHeader& p) {
   auto fail = [&](const std::string& why) -> InputError { return InputError(name + ": " + why); };
 
   uint8_t h[kN2HeaderSize];
@@ -136,10 +150,11 @@ Volume parse(ByteSource& src, const std::string& name, const std::string& pair_p
                "-byte header");
   if (version == 2) src.read_exact(h + kN1HeaderSize, kN2HeaderSize - kN1HeaderSize, "NIfTI-2 header");
 
-  Volume v;
+  NiftiHeader& v = p.h;
   RawHeader raw;
   decode_header(h, version, swapped, v, raw);
   v.big_endian_on_disk = swapped == host_is_little_endian();
+  p.swapped = swapped;
 
   const char* single = version == 1 ? "n+1" : "n+2";
   const char* pair = version == 1 ? "ni1" : "ni2";
@@ -156,14 +171,10 @@ Volume parse(ByteSource& src, const std::string& name, const std::string& pair_p
       throw fail("dim[" + std::to_string(i) + "] = " + std::to_string(raw.dim[i]) + " (dims must be >= 1)");
     v.dims[i - 1] = raw.dim[i];
   }
-  auto dims_text = [&] {
-    std::string s;
-    for (int i = 0; i < v.ndim; ++i) s += (i ? "x" : "") + std::to_string(v.dims[i]);
-    return s;
-  };
+  for (int i = 0; i < v.ndim; ++i) p.dims_text += (i ? "x" : "") + std::to_string(v.dims[i]);
   for (int i = 0; i < v.ndim; ++i)
     if (__builtin_mul_overflow(count, static_cast<uint64_t>(v.dims[i]), &count))
-      throw fail("dims " + dims_text() + ": the voxel count overflows 64 bits");
+      throw fail("dims " + p.dims_text + ": the voxel count overflows 64 bits");
 
   const int vsize = nifti_datatype_size(v.datatype);
   if (vsize == 0) {
@@ -173,7 +184,11 @@ Volume parse(ByteSource& src, const std::string& name, const std::string& pair_p
   }
   uint64_t bytes;
   if (__builtin_mul_overflow(count, static_cast<uint64_t>(vsize), &bytes) || bytes > (uint64_t(1) << 62))
-    throw fail("dims " + dims_text() + " of " + nifti_datatype_name(v.datatype) + ": the data size overflows 64 bits");
+    throw fail("dims " + p.dims_text + " of " + nifti_datatype_name(v.datatype) +
+               ": the data size overflows 64 bits");
+  p.vsize = vsize;
+  p.count = count;
+  p.bytes = bytes;
 
   if (!std::isfinite(raw.vox_offset) || raw.vox_offset < 0 || raw.vox_offset != std::floor(raw.vox_offset) ||
       raw.vox_offset > 4.0e18)
@@ -181,9 +196,7 @@ Volume parse(ByteSource& src, const std::string& name, const std::string& pair_p
   v.vox_offset = static_cast<int64_t>(raw.vox_offset);
   const uint64_t vox_offset = static_cast<uint64_t>(v.vox_offset);
 
-  std::unique_ptr<ByteSource> img;
-  ByteSource* data_src = &src;
-  uint64_t skip_to_data;  // bytes between the current position of data_src and the data
+  p.data_src = &src;
   if (is_single) {
     if (vox_offset < hsize)
       throw fail("vox_offset " + std::to_string(vox_offset) + " lies inside the " + std::to_string(hsize) +
@@ -197,47 +210,72 @@ Volume parse(ByteSource& src, const std::string& name, const std::string& pair_p
       pos += 4;
       if (extender[0] != 0) pos += read_extensions(src, vox_offset - pos, swapped, v.extensions);
     }
-    skip_to_data = vox_offset - pos;
+    p.skip_to_data = vox_offset - pos;
   } else {
     if (pair_path.empty()) throw fail("a header/image pair (magic \"" + std::string(pair) + "\") needs its .img file");
     uint8_t extender[4];
     if (src.read(extender, 4) == 4 && extender[0] != 0)
       read_extensions(src, UINT64_MAX, swapped, v.extensions);
-    img = open_pair_image(pair_path);
-    data_src = img.get();
-    skip_to_data = vox_offset;
+    p.img = open_pair_image(pair_path);
+    p.data_src = p.img.get();
+    p.skip_to_data = vox_offset;
   }
+}
 
-  const std::string& dname = data_src->name();
-  if (skip_to_data > data_src->max_remaining() || data_src->skip(skip_to_data) < skip_to_data)
-    throw InputError(dname + ": vox_offset " + std::to_string(vox_offset) + " is past the end of the file");
-  if (bytes > data_src->max_remaining())
-    throw InputError(dname + ": file is truncated: the data need " + std::to_string(bytes) + " bytes (" +
-                     dims_text() + " " + nifti_datatype_name(v.datatype) + ") but at most " +
-                     std::to_string(data_src->max_remaining()) + " remain after vox_offset " +
-                     std::to_string(vox_offset));
+// Checks that vox_offset and the data fit in what the data source can still hold (exact for plain files,
+// an upper bound for gzip). With `move`, first skips to the data (reading, for gzip); without it, reads
+// nothing.
+void locate_data(ParsedHeader& p, bool move) {
+  ByteSource& d = *p.data_src;
+  const std::string vox_offset = std::to_string(p.h.vox_offset);
+  uint64_t avail = d.max_remaining();
+  if (p.skip_to_data > avail || (move && d.skip(p.skip_to_data) < p.skip_to_data))
+    throw InputError(d.name() + ": vox_offset " + vox_offset + " is past the end of the file");
+  avail = move ? d.max_remaining() : avail - p.skip_to_data;
+  if (p.bytes > avail)
+    throw InputError(d.name() + ": file is truncated: the data need " + std::to_string(p.bytes) + " bytes (" +
+                     p.dims_text + " " + nifti_datatype_name(p.h.datatype) + ") but at most " +
+                     std::to_string(avail) + " remain after vox_offset " + vox_offset);
+}
+
+// After the last data byte: gzip checks the rest of its stream and CRC.
+void finish_sources(ByteSource& src, ParsedHeader& p) {
+  p.data_src->finish();
+  if (p.data_src != &src) src.finish();
+}
+
+InputError truncated_error(const ParsedHeader& p, uint64_t found) {
+  return InputError(p.data_src->name() + ": file is truncated: the data need " + std::to_string(p.bytes) +
+                    " bytes after vox_offset " + std::to_string(p.h.vox_offset) + ", found " + std::to_string(found));
+}
+
+// Parses a whole NIfTI stream (header, extensions, data) into a Volume.
+Volume parse(ByteSource& src, const std::string& name, const std::string& pair_path) {
+  ParsedHeader p;
+  parse_header(src, name, pair_path, p);
+  locate_data(p, true);
+  Volume v;
+  static_cast<NiftiHeader&>(v) = std::move(p.h);
+  const std::string& dname = p.data_src->name();
   // Reserve the address space once (no copies later), then fill it 1 MiB at a time: pages are touched only
   // as data arrive, so a gzip whose header claims more than its stream holds fails before using the memory.
   try {
-    v.data.reserve(static_cast<size_t>(bytes));
+    v.data.reserve(static_cast<size_t>(p.bytes));
   } catch (const std::bad_alloc&) {
-    throw InputError(dname + ": cannot allocate " + std::to_string(bytes) + " bytes for the data");
+    throw InputError(dname + ": cannot allocate " + std::to_string(p.bytes) + " bytes for the data");
   }
-  const size_t n = read_growing(*data_src, v.data, static_cast<size_t>(bytes));
-  if (n < bytes)
-    throw InputError(dname + ": file is truncated: the data need " + std::to_string(bytes) + " bytes after vox_offset " +
-                     std::to_string(vox_offset) + ", found " + std::to_string(n));
-  data_src->finish();
-  if (data_src != &src) src.finish();
-  if (swapped && v.datatype != nifti_dt::rgb24) swap_bytes(v.data.data(), static_cast<size_t>(count), vsize);
+  const size_t n = read_growing(*p.data_src, v.data, static_cast<size_t>(p.bytes));
+  if (n < p.bytes) throw truncated_error(p, n);
+  finish_sources(src, p);
+  if (p.swapped && v.datatype != nifti_dt::rgb24) swap_bytes(v.data.data(), static_cast<size_t>(p.count), p.vsize);
   return v;
 }
 
-}  // namespace
-
-Volume read_nifti(const fs::path& file) {
-  std::string path = file.string();
-  std::string header_path = path;
+// The header file of `file` (the .hdr of an .img) and its source (inflating a .gz); `pair_path` is set
+// when the header is a .hdr (its .img is looked for next to it).
+std::unique_ptr<ByteSource> open_header(const fs::path& file, std::string& header_path, std::string& pair_path) {
+  const std::string path = file.string();
+  header_path = path;
   // An .img given for a pair: read its .hdr (which then finds this .img again).
   if (ends_with(path, ".img") || ends_with(path, ".img.gz")) {
     std::string stem = path.substr(0, path.size() - (ends_with(path, ".gz") ? 7 : 4));
@@ -252,7 +290,46 @@ Volume read_nifti(const fs::path& file) {
   auto src = open_file_source(header_path);
   if (ends_with(header_path, ".gz")) src = open_gzip_source(std::move(src));
   const bool pair_name = ends_with(header_path, ".hdr") || ends_with(header_path, ".hdr.gz");
-  return parse(*src, header_path, pair_name ? header_path : std::string());
+  pair_path = pair_name ? header_path : std::string();
+  return src;
+}
+
+}  // namespace
+
+Volume read_nifti(const fs::path& file) {
+  std::string header_path, pair_path;
+  auto src = open_header(file, header_path, pair_path);
+  return parse(*src, header_path, pair_path);
+}
+
+NiftiHeader read_nifti_header(const fs::path& file) {
+  std::string header_path, pair_path;
+  auto src = open_header(file, header_path, pair_path);
+  ParsedHeader p;
+  parse_header(*src, header_path, pair_path, p);
+  locate_data(p, false);
+  return std::move(p.h);
+}
+
+NiftiHeader read_nifti_streaming(const fs::path& file, const NiftiDataConsumer& consume) {
+  std::string header_path, pair_path;
+  auto src = open_header(file, header_path, pair_path);
+  ParsedHeader p;
+  parse_header(*src, header_path, pair_path, p);
+  locate_data(p, true);
+  // Whole voxels per piece: 2^18 of them (256 KiB .. 2 MiB).
+  std::vector<uint8_t> buf(static_cast<size_t>(p.vsize) << 18);
+  uint64_t done = 0;
+  while (done < p.bytes) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), p.bytes - done));
+    const size_t n = p.data_src->read(buf.data(), want);
+    if (n < want) throw truncated_error(p, done + n);
+    if (p.swapped && p.h.datatype != nifti_dt::rgb24) swap_bytes(buf.data(), n / p.vsize, p.vsize);
+    consume(p.h, buf.data(), n);
+    done += n;
+  }
+  finish_sources(*src, p);
+  return std::move(p.h);
 }
 
 Volume read_nifti_memory(const uint8_t* bytes, size_t size, const std::string& name) {

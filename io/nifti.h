@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -121,6 +122,19 @@ Volume convert_datatype(const Volume& in, int datatype);
 
 // Reads a .nii, .nii.gz, .hdr (+ .img or .img.gz) or .img (+ .hdr). Throws pw::InputError.
 Volume read_nifti(const std::filesystem::path& file);
+// Reads only the header and the extensions of a .nii, .nii.gz, .hdr (+ .img or .img.gz) or .img (+ .hdr),
+// never the data: for a .nii.gz only the bytes up to vox_offset are inflated, so time and memory do not
+// depend on the image size. Same parser and header checks as read_nifti (pw::InputError); of the data it
+// checks only what sizes tell without reading: for a plain .nii or .img a file too short for vox_offset +
+// the data is refused as by read_nifti; for gzip the decoded size is unknown, so truncated or corrupt
+// data and a wrong CRC after vox_offset are NOT detected (read_nifti or read_nifti_streaming find them).
+NiftiHeader read_nifti_header(const std::filesystem::path& file);
+// Reads a file as read_nifti does (same checks, the gzip CRC included) but hands the data to `consume`
+// piece by piece instead of keeping them, so memory stays constant (a few MiB) whatever the image size:
+// each call gets the header and `n` bytes of whole voxels, in file order and the host's byte order.
+// Returns the header.
+using NiftiDataConsumer = std::function<void(const NiftiHeader& header, const uint8_t* data, size_t n)>;
+NiftiHeader read_nifti_streaming(const std::filesystem::path& file, const NiftiDataConsumer& consume);
 // Reads a single-file NIfTI (plain or gzip, detected from the gzip magic) held in memory; `name` is used
 // in error messages. Same parser as read_nifti; a pair header ("ni1"/"ni2") is refused (no .img).
 Volume read_nifti_memory(const uint8_t* bytes, size_t size, const std::string& name = "<memory>");

@@ -57,7 +57,7 @@ void swap_bytes(uint8_t* data, size_t n, int size) {
   }
 }
 
-void decode_header(const uint8_t* h, int version, bool sw, Volume& v, RawHeader& raw) {
+void decode_header(const uint8_t* h, int version, bool sw, NiftiHeader& v, RawHeader& raw) {
   raw.version = version;
   raw.swapped = sw;
   v.version = version;
@@ -128,7 +128,7 @@ void decode_header(const uint8_t* h, int version, bool sw, Volume& v, RawHeader&
   }
 }
 
-std::vector<uint8_t> encode_header(const Volume& v, int version, int64_t vox_offset) {
+std::vector<uint8_t> encode_header(const NiftiHeader& v, int version, int64_t vox_offset) {
   std::array<int64_t, 8> dims{v.ndim, 1, 1, 1, 1, 1, 1, 1};
   for (int i = 0; i < 7; ++i) dims[i + 1] = v.dims[i];
   const int16_t nbits = static_cast<int16_t>(8 * nifti_datatype_size(v.datatype));

@@ -25,12 +25,12 @@ struct RawHeader {
 };
 
 // Decodes a header of `version` (the bytes must hold kN1HeaderSize or kN2HeaderSize bytes) into the
-// Volume's plain fields (everything but ndim/dims/vox_offset/extensions/data) and `raw`.
-void decode_header(const uint8_t* bytes, int version, bool swapped, Volume& v, RawHeader& raw);
+// plain fields of `v` (everything but ndim/dims/vox_offset/extensions) and `raw`.
+void decode_header(const uint8_t* bytes, int version, bool swapped, NiftiHeader& v, RawHeader& raw);
 
 // Encodes v's header fields as a single-file header ("n+1" / "n+2") of `version`, host byte order,
 // with the given vox_offset; bitpix follows the datatype.
-std::vector<uint8_t> encode_header(const Volume& v, int version, int64_t vox_offset);
+std::vector<uint8_t> encode_header(const NiftiHeader& v, int version, int64_t vox_offset);
 
 template <class T>
 T load(const uint8_t* p, bool swapped) {

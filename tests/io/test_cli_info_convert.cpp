@@ -77,7 +77,12 @@ TEST_CASE("patchwork info/convert: exit codes and --help") {
     const std::string name = e.path().filename().string();
     if (name.rfind("bad_", 0) != 0 || name.find(".json") != std::string::npos) continue;
     INFO(name);
-    CHECK(pw::test::run_command(pw_cmd("info " + e.path().string()), &out) == 1);
+    // `info` reads only the header: a .nii.gz whose stream breaks after vox_offset (corrupt, truncated, bad
+    // CRC) passes it, and only reading the data (info --stats, convert) finds the error.
+    const bool data_only = name == "bad_gz_corrupt.nii.gz" || name == "bad_gz_crc.nii.gz" ||
+                           name == "bad_gz_truncated.nii.gz";
+    CHECK(pw::test::run_command(pw_cmd("info " + e.path().string()), &out) == (data_only ? 0 : 1));
+    CHECK(pw::test::run_command(pw_cmd("info --stats " + e.path().string()), &out) == 1);
     CHECK(out.find(name.substr(0, name.find('.'))) != std::string::npos);
     CHECK(out.find('\n') == out.size() - 1);  // one line
     CHECK(pw::test::run_command(pw_cmd("convert " + e.path().string() + " " + (dir / "bad.nii").string()), &out) == 1);
