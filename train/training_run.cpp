@@ -69,6 +69,7 @@ class TrainingRun {
   double elapsed() const { return std::chrono::duration<double>(clock::now() - t0_).count(); }
   // preparation
   void check_subjects();
+  void check_labels_present() const;
   void build_model();
   void build_optimizer();
   void resume();
@@ -145,6 +146,33 @@ void TrainingRun::check_subjects() {
     }
   if (!cfg_.balance.label_weight.empty() && static_cast<int>(cfg_.balance.label_weight.size()) != scheme_.num_labels)
     throw InputError("balance.label_weight: expected " + std::to_string(scheme_.num_labels) + " entries");
+  check_labels_present();
+}
+
+// A label that occurs in no training case trains a useless model: refused, naming it (the value of
+// categorical_label, else the label volume's number); one found in fewer than 5% of the cases gets a
+// warning. Only for subjects whose label volumes were counted when they were loaded.
+void TrainingRun::check_labels_present() const {
+  const int K = scheme_.num_labels;
+  std::vector<int> cases(K, 0);
+  for (const auto& s : train_) {
+    if (static_cast<int>(s.label_volume.size()) != K) return;
+    for (int k = 0; k < K; ++k) cases[k] += s.label_volume[k] > 0;
+  }
+  auto value = [&](int k) {
+    return std::to_string(scheme_.categorical_label.empty() ? k + 1 : scheme_.categorical_label[k]);
+  };
+  const int n = static_cast<int>(train_.size());
+  std::string absent;
+  for (int k = 0; k < K; ++k) {
+    if (cases[k] == 0) absent += (absent.empty() ? "" : ", ") + value(k);
+    else if (cases[k] < 0.05 * n && !opt_.quiet)
+      std::cerr << "warning: label " << value(k) << " occurs in only " << cases[k] << " of the " << n
+                << " training cases\n";
+  }
+  if (!absent.empty())
+    throw InputError("label " + absent + " occurs in none of the " + std::to_string(n) +
+                     " training cases (check categorical_label and the label files)");
 }
 
 // The patch generator and the model (label names from an MSD dataset.json when present).
