@@ -1,5 +1,7 @@
 #include "apply/demo.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -69,6 +71,8 @@ DemoResult run_demo(const DemoOptions& opt) {
   r.model = opt.out / "model.safetensors";
   to.out = r.model;
   to.quiet = opt.quiet;
+  to.progress_tty = isatty(2) != 0;  // one line updated in place on a terminal
+  to.log_every = 10;                 // else a plain line every 10 iterations
   train::Trainer trainer(cfg, to);
   trainer.set_predictor([](train::Model& m, train::Subject& s) { return predict_subject(m, s); });
   train::TrainResult res = trainer.run(tr, va);

@@ -465,16 +465,22 @@ void TrainingRun::record(int it, int64_t patches, double wait_s, const Iteration
   log_.flush();
 }
 
-// The progress line on stderr (a rewritten line on a terminal, else plain lines every log_every).
+// The progress line on stderr (a rewritten line on a terminal, else plain lines every log_every). When
+// the time limit, not num_its, ends the run, it counts time: "it 11  ...  35 s of 120 s, 85 s left".
 void TrainingRun::progress(int done, const IterationStats& st, const std::vector<double>& dice) const {
   if (opt_.quiet) return;
-  double rate = elapsed() / std::max(1, done - start_it_);
-  double eta = rate * (cfg_.num_its - done);
-  if (cfg_.time_limit_s > 0) eta = std::max(0.0, std::min(eta, cfg_.time_limit_s - elapsed()));
-  double tot = std::accumulate(st.level_loss.begin(), st.level_loss.end(), 0.0);
+  const double t = elapsed(), rate = t / std::max(1, done - start_it_);
+  const double by_its = rate * (cfg_.num_its - done);
+  const bool by_time = cfg_.time_limit_s > 0 && cfg_.time_limit_s - t < by_its;
+  const double tot = std::accumulate(st.level_loss.begin(), st.level_loss.end(), 0.0);
   char line[256];
-  std::snprintf(line, sizeof line, "it %d/%d  loss %.4f  %.2f s/it  ETA %s", done, cfg_.num_its, tot, rate,
-                fmt_duration(eta).c_str());
+  if (by_time)
+    std::snprintf(line, sizeof line, "it %d  loss %.4f  %.2f s/it  %s of %s, %s left", done, tot, rate,
+                  fmt_duration(t).c_str(), fmt_duration(cfg_.time_limit_s).c_str(),
+                  fmt_duration(std::max(0.0, cfg_.time_limit_s - t)).c_str());
+  else
+    std::snprintf(line, sizeof line, "it %d/%d  loss %.4f  %.2f s/it  ETA %s", done, cfg_.num_its, tot, rate,
+                  fmt_duration(by_its).c_str());
   std::string extra;
   if (!dice.empty()) {
     std::ostringstream o;
