@@ -15,6 +15,7 @@
 
 #include "engine/ops.h"
 #include "engine/optim.h"
+#include "io/atomic_file.h"
 #include "io/error.h"
 #include "kernels/parallel.h"
 #include "train/trainer.h"
@@ -286,7 +287,38 @@ void TrainingRun::restore_kept(const std::map<std::string, Tensor>& extra) {
   }
 }
 
+// A resumed run continues the log from the checkpoint's iteration: the run may have logged iterations
+// past the checkpoint before it stopped, and those are run (and logged) again now. So the log is first cut
+// back: each iteration line replaces any earlier line of the same or a later iteration (which also repairs
+// a log that already holds a resumed stretch twice), lines after the checkpoint's iteration, "final" records
+// (that run did not end there after all) and unreadable lines (a write cut short) are dropped. The result
+// replaces the log through a temporary file and a rename; then the run appends to it. Each iteration
+// appears once.
 void TrainingRun::open_log() {
+  if (start_it_ > 0 && fs::exists(logf_)) {
+    std::vector<std::pair<int64_t, std::string>> kept;
+    {
+      std::ifstream in(logf_);
+      if (!in) throw InputError(logf_.string() + ": cannot read the training log");
+      std::string line;
+      while (std::getline(in, line)) {
+        const json j = json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.is_object() || j.contains("final") || !j.contains("it") ||
+            !j["it"].is_number_integer())
+          continue;
+        const int64_t it = j["it"].get<int64_t>();
+        if (it > start_it_) continue;
+        while (!kept.empty() && kept.back().first >= it) kept.pop_back();
+        kept.emplace_back(it, line);
+      }
+    }
+    AtomicFile out(logf_);
+    for (const auto& k : kept) {
+      out.write(k.second.data(), k.second.size());
+      out.write("\n", 1);
+    }
+    out.commit();
+  }
   log_.open(logf_, start_it_ > 0 ? std::ios::app : std::ios::trunc);
   if (!log_) throw InputError(logf_.string() + ": cannot write the training log");
 }
@@ -466,7 +498,7 @@ void TrainingRun::record(int it, int64_t patches, double wait_s, const Iteration
 }
 
 // The progress line on stderr (a rewritten line on a terminal, else plain lines every log_every). When
-// the time limit, not num_its, ends the run, it counts time: "it 11  ...  35 s of 120 s, 85 s left".
+// the time limit, not num_its, ends the run, it counts time: "it 11  ...  0m35s of 2m00s, 1m25s left".
 void TrainingRun::progress(int done, const IterationStats& st, const std::vector<double>& dice) const {
   if (opt_.quiet) return;
   const double t = elapsed(), rate = t / std::max(1, done - start_it_);
