@@ -349,9 +349,12 @@ void Inference::check(const InferInput& input) const {
   if (input.data.ndim() != 4 || input.data.numel() != input.channels() * input.image.numel() ||
       input.data.dtype() != DType::f32)
     throw std::invalid_argument("infer: image data must be f32 [C, z, y, x] matching its dims");
-  if ((sc_.ndim == 2) != (input.image.s[2] == 1))
-    throw std::invalid_argument(std::string("the model is ") + (sc_.ndim == 2 ? "2D" : "3D") + " but the image is " +
-                                (input.image.s[2] == 1 ? "2D" : "3D"));
+  if ((sc_.ndim == 2) != (input.image.s[2] == 1)) {  // a one-slice volume may have dim[0] = 3: count slices
+    const train::Size3& s = input.image.s;
+    const std::string dims = std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" + std::to_string(s[2]);
+    throw std::invalid_argument(std::string("the model is ") + (sc_.ndim == 2 ? "2-D" : "3-D") + " but the image has " +
+                                (s[2] == 1 ? "one slice" : std::to_string(s[2]) + " slices") + " (" + dims + ")");
+  }
 }
 
 // A level's output voxel size along each IMAGE axis i: max over the patch axes a of

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "io/error.h"
+#include "io/nifti.h"
 
 namespace pw::apply {
 
@@ -44,6 +45,19 @@ Eigen::Matrix3d ModelNetwork::augmentation(int /*level*/, std::mt19937_64& rng) 
 
 InferInput load_input(const train::Model& model, const std::vector<std::filesystem::path>& files) {
   InferInput in;
+  // A 3-D model needs more than one slice. Checked from the header, before the data are read, and worded by
+  // the dims as stored: a one-slice volume (dim[0] = 3, e.g. 64x64x1) is not called "2-D".
+  if (model.spec().scheme.ndim == 3 && !files.empty()) {
+    const NiftiHeader h = read_nifti_header(files.front());
+    if (h.ndim < 3 || h.dims[2] == 1) {
+      std::string dims;
+      for (int i = 0; i < h.ndim; ++i) dims += (i ? "x" : "") + std::to_string(h.dims[i]);
+      const std::string what = h.ndim < 3 ? "a " + std::to_string(h.ndim) + "-D image (" + dims + ")"
+                                          : "a " + std::to_string(h.ndim) + "-D volume with one slice (" + dims + ")";
+      throw InputError(files.front().string() + ": the model is 3-D but the image is " + what +
+                       "; a 3-D model needs a volume with more than one slice");
+    }
+  }
   train::load_image_channels(files, model.spec().scheme, in.image, in.data);
   if (in.channels() != model.spec().image_channels)
     throw InputError(files.front().string() + ": the model expects " + std::to_string(model.spec().image_channels) +

@@ -8,6 +8,7 @@
 #include <Eigen/Dense>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -29,6 +30,16 @@ std::vector<int32_t> read_labels(const Volume& v, const std::string& name) {
   std::vector<int32_t> out(d.size());
   for (size_t i = 0; i < d.size(); ++i) {
     if (!std::isfinite(d[i])) throw InputError(name + ": label map contains NaN or infinite values");
+    // A probability map (apply --out-type float32) passed by mistake would be rounded into labels: refuse
+    // any value that is not an integer (up to float rounding of stored integers, e.g. through scl_slope).
+    if (std::fabs(d[i] - std::nearbyint(d[i])) > 1e-4 * std::max(1.0, std::fabs(d[i]))) {
+      const int64_t nx = v.dims[0], ny = v.ndim >= 2 ? v.dims[1] : 1, k = static_cast<int64_t>(i);
+      char msg[160];
+      std::snprintf(msg, sizeof msg, "holds non-integer values (e.g. %.6g at voxel (%lld,%lld,%lld))", d[i],
+                    static_cast<long long>(k % nx), static_cast<long long>(k / nx % ny),
+                    static_cast<long long>(k / (nx * ny)));
+      throw InputError(name + ": " + msg + ": eval compares label maps; use apply --out-type atls");
+    }
     out[i] = static_cast<int32_t>(std::lround(d[i]));
   }
   return out;

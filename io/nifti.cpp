@@ -182,6 +182,21 @@ void parse_header(ByteSource& src, const std::string& name, const std::string& p
     if (dt == "unknown") throw fail("unknown datatype code " + std::to_string(v.datatype));
     throw fail("unsupported datatype " + dt + " (code " + std::to_string(v.datatype) + ")");
   }
+  // A non-finite sform. nifti_clib (nifti_convert_nhdr2nim) copies srow_x/y/z into sto_xyz unchecked whenever
+  // sform_code > 0 (unlike quatern_* and qoffset_*, which it passes through FIXED_FLOAT) and never falls back
+  // to the qform: the sform stays the image's geometry and the NaN reaches every world coordinate. Patchwork
+  // does the same selection (io/nifti.h) but refuses the file here, naming it, instead of failing later with
+  // a "singular affine"; it does not silently switch to a qform that the file says is not the one to use.
+  if (v.sform_code > 0)
+    for (int r = 0; r < 3; ++r)
+      for (int c = 0; c < 4; ++c)
+        if (!std::isfinite(v.srow[r][c])) {
+          const double x = v.srow[r][c];
+          throw fail("the sform (sform_code " + std::to_string(v.sform_code) + ") holds a non-finite value: srow_" +
+                     std::string(1, "xyz"[r]) + "[" + std::to_string(c) + "] = " +
+                     (std::isnan(x) ? "nan" : x > 0 ? "inf" : "-inf") +
+                     " (fix the sform, or set sform_code to 0 to use the qform)");
+        }
   uint64_t bytes;
   if (__builtin_mul_overflow(count, static_cast<uint64_t>(vsize), &bytes) || bytes > (uint64_t(1) << 62))
     throw fail("dims " + p.dims_text + " of " + nifti_datatype_name(v.datatype) +

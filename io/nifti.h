@@ -4,6 +4,9 @@
 // Geometry rule (used everywhere in Patchwork): the world affine is the sform when sform_code > 0,
 // else the qform when qform_code > 0, else diag(pixdim[1], pixdim[2], pixdim[3], 1) (NIfTI "method 1").
 // Voxel indices are 0-based, world = affine * [i, j, k, 1]^T, in the units of xyzt_units (usually mm).
+// The readers refuse a file whose sform_code > 0 but whose srow_x/y/z hold NaN or infinity (pw::InputError
+// naming the file: nifti_clib would use that sform as it is, so no silent fallback to the qform); a
+// non-finite quatern_* or qoffset_* counts as 0 in the qform (nifti_clib's FIXED_FLOAT).
 #pragma once
 #include <Eigen/Core>
 

@@ -114,7 +114,9 @@ std::vector<float> Volume::to_float() const {
 
 Eigen::Matrix4d NiftiHeader::qform_affine() const {
   // nifti_quatern_to_mat44: a = sqrt(1 - b^2 - c^2 - d^2) (renormalised when that is ~0 or negative).
-  double b = quatern_b, c = quatern_c, d = quatern_d;
+  // A non-finite quatern_* or qoffset_* counts as 0, as nifti_clib's FIXED_FLOAT makes it when reading.
+  auto fixed = [](double x) { return std::isfinite(x) ? x : 0.0; };
+  double b = fixed(quatern_b), c = fixed(quatern_c), d = fixed(quatern_d);
   double a = 1.0 - (b * b + c * c + d * d);
   if (a < 1e-7) {
     double s = 1.0 / std::sqrt(b * b + c * c + d * d);
@@ -137,7 +139,7 @@ Eigen::Matrix4d NiftiHeader::qform_affine() const {
   m(2, 0) = 2 * (b * d - a * c) * xd;
   m(2, 1) = 2 * (c * d + a * b) * yd;
   m(2, 2) = (a * a + d * d - c * c - b * b) * zd * qfac;
-  m(0, 3) = qoffset_x, m(1, 3) = qoffset_y, m(2, 3) = qoffset_z;
+  m(0, 3) = fixed(qoffset_x), m(1, 3) = fixed(qoffset_y), m(2, 3) = fixed(qoffset_z);
   return m;
 }
 

@@ -1,9 +1,13 @@
 #include "train/config.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <set>
 
+#include "engine/nn.h"
 #include "io/error.h"
 #include "train/json_check.h"
 
@@ -69,6 +73,58 @@ static const std::vector<std::string>& own_keys() {
   return keys;
 }
 
+// The network block (every level's U-Net), checked when the config is read, before any data: unknown keys
+// (with a "did you mean"), the keys the scheme sets and the values (engine UNetConfig). The block itself is
+// kept as given (train/model.cpp builds the U-Nets).
+static UNetConfig check_network(const json& n) {
+  auto shown = [](const json& v) {
+    std::string t = v.dump();
+    return t.size() > 60 ? t.substr(0, 57) + "..." : t;
+  };
+  if (!n.is_object()) throw InputError("network: expected an object, got " + shown(n));
+  check_keys(n, {"type", "features", "convs_per_block", "norm", "activation", "leaky_slope", "down", "up", "dims",
+                 "in_channels", "out_channels"},
+             "network");
+  for (const char* k : {"dims", "in_channels", "out_channels"})
+    if (n.contains(k)) throw InputError(std::string("network: '") + k + "' is set by the scheme, leave it out");
+  if (n.contains("features")) {
+    const json& f = n["features"];
+    bool ok = f.is_array() && !f.empty() && f.size() <= 8;
+    if (ok)
+      for (const auto& e : f) ok = ok && e.is_number_integer() && e.get<int64_t>() >= 1;
+    if (!ok)
+      throw InputError("network.features: expected a list of 1 to 8 positive channel counts (one per U-Net level), "
+                       "got " + shown(f));
+  }
+  UNetConfig u;
+  try {
+    u = UNetConfig::from_json(n);
+  } catch (const InputError& e) {  // "unet <key>: ..." -> "network.<key>: ..."
+    const std::string m = e.what();
+    throw InputError(m.rfind("unet ", 0) == 0 ? "network." + m.substr(5) : "network: " + m);
+  }
+  return u;
+}
+
+// The patch sizes that the U-Net's number of levels needs (train/model.cpp checks them again when it builds
+// the blocks). Checked by TrainConfig::load, so that `train` finds them before any data are read;
+// from_json leaves them to the model, so that a config can be parsed whatever its patch sizes.
+static void check_network_sizes(const TrainConfig& c) {
+  const Scheme& scheme = c.scheme;
+  const UNetConfig u = check_network(c.network);
+  const int64_t mult = int64_t{1} << (u.features.size() - 1);
+  for (int level = 0; level < scheme.depth && level < static_cast<int>(scheme.patch_size.size()); ++level) {
+    for (int a = 0; a < scheme.ndim; ++a)
+      if (scheme.patch_size[level][a] % mult != 0)
+        throw InputError("scheme.patch_size: level " + std::to_string(level) + " sizes must be multiples of " +
+                         std::to_string(mult) + " for a U-Net with " + std::to_string(u.features.size()) +
+                         " levels (network.features)");
+    if (level < static_cast<int>(scheme.out_patch_size.size()) &&
+        scheme.out_patch_size[level] != scheme.patch_size[level])
+      throw InputError("scheme.out_patch_size: the U-Net keeps the matrix size; out_patch_size must equal patch_size");
+  }
+}
+
 static int positive(const json& j, const char* key, int min = 1) {
   int v = json_int(j[key], key);
   if (v < min) throw InputError(std::string(key) + ": must be >= " + std::to_string(min) + ", got " + std::to_string(v));
@@ -87,10 +143,8 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
   c.scheme = Scheme::from_json(sj);
   const int depth = c.scheme.depth;
 
-  if (j.contains("network")) {
-    if (!j["network"].is_object()) throw InputError("network: expected an object");
-    c.network = j["network"];
-  }
+  if (j.contains("network")) c.network = j["network"];
+  check_network(c.network);
   if (j.contains("intermediate_out")) c.intermediate_out = positive(j, "intermediate_out", 0);
   if (j.contains("intermediate_loss")) c.intermediate_loss = json_bool(j["intermediate_loss"], "intermediate_loss");
   if (j.contains("block_out") && !j["block_out"].is_null()) {
@@ -224,18 +278,37 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
 }
 
 TrainConfig TrainConfig::load(const fs::path& file) {
-  std::ifstream in(file);
-  if (!in) throw InputError(file.string() + ": cannot open the config file");
+  // Read the whole file first, so that a folder or an unreadable file gives one line naming it (a folder
+  // opens as a stream on Linux, and reading it would surface as "basic_filebuf::underflow error").
+  const std::string name = file.string();
+  std::error_code ec;
+  const fs::file_status st = fs::status(file, ec);
+  if (st.type() == fs::file_type::not_found) throw InputError(name + ": config file not found");
+  if (st.type() == fs::file_type::directory) throw InputError(name + ": is a folder, not a config file");
+  std::string text;
+  {
+    errno = 0;
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw InputError(name + ": cannot read the config file (" + std::strerror(errno ? errno : EACCES) + ")");
+    try {
+      text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    } catch (const std::exception&) {
+      in.setstate(std::ios::badbit);
+    }
+    if (in.bad()) throw InputError(name + ": cannot read the config file");
+  }
   json j;
   try {
-    j = json::parse(in, nullptr, true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
-    throw InputError(file.string() + ": not valid JSON (" + e.what() + ")");
+    j = json::parse(text, nullptr, true, /*ignore_comments=*/true);
+  } catch (const json::exception& e) {  // parse_error; out_of_range for a number beyond a double's range
+    throw InputError(name + ": not valid JSON (" + e.what() + ")");
   }
   try {
-    return from_json(j, file.parent_path());
+    TrainConfig c = from_json(j, file.parent_path());
+    check_network_sizes(c);
+    return c;
   } catch (const InputError& e) {
-    throw InputError(file.string() + ": " + e.what());
+    throw InputError(name + ": " + e.what());
   }
 }
 

@@ -25,7 +25,7 @@ static size_t edit_distance(const std::string& a, const std::string& b) {
 
 std::string closest_key(const std::string& key, const std::vector<std::string>& candidates) {
   std::string best;
-  size_t best_d = 4;
+  size_t best_d = 3;  // suggest only within 2 edits
   for (const auto& c : candidates) {
     size_t d = edit_distance(key, c);
     if (d < best_d) {

@@ -11,7 +11,7 @@ namespace pw::train {
 // object `j` not in `allowed`; also throws when `j` is not an object.
 void check_keys(const nlohmann::json& j, const std::vector<std::string>& allowed, const std::string& where);
 
-// The closest of `candidates` to `key` by edit distance, or "" when none is within 3 edits.
+// The closest of `candidates` to `key` by edit distance, or "" when none is within 2 edits.
 std::string closest_key(const std::string& key, const std::vector<std::string>& candidates);
 
 // Typed reads that name the key on a wrong type: pw::InputError("<key>: expected <type>, got <json>").
