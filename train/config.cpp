@@ -277,6 +277,9 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
   return c;
 }
 
+// The deepest JSON nesting TrainConfig::load accepts (a config is a few levels deep).
+constexpr int kMaxJsonDepth = 256;
+
 TrainConfig TrainConfig::load(const fs::path& file) {
   // Read the whole file first, so that a folder or an unreadable file gives one line naming it (a folder
   // opens as a stream on Linux, and reading it would surface as "basic_filebuf::underflow error").
@@ -298,9 +301,16 @@ TrainConfig TrainConfig::load(const fs::path& file) {
     if (in.bad()) throw InputError(name + ": cannot read the config file");
   }
   json j;
+  // Parsing is iterative, but copying and printing a JSON value recurse: 10^5 nested '[' overflowed the stack.
+  auto nesting = [](int depth, json::parse_event_t, json&) {
+    if (depth > kMaxJsonDepth) throw InputError("nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    return true;
+  };
   try {
-    j = json::parse(text, nullptr, true, /*ignore_comments=*/true);
+    j = json::parse(text, nesting, true, /*ignore_comments=*/true);
   } catch (const json::exception& e) {  // parse_error; out_of_range for a number beyond a double's range
+    throw InputError(name + ": not valid JSON (" + e.what() + ")");
+  } catch (const InputError& e) {
     throw InputError(name + ": not valid JSON (" + e.what() + ")");
   }
   try {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "io/error.h"
 
@@ -62,7 +63,10 @@ double json_number(const json& v, const std::string& key) {
 int json_int(const json& v, const std::string& key) {
   if (!v.is_number_integer() && !(v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()))
     throw InputError(key + ": expected an integer, got " + short_dump(v));
-  return static_cast<int>(v.get<double>());
+  const double d = v.get<double>();  // converting a double outside int's range is undefined behaviour
+  if (!(d >= std::numeric_limits<int>::min() && d <= std::numeric_limits<int>::max()))
+    throw InputError(key + ": " + short_dump(v) + " is out of range");
+  return static_cast<int>(d);
 }
 
 bool json_bool(const json& v, const std::string& key) {

@@ -1,6 +1,8 @@
 #include "train/model.h"
 
+#include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "engine/nn.h"
 #include "engine/ops.h"
@@ -100,7 +102,22 @@ ModelSpec ModelSpec::from_json(const json& j) {
     s.forward_type = json_string(j.at("forward_type"), "forward_type") == "mult" ? ForwardType::mult : ForwardType::simple;
     s.identical_blocks = json_bool(j.at("identical_blocks"), "identical_blocks");
     s.intermediate_loss = json_bool(j.at("intermediate_loss"), "intermediate_loss");
-    if (j.contains("final_block")) s.final_block = j["final_block"];
+    if (j.contains("final_block") && !j["final_block"].is_null()) {  // as TrainConfig writes it: Model() reads it
+      const json& f = j["final_block"];
+      check_keys(f, {"features", "convs"}, "final_block");
+      for (const char* k : {"features", "convs"})
+        if (f.contains(k) && (!f[k].is_number_integer() || f[k].get<int64_t>() < (k[0] == 'f' ? 1 : 0) ||
+                              f[k].get<int64_t>() > std::numeric_limits<int>::max()))
+          throw InputError(std::string("final_block.") + k + ": expected a count, got " + f[k].dump());
+      s.final_block = f;
+    }
+    // Channel counts: >= 1, and every level's block input (block_in_channels) within an int.
+    if (s.image_channels < 1 || s.in_channels < 1) throw InputError("image_channels, in_channels: must be >= 1");
+    for (int oc : s.out_channels)
+      if (oc < 1) throw InputError("out_channels: must be >= 1");
+    for (int oc : s.out_channels)
+      if (int64_t{s.in_channels} * (int64_t{oc} + 1) + oc > std::numeric_limits<int>::max())
+        throw InputError("in_channels, out_channels: too many channels");
     for (const auto& t : j.at("thresholds")) s.thresholds.push_back(json_number(t, "thresholds"));
     for (const auto& n : j.at("label_names")) s.label_names.push_back(json_string(n, "label_names"));
     s.augment = Augment::from_json(j.at("augment"), s.scheme.ndim);
@@ -362,16 +379,58 @@ void Model::save(const std::filesystem::path& file, const std::map<std::string, 
   save_safetensors(file, all, meta);
 }
 
+// A lower bound of the weights the blocks of `s` hold, known before they are allocated: every conv of the
+// U-Net encoder and decoder blocks, the heads and the final block has at least cin * cout weights (double:
+// no overflow). Model::load compares it with the weights in the file, so that a corrupt description
+// (features [1000000000], convs_per_block 10^8) is refused instead of exhausting the memory.
+static double min_weights(const ModelSpec& s) {
+  double n = 0;
+  auto block = [&](double cin, double cout, double convs) { n += cin * cout + (convs - 1) * cout * cout; };
+  for (int k = 0; k < s.scheme.depth; ++k) {
+    if (s.identical_blocks && k > 0) break;
+    const UNetConfig c = block_config(s, k);
+    const size_t L = c.features.size();
+    for (size_t l = 0; l < L; ++l)
+      block(double(l == 0 ? c.in_channels : c.features[l - 1]), double(c.features[l]), c.convs_per_block);
+    for (size_t l = 0; l + 1 < L; ++l)
+      block(double(c.up == UpKind::transposed_conv ? c.features[l] : c.features[l + 1]) + double(c.features[l]),
+            double(c.features[l]), c.convs_per_block);
+    n += double(c.features[0]) * double(c.out_channels);
+  }
+  if (!s.final_block.is_null()) {
+    const double ch = s.out_channels.back(), f = s.final_block.value("features", 16);
+    const double convs = s.final_block.value("convs", 1);
+    n += convs > 0 ? ch * f + (convs - 1) * f * f + f * ch : ch * ch;
+  }
+  return n;
+}
+
 Model Model::load(const std::filesystem::path& file, Device device, std::map<std::string, Tensor>* extra,
                   std::map<std::string, std::string>* extra_meta) {
   SafetensorsContent c = load_safetensors(file);
   auto it = c.metadata.find("patchwork");
   if (it == c.metadata.end()) throw InputError(file.string() + ": not a patchwork model (no 'patchwork' metadata)");
-  json j = json::parse(it->second, nullptr, false);
+  // At most 256 levels deep: copying and printing a JSON value recurse (10^5 nested '[' overflowed the stack).
+  bool too_deep = false;
+  auto nesting = [&](int depth, json::parse_event_t, json&) {
+    if (depth > 256) too_deep = true;
+    return !too_deep;  // false: drop the value (the parse goes on, iteratively)
+  };
+  json j = json::parse(it->second, nesting, false);
+  if (too_deep) throw InputError(file.string() + ": the model description is nested deeper than 256 levels");
   if (j.is_discarded()) throw InputError(file.string() + ": the model description is not valid JSON");
   ModelSpec spec;
   try {
     spec = ModelSpec::from_json(j);
+    double have = 0;  // the weights in the file
+    for (const auto& kv : c.tensors)
+      if (kv.first.compare(0, 5, "level") == 0 || kv.first.compare(0, 6, "final.") == 0) have += kv.second.numel();
+    const double need = min_weights(spec);
+    if (need > have) {
+      char msg[160];
+      std::snprintf(msg, sizeof msg, "the model description needs at least %.6g weights, the file holds %.6g", need, have);
+      throw InputError(std::string(msg) + " (corrupt or mismatched model file)");
+    }
   } catch (const InputError& e) {
     throw InputError(file.string() + ": " + e.what());
   }
