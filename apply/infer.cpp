@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "engine/ops.h"
+#include "engine/finite.h"
 #include "engine/ops_patch.h"
 #include "io/error.h"
 #include "train/model.h"
@@ -443,7 +444,7 @@ void Inference::stitch(int level, const Tensor& prob, const std::vector<PatchRec
 // Logits holding NaN or infinity are an error naming the level (a scan per batch on the host; on a
 // GPU one reduction per batch and one download per level, before anything is written).
 LevelResult Inference::evaluate_level(int chunk, int level, const std::vector<PatchRec>& cur, const Parents& par) {
-  train::FiniteCheck finite;
+  FiniteCheck finite;
   auto check_finite = [&] {
     if (!finite.ok())
       throw InputError("level " + std::to_string(level) +

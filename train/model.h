@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/autograd.h"
+#include "engine/finite.h"
 #include "train/config.h"
 #include "train/scheme.h"
 
@@ -29,22 +30,6 @@ namespace pw::train {
 // parent_mats [P, (d+1)^2] (voxel of level `level`'s patch -> voxel of the parent's output patch,
 // kernel axis order), with the scheme's interp_type; differentiable with respect to X.
 Var crop_parent_outputs(const Var& X, const Tensor& parent_mats, const Scheme& scheme, int level);
-
-// Finiteness of f32 tensors (no NaN, no infinity; other dtypes always pass) at the cost of one
-// one-number download at most: a tensor on the host is scanned when added; a tensor on a GPU is
-// reduced there with engine ops, sum(0 * t), which is exactly 0 when every value is finite (0 * inf
-// is NaN, a NaN survives the sum, and a sum of zeros cannot overflow), the sums accumulating on the
-// device until ok() downloads one number.
-class FiniteCheck {
- public:
-  void add(const Tensor& t);
-  bool ok();  // every tensor added so far is finite
- private:
-  bool host_bad_ = false;
-  Var device_sum_;
-};
-bool all_finite(const Tensor& t);
-bool all_finite(const std::vector<Tensor>& ts);
 
 // Everything `patchwork apply` needs besides the weights; stored as JSON in the model file.
 struct ModelSpec {

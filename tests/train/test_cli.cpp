@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "train/phantom.h"
+#include "cli_fixture.h"
 #include "common/test_util.h"
 #include "engine/safetensors.h"
 #include "train/model.h"
@@ -15,40 +16,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void write_json(const fs::path& f, const json& j) { std::ofstream(f) << j.dump(2); }
-
-json tiny_config() {
-  return {{"depth", 2},
-          {"ndim", 2},
-          {"scheme", {{"patch_size", {16, 16}}, {"fov_rel", 0.9}, {"destvox_rel", 1}}},
-          {"categorical_label", {1, 2}},
-          {"categorical", true},
-          {"normalize_input", "m0s1"},
-          {"network", {{"features", {4, 8}}}},
-          {"num_its", 3},
-          {"num_patches", 4},
-          {"batch_size", 4},
-          {"validation_every", 2},
-          {"dataset",
-           {{"pairs",
-             {{{"image", "img0.nii.gz"}, {"label", "lab0.nii.gz"}},
-              {{"image", "img1.nii.gz"}, {"label", "lab1.nii.gz"}},
-              {{"image", "img2.nii.gz"}, {"label", "lab2.nii.gz"}}}},
-            {"validation", {"img2"}}}}};
-}
+using pw::test::tiny_config;
+using pw::test::write_json;
 
 }  // namespace
 
 TEST_CASE("cli: patchwork train writes the model, log and checkpoint; resumes; refuses typos") {
   fs::path dir = pw::test::temp_dir("cli_train");
-  for (int i = 0; i < 3; ++i) {
-    pw::PhantomOptions o;
-    o.dims = {40, 40, 1};
-    o.num_labels = 2;
-    o.seed = 50 + i;
-    pw::write_phantom(pw::make_phantom(o), (dir / ("img" + std::to_string(i) + ".nii.gz")).string(),
-                      (dir / ("lab" + std::to_string(i) + ".nii.gz")).string());
-  }
+  pw::test::write_phantoms(dir, 3, 2, 50);
   write_json(dir / "cfg.json", tiny_config());
   const std::string bin = pw::test::patchwork_bin();
   std::string out;

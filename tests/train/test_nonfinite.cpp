@@ -10,6 +10,7 @@
 
 #include "apply/demo.h"
 #include "apply/model_network.h"
+#include "cli_fixture.h"
 #include "common/test_util.h"
 #include "engine/safetensors.h"
 #include "io/error.h"
@@ -250,14 +251,7 @@ TEST_CASE("nonfinite: Model::save and Model::load refuse non-finite weights, nam
 
 TEST_CASE("nonfinite: cli: train with a diverging rate and apply of a NaN model exit 1 with one line") {
   const fs::path dir = pw::test::temp_dir("cli_nonfinite");
-  for (int i = 0; i < 2; ++i) {
-    PhantomOptions o;
-    o.dims = {40, 40, 1};
-    o.num_labels = 1;
-    o.seed = 60 + i;
-    write_phantom(make_phantom(o), (dir / ("img" + std::to_string(i) + ".nii.gz")).string(),
-                  (dir / ("lab" + std::to_string(i) + ".nii.gz")).string());
-  }
+  pw::test::write_phantoms(dir, 2, 1, 60);
   json cfg = tiny(1e6, 10);
   cfg["dataset"] = {{"pairs",
                      {{{"image", "img0.nii.gz"}, {"label", "lab0.nii.gz"}},
