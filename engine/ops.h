@@ -64,4 +64,17 @@ Var cross_entropy(const Var& logits, const Tensor& target, const std::vector<flo
 Var soft_dice(const Var& probs, const Tensor& target_onehot, bool per_sample = false, float smooth = 1.0f,
               const Tensor* mask = nullptr);
 
+// ---- many classes embedded in m dimensions (ops_candidate.cpp) -------------------------------
+// Class c's response at a voxel with features f (m channels) is z_c = <f, e_c> + b_c (embedding
+// C,m; bias C). Candidate-sampling cross entropy: features N,m,spatial; candidates i32 N,T,spatial,
+// slot 0 = the true class (-1: the voxel gives no loss), slots 1..T-1 = sampled classes, whose logits
+// get neg_offset added (the sampling correction); the mean over counted voxels of the softmax CE over
+// the T slots, with gradients for features, embedding and bias. T <= 64, m <= 32.
+Var candidate_cross_entropy(const Var& features, const Var& embedding, const Var& bias, const Tensor& candidates,
+                            float neg_offset = 0.f);
+// The class of maximal response per voxel: features m,spatial -> i32 spatial (outside the graph). A
+// voxel with all m features exactly 0 is class 0; with min_prob > 0 the best class >= 1 is kept only
+// where its softmax probability over all C classes reaches min_prob, else class 0.
+Tensor max_response_class(const Tensor& features, const Tensor& embedding, const Tensor& bias, float min_prob = 0.f);
+
 }  // namespace pw

@@ -35,6 +35,7 @@
   PW_KERNELS_NORM(X)          \
   PW_KERNELS_ELEMENTWISE(X)   \
   PW_KERNELS_LOSS(X)          \
+  PW_KERNELS_CANDIDATE(X)     \
   PW_KERNELS_OPTIM(X)         \
   PW_KERNELS_GATHER(X)        \
   PW_KERNELS_SCATTER(X)       \

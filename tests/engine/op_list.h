@@ -43,6 +43,8 @@
   X(bce_with_logits, "") /* with respect to the logits; targets and masks are data */                           \
   X(cross_entropy, "")                                                                                          \
   X(soft_dice, "")                                                                                              \
+  X(candidate_cross_entropy, "") /* with respect to features, embedding and bias */                           \
+  X(max_response_class, "a class index per voxel (argmax), outside the graph")                                \
   /* engine/ops_patch.h */                                                                                      \
   X(gather_patches, "") /* with respect to the source */                                                        \
   X(gather_patches_nested, "") /* with respect to the parents */                                                \

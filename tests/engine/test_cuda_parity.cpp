@@ -317,6 +317,48 @@ PW_PARITY_CASE(cross_entropy, "ignore label -1, class weights, mask; a bad class
                        std::invalid_argument);
 }
 
+// Candidates [N, T, spatial] of classes in [0, C): slot 0 = the true class (-1 with probability
+// `ignore`), the other slots drawn uniformly.
+Tensor candidate_slots(const Shape& vox, int64_t T, int C, uint32_t seed, double ignore) {
+  Shape sh = vox;
+  sh.insert(sh.begin() + 1, T);
+  Tensor c = labels(sh, C, seed);
+  Tensor truth = labels(vox, C, seed + 1, ignore);
+  const int64_t N = vox[0], S = truth.numel() / N;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t s = 0; s < S; ++s) c.i32()[n * T * S + s] = truth.i32()[n * S + s];
+  return c;
+}
+
+PW_PARITY_CASE(candidate_cross_entropy, "3D and 2D, ignored voxels, correction offset, repeated candidates") {
+  const int C = 9;
+  for (const Shape& vox : {Shape{2, 7, 6, 5}, Shape{3, 11, 13}}) {
+    const int64_t m = 5, T = 4;
+    Shape fs = vox;
+    fs.insert(fs.begin() + 1, m);
+    Tensor cand = candidate_slots(vox, T, C, 160, 0.2);
+    check_parity("candidate_cross_entropy " + shape_str(fs),
+                 {random_tensor(fs, 161, -1.f, 1.f), random_tensor({C, m}, 162, -1.f, 1.f), random_tensor({C}, 163)},
+                 [&](const std::vector<Var>& v, Device dev) {
+                   return candidate_cross_entropy(v[0], v[1], v[2], cand.to(dev), 0.7f);
+                 });
+  }
+}
+
+PW_PARITY_CASE(max_response_class, "argmax, uncovered voxels, minimal probability") {
+  const int64_t m = 6, C = 70;
+  Tensor f = random_tensor({m, 9, 10, 11}, 170, -2.f, 2.f);
+  for (int64_t s = 0; s < 990; s += 13)
+    for (int64_t j = 0; j < m; ++j) f.f32()[j * 990 + s] = 0.f;  // no patch landed there
+  for (float min_prob : {0.f, 0.2f})
+    check_parity("max_response_class min_prob " + std::to_string(min_prob),
+                 {f, random_tensor({C, m}, 171), random_tensor({C}, 172)},
+                 [min_prob](const std::vector<Var>& v, Device) {
+                   return constant(max_response_class(v[0]->value, v[1]->value, v[2]->value, min_prob));
+                 },
+                 false);
+}
+
 PW_PARITY_CASE(soft_dice, "of softmax probabilities, per channel and per sample, with and without a mask") {
   // Soft Dice on softmax probabilities against one-hot targets.
   Tensor onehot = Tensor::zeros(kLossShape);

@@ -215,6 +215,19 @@ PW_GRADIENT_CASE(cross_entropy, "with respect to the logits; ignore label, class
              {random_tensor(kSmall, 44, -3.f, 3.f)});
 }
 
+PW_GRADIENT_CASE(candidate_cross_entropy, "features, embedding and bias; ignored voxel, repeated and corrected candidates") {
+  // N = 2, m = 3, 5 voxels, T = 4 slots of 6 classes; voxel 3 of sample 1 is ignored (-1).
+  const std::vector<int32_t> c = {0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 1, 1, 5, 4, 0, 2, 3, 4, 5, 0,
+                                  5, 4, -1, 2, 1, 0, 1, 2, 3, 4, 1, 2, 3, 4, 5, 3, 3, 0, 0, 2};
+  Tensor cand = Tensor::empty({2, 4, 5}, DType::i32);
+  std::copy(c.begin(), c.end(), cand.i32());
+  for (float offset : {0.f, 1.2f})
+    check_grad("offset " + std::to_string(offset),
+               [&](const std::vector<Var>& v) { return candidate_cross_entropy(v[0], v[1], v[2], cand, offset); },
+               {random_tensor({2, 3, 5}, 48, -1.f, 1.f), random_tensor({6, 3}, 49, -1.f, 1.f),
+                random_tensor({6}, 50, -0.5f, 0.5f)});
+}
+
 PW_GRADIENT_CASE(soft_dice, "with respect to the probabilities; per channel and per sample, masked") {
   Tensor onehot = Tensor::zeros(kSmall);
   for (int64_t n = 0; n < 2; ++n)

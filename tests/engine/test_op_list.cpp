@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/candidate.h"
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
 #include "kernels/gather.h"
