@@ -2,6 +2,7 @@
 
 #include "apply/model_network.h"
 #include "apply/preview.h"
+#include "apply/responses.h"
 #include "io/error.h"
 #include "io/nifti.h"
 
@@ -47,12 +48,16 @@ Prediction apply_case(train::Model& model, const std::vector<std::filesystem::pa
                       const std::filesystem::path& output, const ApplyRequest& req) {
   const train::ModelSpec& spec = model.spec();
   LabelInfo info = label_info(spec, req);
+  const bool embedded = spec.scheme.candidate_sampling.enabled();
+  if (embedded && req.out_type.kind != OutKind::atls && req.out_type.kind != OutKind::mask)
+    throw UsageError("--out-type: a candidate_sampling model gives class labels only (atls or mask), not probabilities");
   InferInput in = load_input(model, inputs);
   Prediction pred;
   {
     ModelNetwork net(model, req.augment);  // holds a reference to the input (and smoothing caches)
     pred = infer(net, in, req.infer);
   }
+  if (embedded) classify_prediction(pred, model, req.ce_threshold);
   if (req.preview.empty()) in.data = Tensor();  // the input is not needed any more: free it before the output
   {
     Volume v = make_output(pred, req.out_type, info);
@@ -60,6 +65,7 @@ Prediction apply_case(train::Model& model, const std::vector<std::filesystem::pa
   }
   if (!req.preview.empty()) write_preview(in, pred, info, req.preview);
   pred.prob = std::vector<float>();
+  pred.classes = std::vector<int32_t>();
   return pred;
 }
 

@@ -46,7 +46,7 @@ train::Subject phantom_subject(const std::string& name, const Phantom& p, const 
   for (int r = 0; r < 4; ++r)
     for (int c = 0; c < 4; ++c) img.A(r, c) = p.affine[r * 4 + c];
   img.s = p.dims;
-  Tensor data = Tensor::from_vector({1, p.dims[2], p.dims[1], p.dims[0]}, p.image);
+  Tensor data = Tensor::from_vector({p.channels, p.dims[2], p.dims[1], p.dims[0]}, p.image);
   std::vector<float> lab(p.labels.begin(), p.labels.end());
   Tensor labels = Tensor::from_vector({1, p.dims[2], p.dims[1], p.dims[0]}, lab);
   return train::make_subject(name, img, data, labels, sc, false);

@@ -180,11 +180,13 @@ struct LevelResult {
 };
 
 // Probabilities [B, K, s] of the label logits (the first K of the Cout channels): softmax over the
-// K classes when categorical, else a sigmoid per channel; on the logits' device.
-Tensor label_probabilities(const Tensor& logits, int64_t K, bool categorical) {
+// K classes when categorical, else a sigmoid per channel; on the logits' device. A candidate_sampling
+// model's K = m response features are returned as they are (apply/responses.h decides the classes).
+Tensor label_probabilities(const Tensor& logits, int64_t K, const Scheme& sc) {
   Var l = constant(logits);
   if (logits.dim(1) != K) l = slice(l, 0, K);
-  return (categorical ? softmax(l) : sigmoid(l))->value;
+  if (sc.candidate_sampling.enabled()) return l->value;
+  return (sc.categorical ? softmax(l) : sigmoid(l))->value;
 }
 
 // The lazy-evaluation attention of each patch: the mean or max over the patch of the foreground
@@ -344,6 +346,9 @@ void Inference::check(const InferInput& input) const {
   if (!(opt_.lazy_fraction > 0 && opt_.lazy_fraction <= 1)) throw std::invalid_argument("lazy_fraction must be in (0, 1]");
   if (opt_.batch_size < 1) throw std::invalid_argument("batch_size must be >= 1");
   if (opt_.sparse_suppression < 0) throw std::invalid_argument("sparse_suppression must be >= 0");
+  if (sc_.candidate_sampling.enabled() && opt_.lazy_fraction < 1)
+    throw std::invalid_argument("lazy evaluation (lazy_fraction < 1) is not available for a candidate_sampling model "
+                                "(its attention would need every class's probability)");
   if (input.channels() != net_.image_channels())
     throw std::invalid_argument("the model expects " + std::to_string(net_.image_channels()) +
                                 " image channel(s), got " + std::to_string(input.channels()));
@@ -476,7 +481,7 @@ LevelResult Inference::evaluate_level(int chunk, int level, const std::vector<Pa
     const bool stitched = level == last_ || opt_.level_mix;
     const bool lazy = keep && opt_.lazy_fraction < 1;
     if (stitched || lazy) {
-      Tensor prob = label_probabilities(logits, K_, sc_.categorical);
+      Tensor prob = label_probabilities(logits, K_, sc_);
       if (lazy) {
         std::vector<float> a = attention_of(prob, sc_.categorical, opt_.attention);
         res.attention.insert(res.attention.end(), a.begin(), a.end());

@@ -85,7 +85,10 @@ struct Prediction {
   train::Patch grid;
   int channels = 0;            // = scheme.label_channels()
   bool categorical = false;    // channel 0 is the background
-  std::vector<float> prob;     // [channels, z, y, x]
+  std::vector<float> prob;     // [channels, z, y, x]; candidate_sampling models: the m response features
+  // candidate_sampling models after classify_prediction (apply/responses.h): the class per voxel
+  // (0 = background), prob empty, channels = K+1
+  std::vector<int32_t> classes;
   // Statistics of the run.
   std::vector<int64_t> patches_per_level;  // evaluated patches, summed over chunks
   double seconds = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "apply/responses.h"
 #include "io/error.h"
 #include "io/nifti.h"
 
@@ -74,9 +75,17 @@ Tensor predict_subject(train::Model& model, const train::Subject& subject, const
   o.scale_to_original = true;
   o.sampling_factor = 1;
   Prediction p = infer(net, in, o);
-  // Foreground channels only (categorical: drop the background channel 0).
   const train::Size3& s = subject.image.s;
   const int64_t n = subject.image.numel();
+  if (model.spec().scheme.candidate_sampling.enabled()) {  // one-hot of the decided classes 1..K
+    classify_prediction(p, model);
+    const int64_t K = p.channels - 1;
+    Tensor out = Tensor::zeros({K, s[2], s[1], s[0]});
+    for (int64_t v = 0; v < n; ++v)
+      if (p.classes[v] > 0) out.f32()[(p.classes[v] - 1) * n + v] = 1.f;
+    return out;
+  }
+  // Foreground channels only (categorical: drop the background channel 0).
   const int off = p.categorical ? 1 : 0;
   const int64_t K = p.channels - off;
   Tensor out = Tensor::empty({K, s[2], s[1], s[0]});

@@ -64,6 +64,13 @@ static void label_map_into(const Prediction& p, const LabelInfo& info, const std
   const int K = foreground_channels(p);
   const int off = p.categorical ? 1 : 0;
   const int64_t n = p.grid.numel();
+  if (!p.classes.empty()) {  // decided already (candidate_sampling, apply/responses.h)
+    for (int64_t v = 0; v < n; ++v) {
+      const int32_t c = p.classes[v];
+      out[v] = static_cast<T>(c == 0 ? 0 : info.values.empty() ? c : info.values[c - 1]);
+    }
+    return;
+  }
   for (int64_t v = 0; v < n; ++v) {
     out[v] = 0;
     int best = -1;
@@ -179,9 +186,12 @@ Volume make_output(const Prediction& p, const OutputType& t, const LabelInfo& in
     std::vector<float> th = resolve_thresholds(t, info, K);
     std::vector<uint8_t> b(static_cast<size_t>(K) * n);
     for (int k = 0; k < K; ++k)
-      for (int64_t i = 0; i < n; ++i) b[k * n + i] = p.prob[(k + off) * n + i] >= th[k] ? 1 : 0;
+      for (int64_t i = 0; i < n; ++i)
+        b[k * n + i] = p.classes.empty() ? p.prob[(k + off) * n + i] >= th[k] : p.classes[i] == k + 1;
     v = Volume::from_values(dims, b.data(), p.grid.A);
   } else {
+    if (!p.classes.empty())
+      throw UsageError("--out-type: a candidate_sampling model gives class labels only (atls or mask), not probabilities");
     const float* src = p.prob.data() + off * n;
     const int64_t m = static_cast<int64_t>(K) * n;
     if (t.kind == OutKind::float32) {

@@ -22,7 +22,9 @@ LossKind parse_loss(const std::string& s) {
   if (s == "dice") return LossKind::dice;
   if (s == "bce+dice") return LossKind::bce_dice;
   if (s == "ce+dice") return LossKind::ce_dice;
-  throw InputError("loss: expected \"bce\", \"ce\", \"dice\", \"bce+dice\" or \"ce+dice\", got \"" + s + "\"");
+  if (s == "candidate") return LossKind::candidate;
+  throw InputError("loss: expected \"bce\", \"ce\", \"dice\", \"bce+dice\", \"ce+dice\" or \"candidate\", got \"" + s +
+                   "\"");
 }
 
 const char* loss_name(LossKind k) {
@@ -32,6 +34,7 @@ const char* loss_name(LossKind k) {
     case LossKind::dice: return "dice";
     case LossKind::bce_dice: return "bce+dice";
     case LossKind::ce_dice: return "ce+dice";
+    case LossKind::candidate: return "candidate";
   }
   return "?";
 }
@@ -183,9 +186,17 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
       for (const auto& e : l) c.loss.push_back(parse_loss(json_string(e, "loss")));
     else throw InputError("loss: expected a loss name or one per level (" + std::to_string(depth) + ")");
   } else {
-    c.loss.assign(depth, c.scheme.categorical ? LossKind::ce_dice : LossKind::bce);
+    c.loss.assign(depth, c.scheme.candidate_sampling.enabled() ? LossKind::candidate
+                         : c.scheme.categorical                   ? LossKind::ce_dice
+                                                                  : LossKind::bce);
   }
   for (LossKind k : c.loss) {
+    // The network of a candidate_sampling model outputs embedding features, not class logits: only
+    // the sampled loss applies to them.
+    if ((k == LossKind::candidate) != c.scheme.candidate_sampling.enabled())
+      throw InputError(k == LossKind::candidate ? "loss: \"candidate\" needs candidate_sampling: {dim, candidates}"
+                                                : std::string("loss: \"") + loss_name(k) +
+                                                      "\" does not apply to candidate_sampling outputs (use \"candidate\")");
     bool ce = k == LossKind::ce || k == LossKind::ce_dice;
     bool bce = k == LossKind::bce || k == LossKind::bce_dice;
     if (ce && !c.scheme.categorical) throw InputError("loss: \"ce\" needs categorical: true");
@@ -195,6 +206,8 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
   if (j.contains("hard_mining")) {
     c.hard_mining = json_number(j["hard_mining"], "hard_mining");
     if (c.hard_mining < 0 || c.hard_mining >= 1) throw InputError("hard_mining: must be in [0, 1)");
+    if (c.hard_mining > 0 && c.scheme.candidate_sampling.enabled())
+      throw InputError("hard_mining: not available with candidate_sampling (its chain scores need every class)");
   }
   if (j.contains("hard_mining_order")) {
     std::string v = json_string(j["hard_mining_order"], "hard_mining_order");

@@ -44,8 +44,9 @@ struct Augment {
   static Augment from_json(const nlohmann::json& j, int ndim);
 };
 
-enum class LossKind { bce, ce, dice, bce_dice, ce_dice };
-LossKind parse_loss(const std::string& s);  // "bce", "ce", "dice", "bce+dice", "ce+dice"
+// candidate: the candidate-sampling cross entropy of a candidate_sampling model (train/trainer.h).
+enum class LossKind { bce, ce, dice, bce_dice, ce_dice, candidate };
+LossKind parse_loss(const std::string& s);  // "bce", "ce", "dice", "bce+dice", "ce+dice", "candidate"
 const char* loss_name(LossKind k);
 
 enum class HardOrder { loss, f1, balance };

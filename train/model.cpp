@@ -152,6 +152,20 @@ class FinalBlock : public Module {
   std::unique_ptr<Conv> head_;
 };
 
+// The class embedding of a candidate_sampling model: "weight" [K+1, m] (row c = e_c, N(0, 1/m), so
+// that a response <f, e_c> of unit-scale features starts near unit scale) and "bias" [K+1] (0).
+class ClassEmbedding : public Module {
+ public:
+  ClassEmbedding(int64_t classes, int64_t dim, uint64_t seed) {
+    InitRng rng(seed);
+    Tensor w = Tensor::empty({classes, dim});
+    he_normal(w, dim, 1.f, rng);
+    weight = add_parameter("weight", w);
+    bias = add_parameter("bias", Tensor::zeros({classes}));
+  }
+  Var weight, bias;
+};
+
 // ---- model --------------------------------------------------------------------------------------
 
 static UNetConfig block_config(const ModelSpec& s, int level) {
@@ -192,7 +206,16 @@ Model::Model(ModelSpec spec, uint64_t seed, Device device) : spec_(std::move(spe
     fb->to(device_);
     final_ = fb;
   }
+  const Scheme& sc = spec_.scheme;
+  if (sc.candidate_sampling.enabled()) {
+    auto ce = std::make_shared<ClassEmbedding>(sc.num_labels + 1, sc.candidate_sampling.dim, seed + 15485863ULL);
+    ce->to(device_);
+    classes_ = ce;
+  }
 }
+
+Var Model::class_embedding() const { return classes_ ? static_cast<ClassEmbedding&>(*classes_).weight : Var(); }
+Var Model::class_bias() const { return classes_ ? static_cast<ClassEmbedding&>(*classes_).bias : Var(); }
 
 Model::~Model() = default;
 Model::Model(Model&&) noexcept = default;
@@ -260,6 +283,10 @@ std::vector<Var> Model::parameters() const {
     auto p = final_->parameters();
     out.insert(out.end(), p.begin(), p.end());
   }
+  if (classes_) {
+    auto p = classes_->parameters();
+    out.insert(out.end(), p.begin(), p.end());
+  }
   return out;
 }
 
@@ -272,6 +299,8 @@ std::vector<std::pair<std::string, Var>> Model::named_parameters() const {
   }
   if (final_)
     for (auto& kv : final_->named_parameters()) out.emplace_back("final." + kv.first, kv.second);
+  if (classes_)
+    for (auto& kv : classes_->named_parameters()) out.emplace_back("classes." + kv.first, kv.second);
   return out;
 }
 
@@ -283,6 +312,8 @@ std::string Model::non_finite_weight() const {
   }
   if (final_)
     for (auto& kv : final_->state_dict()) all.emplace_back("final." + kv.first, kv.second);
+  if (classes_)
+    for (auto& kv : classes_->state_dict()) all.emplace_back("classes." + kv.first, kv.second);
   FiniteCheck every;
   for (const auto& kv : all) every.add(kv.second);
   if (every.ok()) return "";
@@ -299,6 +330,8 @@ std::map<std::string, Tensor> Model::state() const {
   }
   if (final_)
     for (auto& kv : final_->state_dict()) out["final." + kv.first] = kv.second.cpu();
+  if (classes_)
+    for (auto& kv : classes_->state_dict()) out["classes." + kv.first] = kv.second.cpu();
   return out;
 }
 
@@ -316,6 +349,12 @@ void Model::load_state(const std::map<std::string, Tensor>& tensors) {
     for (const auto& kv : tensors)
       if (kv.first.compare(0, 6, "final.") == 0) sub[kv.first.substr(6)] = kv.second.to(device_);
     final_->load_state_dict(sub, "model final block");
+  }
+  if (classes_) {
+    std::map<std::string, Tensor> sub;
+    for (const auto& kv : tensors)
+      if (kv.first.compare(0, 8, "classes.") == 0) sub[kv.first.substr(8)] = kv.second.to(device_);
+    classes_->load_state_dict(sub, "model class embedding");
   }
 }
 
@@ -360,7 +399,13 @@ static double min_weights(const ModelSpec& s) {
     const double convs = s.final_block.value("convs", 1);
     n += convs > 0 ? ch * f + (convs - 1) * f * f + f * ch : ch * ch;
   }
+  if (s.scheme.candidate_sampling.enabled()) n += double(s.scheme.num_labels + 1) * s.scheme.candidate_sampling.dim;
   return n;
+}
+
+// The model's own tensors in a file ("opt." and other extras are not).
+static bool is_weight_name(const std::string& n) {
+  return n.compare(0, 5, "level") == 0 || n.compare(0, 6, "final.") == 0 || n.compare(0, 8, "classes.") == 0;
 }
 
 Model Model::load(const std::filesystem::path& file, Device device, std::map<std::string, Tensor>* extra,
@@ -382,7 +427,7 @@ Model Model::load(const std::filesystem::path& file, Device device, std::map<std
     spec = ModelSpec::from_json(j);
     double have = 0;  // the weights in the file
     for (const auto& kv : c.tensors)
-      if (kv.first.compare(0, 5, "level") == 0 || kv.first.compare(0, 6, "final.") == 0) have += kv.second.numel();
+      if (is_weight_name(kv.first)) have += kv.second.numel();
     const double need = min_weights(spec);
     if (need > have) {
       char msg[160];
@@ -395,7 +440,7 @@ Model Model::load(const std::filesystem::path& file, Device device, std::map<std
   Model m(spec, 1, device);
   std::map<std::string, Tensor> weights;
   for (auto& kv : c.tensors) {
-    if (kv.first.compare(0, 5, "level") == 0 || kv.first.compare(0, 6, "final.") == 0) {
+    if (is_weight_name(kv.first)) {
       if (!all_finite(kv.second))
         throw InputError(file.string() + ": weight '" + kv.first +
                          "' holds NaN or infinite values (a diverged training?); the model cannot be used");

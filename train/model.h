@@ -76,6 +76,12 @@ class Model {
   // patch -> voxel of level k-1's output patch (row i's parent is row i). Returns X_0..X_{N-1}.
   std::vector<Var> forward_chain(const std::vector<Var>& inputs, const std::vector<Tensor>& parent_mats);
 
+  // The class embedding of a candidate_sampling model (scheme.candidate_sampling): weight [K+1, m] (row c =
+  // class c's direction e_c) and bias [K+1], trained with the blocks and saved as "classes.weight" and
+  // "classes.bias"; null Vars for other models (whose files are unchanged).
+  Var class_embedding() const;
+  Var class_bias() const;
+
   std::vector<Var> parameters() const;  // every trainable parameter (shared blocks once)
   // The same with their names in the model file ("level0.enc0.conv1.weight"), in the same order.
   std::vector<std::pair<std::string, Var>> named_parameters() const;
@@ -103,6 +109,7 @@ class Model {
   Device device_ = Device::cpu;
   std::vector<std::shared_ptr<Module>> blocks_;  // one per level (the same object with identical_blocks)
   std::shared_ptr<Module> final_;                // the final block (after the last level), or null
+  std::shared_ptr<Module> classes_;              // the class embedding (candidate_sampling), or null
 };
 
 }  // namespace pw::train

@@ -21,13 +21,30 @@ struct PhantomOptions {
 struct Phantom {
   std::array<int64_t, 3> dims{};
   std::array<double, 16> affine{};  // voxel -> world (mm), row-major 4x4; centred on the origin
+  int channels = 1;                 // contrasts in `image`, one volume after the other
   std::vector<float> image;         // x fastest
   std::vector<int32_t> labels;      // 0 background, 1..num_labels
 };
 
 Phantom make_phantom(const PhantomOptions& opt);
 
-// Writes image and label map as NIfTI files (float32 and uint8) with the phantom's affine.
+// Many labels (for candidate sampling): the image is cut into a grid of G^d cells (G = the smallest
+// with G^d >= num_labels); num_labels of them, chosen by the seed, each hold a disk (ball in 3-D) of
+// radius 0.28..0.4 cell sizes, jittered inside the cell, with a label in 1..num_labels assigned by a
+// seeded permutation (so position does not tell the label). B contrasts (the smallest B with 2^B >=
+// num_labels: 6 for 64), one per bit of l - 1: 0.3 where the bit is 0, 0.9 where it is 1, background 0,
+// plus Gaussian noise: every structure is told apart by its code over all contrasts, none by one alone.
+struct ManyLabelPhantomOptions {
+  std::array<int64_t, 3> dims = {128, 128, 1};  // z = 1: a 2D image
+  std::array<double, 3> spacing_mm = {1.0, 1.0, 1.0};
+  int num_labels = 64;
+  double noise = 0.02;
+  uint64_t seed = 1;
+};
+Phantom make_many_label_phantom(const ManyLabelPhantomOptions& opt);
+
+// Writes image (float32; 4-D with one volume per contrast when channels > 1) and label map (uint8)
+// as NIfTI files with the phantom's affine.
 void write_phantom(const Phantom& p, const std::string& image_path, const std::string& label_path);
 
 }  // namespace pw

@@ -77,7 +77,7 @@ const std::vector<std::string>& Scheme::json_keys() {
   static const std::vector<std::string> keys = {
       "depth",          "ndim",           "scheme",          "system",     "snapper",
       "interp_type",    "scatter_type",   "smoothfac_data",  "smoothfac_label", "normalize_input",
-      "categorical_label", "categorical", "num_labels"};
+      "categorical_label", "categorical", "num_labels", "candidate_sampling"};
   return keys;
 }
 
@@ -128,6 +128,21 @@ static json vec_json(const Eigen::Vector3d& v, int ndim) {
   json out = json::array();
   for (int a = 0; a < ndim; ++a) out.push_back(v[a]);
   return out;
+}
+
+// {"dim": m, "candidates": n}: m in 1..32 feature channels, n in 1..63 sampled classes per voxel.
+static Scheme::CandidateSampling parse_candidate_sampling(const json& c, const Scheme& s) {
+  check_keys(c, {"dim", "candidates"}, "candidate_sampling");
+  if (!c.contains("dim") || !c.contains("candidates"))
+    throw InputError("candidate_sampling: needs 'dim' (embedding dimension) and 'candidates' (sampled classes per voxel)");
+  Scheme::CandidateSampling cs;
+  cs.dim = json_int(c["dim"], "candidate_sampling.dim");
+  cs.candidates = json_int(c["candidates"], "candidate_sampling.candidates");
+  if (cs.dim < 1 || cs.dim > 32) throw InputError("candidate_sampling.dim: must be in 1..32, got " + std::to_string(cs.dim));
+  if (cs.candidates < 1 || cs.candidates > 63)
+    throw InputError("candidate_sampling.candidates: must be in 1..63, got " + std::to_string(cs.candidates));
+  if (!s.categorical) throw InputError("candidate_sampling: needs categorical: true (exclusive classes)");
+  return cs;
 }
 
 Scheme Scheme::from_json(const json& j) {
@@ -202,6 +217,8 @@ Scheme Scheme::from_json(const json& j) {
   if (s.num_labels < 0) throw InputError("num_labels: must be >= 1");
   if (s.categorical && s.categorical_label.empty())
     throw InputError("categorical: true needs categorical_label (the label values of the classes)");
+  if (j.contains("candidate_sampling") && !j["candidate_sampling"].is_null())
+    s.candidate_sampling = parse_candidate_sampling(j["candidate_sampling"], s);
   return s;
 }
 
@@ -226,6 +243,8 @@ json Scheme::to_json() const {
   j["categorical_label"] = categorical_label.empty() ? json(nullptr) : json(categorical_label);
   j["categorical"] = categorical;
   j["num_labels"] = num_labels;
+  if (candidate_sampling.enabled())  // absent otherwise: model files without it stay as they were
+    j["candidate_sampling"] = {{"dim", candidate_sampling.dim}, {"candidates", candidate_sampling.candidates}};
   return j;
 }
 

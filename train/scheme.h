@@ -93,17 +93,30 @@ struct Scheme {
   // false: K independent sigmoid channels (BCE), channel k-1 = (label == l_k) or the 4th dim.
   bool categorical = false;
   int num_labels = 0;  // K; 0 = derive from categorical_label (or the label volume)
+  // Many classes (paper, "Training": > 50 labels): the K+1 classes are embedded in `dim` dimensions
+  // (a learned embedding in the model, train/model.h); the network's label outputs are `dim`
+  // feature channels, trained with the candidate-sampling cross entropy over the true class and
+  // `candidates` sampled classes per voxel (train/trainer.h), decided by the maximal response.
+  // Needs categorical; dim 0 = off. JSON: "candidate_sampling": {"dim": m, "candidates": n}.
+  struct CandidateSampling {
+    int dim = 0;
+    int candidates = 0;
+    bool enabled() const { return dim > 0; }
+  } candidate_sampling;
 
   // Parses the CropGenerator object: {depth, ndim, scheme: {patch_size, out_patch_size, fov_mm |
   // fov_rel, destvox_mm | destvox_rel}, system, snapper, interp_type, scatter_type, smoothfac_data,
-  // smoothfac_label, normalize_input, categorical_label, categorical, num_labels}. Unknown keys,
+  // smoothfac_label, normalize_input, categorical_label, categorical, num_labels, candidate_sampling}. Unknown keys,
   // wrong types and inconsistent values throw pw::InputError naming the key.
   static Scheme from_json(const nlohmann::json& j);
   nlohmann::json to_json() const;  // the same shape; from_json(to_json()) == *this
   static const std::vector<std::string>& json_keys();  // the top-level keys from_json accepts
 
-  // Number of network output channels for the labels: K+1 when categorical, else K.
-  int label_channels() const { return categorical ? num_labels + 1 : num_labels; }
+  // Number of network output channels for the labels: the embedding dimension with candidate
+  // sampling, else K+1 when categorical, else K.
+  int label_channels() const {
+    return candidate_sampling.enabled() ? candidate_sampling.dim : categorical ? num_labels + 1 : num_labels;
+  }
 };
 
 // The scheme evaluated for one image: the unaugmented patch axes and every level's extent.

@@ -82,6 +82,40 @@ Var level_loss(const Var& X, const Tensor& target, LossKind kind, const Scheme& 
   return total;
 }
 
+Tensor draw_candidates(const Tensor& target_t, int classes, int n, std::mt19937_64& rng, float& neg_offset) {
+  const Tensor target = target_t.cpu();
+  const int64_t B = target.dim(0), S = target.numel() / B, others = classes - 1;
+  const bool all = n >= others;
+  const int64_t T = 1 + (all ? others : n);
+  Shape sh = target.shape();
+  sh.insert(sh.begin() + 1, T);
+  Tensor cand = Tensor::empty(sh, DType::i32);
+  neg_offset = all ? 0.f : static_cast<float>(std::log(static_cast<double>(others) / n));
+  const int32_t* t = target.i32();
+  int32_t* c = cand.i32();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t s = 0; s < S; ++s) {
+      const int32_t truth = t[b * S + s];
+      c[b * T * S + s] = truth;
+      for (int64_t k = 1; k < T; ++k) {
+        // every other class in turn, or a uniform draw from [0, C-1) shifted past the true class
+        int64_t draw = all ? k - 1 : static_cast<int64_t>((static_cast<unsigned __int128>(rng()) * others) >> 64);
+        if (truth >= 0 && draw >= truth) ++draw;
+        c[(b * T + k) * S + s] = truth < 0 ? 0 : static_cast<int32_t>(draw);
+      }
+    }
+  return cand;
+}
+
+Var candidate_loss(const Var& X, const Tensor& target, const Model& model, std::mt19937_64& rng) {
+  const Scheme& sc = model.spec().scheme;
+  const int m = sc.candidate_sampling.dim;
+  Var f = X->value.dim(1) == m ? X : slice(X, 0, m);
+  float offset = 0.f;
+  Tensor cand = draw_candidates(target, sc.num_labels + 1, sc.candidate_sampling.candidates, rng, offset);
+  return candidate_cross_entropy(f, model.class_embedding(), model.class_bias(), cand.to(X->value.device()), offset);
+}
+
 ChainScores chain_scores(const Tensor& Xt, const Tensor& target_t, const Scheme& scheme) {
   Tensor X = Xt.cpu(), target = target_t.cpu();
   const int64_t B = X.dim(0), CX = X.dim(1), n = X.numel() / (B * CX);

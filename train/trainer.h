@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,18 @@ namespace pw::train {
 // The loss of one level: logits = the first label_channels() channels of X; target as drawn
 // (categorical i32 class map, else f32 channels); don't-care voxels (-1 / NaN) give no loss.
 Var level_loss(const Var& X, const Tensor& target, LossKind kind, const Scheme& scheme);
+
+// Candidate sampling (scheme.candidate_sampling {dim m, candidates n}, loss "candidate"): the slots
+// [B, n+1, ...] of a class map target [B, ...] with C = K+1 classes: slot 0 = the true class (-1 stays
+// -1: no loss), slots 1..n = classes other than the true one, drawn uniformly with replacement from
+// the C-1 others by `rng` (so the true class is never drawn, no accidental hits to remove), with
+// neg_offset = log((C-1)/n) for the sampled logits: exp(z + offset) = exp(z)/(n Q) with Q = 1/(C-1),
+// so the sum over the slots estimates the full softmax sum without bias. When n >= C-1 the slots
+// hold every other class once and neg_offset = 0: the exact cross entropy.
+Tensor draw_candidates(const Tensor& target, int classes, int n, std::mt19937_64& rng, float& neg_offset);
+// The candidate-sampling cross entropy of a level: its first m channels against the model's class
+// embedding, the candidates drawn by draw_candidates (engine op candidate_cross_entropy).
+Var candidate_loss(const Var& X, const Tensor& target, const Model& model, std::mt19937_64& rng);
 
 // Per-chain scores of a batch's final output (for hard mining): loss (mean per-voxel loss),
 // f1 (Dice of the thresholded output, mean over labels present in either) and label presence

@@ -453,7 +453,8 @@ IterationStats TrainingRun::train_on(int it, const PatchSet& set) {
       Var loss;
       for (int k = 0; k < depth; ++k) {
         if (!cfg_.intermediate_loss && k < depth - 1) continue;
-        Var lk = level_loss(X[k], batch.levels[k].target, cfg_.loss[k], scheme_);
+        Var lk = cfg_.loss[k] == LossKind::candidate ? candidate_loss(X[k], batch.levels[k].target, *model_, rng_train_)
+                                                     : level_loss(X[k], batch.levels[k].target, cfg_.loss[k], scheme_);
         const float lv = lk->value.cpu().f32()[0];
         if (!std::isfinite(lv))
           throw diverged(it, "level " + std::to_string(k) + " loss is " + (std::isnan(lv) ? "NaN" : "infinite"));
