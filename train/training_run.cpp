@@ -13,6 +13,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "engine/device.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "io/atomic_file.h"
@@ -551,6 +552,7 @@ TrainResult TrainingRun::finish(int it) {
 }
 
 TrainResult TrainingRun::run() {
+  cpu_cache_release();  // the loading's temporaries (up to PW_CPU_CACHE_MB) are not the training's sizes
   check_subjects();
   build_model();
   build_optimizer();
