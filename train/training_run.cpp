@@ -558,7 +558,7 @@ void TrainingRun::keep_hard_chains(const PatchSet& set, const IterationStats& st
 void TrainingRun::record(int it, int64_t patches, double wait_s, const IterationStats& st,
                          const std::vector<double>& dice) {
   if (!dist_.root()) return;
-  json rec = {{"it", it + 1}, {"time_s", elapsed()},     {"lr", sched_.at(it)},
+  json rec = {{"it", it + 1}, {"time_s", elapsed()},     {"lr", optim_->lr()},
               {"patches", patches}, {"loss", st.level_loss}, {"wait_s", wait_s}};
   if (!dice.empty()) rec["val_dice"] = dice;
   log_ << rec.dump() << "\n";
@@ -643,11 +643,12 @@ TrainResult TrainingRun::run() {
 // The iterations from `it` (left at the first one not run: num_its, or where time_limit_s stopped).
 void TrainingRun::loop(int& it) {
   for (; it < cfg_.num_its; ++it) {
-    // rank 0's clock: every rank stops after the same iteration
+    // rank 0's clock, so that every rank stops after the same iteration and sets the same learning rate
     if (cfg_.time_limit_s > 0 && dist_.from_root(elapsed()) > cfg_.time_limit_s) break;
     double wait_s = 0;
     PatchSet set = next_set(it, wait_s);
-    optim_->set_lr(sched_.at(it));
+    optim_->set_lr(cfg_.schedule_over_time ? sched_.at_fraction(dist_.from_root(elapsed()) / cfg_.time_limit_s)
+                                           : sched_.at(it));
     IterationStats st = train_on(it, set);
     check_weights(it);
     last_loss_ = st.level_loss;
