@@ -25,13 +25,6 @@ namespace pw::train {
 
 namespace {
 
-// Started by an MPI launcher (Open MPI's mpirun, or srun/mpiexec through PMI/PMIx)?
-bool launched_by_mpi() {
-  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"})
-    if (std::getenv(v)) return true;
-  return false;
-}
-
 // FNV-1a over the bytes of every parameter (trained weights; buffers such as batch-norm statistics are
 // per rank between validations).
 uint64_t model_hash(const Model& model) {
@@ -49,6 +42,13 @@ uint64_t model_hash(const Model& model) {
 #if PW_HAVE_MPI
 
 namespace {
+
+// Started by an MPI launcher (Open MPI's mpirun, or srun/mpiexec through PMI/PMIx)?
+bool launched_by_mpi() {
+  for (const char* v : {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK"})
+    if (std::getenv(v)) return true;
+  return false;
+}
 
 // The parameters' gradients packed into one flat f32 tensor on `device` (a missing gradient as zeros), and
 // back. Copies go through Tensor::copy_from (any two devices).
