@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "apply/apply_case.h"
+#include "apply/shard.h"
 #include "cli/commands.h"
 #include "io/atomic_file.h"
 #include "io/error.h"
@@ -34,7 +36,7 @@ struct ApplyCli {
   std::optional<float> ce_threshold;
   std::vector<std::string> label_names;
   bool scale_to_original = true, quiet = false, skip_existing = false;
-  std::string device, preview;
+  std::string device, preview, shard;
   uint64_t seed = 1;
 };
 
@@ -132,11 +134,17 @@ struct BatchCase {
   fs::path out, preview;
 };
 
-// The batch's cases with their outputs, every output checked before any work (none may replace an input).
-std::vector<BatchCase> plan_batch(const ApplyCli& c, const fs::path& preview_dir) {
+// The shard's cases with their outputs (apply/shard.h), every output checked before any work (none may
+// replace an input). `total`: the cases of the whole folder.
+std::vector<BatchCase> plan_batch(const ApplyCli& c, const fs::path& preview_dir, const apply::Shard& shard,
+                                  size_t& total) {
   fs::create_directories(c.out_dir);
+  const auto cases = list_cases(c.in_dir);  // sorted by name
+  const std::vector<std::pair<std::string, std::vector<fs::path>>> sorted(cases.begin(), cases.end());
+  total = sorted.size();
   std::vector<BatchCase> plan;
-  for (auto& [name, files] : list_cases(c.in_dir)) {
+  for (size_t i : apply::shard_positions(sorted.size(), shard)) {
+    const auto& [name, files] = sorted[i];
     BatchCase b{name, files, fs::path(c.out_dir) / (name + ".nii.gz"), {}};
     if (!preview_dir.empty()) b.preview = fs::path(c.out_dir) / (name + ".png");
     std::vector<fs::path> inputs = files;
@@ -150,9 +158,10 @@ std::vector<BatchCase> plan_batch(const ApplyCli& c, const fs::path& preview_dir
 
 // Applies every case; a failing case is reported in one line and the others go on. Exit status 1 at
 // the end when any case failed.
-void run_batch(const ApplyCli& c, train::Model& model, const apply::ApplyRequest& req,
+void run_batch(const ApplyCli& c, const apply::Shard& shard, train::Model& model, const apply::ApplyRequest& req,
                const std::function<void(const std::string&, const apply::Prediction&, const fs::path&)>& report) {
-  const std::vector<BatchCase> plan = plan_batch(c, req.preview);
+  size_t total = 0;
+  const std::vector<BatchCase> plan = plan_batch(c, req.preview, shard, total);
   int done = 0, failed = 0, skipped = 0;
   for (const BatchCase& b : plan) {
     if (c.skip_existing && fs::exists(b.out)) {
@@ -171,8 +180,12 @@ void run_batch(const ApplyCli& c, train::Model& model, const apply::ApplyRequest
       ++failed;
     }
   }
-  std::fprintf(stderr, "apply: %d done, %d failed, %d skipped (output exists) of %zu cases\n", done, failed, skipped,
-               plan.size());
+  std::string of = std::to_string(plan.size()) + " cases";
+  if (shard.count > 1)
+    of += " (shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) + " from " + shard.source +
+          " of the folder's " + std::to_string(total) + ")";
+  std::fprintf(stderr, "apply: %d done, %d failed, %d skipped (output exists) of %s\n", done, failed, skipped,
+               of.c_str());
   if (failed > 0) throw InputError(std::to_string(failed) + " of " + std::to_string(plan.size()) + " cases failed");
 }
 
@@ -184,6 +197,8 @@ void run(const ApplyCli& c) {
   if (single == !c.in_dir.empty()) throw UsageError("give either --in IMG [IMG2 ..] with --out, or --in-dir with --out-dir");
   if (single && c.out.empty()) throw UsageError("--out is required with --in");
   if (!single && c.out_dir.empty()) throw UsageError("--out-dir is required with --in-dir");
+  if (single && !c.shard.empty()) throw UsageError("--shard splits an --in-dir batch; it does not go with --in");
+  const apply::Shard shard = single ? apply::Shard{} : apply::pick_shard(c.shard, [](const char* n) { return std::getenv(n); });
   if (single) {  // outputs checked before the model is loaded and any work starts
     std::vector<fs::path> inputs(c.in.begin(), c.in.end());
     inputs.push_back(c.model);
@@ -210,7 +225,7 @@ void run(const ApplyCli& c) {
     report(c.in.front(), p, c.out);
     return;
   }
-  run_batch(c, model, req, report);
+  run_batch(c, shard, model, req, report);
 }
 
 }  // namespace
@@ -263,6 +278,9 @@ void add_apply(CLI::App& app) {
   cmd->add_option("--preview", c->preview, "write a PNG montage (batch: any value writes CASE.png in --out-dir)");
   cmd->add_flag("--quiet", c->quiet, "no progress lines on stderr");
   cmd->add_flag("--skip-existing", c->skip_existing, "batch: leave out cases whose output already exists");
+  cmd->add_option("--shard", c->shard,
+                  "batch: K/N, apply only cases K, K+N, .. of the sorted list (K from 0; default from "
+                  "OMPI_COMM_WORLD_RANK/SIZE, then SLURM_ARRAY_TASK_ID/COUNT)");
   cmd->callback([c]() { run(*c); });
 }
 

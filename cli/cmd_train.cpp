@@ -16,6 +16,7 @@
 #include "io/atomic_file.h"
 #include "io/error.h"
 #include "kernels/parallel.h"
+#include "train/distributed.h"
 #include "train/trainer.h"
 
 namespace pw::cli {
@@ -30,6 +31,8 @@ struct TrainArgs {
 };
 
 void run(const TrainArgs& a) {
+  // Under mpirun: data-parallel ranks (train/distributed.h), set up before any GPU is touched.
+  const train::Distributed& world = train::Distributed::world();
   check_output(a.out, {a.config});  // before the data are loaded and hours of training start
   train::TrainConfig cfg = train::TrainConfig::load(a.config);
   if (!a.dataset.empty()) {
@@ -46,10 +49,13 @@ void run(const TrainArgs& a) {
   opt.resume = a.resume;
   opt.device = device_option(a.device);
   opt.progress_tty = isatty(2) != 0;
+  opt.quiet = !world.root();  // rank 0 reports for all
   opt.log_every = 1;
   train::Trainer trainer(cfg, opt);
   trainer.set_predictor([](train::Model& m, train::Subject& s) { return apply::predict_subject(m, s); });
   train::TrainResult r = trainer.run_from_dataset();
+  if (!world.root()) return;  // rank 0 wrote the model and the log
+  if (world.size() > 1) std::printf("data-parallel over %d ranks (global batch %d)\n", world.size(), cfg.batch_size * world.size());
   std::printf("trained %d iterations in %.1f s -> %s\n", r.iterations, r.seconds, a.out.c_str());
   // Training curves beside the model (the model is already saved: a plotting problem only warns).
   const std::string curves = a.out + ".curves.png";

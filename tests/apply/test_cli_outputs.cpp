@@ -137,3 +137,33 @@ TEST_CASE("cli: bad numbers and unknown commands are usage errors naming the opt
   CHECK(out.find("3200000x3200000x1") != std::string::npos);
   CHECK(!fs::exists(dir / "seg.nii.gz"));
 }
+
+TEST_CASE("cli: apply --in-dir --shard K/N (or OMPI_COMM_WORLD_RANK/SIZE) applies only the shard's cases") {
+  const fs::path dir = test::temp_dir("outputs-shard");
+  const fs::path model = tiny_model(dir);
+  const fs::path in = dir / "in", outd = dir / "out";
+  fs::create_directories(in);
+  for (const char* name : {"a", "b", "c"})
+    write_phantom(make_phantom(tiny_phantom(name[0])), (in / (std::string(name) + ".nii.gz")).string(),
+                  (dir / (std::string("l") + name + ".nii.gz")).string());
+  const std::string cmd = test::patchwork_bin() + " apply --quiet --model " + model.string() + " --in-dir " +
+                          in.string() + " --out-dir " + outd.string();
+  std::string out;
+  // Shard 1 of 2: the second of the sorted cases a, b, c.
+  CHECK(test::run_command(cmd + " --shard 1/2", &out) == 0);
+  INFO(out);
+  CHECK(out.find("1 done, 0 failed, 0 skipped (output exists) of 1 cases (shard 1/2 from --shard of the folder's 3)") !=
+        std::string::npos);
+  CHECK(!fs::exists(outd / "a.nii.gz"));
+  CHECK(fs::exists(outd / "b.nii.gz"));
+  CHECK(!fs::exists(outd / "c.nii.gz"));
+  // Shard 0 of 2 from the environment of `mpirun -np 2` (rank 0): a and c; --shard wins over it.
+  CHECK(test::run_command("OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 " + cmd, &out) == 0);
+  CHECK(out.find("of 2 cases (shard 0/2 from OMPI_COMM_WORLD_RANK/SIZE") != std::string::npos);
+  CHECK(fs::exists(outd / "a.nii.gz"));
+  CHECK(fs::exists(outd / "c.nii.gz"));
+  CHECK(test::run_command("OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 " + cmd + " --shard 1/2", &out) == 0);
+  CHECK(out.find("(shard 1/2 from --shard") != std::string::npos);
+  CHECK(test::run_command(cmd + " --shard 2/2", &out) == 2);
+  CHECK(out.find("--shard '2/2'") != std::string::npos);
+}
