@@ -11,6 +11,9 @@
 // copy of a 1 GiB buffer, GB/s = read + write), the "half of the copy bandwidth" check, and
 // BM_cuda_gather_trilinear / BM_cuda_stitch_cos_nearest at that size. Each iteration synchronises.
 //
+// The trilinear gather's inner loop depends on the CPU (kernels/cpu_paths.h; the label names it);
+// PW_GATHER_LOADS=vector|scalar forces one, to compare both on one machine.
+//
 // Counters: Mvox/s = patch voxels per second. GB/s = minimal bytes per patch voxel / time:
 // gather 4 B written + 4 B (nearest) or 32 B (8 corners, trilinear) read — the peer's "effective"
 // rule without its coordinate bytes; stitch 4 B read + 2 x 8 B read-modify-write (value, weight)
@@ -22,6 +25,7 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "kernels/cpu_paths.h"
 #include "kernels/gather.h"
 #include "kernels/parallel.h"
 #include "kernels/scatter.h"
@@ -127,6 +131,7 @@ void BM_gather(benchmark::State& state, Interp mode) {
     benchmark::ClobberMemory();
   }
   set_counters(state, mode == Interp::nearest ? 8.0 : 36.0);
+  state.SetLabel(cpu::cpu_paths_description());  // the CPU and the inner loop it takes
 }
 
 void BM_stitch(benchmark::State& state, Interp mode) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 
 #include "io/error.h"
 #include "io/nifti.h"
@@ -121,12 +122,21 @@ Subject make_subject(const std::string& name, const Patch& image, Tensor channel
     if (scheme.categorical) {
       s.labels = Tensor::empty({image.s[2], image.s[1], image.s[0]}, DType::i32);
       int32_t* out = s.labels.i32();
+      std::map<long, int32_t> cls;  // label value -> class (the last of repeated values, as before)
+      for (int k = 0; k < K; ++k) cls[cl[k]] = k + 1;
+      long last_value = 0;
+      int32_t last_class = cls.count(0) ? cls[0] : 0;
       for (int64_t v = 0; v < nvox; ++v) {
         int32_t c = 0;
         if (dontcare && is_dc(r[v])) c = -1;
-        else if (std::isfinite(r[v]))
-          for (int k = 0; k < K; ++k)
-            if (std::lround(r[v]) == cl[k]) c = k + 1;
+        else if (std::isfinite(r[v])) {
+          long lv = std::lround(r[v]);
+          if (lv != last_value) {  // label maps are runs of equal values: one lookup per run
+            auto it = cls.find(lv);
+            last_value = lv, last_class = it == cls.end() ? 0 : it->second;
+          }
+          c = last_class;
+        }
         if (c > 0) s.label_volume[c - 1] += 1;
         out[v] = c;
       }

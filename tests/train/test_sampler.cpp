@@ -223,6 +223,13 @@ TEST_CASE("sampler: label mapping, 4-D labels, dontcare and normalisation") {
   CHECK(a.labels.i32()[3] == 0);
   Subject b = make_subject("b", img, data.clone(), lab, sc, /*dontcare=*/false);
   CHECK(b.labels.i32()[2] == 0);
+  // runs of equal values and returns to earlier ones (the mapping looks up once per run)
+  Patch img8 = iso_image(2, 2, 2);
+  Tensor data8 = Tensor::from_vector({1, 2, 2, 2}, {1, 2, 3, 4, 5, 6, 7, 9});
+  Tensor lab8 = Tensor::from_vector({8}, {16, 16, 4, 4.2f, 7, 16, 0, 3.6f});
+  Subject r = make_subject("r", img8, data8, lab8, sc, false);
+  CHECK(std::vector<int32_t>(r.labels.i32(), r.labels.i32() + 8) == std::vector<int32_t>{2, 2, 1, 1, 0, 2, 0, 1});
+  CHECK(r.label_volume == std::vector<double>{3, 3});
 
   Scheme nc = point_scheme(false, {4, 16});
   Subject c = make_subject("c", img, data.clone(), lab, nc, true);
