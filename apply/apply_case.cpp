@@ -43,16 +43,17 @@ void write_preview(const InferInput& input, const Prediction& pred, const LabelI
   write_png(png.string(), preview_montage(img.data(), lab.data(), pred.grid.s, sp));
 }
 
+Prediction predict(train::Model& model, const InferInput& input, const ApplyRequest& req) {
+  ModelNetwork net(model, req.augment);  // holds a reference to the input (and smoothing caches)
+  return infer(net, input, req.infer);
+}
+
 Prediction apply_case(train::Model& model, const std::vector<std::filesystem::path>& inputs,
                       const std::filesystem::path& output, const ApplyRequest& req) {
   const train::ModelSpec& spec = model.spec();
   LabelInfo info = label_info(spec, req);
   InferInput in = load_input(model, inputs);
-  Prediction pred;
-  {
-    ModelNetwork net(model, req.augment);  // holds a reference to the input (and smoothing caches)
-    pred = infer(net, in, req.infer);
-  }
+  Prediction pred = predict(model, in, req);
   if (req.preview.empty()) in.data = Tensor();  // the input is not needed any more: free it before the output
   {
     Volume v = make_output(pred, req.out_type, info);

@@ -21,8 +21,28 @@ struct ApplyRequest {
   std::filesystem::path preview;           // empty: none
 };
 
+// The inference and output options of `patchwork apply` as the CLI spells them (--generate-type tree ..):
+// cli/cmd_apply.cpp and the Python package (python/) fill this; make_request checks and converts it.
+struct ApplyOptions {
+  std::string generate_type = "tree";
+  int num_patches = 16, branch_factor = 1, num_chunks = 1, batch_size = 8;
+  double lazy_fraction = 1.0, sparse_suppression = 0, sampling_factor = 1;
+  std::string attention = "mean", window = "flat", out_type = "atls", level = "-1", augment = "none";
+  std::optional<float> ce_threshold;
+  std::vector<std::string> label_names;
+  bool scale_to_original = true, quiet = false;
+  uint64_t seed = 1;
+};
+// Throws pw::UsageError with the CLI's message ("--window 'x': expected flat, cos or cos2"). The request's
+// preview is empty; an --augment dict is parsed by set_augment once the model (its ndim) is known.
+ApplyRequest make_request(const ApplyOptions& options);
+void set_augment(ApplyRequest& request, const std::string& augment, int ndim);
+
 // Label values (categorical_label, else 1..K), thresholds and names of a model.
 LabelInfo label_info(const train::ModelSpec& spec, const ApplyRequest& req);
+
+// The inference of a loaded input through `model` (the request's options and test-time augmentation).
+Prediction predict(train::Model& model, const InferInput& input, const ApplyRequest& req);
 
 // Runs one case; returns the prediction's statistics (prob is released).
 Prediction apply_case(train::Model& model, const std::vector<std::filesystem::path>& inputs,

@@ -38,6 +38,9 @@ class ModelNetwork : public LevelNetwork {
 // Reads the image file(s) of one case for `model` (several files = several channels; normalised
 // like training). Throws pw::InputError naming the file.
 InferInput load_input(const train::Model& model, const std::vector<std::filesystem::path>& files);
+// The same from volumes in memory (the Python package's arrays), consumed; names[i] names volume i in messages.
+InferInput input_from_volumes(const train::Model& model, std::vector<Volume>& volumes,
+                              const std::vector<std::string>& names);
 
 // The probabilities [K, z, y, x] of a training subject on its own grid (per label; categorical:
 // classes 1..K, the background dropped): the trainer's validation Predictor (train::Predictor;

@@ -1,7 +1,6 @@
 // `patchwork apply --model M --in IMG [IMG2 ..] --out OUT [options]` and the batch form
 // `--in-dir DIR --out-dir DIR`: hierarchical inference of a trained patchwork (paper list D).
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -25,70 +24,15 @@ namespace pw::cli {
 
 namespace {
 
-struct ApplyCli {
+// The inference and output options (apply::ApplyOptions, shared with the Python package) and the CLI's own.
+struct ApplyCli : apply::ApplyOptions {
   std::string model;
   std::vector<std::string> in;
   std::string out, in_dir, out_dir;
-  std::string generate_type = "tree";
-  int num_patches = 16, branch_factor = 1, num_chunks = 1, batch_size = 8, threads = 0;
-  double lazy_fraction = 1.0, sparse_suppression = 0, sampling_factor = 1;
-  std::string attention = "mean", window = "flat", out_type = "atls", level = "-1", augment = "none";
-  std::optional<float> ce_threshold;
-  std::vector<std::string> label_names;
-  bool scale_to_original = true, quiet = false, skip_existing = false;
+  int threads = 0;
+  bool skip_existing = false;
   std::string device, preview, shard;
-  uint64_t seed = 1;
 };
-
-apply::ApplyRequest make_request(const ApplyCli& c) {
-  apply::ApplyRequest r;
-  auto& o = r.infer;
-  if (c.generate_type == "tree") o.generate_type = apply::GenerateType::tree;
-  else if (c.generate_type == "random") o.generate_type = apply::GenerateType::random;
-  else throw UsageError("--generate-type '" + c.generate_type + "': expected random or tree");
-  o.num_patches = c.num_patches;
-  o.branch_factor = c.branch_factor;
-  o.num_chunks = c.num_chunks;
-  o.batch_size = c.batch_size;
-  if (!(c.lazy_fraction > 0 && c.lazy_fraction <= 1)) throw UsageError("--lazy-fraction must be in (0, 1]");
-  o.lazy_fraction = c.lazy_fraction;
-  if (c.attention == "mean") o.attention = apply::Reduce::mean;
-  else if (c.attention == "max") o.attention = apply::Reduce::max;
-  else throw UsageError("--attention '" + c.attention + "': expected mean or max");
-  if (c.window == "flat") o.window = kernels::Window::flat;
-  else if (c.window == "cos") o.window = kernels::Window::cos;
-  else if (c.window == "cos2") o.window = kernels::Window::cos2;
-  else throw UsageError("--window '" + c.window + "': expected flat, cos or cos2");
-  if (c.sparse_suppression < 0) throw UsageError("--sparse-suppression must be >= 0");
-  o.sparse_suppression = c.sparse_suppression;
-  if (!(c.sampling_factor > 0)) throw UsageError("--sampling-factor must be > 0");
-  o.sampling_factor = c.sampling_factor;
-  if (c.level == "mix") o.level_mix = true;
-  else {
-    try {
-      size_t used = 0;
-      o.level = std::stoi(c.level, &used);
-      if (used != c.level.size()) throw std::invalid_argument("trailing");
-    } catch (const std::exception&) {
-      throw UsageError("--level '" + c.level + "': expected -1, a level number or mix");
-    }
-  }
-  o.scale_to_original = c.scale_to_original;
-  o.seed = c.seed;
-  o.progress = !c.quiet;
-  if (c.augment == "none") o.augment = false;
-  else if (c.augment == "model") o.augment = true;
-  else {
-    if (!nlohmann::json::accept(c.augment))
-      throw UsageError("--augment: expected none, model or a JSON dict like {\"dphi\":0.1,\"flip\":[1,0,0]}");
-    o.augment = true;  // the dict is parsed against the model's ndim in run()
-  }
-  r.out_type = apply::parse_output_type(c.out_type);
-  r.ce_threshold = c.ce_threshold;
-  r.label_names = c.label_names;
-  r.preview = c.preview;
-  return r;
-}
 
 bool is_nifti(const fs::path& p) {
   const std::string s = p.filename().string();
@@ -190,7 +134,8 @@ void run_batch(const ApplyCli& c, const apply::Shard& shard, train::Model& model
 }
 
 void run(const ApplyCli& c) {
-  apply::ApplyRequest req = make_request(c);
+  apply::ApplyRequest req = apply::make_request(c);
+  req.preview = c.preview;
   if (c.threads > 0) set_num_threads(c.threads);
   const Device dev = device_option(c.device);
   const bool single = !c.in.empty();
@@ -206,12 +151,7 @@ void run(const ApplyCli& c) {
     if (!c.preview.empty()) check_output(c.preview, inputs);
   }
   train::Model model = train::Model::load(c.model, dev);
-  if (c.augment != "none" && c.augment != "model")
-    try {
-      req.augment = train::Augment::from_json(nlohmann::json::parse(c.augment), model.spec().scheme.ndim);
-    } catch (const InputError& e) {
-      throw UsageError(std::string("--augment: ") + e.what());
-    }
+  apply::set_augment(req, c.augment, model.spec().scheme.ndim);
   auto report = [&](const std::string& name, const apply::Prediction& p, const fs::path& out) {
     std::string levels;
     for (size_t l = 0; l < p.patches_per_level.size(); ++l)

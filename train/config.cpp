@@ -324,8 +324,12 @@ TrainConfig TrainConfig::load(const fs::path& file) {
   } catch (const InputError& e) {
     throw InputError(name + ": not valid JSON (" + e.what() + ")");
   }
+  return from_json_checked(j, file.parent_path(), name);
+}
+
+TrainConfig TrainConfig::from_json_checked(const json& j, const fs::path& base_dir, const std::string& name) {
   try {
-    TrainConfig c = from_json(j, file.parent_path());
+    TrainConfig c = from_json(j, base_dir);
     check_network_sizes(c);
     return c;
   } catch (const InputError& e) {

@@ -112,6 +112,9 @@ struct TrainConfig {
   // Parses and checks a whole config; relative dataset paths are resolved against `base_dir`.
   static TrainConfig from_json(const nlohmann::json& j, const std::filesystem::path& base_dir = {});
   static TrainConfig load(const std::filesystem::path& file);
+  // load's checks on a config already parsed (from_json, then the network's sizes), messages "<name>: ...".
+  static TrainConfig from_json_checked(const nlohmann::json& j, const std::filesystem::path& base_dir,
+                                       const std::string& name);
   // Per-level output channels of the blocks.
   int out_channels(int level) const;
 };

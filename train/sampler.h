@@ -7,6 +7,7 @@
 #pragma once
 #include <Eigen/Dense>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "io/nifti.h"
 #include "train/config.h"
 #include "train/scheme.h"
 
@@ -68,6 +70,10 @@ Subject load_subject(const DataPair& pair, const Scheme& scheme, bool dontcare);
 // Reads only the image(s) of a case (for inference), normalised: data [C, Z, Y, X] and geometry.
 void load_image_channels(const std::vector<std::filesystem::path>& files, const Scheme& scheme, Patch& image,
                          Tensor& data);
+// The same from volumes in memory: `volume(i)` gives volume i of names.size() (one at a time, so that only one
+// is held), names[i] names it in messages (the Python package passes arrays this way).
+void image_channels(const std::vector<std::string>& names, const std::function<Volume(size_t)>& volume,
+                    const Scheme& scheme, Patch& image, Tensor& data);
 
 // The draws of one augmentation: L = R1 * Sigma * R2 (in the patch frame); 2D acts on x, y only.
 struct AugmentDraw {

@@ -87,7 +87,8 @@ class TrainingRun {
   void reduce_stats(IterationStats& st, const std::vector<uint8_t>& mine);
   void keep_hard_chains(const PatchSet& set, const IterationStats& st);
   std::vector<double> validate(int it, bool choose_thresholds);
-  void record(int it, int64_t patches, double wait_s, const IterationStats& st, const std::vector<double>& dice);
+  std::string record(int it, int64_t patches, double wait_s, const IterationStats& st,
+                     const std::vector<double>& dice);
   void progress(int done, const IterationStats& st, const std::vector<double>& dice) const;
   void save_checkpoint(int it);
   TrainResult finish(int it);
@@ -555,15 +556,17 @@ void TrainingRun::keep_hard_chains(const PatchSet& set, const IterationStats& st
   for (auto& a : kept_.age) a += 1;
 }
 
-// The iteration's line in the JSONL log.
-void TrainingRun::record(int it, int64_t patches, double wait_s, const IterationStats& st,
-                         const std::vector<double>& dice) {
-  if (!dist_.root()) return;
+// The iteration's line in the JSONL log (written by rank 0; returned for TrainOptions::on_iteration).
+std::string TrainingRun::record(int it, int64_t patches, double wait_s, const IterationStats& st,
+                                const std::vector<double>& dice) {
   json rec = {{"it", it + 1}, {"time_s", elapsed()},     {"lr", optim_->lr()},
               {"patches", patches}, {"loss", st.level_loss}, {"wait_s", wait_s}};
   if (!dice.empty()) rec["val_dice"] = dice;
-  log_ << rec.dump() << "\n";
+  const std::string line = rec.dump();
+  if (!dist_.root()) return line;
+  log_ << line << "\n";
   log_.flush();
+  return line;
 }
 
 // The progress line on stderr (a rewritten line on a terminal, else plain lines every log_every). When
@@ -659,10 +662,14 @@ void TrainingRun::loop(int& it) {
     const bool last = done == cfg_.num_its;
     std::vector<double> dice;
     if (cfg_.validation_every > 0 && done % cfg_.validation_every == 0 && !last) dice = validate(it, false);
-    record(it, set.size(), wait_s, st, dice);
+    const std::string line = record(it, set.size(), wait_s, st, dice);
     const int ckpt_every = cfg_.validation_every > 0 ? cfg_.validation_every : 10;
     if (done % ckpt_every == 0 && !last) save_checkpoint(done);
     progress(done, st, dice);
+    if (opt_.on_iteration && !opt_.on_iteration(line)) {
+      it = done;
+      break;
+    }
   }
 }
 
