@@ -475,14 +475,11 @@ LevelResult Inference::evaluate_level(int chunk, int level, const std::vector<Pa
     if (keep) res.outputs.rows(b0, b0 + B).copy_from(logits);
     const bool stitched = level == last_ || opt_.level_mix;
     const bool lazy = keep && opt_.lazy_fraction < 1;
-    if (stitched || lazy) {
-      Tensor prob = label_probabilities(logits, K_, sc_.categorical);
-      if (lazy) {
-        std::vector<float> a = attention_of(prob, sc_.categorical, opt_.attention);
-        res.attention.insert(res.attention.end(), a.begin(), a.end());
-      }
-      if (stitched) stitch(level, prob, batch);
+    if (lazy) {  // from the logits the children crop
+      std::vector<float> a = attention_of(label_probabilities(logits, K_, sc_.categorical), sc_.categorical, opt_.attention);
+      res.attention.insert(res.attention.end(), a.begin(), a.end());
     }
+    if (stitched) stitch(level, label_probabilities(net_.finalize(level, logits), K_, sc_.categorical), batch);
     progress_.report(chunk, opt_.num_chunks, level, b0 + B, P);
   }
   check_finite();

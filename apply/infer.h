@@ -46,6 +46,9 @@ class LevelNetwork {
   // [B, out_channels(level-1), s] (undefined at level 0), both on device(). Returns [B, out_channels(level),
   // out_patch_size], best on device() (a tensor elsewhere is moved there).
   virtual Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crops) = 0;
+  // The level's output as stitched: the model's final block applied to forward()'s logits where one
+  // follows the level (children always crop forward()'s logits). Default: the logits themselves.
+  virtual Tensor finalize(int /*level*/, const Tensor& logits) { return logits; }
   // The linear part L of a test-time augmentation of a level's patch (identity: none). A child
   // keeps its parent's L unless independent_augmentation() (as in training).
   virtual Eigen::Matrix3d augmentation(int /*level*/, std::mt19937_64& /*rng*/) const {
