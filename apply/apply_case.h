@@ -17,6 +17,7 @@ struct ApplyRequest {
   OutputType out_type;
   std::optional<float> ce_threshold;
   std::vector<std::string> label_names;    // empty: the model's (if any)
+  std::vector<std::array<int, 3>> label_colors;  // empty: the model's (if any)
   std::optional<train::Augment> augment;   // test-time augmentation (unset: the model's; used when infer.augment)
   std::filesystem::path preview;           // empty: none
 };

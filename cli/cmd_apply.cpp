@@ -29,11 +29,14 @@ struct ApplyCli {
   std::string out, in_dir, out_dir;
   std::string generate_type = "tree";
   int num_patches = 16, branch_factor = 1, num_chunks = 1, batch_size = 8, threads = 0;
-  double lazy_fraction = 1.0, sparse_suppression = 0, sampling_factor = 1;
-  std::string attention = "mean", window = "flat", out_type = "atls", level = "-1", augment = "none";
+  double sparse_suppression = 0, sampling_factor = 1;
+  std::optional<double> lazy_fraction;               // unset: the model's lazyEval
+  std::optional<std::string> attention, attention_fun;  // unset: the model's lazyEval
+  std::string window = "flat", out_type = "atls", level = "-1", augment = "none";
   std::optional<float> ce_threshold;
-  std::vector<std::string> label_names;
-  bool scale_to_original = true, quiet = false, skip_existing = false;
+  std::vector<std::string> label_names, label_colors;
+  bool scale_to_original = true, quiet = false, skip_existing = false, largest_component = false;
+  int connectivity = 26;
   std::string device, preview;
   uint64_t seed = 1;
 };
@@ -48,11 +51,20 @@ apply::ApplyRequest make_request(const ApplyCli& c) {
   o.branch_factor = c.branch_factor;
   o.num_chunks = c.num_chunks;
   o.batch_size = c.batch_size;
-  if (!(c.lazy_fraction > 0 && c.lazy_fraction <= 1)) throw UsageError("--lazy-fraction must be in (0, 1]");
-  o.lazy_fraction = c.lazy_fraction;
-  if (c.attention == "mean") o.attention = apply::Reduce::mean;
-  else if (c.attention == "max") o.attention = apply::Reduce::max;
-  else throw UsageError("--attention '" + c.attention + "': expected mean or max");
+  if (c.lazy_fraction) {
+    if (!(*c.lazy_fraction > 0 && *c.lazy_fraction <= 1)) throw UsageError("--lazy-fraction must be in (0, 1]");
+    o.lazy_fraction = *c.lazy_fraction;
+  }
+  try {
+    if (c.attention) o.attention = apply::parse_reduce(*c.attention);
+  } catch (const UsageError& e) {
+    throw UsageError(std::string("--attention: ") + e.what());
+  }
+  try {
+    if (c.attention_fun) o.attention_fun = apply::parse_attention_fun(*c.attention_fun);
+  } catch (const UsageError& e) {
+    throw UsageError(std::string("--attention-fun: ") + e.what());
+  }
   if (c.window == "flat") o.window = kernels::Window::flat;
   else if (c.window == "cos") o.window = kernels::Window::cos;
   else if (c.window == "cos2") o.window = kernels::Window::cos2;
@@ -82,8 +94,20 @@ apply::ApplyRequest make_request(const ApplyCli& c) {
     o.augment = true;  // the dict is parsed against the model's ndim in run()
   }
   r.out_type = apply::parse_output_type(c.out_type);
+  if (c.largest_component) {
+    if (r.out_type.kind != apply::OutKind::atls && r.out_type.kind != apply::OutKind::mask)
+      throw UsageError("--largest-component: needs --out-type atls or mask");
+    if (c.connectivity != 6 && c.connectivity != 26)
+      throw UsageError("--connectivity: expected 6 or 26, got " + std::to_string(c.connectivity));
+    r.out_type.largest_component = c.connectivity;
+  }
   r.ce_threshold = c.ce_threshold;
   r.label_names = c.label_names;
+  try {
+    for (const std::string& col : c.label_colors) r.label_colors.push_back(apply::parse_label_color(col));
+  } catch (const UsageError& e) {
+    throw UsageError(std::string("--label-colors: ") + e.what());
+  }
   r.preview = c.preview;
   return r;
 }
@@ -191,6 +215,10 @@ void run(const ApplyCli& c) {
     if (!c.preview.empty()) check_output(c.preview, inputs);
   }
   train::Model model = train::Model::load(c.model, dev);
+  const train::LazyEval& lazy = model.spec().lazy_eval;  // the model's defaults where no option is given
+  if (!c.lazy_fraction) req.infer.lazy_fraction = lazy.fraction;
+  if (!c.attention) req.infer.attention = apply::parse_reduce(lazy.reduce_fun);
+  if (!c.attention_fun && !lazy.attention_fun.empty()) req.infer.attention_fun = apply::parse_attention_fun(lazy.attention_fun);
   if (c.augment != "none" && c.augment != "model")
     try {
       req.augment = train::Augment::from_json(nlohmann::json::parse(c.augment), model.spec().scheme.ndim);
@@ -234,18 +262,29 @@ void add_apply(CLI::App& app) {
   cmd->add_option("--num-chunks", c->num_chunks, "repeat the whole process N times (results accumulate)")
       ->check(positive())
       ->capture_default_str();
-  cmd->add_option("--lazy-fraction", c->lazy_fraction, "lazyEval: keep this top fraction of patches after each level")
-      ->capture_default_str();
-  cmd->add_option("--attention", c->attention, "lazyEval reduction of sigmoid(output): mean or max")
-      ->capture_default_str();
+  cmd->add_option("--lazy-fraction", c->lazy_fraction,
+                  "lazyEval: keep this top fraction of patches after each level (default: the model's lazyEval, else 1)");
+  cmd->add_option("--attention", c->attention,
+                  "lazyEval reduceFun over the patch: mean or max (default: the model's, else mean)");
+  cmd->add_option("--attention-fun", c->attention_fun,
+                  "lazyEval attentionFun on the label logits: sigmoid, softmax or identity (default: the model's, "
+                  "else softmax for categorical models, sigmoid otherwise)");
   cmd->add_option("--window", c->window, "stitching window: flat, cos or cos2")->capture_default_str();
   cmd->add_option("--sparse-suppression", c->sparse_suppression, "alpha in Y = sum w p / sqrt((sum w)^2 + 3 alpha)")
       ->capture_default_str();
   cmd->add_option("--out-type", c->out_type, "float32 | uint8 | int16 | mask[:t1,t2..] | atls[:t1,..]")
       ->capture_default_str();
+  cmd->add_flag("--largest-component", c->largest_component,
+                "atls/mask: keep per label only its largest connected component");
+  cmd->add_option("--connectivity", c->connectivity,
+                  "--largest-component: 26 (faces, edges, corners) or 6 (faces); one-slice images: 8 or 4")
+      ->capture_default_str();
   cmd->add_option("--ce-threshold", c->ce_threshold,
                   "categorical models: minimal probability for a non-background decision (atls)");
   cmd->add_option("--label-names", c->label_names, "label names (comma separated), written as a Workbench XML label table")
+      ->delimiter(',');
+  cmd->add_option("--label-colors", c->label_colors,
+                  "label colours R:G:B (0..255, comma separated), written with the names in the label table")
       ->delimiter(',');
   cmd->add_option("--sampling-factor", c->sampling_factor, "output voxel size = input voxel size / factor")
       ->capture_default_str();

@@ -80,10 +80,44 @@ Augment Augment::from_json(const json& j, int ndim) {
   return a;
 }
 
+json LazyEval::to_json() const {
+  json j = {{"fraction", fraction}, {"reduceFun", reduce_fun}};
+  if (!attention_fun.empty()) j["attentionFun"] = attention_fun;
+  return j;
+}
+
+LazyEval LazyEval::from_json(const json& j) {
+  LazyEval l;
+  check_keys(j, {"fraction", "attentionFun", "reduceFun"}, "lazyEval");
+  if (j.contains("fraction")) l.fraction = json_number(j["fraction"], "lazyEval.fraction");
+  if (!(l.fraction > 0 && l.fraction <= 1)) throw InputError("lazyEval.fraction: must be in (0, 1]");
+  if (j.contains("attentionFun")) l.attention_fun = json_string(j["attentionFun"], "lazyEval.attentionFun");
+  if (!l.attention_fun.empty() && l.attention_fun != "sigmoid" && l.attention_fun != "softmax" &&
+      l.attention_fun != "identity")
+    throw InputError("lazyEval.attentionFun: expected \"sigmoid\", \"softmax\" or \"identity\", got \"" +
+                     l.attention_fun + "\"");
+  if (j.contains("reduceFun")) l.reduce_fun = json_string(j["reduceFun"], "lazyEval.reduceFun");
+  if (l.reduce_fun != "mean" && l.reduce_fun != "max")
+    throw InputError("lazyEval.reduceFun: expected \"mean\" or \"max\", got \"" + l.reduce_fun + "\"");
+  return l;
+}
+
+std::vector<std::array<int, 3>> parse_label_colors(const json& j, const std::string& key) {
+  std::vector<std::array<int, 3>> out;
+  if (!j.is_array()) throw InputError(key + ": expected a list of [R, G, B] (0..255), one per label");
+  for (const auto& c : j) {
+    std::vector<int> v = json_ints(c, key);
+    if (v.size() != 3 || *std::min_element(v.begin(), v.end()) < 0 || *std::max_element(v.begin(), v.end()) > 255)
+      throw InputError(key + ": each colour is [R, G, B] with values 0..255, got " + c.dump());
+    out.push_back({v[0], v[1], v[2]});
+  }
+  return out;
+}
+
 static const std::vector<std::string>& own_keys() {
   static const std::vector<std::string> keys = {
       "network", "intermediate_out", "intermediate_loss", "block_out", "forward_type", "identical_blocks", "final_block",
-      "finalizeOnApply", "finalBlock_all_levels",
+      "finalizeOnApply", "finalBlock_all_levels", "lazyEval", "label_colors",
       "num_its", "num_patches", "epochs", "batch_size", "generate_type", "loss", "dontcare", "hard_mining",
       "hard_mining_order", "hard_mining_maxage", "balance", "augment", "independent_augmentation", "optimizer",
       "parallel", "validation_every", "seed", "threads", "time_limit_s", "dataset", "comment"};
@@ -203,6 +237,12 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
   if (j.contains("finalizeOnApply")) c.finalize_on_apply = json_bool(j["finalizeOnApply"], "finalizeOnApply");
   if (j.contains("finalBlock_all_levels"))
     c.final_block_all_levels = json_bool(j["finalBlock_all_levels"], "finalBlock_all_levels");
+  if (j.contains("lazyEval")) c.lazy_eval = LazyEval::from_json(j["lazyEval"]);
+  if (j.contains("label_colors")) {
+    c.label_colors = parse_label_colors(j["label_colors"], "label_colors");
+    if (c.scheme.num_labels && static_cast<int>(c.label_colors.size()) != c.scheme.num_labels)
+      throw InputError("label_colors: expected " + std::to_string(c.scheme.num_labels) + " colours (one per label)");
+  }
   if ((c.finalize_on_apply || c.final_block_all_levels) && c.final_block.is_null())
     throw InputError(std::string(c.finalize_on_apply ? "finalizeOnApply" : "finalBlock_all_levels") +
                      ": needs a final_block");

@@ -8,6 +8,7 @@
 //   "network": {...} | [{...}, ..],   // the block of every level, or one per level (engine U-Net, train/model.h)
 //   "intermediate_out": 0, "intermediate_loss": true, "block_out": null, "forward_type": "simple",
 //   "identical_blocks": false, "final_block": null, "finalizeOnApply": false, "finalBlock_all_levels": false,
+//   "lazyEval": {"fraction": 1, "attentionFun": "sigmoid", "reduceFun": "mean"},
 //   "num_its": 100, "num_patches": 8, "epochs": 1, "batch_size": 8, "generate_type": "random",
 //   "loss": "ce+dice",                // or one per level
 //   "dontcare": false, "hard_mining": 0, "hard_mining_order": "loss", "hard_mining_maxage": 5,
@@ -18,6 +19,7 @@
 //   "dataset": {"path": "DIR"} | {"pairs": [{"image": .., "label": ..}]}, "validation": [..names..]
 // }
 #pragma once
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -42,6 +44,16 @@ struct Augment {
   bool any() const { return dphi.any() || flip.any() || dscale.any(); }
   nlohmann::json to_json(int ndim) const;
   static Augment from_json(const nlohmann::json& j, int ndim);
+};
+
+// lazyEval (paper list D): the application's lazy evaluation, stored in the model as `apply`'s defaults
+// (apply's --lazy-fraction, --attention-fun, --attention override them).
+struct LazyEval {
+  double fraction = 1;             // keep this top fraction of the patches after each level
+  std::string attention_fun;       // attentionFun: sigmoid | softmax | identity; "" = softmax when categorical, else sigmoid
+  std::string reduce_fun = "mean"; // reduceFun: mean | max
+  nlohmann::json to_json() const;
+  static LazyEval from_json(const nlohmann::json& j);  // throws pw::InputError naming the key
 };
 
 enum class LossKind { bce, ce, dice, bce_dice, ce_dice };
@@ -80,6 +92,8 @@ struct TrainConfig {
   nlohmann::json final_block;
   bool finalize_on_apply = false;      // finalizeOnApply: the final block only at application (not in training)
   bool final_block_all_levels = false; // finalBlock_all_levels: the final block after every level
+  LazyEval lazy_eval;                  // lazyEval: apply's defaults
+  std::vector<std::array<int, 3>> label_colors;  // per label R, G, B (0..255) for apply's label table
 
   int num_its = 100;
   int num_patches = 8;  // per image per outer iteration
@@ -118,6 +132,9 @@ struct TrainConfig {
   // Per-level output channels of the blocks.
   int out_channels(int level) const;
 };
+
+// label_colors: a list of [R, G, B] (0..255) per label; throws pw::InputError naming `key`.
+std::vector<std::array<int, 3>> parse_label_colors(const nlohmann::json& j, const std::string& key);
 
 // The block description of `level`: `network` itself, or its entry `level` when it is a list (one per level).
 const nlohmann::json& level_network(const nlohmann::json& network, int level);

@@ -41,8 +41,10 @@ json ModelSpec::to_json() const {
   j["final_block"] = final_block;
   j["finalizeOnApply"] = finalize_on_apply;
   j["finalBlock_all_levels"] = final_block_all_levels;
+  j["lazyEval"] = lazy_eval.to_json();
   j["thresholds"] = thresholds;
   j["label_names"] = label_names;
+  if (!label_colors.empty()) j["label_colors"] = label_colors;
   j["augment"] = augment.to_json(scheme.ndim);
   j["independent_augmentation"] = independent_augmentation;
   j["training"] = training;
@@ -52,7 +54,7 @@ json ModelSpec::to_json() const {
 ModelSpec ModelSpec::from_json(const json& j) {
   check_keys(j, {"format", "crop_generator", "image_channels", "in_channels", "network", "out_channels",
                  "forward_type", "identical_blocks", "intermediate_loss", "final_block", "finalizeOnApply",
-                 "finalBlock_all_levels", "thresholds", "label_names", "augment",
+                 "finalBlock_all_levels", "lazyEval", "thresholds", "label_names", "label_colors", "augment",
                  "independent_augmentation", "training"},
              "model description");
   ModelSpec s;
@@ -79,6 +81,7 @@ ModelSpec ModelSpec::from_json(const json& j) {
     if (j.contains("finalizeOnApply")) s.finalize_on_apply = json_bool(j["finalizeOnApply"], "finalizeOnApply");
     if (j.contains("finalBlock_all_levels"))
       s.final_block_all_levels = json_bool(j["finalBlock_all_levels"], "finalBlock_all_levels");
+    if (j.contains("lazyEval")) s.lazy_eval = LazyEval::from_json(j["lazyEval"]);
     if (s.network.is_array()) {
       if (static_cast<int>(s.network.size()) != s.scheme.depth) throw InputError("network: one block description per level");
       for (const auto& n : s.network)
@@ -93,6 +96,7 @@ ModelSpec ModelSpec::from_json(const json& j) {
         throw InputError("in_channels, out_channels: too many channels");
     for (const auto& t : j.at("thresholds")) s.thresholds.push_back(json_number(t, "thresholds"));
     for (const auto& n : j.at("label_names")) s.label_names.push_back(json_string(n, "label_names"));
+    if (j.contains("label_colors")) s.label_colors = parse_label_colors(j["label_colors"], "label_colors");
     s.augment = Augment::from_json(j.at("augment"), s.scheme.ndim);
     s.independent_augmentation = json_bool(j.at("independent_augmentation"), "independent_augmentation");
     if (j.contains("training")) s.training = j["training"];
@@ -125,6 +129,8 @@ ModelSpec ModelSpec::from_config(const TrainConfig& cfg, int image_channels) {
   s.final_block = cfg.final_block;
   s.finalize_on_apply = cfg.finalize_on_apply;
   s.final_block_all_levels = cfg.final_block_all_levels;
+  s.lazy_eval = cfg.lazy_eval;
+  s.label_colors = cfg.label_colors;
   s.augment = cfg.augment;
   s.independent_augmentation = cfg.independent_augmentation;
   return s;

@@ -50,8 +50,10 @@ struct ModelSpec {
   nlohmann::json final_block;          // null, or {"features": F, "convs": N} (TrainConfig::final_block)
   bool finalize_on_apply = false;      // finalizeOnApply
   bool final_block_all_levels = false; // finalBlock_all_levels
+  LazyEval lazy_eval;                  // apply's lazy evaluation defaults (TrainConfig::lazy_eval)
   std::vector<double> thresholds;      // per label, chosen on the validation set (empty = 0.5)
   std::vector<std::string> label_names;  // per label (from dataset.json), may be empty
+  std::vector<std::array<int, 3>> label_colors;  // per label R, G, B (label_colors), may be empty
   Augment augment;                     // the training augmentation (test-time augmentation)
   bool independent_augmentation = false;
   nlohmann::json training = nlohmann::json::object();  // summary: iterations, time, validation Dice
