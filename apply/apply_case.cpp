@@ -22,6 +22,10 @@ LabelInfo label_info(const train::ModelSpec& spec, const ApplyRequest& req) {
   if (!info.names.empty() && static_cast<int>(info.names.size()) != K)
     throw UsageError("--label-names: " + std::to_string(info.names.size()) + " names for a model with " +
                      std::to_string(K) + " labels");
+  info.colors = req.label_colors.empty() ? spec.label_colors : req.label_colors;
+  if (!info.colors.empty() && static_cast<int>(info.colors.size()) != K)
+    throw UsageError("--label-colors: " + std::to_string(info.colors.size()) + " colours for a model with " +
+                     std::to_string(K) + " labels");
   return info;
 }
 

@@ -17,11 +17,20 @@ ApplyRequest make_request(const ApplyOptions& c) {
   o.branch_factor = c.branch_factor;
   o.num_chunks = c.num_chunks;
   o.batch_size = c.batch_size;
-  if (!(c.lazy_fraction > 0 && c.lazy_fraction <= 1)) throw UsageError("--lazy-fraction must be in (0, 1]");
-  o.lazy_fraction = c.lazy_fraction;
-  if (c.attention == "mean") o.attention = Reduce::mean;
-  else if (c.attention == "max") o.attention = Reduce::max;
-  else throw UsageError("--attention '" + c.attention + "': expected mean or max");
+  if (c.lazy_fraction) {
+    if (!(*c.lazy_fraction > 0 && *c.lazy_fraction <= 1)) throw UsageError("--lazy-fraction must be in (0, 1]");
+    o.lazy_fraction = *c.lazy_fraction;
+  }
+  try {
+    if (c.attention) o.attention = parse_reduce(*c.attention);
+  } catch (const UsageError& e) {
+    throw UsageError(std::string("--attention: ") + e.what());
+  }
+  try {
+    if (c.attention_fun) o.attention_fun = parse_attention_fun(*c.attention_fun);
+  } catch (const UsageError& e) {
+    throw UsageError(std::string("--attention-fun: ") + e.what());
+  }
   if (c.window == "flat") o.window = kernels::Window::flat;
   else if (c.window == "cos") o.window = kernels::Window::cos;
   else if (c.window == "cos2") o.window = kernels::Window::cos2;
@@ -51,8 +60,20 @@ ApplyRequest make_request(const ApplyOptions& c) {
     o.augment = true;  // the dict is parsed against the model's ndim by set_augment
   }
   r.out_type = parse_output_type(c.out_type);
+  if (c.largest_component) {
+    if (r.out_type.kind != OutKind::atls && r.out_type.kind != OutKind::mask)
+      throw UsageError("--largest-component: needs --out-type atls or mask");
+    if (c.connectivity != 6 && c.connectivity != 26)
+      throw UsageError("--connectivity: expected 6 or 26, got " + std::to_string(c.connectivity));
+    r.out_type.largest_component = c.connectivity;
+  }
   r.ce_threshold = c.ce_threshold;
   r.label_names = c.label_names;
+  try {
+    for (const std::string& col : c.label_colors) r.label_colors.push_back(parse_label_color(col));
+  } catch (const UsageError& e) {
+    throw UsageError(std::string("--label-colors: ") + e.what());
+  }
   return r;
 }
 
@@ -63,6 +84,13 @@ void set_augment(ApplyRequest& r, const std::string& augment, int ndim) {
   } catch (const InputError& e) {
     throw UsageError(std::string("--augment: ") + e.what());
   }
+}
+
+void set_lazy_defaults(ApplyRequest& r, const ApplyOptions& c, const train::ModelSpec& spec) {
+  const train::LazyEval& lazy = spec.lazy_eval;
+  if (!c.lazy_fraction) r.infer.lazy_fraction = lazy.fraction;
+  if (!c.attention) r.infer.attention = parse_reduce(lazy.reduce_fun);
+  if (!c.attention_fun && !lazy.attention_fun.empty()) r.infer.attention_fun = parse_attention_fun(lazy.attention_fun);
 }
 
 }  // namespace pw::apply

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 #include <unistd.h>
@@ -187,25 +188,49 @@ Tensor label_probabilities(const Tensor& logits, int64_t K, bool categorical) {
   return (categorical ? softmax(l) : sigmoid(l))->value;
 }
 
-// The lazy-evaluation attention of each patch: the mean or max over the patch of the foreground
-// probability (categorical: 1 - P(background) per voxel; else every label channel's probability).
-std::vector<float> attention_of(const Tensor& prob_dev, bool categorical, Reduce reduce) {
-  const Tensor prob = prob_dev.cpu();
-  const int64_t B = prob.dim(0), K = prob.dim(1), n = prob.numel() / std::max<int64_t>(1, B * K);
+}  // namespace
+
+AttentionFun parse_attention_fun(const std::string& s) {
+  if (s == "sigmoid") return AttentionFun::sigmoid;
+  if (s == "softmax") return AttentionFun::softmax;
+  if (s == "identity") return AttentionFun::identity;
+  throw UsageError("attentionFun '" + s + "': expected sigmoid, softmax or identity");
+}
+
+Reduce parse_reduce(const std::string& s) {
+  if (s == "mean") return Reduce::mean;
+  if (s == "max") return Reduce::max;
+  throw UsageError("reduceFun '" + s + "': expected mean or max");
+}
+
+// The attention values through the engine (on the logits' device), reduced on the host.
+std::vector<float> attention_of(const Tensor& logits, int64_t K, bool categorical, AttentionFun fun, Reduce reduce) {
+  Var l = constant(logits);
+  if (logits.dim(1) != K) l = slice(l, 0, K);
+  const bool complement = categorical && fun == AttentionFun::softmax;  // 1 - p(background)
+  Var a;
+  if (fun == AttentionFun::softmax) a = complement ? slice(softmax(l), 0, 1) : softmax(l);
+  else {
+    Var fg = categorical ? slice(l, 1, K) : l;
+    a = fun == AttentionFun::sigmoid ? sigmoid(fg) : fg;
+  }
+  const Tensor v = a->value.cpu();
+  const int64_t B = v.dim(0), per = v.numel() / std::max<int64_t>(1, B);
   std::vector<float> att(B);
   for (int64_t b = 0; b < B; ++b) {
-    const float* P = prob.f32() + b * K * n;
-    double sum = 0, mx = 0;
-    const int64_t cnt = categorical ? n : K * n;
-    for (int64_t i = 0; i < cnt; ++i) {
-      const double a = categorical ? 1.0 - P[i] : P[i];
-      sum += a;
-      mx = std::max(mx, a);
+    const float* P = v.f32() + b * per;
+    double sum = 0, mx = -std::numeric_limits<double>::infinity();
+    for (int64_t i = 0; i < per; ++i) {
+      const double x = complement ? 1.0 - P[i] : P[i];
+      sum += x;
+      mx = std::max(mx, x);
     }
-    att[b] = static_cast<float>(reduce == Reduce::mean ? sum / static_cast<double>(cnt) : mx);
+    att[b] = static_cast<float>(reduce == Reduce::mean ? sum / static_cast<double>(per) : mx);
   }
   return att;
 }
+
+namespace {
 
 class Progress {
  public:
@@ -475,14 +500,13 @@ LevelResult Inference::evaluate_level(int chunk, int level, const std::vector<Pa
     if (keep) res.outputs.rows(b0, b0 + B).copy_from(logits);
     const bool stitched = level == last_ || opt_.level_mix;
     const bool lazy = keep && opt_.lazy_fraction < 1;
-    if (stitched || lazy) {
-      Tensor prob = label_probabilities(logits, K_, sc_.categorical);
-      if (lazy) {
-        std::vector<float> a = attention_of(prob, sc_.categorical, opt_.attention);
-        res.attention.insert(res.attention.end(), a.begin(), a.end());
-      }
-      if (stitched) stitch(level, prob, batch);
+    if (lazy) {  // from the logits the children crop
+      const AttentionFun fun =
+          opt_.attention_fun.value_or(sc_.categorical ? AttentionFun::softmax : AttentionFun::sigmoid);
+      std::vector<float> a = attention_of(logits, K_, sc_.categorical, fun, opt_.attention);
+      res.attention.insert(res.attention.end(), a.begin(), a.end());
     }
+    if (stitched) stitch(level, label_probabilities(net_.finalize(level, logits), K_, sc_.categorical), batch);
     progress_.report(chunk, opt_.num_chunks, level, b0 + B, P);
   }
   check_finite();

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -46,6 +47,9 @@ class LevelNetwork {
   // [B, out_channels(level-1), s] (undefined at level 0), both on device(). Returns [B, out_channels(level),
   // out_patch_size], best on device() (a tensor elsewhere is moved there).
   virtual Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crops) = 0;
+  // The level's output as stitched: the model's final block applied to forward()'s logits where one
+  // follows the level (children always crop forward()'s logits). Default: the logits themselves.
+  virtual Tensor finalize(int /*level*/, const Tensor& logits) { return logits; }
   // The linear part L of a test-time augmentation of a level's patch (identity: none). A child
   // keeps its parent's L unless independent_augmentation() (as in training).
   virtual Eigen::Matrix3d augmentation(int /*level*/, std::mt19937_64& /*rng*/) const {
@@ -55,7 +59,13 @@ class LevelNetwork {
 };
 
 enum class GenerateType { random, tree };
-enum class Reduce { mean, max };
+enum class Reduce { mean, max };  // lazyEval's reduceFun
+// lazyEval's attentionFun, applied to the label logits: sigmoid of each foreground logit; softmax over the
+// label logits (categorical: 1 - p(background) per voxel; else each label's share); identity: the
+// foreground logits themselves (categorical: classes 1..K, the background left out).
+enum class AttentionFun { sigmoid, softmax, identity };
+AttentionFun parse_attention_fun(const std::string& s);  // "sigmoid" | "softmax" | "identity"; pw::UsageError
+Reduce parse_reduce(const std::string& s);               // "mean" | "max"; pw::UsageError
 
 struct InferOptions {
   GenerateType generate_type = GenerateType::tree;
@@ -63,7 +73,8 @@ struct InferOptions {
   int branch_factor = 1;         // random: children of each kept patch (tree: the tiling decides)
   int num_chunks = 1;            // the whole process is repeated; results accumulate
   double lazy_fraction = 1.0;    // lazyEval fraction: after each level keep this top fraction (1 = all)
-  Reduce attention = Reduce::mean;  // reduction of sigmoid(label logits) over a patch
+  Reduce attention = Reduce::mean;  // reduceFun: reduction of the attention values over a patch
+  std::optional<AttentionFun> attention_fun;  // attentionFun (unset: softmax for categorical models, else sigmoid)
   kernels::Window window = kernels::Window::flat;
   double sparse_suppression = 0;  // alpha
   double sampling_factor = 1;     // stitch voxel size = image voxel size / sampling_factor
@@ -109,6 +120,10 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
 // jitter * overlap / 2. Axes with ndim 2's z get one child.
 std::vector<Eigen::Vector3d> tree_children(const Eigen::Vector3d& parent, const Eigen::Vector3d& child, int ndim,
                                            double jitter, std::mt19937_64& rng);
+
+// The lazy-evaluation attention of each patch of a batch of logits [B, C, s] (the first K = label channels
+// are the label logits): `fun` per voxel, reduced (mean or max) over the patch's voxels and channels.
+std::vector<float> attention_of(const Tensor& logits, int64_t K, bool categorical, AttentionFun fun, Reduce reduce);
 
 // Indices of the top `fraction` of `attention` (exactly max(1, round(fraction * n)) of them; ties
 // keep the lower index), in ascending index order.

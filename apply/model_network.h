@@ -24,6 +24,7 @@ class ModelNetwork : public LevelNetwork {
   Device device() const override { return model_.device(); }
   Tensor crop_image(int level, const InferInput& input, const std::vector<train::Patch>& patches) override;
   Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crops) override;
+  Tensor finalize(int level, const Tensor& logits) override { return model_.finalize(level, logits); }
   Eigen::Matrix3d augmentation(int level, std::mt19937_64& rng) const override;
   bool independent_augmentation() const override { return model_.spec().independent_augmentation; }
 

@@ -5,6 +5,7 @@
 #include <limits>
 #include <sstream>
 
+#include "apply/components.h"
 #include "io/error.h"
 
 namespace pw::apply {
@@ -113,9 +114,34 @@ static std::string xml_escape(const std::string& s) {
   return o;
 }
 
-std::string label_table_xml(const std::vector<int>& values, const std::vector<std::string>& names) {
+std::array<int, 3> parse_label_color(const std::string& s) {
+  std::array<int, 3> rgb{};
+  std::stringstream ss(s);
+  std::string item;
+  int n = 0;
+  while (std::getline(ss, item, ':')) {
+    size_t used = 0;
+    int v = -1;
+    try {
+      v = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (n >= 3 || used != item.size() || item.empty() || v < 0 || v > 255) n = 4;
+    if (n >= 3) break;
+    rgb[n++] = v;
+  }
+  if (n != 3) throw UsageError("label colour '" + s + "': expected R:G:B with values 0..255");
+  return rgb;
+}
+
+std::string label_table_xml(const std::vector<int>& values, const std::vector<std::string>& names,
+                            const std::vector<std::array<int, 3>>& colors) {
   if (!names.empty() && names.size() != values.size())
     throw UsageError("--label-names: " + std::to_string(names.size()) + " names given for " +
+                     std::to_string(values.size()) + " labels");
+  if (!colors.empty() && colors.size() != values.size())
+    throw UsageError("--label-colors: " + std::to_string(colors.size()) + " colours given for " +
                      std::to_string(values.size()) + " labels");
   std::ostringstream x;
   x.setf(std::ios::fixed);
@@ -128,6 +154,8 @@ std::string label_table_xml(const std::vector<int>& values, const std::vector<st
   for (size_t k = 0; k < values.size(); ++k) {
     unsigned char c[3];
     label_colour(static_cast<int>(k) + 1, c);
+    if (!colors.empty())
+      for (int a = 0; a < 3; ++a) c[a] = static_cast<unsigned char>(colors[k][a]);
     std::string name = names.empty() ? "label " + std::to_string(values[k]) : names[k];
     x << "      <Label Key=\"" << values[k] << "\" Red=\"" << c[0] / 255.0 << "\" Green=\"" << c[1] / 255.0
       << "\" Blue=\"" << c[2] / 255.0 << "\" Alpha=\"1.000\">" << xml_escape(name) << "</Label>\n";
@@ -138,8 +166,9 @@ std::string label_table_xml(const std::vector<int>& values, const std::vector<st
   return x.str();
 }
 
-NiftiExtension label_extension(const std::vector<int>& values, const std::vector<std::string>& names) {
-  std::string xml = label_table_xml(values, names);
+NiftiExtension label_extension(const std::vector<int>& values, const std::vector<std::string>& names,
+                               const std::vector<std::array<int, 3>>& colors) {
+  std::string xml = label_table_xml(values, names, colors);
   NiftiExtension e;
   e.code = kEcodeCaret;
   e.data.assign(xml.begin(), xml.end());
@@ -171,15 +200,23 @@ Volume make_output(const Prediction& p, const OutputType& t, const LabelInfo& in
     // The smallest integer type holding every label value, filled in place.
     const int dt = lo >= 0 && hi <= 255 ? nifti_dt::uint8 : lo >= -32768 && hi <= 32767 ? nifti_dt::int16 : nifti_dt::int32;
     v = Volume::zeros(dims, dt, p.grid.A);
-    if (dt == nifti_dt::uint8) label_map_into(p, info, th, ex, reinterpret_cast<uint8_t*>(v.data.data()));
-    else if (dt == nifti_dt::int16) label_map_into(p, info, th, ex, reinterpret_cast<int16_t*>(v.data.data()));
-    else label_map_into(p, info, th, ex, reinterpret_cast<int32_t*>(v.data.data()));
+    const std::array<int64_t, 3> grid = {p.grid.s[0], p.grid.s[1], p.grid.s[2]};
+    auto fill = [&](auto* out) {
+      label_map_into(p, info, th, ex, out);
+      if (t.largest_component) keep_largest_components(out, grid, t.largest_component);
+    };
+    if (dt == nifti_dt::uint8) fill(reinterpret_cast<uint8_t*>(v.data.data()));
+    else if (dt == nifti_dt::int16) fill(reinterpret_cast<int16_t*>(v.data.data()));
+    else fill(reinterpret_cast<int32_t*>(v.data.data()));
     v.intent_code = kIntentLabel;
   } else if (t.kind == OutKind::mask) {
     std::vector<float> th = resolve_thresholds(t, info, K);
     std::vector<uint8_t> b(static_cast<size_t>(K) * n);
     for (int k = 0; k < K; ++k)
       for (int64_t i = 0; i < n; ++i) b[k * n + i] = p.prob[(k + off) * n + i] >= th[k] ? 1 : 0;
+    if (t.largest_component)
+      for (int k = 0; k < K; ++k)
+        keep_largest_components(b.data() + k * n, {p.grid.s[0], p.grid.s[1], p.grid.s[2]}, t.largest_component);
     v = Volume::from_values(dims, b.data(), p.grid.A);
   } else {
     const float* src = p.prob.data() + off * n;
@@ -206,8 +243,8 @@ Volume make_output(const Prediction& p, const OutputType& t, const LabelInfo& in
   }
   v.xyzt_units = 2;  // mm
   v.descrip = "patchwork apply";
-  if (!info.names.empty() && (t.kind == OutKind::atls || t.kind == OutKind::mask))
-    v.extensions.push_back(label_extension(values, info.names));
+  if ((!info.names.empty() || !info.colors.empty()) && (t.kind == OutKind::atls || t.kind == OutKind::mask))
+    v.extensions.push_back(label_extension(values, info.names, info.colors));
   return v;
 }
 

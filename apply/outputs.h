@@ -5,6 +5,7 @@
 // HCP Workbench (ecode 30 = NIFTI_ECODE_CARET: <CaretExtension> ... <LabelTable><Label Key=..
 // Red=.. Green=.. Blue=.. Alpha=..>name</Label>).
 #pragma once
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,6 +21,7 @@ enum class OutKind { float32, uint8, int16, mask, atls };
 struct OutputType {
   OutKind kind = OutKind::float32;
   std::vector<float> thresholds;  // mask/atls: given after ':' (empty: the model's, else 0.5)
+  int largest_component = 0;      // mask/atls: 6 or 26 keeps per label its largest component (apply/components.h)
 };
 // "float32" | "uint8" | "int16" | "mask[:t1,t2,..]" | "atls[:t1,..]"; throws pw::UsageError.
 OutputType parse_output_type(const std::string& s);
@@ -31,7 +33,11 @@ struct LabelInfo {
   std::vector<float> model_thresholds; // chosen on validation (size K, or empty)
   std::optional<float> ce_threshold;   // categorical: minimal probability for a non-background decision
   std::vector<std::string> names;      // label names (size K, or empty)
+  std::vector<std::array<int, 3>> colors;  // label colours R, G, B in 0..255 (size K, or empty: io/png.h's)
 };
+
+// "R:G:B" with each value in 0..255; throws pw::UsageError naming the text.
+std::array<int, 3> parse_label_color(const std::string& s);
 
 // Foreground channel count of a prediction.
 int foreground_channels(const Prediction& p);
@@ -47,9 +53,12 @@ std::vector<int32_t> label_map(const Prediction& p, const LabelInfo& info, const
 // The output volume on the prediction's grid (dims x,y[,z][,K]; affine of the grid).
 Volume make_output(const Prediction& p, const OutputType& t, const LabelInfo& info);
 
-// The Workbench XML label table and the extension holding it (background Key 0 included).
-std::string label_table_xml(const std::vector<int>& values, const std::vector<std::string>& names);
-NiftiExtension label_extension(const std::vector<int>& values, const std::vector<std::string>& names);
+// The Workbench XML label table and the extension holding it (background Key 0 included). Names default to
+// "label V", colours to io/png.h's label_colour.
+std::string label_table_xml(const std::vector<int>& values, const std::vector<std::string>& names,
+                            const std::vector<std::array<int, 3>>& colors = {});
+NiftiExtension label_extension(const std::vector<int>& values, const std::vector<std::string>& names,
+                               const std::vector<std::array<int, 3>>& colors = {});
 constexpr int kEcodeCaret = 30;
 constexpr int kIntentLabel = 1002;  // NIFTI_INTENT_LABEL
 

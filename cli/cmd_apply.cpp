@@ -152,6 +152,7 @@ void run(const ApplyCli& c) {
   }
   train::Model model = train::Model::load(c.model, dev);
   apply::set_augment(req, c.augment, model.spec().scheme.ndim);
+  apply::set_lazy_defaults(req, c, model.spec());
   auto report = [&](const std::string& name, const apply::Prediction& p, const fs::path& out) {
     std::string levels;
     for (size_t l = 0; l < p.patches_per_level.size(); ++l)
@@ -189,18 +190,29 @@ void add_apply(CLI::App& app) {
   cmd->add_option("--num-chunks", c->num_chunks, "repeat the whole process N times (results accumulate)")
       ->check(positive())
       ->capture_default_str();
-  cmd->add_option("--lazy-fraction", c->lazy_fraction, "lazyEval: keep this top fraction of patches after each level")
-      ->capture_default_str();
-  cmd->add_option("--attention", c->attention, "lazyEval reduction of sigmoid(output): mean or max")
-      ->capture_default_str();
+  cmd->add_option("--lazy-fraction", c->lazy_fraction,
+                  "lazyEval: keep this top fraction of patches after each level (default: the model's lazyEval, else 1)");
+  cmd->add_option("--attention", c->attention,
+                  "lazyEval reduceFun over the patch: mean or max (default: the model's, else mean)");
+  cmd->add_option("--attention-fun", c->attention_fun,
+                  "lazyEval attentionFun on the label logits: sigmoid, softmax or identity (default: the model's, "
+                  "else softmax for categorical models, sigmoid otherwise)");
   cmd->add_option("--window", c->window, "stitching window: flat, cos or cos2")->capture_default_str();
   cmd->add_option("--sparse-suppression", c->sparse_suppression, "alpha in Y = sum w p / sqrt((sum w)^2 + 3 alpha)")
       ->capture_default_str();
   cmd->add_option("--out-type", c->out_type, "float32 | uint8 | int16 | mask[:t1,t2..] | atls[:t1,..]")
       ->capture_default_str();
+  cmd->add_flag("--largest-component", c->largest_component,
+                "atls/mask: keep per label only its largest connected component");
+  cmd->add_option("--connectivity", c->connectivity,
+                  "--largest-component: 26 (faces, edges, corners) or 6 (faces); one-slice images: 8 or 4")
+      ->capture_default_str();
   cmd->add_option("--ce-threshold", c->ce_threshold,
                   "categorical models: minimal probability for a non-background decision (atls)");
   cmd->add_option("--label-names", c->label_names, "label names (comma separated), written as a Workbench XML label table")
+      ->delimiter(',');
+  cmd->add_option("--label-colors", c->label_colors,
+                  "label colours R:G:B (0..255, comma separated), written with the names in the label table")
       ->delimiter(',');
   cmd->add_option("--sampling-factor", c->sampling_factor, "output voxel size = input voxel size / factor")
       ->capture_default_str();

@@ -196,6 +196,16 @@ void image_channels(const std::vector<std::string>& names, const std::function<V
     int64_t n = image.numel(), c = static_cast<int64_t>(vals.size()) / n;
     for (int64_t i = 0; i < c; ++i) chans.emplace_back(vals.begin() + i * n, vals.begin() + (i + 1) * n);
   }
+  if (!scheme.crop_fdim.empty()) {  // crop_fdim: only the listed channels, in the listed order
+    std::vector<std::vector<float>> kept;
+    for (int c : scheme.crop_fdim) {
+      if (c >= static_cast<int>(chans.size()))
+        throw InputError(names[0] + ": crop_fdim lists channel " + std::to_string(c) + ", the input has " +
+                         std::to_string(chans.size()) + " channel(s)");
+      kept.push_back(chans[c]);
+    }
+    chans = std::move(kept);
+  }
   int64_t n = image.numel();
   data = Tensor::empty({static_cast<int64_t>(chans.size()), image.s[2], image.s[1], image.s[0]});
   for (size_t c = 0; c < chans.size(); ++c) std::memcpy(data.f32() + c * n, chans[c].data(), n * sizeof(float));

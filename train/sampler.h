@@ -67,7 +67,8 @@ Subject make_subject(const std::string& name, const Patch& image, Tensor channel
                      const Scheme& scheme, bool dontcare);
 // Reads a case's NIfTI files (several contrasts as channels, or one 4-D file) and its label.
 Subject load_subject(const DataPair& pair, const Scheme& scheme, bool dontcare);
-// Reads only the image(s) of a case (for inference), normalised: data [C, Z, Y, X] and geometry.
+// Reads only the image(s) of a case (for inference), normalised: data [C, Z, Y, X] and geometry. With
+// scheme.crop_fdim only the listed channels (indices over all files' channels, in that order).
 void load_image_channels(const std::vector<std::filesystem::path>& files, const Scheme& scheme, Patch& image,
                          Tensor& data);
 // The same from volumes in memory: `volume(i)` gives volume i of names.size() (one at a time, so that only one

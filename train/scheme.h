@@ -93,6 +93,7 @@ struct Scheme {
   // false: K independent sigmoid channels (BCE), channel k-1 = (label == l_k) or the 4th dim.
   bool categorical = false;
   int num_labels = 0;  // K; 0 = derive from categorical_label (or the label volume)
+  std::vector<int> crop_fdim;  // the input channels used (indices into all files' channels); empty = all
 
   // Parses the CropGenerator object: {depth, ndim, scheme: {patch_size, out_patch_size, fov_mm |
   // fov_rel, destvox_mm | destvox_rel}, system, snapper, interp_type, scatter_type, smoothfac_data,

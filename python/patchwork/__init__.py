@@ -72,9 +72,10 @@ class Model:
     def apply(self, image, affine, threads=0, return_affine=False, **options):
         """Segments one case: `image` is an array (x, y[, z]) or a list of them (the contrasts), on the grid
         of `affine`. Options are those of ``patchwork apply`` with '_' for '-' (out_type='atls',
-        generate_type='tree', num_patches, branch_factor, num_chunks, lazy_fraction, attention, window,
-        sparse_suppression, ce_threshold, label_names, sampling_factor, level, scale_to_original, augment,
-        seed, batch_size, quiet); `threads` as --threads. Returns the output array (as the file the command
+        generate_type='tree', num_patches, branch_factor, num_chunks, lazy_fraction, attention, attention_fun,
+        window, sparse_suppression, ce_threshold, label_names, label_colors, largest_component, connectivity,
+        sampling_factor, level, scale_to_original, augment, seed, batch_size, quiet; lazy_fraction, attention
+        and attention_fun default to the model's lazyEval); `threads` as --threads. Returns the output array (as the file the command
         writes would hold it: labels, masks or probabilities with a last axis per label), and with
         return_affine=True also its affine (it differs from `affine` with scale_to_original=False or a
         sampling_factor).

@@ -283,6 +283,7 @@ py::tuple apply_arrays(PyModel& m, const std::vector<py::array>& images, const p
     if (threads > 0) set_num_threads(threads);
     apply::ApplyRequest req = apply::make_request(options);
     apply::set_augment(req, options.augment, m.model->spec().scheme.ndim);
+    apply::set_lazy_defaults(req, options, m.model->spec());
     const apply::LabelInfo info = apply::label_info(m.model->spec(), req);
     apply::InferInput in = apply::input_from_volumes(*m.model, vols, names);
     const apply::Prediction pred = apply::predict(*m.model, in, req);
@@ -495,6 +496,10 @@ PYBIND11_MODULE(_patchwork, m) {
       .def_readwrite("sparse_suppression", &apply::ApplyOptions::sparse_suppression)
       .def_readwrite("sampling_factor", &apply::ApplyOptions::sampling_factor)
       .def_readwrite("attention", &apply::ApplyOptions::attention)
+      .def_readwrite("attention_fun", &apply::ApplyOptions::attention_fun)
+      .def_readwrite("largest_component", &apply::ApplyOptions::largest_component)
+      .def_readwrite("connectivity", &apply::ApplyOptions::connectivity)
+      .def_readwrite("label_colors", &apply::ApplyOptions::label_colors)
       .def_readwrite("window", &apply::ApplyOptions::window)
       .def_readwrite("out_type", &apply::ApplyOptions::out_type)
       .def_readwrite("level", &apply::ApplyOptions::level)

@@ -55,7 +55,9 @@ extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max
                           "fov_rel", "destvox_mm", "destvox_rel", "features", "convs_per_block", "convs", "norm",
                           "activation", "leaky_slope", "down", "up", "ratio", "label_weight", "autoweight", "dphi",
                           "flip", "dscale", "type", "lr", "weight_decay", "momentum", "schedule", "gamma",
-                          "step_size", "path", "pairs", "image", "label", "name", "validation", "train", "max_cases"})
+                          "step_size", "path", "pairs", "image", "label", "name", "validation", "train", "max_cases",
+                          "finalizeOnApply", "finalBlock_all_levels", "lazyEval", "fraction", "attentionFun",
+                          "reduceFun", "label_colors"})
       k.push_back(e);
     return k;
   }();
