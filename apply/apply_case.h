@@ -24,12 +24,13 @@ struct ApplyRequest {
 // Label values (categorical_label, else 1..K), thresholds and names of a model.
 LabelInfo label_info(const train::ModelSpec& spec, const ApplyRequest& req);
 
-// Runs one case; returns the prediction's statistics (prob is released).
+// Runs one case, the output built brick by brick (OutputBuilder); returns the prediction's grid and
+// statistics (no prob).
 Prediction apply_case(train::Model& model, const std::vector<std::filesystem::path>& inputs,
                       const std::filesystem::path& output, const ApplyRequest& req);
 
-// Writes the preview montage of `pred` over channel 0 of `input`.
-void write_preview(const InferInput& input, const Prediction& pred, const LabelInfo& info,
+// Writes the preview montage of a label map of colour indices 1..K on `grid` over channel 0 of `input`.
+void write_preview(const InferInput& input, const train::Patch& grid, const Volume& labels,
                    const std::filesystem::path& png);
 
 }  // namespace pw::apply

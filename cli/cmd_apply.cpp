@@ -28,7 +28,7 @@ struct ApplyCli {
   std::vector<std::string> in;
   std::string out, in_dir, out_dir;
   std::string generate_type = "tree";
-  int num_patches = 16, branch_factor = 1, num_chunks = 1, batch_size = 8, threads = 0;
+  int num_patches = 16, branch_factor = 1, num_chunks = 1, batch_size = 8, threads = 0, brick = 32;
   double lazy_fraction = 1.0, sparse_suppression = 0, sampling_factor = 1;
   std::string attention = "mean", window = "flat", out_type = "atls", level = "-1", augment = "none";
   std::optional<float> ce_threshold;
@@ -48,6 +48,7 @@ apply::ApplyRequest make_request(const ApplyCli& c) {
   o.branch_factor = c.branch_factor;
   o.num_chunks = c.num_chunks;
   o.batch_size = c.batch_size;
+  o.brick = c.brick;
   if (!(c.lazy_fraction > 0 && c.lazy_fraction <= 1)) throw UsageError("--lazy-fraction must be in (0, 1]");
   o.lazy_fraction = c.lazy_fraction;
   if (c.attention == "mean") o.attention = apply::Reduce::mean;
@@ -201,8 +202,9 @@ void run(const ApplyCli& c) {
     std::string levels;
     for (size_t l = 0; l < p.patches_per_level.size(); ++l)
       levels += (l ? "," : "") + std::to_string(p.patches_per_level[l]);
-    std::fprintf(stderr, "apply: %s -> %s (%.1f s, patches per level %s)\n", name.c_str(), out.string().c_str(),
-                 p.seconds, levels.c_str());
+    std::fprintf(stderr, "apply: %s -> %s (%.1f s, patches per level %s, stitching bricks %lld of %lld, peak %.0f MB)\n",
+                 name.c_str(), out.string().c_str(), p.seconds, levels.c_str(), static_cast<long long>(p.bricks_allocated),
+                 static_cast<long long>(p.bricks_total), p.stitch_peak_bytes / 1e6);
   };
   if (single) {
     std::vector<fs::path> files(c.in.begin(), c.in.end());
@@ -260,6 +262,9 @@ void add_apply(CLI::App& app) {
   cmd->add_option("--threads", c->threads, "CPU threads (0 = all)")->capture_default_str()->check(non_negative());
   cmd->add_option("--seed", c->seed, "random seed (patch placement, augmentation)")->capture_default_str();
   cmd->add_option("--batch-size", c->batch_size, "patches per network call")->capture_default_str()->check(positive());
+  cmd->add_option("--brick", c->brick, "edge of the stitching bricks in voxels (memory held ~ one patch-thick slab)")
+      ->capture_default_str()
+      ->check(positive());
   cmd->add_option("--preview", c->preview, "write a PNG montage (batch: any value writes CASE.png in --out-dir)");
   cmd->add_flag("--quiet", c->quiet, "no progress lines on stderr");
   cmd->add_flag("--skip-existing", c->skip_existing, "batch: leave out cases whose output already exists");

@@ -34,6 +34,12 @@ struct PatchGeom {
   int64_t vol[3] = {1, 1, 1};           // source (gather) / target (scatter) size, axis order; 2D: vol[0] = 1
   int64_t num_patches = 0;              // P
   int64_t patch[3] = {1, 1, 1};         // patch size s, axis order; 2D: patch[0] = 1
+  // Scatter only (kernels/scatter.h; gathers require 0): the target's first voxel in the matrices'
+  // coordinates, when the target is a brick of a larger grid. Every computed coordinate has the
+  // origin subtracted after the matrix product; for a coordinate within a voxel or two of the brick
+  // that subtraction is exact (an integer off a float of the same binade or below), so a brick
+  // receives exactly the contributions, in the same order, that the whole grid would.
+  int64_t origin[3] = {0, 0, 0};
 
   int64_t vol_numel() const { return vol[0] * vol[1] * vol[2]; }
   int64_t patch_numel() const { return patch[0] * patch[1] * patch[2]; }
