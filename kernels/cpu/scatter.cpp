@@ -254,7 +254,9 @@ void scatter_affine_impl(const float* patches, int64_t patch_channels, const Pat
   // so no two threads ever add into the same voxel, and a preempted thread delays the call by one
   // slab only.
   const int64_t planes = Q * npa;
-  const int64_t U = std::max<int64_t>(1, std::min<int64_t>(4 * int64_t(num_threads()), planes));
+  // Every slab scans the rows of every patch meeting it, so a small target (a brick) gets fewer,
+  // thicker slabs: at least 8 planes each.
+  const int64_t U = std::max<int64_t>(1, std::min<int64_t>(4 * int64_t(num_threads()), planes / 8));
   std::vector<double> cum(planes + 1, 0.0);
   for (int64_t z = 0; z < planes; ++z) cum[z + 1] = cum[z] + work[z];
   std::vector<int64_t> cut(U + 1, 0);
