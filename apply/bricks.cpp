@@ -9,7 +9,7 @@ namespace pw::apply {
 
 BrickGrid::BrickGrid(const std::array<int64_t, 3>& g, int d, int64_t b) : grid(g), ndim(d), brick(b) {
   if (d != 2 && d != 3) throw std::invalid_argument("BrickGrid: ndim must be 2 or 3");
-  if (b < 1) throw std::invalid_argument("BrickGrid: the brick size must be >= 1");
+  if (b < 2) throw std::invalid_argument("BrickGrid: the brick size must be >= 2 (exact brick origins)");
   if (d == 2 && g[0] != 1) throw std::invalid_argument("BrickGrid: a 2-D grid has one slice");
   for (int a = 0; a < 3; ++a) {
     const int64_t s = (d == 2 && a == 0) ? 1 : b;

@@ -468,7 +468,7 @@ Inference::Inference(LevelNetwork& net, const InferInput& input, const InferOpti
   full.push_back(output_grid(grids[last_]));
   check_memory(full);
   accs_.resize(last_ + 1);
-  if (opt.brick < 1) throw std::invalid_argument("brick must be >= 1");
+  if (opt.brick < 2) throw std::invalid_argument("brick must be >= 2");
   for (int l = opt.level_mix ? 0 : last_; l <= last_; ++l) accs_[l].init(grids[l], K_, sc_.ndim, dev_, opt.brick);
   const Patch target = output_grid(grids[last_]);
   const bool same = target.s == grids[last_].s && target.A.isApprox(grids[last_].A, 1e-9);

@@ -151,8 +151,9 @@ void stitch_accumulate(const Tensor& patches, const Tensor& mats_in, Interp mode
     throw std::invalid_argument("stitch_accumulate: origin " + vec_str(origin) + " needs " + std::to_string(g.ndim) +
                                 " entries");
   for (size_t a = 0; a < origin.size(); ++a) {
-    if (origin[a] < 0 || origin[a] >= (int64_t(1) << 24))
-      throw std::invalid_argument("stitch_accumulate: origin " + vec_str(origin) + " is outside [0, 2^24)");
+    if (origin[a] < 0 || origin[a] == 1 || origin[a] >= (int64_t(1) << 24))
+      throw std::invalid_argument("stitch_accumulate: origin " + vec_str(origin) +
+                                  " needs entries 0 or in [2, 2^24) (exact offsets, kernels/gather.h)");
     g.origin[3 - g.ndim + a] = origin[a];
   }
   if (patches.dim(0) != g.num_patches || patches.dim(1) != g.channels)

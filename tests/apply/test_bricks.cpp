@@ -141,6 +141,13 @@ TEST_CASE("bricks: only bricks that patches reach exist; finishing twice or addi
   CHECK(bs.allocated_bricks() == 1);
   CHECK(bs.peak_bytes() == 3 * 8 * 8 * 8 * 4);
   CHECK(std::count(c.hits.begin(), c.hits.end(), 1) == 40 * 40 * 40);
+  // An origin of 1 would not be exact (coordinates below 0.5 lose bits): refused.
+  CHECK_THROWS_AS(BrickStitch(grid, 3, 2, Device::cpu, 1), std::invalid_argument);
+  Tensor acc = Tensor::zeros({2, 8, 8, 8}), w = Tensor::zeros({8, 8, 8});
+  CHECK_THROWS_AS(stitch_accumulate(p, Tensor::from_vector({1, 4, 4}, m), Interp::nearest, Window::flat, acc, w, {1, 0, 0}),
+                  std::invalid_argument);
+  stitch_accumulate(p, Tensor::from_vector({1, 4, 4}, m), Interp::nearest, Window::flat, acc, w, {0, 0, 2});
+  CHECK(w.to_vector()[(1 * 8 + 1) * 8 + 0] == 1.f);  // grid voxel (1, 1, 2) is brick voxel (1, 1, 0)
 }
 
 TEST_CASE("bricks: an output built brick by brick equals the one built whole, and writes the same file") {

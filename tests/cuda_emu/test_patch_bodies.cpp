@@ -230,9 +230,9 @@ TEST_CASE("scatter_affine into a brick (PatchGeom::origin) equals the same voxel
     for (Interp mode : {Interp::nearest, Interp::linear}) {
       std::vector<float> wa(C * V, 0.f), ww(V, 0.f);
       cpu::scatter_affine(patches.data(), s.g, s.mats.data(), nullptr, mode, Window::cos, wa.data(), ww.data());
-      // A brick of 5 (2D: 1) x 6 x 7 voxels at (1 or 0, 4, 9): clipped by the target's end.
+      // A brick of 5 (2D: 1) x 6 x 7 voxels at (2 or 0, 4, 9): clipped by the target's end.
       PatchGeom b = s.g;
-      const int64_t lo[3] = {d == 3 ? 1 : 0, 4, 9}, bs[3] = {d == 3 ? 5 : 1, 6, 7};
+      const int64_t lo[3] = {d == 3 ? 2 : 0, 4, 9}, bs[3] = {d == 3 ? 5 : 1, 6, 7};
       for (int a = 0; a < 3; ++a) {
         b.origin[a] = lo[a];
         b.vol[a] = std::min(bs[a], s.g.vol[a] - lo[a]);
