@@ -26,7 +26,7 @@ struct ApplyRequest {
 // cli/cmd_apply.cpp and the Python package (python/) fill this; make_request checks and converts it.
 struct ApplyOptions {
   std::string generate_type = "tree";
-  int num_patches = 16, branch_factor = 1, num_chunks = 1, batch_size = 8;
+  int num_patches = 16, branch_factor = 1, num_chunks = 1, batch_size = 8, brick = 32;
   double sparse_suppression = 0, sampling_factor = 1;
   std::optional<double> lazy_fraction;                  // unset: the model's lazyEval
   std::optional<std::string> attention, attention_fun;  // unset: the model's lazyEval
@@ -47,15 +47,17 @@ void set_lazy_defaults(ApplyRequest& request, const ApplyOptions& options, const
 // Label values (categorical_label, else 1..K), thresholds and names of a model.
 LabelInfo label_info(const train::ModelSpec& spec, const ApplyRequest& req);
 
-// The inference of a loaded input through `model` (the request's options and test-time augmentation).
+// The inference of a loaded input through `model` (the request's options and test-time augmentation),
+// stitched whole (the Python package's arrays).
 Prediction predict(train::Model& model, const InferInput& input, const ApplyRequest& req);
 
-// Runs one case; returns the prediction's statistics (prob is released).
+// Runs one case, the output built brick by brick (OutputBuilder); returns the prediction's grid and
+// statistics (no prob).
 Prediction apply_case(train::Model& model, const std::vector<std::filesystem::path>& inputs,
                       const std::filesystem::path& output, const ApplyRequest& req);
 
-// Writes the preview montage of `pred` over channel 0 of `input`.
-void write_preview(const InferInput& input, const Prediction& pred, const LabelInfo& info,
+// Writes the preview montage of a label map of colour indices 1..K on `grid` over channel 0 of `input`.
+void write_preview(const InferInput& input, const train::Patch& grid, const Volume& labels,
                    const std::filesystem::path& png);
 
 }  // namespace pw::apply

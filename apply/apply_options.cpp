@@ -17,6 +17,8 @@ ApplyRequest make_request(const ApplyOptions& c) {
   o.branch_factor = c.branch_factor;
   o.num_chunks = c.num_chunks;
   o.batch_size = c.batch_size;
+  if (c.brick < 2) throw UsageError("--brick: must be a number >= 2, got " + std::to_string(c.brick));
+  o.brick = c.brick;
   if (c.lazy_fraction) {
     if (!(*c.lazy_fraction > 0 && *c.lazy_fraction <= 1)) throw UsageError("--lazy-fraction must be in (0, 1]");
     o.lazy_fraction = *c.lazy_fraction;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "apply/bricks.h"
 #include "apply/infer.h"
 #include "io/nifti.h"
 #include "io/png.h"
@@ -50,7 +51,33 @@ std::vector<float> resolve_thresholds(const OutputType& t, const LabelInfo& info
 std::vector<int32_t> label_map(const Prediction& p, const LabelInfo& info, const std::vector<float>& thresholds,
                                bool explicit_thresholds);
 
-// The output volume on the prediction's grid (dims x,y[,z][,K]; affine of the grid).
+// The output volume of type t on the sink's grid (dims x,y[,z][,K]; affine of the grid), built box by
+// box from the normalised prediction (a BrickSink; channels as Prediction::channels). Labels and masks are
+// decided per box: the class volumes are never all in float at once. float32 probabilities fill
+// the output in place; uint8/int16 ones are held as float32 until take() (their scale is the maximum
+// over the whole volume).
+class OutputBuilder : public BrickSink {
+ public:
+  OutputBuilder(const OutputType& t, const LabelInfo& info);
+  void begin(const train::Patch& grid, int channels, bool categorical) override;
+  void put(const Box& box, const float* y) override;
+  Volume take();  // once, after every voxel of the grid arrived
+
+ private:
+  void keep_largest(Volume& v) const;  // --largest-component (atls, mask)
+
+  train::Patch grid_;
+  OutputType type_;
+  LabelInfo info_;
+  bool categorical_ = false;
+  int K_ = 0;
+  int64_t n_ = 0;
+  std::vector<int> values_;
+  std::vector<float> th_;
+  Volume vol_;
+};
+
+// The output volume of a whole prediction (an OutputBuilder fed with one box).
 Volume make_output(const Prediction& p, const OutputType& t, const LabelInfo& info);
 
 // The Workbench XML label table and the extension holding it (background Key 0 included). Names default to

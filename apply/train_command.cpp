@@ -37,6 +37,7 @@ TrainOutcome train_command(const TrainRequest& req) {
   train::Trainer trainer(cfg, opt);
   trainer.set_predictor([](train::Model& m, train::Subject& s) { return predict_subject(m, s); });
   TrainOutcome o;
+  o.batch_size = cfg.batch_size;
   o.result = trainer.run_from_dataset();
   if (!train::Distributed::world().root()) return o;  // rank 0 wrote the log
   // Training curves beside the model (the model is already saved: a plotting problem only warns).

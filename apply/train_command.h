@@ -29,6 +29,7 @@ struct TrainRequest {
 struct TrainOutcome {
   train::TrainResult result;
   std::filesystem::path curves;  // <out>.curves.png, empty when it could not be drawn (a warning on stderr)
+  int batch_size = 0;            // the config's batch size (per rank under mpirun)
 };
 
 // Throws pw::InputError / pw::UsageError with the CLI's messages (exit 1 / 2 there), before any training

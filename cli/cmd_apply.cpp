@@ -157,8 +157,9 @@ void run(const ApplyCli& c) {
     std::string levels;
     for (size_t l = 0; l < p.patches_per_level.size(); ++l)
       levels += (l ? "," : "") + std::to_string(p.patches_per_level[l]);
-    std::fprintf(stderr, "apply: %s -> %s (%.1f s, patches per level %s)\n", name.c_str(), out.string().c_str(),
-                 p.seconds, levels.c_str());
+    std::fprintf(stderr, "apply: %s -> %s (%.1f s, patches per level %s; stitching bricks %lld of %lld, peak %.0f MB)\n",
+                 name.c_str(), out.string().c_str(), p.seconds, levels.c_str(), static_cast<long long>(p.bricks_allocated),
+                 static_cast<long long>(p.bricks_total), p.stitch_peak_bytes / 1e6);
   };
   if (single) {
     std::vector<fs::path> files(c.in.begin(), c.in.end());
@@ -227,6 +228,9 @@ void add_apply(CLI::App& app) {
   cmd->add_option("--threads", c->threads, "CPU threads (0 = all)")->capture_default_str()->check(non_negative());
   cmd->add_option("--seed", c->seed, "random seed (patch placement, augmentation)")->capture_default_str();
   cmd->add_option("--batch-size", c->batch_size, "patches per network call")->capture_default_str()->check(positive());
+  cmd->add_option("--brick", c->brick, "edge of the stitching bricks in voxels (memory held ~ one patch-thick slab)")
+      ->capture_default_str()
+      ->check(positive());
   cmd->add_option("--preview", c->preview, "write a PNG montage (batch: any value writes CASE.png in --out-dir)");
   cmd->add_flag("--quiet", c->quiet, "no progress lines on stderr");
   cmd->add_flag("--skip-existing", c->skip_existing, "batch: leave out cases whose output already exists");

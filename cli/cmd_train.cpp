@@ -41,7 +41,8 @@ void run(const TrainArgs& a) {
   const apply::TrainOutcome o = apply::train_command(req);
   if (!world.root()) return;  // rank 0 wrote the model and the log
   const train::TrainResult& r = o.result;
-  if (world.size() > 1) std::printf("data-parallel over %d ranks\n", world.size());
+  if (world.size() > 1)
+    std::printf("data-parallel over %d ranks (global batch %d)\n", world.size(), o.batch_size * world.size());
   std::printf("trained %d iterations in %.1f s -> %s\n", r.iterations, r.seconds, a.out.c_str());
   if (!o.curves.empty()) std::printf("training curves -> %s\n", o.curves.string().c_str());
   if (!r.validation_dice.empty()) {

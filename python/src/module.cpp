@@ -492,6 +492,7 @@ PYBIND11_MODULE(_patchwork, m) {
       .def_readwrite("branch_factor", &apply::ApplyOptions::branch_factor)
       .def_readwrite("num_chunks", &apply::ApplyOptions::num_chunks)
       .def_readwrite("batch_size", &apply::ApplyOptions::batch_size)
+      .def_readwrite("brick", &apply::ApplyOptions::brick)
       .def_readwrite("lazy_fraction", &apply::ApplyOptions::lazy_fraction)
       .def_readwrite("sparse_suppression", &apply::ApplyOptions::sparse_suppression)
       .def_readwrite("sampling_factor", &apply::ApplyOptions::sampling_factor)
