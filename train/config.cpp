@@ -25,6 +25,12 @@ LossKind parse_loss(const std::string& s) {
   throw InputError("loss: expected \"bce\", \"ce\", \"dice\", \"bce+dice\" or \"ce+dice\", got \"" + s + "\"");
 }
 
+ForwardType parse_forward_type(const std::string& s) {
+  if (s == "simple") return ForwardType::simple;
+  if (s == "mult") return ForwardType::mult;
+  throw InputError("forward_type: expected \"simple\" or \"mult\", got \"" + s + "\"");
+}
+
 const char* loss_name(LossKind k) {
   switch (k) {
     case LossKind::bce: return "bce";
@@ -152,12 +158,7 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
     if (static_cast<int>(c.block_out.size()) != depth)
       throw InputError("block_out: expected " + std::to_string(depth) + " entries (one per level)");
   }
-  if (j.contains("forward_type")) {
-    std::string v = json_string(j["forward_type"], "forward_type");
-    if (v == "simple") c.forward_type = ForwardType::simple;
-    else if (v == "mult") c.forward_type = ForwardType::mult;
-    else throw InputError("forward_type: expected \"simple\" or \"mult\", got \"" + v + "\"");
-  }
+  if (j.contains("forward_type")) c.forward_type = parse_forward_type(json_string(j["forward_type"], "forward_type"));
   if (j.contains("identical_blocks")) c.identical_blocks = json_bool(j["identical_blocks"], "identical_blocks");
   if (j.contains("final_block") && !j["final_block"].is_null()) {
     const json& f = j["final_block"];
@@ -336,6 +337,43 @@ static std::string case_name(const fs::path& p) {
   return n;
 }
 
+// The cases of an nnU-Net style dataset.json: {"training": [{"image": "...", "label": "..."}, ...]},
+// paths relative to `root`. Every mistake names the file and the entry.
+static std::vector<DataPair> read_dataset_json(const fs::path& dj, const fs::path& root) {
+  if (fs::is_directory(dj)) throw InputError(dj.string() + ": is a folder, not a file");
+  std::ifstream in(dj);
+  if (!in) throw InputError(dj.string() + ": cannot open");
+  json d;
+  try {
+    d = json::parse(in);
+  } catch (const json::exception& e) {  // parse_error; out_of_range for a number beyond a double's range
+    throw InputError(dj.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!d.is_object() || !d.contains("training") || !d["training"].is_array())
+    throw InputError(dj.string() + ": no 'training' list");
+  std::vector<DataPair> out;
+  const json& training = d["training"];
+  for (size_t i = 0; i < training.size(); ++i) {
+    const std::string where = dj.string() + ": training[" + std::to_string(i) + "]";
+    const json& e = training[i];
+    if (!e.is_object()) throw InputError(where + ": not an object with 'image' and 'label'");
+    auto file = [&](const char* key) {
+      auto it = e.find(key);
+      if (it == e.end()) throw InputError(where + ": no '" + key + "'");
+      if (!it->is_string() || it->get_ref<const std::string&>().empty())
+        throw InputError(where + "." + key + ": not a file name (expected a non-empty string, got " +
+                         (it->is_string() ? std::string("an empty string") : std::string(it->type_name())) + ")");
+      return root / it->get<std::string>();
+    };
+    DataPair p;
+    p.images.push_back(file("image"));
+    p.label = file("label");
+    p.name = case_name(p.images[0]);
+    out.push_back(p);
+  }
+  return out;
+}
+
 std::vector<DataPair> list_cases(const DatasetSpec& spec) {
   std::vector<DataPair> out;
   if (spec.root.empty()) {
@@ -347,24 +385,7 @@ std::vector<DataPair> list_cases(const DatasetSpec& spec) {
     if (!fs::is_directory(root)) throw InputError(root.string() + ": dataset folder not found");
     fs::path dj = root / "dataset.json";
     if (fs::exists(dj)) {
-      std::ifstream in(dj);
-      json d;
-      try {
-        d = json::parse(in);
-      } catch (const json::parse_error& e) {
-        throw InputError(dj.string() + ": not valid JSON (" + e.what() + ")");
-      }
-      if (!d.contains("training") || !d["training"].is_array())
-        throw InputError(dj.string() + ": no 'training' list");
-      for (const auto& e : d["training"]) {
-        if (!e.contains("image") || !e.contains("label"))
-          throw InputError(dj.string() + ": a 'training' entry lacks image or label");
-        DataPair p;
-        p.images.push_back(root / e["image"].get<std::string>());
-        p.label = root / e["label"].get<std::string>();
-        p.name = case_name(p.images[0]);
-        out.push_back(p);
-      }
+      out = read_dataset_json(dj, root);
     } else {
       if (!fs::is_directory(root / "imagesTr")) throw InputError(root.string() + ": no dataset.json and no imagesTr/");
       std::vector<fs::path> files;

@@ -50,6 +50,7 @@ const char* loss_name(LossKind k);
 
 enum class HardOrder { loss, f1, balance };
 enum class ForwardType { simple, mult };
+ForwardType parse_forward_type(const std::string& s);  // "simple", "mult"
 
 struct DataPair {
   std::vector<std::filesystem::path> images;  // one file per contrast (or one 4-D file)

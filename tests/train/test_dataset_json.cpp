@@ -46,13 +46,14 @@ TEST_CASE("dataset.json: wrong types are one message naming the file and the ent
                         Case{R"({"training": [}")", ": not valid JSON"},
                         Case{R"({"training": [1e999]})", ": not valid JSON"}}) {
     CAPTURE(c.text);
-    CHECK_THROWS_WITH_AS(list_cases(dataset_with(root, c.text)), doctest::Contains(file + c.says), InputError);
+    const std::string want = file + c.says;
+    CHECK_THROWS_WITH_AS(list_cases(dataset_with(root, c.text)), doctest::Contains(want.c_str()), InputError);
   }
   fs::remove(root / "dataset.json");
   fs::create_directory(root / "dataset.json");
   DatasetSpec spec;
   spec.root = root;
-  CHECK_THROWS_WITH_AS(list_cases(spec), doctest::Contains(file + ": is a folder"), InputError);
+  CHECK_THROWS_WITH_AS(list_cases(spec), doctest::Contains((file + ": is a folder").c_str()), InputError);
 }
 
 TEST_CASE("dataset.json: a valid file lists its cases, relative to the folder") {
