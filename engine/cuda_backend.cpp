@@ -4,6 +4,7 @@
 #ifdef PW_HAVE_CUDA
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -75,13 +76,16 @@ const Loaded& loaded() {
 
 std::vector<std::string> cuda_plugin_candidates() {
   if (const char* env = std::getenv("PW_CUDA_PLUGIN"); env && *env) return {env};
-  std::vector<std::string> c;
+  std::vector<fs::path> dirs;
   const fs::path here = folder_of_engine();
-  if (!here.empty())
-    for (const fs::path& dir : {here, here / ".." / "lib", here / ".." / PW_INSTALL_LIBDIR})
-      c.push_back((dir / kCudaPluginName).lexically_normal().string());
-  c.push_back((fs::path(PW_INSTALL_FULL_LIBDIR) / kCudaPluginName).string());
-  c.push_back(kCudaPluginName);  // the loader's search path
+  if (!here.empty()) dirs = {here, here / ".." / "lib", here / ".." / PW_INSTALL_LIBDIR};
+  dirs.push_back(PW_INSTALL_FULL_LIBDIR);
+  std::vector<std::string> c;
+  for (const fs::path& dir : dirs) {
+    const std::string p = (dir / kCudaPluginName).lexically_normal().string();
+    if (std::find(c.begin(), c.end(), p) == c.end()) c.push_back(p);
+  }
+  c.push_back(kCudaPluginName);  // the loader's search path (LD_LIBRARY_PATH, the program's RUNPATH)
   return c;
 }
 

@@ -9,7 +9,8 @@
 //
 // Where the plugin is looked for, first found wins: $PW_CUDA_PLUGIN (a path; then only there), the
 // folder of the program (or of the library holding the engine), ../lib and ../<libdir> from there, the
-// install libdir, then the loader's search path (LD_LIBRARY_PATH).
+// install libdir, then the loader's search path (LD_LIBRARY_PATH; the RUNPATH that programs linking
+// the installed engine get, its libdir).
 #pragma once
 #include <string>
 #include <vector>
