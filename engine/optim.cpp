@@ -1,5 +1,6 @@
 #include "engine/optim.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -76,6 +77,12 @@ float LrSchedule::at(int64_t t) const {
       return base * std::pow(1.f - static_cast<float>(t) / static_cast<float>(total), power);
   }
   return base;
+}
+
+float LrSchedule::at_fraction(double f) const {
+  if (kind != Kind::poly) return base;
+  if (f >= 1.0) return 0.f;
+  return base * std::pow(1.f - static_cast<float>(std::max(0.0, f)), power);
 }
 
 LrSchedule::Kind LrSchedule::parse_kind(const std::string& name) {

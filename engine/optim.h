@@ -93,6 +93,9 @@ struct LrSchedule {
   float power = 0.9f;     // poly
 
   float at(int64_t t) const;
+  // The schedule at a fraction f in [0, 1] of its course: poly base * (1 - f)^power, constant base
+  // (step has no course: base * gamma^0).
+  float at_fraction(double f) const;
   // Parses "constant", "step" or "poly"; throws std::invalid_argument otherwise.
   static Kind parse_kind(const std::string& name);
 };

@@ -223,7 +223,8 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
     c.independent_augmentation = json_bool(j["independent_augmentation"], "independent_augmentation");
   if (j.contains("optimizer")) {
     const json& o = j["optimizer"];
-    check_keys(o, {"type", "lr", "weight_decay", "momentum", "schedule", "gamma", "step_size"}, "optimizer");
+    check_keys(o, {"type", "lr", "weight_decay", "momentum", "schedule", "schedule_over", "gamma", "step_size"},
+               "optimizer");
     if (o.contains("type")) c.optimizer = json_string(o["type"], "optimizer.type");
     if (c.optimizer != "adam" && c.optimizer != "adamw" && c.optimizer != "sgd")
       throw InputError("optimizer.type: expected \"adam\", \"adamw\" or \"sgd\", got \"" + c.optimizer + "\"");
@@ -236,12 +237,22 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
       throw InputError("optimizer.schedule: expected \"constant\", \"poly\" or \"step\", got \"" + c.schedule + "\"");
     if (o.contains("gamma")) c.gamma = json_number(o["gamma"], "optimizer.gamma");
     if (o.contains("step_size")) c.step_size = json_int(o["step_size"], "optimizer.step_size");
+    if (o.contains("schedule_over")) {
+      std::string v = json_string(o["schedule_over"], "optimizer.schedule_over");
+      if (v != "iterations" && v != "time")
+        throw InputError("optimizer.schedule_over: expected \"iterations\" or \"time\", got \"" + v + "\"");
+      c.schedule_over_time = v == "time";
+    }
   }
   if (j.contains("parallel")) c.parallel = json_bool(j["parallel"], "parallel");
   if (j.contains("validation_every")) c.validation_every = positive(j, "validation_every", 0);
   if (j.contains("seed")) c.seed = static_cast<uint64_t>(positive(j, "seed", 0));
   if (j.contains("threads")) c.threads = positive(j, "threads", 0);
   if (j.contains("time_limit_s")) c.time_limit_s = json_number(j["time_limit_s"], "time_limit_s");
+  if (c.schedule_over_time && !(c.time_limit_s > 0))
+    throw InputError("optimizer.schedule_over: \"time\" needs time_limit_s > 0 (the schedule runs over that time)");
+  if (c.schedule_over_time && c.schedule == "step")
+    throw InputError("optimizer.schedule_over: \"time\" works with the poly or constant schedule, not step");
   if (j.contains("dataset")) {
     const json& d = j["dataset"];
     check_keys(d, {"path", "pairs", "validation", "train", "max_cases"}, "dataset");

@@ -97,6 +97,7 @@ struct TrainConfig {
   double weight_decay = 0;
   double momentum = 0.9;           // sgd
   std::string schedule = "constant";  // constant | poly | step (over outer iterations)
+  bool schedule_over_time = false;    // optimizer.schedule_over "time": poly runs over time_limit_s instead
   double gamma = 0.1;
   int step_size = 100;
 

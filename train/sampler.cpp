@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 
 #include "io/error.h"
 #include "io/nifti.h"
@@ -121,12 +122,21 @@ Subject make_subject(const std::string& name, const Patch& image, Tensor channel
     if (scheme.categorical) {
       s.labels = Tensor::empty({image.s[2], image.s[1], image.s[0]}, DType::i32);
       int32_t* out = s.labels.i32();
+      std::map<long, int32_t> cls;  // label value -> class (the last of repeated values, as before)
+      for (int k = 0; k < K; ++k) cls[cl[k]] = k + 1;
+      long last_value = 0;
+      int32_t last_class = cls.count(0) ? cls[0] : 0;
       for (int64_t v = 0; v < nvox; ++v) {
         int32_t c = 0;
         if (dontcare && is_dc(r[v])) c = -1;
-        else if (std::isfinite(r[v]))
-          for (int k = 0; k < K; ++k)
-            if (std::lround(r[v]) == cl[k]) c = k + 1;
+        else if (std::isfinite(r[v])) {
+          long lv = std::lround(r[v]);
+          if (lv != last_value) {  // label maps are runs of equal values: one lookup per run
+            auto it = cls.find(lv);
+            last_value = lv, last_class = it == cls.end() ? 0 : it->second;
+          }
+          c = last_class;
+        }
         if (c > 0) s.label_volume[c - 1] += 1;
         out[v] = c;
       }
@@ -300,7 +310,7 @@ void CropGenerator::set_autoweight(const std::vector<Subject*>& subjects) {
   if (cnt == 0) return;
   mean /= cnt;
   for (size_t k = 0; k < vol.size(); ++k) label_weight_[k] = vol[k] > 0 ? label_weight_[k] / mean : 0.0;
-  root_cdf_.clear();
+  root_draw_.clear();
 }
 
 int CropGenerator::input_channels(int image_channels) const {
@@ -449,32 +459,39 @@ std::vector<float> CropGenerator::label_mass(const Tensor& labels, int64_t row) 
   return mass;
 }
 
-// The balance rule: P(v) ∝ L(v) + b with b = (1-r) pos / (n r - pos); uniform when pos = 0 or
-// the labels already reach the ratio r.
-static std::vector<double> balance_cdf(const std::vector<float>& mass, double r) {
+// b = (1-r) pos / (n r - pos), where pos = sum L: then the labelled voxels get the share r.
+BalanceDraw::BalanceDraw(const std::vector<float>& mass, double r) : n(static_cast<int64_t>(mass.size())) {
   double pos = 0;
   for (float m : mass) pos += m;
-  const double n = static_cast<double>(mass.size());
-  std::vector<double> cdf(mass.size());
-  bool uniform = pos == 0 || pos - n * r > -0.01;
-  double b = uniform ? 0 : (1 - r) * pos / (n * r - pos);
-  double acc = 0;
-  for (size_t v = 0; v < mass.size(); ++v) {
-    acc += uniform ? 1.0 : mass[v] + b;
-    cdf[v] = acc;
+  const double nd = static_cast<double>(n);
+  if (pos == 0 || pos - nd * r > -0.01) {  // no labels, or they already reach the ratio: uniform
+    uniform = nd;
+    return;
   }
-  return cdf;
+  uniform = nd * (1 - r) * pos / (nd * r - pos);
+  double acc = 0;
+  for (int64_t v = 0; v < n; ++v)
+    if (mass[v] > 0) {
+      acc += mass[v];
+      index.push_back(v);
+      cum.push_back(acc);
+    }
 }
 
-static int64_t draw_from_cdf(const std::vector<double>& cdf, std::mt19937_64& rng) {
-  std::uniform_real_distribution<double> U(0.0, cdf.back());
-  double x = U(rng);
-  auto it = std::upper_bound(cdf.begin(), cdf.end(), x);
-  return std::min<int64_t>(static_cast<int64_t>(it - cdf.begin()), static_cast<int64_t>(cdf.size()) - 1);
+int64_t BalanceDraw::draw(std::mt19937_64& rng) const {
+  const double pos = cum.empty() ? 0.0 : cum.back();
+  std::uniform_real_distribution<double> U(0.0, pos + uniform);
+  const double x = U(rng);
+  if (x < pos) {
+    auto it = std::upper_bound(cum.begin(), cum.end(), x);
+    return index[std::min<size_t>(static_cast<size_t>(it - cum.begin()), index.size() - 1)];
+  }
+  const double u = (x - pos) / uniform * static_cast<double>(n);
+  return std::clamp<int64_t>(static_cast<int64_t>(u), 0, n - 1);
 }
 
 int64_t CropGenerator::draw_balanced(const std::vector<float>& mass, std::mt19937_64& rng) const {
-  return draw_from_cdf(balance_cdf(mass, opt_.balance.ratio), rng);
+  return BalanceDraw(mass, opt_.balance.ratio).draw(rng);
 }
 
 // Voxel index (flat, x fastest) -> (x, y, z) plus a uniform jitter inside the voxel.
@@ -492,9 +509,9 @@ static Eigen::Vector3d jitter_voxel(int64_t v, const Size3& s, int ndim, std::mt
 Eigen::Vector3d CropGenerator::draw_root_centre(Subject& s, std::mt19937_64& rng) {
   Eigen::Vector3d v;
   if (opt_.balance.enabled() && s.labels.defined()) {
-    std::vector<double>& cdf = root_cdf_[&s];
-    if (cdf.empty()) cdf = balance_cdf(label_mass(s.labels, -1), opt_.balance.ratio);
-    v = jitter_voxel(draw_from_cdf(cdf, rng), s.image.s, scheme_.ndim, rng);
+    BalanceDraw& d = root_draw_[&s];
+    if (d.empty()) d = BalanceDraw(label_mass(s.labels, -1), opt_.balance.ratio);
+    v = jitter_voxel(d.draw(rng), s.image.s, scheme_.ndim, rng);
   } else {
     std::uniform_real_distribution<double> U(0.0, 1.0);
     for (int a = 0; a < 3; ++a) {

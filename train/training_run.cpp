@@ -490,7 +490,7 @@ void TrainingRun::keep_hard_chains(const PatchSet& set, const IterationStats& st
 // The iteration's line in the JSONL log.
 void TrainingRun::record(int it, int64_t patches, double wait_s, const IterationStats& st,
                          const std::vector<double>& dice) {
-  json rec = {{"it", it + 1}, {"time_s", elapsed()},     {"lr", sched_.at(it)},
+  json rec = {{"it", it + 1}, {"time_s", elapsed()},     {"lr", optim_->lr()},
               {"patches", patches}, {"loss", st.level_loss}, {"wait_s", wait_s}};
   if (!dice.empty()) rec["val_dice"] = dice;
   log_ << rec.dump() << "\n";
@@ -576,7 +576,7 @@ void TrainingRun::loop(int& it) {
     if (cfg_.time_limit_s > 0 && elapsed() > cfg_.time_limit_s) break;
     double wait_s = 0;
     PatchSet set = next_set(it, wait_s);
-    optim_->set_lr(sched_.at(it));
+    optim_->set_lr(cfg_.schedule_over_time ? sched_.at_fraction(elapsed() / cfg_.time_limit_s) : sched_.at(it));
     IterationStats st = train_on(it, set);
     check_weights(it);
     last_loss_ = st.level_loss;

@@ -99,6 +99,11 @@ TEST_CASE("learning-rate schedules") {
   CHECK(p.at(0) == 1.f);
   CHECK(p.at(50) == doctest::Approx(std::pow(0.5, 0.9)));
   CHECK(p.at(100) == 0.f);
+  // over a fraction of the course (optimizer.schedule_over "time")
+  CHECK(p.at_fraction(0.0) == 1.f);
+  CHECK(p.at_fraction(0.5) == doctest::Approx(std::pow(0.5, 0.9)));
+  CHECK(p.at_fraction(1.2) == 0.f);
+  CHECK(c.at_fraction(0.7) == 0.01f);
   CHECK(LrSchedule::parse_kind("poly") == LrSchedule::Kind::poly);
   CHECK_THROWS_AS(LrSchedule::parse_kind("cosine"), std::invalid_argument);
 }

@@ -223,6 +223,13 @@ TEST_CASE("sampler: label mapping, 4-D labels, dontcare and normalisation") {
   CHECK(a.labels.i32()[3] == 0);
   Subject b = make_subject("b", img, data.clone(), lab, sc, /*dontcare=*/false);
   CHECK(b.labels.i32()[2] == 0);
+  // runs of equal values and returns to earlier ones (the mapping looks up once per run)
+  Patch img8 = iso_image(2, 2, 2);
+  Tensor data8 = Tensor::from_vector({1, 2, 2, 2}, {1, 2, 3, 4, 5, 6, 7, 9});
+  Tensor lab8 = Tensor::from_vector({8}, {16, 16, 4, 4.2f, 7, 16, 0, 3.6f});
+  Subject r = make_subject("r", img8, data8, lab8, sc, false);
+  CHECK(std::vector<int32_t>(r.labels.i32(), r.labels.i32() + 8) == std::vector<int32_t>{2, 2, 1, 1, 0, 2, 0, 1});
+  CHECK(r.label_volume == std::vector<double>{3, 3});
 
   Scheme nc = point_scheme(false, {4, 16});
   Subject c = make_subject("c", img, data.clone(), lab, nc, true);
@@ -370,4 +377,33 @@ TEST_CASE("sampler: smoothing before the crop and per-patch normalisation") {
       CHECK(std::abs(m) < 1e-3);
       CHECK(v / 512 == doctest::Approx(1.0).epsilon(1e-2));
     }
+}
+
+TEST_CASE("sampler: the sparse balance draw follows P(v) proportional to L(v) + b") {
+  // 1000 voxels, 3 labelled with masses 1, 2, 5 (sum 8), ratio 0.4: b = 0.6 * 8 / (400 - 8)
+  std::vector<float> mass(1000, 0.f);
+  mass[10] = 1.f, mass[500] = 2.f, mass[999] = 5.f;
+  BalanceDraw d(mass, 0.4);
+  CHECK(d.index == std::vector<int64_t>{10, 500, 999});
+  const double b = 0.6 * 8 / (400.0 - 8);
+  CHECK(d.uniform == doctest::Approx(1000 * b));
+  std::mt19937_64 rng(3);
+  std::vector<int> hits(1000, 0);
+  const int N = 200000;
+  for (int i = 0; i < N; ++i) ++hits[d.draw(rng)];
+  const double total = 8 + 1000 * b;
+  for (int v : {10, 500, 999, 0, 250}) {
+    double p = (mass[v] + b) / total;
+    CHECK(hits[v] / double(N) == doctest::Approx(p).epsilon(0.1));
+  }
+  int labelled = hits[10] + hits[500] + hits[999];
+  CHECK(labelled / double(N) == doctest::Approx(0.4 + 3 * b / total).epsilon(0.02));
+  // no labels, or labels already at the ratio: uniform, no table
+  BalanceDraw u(std::vector<float>(50, 0.f), 0.5);
+  CHECK(u.index.empty());
+  CHECK(u.uniform == 50);
+  for (int i = 0; i < 100; ++i) {
+    int64_t v = u.draw(rng);
+    CHECK((v >= 0 && v < 50));
+  }
 }
