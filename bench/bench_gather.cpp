@@ -24,6 +24,7 @@
 #include <random>
 #include <vector>
 
+#include "engine/device.h"
 #include "engine/tensor.h"
 #include "kernels/cpu_paths.h"
 #include "kernels/gather.h"
@@ -31,6 +32,7 @@
 #include "kernels/scatter.h"
 #ifdef PW_HAVE_CUDA
 #include "engine/cuda/runtime.h"
+#include "engine/cuda_backend.h"
 #endif
 
 namespace {
@@ -214,7 +216,7 @@ void cuda_counters(benchmark::State& state, double voxels, double bytes_per_voxe
 void BM_cuda_copy(benchmark::State& state) {
   CudaCase& c = cuda_case();
   for (auto _ : state) {
-    pw::kernels::cuda::copy_device_to_device(c.copy_dst.raw(), c.copy_src.raw(), c.copy_src.nbytes());
+    pw::device_copy(c.copy_dst.raw(), Device::cuda, c.copy_src.raw(), Device::cuda, c.copy_src.nbytes());
     pw::cuda::synchronize();
   }
   cuda_counters(state, double(c.copy_src.numel()), 8.0);
@@ -223,7 +225,7 @@ void BM_cuda_copy(benchmark::State& state) {
 void BM_cuda_gather(benchmark::State& state, Interp mode) {
   CudaCase& c = cuda_case();
   for (auto _ : state) {
-    cuda::gather_affine(c.vol.f32(), c.g, c.mats.f32(), nullptr, mode, false, c.patches.f32());
+    PW_CUDA_KERNEL(gather_affine, c.vol.f32(), c.g, c.mats.f32(), nullptr, mode, false, c.patches.f32());
     pw::cuda::synchronize();
   }
   cuda_counters(state, double(c.patches.numel()), mode == Interp::nearest ? 8.0 : 36.0);
@@ -232,7 +234,7 @@ void BM_cuda_gather(benchmark::State& state, Interp mode) {
 void BM_cuda_stitch(benchmark::State& state) {
   CudaCase& c = cuda_case();
   for (auto _ : state) {
-    cuda::scatter_affine(c.patches.f32(), c.g, c.mats.f32(), nullptr, Interp::nearest, Window::cos, c.acc.f32(),
+    PW_CUDA_KERNEL(scatter_affine, c.patches.f32(), c.g, c.mats.f32(), nullptr, Interp::nearest, Window::cos, c.acc.f32(),
                          c.weight.f32());
     pw::cuda::synchronize();
   }

@@ -430,6 +430,43 @@ static std::string case_name(const fs::path& p) {
   return n;
 }
 
+// The cases of an nnU-Net style dataset.json: {"training": [{"image": "...", "label": "..."}, ...]},
+// paths relative to `root`. Every mistake names the file and the entry.
+static std::vector<DataPair> read_dataset_json(const fs::path& dj, const fs::path& root) {
+  if (fs::is_directory(dj)) throw InputError(dj.string() + ": is a folder, not a file");
+  std::ifstream in(dj);
+  if (!in) throw InputError(dj.string() + ": cannot open");
+  json d;
+  try {
+    d = json::parse(in);
+  } catch (const json::exception& e) {  // parse_error; out_of_range for a number beyond a double's range
+    throw InputError(dj.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!d.is_object() || !d.contains("training") || !d["training"].is_array())
+    throw InputError(dj.string() + ": no 'training' list");
+  std::vector<DataPair> out;
+  const json& training = d["training"];
+  for (size_t i = 0; i < training.size(); ++i) {
+    const std::string where = dj.string() + ": training[" + std::to_string(i) + "]";
+    const json& e = training[i];
+    if (!e.is_object()) throw InputError(where + ": not an object with 'image' and 'label'");
+    auto file = [&](const char* key) {
+      auto it = e.find(key);
+      if (it == e.end()) throw InputError(where + ": no '" + key + "'");
+      if (!it->is_string() || it->get_ref<const std::string&>().empty())
+        throw InputError(where + "." + key + ": not a file name (expected a non-empty string, got " +
+                         (it->is_string() ? std::string("an empty string") : std::string(it->type_name())) + ")");
+      return root / it->get<std::string>();
+    };
+    DataPair p;
+    p.images.push_back(file("image"));
+    p.label = file("label");
+    p.name = case_name(p.images[0]);
+    out.push_back(p);
+  }
+  return out;
+}
+
 std::vector<DataPair> list_cases(const DatasetSpec& spec) {
   std::vector<DataPair> out;
   if (spec.root.empty()) {
@@ -441,24 +478,7 @@ std::vector<DataPair> list_cases(const DatasetSpec& spec) {
     if (!fs::is_directory(root)) throw InputError(root.string() + ": dataset folder not found");
     fs::path dj = root / "dataset.json";
     if (fs::exists(dj)) {
-      std::ifstream in(dj);
-      json d;
-      try {
-        d = json::parse(in);
-      } catch (const json::parse_error& e) {
-        throw InputError(dj.string() + ": not valid JSON (" + e.what() + ")");
-      }
-      if (!d.contains("training") || !d["training"].is_array())
-        throw InputError(dj.string() + ": no 'training' list");
-      for (const auto& e : d["training"]) {
-        if (!e.contains("image") || !e.contains("label"))
-          throw InputError(dj.string() + ": a 'training' entry lacks image or label");
-        DataPair p;
-        p.images.push_back(root / e["image"].get<std::string>());
-        p.label = root / e["label"].get<std::string>();
-        p.name = case_name(p.images[0]);
-        out.push_back(p);
-      }
+      out = read_dataset_json(dj, root);
     } else {
       if (!fs::is_directory(root / "imagesTr")) throw InputError(root.string() + ": no dataset.json and no imagesTr/");
       std::vector<fs::path> files;

@@ -51,6 +51,14 @@ json ModelSpec::to_json() const {
   return j;
 }
 
+// Every level's block outputs at least the label channels (its first channels are the labels' scores).
+static void check_label_channels(const std::vector<int>& out_channels, int label_channels, const char* key) {
+  for (size_t k = 0; k < out_channels.size(); ++k)
+    if (out_channels[k] < label_channels)
+      throw InputError(std::string(key) + ": level " + std::to_string(k) + " has " + std::to_string(out_channels[k]) +
+                       " channels, fewer than the labels need (" + std::to_string(label_channels) + ")");
+}
+
 ModelSpec ModelSpec::from_json(const json& j) {
   check_keys(j, {"format", "crop_generator", "image_channels", "in_channels", "network", "out_channels",
                  "forward_type", "identical_blocks", "intermediate_loss", "final_block", "finalizeOnApply",
@@ -94,7 +102,13 @@ ModelSpec ModelSpec::from_json(const json& j) {
     for (int oc : s.out_channels)
       if (int64_t{s.in_channels} * (int64_t{oc} + 1) + oc > std::numeric_limits<int>::max())
         throw InputError("in_channels, out_channels: too many channels");
+    check_label_channels(s.out_channels, s.scheme.label_channels(), "out_channels");
     for (const auto& t : j.at("thresholds")) s.thresholds.push_back(json_number(t, "thresholds"));
+    if (!s.thresholds.empty() && static_cast<int>(s.thresholds.size()) != s.scheme.num_labels)
+      throw InputError("thresholds: " + std::to_string(s.thresholds.size()) + " values for " +
+                       std::to_string(s.scheme.num_labels) + " labels (one per label, or none)");
+    for (double t : s.thresholds)
+      if (!(t >= 0 && t <= 1)) throw InputError("thresholds: " + std::to_string(t) + " is not a probability in [0, 1]");
     for (const auto& n : j.at("label_names")) s.label_names.push_back(json_string(n, "label_names"));
     if (j.contains("label_colors")) s.label_colors = parse_label_colors(j["label_colors"], "label_colors");
     s.augment = Augment::from_json(j.at("augment"), s.scheme.ndim);
@@ -115,11 +129,9 @@ ModelSpec ModelSpec::from_config(const TrainConfig& cfg, int image_channels) {
   for (int k = 0; k < cfg.scheme.depth; ++k) {
     int oc = cfg.out_channels(k);
     if (cfg.identical_blocks && cfg.block_out.empty()) oc = cfg.scheme.label_channels() + cfg.intermediate_out;
-    if (oc < cfg.scheme.label_channels())
-      throw InputError("block_out: level " + std::to_string(k) + " has fewer channels than the labels need (" +
-                       std::to_string(cfg.scheme.label_channels()) + ")");
     s.out_channels.push_back(oc);
   }
+  check_label_channels(s.out_channels, cfg.scheme.label_channels(), "block_out");
   if (cfg.identical_blocks)
     for (int oc : s.out_channels)
       if (oc != s.out_channels[0]) throw InputError("identical_blocks: every level needs the same block_out");

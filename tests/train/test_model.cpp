@@ -190,6 +190,30 @@ TEST_CASE("model: model file round trip") {
   CHECK_THROWS_AS(Model::load(dir / "x.safetensors"), InputError);
 }
 
+TEST_CASE("model: a description with wrong thresholds, too few channels or an unknown forward_type is refused") {
+  const json good = ModelSpec::from_config(small_config(2, 2, true), 1).to_json();  // 2 labels, 3 channels
+  REQUIRE(good["out_channels"] == json({5, 3}));
+  CHECK_NOTHROW(ModelSpec::from_json(good));
+  auto refused = [&](const char* key, const json& value, const std::string& says) {
+    json j = good;
+    j[key] = value;
+    CAPTURE(value.dump());
+    CHECK_THROWS_WITH_AS(ModelSpec::from_json(j), doctest::Contains(says.c_str()), InputError);
+  };
+  refused("thresholds", {0.5}, "thresholds: 1 values for 2 labels (one per label, or none)");
+  refused("thresholds", {0.5, 0.5, 0.5}, "thresholds: 3 values for 2 labels");
+  refused("thresholds", {0.5, 1.5}, "thresholds: 1.500000 is not a probability in [0, 1]");
+  refused("thresholds", {-0.1, 0.5}, "is not a probability");
+  refused("out_channels", {5, 2}, "out_channels: level 1 has 2 channels, fewer than the labels need (3)");
+  refused("out_channels", {1, 3}, "out_channels: level 0 has 1 channels");
+  refused("forward_type", "multi", "forward_type: expected \"simple\", \"mult\" or \"bridge\", got \"multi\"");
+  json j = good;
+  j["thresholds"] = {0.3, 0.7};
+  j["forward_type"] = "mult";
+  CHECK(ModelSpec::from_json(j).thresholds == std::vector<double>{0.3, 0.7});
+  CHECK(ModelSpec::from_json(j).forward_type == ForwardType::mult);
+}
+
 TEST_CASE("model: final block after the last level") {
   json j = small_config(2, 2, true).raw;
   j["final_block"] = {{"features", 6}, {"convs", 2}};
