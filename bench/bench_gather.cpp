@@ -216,7 +216,7 @@ void cuda_counters(benchmark::State& state, double voxels, double bytes_per_voxe
 void BM_cuda_copy(benchmark::State& state) {
   CudaCase& c = cuda_case();
   for (auto _ : state) {
-    pw::device_copy(c.copy_dst.raw(), Device::cuda, c.copy_src.raw(), Device::cuda, c.copy_src.nbytes());
+    pw::device_copy(c.copy_dst.raw(), pw::Device::cuda, c.copy_src.raw(), pw::Device::cuda, c.copy_src.nbytes());
     pw::cuda::synchronize();
   }
   cuda_counters(state, double(c.copy_src.numel()), 8.0);

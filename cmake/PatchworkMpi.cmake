@@ -1,7 +1,7 @@
 # PW_MPI=AUTO|ON|OFF: data-parallel training over MPI (train/distributed.cpp). AUTO enables it when an MPI
 # (Debian: libopenmpi-dev) is found; ON fails here when none is; OFF (and AUTO without MPI) builds exactly
 # the single-process program, with no MPI dependency. With CUDA too, NCCL (libnccl + nccl.h, in the CUDA
-# toolkit) reduces the gradients on the GPUs; without NCCL they go through host MPI buffers.
+# toolkit) would reduce the gradients on the GPUs; for now they go through host MPI buffers (see below).
 set(PW_HAVE_MPI OFF)
 set(PW_HAVE_NCCL OFF)
 if(NOT PW_MPI STREQUAL "OFF")
@@ -16,15 +16,11 @@ if(NOT PW_MPI STREQUAL "OFF")
     message(STATUS "Patchwork: MPI off (none found)")
   endif()
 endif()
+# NCCL is not used yet: the CUDA runtime lives in the CUDA plugin (engine/cuda_backend.h, loaded on first GPU
+# use), and train/distributed.cpp's NCCL path still calls the runtime directly. Until that path goes through
+# the plugin, the gradients of GPU ranks are reduced through host MPI buffers.
 if(PW_HAVE_MPI AND PW_HAVE_CUDA)
-  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} $ENV{NCCL_HOME}/include)
-  find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} $ENV{NCCL_HOME}/lib)
-  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
-    set(PW_HAVE_NCCL ON)
-    message(STATUS "Patchwork: NCCL on (${NCCL_LIBRARY})")
-  else()
-    message(STATUS "Patchwork: NCCL not found: CUDA gradients are reduced through host MPI buffers")
-  endif()
+  message(STATUS "Patchwork: CUDA gradients are reduced through host MPI buffers (NCCL not wired to the CUDA plugin yet)")
 endif()
 
 # pw_link_mpi(target): MPI (and NCCL) for the one library that talks to them.

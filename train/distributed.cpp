@@ -12,9 +12,6 @@
 #if PW_HAVE_MPI
 #include <mpi.h>
 #endif
-#if PW_HAVE_MPI && PW_HAVE_CUDA
-#include <cuda_runtime.h>
-#endif
 #if PW_HAVE_NCCL
 #include <nccl.h>
 
@@ -92,16 +89,9 @@ Distributed::Distributed() {
   mpi_ = true;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
-#if PW_HAVE_CUDA
-  // One GPU per rank on a node: local rank modulo the node's devices (before any CUDA context exists).
-  MPI_Comm node;
-  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node);
-  int local = 0, devices = 0;
-  MPI_Comm_rank(node, &local);
-  MPI_Comm_free(&node);
-  if (cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0) cudaSetDevice(local % devices);
-  else cudaGetLastError();  // no GPU: the CPU path; clear the error
-#endif
+  // GPU placement: each rank uses the first device it sees (CUDA_VISIBLE_DEVICES per rank: srun
+  // --gpus-per-task=1, or a wrapper; README "Clusters"). The CUDA runtime is in the CUDA plugin, which
+  // this library does not call directly.
 }
 
 Distributed::~Distributed() {
