@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <limits>
+#include <memory>
 #include <numeric>
 #include <stdexcept>
 #include <unistd.h>
@@ -143,6 +145,130 @@ std::vector<float> resample_linear(const std::vector<float>& src0, const Patch& 
   return gather_patches(constant(t), mats_tensor(m, ndim), spatial_size(dst.s, ndim), Interp::linear)->value.to_vector();
 }
 
+ResampleSink::ResampleSink(const Patch& src, const Patch& dst, int ndim, int64_t brick, BrickSink& out)
+    : src_(src), dst_(dst), ndim_(ndim), out_(out) {
+  auto arr = [&](const train::Size3& s) { return std::array<int64_t, 3>{ndim == 3 ? s[2] : 1, s[1], s[0]}; };
+  sg_ = BrickGrid(arr(src.s), ndim, brick);
+  dg_ = BrickGrid(arr(dst.s), ndim, brick);
+  const Eigen::Matrix4d M = train::resample_matrix(src, dst);  // dst voxel (x, y, z) -> src voxel
+  const int64_t O = dg_.num();
+  tile_lo_.resize(O);
+  tile_hi_.resize(O);
+  reads_.resize(O);
+  readers_.resize(sg_.num());
+  missing_.assign(O, 0);
+  users_.assign(sg_.num(), 0);
+  held_.resize(sg_.num());
+  for (int64_t ob = 0; ob < O; ++ob) {
+    const Box bx = dg_.box(ob);
+    std::array<int64_t, 3> lo{0, 0, 0}, hi{0, 0, 0}, clo{0, 0, 0}, chi{0, 0, 0};
+    for (int a = 3 - ndim; a < 3; ++a) {  // array axis a <-> xyz component 2 - a
+      const int c = 2 - a;
+      double umin = INFINITY, umax = -INFINITY;
+      for (int corner = 0; corner < 8; ++corner) {
+        Eigen::Vector4d x(bx.lo[2] + ((corner & 1) ? bx.size[2] - 1 : 0), bx.lo[1] + ((corner & 2) ? bx.size[1] - 1 : 0),
+                          bx.lo[0] + ((corner & 4) ? bx.size[0] - 1 : 0), 1.0);
+        const double u = (M * x)[c];
+        umin = std::min(umin, u);
+        umax = std::max(umax, u);
+      }
+      const int64_t n = sg_.grid[a];
+      // The samples' neighbours with a margin, within the replicated border -1..n.
+      lo[a] = std::clamp<int64_t>(static_cast<int64_t>(std::floor(umin)) - 1, -1, n);
+      hi[a] = std::clamp<int64_t>(static_cast<int64_t>(std::floor(umax)) + 2, -1, n);
+      clo[a] = std::clamp<int64_t>(lo[a], 0, n - 1);
+      chi[a] = std::clamp<int64_t>(hi[a], 0, n - 1);
+    }
+    tile_lo_[ob] = lo;
+    tile_hi_[ob] = hi;
+    reads_[ob] = sg_.meeting(clo, chi);
+    missing_[ob] = static_cast<int64_t>(reads_[ob].size());
+    for (int64_t b : reads_[ob]) {
+      readers_[b].push_back(ob);
+      ++users_[b];
+    }
+  }
+}
+
+void ResampleSink::begin(const Patch& grid, int channels, bool categorical) {
+  if (grid.s != src_.s) throw std::logic_error("ResampleSink: begin() with a grid other than its source");
+  channels_ = channels;
+  out_.begin(dst_, channels, categorical);
+  for (int64_t ob = 0; ob < dg_.num(); ++ob)
+    if (missing_[ob] == 0) emit(ob);  // reads nothing (cannot happen for a non-empty source)
+}
+
+void ResampleSink::put(const Box& box, const float* y) {
+  // Every box is one source brick (BrickStitch hands over its own bricks); a whole-grid box (one
+  // brick) is split here.
+  for (int64_t b : sg_.meeting(box.lo, {box.lo[0] + box.size[0] - 1, box.lo[1] + box.size[1] - 1,
+                                        box.lo[2] + box.size[2] - 1})) {
+    const Box sb = sg_.box(b);
+    std::vector<float>& h = held_[b];
+    h.resize(static_cast<size_t>(channels_ * sb.numel()));
+    for (int64_t c = 0; c < channels_; ++c)
+      for (int64_t z = 0; z < sb.size[0]; ++z)
+        for (int64_t yy = 0; yy < sb.size[1]; ++yy)
+          std::copy_n(y + c * box.numel() +
+                          ((sb.lo[0] - box.lo[0] + z) * box.size[1] + sb.lo[1] - box.lo[1] + yy) * box.size[2] +
+                          sb.lo[2] - box.lo[2],
+                      sb.size[2], h.begin() + c * sb.numel() + (z * sb.size[1] + yy) * sb.size[2]);
+    bytes_ += static_cast<int64_t>(h.size() * sizeof(float));
+    peak_bytes_ = std::max(peak_bytes_, bytes_);
+    if (users_[b] == 0) {
+      bytes_ -= static_cast<int64_t>(h.size() * sizeof(float));
+      h = std::vector<float>();
+    }
+    for (int64_t ob : readers_[b])
+      if (--missing_[ob] == 0) emit(ob);
+  }
+}
+
+// One output brick: the source tile it reads (edges replicated) and a linear gather through the
+// resampling matrix with the brick's and the tile's offsets folded in.
+void ResampleSink::emit(int64_t ob) {
+  const Box bx = dg_.box(ob);
+  const std::array<int64_t, 3> lo = tile_lo_[ob], hi = tile_hi_[ob];
+  std::array<int64_t, 3> ts{1, 1, 1};
+  for (int a = 0; a < 3; ++a) ts[a] = hi[a] - lo[a] + 1;
+  const int64_t tn = ts[0] * ts[1] * ts[2];
+  std::vector<float> tile(static_cast<size_t>(channels_ * tn));
+  for (int64_t z = 0; z < ts[0]; ++z)
+    for (int64_t y = 0; y < ts[1]; ++y)
+      for (int64_t x = 0; x < ts[2]; ++x) {
+        const std::array<int64_t, 3> v{std::clamp<int64_t>(lo[0] + z, 0, sg_.grid[0] - 1),
+                                       std::clamp<int64_t>(lo[1] + y, 0, sg_.grid[1] - 1),
+                                       std::clamp<int64_t>(lo[2] + x, 0, sg_.grid[2] - 1)};
+        const int64_t b = sg_.at(v);
+        const Box sb = sg_.box(b);
+        const int64_t li = ((v[0] - sb.lo[0]) * sb.size[1] + v[1] - sb.lo[1]) * sb.size[2] + v[2] - sb.lo[2];
+        for (int64_t c = 0; c < channels_; ++c)
+          tile[c * tn + (z * ts[1] + y) * ts[2] + x] = held_[b][c * sb.numel() + li];
+      }
+  Eigen::Matrix4d T_out = Eigen::Matrix4d::Identity(), T_tile = Eigen::Matrix4d::Identity();
+  for (int a = 0; a < 3; ++a) {
+    T_out(2 - a, 3) = static_cast<double>(bx.lo[a]);
+    T_tile(2 - a, 3) = -static_cast<double>(lo[a]);
+  }
+  std::vector<float> m;
+  train::append_kernel_matrix(T_tile * train::resample_matrix(src_, dst_) * T_out, ndim_, m);
+  Shape tshape = {channels_};
+  std::vector<int64_t> psize;
+  for (int a = 3 - ndim_; a < 3; ++a) {
+    tshape.push_back(ts[a]);
+    psize.push_back(bx.size[a]);
+  }
+  const std::vector<float> y =
+      gather_patches(constant(Tensor::from_vector(tshape, tile)), mats_tensor(m, ndim_), psize, Interp::linear)
+          ->value.to_vector();
+  out_.put(bx, y.data());
+  for (int64_t b : reads_[ob])
+    if (--users_[b] == 0) {
+      bytes_ -= static_cast<int64_t>(held_[b].size() * sizeof(float));
+      held_[b] = std::vector<float>();
+    }
+}
+
 Tensor LevelNetwork::crop_image(int level, const InferInput& input, const std::vector<Patch>& patches) {
   const Scheme& sc = scheme();
   std::vector<float> m;
@@ -189,25 +315,49 @@ Tensor label_probabilities(const Tensor& logits, int64_t K, const Scheme& sc) {
   return (sc.categorical ? softmax(l) : sigmoid(l))->value;
 }
 
-// The lazy-evaluation attention of each patch: the mean or max over the patch of the foreground
-// probability (categorical: 1 - P(background) per voxel; else every label channel's probability).
-std::vector<float> attention_of(const Tensor& prob_dev, bool categorical, Reduce reduce) {
-  const Tensor prob = prob_dev.cpu();
-  const int64_t B = prob.dim(0), K = prob.dim(1), n = prob.numel() / std::max<int64_t>(1, B * K);
+}  // namespace
+
+AttentionFun parse_attention_fun(const std::string& s) {
+  if (s == "sigmoid") return AttentionFun::sigmoid;
+  if (s == "softmax") return AttentionFun::softmax;
+  if (s == "identity") return AttentionFun::identity;
+  throw UsageError("attentionFun '" + s + "': expected sigmoid, softmax or identity");
+}
+
+Reduce parse_reduce(const std::string& s) {
+  if (s == "mean") return Reduce::mean;
+  if (s == "max") return Reduce::max;
+  throw UsageError("reduceFun '" + s + "': expected mean or max");
+}
+
+// The attention values through the engine (on the logits' device), reduced on the host.
+std::vector<float> attention_of(const Tensor& logits, int64_t K, bool categorical, AttentionFun fun, Reduce reduce) {
+  Var l = constant(logits);
+  if (logits.dim(1) != K) l = slice(l, 0, K);
+  const bool complement = categorical && fun == AttentionFun::softmax;  // 1 - p(background)
+  Var a;
+  if (fun == AttentionFun::softmax) a = complement ? slice(softmax(l), 0, 1) : softmax(l);
+  else {
+    Var fg = categorical ? slice(l, 1, K) : l;
+    a = fun == AttentionFun::sigmoid ? sigmoid(fg) : fg;
+  }
+  const Tensor v = a->value.cpu();
+  const int64_t B = v.dim(0), per = v.numel() / std::max<int64_t>(1, B);
   std::vector<float> att(B);
   for (int64_t b = 0; b < B; ++b) {
-    const float* P = prob.f32() + b * K * n;
-    double sum = 0, mx = 0;
-    const int64_t cnt = categorical ? n : K * n;
-    for (int64_t i = 0; i < cnt; ++i) {
-      const double a = categorical ? 1.0 - P[i] : P[i];
-      sum += a;
-      mx = std::max(mx, a);
+    const float* P = v.f32() + b * per;
+    double sum = 0, mx = -std::numeric_limits<double>::infinity();
+    for (int64_t i = 0; i < per; ++i) {
+      const double x = complement ? 1.0 - P[i] : P[i];
+      sum += x;
+      mx = std::max(mx, x);
     }
-    att[b] = static_cast<float>(reduce == Reduce::mean ? sum / static_cast<double>(cnt) : mx);
+    att[b] = static_cast<float>(reduce == Reduce::mean ? sum / static_cast<double>(per) : mx);
   }
   return att;
 }
+
+namespace {
 
 class Progress {
  public:
@@ -239,21 +389,51 @@ class Progress {
   double last_ = -10;
 };
 
-// A stitching target on the inference's device: accumulators [K, grid] and the weight [grid].
+// Sizes (x, y, z) in array order (z, y, x); 2D: {1, y, x}.
+std::array<int64_t, 3> array_size(const train::Size3& s, int ndim) { return {ndim == 3 ? s[2] : 1, s[1], s[0]}; }
+
+// A stitching target on the inference's device: bricks of accumulators [K, brick] and weights [brick].
 struct Accum {
   Patch grid;
-  Tensor acc, weight;
-  void init(const Patch& g, int64_t K, int ndim, Device dev) {
+  std::unique_ptr<BrickStitch> bricks;
+  void init(const Patch& g, int64_t K, int ndim, Device dev, int brick) {
     grid = g;
-    acc = Tensor::zeros(with_front({K}, spatial_shape(g.s, ndim)), DType::f32, dev);
-    weight = Tensor::zeros(spatial_shape(g.s, ndim), DType::f32, dev);
+    bricks = std::make_unique<BrickStitch>(array_size(g.s, ndim), ndim, K, dev, brick);
   }
 };
+
+// Holds a whole normalised prediction [C, grid] (host f32), filled box by box.
+class DenseSink : public BrickSink {
+ public:
+  void begin(const Patch& grid, int channels, bool) override {
+    grid_ = grid;
+    prob.assign(static_cast<size_t>(channels) * grid.numel(), 0.f);
+  }
+  void put(const Box& box, const float* y) override {
+    const int64_t n = grid_.numel(), bn = box.numel(), C = static_cast<int64_t>(prob.size()) / n;
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t z = 0; z < box.size[0]; ++z)
+        for (int64_t yy = 0; yy < box.size[1]; ++yy)
+          std::copy_n(y + c * bn + (z * box.size[1] + yy) * box.size[2], box.size[2],
+                      prob.begin() + c * n + ((box.lo[0] + z) * grid_.s[1] + box.lo[1] + yy) * grid_.s[0] + box.lo[2]);
+  }
+  std::vector<float> prob;
+
+ private:
+  Patch grid_;
+};
+
+// The whole of `grid` as one box.
+Box whole_box(const Patch& grid) {
+  Box b;
+  b.size = {grid.s[2], grid.s[1], grid.s[0]};
+  return b;
+}
 
 // One run of infer(): the steps of the algorithm, each a member function.
 class Inference {
  public:
-  Inference(LevelNetwork& net, const InferInput& input, const InferOptions& opt);
+  Inference(LevelNetwork& net, const InferInput& input, const InferOptions& opt, BrickSink& sink);
   Prediction run();
 
  private:
@@ -264,7 +444,9 @@ class Inference {
   std::vector<PatchRec> level0_patches();
   LevelResult evaluate_level(int chunk, int level, const std::vector<PatchRec>& cur, const Parents& par);
   Tensor crop_parents(int level, const std::vector<PatchRec>& batch, const Parents& par) const;
-  void stitch(int level, const Tensor& prob, const std::vector<PatchRec>& batch);
+  std::vector<float> stitch_mats(int level, const std::vector<PatchRec>& patches) const;
+  void stitch(int level, const Tensor& prob, const std::vector<PatchRec>& batch, int64_t end);
+  void plan_finishing(int chunk, std::vector<PatchRec>& cur);
   Parents keep_top(LevelResult&& res, const std::vector<PatchRec>& cur) const;
   std::vector<PatchRec> children(int level, const Parents& par);
   std::vector<float> normalized_mix();
@@ -281,13 +463,19 @@ class Inference {
   int64_t K_ = 0;     // label channels
   train::Frame frame_;
   std::vector<Accum> accs_;
+  BrickSink& sink_;       // the output, on output_grid()
+  std::unique_ptr<ResampleSink> resample_;  // the stitch grid onto the output grid, when they differ
+  BrickSink* stitch_sink_ = nullptr;  // where finished bricks of the stitched level go
+  // Last chunk: (index of the last patch reaching it, brick) in that order; the next entry to finish.
+  std::vector<std::pair<int64_t, int64_t>> plan_;
+  size_t plan_pos_ = 0;
   std::mt19937_64 rng_;
   Progress progress_;
   Prediction pred_;
 };
 
-Inference::Inference(LevelNetwork& net, const InferInput& input, const InferOptions& opt)
-    : net_(net), opt_(opt), sc_(net.scheme()), dev_(net.device()), rng_(opt.seed), progress_(opt.progress) {
+Inference::Inference(LevelNetwork& net, const InferInput& input, const InferOptions& opt, BrickSink& sink)
+    : net_(net), opt_(opt), sc_(net.scheme()), dev_(net.device()), sink_(sink), rng_(opt.seed), progress_(opt.progress) {
   last_ = opt.level < 0 ? sc_.depth + opt.level : opt.level;
   check(input);
   input_.image = input.image;
@@ -297,8 +485,8 @@ Inference::Inference(LevelNetwork& net, const InferInput& input, const InferOpti
   pred_.channels = static_cast<int>(K_);
   pred_.categorical = sc_.categorical;
   pred_.patches_per_level.assign(last_ + 1, 0);
-  // Stitch targets: the selected level, and for mix each coarser level on its own grid; every full-size
-  // array checked against the memory before any is allocated.
+  // Stitch targets: the selected level, and for mix each coarser level on its own grid; checked
+  // against the memory before any work.
   std::vector<Patch> grids(last_ + 1);
   for (int l = opt.level_mix ? 0 : last_; l <= last_; ++l)
     grids[l] = stitch_grid(input.image, level_voxel(l), sc_.ndim, opt.sampling_factor);
@@ -306,13 +494,20 @@ Inference::Inference(LevelNetwork& net, const InferInput& input, const InferOpti
   full.push_back(output_grid(grids[last_]));
   check_memory(full);
   accs_.resize(last_ + 1);
-  for (int l = opt.level_mix ? 0 : last_; l <= last_; ++l) accs_[l].init(grids[l], K_, sc_.ndim, dev_);
+  if (opt.brick < 2) throw std::invalid_argument("brick must be >= 2");
+  for (int l = opt.level_mix ? 0 : last_; l <= last_; ++l) accs_[l].init(grids[l], K_, sc_.ndim, dev_, opt.brick);
+  const Patch target = output_grid(grids[last_]);
+  const bool same = target.s == grids[last_].s && target.A.isApprox(grids[last_].A, 1e-9);
+  if (!same) resample_ = std::make_unique<ResampleSink>(grids[last_], target, sc_.ndim, opt.brick, sink_);
+  stitch_sink_ = same ? &sink_ : static_cast<BrickSink*>(resample_.get());
+  stitch_sink_->begin(same ? target : grids[last_], static_cast<int>(K_), sc_.categorical);  // a resampler begins sink_
 }
 
-// Refuses, before any work, grids whose K + 1 float arrays (accumulators and weight; the output holds K)
-// need more than the machine's physical memory, naming the grid and the bytes.
+// Refuses, before any work, grids that need more than the machine's physical memory, naming the grid and
+// the bytes: --level mix blends whole grids (K + 1 float arrays each), otherwise the least is one byte
+// per voxel (a label map; the accumulators are bricks).
 void Inference::check_memory(const std::vector<Patch>& grids) const {
-  const double bytes_per_voxel = 4.0 * static_cast<double>(K_ + 1);
+  const double bytes_per_voxel = opt_.level_mix ? 4.0 * static_cast<double>(K_ + 1) : 1.0;
   double total = 0;
   for (const Patch& g : grids) total += static_cast<double>(g.s[0]) * g.s[1] * g.s[2] * bytes_per_voxel;
   const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
@@ -435,13 +630,58 @@ Tensor Inference::crop_parents(int level, const std::vector<PatchRec>& batch, co
       ->value;
 }
 
-// Adds a batch's probabilities [B, K, out size] into the level's accumulators (on the device).
-void Inference::stitch(int level, const Tensor& prob, const std::vector<PatchRec>& batch) {
-  Accum& A = accs_[level];
+// The stitching matrices (output patch voxel -> stitch grid voxel) of `patches` at `level`.
+std::vector<float> Inference::stitch_mats(int level, const std::vector<PatchRec>& patches) const {
   std::vector<float> m;
-  for (const PatchRec& r : batch)
-    train::append_kernel_matrix(train::resample_matrix(A.grid, train::out_patch(sc_, level, r.in)), sc_.ndim, m);
-  stitch_accumulate(prob, mats_tensor(m, sc_.ndim), sc_.scatter_type, opt_.window, A.acc, A.weight);
+  for (const PatchRec& r : patches)
+    train::append_kernel_matrix(train::resample_matrix(accs_[level].grid, train::out_patch(sc_, level, r.in)), sc_.ndim,
+                                m);
+  return m;
+}
+
+// Adds a batch's probabilities [B, K, out size] into the level's bricks (on the device), then
+// finishes the bricks that no later patch reaches (`end`: the index after the batch's last patch).
+void Inference::stitch(int level, const Tensor& prob, const std::vector<PatchRec>& batch, int64_t end) {
+  Accum& A = accs_[level];
+  A.bricks->add(prob, stitch_mats(level, batch), sc_.scatter_type, opt_.window);
+  if (level != last_) return;
+  for (; plan_pos_ < plan_.size() && plan_[plan_pos_].first < end; ++plan_pos_)
+    A.bricks->finish(plan_[plan_pos_].second, static_cast<float>(opt_.sparse_suppression), *stitch_sink_);
+}
+
+// Before the stitched level: orders its patches by the first plane (along the slowest grid axis) that
+// each reaches (stable; independent of the brick size), so that bricks are completed in a sweep; in
+// the last chunk (without --level mix) plans when each brick is complete: after the last patch that
+// reaches it.
+void Inference::plan_finishing(int chunk, std::vector<PatchRec>& cur) {
+  BrickStitch& S = *accs_[last_].bricks;
+  const std::array<int64_t, 3> ps = array_size(sc_.out_patch_size[last_], sc_.ndim);
+  const std::vector<float> m = stitch_mats(last_, cur);
+  const int64_t k2 = (sc_.ndim + 1) * (sc_.ndim + 1), P = static_cast<int64_t>(cur.size());
+  std::vector<std::vector<int64_t>> hit(P);
+  std::vector<int64_t> first(P, std::numeric_limits<int64_t>::max());
+  const int slow = sc_.ndim == 3 ? 0 : 1;
+  for (int64_t p = 0; p < P; ++p) {
+    hit[p] = S.touched(m.data() + p * k2, ps, sc_.scatter_type);
+    Box fp;
+    if (S.footprint(m.data() + p * k2, ps, sc_.scatter_type, fp)) first[p] = fp.lo[slow];
+  }
+  std::vector<int64_t> order(P);
+  std::iota(order.begin(), order.end(), 0);
+  auto key = [&](int64_t p) { return first[p]; };
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return key(a) < key(b); });
+  std::vector<PatchRec> sorted;
+  for (int64_t p : order) sorted.push_back(cur[p]);
+  cur = std::move(sorted);
+  plan_.clear();
+  plan_pos_ = 0;
+  if (chunk != opt_.num_chunks - 1 || opt_.level_mix) return;
+  std::vector<int64_t> last(S.num_bricks(), -1);
+  for (int64_t i = 0; i < P; ++i)
+    for (int64_t b : hit[order[i]]) last[b] = i;
+  for (int64_t b = 0; b < S.num_bricks(); ++b)
+    if (last[b] >= 0) plan_.emplace_back(last[b], b);
+  std::sort(plan_.begin(), plan_.end());
 }
 
 // Runs the level's network on `cur` in batches: image crops and parent crops in, logits out (kept on
@@ -480,14 +720,13 @@ LevelResult Inference::evaluate_level(int chunk, int level, const std::vector<Pa
     if (keep) res.outputs.rows(b0, b0 + B).copy_from(logits);
     const bool stitched = level == last_ || opt_.level_mix;
     const bool lazy = keep && opt_.lazy_fraction < 1;
-    if (stitched || lazy) {
-      Tensor prob = label_probabilities(logits, K_, sc_);
-      if (lazy) {
-        std::vector<float> a = attention_of(prob, sc_.categorical, opt_.attention);
-        res.attention.insert(res.attention.end(), a.begin(), a.end());
-      }
-      if (stitched) stitch(level, prob, batch);
+    if (lazy) {  // from the logits the children crop
+      const AttentionFun fun =
+          opt_.attention_fun.value_or(sc_.categorical ? AttentionFun::softmax : AttentionFun::sigmoid);
+      std::vector<float> a = attention_of(logits, K_, sc_.categorical, fun, opt_.attention);
+      res.attention.insert(res.attention.end(), a.begin(), a.end());
     }
+    if (stitched) stitch(level, label_probabilities(net_.finalize(level, logits), K_, sc_), batch, b0 + B);
     progress_.report(chunk, opt_.num_chunks, level, b0 + B, P);
   }
   check_finite();
@@ -549,14 +788,18 @@ std::vector<float> Inference::normalized_mix() {
   const float alpha = static_cast<float>(opt_.sparse_suppression);
   Accum& F = accs_[last_];
   const int64_t n = F.grid.numel(), K = K_;
-  std::vector<float> y = stitch_normalize(F.acc, F.weight, alpha).to_vector();
-  std::vector<float> t = F.weight.to_vector();
+  Tensor facc, fweight;
+  F.bricks->to_dense(facc, fweight);
+  std::vector<float> y = stitch_normalize(facc, fweight, alpha).to_vector();
+  std::vector<float> t = fweight.to_vector();
   for (float& v : t) v = std::min(1.f, v);
   for (int l = last_ - 1; l >= 0; --l) {
     Accum& C = accs_[l];
     const int64_t nc = C.grid.numel();
-    std::vector<float> yc = stitch_normalize(C.acc, C.weight, alpha).to_vector();
-    const std::vector<float> wc = C.weight.to_vector();
+    Tensor cacc, cweight;
+    C.bricks->to_dense(cacc, cweight);
+    std::vector<float> yc = stitch_normalize(cacc, cweight, alpha).to_vector();
+    const std::vector<float> wc = cweight.to_vector();
     yc.resize(static_cast<size_t>(K * nc + nc));
     for (int64_t v = 0; v < nc; ++v) {
       const float tc = std::min(1.f, wc[v]);
@@ -570,25 +813,34 @@ std::vector<float> Inference::normalized_mix() {
       for (int64_t c = 0; c < K; ++c) y[c * n + v] = tf * y[c * n + v] + (1 - tf) * (r[c * n + v] / tc);
       t[v] = tf + (1 - tf) * std::min(1.f, tc);
     }
-    C = Accum();
+    C.bricks.reset();
   }
   return y;
 }
 
-// Normalises the stitched level (Y = acc / sqrt(W^2 + 3 alpha)), brings it to the host (the one
-// download) and onto the output grid: the input grid or its refinement by sampling_factor, or the
-// stitch grid itself when scale_to_original is off.
+// Finishes the bricks still open (every brick when an earlier chunk or --level mix kept them, the
+// untouched ones as zeros); when the output grid differs from the stitch grid, the resampler has
+// handed each output brick on as soon as its source bricks were there.
 void Inference::finish() {
   Accum& F = accs_[last_];
-  std::vector<float> y = opt_.level_mix ? normalized_mix()
-                                        : stitch_normalize(F.acc, F.weight, static_cast<float>(opt_.sparse_suppression))
-                                              .to_vector();
+  for (const Accum& a : accs_)
+    if (a.bricks) {
+      pred_.stitch_peak_bytes += a.bricks->peak_bytes();
+      pred_.bricks_total += a.bricks->num_bricks();
+    }
+  if (opt_.level_mix) {
+    for (const Accum& a : accs_)
+      if (a.bricks) pred_.bricks_allocated += a.bricks->allocated_bricks();
+    std::vector<float> y = normalized_mix();
+    stitch_sink_->put(whole_box(F.grid), y.data());
+  } else {
+    F.bricks->finish_all(static_cast<float>(opt_.sparse_suppression), *stitch_sink_);
+    pred_.bricks_allocated += F.bricks->allocated_bricks();
+  }
   const Patch stitched = F.grid;
   accs_.clear();
-  const Patch target = output_grid(stitched);
-  if (target.s == stitched.s && target.A.isApprox(stitched.A, 1e-9)) pred_.prob = std::move(y);
-  else pred_.prob = resample_linear(y, stitched, static_cast<int>(K_), target, sc_.ndim);
-  pred_.grid = target;
+  if (resample_) pred_.stitch_peak_bytes += resample_->peak_bytes();
+  pred_.grid = output_grid(stitched);
 }
 
 Prediction Inference::run() {
@@ -597,6 +849,7 @@ Prediction Inference::run() {
     std::vector<PatchRec> cur = level0_patches();
     Parents par;
     for (int level = 0;; ++level) {
+      if (level == last_) plan_finishing(chunk, cur);
       LevelResult res = evaluate_level(chunk, level, cur, par);
       if (level == last_) break;
       par = keep_top(std::move(res), cur);
@@ -610,8 +863,15 @@ Prediction Inference::run() {
 
 }  // namespace
 
+Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions& opt, BrickSink& sink) {
+  return Inference(net, input, opt, sink).run();
+}
+
 Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions& opt) {
-  return Inference(net, input, opt).run();
+  DenseSink sink;
+  Prediction p = infer(net, input, opt, sink);
+  p.prob = std::move(sink.prob);
+  return p;
 }
 
 }  // namespace pw::apply

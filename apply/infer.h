@@ -4,20 +4,25 @@
 // full-size accumulators with a window (flat | cos | cos2) and the sparse suppression rule
 // Y = sum w p / sqrt((sum w)^2 + 3 alpha).
 //
-// Memory: the only full-size float arrays are the stitching accumulators (one per output
-// channel, plus one weight volume; twice that for --level mix), and the input image itself.
-// Patches are evaluated in batches of `batch_size`; the outputs of the parents of the level
-// being evaluated are kept for one chunk (bounded by num_patches and the lazy fraction).
+// Memory: the stitching accumulators are bricks (apply/bricks.h) that exist only where patches
+// land. The stitched level's patches are evaluated in the order of the first brick they touch, so
+// that in the last chunk a brick is finished (normalised and handed to the output, then freed) as
+// soon as the last patch reaching it is stitched: only a slab of bricks about one patch thick is
+// held at a time. --level mix and num_chunks > 1 keep the bricks of earlier levels/chunks until
+// the end. Patches are evaluated in batches of `batch_size`; the outputs of the parents of the
+// level being evaluated are kept for one chunk (bounded by num_patches and the lazy fraction).
 #pragma once
 #include <Eigen/Dense>
 #include <array>
 #include <cstdint>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "apply/bricks.h"
 #include "engine/tensor.h"
 #include "kernels/scatter.h"
 #include "train/scheme.h"
@@ -46,6 +51,9 @@ class LevelNetwork {
   // [B, out_channels(level-1), s] (undefined at level 0), both on device(). Returns [B, out_channels(level),
   // out_patch_size], best on device() (a tensor elsewhere is moved there).
   virtual Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crops) = 0;
+  // The level's output as stitched: the model's final block applied to forward()'s logits where one
+  // follows the level (children always crop forward()'s logits). Default: the logits themselves.
+  virtual Tensor finalize(int /*level*/, const Tensor& logits) { return logits; }
   // The linear part L of a test-time augmentation of a level's patch (identity: none). A child
   // keeps its parent's L unless independent_augmentation() (as in training).
   virtual Eigen::Matrix3d augmentation(int /*level*/, std::mt19937_64& /*rng*/) const {
@@ -55,7 +63,13 @@ class LevelNetwork {
 };
 
 enum class GenerateType { random, tree };
-enum class Reduce { mean, max };
+enum class Reduce { mean, max };  // lazyEval's reduceFun
+// lazyEval's attentionFun, applied to the label logits: sigmoid of each foreground logit; softmax over the
+// label logits (categorical: 1 - p(background) per voxel; else each label's share); identity: the
+// foreground logits themselves (categorical: classes 1..K, the background left out).
+enum class AttentionFun { sigmoid, softmax, identity };
+AttentionFun parse_attention_fun(const std::string& s);  // "sigmoid" | "softmax" | "identity"; pw::UsageError
+Reduce parse_reduce(const std::string& s);               // "mean" | "max"; pw::UsageError
 
 struct InferOptions {
   GenerateType generate_type = GenerateType::tree;
@@ -63,7 +77,8 @@ struct InferOptions {
   int branch_factor = 1;         // random: children of each kept patch (tree: the tiling decides)
   int num_chunks = 1;            // the whole process is repeated; results accumulate
   double lazy_fraction = 1.0;    // lazyEval fraction: after each level keep this top fraction (1 = all)
-  Reduce attention = Reduce::mean;  // reduction of sigmoid(label logits) over a patch
+  Reduce attention = Reduce::mean;  // reduceFun: reduction of the attention values over a patch
+  std::optional<AttentionFun> attention_fun;  // attentionFun (unset: softmax for categorical models, else sigmoid)
   kernels::Window window = kernels::Window::flat;
   double sparse_suppression = 0;  // alpha
   double sampling_factor = 1;     // stitch voxel size = image voxel size / sampling_factor
@@ -75,6 +90,7 @@ struct InferOptions {
   uint64_t seed = 1;
   bool progress = false;          // progress lines on stderr
   double tree_jitter = 0.25;      // tree: jitter of interior children, fraction of the overlap
+  int brick = 32;                 // edge of the stitching bricks, in voxels of the stitch grid
   // Called for every patch before its level is evaluated: its input patch and the index of its
   // parent in the previous level's list of the same chunk (-1 at level 0). For tests and tools.
   std::function<void(int level, const train::Patch& patch, int parent)> observe;
@@ -92,6 +108,9 @@ struct Prediction {
   // Statistics of the run.
   std::vector<int64_t> patches_per_level;  // evaluated patches, summed over chunks
   double seconds = 0;
+  int64_t stitch_peak_bytes = 0;  // the most accumulator bytes held at once (summed over the stitched
+                                  // levels and, when resampling, the resampler's source bricks)
+  int64_t bricks_allocated = 0, bricks_total = 0;  // bricks that ever existed / bricks of the grid(s)
 };
 
 // One image for the inference: its geometry and its (normalised) data [C, z, y, x] f32 (any device).
@@ -103,6 +122,9 @@ struct InferInput {
 
 // Runs the inference. Throws std::invalid_argument for inconsistent options.
 Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions& opt);
+// The same, handing the normalised prediction to `sink` box by box (begin() first, with the output
+// grid) instead of holding it: the returned Prediction has grid and statistics, no prob.
+Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions& opt, BrickSink& sink);
 
 // ---- building blocks (exposed for tests) ----
 
@@ -112,6 +134,10 @@ Prediction infer(LevelNetwork& net, const InferInput& input, const InferOptions&
 // jitter * overlap / 2. Axes with ndim 2's z get one child.
 std::vector<Eigen::Vector3d> tree_children(const Eigen::Vector3d& parent, const Eigen::Vector3d& child, int ndim,
                                            double jitter, std::mt19937_64& rng);
+
+// The lazy-evaluation attention of each patch of a batch of logits [B, C, s] (the first K = label channels
+// are the label logits): `fun` per voxel, reduced (mean or max) over the patch's voxels and channels.
+std::vector<float> attention_of(const Tensor& logits, int64_t K, bool categorical, AttentionFun fun, Reduce reduce);
 
 // Indices of the top `fraction` of `attention` (exactly max(1, round(fraction * n)) of them; ties
 // keep the lower index), in ascending index order.
@@ -127,5 +153,31 @@ train::Patch stitch_grid(const train::Patch& image, const Eigen::Vector3d& level
 // Linear resampling of a [C, grid] probability array onto `dst` (world-aligned by the affines).
 std::vector<float> resample_linear(const std::vector<float>& src, const train::Patch& src_grid, int channels,
                                    const train::Patch& dst, int ndim);
+
+// resample_linear brick by brick: receives a prediction on `src` (a BrickSink, boxes of
+// BrickGrid(src, brick)), hands each brick of `dst` (BrickGrid(dst, brick)) to `out` as soon as every
+// source brick it reads has arrived, and frees a source brick once every output brick reading it is
+// done. The same interpolation as resample_linear (edges replicated), but each output brick's
+// matrix has its offsets folded in, so values agree within float rounding of the sample positions:
+// |difference| <= 2^-13 (x the largest step between neighbouring source voxels, <= 1 for probabilities).
+class ResampleSink : public BrickSink {
+ public:
+  ResampleSink(const train::Patch& src, const train::Patch& dst, int ndim, int64_t brick, BrickSink& out);
+  void begin(const train::Patch& grid, int channels, bool categorical) override;
+  void put(const Box& box, const float* y) override;
+  int64_t peak_bytes() const { return peak_bytes_; }  // the most source bytes held at once
+
+ private:
+  void emit(int64_t ob);
+  train::Patch src_, dst_;
+  int ndim_;
+  BrickGrid sg_, dg_;
+  BrickSink& out_;
+  int64_t channels_ = 0, bytes_ = 0, peak_bytes_ = 0;
+  std::vector<std::array<int64_t, 3>> tile_lo_, tile_hi_;  // per output brick: source voxels read, -1..n
+  std::vector<std::vector<int64_t>> reads_, readers_;      // output brick -> source bricks, and back
+  std::vector<int64_t> missing_, users_;                  // source bricks not yet arrived / output bricks to come
+  std::vector<std::vector<float>> held_;                   // source bricks [C, box]
+};
 
 }  // namespace pw::apply

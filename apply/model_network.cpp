@@ -44,25 +44,39 @@ Eigen::Matrix3d ModelNetwork::augmentation(int /*level*/, std::mt19937_64& rng) 
   return train::draw_augmentation(augment_, scheme().ndim, rng).L();
 }
 
+// A 3-D model needs more than one slice. Checked from the header, before the data are read, and worded by
+// the dims as stored: a one-slice volume (dim[0] = 3, e.g. 64x64x1) is not called "2-D".
+static void check_input_dims(const train::Model& model, const NiftiHeader& h, const std::string& name) {
+  if (model.spec().scheme.ndim != 3 || !(h.ndim < 3 || h.dims[2] == 1)) return;
+  std::string dims;
+  for (int i = 0; i < h.ndim; ++i) dims += (i ? "x" : "") + std::to_string(h.dims[i]);
+  const std::string what = h.ndim < 3 ? "a " + std::to_string(h.ndim) + "-D image (" + dims + ")"
+                                      : "a " + std::to_string(h.ndim) + "-D volume with one slice (" + dims + ")";
+  throw InputError(name + ": the model is 3-D but the image is " + what +
+                   "; a 3-D model needs a volume with more than one slice");
+}
+
+static void check_input_channels(const train::Model& model, const InferInput& in, const std::string& name) {
+  if (in.channels() != model.spec().image_channels)
+    throw InputError(name + ": the model expects " + std::to_string(model.spec().image_channels) +
+                     " image channel(s), the input has " + std::to_string(in.channels()));
+}
+
 InferInput load_input(const train::Model& model, const std::vector<std::filesystem::path>& files) {
   InferInput in;
-  // A 3-D model needs more than one slice. Checked from the header, before the data are read, and worded by
-  // the dims as stored: a one-slice volume (dim[0] = 3, e.g. 64x64x1) is not called "2-D".
-  if (model.spec().scheme.ndim == 3 && !files.empty()) {
-    const NiftiHeader h = read_nifti_header(files.front());
-    if (h.ndim < 3 || h.dims[2] == 1) {
-      std::string dims;
-      for (int i = 0; i < h.ndim; ++i) dims += (i ? "x" : "") + std::to_string(h.dims[i]);
-      const std::string what = h.ndim < 3 ? "a " + std::to_string(h.ndim) + "-D image (" + dims + ")"
-                                          : "a " + std::to_string(h.ndim) + "-D volume with one slice (" + dims + ")";
-      throw InputError(files.front().string() + ": the model is 3-D but the image is " + what +
-                       "; a 3-D model needs a volume with more than one slice");
-    }
-  }
+  if (!files.empty()) check_input_dims(model, read_nifti_header(files.front()), files.front().string());
   train::load_image_channels(files, model.spec().scheme, in.image, in.data);
-  if (in.channels() != model.spec().image_channels)
-    throw InputError(files.front().string() + ": the model expects " + std::to_string(model.spec().image_channels) +
-                     " image channel(s), the input has " + std::to_string(in.channels()));
+  check_input_channels(model, in, files.front().string());
+  return in;
+}
+
+InferInput input_from_volumes(const train::Model& model, std::vector<Volume>& volumes,
+                              const std::vector<std::string>& names) {
+  InferInput in;
+  if (!volumes.empty()) check_input_dims(model, volumes.front(), names.front());
+  train::image_channels(names, [&](size_t i) { return std::move(volumes[i]); }, model.spec().scheme, in.image,
+                        in.data);
+  check_input_channels(model, in, names.front());
   return in;
 }
 

@@ -24,6 +24,7 @@ class ModelNetwork : public LevelNetwork {
   Device device() const override { return model_.device(); }
   Tensor crop_image(int level, const InferInput& input, const std::vector<train::Patch>& patches) override;
   Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crops) override;
+  Tensor finalize(int level, const Tensor& logits) override { return model_.finalize(level, logits); }
   Eigen::Matrix3d augmentation(int level, std::mt19937_64& rng) const override;
   bool independent_augmentation() const override { return model_.spec().independent_augmentation; }
 
@@ -38,6 +39,9 @@ class ModelNetwork : public LevelNetwork {
 // Reads the image file(s) of one case for `model` (several files = several channels; normalised
 // like training). Throws pw::InputError naming the file.
 InferInput load_input(const train::Model& model, const std::vector<std::filesystem::path>& files);
+// The same from volumes in memory (the Python package's arrays), consumed; names[i] names volume i in messages.
+InferInput input_from_volumes(const train::Model& model, std::vector<Volume>& volumes,
+                              const std::vector<std::string>& names);
 
 // The probabilities [K, z, y, x] of a training subject on its own grid (per label; categorical:
 // classes 1..K, the background dropped): the trainer's validation Predictor (train::Predictor;

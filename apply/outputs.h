@@ -5,10 +5,12 @@
 // HCP Workbench (ecode 30 = NIFTI_ECODE_CARET: <CaretExtension> ... <LabelTable><Label Key=..
 // Red=.. Green=.. Blue=.. Alpha=..>name</Label>).
 #pragma once
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "apply/bricks.h"
 #include "apply/infer.h"
 #include "io/nifti.h"
 #include "io/png.h"
@@ -20,6 +22,7 @@ enum class OutKind { float32, uint8, int16, mask, atls };
 struct OutputType {
   OutKind kind = OutKind::float32;
   std::vector<float> thresholds;  // mask/atls: given after ':' (empty: the model's, else 0.5)
+  int largest_component = 0;      // mask/atls: 6 or 26 keeps per label its largest component (apply/components.h)
 };
 // "float32" | "uint8" | "int16" | "mask[:t1,t2,..]" | "atls[:t1,..]"; throws pw::UsageError.
 OutputType parse_output_type(const std::string& s);
@@ -31,7 +34,11 @@ struct LabelInfo {
   std::vector<float> model_thresholds; // chosen on validation (size K, or empty)
   std::optional<float> ce_threshold;   // categorical: minimal probability for a non-background decision
   std::vector<std::string> names;      // label names (size K, or empty)
+  std::vector<std::array<int, 3>> colors;  // label colours R, G, B in 0..255 (size K, or empty: io/png.h's)
 };
+
+// "R:G:B" with each value in 0..255; throws pw::UsageError naming the text.
+std::array<int, 3> parse_label_color(const std::string& s);
 
 // Foreground channel count of a prediction.
 int foreground_channels(const Prediction& p);
@@ -44,12 +51,41 @@ std::vector<float> resolve_thresholds(const OutputType& t, const LabelInfo& info
 std::vector<int32_t> label_map(const Prediction& p, const LabelInfo& info, const std::vector<float>& thresholds,
                                bool explicit_thresholds);
 
-// The output volume on the prediction's grid (dims x,y[,z][,K]; affine of the grid).
+// The output volume of type t on the sink's grid (dims x,y[,z][,K]; affine of the grid), built box by
+// box from the normalised prediction (a BrickSink; channels as Prediction::channels). Labels and masks are
+// decided per box: the class volumes are never all in float at once. float32 probabilities fill
+// the output in place; uint8/int16 ones are held as float32 until take() (their scale is the maximum
+// over the whole volume).
+class OutputBuilder : public BrickSink {
+ public:
+  OutputBuilder(const OutputType& t, const LabelInfo& info);
+  void begin(const train::Patch& grid, int channels, bool categorical) override;
+  void put(const Box& box, const float* y) override;
+  Volume take();  // once, after every voxel of the grid arrived
+
+ private:
+  void keep_largest(Volume& v) const;  // --largest-component (atls, mask)
+
+  train::Patch grid_;
+  OutputType type_;
+  LabelInfo info_;
+  bool categorical_ = false;
+  int K_ = 0;
+  int64_t n_ = 0;
+  std::vector<int> values_;
+  std::vector<float> th_;
+  Volume vol_;
+};
+
+// The output volume of a whole prediction (an OutputBuilder fed with one box).
 Volume make_output(const Prediction& p, const OutputType& t, const LabelInfo& info);
 
-// The Workbench XML label table and the extension holding it (background Key 0 included).
-std::string label_table_xml(const std::vector<int>& values, const std::vector<std::string>& names);
-NiftiExtension label_extension(const std::vector<int>& values, const std::vector<std::string>& names);
+// The Workbench XML label table and the extension holding it (background Key 0 included). Names default to
+// "label V", colours to io/png.h's label_colour.
+std::string label_table_xml(const std::vector<int>& values, const std::vector<std::string>& names,
+                            const std::vector<std::array<int, 3>>& colors = {});
+NiftiExtension label_extension(const std::vector<int>& values, const std::vector<std::string>& names,
+                               const std::vector<std::array<int, 3>>& colors = {});
 constexpr int kEcodeCaret = 30;
 constexpr int kIntentLabel = 1002;  // NIFTI_INTENT_LABEL
 

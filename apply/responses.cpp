@@ -32,4 +32,21 @@ void classify_prediction(Prediction& pred, const train::Model& model, std::optio
   pred.categorical = true;
 }
 
+void ClassifySink::begin(const train::Patch& grid, int channels, bool categorical) {
+  const Var E = model_.class_embedding();
+  if (!E) throw std::invalid_argument("ClassifySink: the model has no class embedding (candidate_sampling)");
+  m_ = channels;
+  classes_ = static_cast<int>(E->value.dim(0));  // K+1
+  next_.begin(grid, classes_, true);
+}
+
+void ClassifySink::put(const Box& box, const float* y) {
+  const int64_t n = box.numel();
+  Tensor f = Tensor::from_vector({m_, n}, std::vector<float>(y, y + m_ * n));
+  const Tensor c = classify_responses(f, model_, min_prob_).cpu();
+  onehot_.assign(static_cast<size_t>(classes_) * n, 0.f);
+  for (int64_t v = 0; v < n; ++v) onehot_[static_cast<size_t>(c.i32()[v]) * n + v] = 1.f;
+  next_.put(box, onehot_.data());
+}
+
 }  // namespace pw::apply

@@ -7,6 +7,7 @@
 #pragma once
 #include <optional>
 
+#include "apply/bricks.h"
 #include "apply/infer.h"
 #include "engine/tensor.h"
 #include "train/model.h"
@@ -22,5 +23,23 @@ Tensor classify_responses(const Tensor& features, const train::Model& model, flo
 // pred.classes gets the class per voxel (computed in slabs of voxels, so the extra memory is small),
 // pred.prob is freed, pred.channels becomes K+1 (categorical, channel 0 = background).
 void classify_prediction(Prediction& pred, const train::Model& model, std::optional<float> ce_threshold = {});
+
+// The finishing step per brick (apply_case's brick stitching): the m features of each box become the
+// class of maximal response, handed on to `next` as one-hot class probabilities [K+1, box] (categorical,
+// channel 0 = background), from which an OutputBuilder's atls/mask decision gives that same class.
+class ClassifySink : public BrickSink {
+ public:
+  ClassifySink(BrickSink& next, const train::Model& model, std::optional<float> ce_threshold)
+      : next_(next), model_(model), min_prob_(ce_threshold.value_or(0.f)) {}
+  void begin(const train::Patch& grid, int channels, bool categorical) override;
+  void put(const Box& box, const float* y) override;
+
+ private:
+  BrickSink& next_;
+  const train::Model& model_;
+  float min_prob_;
+  int m_ = 0, classes_ = 0;
+  std::vector<float> onehot_;
+};
 
 }  // namespace pw::apply

@@ -11,6 +11,9 @@
 // copy of a 1 GiB buffer, GB/s = read + write), the "half of the copy bandwidth" check, and
 // BM_cuda_gather_trilinear / BM_cuda_stitch_cos_nearest at that size. Each iteration synchronises.
 //
+// The trilinear gather's inner loop depends on the CPU (kernels/cpu_paths.h; the label names it);
+// PW_GATHER_LOADS=vector|scalar forces one, to compare both on one machine.
+//
 // Counters: Mvox/s = patch voxels per second. GB/s = minimal bytes per patch voxel / time:
 // gather 4 B written + 4 B (nearest) or 32 B (8 corners, trilinear) read — the peer's "effective"
 // rule without its coordinate bytes; stitch 4 B read + 2 x 8 B read-modify-write (value, weight)
@@ -21,12 +24,15 @@
 #include <random>
 #include <vector>
 
+#include "engine/device.h"
 #include "engine/tensor.h"
+#include "kernels/cpu_paths.h"
 #include "kernels/gather.h"
 #include "kernels/parallel.h"
 #include "kernels/scatter.h"
 #ifdef PW_HAVE_CUDA
 #include "engine/cuda/runtime.h"
+#include "engine/cuda_backend.h"
 #endif
 
 namespace {
@@ -127,6 +133,7 @@ void BM_gather(benchmark::State& state, Interp mode) {
     benchmark::ClobberMemory();
   }
   set_counters(state, mode == Interp::nearest ? 8.0 : 36.0);
+  state.SetLabel(cpu::cpu_paths_description());  // the CPU and the inner loop it takes
 }
 
 void BM_stitch(benchmark::State& state, Interp mode) {
@@ -209,7 +216,7 @@ void cuda_counters(benchmark::State& state, double voxels, double bytes_per_voxe
 void BM_cuda_copy(benchmark::State& state) {
   CudaCase& c = cuda_case();
   for (auto _ : state) {
-    pw::kernels::cuda::copy_device_to_device(c.copy_dst.raw(), c.copy_src.raw(), c.copy_src.nbytes());
+    pw::device_copy(c.copy_dst.raw(), pw::Device::cuda, c.copy_src.raw(), pw::Device::cuda, c.copy_src.nbytes());
     pw::cuda::synchronize();
   }
   cuda_counters(state, double(c.copy_src.numel()), 8.0);
@@ -218,7 +225,7 @@ void BM_cuda_copy(benchmark::State& state) {
 void BM_cuda_gather(benchmark::State& state, Interp mode) {
   CudaCase& c = cuda_case();
   for (auto _ : state) {
-    cuda::gather_affine(c.vol.f32(), c.g, c.mats.f32(), nullptr, mode, false, c.patches.f32());
+    PW_CUDA_KERNEL(gather_affine, c.vol.f32(), c.g, c.mats.f32(), nullptr, mode, false, c.patches.f32());
     pw::cuda::synchronize();
   }
   cuda_counters(state, double(c.patches.numel()), mode == Interp::nearest ? 8.0 : 36.0);
@@ -227,7 +234,7 @@ void BM_cuda_gather(benchmark::State& state, Interp mode) {
 void BM_cuda_stitch(benchmark::State& state) {
   CudaCase& c = cuda_case();
   for (auto _ : state) {
-    cuda::scatter_affine(c.patches.f32(), c.g, c.mats.f32(), nullptr, Interp::nearest, Window::cos, c.acc.f32(),
+    PW_CUDA_KERNEL(scatter_affine, c.patches.f32(), c.g, c.mats.f32(), nullptr, Interp::nearest, Window::cos, c.acc.f32(),
                          c.weight.f32());
     pw::cuda::synchronize();
   }

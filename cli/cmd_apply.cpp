@@ -1,9 +1,9 @@
 // `patchwork apply --model M --in IMG [IMG2 ..] --out OUT [options]` and the batch form
 // `--in-dir DIR --out-dir DIR`: hierarchical inference of a trained patchwork (paper list D).
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <iostream>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "apply/apply_case.h"
+#include "apply/shard.h"
 #include "cli/commands.h"
 #include "io/atomic_file.h"
 #include "io/error.h"
@@ -23,70 +24,15 @@ namespace pw::cli {
 
 namespace {
 
-struct ApplyCli {
+// The inference and output options (apply::ApplyOptions, shared with the Python package) and the CLI's own.
+struct ApplyCli : apply::ApplyOptions {
   std::string model;
   std::vector<std::string> in;
   std::string out, in_dir, out_dir;
-  std::string generate_type = "tree";
-  int num_patches = 16, branch_factor = 1, num_chunks = 1, batch_size = 8, threads = 0;
-  double lazy_fraction = 1.0, sparse_suppression = 0, sampling_factor = 1;
-  std::string attention = "mean", window = "flat", out_type = "atls", level = "-1", augment = "none";
-  std::optional<float> ce_threshold;
-  std::vector<std::string> label_names;
-  bool scale_to_original = true, quiet = false, skip_existing = false;
-  std::string device, preview;
-  uint64_t seed = 1;
+  int threads = 0;
+  bool skip_existing = false;
+  std::string device, preview, shard;
 };
-
-apply::ApplyRequest make_request(const ApplyCli& c) {
-  apply::ApplyRequest r;
-  auto& o = r.infer;
-  if (c.generate_type == "tree") o.generate_type = apply::GenerateType::tree;
-  else if (c.generate_type == "random") o.generate_type = apply::GenerateType::random;
-  else throw UsageError("--generate-type '" + c.generate_type + "': expected random or tree");
-  o.num_patches = c.num_patches;
-  o.branch_factor = c.branch_factor;
-  o.num_chunks = c.num_chunks;
-  o.batch_size = c.batch_size;
-  if (!(c.lazy_fraction > 0 && c.lazy_fraction <= 1)) throw UsageError("--lazy-fraction must be in (0, 1]");
-  o.lazy_fraction = c.lazy_fraction;
-  if (c.attention == "mean") o.attention = apply::Reduce::mean;
-  else if (c.attention == "max") o.attention = apply::Reduce::max;
-  else throw UsageError("--attention '" + c.attention + "': expected mean or max");
-  if (c.window == "flat") o.window = kernels::Window::flat;
-  else if (c.window == "cos") o.window = kernels::Window::cos;
-  else if (c.window == "cos2") o.window = kernels::Window::cos2;
-  else throw UsageError("--window '" + c.window + "': expected flat, cos or cos2");
-  if (c.sparse_suppression < 0) throw UsageError("--sparse-suppression must be >= 0");
-  o.sparse_suppression = c.sparse_suppression;
-  if (!(c.sampling_factor > 0)) throw UsageError("--sampling-factor must be > 0");
-  o.sampling_factor = c.sampling_factor;
-  if (c.level == "mix") o.level_mix = true;
-  else {
-    try {
-      size_t used = 0;
-      o.level = std::stoi(c.level, &used);
-      if (used != c.level.size()) throw std::invalid_argument("trailing");
-    } catch (const std::exception&) {
-      throw UsageError("--level '" + c.level + "': expected -1, a level number or mix");
-    }
-  }
-  o.scale_to_original = c.scale_to_original;
-  o.seed = c.seed;
-  o.progress = !c.quiet;
-  if (c.augment == "none") o.augment = false;
-  else if (c.augment == "model") o.augment = true;
-  else {
-    if (!nlohmann::json::accept(c.augment))
-      throw UsageError("--augment: expected none, model or a JSON dict like {\"dphi\":0.1,\"flip\":[1,0,0]}");
-    o.augment = true;  // the dict is parsed against the model's ndim in run()
-  }
-  r.out_type = apply::parse_output_type(c.out_type);
-  r.ce_threshold = c.ce_threshold;
-  r.label_names = c.label_names;
-  r.preview = c.preview;
-  return r;
-}
 
 bool is_nifti(const fs::path& p) {
   const std::string s = p.filename().string();
@@ -132,11 +78,17 @@ struct BatchCase {
   fs::path out, preview;
 };
 
-// The batch's cases with their outputs, every output checked before any work (none may replace an input).
-std::vector<BatchCase> plan_batch(const ApplyCli& c, const fs::path& preview_dir) {
+// The shard's cases with their outputs (apply/shard.h), every output checked before any work (none may
+// replace an input). `total`: the cases of the whole folder.
+std::vector<BatchCase> plan_batch(const ApplyCli& c, const fs::path& preview_dir, const apply::Shard& shard,
+                                  size_t& total) {
   fs::create_directories(c.out_dir);
+  const auto cases = list_cases(c.in_dir);  // sorted by name
+  const std::vector<std::pair<std::string, std::vector<fs::path>>> sorted(cases.begin(), cases.end());
+  total = sorted.size();
   std::vector<BatchCase> plan;
-  for (auto& [name, files] : list_cases(c.in_dir)) {
+  for (size_t i : apply::shard_positions(sorted.size(), shard)) {
+    const auto& [name, files] = sorted[i];
     BatchCase b{name, files, fs::path(c.out_dir) / (name + ".nii.gz"), {}};
     if (!preview_dir.empty()) b.preview = fs::path(c.out_dir) / (name + ".png");
     std::vector<fs::path> inputs = files;
@@ -150,9 +102,10 @@ std::vector<BatchCase> plan_batch(const ApplyCli& c, const fs::path& preview_dir
 
 // Applies every case; a failing case is reported in one line and the others go on. Exit status 1 at
 // the end when any case failed.
-void run_batch(const ApplyCli& c, train::Model& model, const apply::ApplyRequest& req,
+void run_batch(const ApplyCli& c, const apply::Shard& shard, train::Model& model, const apply::ApplyRequest& req,
                const std::function<void(const std::string&, const apply::Prediction&, const fs::path&)>& report) {
-  const std::vector<BatchCase> plan = plan_batch(c, req.preview);
+  size_t total = 0;
+  const std::vector<BatchCase> plan = plan_batch(c, req.preview, shard, total);
   int done = 0, failed = 0, skipped = 0;
   for (const BatchCase& b : plan) {
     if (c.skip_existing && fs::exists(b.out)) {
@@ -171,19 +124,26 @@ void run_batch(const ApplyCli& c, train::Model& model, const apply::ApplyRequest
       ++failed;
     }
   }
-  std::fprintf(stderr, "apply: %d done, %d failed, %d skipped (output exists) of %zu cases\n", done, failed, skipped,
-               plan.size());
+  std::string of = std::to_string(plan.size()) + " cases";
+  if (shard.count > 1)
+    of += " (shard " + std::to_string(shard.index) + "/" + std::to_string(shard.count) + " from " + shard.source +
+          " of the folder's " + std::to_string(total) + ")";
+  std::fprintf(stderr, "apply: %d done, %d failed, %d skipped (output exists) of %s\n", done, failed, skipped,
+               of.c_str());
   if (failed > 0) throw InputError(std::to_string(failed) + " of " + std::to_string(plan.size()) + " cases failed");
 }
 
 void run(const ApplyCli& c) {
-  apply::ApplyRequest req = make_request(c);
+  apply::ApplyRequest req = apply::make_request(c);
+  req.preview = c.preview;
   if (c.threads > 0) set_num_threads(c.threads);
   const Device dev = device_option(c.device);
   const bool single = !c.in.empty();
   if (single == !c.in_dir.empty()) throw UsageError("give either --in IMG [IMG2 ..] with --out, or --in-dir with --out-dir");
   if (single && c.out.empty()) throw UsageError("--out is required with --in");
   if (!single && c.out_dir.empty()) throw UsageError("--out-dir is required with --in-dir");
+  if (single && !c.shard.empty()) throw UsageError("--shard splits an --in-dir batch; it does not go with --in");
+  const apply::Shard shard = single ? apply::Shard{} : apply::pick_shard(c.shard, [](const char* n) { return std::getenv(n); });
   if (single) {  // outputs checked before the model is loaded and any work starts
     std::vector<fs::path> inputs(c.in.begin(), c.in.end());
     inputs.push_back(c.model);
@@ -191,18 +151,15 @@ void run(const ApplyCli& c) {
     if (!c.preview.empty()) check_output(c.preview, inputs);
   }
   train::Model model = train::Model::load(c.model, dev);
-  if (c.augment != "none" && c.augment != "model")
-    try {
-      req.augment = train::Augment::from_json(nlohmann::json::parse(c.augment), model.spec().scheme.ndim);
-    } catch (const InputError& e) {
-      throw UsageError(std::string("--augment: ") + e.what());
-    }
+  apply::set_augment(req, c.augment, model.spec().scheme.ndim);
+  apply::set_lazy_defaults(req, c, model.spec());
   auto report = [&](const std::string& name, const apply::Prediction& p, const fs::path& out) {
     std::string levels;
     for (size_t l = 0; l < p.patches_per_level.size(); ++l)
       levels += (l ? "," : "") + std::to_string(p.patches_per_level[l]);
-    std::fprintf(stderr, "apply: %s -> %s (%.1f s, patches per level %s)\n", name.c_str(), out.string().c_str(),
-                 p.seconds, levels.c_str());
+    std::fprintf(stderr, "apply: %s -> %s (%.1f s, patches per level %s; stitching bricks %lld of %lld, peak %.0f MB)\n",
+                 name.c_str(), out.string().c_str(), p.seconds, levels.c_str(), static_cast<long long>(p.bricks_allocated),
+                 static_cast<long long>(p.bricks_total), p.stitch_peak_bytes / 1e6);
   };
   if (single) {
     std::vector<fs::path> files(c.in.begin(), c.in.end());
@@ -210,7 +167,7 @@ void run(const ApplyCli& c) {
     report(c.in.front(), p, c.out);
     return;
   }
-  run_batch(c, model, req, report);
+  run_batch(c, shard, model, req, report);
 }
 
 }  // namespace
@@ -234,18 +191,29 @@ void add_apply(CLI::App& app) {
   cmd->add_option("--num-chunks", c->num_chunks, "repeat the whole process N times (results accumulate)")
       ->check(positive())
       ->capture_default_str();
-  cmd->add_option("--lazy-fraction", c->lazy_fraction, "lazyEval: keep this top fraction of patches after each level")
-      ->capture_default_str();
-  cmd->add_option("--attention", c->attention, "lazyEval reduction of sigmoid(output): mean or max")
-      ->capture_default_str();
+  cmd->add_option("--lazy-fraction", c->lazy_fraction,
+                  "lazyEval: keep this top fraction of patches after each level (default: the model's lazyEval, else 1)");
+  cmd->add_option("--attention", c->attention,
+                  "lazyEval reduceFun over the patch: mean or max (default: the model's, else mean)");
+  cmd->add_option("--attention-fun", c->attention_fun,
+                  "lazyEval attentionFun on the label logits: sigmoid, softmax or identity (default: the model's, "
+                  "else softmax for categorical models, sigmoid otherwise)");
   cmd->add_option("--window", c->window, "stitching window: flat, cos or cos2")->capture_default_str();
   cmd->add_option("--sparse-suppression", c->sparse_suppression, "alpha in Y = sum w p / sqrt((sum w)^2 + 3 alpha)")
       ->capture_default_str();
   cmd->add_option("--out-type", c->out_type, "float32 | uint8 | int16 | mask[:t1,t2..] | atls[:t1,..]")
       ->capture_default_str();
+  cmd->add_flag("--largest-component", c->largest_component,
+                "atls/mask: keep per label only its largest connected component");
+  cmd->add_option("--connectivity", c->connectivity,
+                  "--largest-component: 26 (faces, edges, corners) or 6 (faces); one-slice images: 8 or 4")
+      ->capture_default_str();
   cmd->add_option("--ce-threshold", c->ce_threshold,
                   "categorical models: minimal probability for a non-background decision (atls)");
   cmd->add_option("--label-names", c->label_names, "label names (comma separated), written as a Workbench XML label table")
+      ->delimiter(',');
+  cmd->add_option("--label-colors", c->label_colors,
+                  "label colours R:G:B (0..255, comma separated), written with the names in the label table")
       ->delimiter(',');
   cmd->add_option("--sampling-factor", c->sampling_factor, "output voxel size = input voxel size / factor")
       ->capture_default_str();
@@ -260,9 +228,15 @@ void add_apply(CLI::App& app) {
   cmd->add_option("--threads", c->threads, "CPU threads (0 = all)")->capture_default_str()->check(non_negative());
   cmd->add_option("--seed", c->seed, "random seed (patch placement, augmentation)")->capture_default_str();
   cmd->add_option("--batch-size", c->batch_size, "patches per network call")->capture_default_str()->check(positive());
+  cmd->add_option("--brick", c->brick, "edge of the stitching bricks in voxels (memory held ~ one patch-thick slab)")
+      ->capture_default_str()
+      ->check(positive());
   cmd->add_option("--preview", c->preview, "write a PNG montage (batch: any value writes CASE.png in --out-dir)");
   cmd->add_flag("--quiet", c->quiet, "no progress lines on stderr");
   cmd->add_flag("--skip-existing", c->skip_existing, "batch: leave out cases whose output already exists");
+  cmd->add_option("--shard", c->shard,
+                  "batch: K/N, apply only cases K, K+N, .. of the sorted list (K from 0; default from "
+                  "OMPI_COMM_WORLD_RANK/SIZE, then SLURM_ARRAY_TASK_ID/COUNT)");
   cmd->callback([c]() { run(*c); });
 }
 

@@ -10,13 +10,9 @@
 #include <memory>
 #include <string>
 
+#include "apply/train_command.h"
 #include "cli/commands.h"
-#include "apply/model_network.h"
-#include "train/plot.h"
-#include "io/atomic_file.h"
-#include "io/error.h"
-#include "kernels/parallel.h"
-#include "train/trainer.h"
+#include "train/distributed.h"
 
 namespace pw::cli {
 
@@ -30,35 +26,25 @@ struct TrainArgs {
 };
 
 void run(const TrainArgs& a) {
-  check_output(a.out, {a.config});  // before the data are loaded and hours of training start
-  train::TrainConfig cfg = train::TrainConfig::load(a.config);
-  if (!a.dataset.empty()) {
-    cfg.dataset.root = a.dataset;
-    cfg.dataset.pairs.clear();
-  }
-  if (cfg.dataset.root.empty() && cfg.dataset.pairs.empty())
-    throw UsageError("train: no dataset: give --dataset DIR or 'dataset' in the config");
-  if (a.seed >= 0) cfg.seed = static_cast<uint64_t>(a.seed);
-  if (a.threads > 0) cfg.threads = a.threads;
-  if (cfg.threads > 0) set_num_threads(cfg.threads);
-  train::TrainOptions opt;
-  opt.out = a.out;
-  opt.resume = a.resume;
-  opt.device = device_option(a.device);
-  opt.progress_tty = isatty(2) != 0;
-  opt.log_every = 1;
-  train::Trainer trainer(cfg, opt);
-  trainer.set_predictor([](train::Model& m, train::Subject& s) { return apply::predict_subject(m, s); });
-  train::TrainResult r = trainer.run_from_dataset();
+  // Under mpirun: data-parallel ranks (train/distributed.h), set up before any GPU is touched.
+  const train::Distributed& world = train::Distributed::world();
+  apply::TrainRequest req;
+  req.config_file = a.config;
+  req.dataset = a.dataset;
+  req.out = a.out;
+  req.device = device_option(a.device);
+  req.threads = a.threads;
+  req.seed = a.seed;
+  req.resume = a.resume;
+  req.progress_tty = isatty(2) != 0;
+  req.quiet = !world.root();  // rank 0 reports for all
+  const apply::TrainOutcome o = apply::train_command(req);
+  if (!world.root()) return;  // rank 0 wrote the model and the log
+  const train::TrainResult& r = o.result;
+  if (world.size() > 1)
+    std::printf("data-parallel over %d ranks (global batch %d)\n", world.size(), o.batch_size * world.size());
   std::printf("trained %d iterations in %.1f s -> %s\n", r.iterations, r.seconds, a.out.c_str());
-  // Training curves beside the model (the model is already saved: a plotting problem only warns).
-  const std::string curves = a.out + ".curves.png";
-  try {
-    train::plot_training_log(a.out + ".log.jsonl", curves);
-    std::printf("training curves -> %s\n", curves.c_str());
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "patchwork train: warning: no training curves (%s)\n", e.what());
-  }
+  if (!o.curves.empty()) std::printf("training curves -> %s\n", o.curves.string().c_str());
   if (!r.validation_dice.empty()) {
     std::printf("validation Dice per label:");
     for (double d : r.validation_dice) std::printf(" %.4f", d);

@@ -2,9 +2,11 @@
 // CLI11 app; cli/main.cpp lists them. A command's callback throws pw::InputError for bad
 // input (exit 1) and pw::UsageError for bad usage (exit 2).
 #pragma once
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
+#include "engine/cuda_backend.h"
 #include "engine/tensor.h"
 #include "io/error.h"
 
@@ -20,7 +22,9 @@ CLI::Validator positive();      // a number > 0
 CLI::Validator non_negative();  // a number >= 0
 
 // The --device option of every command that computes: empty = cuda when a GPU is present, else cpu.
-// A bad name is a usage error (exit 2); cuda without a GPU is an error of this machine (exit 1).
+// A bad name is a usage error (exit 2); cuda without a GPU is an error of this machine (exit 1), naming
+// what is missing (driver, GPU, the CUDA plugin or a library of it). A GPU the build cannot use
+// (its plugin missing) is a warning when no device was asked for.
 inline Device device_option(const std::string& value) {
   Device d;
   try {
@@ -28,8 +32,11 @@ inline Device device_option(const std::string& value) {
   } catch (const std::invalid_argument&) {
     throw UsageError("--device must be cpu or cuda, got '" + value + "'");
   }
-  if (d == Device::cuda && !cuda_available())
-    throw InputError("device cuda requested but no CUDA GPU is available");
+  if (d == Device::cpu && !value.empty()) return d;  // --device cpu: CUDA is not even probed
+  const CudaStatus& cuda = cuda_status();
+  if (d == Device::cuda && !cuda.available) throw InputError("device cuda requested but " + cuda.reason);
+  if (cuda.driver_gpu && !cuda.available)
+    std::fprintf(stderr, "patchwork: warning: running on the CPU: %s\n", cuda.reason.c_str());
   return d;
 }
 

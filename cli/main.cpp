@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "io/error.h"
+#include "train/distributed.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"patchwork: Deep Neural Patchworks for 2D/3D medical image segmentation"};
@@ -38,12 +39,15 @@ int main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   } catch (const pw::UsageError& e) {
+    pw::train::end_all_ranks(e.what(), 2);  // under mpirun: every rank stops (returns in one process)
     std::cerr << "patchwork: " << e.what() << "\n";
     return 2;
   } catch (const std::bad_alloc&) {
+    pw::train::end_all_ranks("out of memory", 1);
     std::cerr << "patchwork: out of memory\n";
     return 1;
   } catch (const std::exception& e) {
+    pw::train::end_all_ranks(e.what(), 1);
     std::cerr << "patchwork: " << e.what() << "\n";
     return 1;
   }

@@ -49,14 +49,10 @@ if(PW_HAVE_CUDA)
   target_compile_options(pw_options INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -O3>)
 endif()
 
-# pw_add_library(NAME DIR [DEPS...]): one static library per top-level folder.
-# Sources: DIR/*.cpp and DIR/cpu/*.cpp always; DIR/cuda/*.cu and DIR/cuda/*.cpp only in CUDA builds.
+# pw_add_library(NAME DIR [DEPS...]): one static library per top-level folder, from DIR/*.cpp and
+# DIR/cpu/*.cpp. DIR/cuda/ (kernels, engine) goes into the CUDA plugin instead (pw_add_cuda_plugin).
 function(pw_add_library name dir)
   file(GLOB _src CONFIGURE_DEPENDS ${dir}/*.cpp ${dir}/cpu/*.cpp)
-  if(PW_HAVE_CUDA)
-    file(GLOB _cuda CONFIGURE_DEPENDS ${dir}/cuda/*.cu ${dir}/cuda/*.cpp)
-    list(APPEND _src ${_cuda})
-  endif()
   list(FILTER _src EXCLUDE REGEX ".*/main\\.cpp$")
   if(NOT _src)  # a folder with no sources yet: headers only
     add_library(${name} INTERFACE)
@@ -65,7 +61,27 @@ function(pw_add_library name dir)
   endif()
   add_library(${name} STATIC ${_src})
   target_link_libraries(${name} PUBLIC pw_options ${ARGN})
-  if(PW_HAVE_CUDA)
-    set_target_properties(${name} PROPERTIES CUDA_SEPARABLE_COMPILATION OFF)
-  endif()
+endfunction()
+
+# pw_add_cuda_plugin(): the CUDA backend, kernels/cuda/ and engine/cuda/, as one shared library
+# (libpatchwork_cuda.so, in <build>/lib and the install libdir) that the engine loads with dlopen() on
+# the first use of a CUDA device (engine/cuda_backend.h). Only it links the CUDA runtime, cuBLAS and
+# cuDNN; it exports one function (engine/cuda/exports.map). Building pw_engine builds it.
+function(pw_add_cuda_plugin)
+  file(GLOB _src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/cuda/*.cu ${PROJECT_SOURCE_DIR}/kernels/cuda/*.cpp
+       ${PROJECT_SOURCE_DIR}/engine/cuda/*.cpp)
+  add_library(pw_cuda MODULE ${_src})
+  set_target_properties(pw_cuda PROPERTIES OUTPUT_NAME patchwork_cuda CUDA_SEPARABLE_COMPILATION OFF
+                                           LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/lib)
+  target_link_libraries(pw_cuda PRIVATE pw_kernels CUDA::cudart CUDA::cublas pw_cudnn)
+  set(_map ${PROJECT_SOURCE_DIR}/engine/cuda/exports.map)
+  target_link_options(pw_cuda PRIVATE -Wl,--no-undefined -Wl,--version-script=${_map})
+  set_property(TARGET pw_cuda APPEND PROPERTY LINK_DEPENDS ${_map})
+  add_dependencies(pw_engine pw_cuda)
+  install(TARGETS pw_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  # The plugin's interface (engine/cuda_backend.h, installed with engine/) and the controls need these.
+  foreach(dir kernels engine)
+    install(FILES ${PROJECT_SOURCE_DIR}/${dir}/cuda/runtime.h
+            DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/patchwork/${dir}/cuda)
+  endforeach()
 endfunction()

@@ -17,8 +17,13 @@ find_dependency(Threads)
 find_dependency(ZLIB)
 find_dependency(Eigen3 NO_MODULE)
 find_dependency(nlohmann_json)
+@PW_MPI_DEPENDENCY@
 include("${CMAKE_CURRENT_LIST_DIR}/patchworkTargets.cmake")
 ]=])
+set(PW_MPI_DEPENDENCY "")
+if(PW_HAVE_MPI)
+  set(PW_MPI_DEPENDENCY "find_dependency(MPI COMPONENTS C)")
+endif()
 configure_package_config_file(${CMAKE_BINARY_DIR}/patchworkConfig.cmake.in
   ${CMAKE_BINARY_DIR}/patchworkConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/patchwork)
 write_basic_package_version_file(${CMAKE_BINARY_DIR}/patchworkConfigVersion.cmake COMPATIBILITY SameMajorVersion)

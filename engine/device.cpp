@@ -11,6 +11,10 @@
 #include <sys/mman.h>
 #endif
 
+#ifdef PW_HAVE_CUDA
+#include "engine/cuda_backend.h"
+#endif
+
 namespace pw {
 
 #ifndef PW_HAVE_CUDA
@@ -127,7 +131,7 @@ size_t cpu_cache_bytes() { return cpu_cache().cached(); }
 void* device_alloc(Device d, size_t bytes) {
   if (d == Device::cuda) {
 #ifdef PW_HAVE_CUDA
-    return cuda::alloc(bytes);
+    return cuda_backend().runtime.device_malloc(bytes);
 #else
     no_cuda();
 #endif
@@ -139,7 +143,7 @@ void device_free(Device d, void* p, size_t bytes) {
   if (!p) return;
 #ifdef PW_HAVE_CUDA
   if (d == Device::cuda) {
-    cuda::free(p, bytes);
+    cuda_backend().runtime.device_free(p);
     return;
   }
 #endif
@@ -153,7 +157,10 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
     return;
   }
 #ifdef PW_HAVE_CUDA
-  cuda::copy(dst, dst_dev == Device::cuda, src, src_dev == Device::cuda, bytes);
+  const CudaRuntime& r = cuda_backend().runtime;
+  if (dst_dev == Device::cuda && src_dev == Device::cuda) r.copy_device_to_device(dst, src, bytes);
+  else if (dst_dev == Device::cuda) r.copy_to_device(dst, src, bytes);
+  else r.copy_to_host(dst, src, bytes);
 #else
   no_cuda();
 #endif
@@ -166,7 +173,7 @@ void device_memset_zero(Device d, void* p, size_t bytes) {
     return;
   }
 #ifdef PW_HAVE_CUDA
-  cuda::memset_zero(p, bytes);
+  cuda_backend().runtime.memset_zero(p, bytes);
 #else
   no_cuda();
 #endif

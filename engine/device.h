@@ -17,16 +17,4 @@ void device_memset_zero(Device d, void* p, size_t bytes);
 void cpu_cache_release();
 size_t cpu_cache_bytes();
 
-#ifdef PW_HAVE_CUDA
-// Implemented in engine/cuda/ (the CUDA backend).
-namespace cuda {
-bool available();
-void* alloc(size_t bytes);
-void free(void* p, size_t bytes);
-void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes);
-void memset_zero(void* p, size_t bytes);
-void add_inplace(float* dst, const float* src, int64_t n);
-}  // namespace cuda
-#endif
-
 }  // namespace pw

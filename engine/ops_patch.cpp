@@ -139,14 +139,23 @@ void gather_labels_into(const Tensor& labels, const Tensor& mats_in, Tensor& y) 
 }
 
 void stitch_accumulate(const Tensor& patches, const Tensor& mats_in, Interp mode, Window window, Tensor& acc,
-                       Tensor& weight) {
+                       Tensor& weight, const std::vector<int64_t>& origin) {
   if (patches.dtype() != DType::f32 || acc.dtype() != DType::f32 || weight.dtype() != DType::f32)
     throw std::invalid_argument("stitch_accumulate: patches, acc and weight must be f32");
   if (patches.ndim() != acc.ndim() + 1)
     throw std::invalid_argument("stitch_accumulate: patches " + shape_str(patches.shape()) + " do not fit acc " +
                                 shape_str(acc.shape()) + " (expected P,C,s for acc C,spatial)");
   std::vector<int64_t> s(patches.shape().begin() + 2, patches.shape().end());
-  const kernels::PatchGeom g = make_geom("stitch_accumulate", acc, false, mats_in, s);
+  kernels::PatchGeom g = make_geom("stitch_accumulate", acc, false, mats_in, s);
+  if (!origin.empty() && int(origin.size()) != g.ndim)
+    throw std::invalid_argument("stitch_accumulate: origin " + vec_str(origin) + " needs " + std::to_string(g.ndim) +
+                                " entries");
+  for (size_t a = 0; a < origin.size(); ++a) {
+    if (origin[a] < 0 || origin[a] == 1 || origin[a] >= (int64_t(1) << 24))
+      throw std::invalid_argument("stitch_accumulate: origin " + vec_str(origin) +
+                                  " needs entries 0 or in [2, 2^24) (exact offsets, kernels/gather.h)");
+    g.origin[3 - g.ndim + a] = origin[a];
+  }
   if (patches.dim(0) != g.num_patches || patches.dim(1) != g.channels)
     throw std::invalid_argument("stitch_accumulate: patches " + shape_str(patches.shape()) + " need " +
                                 std::to_string(g.num_patches) + " patches (one per matrix) of " +

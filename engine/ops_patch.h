@@ -46,8 +46,12 @@ void gather_labels_into(const Tensor& labels, const Tensor& mats, Tensor& out);
 
 // Stitching: adds patches P,C,s (f32) into acc C,spatial and weight spatial (both f32, same
 // device, zero them first), with nearest or linear splatting and the window (flat, cos, cos2).
+// `origin` (empty, or one entry per spatial axis, array order): acc and weight are the brick of a
+// larger grid starting at that voxel, the matrices map into the larger grid; the brick receives
+// bit for bit what the same voxels of the whole grid would (kernels/gather.h, PatchGeom::origin).
+// Each entry must be 0 or >= 2 (so that the offset is exact).
 void stitch_accumulate(const Tensor& patches, const Tensor& mats, Interp mode, Window window, Tensor& acc,
-                       Tensor& weight);
+                       Tensor& weight, const std::vector<int64_t>& origin = {});
 // Y = acc / sqrt(weight^2 + 3 alpha) (alpha = sparse_suppression; 0: weighted mean; 0 where
 // nothing landed).
 Tensor stitch_normalize(const Tensor& acc, const Tensor& weight, float alpha = 0.f);

@@ -12,7 +12,7 @@
 #include <vector>
 
 #ifdef PW_HAVE_CUDA
-#include "kernels/cuda/runtime.h"
+#include "engine/cuda_backend.h"
 #endif
 
 namespace pw {
@@ -42,9 +42,10 @@ struct Profile {
   void drain() {
 #ifdef PW_HAVE_CUDA
     for (Record& r : pending) {
-      r.ms = kernels::cuda::event_elapsed_ms(r.begin, r.end);
-      kernels::cuda::event_destroy(r.begin);
-      kernels::cuda::event_destroy(r.end);
+      const CudaRuntime& rt = cuda_backend().runtime;
+      r.ms = rt.event_elapsed_ms(r.begin, r.end);
+      rt.event_destroy(r.begin);
+      rt.event_destroy(r.end);
       add(r);
     }
 #endif
@@ -104,7 +105,7 @@ void OpScope::begin(const char* name, Device device) {
   name_ = t_detail.empty() ? std::string(name) : std::string(name) + " " + t_detail;
   device_ = device;
 #ifdef PW_HAVE_CUDA
-  if (device == Device::cuda) start_ = kernels::cuda::event_record();
+  if (device == Device::cuda) start_ = cuda_backend().runtime.event_record();
 #endif
   if (!start_) start_ = reinterpret_cast<void*>(now_ns());
   static const bool registered = (std::atexit(report_at_exit), true);
@@ -116,7 +117,7 @@ void OpScope::end() {
   Record r{name_, device_, start_, nullptr, 0.0};
 #ifdef PW_HAVE_CUDA
   if (device_ == Device::cuda) {
-    r.end = kernels::cuda::event_record();
+    r.end = cuda_backend().runtime.event_record();
     std::lock_guard<std::mutex> lock(p.mu);
     p.pending.push_back(r);
     if (p.pending.size() >= 4096) p.drain();  // bounded: events are read in batches

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "engine/cuda_backend.h"
 #include "engine/device.h"
 
 namespace pw {
@@ -37,13 +38,7 @@ Device parse_device(const std::string& s) {
   throw std::invalid_argument("unknown device '" + s + "' (expected cpu or cuda)");
 }
 
-bool cuda_available() {
-#ifdef PW_HAVE_CUDA
-  return cuda::available();
-#else
-  return false;
-#endif
-}
+bool cuda_available() { return cuda_status().available; }
 
 Device default_device() { return cuda_available() ? Device::cuda : Device::cpu; }
 
@@ -185,7 +180,7 @@ void add_inplace(Tensor& dst, const Tensor& src) {
   if (dst.device() != src.device()) throw std::invalid_argument("add_inplace: tensors on different devices");
 #ifdef PW_HAVE_CUDA
   if (dst.is_cuda()) {
-    cuda::add_inplace(dst.f32(), src.f32(), dst.numel());
+    PW_CUDA_KERNEL(add, dst.f32(), src.f32(), dst.f32(), dst.numel());
     return;
   }
 #endif

@@ -34,6 +34,13 @@ struct PatchGeom {
   int64_t vol[3] = {1, 1, 1};           // source (gather) / target (scatter) size, axis order; 2D: vol[0] = 1
   int64_t num_patches = 0;              // P
   int64_t patch[3] = {1, 1, 1};         // patch size s, axis order; 2D: patch[0] = 1
+  // Scatter only (kernels/scatter.h; gathers require 0): the target's first voxel in the matrices'
+  // coordinates, when the target is a brick of a larger grid. Every computed coordinate has the
+  // origin subtracted after the matrix product. With every entry 0 or >= 2, that subtraction is exact
+  // for every coordinate within a voxel of the brick (x > o - 1 >= 1: x - o is a multiple of x's ulp
+  // below 2^24 of them), so a brick receives exactly the contributions, in the same order, that the
+  // whole grid would. (An origin of 1 is not exact for coordinates below 0.5.)
+  int64_t origin[3] = {0, 0, 0};
 
   int64_t vol_numel() const { return vol[0] * vol[1] * vol[2]; }
   int64_t patch_numel() const { return patch[0] * patch[1] * patch[2]; }

@@ -20,7 +20,8 @@
 #         -DCMAKE_CXX_FLAGS=-march=x86-64-v3 -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release
 #   cmake --build build-gpu -j2 --target pw_tests_engine pw_tests_kernels pw_tests_train bench_cuda \
 #         bench_gather patchwork
-# and copies the 6 programs, Debian's libbenchmark.so.1debian (not on the GPU image) and BUILD_INFO (a
+# and copies the 6 programs, the CUDA plugin libpatchwork_cuda.so (the programs load it from their own
+# folder), Debian's libbenchmark.so.1debian (not on the GPU image) and BUILD_INFO (a
 # hash of the sources) into build-gpu/pack (19 MiB; the working tree plus carried paths must stay
 # under 64 MiB). sm_90 = H100 and H200; PW_NATIVE=OFF + x86-64-v3 (AVX2) so the host code runs on
 # any recent x86-64 CPU there. Rebuild the pack after any source change: the script compares the hash
@@ -49,7 +50,7 @@ PACK=${PW_GPU_PACK:-$ROOT/build-gpu/pack}
 # ---- source hash (same file set here and on the GPU machine) ------------------------------------
 source_hash() {
   find CMakeLists.txt cmake io kernels engine train apply tests bench -type f \
-    \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.txt' -o -name '*.cmake' \) \
+    \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.txt' -o -name '*.cmake' -o -name '*.map' \) \
     -not -path '*/build*' 2>/dev/null | LC_ALL=C sort | xargs sha1sum | sha1sum | cut -c1-16
 }
 
@@ -64,7 +65,7 @@ if [ "${1:-}" = "--pack" ]; then
   rm -rf "$PACK"
   mkdir -p "$PACK/lib"
   cp "$BUILD"/tests/pw_tests_engine "$BUILD"/tests/pw_tests_kernels "$BUILD"/tests/pw_tests_train \
-    "$BUILD"/bench/bench_cuda "$BUILD"/bench/bench_gather "$BUILD"/cli/patchwork "$PACK"/
+    "$BUILD"/bench/bench_cuda "$BUILD"/bench/bench_gather "$BUILD"/cli/patchwork "$BUILD"/lib/libpatchwork_cuda.so "$PACK"/
   # Shared libraries of ours that the GPU image lacks (everything but the CUDA libraries and libc/libstdc++).
   for lib in $(ldd "$PACK"/bench_cuda | awk '/libbenchmark/ {print $3}'); do cp -L "$lib" "$PACK/lib/"; done
   {
@@ -204,7 +205,7 @@ else
   if [ -f "$B/CMakeCache.txt" ]; then
     step build 300 - bash -c "cmake --build '$B' -j$(nproc) --target ${targets[*]} >/tmp/pw-build.log 2>&1 || { tail -40 /tmp/pw-build.log; exit 1; }"
     mkdir -p "$B/pack"
-    cp "$B"/tests/pw_tests_* "$B"/cli/patchwork "$B/pack/" 2>/dev/null
+    cp "$B"/tests/pw_tests_* "$B"/cli/patchwork "$B"/lib/libpatchwork_cuda.so "$B/pack/" 2>/dev/null
     cp "$B"/bench/bench_cuda "$B"/bench/bench_gather "$B/pack/" 2>/dev/null
     [ -x "$B/pack/pw_tests_engine" ] && BIN=$B/pack
   fi
@@ -214,7 +215,7 @@ if [ -z "$BIN" ]; then
   say "no test programs: nothing to run"
 else
   export PATCHWORK_BIN=$BIN/patchwork  # the CLI tests' program (the compiled-in default is the build folder here)
-  for p in "$BIN"/pw_tests_engine "$BIN"/bench_cuda "$BIN"/patchwork; do
+  for p in "$BIN"/pw_tests_engine "$BIN"/bench_cuda "$BIN"/patchwork "$BIN"/libpatchwork_cuda.so; do
     [ -x "$p" ] || continue
     echo "ldd $(basename "$p"):"
     ldd "$p" | grep -E "cud|cublas|nvrtc|benchmark|not found|libstdc|libc\.so"

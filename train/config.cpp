@@ -27,6 +27,22 @@ LossKind parse_loss(const std::string& s) {
                    "\"");
 }
 
+ForwardType parse_forward_type(const std::string& v, const std::string& key) {
+  if (v == "simple") return ForwardType::simple;
+  if (v == "mult") return ForwardType::mult;
+  if (v == "bridge") return ForwardType::bridge;
+  throw InputError(key + ": expected \"simple\", \"mult\" or \"bridge\", got \"" + v + "\"");
+}
+
+const char* forward_type_name(ForwardType t) {
+  switch (t) {
+    case ForwardType::simple: return "simple";
+    case ForwardType::mult: return "mult";
+    case ForwardType::bridge: return "bridge";
+  }
+  return "?";
+}
+
 const char* loss_name(LossKind k) {
   switch (k) {
     case LossKind::bce: return "bce";
@@ -67,9 +83,44 @@ Augment Augment::from_json(const json& j, int ndim) {
   return a;
 }
 
+json LazyEval::to_json() const {
+  json j = {{"fraction", fraction}, {"reduceFun", reduce_fun}};
+  if (!attention_fun.empty()) j["attentionFun"] = attention_fun;
+  return j;
+}
+
+LazyEval LazyEval::from_json(const json& j) {
+  LazyEval l;
+  check_keys(j, {"fraction", "attentionFun", "reduceFun"}, "lazyEval");
+  if (j.contains("fraction")) l.fraction = json_number(j["fraction"], "lazyEval.fraction");
+  if (!(l.fraction > 0 && l.fraction <= 1)) throw InputError("lazyEval.fraction: must be in (0, 1]");
+  if (j.contains("attentionFun")) l.attention_fun = json_string(j["attentionFun"], "lazyEval.attentionFun");
+  if (!l.attention_fun.empty() && l.attention_fun != "sigmoid" && l.attention_fun != "softmax" &&
+      l.attention_fun != "identity")
+    throw InputError("lazyEval.attentionFun: expected \"sigmoid\", \"softmax\" or \"identity\", got \"" +
+                     l.attention_fun + "\"");
+  if (j.contains("reduceFun")) l.reduce_fun = json_string(j["reduceFun"], "lazyEval.reduceFun");
+  if (l.reduce_fun != "mean" && l.reduce_fun != "max")
+    throw InputError("lazyEval.reduceFun: expected \"mean\" or \"max\", got \"" + l.reduce_fun + "\"");
+  return l;
+}
+
+std::vector<std::array<int, 3>> parse_label_colors(const json& j, const std::string& key) {
+  std::vector<std::array<int, 3>> out;
+  if (!j.is_array()) throw InputError(key + ": expected a list of [R, G, B] (0..255), one per label");
+  for (const auto& c : j) {
+    std::vector<int> v = json_ints(c, key);
+    if (v.size() != 3 || *std::min_element(v.begin(), v.end()) < 0 || *std::max_element(v.begin(), v.end()) > 255)
+      throw InputError(key + ": each colour is [R, G, B] with values 0..255, got " + c.dump());
+    out.push_back({v[0], v[1], v[2]});
+  }
+  return out;
+}
+
 static const std::vector<std::string>& own_keys() {
   static const std::vector<std::string> keys = {
       "network", "intermediate_out", "intermediate_loss", "block_out", "forward_type", "identical_blocks", "final_block",
+      "finalizeOnApply", "finalBlock_all_levels", "lazyEval", "label_colors",
       "num_its", "num_patches", "epochs", "batch_size", "generate_type", "loss", "dontcare", "hard_mining",
       "hard_mining_order", "hard_mining_maxage", "balance", "augment", "independent_augmentation", "optimizer",
       "parallel", "validation_every", "seed", "threads", "time_limit_s", "dataset", "comment"};
@@ -79,24 +130,24 @@ static const std::vector<std::string>& own_keys() {
 // The network block (every level's U-Net), checked when the config is read, before any data: unknown keys
 // (with a "did you mean"), the keys the scheme sets and the values (engine UNetConfig). The block itself is
 // kept as given (train/model.cpp builds the U-Nets).
-static UNetConfig check_network(const json& n) {
+static UNetConfig check_network(const json& n, const std::string& where = "network") {
   auto shown = [](const json& v) {
     std::string t = v.dump();
     return t.size() > 60 ? t.substr(0, 57) + "..." : t;
   };
-  if (!n.is_object()) throw InputError("network: expected an object, got " + shown(n));
+  if (!n.is_object()) throw InputError(where + ": expected an object, got " + shown(n));
   check_keys(n, {"type", "features", "convs_per_block", "norm", "activation", "leaky_slope", "down", "up", "dims",
                  "in_channels", "out_channels"},
-             "network");
+             where);
   for (const char* k : {"dims", "in_channels", "out_channels"})
-    if (n.contains(k)) throw InputError(std::string("network: '") + k + "' is set by the scheme, leave it out");
+    if (n.contains(k)) throw InputError(where + ": '" + k + "' is set by the scheme, leave it out");
   if (n.contains("features")) {
     const json& f = n["features"];
     bool ok = f.is_array() && !f.empty() && f.size() <= 8;
     if (ok)
       for (const auto& e : f) ok = ok && e.is_number_integer() && e.get<int64_t>() >= 1;
     if (!ok)
-      throw InputError("network.features: expected a list of 1 to 8 positive channel counts (one per U-Net level), "
+      throw InputError(where + ".features: expected a list of 1 to 8 positive channel counts (one per U-Net level), "
                        "got " + shown(f));
   }
   UNetConfig u;
@@ -104,9 +155,28 @@ static UNetConfig check_network(const json& n) {
     u = UNetConfig::from_json(n);
   } catch (const InputError& e) {  // "unet <key>: ..." -> "network.<key>: ..."
     const std::string m = e.what();
-    throw InputError(m.rfind("unet ", 0) == 0 ? "network." + m.substr(5) : "network: " + m);
+    throw InputError(m.rfind("unet ", 0) == 0 ? where + "." + m.substr(5) : where + ": " + m);
   }
   return u;
+}
+
+// The block description of `level`: `network` itself, or its entry `level` when it is a list (one per level).
+const json& level_network(const json& network, int level) {
+  return network.is_array() ? network.at(static_cast<size_t>(level)) : network;
+}
+
+// Every level's block description: one object, or a list of one per level (not with identical_blocks).
+static void check_networks(const json& n, int depth, bool identical_blocks) {
+  if (!n.is_array()) {
+    check_network(n);
+    return;
+  }
+  if (identical_blocks)
+    throw InputError("network: identical_blocks shares one block; give one description, not a list");
+  if (static_cast<int>(n.size()) != depth)
+    throw InputError("network: a list needs one block description per level (" + std::to_string(depth) + "), got " +
+                     std::to_string(n.size()));
+  for (int k = 0; k < depth; ++k) check_network(n[k], "network[" + std::to_string(k) + "]");
 }
 
 // The patch sizes that the U-Net's number of levels needs (train/model.cpp checks them again when it builds
@@ -114,14 +184,15 @@ static UNetConfig check_network(const json& n) {
 // from_json leaves them to the model, so that a config can be parsed whatever its patch sizes.
 static void check_network_sizes(const TrainConfig& c) {
   const Scheme& scheme = c.scheme;
-  const UNetConfig u = check_network(c.network);
-  const int64_t mult = int64_t{1} << (u.features.size() - 1);
   for (int level = 0; level < scheme.depth && level < static_cast<int>(scheme.patch_size.size()); ++level) {
+    const UNetConfig u = check_network(level_network(c.network, level));
+    const int64_t mult = int64_t{1} << (u.features.size() - 1);
     for (int a = 0; a < scheme.ndim; ++a)
       if (scheme.patch_size[level][a] % mult != 0)
         throw InputError("scheme.patch_size: level " + std::to_string(level) + " sizes must be multiples of " +
                          std::to_string(mult) + " for a U-Net with " + std::to_string(u.features.size()) +
-                         " levels (network.features)");
+                         " levels (network" + (c.network.is_array() ? "[" + std::to_string(level) + "]" : "") +
+                         ".features)");
     if (level < static_cast<int>(scheme.out_patch_size.size()) &&
         scheme.out_patch_size[level] != scheme.patch_size[level])
       throw InputError("scheme.out_patch_size: the U-Net keeps the matrix size; out_patch_size must equal patch_size");
@@ -147,7 +218,8 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
   const int depth = c.scheme.depth;
 
   if (j.contains("network")) c.network = j["network"];
-  check_network(c.network);
+  if (j.contains("identical_blocks")) c.identical_blocks = json_bool(j["identical_blocks"], "identical_blocks");
+  check_networks(c.network, depth, c.identical_blocks);
   if (j.contains("intermediate_out")) c.intermediate_out = positive(j, "intermediate_out", 0);
   if (j.contains("intermediate_loss")) c.intermediate_loss = json_bool(j["intermediate_loss"], "intermediate_loss");
   if (j.contains("block_out") && !j["block_out"].is_null()) {
@@ -155,13 +227,8 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
     if (static_cast<int>(c.block_out.size()) != depth)
       throw InputError("block_out: expected " + std::to_string(depth) + " entries (one per level)");
   }
-  if (j.contains("forward_type")) {
-    std::string v = json_string(j["forward_type"], "forward_type");
-    if (v == "simple") c.forward_type = ForwardType::simple;
-    else if (v == "mult") c.forward_type = ForwardType::mult;
-    else throw InputError("forward_type: expected \"simple\" or \"mult\", got \"" + v + "\"");
-  }
-  if (j.contains("identical_blocks")) c.identical_blocks = json_bool(j["identical_blocks"], "identical_blocks");
+  if (j.contains("forward_type"))
+    c.forward_type = parse_forward_type(json_string(j["forward_type"], "forward_type"), "forward_type");
   if (j.contains("final_block") && !j["final_block"].is_null()) {
     const json& f = j["final_block"];
     check_keys(f, {"features", "convs"}, "final_block");
@@ -170,6 +237,18 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
     if (f.contains("convs")) fb["convs"] = positive(f, "convs", 0);
     c.final_block = fb;
   }
+  if (j.contains("finalizeOnApply")) c.finalize_on_apply = json_bool(j["finalizeOnApply"], "finalizeOnApply");
+  if (j.contains("finalBlock_all_levels"))
+    c.final_block_all_levels = json_bool(j["finalBlock_all_levels"], "finalBlock_all_levels");
+  if (j.contains("lazyEval")) c.lazy_eval = LazyEval::from_json(j["lazyEval"]);
+  if (j.contains("label_colors")) {
+    c.label_colors = parse_label_colors(j["label_colors"], "label_colors");
+    if (c.scheme.num_labels && static_cast<int>(c.label_colors.size()) != c.scheme.num_labels)
+      throw InputError("label_colors: expected " + std::to_string(c.scheme.num_labels) + " colours (one per label)");
+  }
+  if ((c.finalize_on_apply || c.final_block_all_levels) && c.final_block.is_null())
+    throw InputError(std::string(c.finalize_on_apply ? "finalizeOnApply" : "finalBlock_all_levels") +
+                     ": needs a final_block");
   if (j.contains("num_its")) c.num_its = positive(j, "num_its");
   if (j.contains("num_patches")) c.num_patches = positive(j, "num_patches");
   if (j.contains("epochs")) c.epochs = positive(j, "epochs");
@@ -337,8 +416,12 @@ TrainConfig TrainConfig::load(const fs::path& file) {
   } catch (const InputError& e) {
     throw InputError(name + ": not valid JSON (" + e.what() + ")");
   }
+  return from_json_checked(j, file.parent_path(), name);
+}
+
+TrainConfig TrainConfig::from_json_checked(const json& j, const fs::path& base_dir, const std::string& name) {
   try {
-    TrainConfig c = from_json(j, file.parent_path());
+    TrainConfig c = from_json(j, base_dir);
     check_network_sizes(c);
     return c;
   } catch (const InputError& e) {
@@ -360,6 +443,43 @@ static std::string case_name(const fs::path& p) {
   return n;
 }
 
+// The cases of an nnU-Net style dataset.json: {"training": [{"image": "...", "label": "..."}, ...]},
+// paths relative to `root`. Every mistake names the file and the entry.
+static std::vector<DataPair> read_dataset_json(const fs::path& dj, const fs::path& root) {
+  if (fs::is_directory(dj)) throw InputError(dj.string() + ": is a folder, not a file");
+  std::ifstream in(dj);
+  if (!in) throw InputError(dj.string() + ": cannot open");
+  json d;
+  try {
+    d = json::parse(in);
+  } catch (const json::exception& e) {  // parse_error; out_of_range for a number beyond a double's range
+    throw InputError(dj.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!d.is_object() || !d.contains("training") || !d["training"].is_array())
+    throw InputError(dj.string() + ": no 'training' list");
+  std::vector<DataPair> out;
+  const json& training = d["training"];
+  for (size_t i = 0; i < training.size(); ++i) {
+    const std::string where = dj.string() + ": training[" + std::to_string(i) + "]";
+    const json& e = training[i];
+    if (!e.is_object()) throw InputError(where + ": not an object with 'image' and 'label'");
+    auto file = [&](const char* key) {
+      auto it = e.find(key);
+      if (it == e.end()) throw InputError(where + ": no '" + key + "'");
+      if (!it->is_string() || it->get_ref<const std::string&>().empty())
+        throw InputError(where + "." + key + ": not a file name (expected a non-empty string, got " +
+                         (it->is_string() ? std::string("an empty string") : std::string(it->type_name())) + ")");
+      return root / it->get<std::string>();
+    };
+    DataPair p;
+    p.images.push_back(file("image"));
+    p.label = file("label");
+    p.name = case_name(p.images[0]);
+    out.push_back(p);
+  }
+  return out;
+}
+
 std::vector<DataPair> list_cases(const DatasetSpec& spec) {
   std::vector<DataPair> out;
   if (spec.root.empty()) {
@@ -371,24 +491,7 @@ std::vector<DataPair> list_cases(const DatasetSpec& spec) {
     if (!fs::is_directory(root)) throw InputError(root.string() + ": dataset folder not found");
     fs::path dj = root / "dataset.json";
     if (fs::exists(dj)) {
-      std::ifstream in(dj);
-      json d;
-      try {
-        d = json::parse(in);
-      } catch (const json::parse_error& e) {
-        throw InputError(dj.string() + ": not valid JSON (" + e.what() + ")");
-      }
-      if (!d.contains("training") || !d["training"].is_array())
-        throw InputError(dj.string() + ": no 'training' list");
-      for (const auto& e : d["training"]) {
-        if (!e.contains("image") || !e.contains("label"))
-          throw InputError(dj.string() + ": a 'training' entry lacks image or label");
-        DataPair p;
-        p.images.push_back(root / e["image"].get<std::string>());
-        p.label = root / e["label"].get<std::string>();
-        p.name = case_name(p.images[0]);
-        out.push_back(p);
-      }
+      out = read_dataset_json(dj, root);
     } else {
       if (!fs::is_directory(root / "imagesTr")) throw InputError(root.string() + ": no dataset.json and no imagesTr/");
       std::vector<fs::path> files;

@@ -5,9 +5,10 @@
 // {
 //   // CropGenerator (train/scheme.h): depth, ndim, scheme{...}, system, snapper, interp_type, scatter_type,
 //   // smoothfac_data, smoothfac_label, normalize_input, categorical_label, categorical, num_labels
-//   "network": {...},                 // the block of every level (engine U-Net description, train/model.h)
+//   "network": {...} | [{...}, ..],   // the block of every level, or one per level (engine U-Net, train/model.h)
 //   "intermediate_out": 0, "intermediate_loss": true, "block_out": null, "forward_type": "simple",
-//   "identical_blocks": false, "final_block": null,
+//   "identical_blocks": false, "final_block": null, "finalizeOnApply": false, "finalBlock_all_levels": false,
+//   "lazyEval": {"fraction": 1, "attentionFun": "sigmoid", "reduceFun": "mean"},
 //   "num_its": 100, "num_patches": 8, "epochs": 1, "batch_size": 8, "generate_type": "random",
 //   "loss": "ce+dice",                // or one per level
 //   "dontcare": false, "hard_mining": 0, "hard_mining_order": "loss", "hard_mining_maxage": 5,
@@ -18,6 +19,7 @@
 //   "dataset": {"path": "DIR"} | {"pairs": [{"image": .., "label": ..}]}, "validation": [..names..]
 // }
 #pragma once
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -44,13 +46,25 @@ struct Augment {
   static Augment from_json(const nlohmann::json& j, int ndim);
 };
 
+// lazyEval (paper list D): the application's lazy evaluation, stored in the model as `apply`'s defaults
+// (apply's --lazy-fraction, --attention-fun, --attention override them).
+struct LazyEval {
+  double fraction = 1;             // keep this top fraction of the patches after each level
+  std::string attention_fun;       // attentionFun: sigmoid | softmax | identity; "" = softmax when categorical, else sigmoid
+  std::string reduce_fun = "mean"; // reduceFun: mean | max
+  nlohmann::json to_json() const;
+  static LazyEval from_json(const nlohmann::json& j);  // throws pw::InputError naming the key
+};
+
 // candidate: the candidate-sampling cross entropy of a candidate_sampling model (train/trainer.h).
 enum class LossKind { bce, ce, dice, bce_dice, ce_dice, candidate };
 LossKind parse_loss(const std::string& s);  // "bce", "ce", "dice", "bce+dice", "ce+dice", "candidate"
 const char* loss_name(LossKind k);
 
 enum class HardOrder { loss, f1, balance };
-enum class ForwardType { simple, mult };
+enum class ForwardType { simple, mult, bridge };
+ForwardType parse_forward_type(const std::string& s, const std::string& key);  // "simple" | "mult" | "bridge"
+const char* forward_type_name(ForwardType t);
 
 struct DataPair {
   std::vector<std::filesystem::path> images;  // one file per contrast (or one 4-D file)
@@ -68,7 +82,7 @@ struct DatasetSpec {
 
 struct TrainConfig {
   Scheme scheme;
-  nlohmann::json network = nlohmann::json::object();  // block description
+  nlohmann::json network = nlohmann::json::object();  // block description, or a list of one per level
   int intermediate_out = 0;
   bool intermediate_loss = true;
   std::vector<int> block_out;  // per level, empty = intermediate_out + label channels (last: label channels)
@@ -77,6 +91,10 @@ struct TrainConfig {
   // final_block: {"features": F, "convs": N} = N conv(3)-norm-act layers of F channels and a 1x1
   // conv back to the last level's channels, applied after the last level's block; null = none.
   nlohmann::json final_block;
+  bool finalize_on_apply = false;      // finalizeOnApply: the final block only at application (not in training)
+  bool final_block_all_levels = false; // finalBlock_all_levels: the final block after every level
+  LazyEval lazy_eval;                  // lazyEval: apply's defaults
+  std::vector<std::array<int, 3>> label_colors;  // per label R, G, B (0..255) for apply's label table
 
   int num_its = 100;
   int num_patches = 8;  // per image per outer iteration
@@ -113,9 +131,18 @@ struct TrainConfig {
   // Parses and checks a whole config; relative dataset paths are resolved against `base_dir`.
   static TrainConfig from_json(const nlohmann::json& j, const std::filesystem::path& base_dir = {});
   static TrainConfig load(const std::filesystem::path& file);
+  // load's checks on a config already parsed (from_json, then the network's sizes), messages "<name>: ...".
+  static TrainConfig from_json_checked(const nlohmann::json& j, const std::filesystem::path& base_dir,
+                                       const std::string& name);
   // Per-level output channels of the blocks.
   int out_channels(int level) const;
 };
+
+// label_colors: a list of [R, G, B] (0..255) per label; throws pw::InputError naming `key`.
+std::vector<std::array<int, 3>> parse_label_colors(const nlohmann::json& j, const std::string& key);
+
+// The block description of `level`: `network` itself, or its entry `level` when it is a list (one per level).
+const nlohmann::json& level_network(const nlohmann::json& network, int level);
 
 // The cases of a dataset: MSD layout (dataset.json "training" list, else imagesTr/*.nii.gz with
 // labelsTr/ of the same name) or the explicit list. Throws pw::InputError for missing files.

@@ -23,6 +23,10 @@ int ModelSpec::block_in_channels(int level) const {
   return in_channels + crop;
 }
 
+bool ModelSpec::has_final(int level) const {
+  return !final_block.is_null() && (level == scheme.depth - 1 || final_block_all_levels);
+}
+
 json ModelSpec::to_json() const {
   json j;
   j["format"] = "patchwork-model-1";
@@ -31,21 +35,34 @@ json ModelSpec::to_json() const {
   j["in_channels"] = in_channels;
   j["network"] = network;
   j["out_channels"] = out_channels;
-  j["forward_type"] = forward_type == ForwardType::simple ? "simple" : "mult";
+  j["forward_type"] = forward_type_name(forward_type);
   j["identical_blocks"] = identical_blocks;
   j["intermediate_loss"] = intermediate_loss;
   j["final_block"] = final_block;
+  j["finalizeOnApply"] = finalize_on_apply;
+  j["finalBlock_all_levels"] = final_block_all_levels;
+  j["lazyEval"] = lazy_eval.to_json();
   j["thresholds"] = thresholds;
   j["label_names"] = label_names;
+  if (!label_colors.empty()) j["label_colors"] = label_colors;
   j["augment"] = augment.to_json(scheme.ndim);
   j["independent_augmentation"] = independent_augmentation;
   j["training"] = training;
   return j;
 }
 
+// Every level's block outputs at least the label channels (its first channels are the labels' scores).
+static void check_label_channels(const std::vector<int>& out_channels, int label_channels, const char* key) {
+  for (size_t k = 0; k < out_channels.size(); ++k)
+    if (out_channels[k] < label_channels)
+      throw InputError(std::string(key) + ": level " + std::to_string(k) + " has " + std::to_string(out_channels[k]) +
+                       " channels, fewer than the labels need (" + std::to_string(label_channels) + ")");
+}
+
 ModelSpec ModelSpec::from_json(const json& j) {
   check_keys(j, {"format", "crop_generator", "image_channels", "in_channels", "network", "out_channels",
-                 "forward_type", "identical_blocks", "intermediate_loss", "final_block", "thresholds", "label_names", "augment",
+                 "forward_type", "identical_blocks", "intermediate_loss", "final_block", "finalizeOnApply",
+                 "finalBlock_all_levels", "lazyEval", "thresholds", "label_names", "label_colors", "augment",
                  "independent_augmentation", "training"},
              "model description");
   ModelSpec s;
@@ -57,7 +74,7 @@ ModelSpec ModelSpec::from_json(const json& j) {
     s.network = j.at("network");
     s.out_channels = json_ints(j.at("out_channels"), "out_channels");
     if (static_cast<int>(s.out_channels.size()) != s.scheme.depth) throw InputError("out_channels: one per level");
-    s.forward_type = json_string(j.at("forward_type"), "forward_type") == "mult" ? ForwardType::mult : ForwardType::simple;
+    s.forward_type = parse_forward_type(json_string(j.at("forward_type"), "forward_type"), "forward_type");
     s.identical_blocks = json_bool(j.at("identical_blocks"), "identical_blocks");
     s.intermediate_loss = json_bool(j.at("intermediate_loss"), "intermediate_loss");
     if (j.contains("final_block") && !j["final_block"].is_null()) {  // as TrainConfig writes it: Model() reads it
@@ -69,6 +86,15 @@ ModelSpec ModelSpec::from_json(const json& j) {
           throw InputError(std::string("final_block.") + k + ": expected a count, got " + f[k].dump());
       s.final_block = f;
     }
+    if (j.contains("finalizeOnApply")) s.finalize_on_apply = json_bool(j["finalizeOnApply"], "finalizeOnApply");
+    if (j.contains("finalBlock_all_levels"))
+      s.final_block_all_levels = json_bool(j["finalBlock_all_levels"], "finalBlock_all_levels");
+    if (j.contains("lazyEval")) s.lazy_eval = LazyEval::from_json(j["lazyEval"]);
+    if (s.network.is_array()) {
+      if (static_cast<int>(s.network.size()) != s.scheme.depth) throw InputError("network: one block description per level");
+      for (const auto& n : s.network)
+        if (!n.is_object()) throw InputError("network: each level's block description is an object");
+    }
     // Channel counts: >= 1, and every level's block input (block_in_channels) within an int.
     if (s.image_channels < 1 || s.in_channels < 1) throw InputError("image_channels, in_channels: must be >= 1");
     for (int oc : s.out_channels)
@@ -76,8 +102,15 @@ ModelSpec ModelSpec::from_json(const json& j) {
     for (int oc : s.out_channels)
       if (int64_t{s.in_channels} * (int64_t{oc} + 1) + oc > std::numeric_limits<int>::max())
         throw InputError("in_channels, out_channels: too many channels");
+    check_label_channels(s.out_channels, s.scheme.label_channels(), "out_channels");
     for (const auto& t : j.at("thresholds")) s.thresholds.push_back(json_number(t, "thresholds"));
+    if (!s.thresholds.empty() && static_cast<int>(s.thresholds.size()) != s.scheme.num_labels)
+      throw InputError("thresholds: " + std::to_string(s.thresholds.size()) + " values for " +
+                       std::to_string(s.scheme.num_labels) + " labels (one per label, or none)");
+    for (double t : s.thresholds)
+      if (!(t >= 0 && t <= 1)) throw InputError("thresholds: " + std::to_string(t) + " is not a probability in [0, 1]");
     for (const auto& n : j.at("label_names")) s.label_names.push_back(json_string(n, "label_names"));
+    if (j.contains("label_colors")) s.label_colors = parse_label_colors(j["label_colors"], "label_colors");
     s.augment = Augment::from_json(j.at("augment"), s.scheme.ndim);
     s.independent_augmentation = json_bool(j.at("independent_augmentation"), "independent_augmentation");
     if (j.contains("training")) s.training = j["training"];
@@ -96,11 +129,9 @@ ModelSpec ModelSpec::from_config(const TrainConfig& cfg, int image_channels) {
   for (int k = 0; k < cfg.scheme.depth; ++k) {
     int oc = cfg.out_channels(k);
     if (cfg.identical_blocks && cfg.block_out.empty()) oc = cfg.scheme.label_channels() + cfg.intermediate_out;
-    if (oc < cfg.scheme.label_channels())
-      throw InputError("block_out: level " + std::to_string(k) + " has fewer channels than the labels need (" +
-                       std::to_string(cfg.scheme.label_channels()) + ")");
     s.out_channels.push_back(oc);
   }
+  check_label_channels(s.out_channels, cfg.scheme.label_channels(), "block_out");
   if (cfg.identical_blocks)
     for (int oc : s.out_channels)
       if (oc != s.out_channels[0]) throw InputError("identical_blocks: every level needs the same block_out");
@@ -108,6 +139,10 @@ ModelSpec ModelSpec::from_config(const TrainConfig& cfg, int image_channels) {
   s.identical_blocks = cfg.identical_blocks;
   s.intermediate_loss = cfg.intermediate_loss;
   s.final_block = cfg.final_block;
+  s.finalize_on_apply = cfg.finalize_on_apply;
+  s.final_block_all_levels = cfg.final_block_all_levels;
+  s.lazy_eval = cfg.lazy_eval;
+  s.label_colors = cfg.label_colors;
   s.augment = cfg.augment;
   s.independent_augmentation = cfg.independent_augmentation;
   return s;
@@ -169,7 +204,7 @@ class ClassEmbedding : public Module {
 // ---- model --------------------------------------------------------------------------------------
 
 static UNetConfig block_config(const ModelSpec& s, int level) {
-  json net = s.network;
+  json net = level_network(s.network, level);
   if (net.is_null()) net = json::object();
   for (const char* k : {"dims", "in_channels", "out_channels"})
     if (net.contains(k)) throw InputError(std::string("network: '") + k + "' is set by the scheme, leave it out");
@@ -201,6 +236,11 @@ Model::Model(ModelSpec spec, uint64_t seed, Device device) : spec_(std::move(spe
   }
   if (!spec_.final_block.is_null()) {
     const json& f = spec_.final_block;
+    for (int k = 0; k < depth; ++k)
+      if (spec_.has_final(k) && spec_.out_channels[k] < spec_.out_channels.back())
+        throw InputError("finalBlock_all_levels: level " + std::to_string(k) + " has " +
+                         std::to_string(spec_.out_channels[k]) + " output channels, the final block needs " +
+                         std::to_string(spec_.out_channels.back()));
     auto fb = std::make_shared<FinalBlock>(spec_.scheme.ndim, spec_.out_channels.back(), f.value("features", 16),
                                            f.value("convs", 1), block_config(spec_, depth - 1), seed + 104729ULL);
     fb->to(device_);
@@ -229,7 +269,7 @@ Var Model::block_input(int level, const Var& I, const Var& C_in) const {
     C = constant(Tensor::zeros(sh, DType::f32, I->value.device()));
   }
   if (!C) return I;
-  if (spec_.forward_type == ForwardType::simple) return concat({I, C});
+  if (spec_.forward_type != ForwardType::mult) return concat({I, C});  // simple, bridge
   // mult: [I, I_c * C_j for every (c, j), C]
   std::vector<Var> parts{I};
   const int64_t ci = I->value.dim(1), cc = C->value.dim(1);
@@ -247,8 +287,26 @@ Var Model::forward_level(int level, const Var& image_patches, const Var& parent_
     throw std::invalid_argument("Model::forward_level: expected " + std::to_string(spec_.in_channels) +
                                 " input channels, got " + shape_str(image_patches->value.shape()));
   Var X = static_cast<UNet&>(*blocks_[level]).forward(block_input(level, image_patches, parent_crop));
-  if (final_ && level == spec_.scheme.depth - 1) X = static_cast<FinalBlock&>(*final_).forward(X);
+  if (spec_.forward_type == ForwardType::bridge && parent_crop) {  // X[:m] += C[:m]
+    const int64_t out = X->value.dim(1), cc = parent_crop->value.dim(1), m = std::min(out, cc);
+    Var sum = add(m == out ? X : slice(X, 0, m), m == cc ? parent_crop : slice(parent_crop, 0, m));
+    X = m == out ? sum : concat({sum, slice(X, m, out)});
+  }
   return X;
+}
+
+Var Model::finalize_level(int level, const Var& X) {
+  if (!final_ || !spec_.has_final(level)) return X;
+  auto& F = static_cast<FinalBlock&>(*final_);
+  const int64_t c = spec_.out_channels.back(), out = X->value.dim(1);
+  if (out == c) return F.forward(X);
+  return concat({F.forward(slice(X, 0, c)), slice(X, c, out)});  // finalBlock_all_levels, a wider level
+}
+
+Tensor Model::finalize(int level, const Tensor& X) {
+  if (!final_ || !spec_.has_final(level)) return X;
+  NoGradGuard ng;
+  return finalize_level(level, constant(X.to(device_)))->value;
 }
 
 Tensor Model::forward(int level, const Tensor& image_patches, const Tensor& parent_crop) {
@@ -269,7 +327,10 @@ std::vector<Var> Model::forward_chain(const std::vector<Var>& inputs, const std:
     }
     X.push_back(forward_level(k, inputs[k], C));
   }
-  return X;
+  if (training_ && spec_.finalize_on_apply) return X;
+  std::vector<Var> out;
+  for (int k = 0; k < depth; ++k) out.push_back(finalize_level(k, X[k]));
+  return out;
 }
 
 std::vector<Var> Model::parameters() const {
@@ -359,6 +420,7 @@ void Model::load_state(const std::map<std::string, Tensor>& tensors) {
 }
 
 void Model::set_training(bool training) {
+  training_ = training;
   for (auto& b : blocks_) b->train(training);
   if (final_) final_->train(training);
 }

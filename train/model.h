@@ -1,10 +1,16 @@
 // The multi-level patchwork model (paper: "Patchwork architecture", API list B):
 //   I_n = crop of the image (train/sampler), C_n = crop of X_{n-1} with the nested gather
 //   (engine/ops_patch.h, with gradient), X_n = B_n([I_n, C_n]).
-// One block per level built from the engine's U-Net (or a single shared block with
-// identical_blocks). forward_type "simple": the block sees [I, C]; "mult": [I, I*C, C] where I*C holds
-// every product of an image channel with a crop channel (image-channel major). With identical_blocks
-// level 0 gets C = 0 so that every level has the same input channels.
+// One block per level built from the engine's U-Net (one description for all levels or one per level;
+// a single shared block with identical_blocks). forward_type "simple": the block sees [I, C]; "mult":
+// [I, I*C, C] where I*C holds every product of an image channel with a crop channel (image-channel
+// major); "bridge": as simple, and C's first channels are added to the block's output (level > 0: a
+// residual path from level to level). With identical_blocks level 0 gets C = 0 so that every level has
+// the same input channels.
+// The final block F (final_block) maps the last level's output X to F(X), what the loss sees and what
+// apply stitches; with finalBlock_all_levels F acts on the first out_channels.back() channels of every
+// level. The next level always crops X, not F(X). finalizeOnApply: F only at application, the training
+// losses see X.
 // The first scheme.label_channels() output channels of every level are the label logits; the rest
 // (intermediate_out) only feed the next level.
 #pragma once
@@ -36,19 +42,24 @@ struct ModelSpec {
   Scheme scheme;
   int image_channels = 1;              // contrasts in the image files
   int in_channels = 1;                 // cropped input channels (x3 for smoothfac_data "mixture")
-  nlohmann::json network = nlohmann::json::object();  // the block description (engine U-Net)
+  nlohmann::json network = nlohmann::json::object();  // the block description (engine U-Net), or one per level
   std::vector<int> out_channels;       // per level
   ForwardType forward_type = ForwardType::simple;
   bool identical_blocks = false;
   bool intermediate_loss = true;
   nlohmann::json final_block;          // null, or {"features": F, "convs": N} (TrainConfig::final_block)
+  bool finalize_on_apply = false;      // finalizeOnApply
+  bool final_block_all_levels = false; // finalBlock_all_levels
+  LazyEval lazy_eval;                  // apply's lazy evaluation defaults (TrainConfig::lazy_eval)
   std::vector<double> thresholds;      // per label, chosen on the validation set (empty = 0.5)
   std::vector<std::string> label_names;  // per label (from dataset.json), may be empty
+  std::vector<std::array<int, 3>> label_colors;  // per label R, G, B (label_colors), may be empty
   Augment augment;                     // the training augmentation (test-time augmentation)
   bool independent_augmentation = false;
   nlohmann::json training = nlohmann::json::object();  // summary: iterations, time, validation Dice
 
   int block_in_channels(int level) const;
+  bool has_final(int level) const;     // whether the final block follows `level`
   nlohmann::json to_json() const;
   static ModelSpec from_json(const nlohmann::json& j);  // throws pw::InputError naming the key
   static ModelSpec from_config(const TrainConfig& cfg, int image_channels);
@@ -66,14 +77,18 @@ class Model {
   ModelSpec& spec() { return spec_; }
   Device device() const { return device_; }
 
-  // X_level = B_level(input(I, C)). image_patches [B, in_channels, s]; parent_crop
-  // [B, out_channels(level-1), s] (undefined at level 0). Records the graph when grad mode is on.
+  // X_level = B_level(input(I, C)) (+ C's first channels for "bridge"). image_patches [B, in_channels, s];
+  // parent_crop [B, out_channels(level-1), s] (undefined at level 0). Records the graph when grad mode is on.
   Var forward_level(int level, const Var& image_patches, const Var& parent_crop);
   // The same without a graph, on plain tensors (inference: apply's LevelNetwork::forward).
   Tensor forward(int level, const Tensor& image_patches, const Tensor& parent_crop);
+  // F(X_level) where the final block follows `level` (has_final), else X_level itself.
+  Var finalize_level(int level, const Var& X);
+  Tensor finalize(int level, const Tensor& X);  // without a graph (apply's LevelNetwork::finalize)
 
   // A chain of levels for a batch: inputs[k] = I_k, parent_mats[k] (k >= 1) = voxel of level k's
-  // patch -> voxel of level k-1's output patch (row i's parent is row i). Returns X_0..X_{N-1}.
+  // patch -> voxel of level k-1's output patch (row i's parent is row i). Returns what the losses see:
+  // X_k, or F(X_k) where the final block follows level k (not in training with finalizeOnApply).
   std::vector<Var> forward_chain(const std::vector<Var>& inputs, const std::vector<Tensor>& parent_mats);
 
   // The class embedding of a candidate_sampling model (scheme.candidate_sampling): weight [K+1, m] (row c =
@@ -110,6 +125,7 @@ class Model {
   std::vector<std::shared_ptr<Module>> blocks_;  // one per level (the same object with identical_blocks)
   std::shared_ptr<Module> final_;                // the final block (after the last level), or null
   std::shared_ptr<Module> classes_;              // the class embedding (candidate_sampling), or null
+  bool training_ = true;                         // set_training
 };
 
 }  // namespace pw::train

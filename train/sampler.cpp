@@ -178,22 +178,39 @@ static Patch volume_geometry(const Volume& v, int ndim, const std::string& file)
 
 void load_image_channels(const std::vector<std::filesystem::path>& files, const Scheme& scheme, Patch& image,
                          Tensor& data) {
-  if (files.empty()) throw InputError("no image file given");
+  std::vector<std::string> names;
+  for (const auto& f : files) names.push_back(f.string());
+  image_channels(names, [&](size_t i) { return read_nifti(files[i]); }, scheme, image, data);
+}
+
+void image_channels(const std::vector<std::string>& names, const std::function<Volume(size_t)>& volume,
+                    const Scheme& scheme, Patch& image, Tensor& data) {
+  if (names.empty()) throw InputError("no image file given");
   std::vector<std::vector<float>> chans;
-  for (size_t f = 0; f < files.size(); ++f) {
-    Volume v = read_nifti(files[f]);
-    Patch g = volume_geometry(v, scheme.ndim, files[f].string());
+  for (size_t f = 0; f < names.size(); ++f) {
+    Volume v = volume(f);
+    Patch g = volume_geometry(v, scheme.ndim, names[f]);
     if (f == 0) image = g;
-    else if (g.s != image.s) throw InputError(files[f].string() + ": size differs from " + files[0].string());
+    else if (g.s != image.s) throw InputError(names[f] + ": size differs from " + names[0]);
     std::vector<float> vals = v.to_float();
     int64_t n = image.numel(), c = static_cast<int64_t>(vals.size()) / n;
     for (int64_t i = 0; i < c; ++i) chans.emplace_back(vals.begin() + i * n, vals.begin() + (i + 1) * n);
+  }
+  if (!scheme.crop_fdim.empty()) {  // crop_fdim: only the listed channels, in the listed order
+    std::vector<std::vector<float>> kept;
+    for (int c : scheme.crop_fdim) {
+      if (c >= static_cast<int>(chans.size()))
+        throw InputError(names[0] + ": crop_fdim lists channel " + std::to_string(c) + ", the input has " +
+                         std::to_string(chans.size()) + " channel(s)");
+      kept.push_back(chans[c]);
+    }
+    chans = std::move(kept);
   }
   int64_t n = image.numel();
   data = Tensor::empty({static_cast<int64_t>(chans.size()), image.s[2], image.s[1], image.s[0]});
   for (size_t c = 0; c < chans.size(); ++c) std::memcpy(data.f32() + c * n, chans[c].data(), n * sizeof(float));
   for (int64_t i = 0; i < data.numel(); ++i)
-    if (!std::isfinite(data.f32()[i])) throw InputError(files[0].string() + ": image contains NaN or infinite values");
+    if (!std::isfinite(data.f32()[i])) throw InputError(names[0] + ": image contains NaN or infinite values");
   normalize_image(data, scheme.normalize_input);
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 #include <Eigen/Dense>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "engine/tensor.h"
+#include "io/nifti.h"
 #include "train/config.h"
 #include "train/scheme.h"
 
@@ -65,9 +67,14 @@ Subject make_subject(const std::string& name, const Patch& image, Tensor channel
                      const Scheme& scheme, bool dontcare);
 // Reads a case's NIfTI files (several contrasts as channels, or one 4-D file) and its label.
 Subject load_subject(const DataPair& pair, const Scheme& scheme, bool dontcare);
-// Reads only the image(s) of a case (for inference), normalised: data [C, Z, Y, X] and geometry.
+// Reads only the image(s) of a case (for inference), normalised: data [C, Z, Y, X] and geometry. With
+// scheme.crop_fdim only the listed channels (indices over all files' channels, in that order).
 void load_image_channels(const std::vector<std::filesystem::path>& files, const Scheme& scheme, Patch& image,
                          Tensor& data);
+// The same from volumes in memory: `volume(i)` gives volume i of names.size() (one at a time, so that only one
+// is held), names[i] names it in messages (the Python package passes arrays this way).
+void image_channels(const std::vector<std::string>& names, const std::function<Volume(size_t)>& volume,
+                    const Scheme& scheme, Patch& image, Tensor& data);
 
 // The draws of one augmentation: L = R1 * Sigma * R2 (in the patch frame); 2D acts on x, y only.
 struct AugmentDraw {

@@ -77,7 +77,7 @@ const std::vector<std::string>& Scheme::json_keys() {
   static const std::vector<std::string> keys = {
       "depth",          "ndim",           "scheme",          "system",     "snapper",
       "interp_type",    "scatter_type",   "smoothfac_data",  "smoothfac_label", "normalize_input",
-      "categorical_label", "categorical", "num_labels", "candidate_sampling"};
+      "categorical_label", "categorical", "num_labels", "candidate_sampling", "crop_fdim"};
   return keys;
 }
 
@@ -207,6 +207,12 @@ Scheme Scheme::from_json(const json& j) {
   }
   if (j.contains("categorical")) s.categorical = json_bool(j["categorical"], "categorical");
   if (j.contains("num_labels")) s.num_labels = json_int(j["num_labels"], "num_labels");
+  if (j.contains("crop_fdim") && !j["crop_fdim"].is_null()) {
+    s.crop_fdim = json_ints(j["crop_fdim"], "crop_fdim");
+    if (s.crop_fdim.empty()) throw InputError("crop_fdim: expected a list of channel indices, got []");
+    for (int c : s.crop_fdim)
+      if (c < 0) throw InputError("crop_fdim: channel indices start at 0, got " + std::to_string(c));
+  }
   if (!s.categorical_label.empty()) {
     int k = static_cast<int>(s.categorical_label.size());
     if (s.num_labels != 0 && s.num_labels != k)
@@ -245,6 +251,7 @@ json Scheme::to_json() const {
   j["num_labels"] = num_labels;
   if (candidate_sampling.enabled())  // absent otherwise: model files without it stay as they were
     j["candidate_sampling"] = {{"dim", candidate_sampling.dim}, {"candidates", candidate_sampling.candidates}};
+  if (!crop_fdim.empty()) j["crop_fdim"] = crop_fdim;
   return j;
 }
 

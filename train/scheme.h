@@ -103,6 +103,7 @@ struct Scheme {
     int candidates = 0;
     bool enabled() const { return dim > 0; }
   } candidate_sampling;
+  std::vector<int> crop_fdim;  // the input channels used (indices into all files' channels); empty = all
 
   // Parses the CropGenerator object: {depth, ndim, scheme: {patch_size, out_patch_size, fov_mm |
   // fov_rel, destvox_mm | destvox_rel}, system, snapper, interp_type, scatter_type, smoothfac_data,

@@ -73,6 +73,11 @@ struct TrainOptions {
   bool progress_tty = false;  // a rewriting progress line (else plain lines)
   bool quiet = false;         // no progress output at all (tests)
   int log_every = 1;          // plain-line progress every N iterations
+  // Called after each iteration with its line of the JSONL log (as written to <out>.log.jsonl: it, loss per
+  // level, val_dice when validated, ...); returning false ends the training after that iteration, which then
+  // finishes as when time_limit_s runs out (final validation, thresholds, model file). The Python package's
+  // train(callback=...) goes through this.
+  std::function<bool(const std::string& log_line)> on_iteration;
 };
 
 struct TrainResult {

@@ -13,11 +13,13 @@
 #include <numeric>
 #include <sstream>
 
+#include "engine/device.h"
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "io/atomic_file.h"
 #include "io/error.h"
 #include "kernels/parallel.h"
+#include "train/distributed.h"
 #include "train/trainer.h"
 
 namespace pw::train {
@@ -79,11 +81,14 @@ class TrainingRun {
   // one iteration
   PatchSet next_set(int it, double& wait_s);
   IterationStats train_on(int it, const PatchSet& set);
+  void update(int it, double share);
   void check_gradients(int it);
   void check_weights(int it) const;
+  void reduce_stats(IterationStats& st, const std::vector<uint8_t>& mine);
   void keep_hard_chains(const PatchSet& set, const IterationStats& st);
   std::vector<double> validate(int it, bool choose_thresholds);
-  void record(int it, int64_t patches, double wait_s, const IterationStats& st, const std::vector<double>& dice);
+  std::string record(int it, int64_t patches, double wait_s, const IterationStats& st,
+                     const std::vector<double>& dice);
   void progress(int done, const IterationStats& st, const std::vector<double>& dice) const;
   void save_checkpoint(int it);
   TrainResult finish(int it);
@@ -115,6 +120,7 @@ class TrainingRun {
   std::string pending_sample_state_;
   std::vector<double> thresholds_;
   std::vector<double> last_loss_;
+  Distributed& dist_ = Distributed::world();  // data-parallel ranks (train/distributed.h); one in a plain run
 };
 
 TrainingRun::TrainingRun(TrainConfig& cfg, const TrainOptions& opt, const Predictor& predictor,
@@ -268,6 +274,9 @@ void TrainingRun::resume() {
       if (b != extra.end()) sgd_->restore_momentum(i, b->second);
     }
   restore_kept(extra);
+  if (meta.count("ranks") && meta.at("ranks") != std::to_string(dist_.size()) && !opt_.quiet)
+    std::cerr << "warning: the checkpoint was written by " << meta.at("ranks") << " ranks, this run has "
+              << dist_.size() << ": the global batch (batch_size x ranks) changes\n";
   if (!opt_.quiet) std::cerr << "resuming from " << ckpt_.string() << " at iteration " << start_it_ << "\n";
 }
 
@@ -295,6 +304,7 @@ void TrainingRun::restore_kept(const std::map<std::string, Tensor>& extra) {
 // replaces the log through a temporary file and a rename; then the run appends to it. Each iteration
 // appears once.
 void TrainingRun::open_log() {
+  if (!dist_.root()) return;  // rank 0 alone writes the log
   if (start_it_ > 0 && fs::exists(logf_)) {
     std::vector<std::pair<int64_t, std::string>> kept;
     {
@@ -324,6 +334,8 @@ void TrainingRun::open_log() {
 }
 
 void TrainingRun::save_checkpoint(int it) {
+  dist_.check_model_same(*model_);
+  if (!dist_.root()) return;  // rank 0 alone writes checkpoints
   std::map<std::string, Tensor> extra;
   std::map<std::string, std::string> meta;
   const size_t np = model_->parameters().size();
@@ -351,6 +363,7 @@ void TrainingRun::save_checkpoint(int it) {
   meta["rng_sample"] = pending_sample_state_;
   meta["rng_train"] = rng_state(rng_train_);
   meta["adam_steps"] = std::to_string(adam_ ? adam_->steps() : 0);
+  meta["ranks"] = std::to_string(dist_.size());
   model_->save(ckpt_, extra, meta);
 }
 
@@ -360,13 +373,15 @@ void TrainingRun::save_checkpoint(int it) {
 // loaded): after iteration `it` (from 0) that is a diverged training.
 std::vector<double> TrainingRun::validate(int it, bool choose_thresholds) {
   if (validation_.empty() || !predictor_) return {};
+  dist_.broadcast_model(*model_);  // data-parallel: rank 0's buffers (batch-norm statistics) on every rank
   NoGradGuard ng;
   model_->set_training(false);
   static const double grid[] = {0.3, 0.4, 0.5, 0.6, 0.7};
   const int G = choose_thresholds ? 5 : 1, K = scheme_.num_labels;
   std::vector<std::vector<double>> sum(G, std::vector<double>(K, 0));
   std::vector<std::vector<int>> cnt(G, std::vector<int>(K, 0));
-  for (auto& s : validation_) {
+  for (size_t i = static_cast<size_t>(dist_.rank()); i < validation_.size(); i += dist_.size()) {
+    Subject& s = validation_[i];  // the cases split round-robin across the ranks, their sums added below
     Tensor prob;
     try {
       prob = predictor_(*model_, s);
@@ -381,6 +396,17 @@ std::vector<double> TrainingRun::validate(int it, bool choose_thresholds) {
     }
   }
   model_->set_training(true);
+  if (dist_.size() > 1) {
+    std::vector<double> flat;
+    for (int g = 0; g < G; ++g)
+      for (int k = 0; k < K; ++k) flat.insert(flat.end(), {sum[g][k], static_cast<double>(cnt[g][k])});
+    dist_.sum(flat);
+    for (int g = 0; g < G; ++g)
+      for (int k = 0; k < K; ++k) {
+        sum[g][k] = flat[2 * (g * K + k)];
+        cnt[g][k] = static_cast<int>(flat[2 * (g * K + k) + 1]);
+      }
+  }
   std::vector<double> best(K, std::numeric_limits<double>::quiet_NaN());
   for (int k = 0; k < K; ++k)
     for (int g = 0; g < G; ++g) {
@@ -418,6 +444,15 @@ void TrainingRun::check_gradients(int it) {
   throw diverged(it, "a gradient holds NaN or infinite values");
 }
 
+// One optimizer step on the gradients averaged over the ranks (`share`: this rank's part of the global
+// batch's rows; 1 in a single process), checked for divergence first.
+void TrainingRun::update(int it, double share) {
+  dist_.average_gradients(model_->parameters(), share);
+  check_gradients(it);
+  optim_->step();
+  optim_->zero_grad();
+}
+
 // Divergence: the weights after an iteration's updates (before validation and checkpoints).
 void TrainingRun::check_weights(int it) const {
   const std::string bad = model_->non_finite_weight();
@@ -436,12 +471,24 @@ IterationStats TrainingRun::train_on(int it, const PatchSet& set) {
   st.scores.f1.assign(P, 1);
   st.scores.present.assign(P, std::vector<uint8_t>(scheme_.num_labels, 0));
   int64_t batches = 0;
+  // Data-parallel (train/distributed.h): a step's global batch is batch_size x ranks rows of the shuffled
+  // set; this rank trains on its batch_size of them (maybe none in the last, short one).
+  const int64_t global = cfg_.batch_size * dist_.size(), first = cfg_.batch_size * dist_.rank();
+  std::vector<uint8_t> mine(P, 0);  // the rows this rank scored (hard mining)
   for (int ep = 0; ep < cfg_.epochs; ++ep) {
     std::vector<int64_t> order(P);
     std::iota(order.begin(), order.end(), 0);
     std::shuffle(order.begin(), order.end(), rng_train_);
-    for (int64_t b0 = 0; b0 < P; b0 += cfg_.batch_size) {
-      std::vector<int64_t> idx(order.begin() + b0, order.begin() + std::min<int64_t>(P, b0 + cfg_.batch_size));
+    for (int64_t b0 = 0; b0 < P; b0 += global) {
+      const int64_t rows = std::min<int64_t>(P - b0, global);
+      std::vector<int64_t> idx(order.begin() + b0 + std::min(rows, first),
+                               order.begin() + b0 + std::min(rows, first + cfg_.batch_size));
+      const double share = static_cast<double>(idx.size()) / static_cast<double>(rows);
+      if (idx.empty()) {  // nothing here this step: zero gradients into the average
+        update(it, share);
+        ++batches;
+        continue;
+      }
       PatchSet batch = take_rows(set, idx);
       std::vector<Var> inputs;
       std::vector<Tensor> mats;
@@ -458,13 +505,11 @@ IterationStats TrainingRun::train_on(int it, const PatchSet& set) {
         const float lv = lk->value.cpu().f32()[0];
         if (!std::isfinite(lv))
           throw diverged(it, "level " + std::to_string(k) + " loss is " + (std::isnan(lv) ? "NaN" : "infinite"));
-        st.level_loss[k] += lv;
+        st.level_loss[k] += lv * share;
         loss = loss ? add(loss, lk) : lk;
       }
       backward(loss);
-      check_gradients(it);
-      optim_->step();
-      optim_->zero_grad();
+      update(it, share);
       ++batches;
       if (ep == cfg_.epochs - 1 && cfg_.hard_mining > 0) {
         ChainScores cs = chain_scores(X[depth - 1]->value, batch.levels[depth - 1].target, scheme_);
@@ -472,12 +517,36 @@ IterationStats TrainingRun::train_on(int it, const PatchSet& set) {
           st.scores.loss[idx[i]] = cs.loss[i];
           st.scores.f1[idx[i]] = cs.f1[i];
           st.scores.present[idx[i]] = cs.present[i];
+          mine[idx[i]] = 1;
         }
       }
     }
   }
+  reduce_stats(st, mine);
   for (auto& v : st.level_loss) v /= static_cast<double>(std::max<int64_t>(1, batches));
   return st;
+}
+
+// Data-parallel: the global batches' losses (each rank's weighted by its share of the rows) and the chains'
+// scores (each row scored by one rank) added over the ranks, so that every rank keeps the same hard chains.
+void TrainingRun::reduce_stats(IterationStats& st, const std::vector<uint8_t>& mine) {
+  if (dist_.size() == 1) return;
+  dist_.sum(st.level_loss);
+  if (cfg_.hard_mining <= 0) return;
+  const size_t P = mine.size(), K = static_cast<size_t>(scheme_.num_labels);
+  std::vector<double> v(P * (2 + K), 0.0);
+  for (size_t i = 0; i < P; ++i) {
+    if (!mine[i]) continue;
+    v[i * (2 + K)] = st.scores.loss[i];
+    v[i * (2 + K) + 1] = st.scores.f1[i];
+    for (size_t k = 0; k < K; ++k) v[i * (2 + K) + 2 + k] = st.scores.present[i][k];
+  }
+  dist_.sum(v);
+  for (size_t i = 0; i < P; ++i) {
+    st.scores.loss[i] = static_cast<float>(v[i * (2 + K)]);
+    st.scores.f1[i] = static_cast<float>(v[i * (2 + K) + 1]);
+    for (size_t k = 0; k < K; ++k) st.scores.present[i][k] = v[i * (2 + K) + 2 + k] > 0;
+  }
 }
 
 void TrainingRun::keep_hard_chains(const PatchSet& set, const IterationStats& st) {
@@ -488,20 +557,23 @@ void TrainingRun::keep_hard_chains(const PatchSet& set, const IterationStats& st
   for (auto& a : kept_.age) a += 1;
 }
 
-// The iteration's line in the JSONL log.
-void TrainingRun::record(int it, int64_t patches, double wait_s, const IterationStats& st,
-                         const std::vector<double>& dice) {
+// The iteration's line in the JSONL log (written by rank 0; returned for TrainOptions::on_iteration).
+std::string TrainingRun::record(int it, int64_t patches, double wait_s, const IterationStats& st,
+                                const std::vector<double>& dice) {
   json rec = {{"it", it + 1}, {"time_s", elapsed()},     {"lr", optim_->lr()},
               {"patches", patches}, {"loss", st.level_loss}, {"wait_s", wait_s}};
   if (!dice.empty()) rec["val_dice"] = dice;
-  log_ << rec.dump() << "\n";
+  const std::string line = rec.dump();
+  if (!dist_.root()) return line;
+  log_ << line << "\n";
   log_.flush();
+  return line;
 }
 
 // The progress line on stderr (a rewritten line on a terminal, else plain lines every log_every). When
 // the time limit, not num_its, ends the run, it counts time: "it 11  ...  0m35s of 2m00s, 1m25s left".
 void TrainingRun::progress(int done, const IterationStats& st, const std::vector<double>& dice) const {
-  if (opt_.quiet) return;
+  if (opt_.quiet || !dist_.root()) return;
   const double t = elapsed(), rate = t / std::max(1, done - start_it_);
   const double by_its = rate * (cfg_.num_its - done);
   const bool by_time = cfg_.time_limit_s > 0 && cfg_.time_limit_s - t < by_its;
@@ -543,19 +615,22 @@ TrainResult TrainingRun::finish(int it) {
                  {"validation_cases", validation_.size()}, {"last_loss", res.last_loss},
                  {"config", cfg_.raw}};
   if (!res.validation_dice.empty()) ms.training["validation_dice"] = res.validation_dice;
-  model_->save(opt_.out);
+  if (dist_.root()) model_->save(opt_.out);
   save_checkpoint(it);
   json fin = {{"final", true}, {"it", it}, {"time_s", res.seconds}, {"thresholds", thresholds_}};
   if (!res.validation_dice.empty()) fin["val_dice"] = res.validation_dice;
-  log_ << fin.dump() << "\n";
+  if (dist_.root()) log_ << fin.dump() << "\n";
   return res;
 }
 
 TrainResult TrainingRun::run() {
+  cpu_cache_release();  // the loading's temporaries (up to PW_CPU_CACHE_MB) are not the training's sizes
   check_subjects();
   build_model();
   build_optimizer();
   resume();
+  dist_.check_same(start_it_, "--resume: the ranks found checkpoints of different iterations");
+  dist_.broadcast_model(*model_);  // rank 0's weights everywhere (they are equal already: the same seed)
   open_log();
   pending_sample_state_ = rng_state(rng_sample_);
   if (cfg_.parallel)
@@ -574,10 +649,12 @@ TrainResult TrainingRun::run() {
 // The iterations from `it` (left at the first one not run: num_its, or where time_limit_s stopped).
 void TrainingRun::loop(int& it) {
   for (; it < cfg_.num_its; ++it) {
-    if (cfg_.time_limit_s > 0 && elapsed() > cfg_.time_limit_s) break;
+    // rank 0's clock, so that every rank stops after the same iteration and sets the same learning rate
+    if (cfg_.time_limit_s > 0 && dist_.from_root(elapsed()) > cfg_.time_limit_s) break;
     double wait_s = 0;
     PatchSet set = next_set(it, wait_s);
-    optim_->set_lr(cfg_.schedule_over_time ? sched_.at_fraction(elapsed() / cfg_.time_limit_s) : sched_.at(it));
+    optim_->set_lr(cfg_.schedule_over_time ? sched_.at_fraction(dist_.from_root(elapsed()) / cfg_.time_limit_s)
+                                           : sched_.at(it));
     IterationStats st = train_on(it, set);
     check_weights(it);
     last_loss_ = st.level_loss;
@@ -586,10 +663,14 @@ void TrainingRun::loop(int& it) {
     const bool last = done == cfg_.num_its;
     std::vector<double> dice;
     if (cfg_.validation_every > 0 && done % cfg_.validation_every == 0 && !last) dice = validate(it, false);
-    record(it, set.size(), wait_s, st, dice);
+    const std::string line = record(it, set.size(), wait_s, st, dice);
     const int ckpt_every = cfg_.validation_every > 0 ? cfg_.validation_every : 10;
     if (done % ckpt_every == 0 && !last) save_checkpoint(done);
     progress(done, st, dice);
+    if (opt_.on_iteration && !opt_.on_iteration(line)) {
+      it = done;
+      break;
+    }
   }
 }
 

@@ -10,6 +10,11 @@
 //     channels: the indices once into a buffer, then one gather loop per channel.
 //   - (Bi/tri)linear: corner index and fractions per voxel into buffers, then the interpolation; for a
 //     float source with AVX2, each corner's two x-neighbours come with one 64-bit gather element.
+//   - How the trilinear rows of a float source read their x-pairs is chosen per CPU at run time
+//     (kernels/cpu_paths.h): 64-bit vector gathers (fast on Intel) or one 64-bit scalar load per pair
+//     (AMD Zen, where gathers are micro-coded). Same arithmetic, same results. Nearest rows keep the
+//     vector gathers everywhere: on Zen 4 they measured as fast as scalar loads (AVX2) or faster
+//     (AVX-512).
 // Loop counters of vectorised loops are int: GCC converts int, not int64, to float in vectors.
 #include <algorithm>
 #include <atomic>
@@ -24,6 +29,7 @@
 #endif
 
 #include "kernels/common/patch_math.h"
+#include "kernels/cpu_paths.h"
 #include "kernels/gather.h"
 #include "kernels/parallel.h"
 
@@ -130,7 +136,7 @@ struct PairIndex {
 #endif
 };
 
-// lo[v] = base[idx[v]], hi[v] = base[idx[v] + 1] for the 8 voxels v.
+// lo[v] = base[idx[v]], hi[v] = base[idx[v] + 1] for the 8 voxels v, by vector gathers.
 inline void corner_pairs(const float* base, const PairIndex& ix, __m256& lo, __m256& hi) {
 #if defined(__AVX512F__)
   const __m512 g = _mm512_castpd_ps(_mm512_i32gather_pd(ix.all, reinterpret_cast<const double*>(base), 4));
@@ -146,16 +152,33 @@ inline void corner_pairs(const float* base, const PairIndex& ix, __m256& lo, __m
 #endif
 }
 
+// The same by one 64-bit scalar load per pair (the scalar-loads path): two pairs per 128-bit lane,
+// voxels (0,1,4,5) in a and (2,3,6,7) in b, de-interleaved as the AVX2 gathers above.
+inline void corner_pairs(const float* base, const int32_t* idx, __m256& lo, __m256& hi) {
+  auto two = [&](int u, int v) {
+    const __m128 l = _mm_loadl_pi(_mm_setzero_ps(), reinterpret_cast<const __m64*>(base + idx[u]));
+    return _mm_loadh_pi(l, reinterpret_cast<const __m64*>(base + idx[v]));
+  };
+  const __m256 a = _mm256_set_m128(two(4, 5), two(0, 1)), b = _mm256_set_m128(two(6, 7), two(2, 3));
+  lo = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+  hi = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+}
+
 // Returns the number of voxels done (a multiple of 8); the caller finishes the row.
+template <bool kScalar>
 inline int64_t lerp_row_pairs3(const float* src, const int32_t* idx, const float* fz, const float* fy,
                                const float* fx, int64_t n, int32_t W, int32_t HW, float* out) {
   const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
   const int32_t offset[4] = {0, W, HW, HW + W};  // corner rows (dz, dy) = (0,0), (0,1), (1,0), (1,1)
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const PairIndex ix(idx + i);
     __m256 lo[4], hi[4];
-    for (int k = 0; k < 4; ++k) corner_pairs(src + offset[k], ix, lo[k], hi[k]);
+    if constexpr (kScalar) {
+      for (int k = 0; k < 4; ++k) corner_pairs(src + offset[k], idx + i, lo[k], hi[k]);
+    } else {
+      const PairIndex ix(idx + i);
+      for (int k = 0; k < 4; ++k) corner_pairs(src + offset[k], ix, lo[k], hi[k]);
+    }
     const __m256 z1 = _mm256_loadu_ps(fz + i), y1 = _mm256_loadu_ps(fy + i), x1 = _mm256_loadu_ps(fx + i);
     const __m256 z0 = _mm256_sub_ps(one, z1), y0 = _mm256_sub_ps(one, y1), x0 = _mm256_sub_ps(one, x1);
     __m256 e[4];
@@ -170,7 +193,7 @@ inline int64_t lerp_row_pairs3(const float* src, const int32_t* idx, const float
 
 // The (bi/tri)linear row: corner 0 of voxel i at src[idx[i]], fractions f*, row strides W, HW.
 // One base pointer per corner, so that each corner is a plain indexed load (a vector gather).
-template <int ND, class T, class O, class Idx>
+template <bool kScalar, int ND, class T, class O, class Idx>
 inline void lerp_row(const T* __restrict__ src, const Idx* __restrict__ idx, const float* __restrict__ fz,
                      const float* __restrict__ fy, const float* __restrict__ fx, int64_t n, Idx W, Idx HW,
                      O* __restrict__ out) {
@@ -185,7 +208,7 @@ inline void lerp_row(const T* __restrict__ src, const Idx* __restrict__ idx, con
     int64_t i = 0;
 #ifdef PW_GATHER_PAIRS
     if constexpr (std::is_same_v<T, float> && std::is_same_v<O, float> && std::is_same_v<Idx, int32_t>)
-      i = lerp_row_pairs3(src, idx, fz, fy, fx, n, W, HW, out);
+      i = lerp_row_pairs3<kScalar>(src, idx, fz, fy, fx, n, W, HW, out);
 #endif
     for (; i < n; ++i) {
       const Idx j = idx[i];
@@ -233,6 +256,27 @@ struct RowGather {
   const int32_t* parent;
   bool inside_mask;
   O* out;
+  bool scalar_loads = gather_loads() == GatherLoads::scalar;
+
+  // A row inside the source (the fast path), all channels; idx, f* are row buffers. kScalar: the
+  // trilinear x-pairs by scalar loads (kernels/cpu_paths.h).
+  template <bool kScalar>
+  void fast_row(const T* sq, const float r[3], const float st[3], O* op, Idx* idx, float* fz, float* fy,
+                float* fx) const {
+    const int64_t s2 = g.patch[2], V = g.vol_numel(), PN = g.patch_numel(), C = g.channels;
+    const Idx H = Idx(g.vol[1]), W = Idx(g.vol[2]);
+    if (!kLinear) {
+      if (C == 1) {
+        nearest_row<ND>(sq, r, st, s2, H, W, op);
+      } else {  // the indices once, then a gather per channel
+        nearest_row_indices<ND>(r, st, s2, H, W, idx);
+        for (int64_t c = 0; c < C; ++c) gather_row(sq + c * V, idx, s2, op + c * PN);
+      }
+    } else {
+      linear_row_coords<ND>(r, st, s2, H, W, idx, fz, fy, fx);
+      for (int64_t c = 0; c < C; ++c) lerp_row<kScalar, ND>(sq + c * V, idx, fz, fy, fx, s2, W, H * W, op + c * PN);
+    }
+  }
 
   void operator()(int64_t begin, int64_t end) const {
     const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2];
@@ -279,18 +323,8 @@ struct RowGather {
           fast &= (common::round_nearest(lo) >= 0.f) & (common::round_nearest(hi) <= float(n[k] - 1));
       }
       if (fast) {
-        if (!kLinear) {
-          if (C == 1) {
-            nearest_row<ND>(sq, r, st, s2, H, W, op);
-          } else {  // the indices once, then a gather per channel
-            nearest_row_indices<ND>(r, st, s2, H, W, idx.data());
-            for (int64_t c = 0; c < C; ++c) gather_row(sq + c * V, idx.data(), s2, op + c * PN);
-          }
-        } else {
-          linear_row_coords<ND>(r, st, s2, H, W, idx.data(), fz.data(), fy.data(), fx.data());
-          for (int64_t c = 0; c < C; ++c)
-            lerp_row<ND>(sq + c * V, idx.data(), fz.data(), fy.data(), fx.data(), s2, W, H * W, op + c * PN);
-        }
+        if (kLinear && scalar_loads) fast_row<true>(sq, r, st, op, idx.data(), fz.data(), fy.data(), fx.data());
+        else fast_row<false>(sq, r, st, op, idx.data(), fz.data(), fy.data(), fx.data());
         if (inside_mask) {
           O* om = op + C * PN;
           for (int64_t i = 0; i < s2; ++i) om[i] = O(1);

@@ -47,6 +47,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
   const int64_t n[3] = {n0, n1, n2};
   const int64_t npa = g.vol[pa];
   const int64_t V = g.vol_numel(), PN = g.patch_numel(), C = g.channels;
+  const float o[3] = {float(g.origin[0]), float(g.origin[1]), float(g.origin[2])};  // brick origin (exact)
   std::vector<int64_t> idx(s2);
   std::vector<float> ww(s2), fz(kLinear ? s2 : 0), fy(kLinear ? s2 : 0), fx(kLinear ? s2 : 0);
   for (int64_t q = plane_begin / npa; q * npa < plane_end; ++q) {
@@ -70,7 +71,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           // lies inside the target and inside the owned planes.
           bool fast = true, skip = false;
           for (int k = (ND == 3 ? 0 : 1); k < 3; ++k) {
-            float a = r[k], b = common::coord(r[k], float(s2 - 1), st[k]);
+            float a = r[k] - o[k], b = common::coord(r[k], float(s2 - 1), st[k]) - o[k];
             float rlo = common::min2(a, b), rhi = common::max2(a, b);
             float flo = kLinear ? floorf(rlo) : common::round_nearest(rlo);
             float fhi = kLinear ? floorf(rhi) + 1.f : common::round_nearest(rhi);
@@ -89,9 +90,9 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
               for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
                 const float fi = float(i);
                 // Coordinates are >= -0.5 here: truncating x + 0.5 is common::round_nearest.
-                const int64_t iz = ND == 3 ? int64_t(common::coord(r[0], fi, st[0]) + 0.5f) : 0;
-                const int64_t iy = int64_t(common::coord(r[1], fi, st[1]) + 0.5f);
-                const int64_t ix = int64_t(common::coord(r[2], fi, st[2]) + 0.5f);
+                const int64_t iz = ND == 3 ? int64_t((common::coord(r[0], fi, st[0]) - o[0]) + 0.5f) : 0;
+                const int64_t iy = int64_t((common::coord(r[1], fi, st[1]) - o[1]) + 0.5f);
+                const int64_t ix = int64_t((common::coord(r[2], fi, st[2]) - o[2]) + 0.5f);
                 idx[i] = (iz * n1 + iy) * n2 + ix;
                 ww[i] = w01 * w2[i];
               }
@@ -99,9 +100,9 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
               for (int64_t i = 0; i < s2; ++i) {
                 const float fi = float(i);
                 bool inz, iny, inx;
-                const int64_t iz = common::nearest_axis(common::coord(r[0], fi, st[0]), n0, inz);
-                const int64_t iy = common::nearest_axis(common::coord(r[1], fi, st[1]), n1, iny);
-                const int64_t ix = common::nearest_axis(common::coord(r[2], fi, st[2]), n2, inx);
+                const int64_t iz = common::nearest_axis((common::coord(r[0], fi, st[0]) - o[0]), n0, inz);
+                const int64_t iy = common::nearest_axis((common::coord(r[1], fi, st[1]) - o[1]), n1, iny);
+                const int64_t ix = common::nearest_axis((common::coord(r[2], fi, st[2]) - o[2]), n2, inx);
                 const int64_t ipa = pa == 0 ? iz : iy;
                 const bool ok = inz & iny & inx & (ipa >= lo) & (ipa < hi);
                 idx[i] = (iz * n1 + iy) * n2 + ix;
@@ -141,9 +142,9 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           if (fast) {
             for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
               const float fi = float(i);
-              const float z = ND == 3 ? common::coord(r[0], fi, st[0]) : 0.f;
-              const float y = common::coord(r[1], fi, st[1]);
-              const float x = common::coord(r[2], fi, st[2]);
+              const float z = ND == 3 ? (common::coord(r[0], fi, st[0]) - o[0]) : 0.f;
+              const float y = (common::coord(r[1], fi, st[1]) - o[1]);
+              const float x = (common::coord(r[2], fi, st[2]) - o[2]);
               const int64_t iz = int64_t(z), iy = int64_t(y), ix = int64_t(x);  // >= 0: truncation is floor
               fz[i] = z - float(iz);
               fy[i] = y - float(iy);
@@ -174,9 +175,9 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
             const float w = w01 * w2[i];
             if (w == 0.f) continue;
             const float fi = float(i);
-            const float z = common::coord(r[0], fi, st[0]);
-            const float y = common::coord(r[1], fi, st[1]);
-            const float x = common::coord(r[2], fi, st[2]);
+            const float z = (common::coord(r[0], fi, st[0]) - o[0]);
+            const float y = (common::coord(r[1], fi, st[1]) - o[1]);
+            const float x = (common::coord(r[2], fi, st[2]) - o[2]);
             common::LinearAxis az = common::linear_axis(z, n0), ay = common::linear_axis(y, n1),
                                ax = common::linear_axis(x, n2);
             if (ND == 2) az = {0, 0, 1.f, 0.f};
@@ -232,7 +233,7 @@ void scatter_affine_impl(const float* patches, int64_t patch_channels, const Pat
     for (int corner = 0; corner < 8; ++corner) {
       float x0 = (corner & 4) ? float(s[0] - 1) : 0.f, x1 = (corner & 2) ? float(s[1] - 1) : 0.f,
             x2 = (corner & 1) ? float(s[2] - 1) : 0.f;
-      float c = common::coord(common::row_start(pi.M, pa, x0, x1), x2, pi.M.m[pa][2]);
+      float c = common::coord(common::row_start(pi.M, pa, x0, x1), x2, pi.M.m[pa][2]) - float(g.origin[pa]);
       cmin = common::min2(cmin, c);
       cmax = common::max2(cmax, c);
     }
@@ -253,7 +254,9 @@ void scatter_affine_impl(const float* patches, int64_t patch_channels, const Pat
   // so no two threads ever add into the same voxel, and a preempted thread delays the call by one
   // slab only.
   const int64_t planes = Q * npa;
-  const int64_t U = std::max<int64_t>(1, std::min<int64_t>(4 * int64_t(num_threads()), planes));
+  // Every slab scans the rows of every patch meeting it, so a small target (a brick) gets fewer,
+  // thicker slabs: at least 8 planes each.
+  const int64_t U = std::max<int64_t>(1, std::min<int64_t>(4 * int64_t(num_threads()), planes / 8));
   std::vector<double> cum(planes + 1, 0.0);
   for (int64_t z = 0; z < planes; ++z) cum[z + 1] = cum[z] + work[z];
   std::vector<int64_t> cut(U + 1, 0);

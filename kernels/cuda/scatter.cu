@@ -31,9 +31,10 @@ __global__ void scatter_kernel(const float* __restrict__ patches, int64_t PC, Pa
                     common::window_axis(window, x2, s2);
     if (w == 0.f) continue;
     const PatchMatrix M = common::load_patch_matrix(mats + p * (g.ndim + 1) * (g.ndim + 1), g.ndim);
-    const float z = common::coord(common::row_start(M, 0, float(x0), float(x1)), float(x2), M.m[0][2]);
-    const float y = common::coord(common::row_start(M, 1, float(x0), float(x1)), float(x2), M.m[1][2]);
-    const float x = common::coord(common::row_start(M, 2, float(x0), float(x1)), float(x2), M.m[2][2]);
+    // Coordinates relative to the target's origin (a brick of a larger grid; exact, see kernels/gather.h).
+    const float z = common::coord(common::row_start(M, 0, float(x0), float(x1)), float(x2), M.m[0][2]) - float(g.origin[0]);
+    const float y = common::coord(common::row_start(M, 1, float(x0), float(x1)), float(x2), M.m[1][2]) - float(g.origin[1]);
+    const float x = common::coord(common::row_start(M, 2, float(x0), float(x1)), float(x2), M.m[2][2]) - float(g.origin[2]);
     const int64_t q = parent ? int64_t(parent[p]) : 0;
     float* accq = acc + q * C * V;
     float* wq = weight ? weight + q * V : nullptr;

@@ -8,6 +8,7 @@
 
 #include "apply/demo.h"
 #include "common/test_util.h"
+#include "io/nifti.h"
 #include "train/phantom.h"
 #include "train/trainer.h"
 
@@ -26,8 +27,8 @@ PhantomOptions tiny_phantom(uint64_t seed) {
   return po;
 }
 
-// A one-iteration 2D model: enough for the CLI to load and apply.
-fs::path tiny_model(const fs::path& dir) {
+// A one-iteration 2D model: enough for the CLI to load and apply. `extra` keys replace the config's.
+fs::path tiny_model(const fs::path& dir, const json& extra = json::object()) {
   json j = {{"depth", 1},
             {"ndim", 2},
             {"scheme", {{"patch_size", {16, 16}}, {"fov_rel", 1.0}, {"destvox_rel", 1}}},
@@ -36,6 +37,7 @@ fs::path tiny_model(const fs::path& dir) {
             {"num_patches", 2},
             {"batch_size", 2},
             {"seed", 1}};
+  for (const auto& [k, v] : extra.items()) j[k] = v;
   train::TrainConfig cfg = train::TrainConfig::from_json(j);
   std::vector<train::Subject> tr, va;
   tr.push_back(apply::phantom_subject("p0", make_phantom(tiny_phantom(1)), cfg.scheme));
@@ -136,4 +138,61 @@ TEST_CASE("cli: bad numbers and unknown commands are usage errors naming the opt
   CHECK(out.find("more than this machine's") != std::string::npos);
   CHECK(out.find("3200000x3200000x1") != std::string::npos);
   CHECK(!fs::exists(dir / "seg.nii.gz"));
+}
+
+TEST_CASE("cli: apply --in-dir --shard K/N (or OMPI_COMM_WORLD_RANK/SIZE) applies only the shard's cases") {
+  const fs::path dir = test::temp_dir("outputs-shard");
+  const fs::path model = tiny_model(dir);
+  const fs::path in = dir / "in", outd = dir / "out";
+  fs::create_directories(in);
+  for (const char* name : {"a", "b", "c"})
+    write_phantom(make_phantom(tiny_phantom(name[0])), (in / (std::string(name) + ".nii.gz")).string(),
+                  (dir / (std::string("l") + name + ".nii.gz")).string());
+  const std::string cmd = test::patchwork_bin() + " apply --quiet --model " + model.string() + " --in-dir " +
+                          in.string() + " --out-dir " + outd.string();
+  std::string out;
+  // Shard 1 of 2: the second of the sorted cases a, b, c.
+  CHECK(test::run_command(cmd + " --shard 1/2", &out) == 0);
+  INFO(out);
+  CHECK(out.find("1 done, 0 failed, 0 skipped (output exists) of 1 cases (shard 1/2 from --shard of the folder's 3)") !=
+        std::string::npos);
+  CHECK(!fs::exists(outd / "a.nii.gz"));
+  CHECK(fs::exists(outd / "b.nii.gz"));
+  CHECK(!fs::exists(outd / "c.nii.gz"));
+  // Shard 0 of 2 from the environment of `mpirun -np 2` (rank 0): a and c; --shard wins over it.
+  CHECK(test::run_command("OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 " + cmd, &out) == 0);
+  CHECK(out.find("of 2 cases (shard 0/2 from OMPI_COMM_WORLD_RANK/SIZE") != std::string::npos);
+  CHECK(fs::exists(outd / "a.nii.gz"));
+  CHECK(fs::exists(outd / "c.nii.gz"));
+  CHECK(test::run_command("OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 " + cmd + " --shard 1/2", &out) == 0);
+  CHECK(out.find("(shard 1/2 from --shard") != std::string::npos);
+  CHECK(test::run_command(cmd + " --shard 2/2", &out) == 2);
+  CHECK(out.find("--shard '2/2'") != std::string::npos);
+}
+
+TEST_CASE("cli: apply takes lazyEval and label_colors from the model unless given; --largest-component") {
+  const fs::path dir = test::temp_dir("outputs-lazy");
+  const fs::path model = tiny_model(dir, {{"depth", 2},
+                                          {"lazyEval", {{"fraction", 0.5}, {"attentionFun", "identity"}, {"reduceFun", "max"}}},
+                                          {"label_colors", {{10, 20, 30}}}});
+  write_phantom(make_phantom(tiny_phantom(3)), (dir / "img.nii.gz").string(), (dir / "lab.nii.gz").string());
+  const std::string cmd = test::patchwork_bin() + " apply --model " + model.string() + " --in " +
+                          (dir / "img.nii.gz").string() + " --out " + (dir / "seg.nii.gz").string() +
+                          " --generate-type random --num-patches 4 ";
+  std::string out;
+  REQUIRE(test::run_command(cmd, &out) == 0);
+  CHECK(out.find("patches per level 4,2") != std::string::npos);  // the model's fraction 0.5
+  REQUIRE(test::run_command(cmd + "--lazy-fraction 1 --attention mean --attention-fun sigmoid", &out) == 0);
+  CHECK(out.find("patches per level 4,4") != std::string::npos);
+  REQUIRE(test::run_command(cmd + "--largest-component --connectivity 6", &out) == 0);
+  const Volume seg = read_nifti(dir / "seg.nii.gz");  // the model's colour in the label table
+  REQUIRE(seg.extensions.size() == 1);
+  const std::string xml(seg.extensions[0].data.begin(), seg.extensions[0].data.end());
+  CHECK(xml.find("Red=\"0.039\" Green=\"0.078\" Blue=\"0.118\"") != std::string::npos);
+  CHECK(test::run_command(cmd + "--attention-fun tanh", &out) == 2);
+  CHECK(out.find("--attention-fun: attentionFun 'tanh'") != std::string::npos);
+  CHECK(test::run_command(cmd + "--largest-component --connectivity 8", &out) == 2);
+  CHECK(test::run_command(cmd + "--largest-component --out-type float32", &out) == 2);
+  CHECK(out.find("needs --out-type atls or mask") != std::string::npos);
+  CHECK(test::run_command(cmd + "--label-colors 1:2", &out) == 2);
 }

@@ -417,3 +417,108 @@ TEST_CASE("infer: NaN or infinite network outputs are an error naming the level,
   ConstNet net2(j2, {nan});
   CHECK_THROWS_WITH_AS(infer(net2, cube(8, 8, 1), InferOptions{}), ("level 0" + what).c_str(), InputError);
 }
+
+TEST_CASE("infer: attentionFun and reduceFun on constructed logits") {
+  // categorical, background + 2 classes, 2 patches of 1x2 voxels; logits [patch][channel][voxel]
+  const float v[2][3][2] = {{{0, 2}, {1, 0}, {-1, 0}}, {{0, 0}, {3, 0}, {0, -2}}};
+  Tensor logits = Tensor::empty({2, 3, 1, 2});
+  for (int b = 0; b < 2; ++b)
+    for (int c = 0; c < 3; ++c)
+      for (int i = 0; i < 2; ++i) logits.f32()[(b * 3 + c) * 2 + i] = v[b][c][i];
+  auto sig = [](double x) { return 1 / (1 + std::exp(-x)); };
+  auto fg = [&](int b, int i) {  // 1 - p(background)
+    double z = std::exp(v[b][0][i]), s = z + std::exp(v[b][1][i]) + std::exp(v[b][2][i]);
+    return 1 - z / s;
+  };
+  for (int b = 0; b < 2; ++b) {
+    CAPTURE(b);
+    double smean = 0, smax = 0, imean = 0, imax = -1e9;
+    for (int c = 1; c < 3; ++c)
+      for (int i = 0; i < 2; ++i) {
+        smean += sig(v[b][c][i]) / 4;
+        smax = std::max(smax, sig(v[b][c][i]));
+        imean += v[b][c][i] / 4.0;
+        imax = std::max(imax, double(v[b][c][i]));
+      }
+    CHECK(attention_of(logits, 3, true, AttentionFun::sigmoid, Reduce::mean)[b] == doctest::Approx(smean));
+    CHECK(attention_of(logits, 3, true, AttentionFun::sigmoid, Reduce::max)[b] == doctest::Approx(smax));
+    CHECK(attention_of(logits, 3, true, AttentionFun::identity, Reduce::mean)[b] == doctest::Approx(imean));
+    CHECK(attention_of(logits, 3, true, AttentionFun::identity, Reduce::max)[b] == doctest::Approx(imax));
+    CHECK(attention_of(logits, 3, true, AttentionFun::softmax, Reduce::mean)[b] ==
+          doctest::Approx((fg(b, 0) + fg(b, 1)) / 2));
+    CHECK(attention_of(logits, 3, true, AttentionFun::softmax, Reduce::max)[b] ==
+          doctest::Approx(std::max(fg(b, 0), fg(b, 1))));
+  }
+  // non-categorical: every channel is a label; softmax = each label's share
+  const double e0 = std::exp(0.0), e1 = std::exp(1.0), em1 = std::exp(-1.0);
+  CHECK(attention_of(logits, 3, false, AttentionFun::softmax, Reduce::max)[0] ==
+        doctest::Approx(std::max(e1 / (e0 + e1 + em1), std::exp(2.0) / (std::exp(2.0) + 2))));
+  CHECK(parse_attention_fun("identity") == AttentionFun::identity);
+  CHECK_THROWS_AS(parse_attention_fun("tanh"), UsageError);
+  CHECK_THROWS_AS(parse_reduce("median"), UsageError);
+}
+
+namespace {
+
+// Level 0's logit is the image crop itself (one sigmoid label); level 1 outputs zeros. Records the crops.
+class ImageLogitNet : public LevelNetwork {
+ public:
+  train::Scheme sc;
+  std::vector<std::vector<float>> crops;  // level-0 crops in call order
+  explicit ImageLogitNet(const json& j) : sc(train::Scheme::from_json(j)) {}
+  const train::Scheme& scheme() const override { return sc; }
+  int image_channels() const override { return 1; }
+  int out_channels(int) const override { return 1; }
+  Tensor forward(int level, const Tensor& img, const Tensor&) override {
+    if (level > 0) return Tensor::zeros(img.shape());
+    const int64_t B = img.dim(0), per = img.numel() / B;
+    for (int64_t b = 0; b < B; ++b) crops.emplace_back(img.f32() + b * per, img.f32() + (b + 1) * per);
+    return img.clone();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("infer: the attention function and reduction decide the patches lazy evaluation keeps") {
+  json j = {{"depth", 2}, {"ndim", 3}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {6, 6, 6}}, {"fov_mm", {12, 12, 12}}, {"destvox_mm", {1, 1, 1}}}}};
+  InferInput in = cube(30, 30, 30);
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<float> U(-1.f, 1.f);
+  for (int64_t i = 0; i < in.data.numel(); ++i) in.data.f32()[i] = U(rng) + (U(rng) > 0.98f ? 12.f : 0.f);
+  auto kept = [&](AttentionFun fun, Reduce reduce, std::set<int>& expect) {
+    ImageLogitNet net(j);
+    InferOptions o;
+    o.generate_type = GenerateType::random;
+    o.num_patches = 20;
+    o.lazy_fraction = 0.25;
+    o.attention = reduce;
+    o.attention_fun = fun;
+    std::set<int> parents;
+    o.observe = [&](int level, const train::Patch&, int parent) {
+      if (level == 1) parents.insert(parent);
+    };
+    infer(net, in, o);
+    REQUIRE(net.crops.size() == 20);
+    std::vector<float> att;
+    for (const auto& c : net.crops) {
+      double s = 0, m = -1e9;
+      for (float x : c) {
+        const double a = fun == AttentionFun::sigmoid ? 1 / (1 + std::exp(-double(x))) : double(x);
+        s += a;
+        m = std::max(m, a);
+      }
+      att.push_back(float(reduce == Reduce::mean ? s / double(c.size()) : m));
+    }
+    const std::vector<int> top = top_fraction(att, 0.25);
+    expect = std::set<int>(top.begin(), top.end());
+    return parents;
+  };
+  std::set<int> e1, e2;
+  const std::set<int> sig_mean = kept(AttentionFun::sigmoid, Reduce::mean, e1);
+  const std::set<int> id_max = kept(AttentionFun::identity, Reduce::max, e2);
+  CHECK(sig_mean.size() == 5);
+  CHECK(sig_mean == e1);
+  CHECK(id_max == e2);
+  CHECK(sig_mean != id_max);  // the constructed image makes the two choices differ
+}

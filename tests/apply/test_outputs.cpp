@@ -185,3 +185,17 @@ TEST_CASE("atls: a voxel no patch covered (every probability 0) stays background
   std::vector<int32_t> m = label_map(p, info, {0.5f, 0.5f}, false);
   for (int64_t v = 0; v < n; ++v) CHECK(m[v] == (v == 3 ? 1 : 0));
 }
+
+TEST_CASE("outputs: label colours beside the names in the label table") {
+  const std::string xml = label_table_xml({1, 2}, {"a", "b"}, {{{255, 0, 0}}, {{0, 128, 255}}});
+  CHECK(xml.find("<Label Key=\"1\" Red=\"1.000\" Green=\"0.000\" Blue=\"0.000\" Alpha=\"1.000\">a</Label>") !=
+        std::string::npos);
+  CHECK(xml.find("<Label Key=\"2\" Red=\"0.000\" Green=\"0.502\" Blue=\"1.000\" Alpha=\"1.000\">b</Label>") !=
+        std::string::npos);
+  // colours without names: the default names
+  CHECK(label_table_xml({7}, {}, {{{1, 2, 3}}}).find(">label 7</Label>") != std::string::npos);
+  CHECK_THROWS_AS(label_table_xml({1, 2}, {}, {{{1, 2, 3}}}), UsageError);
+  CHECK(parse_label_color("10:20:255") == std::array<int, 3>{10, 20, 255});
+  for (const char* bad : {"10:20", "1:2:3:4", "1:2:256", "a:b:c", "1::2", "-1:0:0"})
+    CHECK_THROWS_AS(parse_label_color(bad), UsageError);
+}

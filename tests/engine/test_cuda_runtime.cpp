@@ -1,10 +1,13 @@
-// The CUDA runtime: a clear error when CUDA is asked for without a GPU (runs here), error messages
-// that name the failing call, the caching allocator's buckets and statistics, staged copies and
-// the TF32 switch (the last three need a GPU and are skipped without one).
+// The CUDA runtime: a clear error when CUDA is asked for without a GPU (runs here), the CUDA
+// plugin's loading and its messages (runs here), error messages that name the failing call, the
+// caching allocator's buckets and statistics, staged copies and the TF32 switch (the last three need
+// a GPU and are skipped without one).
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,6 +17,7 @@
 #include "engine/tensor.h"
 #ifdef PW_HAVE_CUDA
 #include "engine/cuda/runtime.h"
+#include "engine/cuda_backend.h"
 #include "kernels/cuda/check.h"
 #endif
 
@@ -78,7 +82,7 @@ TEST_CASE("CUDA, cuDNN and cuBLAS errors name the failing call") {
 }
 
 TEST_CASE("allocator buckets: 512 B steps up to 1 MiB, 2 MiB steps above") {
-  using kernels::cuda::bucket_size;
+  using cuda::bucket_size;
   CHECK(bucket_size(0) == 512);
   CHECK(bucket_size(1) == 512);
   CHECK(bucket_size(512) == 512);
@@ -96,17 +100,17 @@ TEST_CASE("caching allocator: statistics, reuse of freed blocks, peak, empty_cac
   {
     Tensor a = Tensor::empty({3000}, DType::f32, Device::cuda);
     const cuda::MemoryStats s1 = cuda::memory_stats();
-    CHECK(s1.in_use == s0.in_use + kernels::cuda::bucket_size(bytes));
+    CHECK(s1.in_use == s0.in_use + cuda::bucket_size(bytes));
     CHECK(s1.peak_in_use >= s1.in_use);
     CHECK(s1.allocs == s0.allocs + 1);
   }
   const cuda::MemoryStats s2 = cuda::memory_stats();
   CHECK(s2.in_use == s0.in_use);
-  CHECK(s2.cached >= kernels::cuda::bucket_size(bytes));
+  CHECK(s2.cached >= cuda::bucket_size(bytes));
   {
     // Same bucket (3050 floats = 12200 bytes round to the same 12288 bytes; 2900 floats would not:
     // 11600 bytes -> 11776): served from the free list.
-    REQUIRE(kernels::cuda::bucket_size(3050 * sizeof(float)) == kernels::cuda::bucket_size(bytes));
+    REQUIRE(cuda::bucket_size(3050 * sizeof(float)) == cuda::bucket_size(bytes));
     Tensor b = Tensor::empty({3050}, DType::f32, Device::cuda);
     const cuda::MemoryStats s3 = cuda::memory_stats();
     CHECK(s3.cache_hits == s2.cache_hits + 1);
@@ -170,6 +174,32 @@ TEST_CASE("TF32 switch: both modes run; fp32 mode matches the CPU closely" * doc
   const std::string mtf = test::check_close(tf32.to_vector(), r, 1e-2, 1e-2);
   CHECK_MESSAGE(mtf.empty(), mtf);
   CHECK(cuda::device_description().find("sm_") != std::string::npos);
+}
+
+TEST_CASE("CUDA plugin: the build's loads without a GPU; a missing, broken or foreign one is one clear message") {
+  // The build's plugin is next to the program or in ../lib (tests/ and lib/ of the build folder).
+  const std::vector<std::string> candidates = cuda_plugin_candidates();
+  REQUIRE(candidates.size() >= 2);
+  CHECK(candidates.back() == kCudaPluginName);
+  CHECK(std::any_of(candidates.begin(), candidates.end(), [](const std::string& c) {
+    return c.find('/') != std::string::npos && std::filesystem::is_regular_file(c);
+  }));
+  const CudaBackend& b = cuda_backend();
+  CHECK(b.runtime.available() == cuda_available());
+  CHECK(b.runtime.bucket_size(513) == 1024);
+
+  std::string error;
+  CHECK(load_cuda_plugin({"/nonexistent/libpatchwork_cuda.so"}, error) == nullptr);
+  CHECK(error == "the CUDA backend libpatchwork_cuda.so was not found (looked for "
+                 "/nonexistent/libpatchwork_cuda.so; set PW_CUDA_PLUGIN to its path)");
+  CHECK(load_cuda_plugin({"libpatchwork_cuda_nonexistent.so"}, error) == nullptr);
+  CHECK(error.find("was not found") != std::string::npos);
+  const std::filesystem::path broken = test::temp_dir("cuda_plugin") / "libpatchwork_cuda.so";
+  std::ofstream(broken) << "not a library";
+  CHECK(load_cuda_plugin({broken.string()}, error) == nullptr);
+  CHECK_MESSAGE(error.find("the CUDA backend " + broken.string() + " cannot be loaded: ") == 0, error);
+  CHECK(load_cuda_plugin({"libz.so.1"}, error) == nullptr);  // a library, but not a Patchwork plugin
+  CHECK(error == "the CUDA backend libz.so.1 is not the one of this Patchwork build (reinstall or rebuild it)");
 }
 
 #endif  // PW_HAVE_CUDA

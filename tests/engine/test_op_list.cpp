@@ -4,7 +4,9 @@
 //     "no gradient" with a reason, a finite-difference gradient case (test_gradcheck.cpp);
 //   * every op that engine/ops.h and engine/ops_patch.h declare is in the list;
 //   * every kernel of the kernel op list (kernels/op_list.h) has a body on each backend built (the
-//     test takes each one's address with its listed signature, so a missing body fails the link).
+//     test takes each CPU body's address with its listed signature, so a missing body fails the link;
+//     the CUDA bodies are the entries of the CUDA plugin's table, which it loads: its link would fail
+//     on a missing body, --no-undefined, and every entry must be set).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "kernels/candidate.h"
+#include "engine/cuda_backend.h"
 #include "kernels/conv.h"
 #include "kernels/elementwise.h"
 #include "kernels/gather.h"
@@ -110,7 +113,10 @@ std::vector<KernelBody> kernel_bodies() {
   PW_KERNELS_ALL(PW_TAKE_CPU_)
 #undef PW_TAKE_CPU_
 #ifdef PW_HAVE_CUDA
-#define PW_TAKE_CUDA_(ret, name, params) PW_TAKE_KERNEL_(cuda, ret, name, params)
+  const CudaKernels& table = cuda_backend().kernels;  // the plugin, loaded (no GPU needed)
+#define PW_TAKE_CUDA_(ret, name, params)        \
+  all.push_back({"cuda::" #name, reinterpret_cast<void (*)()>( \
+                                     static_cast<const CudaEntry<cuda_op::name, ret(*) params>&>(table).fn)});
   PW_KERNELS_ALL(PW_TAKE_CUDA_)
 #undef PW_TAKE_CUDA_
 #endif

@@ -4,41 +4,23 @@
 // Expected rejections: pw::InputError / pw::UsageError / std::invalid_argument. Anything else escaping
 // (an nlohmann parse_error / out_of_range / type_error, std::out_of_range, std::bad_alloc, ...), a crash,
 // a sanitizer report or a hang is a finding. TrainConfig::load takes a path, hence the file (one per
-// process, in $TMPDIR or /tmp, removed at exit).
+// process, tests/fuzz/temp_file.h).
 // A custom mutator changes half of the inputs as JSON (json_mutator.h), the other half byte-wise.
 // Built with -DPW_FUZZ=ON and clang (tests/fuzz/tests.cmake); run by scripts/fuzz.sh.
-#include <unistd.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <stdexcept>
 #include <string>
 
 #include "tests/fuzz/json_mutator.h"
+#include "tests/fuzz/temp_file.h"
 
 #include "io/error.h"
 #include "train/config.h"
 #include "train/model.h"
-
-namespace {
-
-struct TempFile {
-  std::filesystem::path path;
-  TempFile() {
-    path = std::filesystem::temp_directory_path() /
-           ("pw_fuzz_config_" + std::to_string(static_cast<long>(getpid())) + ".json");
-  }
-  ~TempFile() {
-    std::error_code ec;
-    std::filesystem::remove(path, ec);
-  }
-};
-
-}  // namespace
 
 extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned int seed) {
   std::minstd_rand rng(seed);
@@ -55,7 +37,9 @@ extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max
                           "fov_rel", "destvox_mm", "destvox_rel", "features", "convs_per_block", "convs", "norm",
                           "activation", "leaky_slope", "down", "up", "ratio", "label_weight", "autoweight", "dphi",
                           "flip", "dscale", "type", "lr", "weight_decay", "momentum", "schedule", "gamma",
-                          "step_size", "path", "pairs", "image", "label", "name", "validation", "train", "max_cases"})
+                          "step_size", "path", "pairs", "image", "label", "name", "validation", "train", "max_cases",
+                          "finalizeOnApply", "finalBlock_all_levels", "lazyEval", "fraction", "attentionFun",
+                          "reduceFun", "label_colors"})
       k.push_back(e);
     return k;
   }();
@@ -67,7 +51,7 @@ extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static TempFile tmp;
+  static pw_fuzz::TempFile tmp("config", ".json");
   FILE* f = std::fopen(tmp.path.c_str(), "wb");
   if (!f) std::abort();
   if (size && std::fwrite(data, 1, size, f) != size) std::abort();

@@ -1,7 +1,7 @@
 // libFuzzer target for the model-file loader: bytes -> a temporary file -> pw::train::Model::load
 // (CPU), with the optional extra tensors and metadata requested, then what `patchwork apply` reads
 // from the loaded model (spec, state). load_safetensors has no in-memory API, hence the file (one per
-// process, in $TMPDIR or /tmp, removed at exit).
+// process, tests/fuzz/temp_file.h).
 // Expected rejections: pw::InputError / pw::UsageError / std::invalid_argument. Anything else escaping
 // (nlohmann type_error, std::out_of_range, std::bad_alloc, std::length_error, ...), a crash, a
 // sanitizer report, a huge allocation or a hang is a finding.
@@ -9,37 +9,19 @@
 // header or the model description inside its metadata as JSON, or the header's bytes, and writes the header
 // length to match; the rest are libFuzzer's plain byte mutations of the whole file.
 // Built with -DPW_FUZZ=ON and clang (tests/fuzz/tests.cmake); run by scripts/fuzz.sh.
-#include <unistd.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <stdexcept>
 #include <string>
 
 #include "tests/fuzz/json_mutator.h"
+#include "tests/fuzz/temp_file.h"
 
 #include "io/error.h"
 #include "train/model.h"
-
-namespace {
-
-struct TempFile {
-  std::filesystem::path path;
-  TempFile() {
-    path = std::filesystem::temp_directory_path() /
-           ("pw_fuzz_model_" + std::to_string(static_cast<long>(getpid())) + ".safetensors");
-  }
-  ~TempFile() {
-    std::error_code ec;
-    std::filesystem::remove(path, ec);
-  }
-};
-
-}  // namespace
 
 extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max_size, unsigned int seed) {
   std::minstd_rand rng(seed);
@@ -60,7 +42,8 @@ extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max
         "identical_blocks", "intermediate_loss", "final_block", "thresholds", "label_names", "augment",
         "independent_augmentation", "training", "features", "convs", "convs_per_block", "norm", "activation",
         "leaky_slope", "down", "up", "type", "dims", "depth", "ndim", "scheme", "patch_size", "out_patch_size",
-        "num_labels", "categorical", "categorical_label", "snapper", "smoothfac_data", "dphi", "flip", "dscale"};
+        "num_labels", "categorical", "categorical_label", "snapper", "smoothfac_data", "dphi", "flip", "dscale",
+        "finalizeOnApply", "finalBlock_all_levels", "lazyEval", "label_colors", "crop_fdim"};
     nlohmann::json* desc = nullptr;
     nlohmann::json spec;
     if (mode >= 3 && h.contains("__metadata__") && h["__metadata__"].is_object() &&
@@ -84,7 +67,7 @@ extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static TempFile tmp;
+  static pw_fuzz::TempFile tmp("model", ".safetensors");
   FILE* f = std::fopen(tmp.path.c_str(), "wb");
   if (!f) std::abort();
   if (size && std::fwrite(data, 1, size, f) != size) std::abort();

@@ -7,6 +7,7 @@
 
 #include "common/test_util.h"
 #include "kernels/common/patch_math.h"
+#include "kernels/cpu_paths.h"
 #include "kernels/gather.h"
 #include "kernels/parallel.h"
 #include "patch_test_util.h"
@@ -261,9 +262,12 @@ TEST_CASE("gather_affine: inside mask follows the nearest voxel; linear weights 
 // The CPU body takes vectorised fast paths for patches and rows that lie inside the source (index
 // buffers, pair gathers of x-neighbours); every voxel must still equal the per-voxel definition of
 // kernels/common/patch_math.h bit for bit. Patches fully inside, crossing the border, and placed half
-// a voxel off the grid; rows of 32 voxels and of 13 (vector tails); 2D and 3D; one channel and two.
+// a voxel off the grid; rows of 32 voxels and of 13 (vector tails); 2D and 3D; one channel and two;
+// both per-CPU ways of reading the source (kernels/cpu_paths.h: vector gathers, scalar loads).
 TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit") {
   using namespace pw::kernels::common;
+  const cpu::GatherLoads saved_loads = cpu::gather_loads();
+  MESSAGE(cpu::cpu_paths_description());
   for (int64_t C : {int64_t(1), int64_t(2)})
   for (int d : {2, 3}) {
     for (int64_t s : {int64_t(13), int64_t(32)}) {
@@ -288,9 +292,12 @@ TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit"
           for (int col = 0; col <= d; ++col) m[r * (d + 1) + col] = col == r ? 1.f : col == d ? 5.5f + r : 0.f;
       }
       const std::vector<float> src = random_values(C * g.vol_numel(), 7);
+      for (cpu::GatherLoads loads : {cpu::GatherLoads::vector, cpu::GatherLoads::scalar})
       for (Interp mode : {Interp::nearest, Interp::linear}) {
         std::vector<float> got(C * 24 * g.patch_numel());
+        cpu::set_gather_loads(loads);  // both per-CPU paths, whichever this CPU takes
         cpu::gather_affine(src.data(), g, mats.data(), nullptr, mode, false, got.data());
+        cpu::set_gather_loads(saved_loads);
         int64_t mismatches = 0;
         for (int64_t p = 0; p < 24; ++p) {
           const PatchMatrix M = load_patch_matrix(mats.data() + p * (d + 1) * (d + 1), d);
@@ -328,7 +335,8 @@ TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit"
                 }
               }
         }
-        CHECK_MESSAGE(mismatches == 0, "C=", C, " d=", d, " s=", s, " mode=", int(mode), ": ", mismatches, " voxels differ");
+        CHECK_MESSAGE(mismatches == 0, "C=", C, " d=", d, " s=", s, " mode=", int(mode), " loads=", int(loads), ": ",
+                      mismatches, " voxels differ");
       }
     }
   }

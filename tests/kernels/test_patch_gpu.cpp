@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/test_util.h"
+#include "engine/cuda_backend.h"
 #include "engine/tensor.h"
 #include "kernels/gather.h"
 #include "kernels/scatter.h"
@@ -84,17 +85,17 @@ TEST_CASE("CUDA gather_affine (f32, u8, labels; 2D/3D; nested; mask) equals the 
       std::vector<float> c(n);
       Tensor o = Tensor::empty({n}, DType::f32, Device::cuda);
       cpu::gather_affine(src.data(), s.g, s.mats.data(), s.parent.data(), mode, true, c.data());
-      cuda::gather_affine(dsrc.f32(), s.g, dm.f32(), dp.i32(), mode, true, o.f32());
+      PW_CUDA_KERNEL(gather_affine, dsrc.f32(), s.g, dm.f32(), dp.i32(), mode, true, o.f32());
       expect_close(host(o), c, exact, "f32 gather");
       cpu::gather_affine(u8.data(), s.g, s.mats.data(), s.parent.data(), mode, true, c.data());
-      cuda::gather_affine(du8.u8(), s.g, dm.f32(), dp.i32(), mode, true, o.f32());
+      PW_CUDA_KERNEL(gather_affine, du8.u8(), s.g, dm.f32(), dp.i32(), mode, true, o.f32());
       expect_close(host(o), c, exact, "u8 gather");
     }
     const int64_t nl = s.g.num_patches * s.g.channels * s.g.patch_numel();
     std::vector<int32_t> cl(nl);
     Tensor ol = Tensor::empty({nl}, DType::i32, Device::cuda);
     cpu::gather_affine_labels(u8.data(), s.g, s.mats.data(), s.parent.data(), cl.data());
-    cuda::gather_affine_labels(du8.u8(), s.g, dm.f32(), dp.i32(), ol.i32());
+    PW_CUDA_KERNEL(gather_affine_labels, du8.u8(), s.g, dm.f32(), dp.i32(), ol.i32());
     Tensor hl = ol.cpu();
     CHECK(std::memcmp(hl.i32(), cl.data(), nl * sizeof(int32_t)) == 0);
   }
@@ -113,7 +114,7 @@ TEST_CASE("CUDA gather_affine_backward and scatter_affine (windows) + stitch_nor
       std::vector<float> c(nv, 0.f);
       Tensor o = Tensor::zeros({nv}, DType::f32, Device::cuda), dgy = dev_f32(gy);
       cpu::gather_affine_backward(gy.data(), s.g, s.mats.data(), s.parent.data(), mode, true, c.data());
-      cuda::gather_affine_backward(dgy.f32(), s.g, dm.f32(), dp.i32(), mode, true, o.f32());
+      PW_CUDA_KERNEL(gather_affine_backward, dgy.f32(), s.g, dm.f32(), dp.i32(), mode, true, o.f32());
       expect_close(host(o), c, false, "gather backward");
       auto pv = random_values(s.g.num_patches * s.g.channels * s.g.patch_numel(), 42);
       Tensor dpv = dev_f32(pv);
@@ -121,7 +122,7 @@ TEST_CASE("CUDA gather_affine_backward and scatter_affine (windows) + stitch_nor
         std::vector<float> ca(nv, 0.f), cw(nw, 0.f);
         Tensor ga = Tensor::zeros({nv}, DType::f32, Device::cuda), gw = Tensor::zeros({nw}, DType::f32, Device::cuda);
         cpu::scatter_affine(pv.data(), s.g, s.mats.data(), s.parent.data(), mode, win, ca.data(), cw.data());
-        cuda::scatter_affine(dpv.f32(), s.g, dm.f32(), dp.i32(), mode, win, ga.f32(), gw.f32());
+        PW_CUDA_KERNEL(scatter_affine, dpv.f32(), s.g, dm.f32(), dp.i32(), mode, win, ga.f32(), gw.f32());
         expect_close(host(ga), ca, false, "scatter acc");
         expect_close(host(gw), cw, false, "scatter weight");
         // Normalise volume 0 from the CPU's sums on both backends: same per-voxel math.
@@ -131,7 +132,7 @@ TEST_CASE("CUDA gather_affine_backward and scatter_affine (windows) + stitch_nor
         Tensor da = dev_f32(std::vector<float>(ca.begin(), ca.begin() + s.g.channels * V));
         Tensor dw = dev_f32(std::vector<float>(cw.begin(), cw.begin() + V));
         Tensor dy = Tensor::empty({s.g.channels * V}, DType::f32, Device::cuda);
-        cuda::stitch_normalize(da.f32(), dw.f32(), s.g.channels, V, 0.7f, dy.f32());
+        PW_CUDA_KERNEL(stitch_normalize, da.f32(), dw.f32(), s.g.channels, V, 0.7f, dy.f32());
         expect_close(host(dy), ny, false, "stitch_normalize");
       }
     }
@@ -150,7 +151,7 @@ TEST_CASE("CUDA smooth equals the CPU body" * doctest::skip(!pw::cuda_available(
   std::vector<float> t(in.size()), o(in.size());
   for (SmoothKind k : {SmoothKind::gaussian, SmoothKind::box, SmoothKind::max, SmoothKind::min}) {
     cpu::smooth(in.data(), nc, vol, k, sigma, width, t.data(), o.data());
-    cuda::smooth(din.f32(), nc, vol, k, sigma, width, dt.f32(), dout.f32());
+    PW_CUDA_KERNEL(smooth, din.f32(), nc, vol, k, sigma, width, dt.f32(), dout.f32());
     expect_close(host(dout), o, k == SmoothKind::max || k == SmoothKind::min, "smooth");
   }
 #endif

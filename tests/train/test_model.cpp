@@ -190,6 +190,30 @@ TEST_CASE("model: model file round trip") {
   CHECK_THROWS_AS(Model::load(dir / "x.safetensors"), InputError);
 }
 
+TEST_CASE("model: a description with wrong thresholds, too few channels or an unknown forward_type is refused") {
+  const json good = ModelSpec::from_config(small_config(2, 2, true), 1).to_json();  // 2 labels, 3 channels
+  REQUIRE(good["out_channels"] == json({5, 3}));
+  CHECK_NOTHROW(ModelSpec::from_json(good));
+  auto refused = [&](const char* key, const json& value, const std::string& says) {
+    json j = good;
+    j[key] = value;
+    CAPTURE(value.dump());
+    CHECK_THROWS_WITH_AS(ModelSpec::from_json(j), doctest::Contains(says.c_str()), InputError);
+  };
+  refused("thresholds", {0.5}, "thresholds: 1 values for 2 labels (one per label, or none)");
+  refused("thresholds", {0.5, 0.5, 0.5}, "thresholds: 3 values for 2 labels");
+  refused("thresholds", {0.5, 1.5}, "thresholds: 1.500000 is not a probability in [0, 1]");
+  refused("thresholds", {-0.1, 0.5}, "is not a probability");
+  refused("out_channels", {5, 2}, "out_channels: level 1 has 2 channels, fewer than the labels need (3)");
+  refused("out_channels", {1, 3}, "out_channels: level 0 has 1 channels");
+  refused("forward_type", "multi", "forward_type: expected \"simple\", \"mult\" or \"bridge\", got \"multi\"");
+  json j = good;
+  j["thresholds"] = {0.3, 0.7};
+  j["forward_type"] = "mult";
+  CHECK(ModelSpec::from_json(j).thresholds == std::vector<double>{0.3, 0.7});
+  CHECK(ModelSpec::from_json(j).forward_type == ForwardType::mult);
+}
+
 TEST_CASE("model: final block after the last level") {
   json j = small_config(2, 2, true).raw;
   j["final_block"] = {{"features", 6}, {"convs", 2}};
@@ -204,8 +228,144 @@ TEST_CASE("model: final block after the last level") {
   m.save(dir / "f.safetensors");
   Model l = Model::load(dir / "f.safetensors");
   m.set_training(false);
-  CHECK(l.forward(1, I, Tensor::full({1, 5, 8, 8}, 0.2f)).to_vector() ==
-        m.forward(1, I, Tensor::full({1, 5, 8, 8}, 0.2f)).to_vector());
+  const Tensor C = Tensor::full({1, 5, 8, 8}, 0.2f);
+  CHECK(l.finalize(1, l.forward(1, I, C)).to_vector() == m.finalize(1, m.forward(1, I, C)).to_vector());
+  CHECK(m.finalize(1, m.forward(1, I, C)).to_vector() != m.forward(1, I, C).to_vector());
+  CHECK(m.finalize(0, m.forward(0, I, Tensor())).to_vector() == m.forward(0, I, Tensor()).to_vector());
   j["final_block"] = {{"feature", 6}};
   CHECK_THROWS_AS(TrainConfig::from_json(j), InputError);
+}
+
+namespace {
+
+// The parameter count (weights) of each level's block, from the model file names "levelK.".
+std::vector<int64_t> level_weights(const Model& m, int depth) {
+  std::vector<int64_t> n(depth, 0);
+  for (const auto& kv : m.named_parameters())
+    for (int k = 0; k < depth; ++k)
+      if (kv.first.rfind("level" + std::to_string(k) + ".", 0) == 0) n[k] += kv.second->value.numel();
+  return n;
+}
+
+Tensor random_tensor(const Shape& s, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> U(-1.f, 1.f);
+  Tensor t = Tensor::empty(s);
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = U(rng);
+  return t;
+}
+
+// Channels [c0, c1) of a [B, C, ...] tensor as a flat vector.
+std::vector<float> channels(const Tensor& t, int64_t c0, int64_t c1) {
+  const int64_t B = t.dim(0), C = t.dim(1), n = t.numel() / (B * C);
+  std::vector<float> out;
+  for (int64_t b = 0; b < B; ++b)
+    out.insert(out.end(), t.f32() + (b * C + c0) * n, t.f32() + (b * C + c1) * n);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("model: forward_type bridge adds the parent crop to the block output (level > 0), level 0 unchanged") {
+  TrainConfig cfg = small_config(2, 3, true);  // out_channels 5, 5, 3
+  Model simple(ModelSpec::from_config(cfg, 1), 4);
+  json j = cfg.raw;
+  j["forward_type"] = "bridge";
+  TrainConfig bc = TrainConfig::from_json(j);
+  CHECK(bc.forward_type == ForwardType::bridge);
+  Model bridge(ModelSpec::from_config(bc, 1), 4);  // same seed, same blocks: the same weights
+  CHECK(bridge.spec().block_in_channels(1) == simple.spec().block_in_channels(1));
+  simple.set_training(false);
+  bridge.set_training(false);
+  const Tensor I = random_tensor({2, 1, 8, 8}, 1), C = random_tensor({2, 5, 8, 8}, 2);
+  CHECK(bridge.forward(0, I, Tensor()).to_vector() == simple.forward(0, I, Tensor()).to_vector());
+  for (int level : {1, 2}) {
+    const Tensor s = simple.forward(level, I, C), b = bridge.forward(level, I, C);
+    REQUIRE(b.shape() == s.shape());
+    const int64_t out = s.dim(1);
+    std::vector<float> expect = channels(s, 0, out), c = channels(C, 0, out), got = channels(b, 0, out);
+    for (size_t i = 0; i < expect.size(); ++i) CHECK(got[i] == doctest::Approx(expect[i] + c[i]).epsilon(1e-6));
+  }
+  // the model file keeps the forward type
+  auto dir = pw::test::temp_dir("train_bridge");
+  bridge.save(dir / "b.safetensors");
+  CHECK(Model::load(dir / "b.safetensors").spec().forward_type == ForwardType::bridge);
+  j["forward_type"] = "bridged";
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("\"bridge\""), InputError);
+}
+
+TEST_CASE("model: finalizeOnApply leaves the final block out of training; finalBlock_all_levels after every level") {
+  json j = small_config(2, 2, true).raw;  // out_channels 5, 3
+  j["final_block"] = {{"features", 4}, {"convs", 1}};
+  j["finalizeOnApply"] = true;
+  Model m(ModelSpec::from_config(TrainConfig::from_json(j), 1), 2);
+  const Tensor I0 = random_tensor({2, 1, 8, 8}, 3), I1 = random_tensor({2, 1, 8, 8}, 4);
+  Tensor mats = Tensor::empty({2, 9});
+  for (int i = 0; i < 2; ++i) {  // child voxel -> parent voxel: the identity
+    float id[9] = {1, 0, 0, 0, 1, 0, 0, 0, 1};
+    std::copy(id, id + 9, mats.f32() + 9 * i);
+  }
+  auto chain = [&](Model& model) {
+    return model.forward_chain({constant(I0), constant(I1)}, {Tensor(), mats});
+  };
+  m.set_training(true);
+  std::vector<Var> train_out = chain(m);
+  const Tensor X1 = m.forward(1, I1, m.forward(0, I0, Tensor()));  // no final block: X_1
+  CHECK(train_out[1]->value.to_vector() == X1.to_vector());
+  m.set_training(false);
+  std::vector<Var> apply_out = chain(m);
+  CHECK(apply_out[1]->value.to_vector() == m.finalize(1, X1).to_vector());
+  CHECK(apply_out[1]->value.to_vector() != X1.to_vector());
+  CHECK(apply_out[0]->value.to_vector() == m.forward(0, I0, Tensor()).to_vector());  // only the last level
+
+  // finalBlock_all_levels (training sees it): F on the first 3 channels of level 0, the rest unchanged;
+  // level 1 crops level 0's X, not F(X)
+  j["finalizeOnApply"] = false;
+  j["finalBlock_all_levels"] = true;
+  Model a(ModelSpec::from_config(TrainConfig::from_json(j), 1), 2);
+  a.set_training(false);
+  std::vector<Var> out = chain(a);
+  const Tensor X0 = a.forward(0, I0, Tensor());
+  const Tensor F0 = a.finalize(0, X0);
+  REQUIRE(F0.shape() == Shape{2, 5, 8, 8});
+  CHECK(channels(F0, 3, 5) == channels(X0, 3, 5));
+  CHECK(channels(F0, 0, 3) != channels(X0, 0, 3));
+  CHECK(out[0]->value.to_vector() == F0.to_vector());
+  CHECK(out[1]->value.to_vector() == a.finalize(1, a.forward(1, I1, X0)).to_vector());
+  // the file keeps both options
+  auto dir = pw::test::temp_dir("train_finalize");
+  a.save(dir / "a.safetensors");
+  CHECK(Model::load(dir / "a.safetensors").spec().final_block_all_levels);
+  // the options need a final block
+  j.erase("final_block");
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("needs a final_block"), InputError);
+}
+
+TEST_CASE("model: network as a list builds one block per level; identical_blocks needs one description") {
+  json j = small_config(2, 3, true).raw;
+  const json nets = json::array({{{"features", {2}}}, {{"features", {4, 8}}}, {{"features", {3, 6}}, {"norm", "none"}}});
+  j["network"] = nets;
+  TrainConfig cfg = TrainConfig::from_json(j);
+  ModelSpec spec = ModelSpec::from_config(cfg, 1);
+  Model m(spec, 1);
+  const std::vector<int64_t> got = level_weights(m, 3);
+  for (int k = 0; k < 3; ++k) {  // each level as a model with that one description everywhere
+    json one = small_config(2, 3, true).raw;
+    one["network"] = nets[k];
+    Model single(ModelSpec::from_config(TrainConfig::from_json(one), 1), 1);
+    CHECK(got[k] == level_weights(single, 3)[k]);
+  }
+  CHECK(got[0] != got[1]);
+  CHECK(m.forward(2, Tensor::full({1, 1, 8, 8}, 0.5f), Tensor::full({1, 5, 8, 8}, 0.1f)).shape() == Shape{1, 3, 8, 8});
+  auto dir = pw::test::temp_dir("train_levels");
+  m.save(dir / "l.safetensors");
+  CHECK(level_weights(Model::load(dir / "l.safetensors"), 3) == got);
+
+  j["identical_blocks"] = true;
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("identical_blocks"), InputError);
+  j["identical_blocks"] = false;
+  j["network"] = json::array({nets[0], nets[1]});
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("one block description per level (3)"), InputError);
+  j["network"] = json::array({nets[0], nets[1], {{"feature", {4}}}});
+  CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("network[2]: unknown key 'feature'"), InputError);
 }

@@ -315,6 +315,33 @@ TEST_CASE("sampler: several contrasts as channels and a 4-D label file") {
   CHECK_THROWS_WITH_AS(load_subject(p, sc, false), doctest::Contains("small.nii.gz"), InputError);
 }
 
+TEST_CASE("sampler: crop_fdim takes the listed channels of a 4-D input, in the listed order") {
+  auto dir = pw::test::temp_dir("train_crop_fdim");
+  Eigen::Matrix4d A = Eigen::Matrix4d::Identity();
+  std::vector<float> four(24 * 3), lab(24, 0.f);
+  for (size_t i = 0; i < four.size(); ++i) four[i] = float(1000 * (i / 24) + i % 24);  // channel c: 1000 c + voxel
+  write_nifti(Volume::from_values<float>({4, 3, 2, 3}, four.data(), A), dir / "multi.nii.gz");
+  write_nifti(Volume::from_values<float>({4, 3, 2}, lab.data(), A), dir / "lab.nii.gz");
+  json j = {{"depth", 1}, {"ndim", 3}, {"num_labels", 1}, {"crop_fdim", {2, 0}},
+            {"scheme", {{"patch_size", {4, 4, 4}}, {"fov_rel", 1}, {"destvox_rel", 1}}}};
+  Scheme sc = Scheme::from_json(j);
+  CHECK(sc.crop_fdim == std::vector<int>{2, 0});
+  CHECK(Scheme::from_json(sc.to_json()).crop_fdim == sc.crop_fdim);  // kept in the model file
+  Patch g;
+  Tensor data;
+  load_image_channels({dir / "multi.nii.gz"}, sc, g, data);
+  REQUIRE(data.shape() == Shape{2, 2, 3, 4});
+  CHECK(data.f32()[5] == 2005.f);
+  CHECK(data.f32()[24 + 5] == 5.f);
+  DataPair p{{dir / "multi.nii.gz"}, dir / "lab.nii.gz", "case"};
+  CHECK(load_subject(p, sc, false).data.dim(0) == 2);
+  sc.crop_fdim = {3};
+  CHECK_THROWS_WITH_AS(load_image_channels({dir / "multi.nii.gz"}, sc, g, data),
+                       doctest::Contains("crop_fdim lists channel 3, the input has 3 channel(s)"), InputError);
+  j["crop_fdim"] = {-1};
+  CHECK_THROWS_AS(Scheme::from_json(j), InputError);
+}
+
 TEST_CASE("sampler: tree sampling puts children on the parent's tiling") {
   json j = {{"depth", 2}, {"ndim", 2}, {"scheme", {{"patch_size", {16, 16}}, {"fov_mm", 64}, {"destvox_mm", 1}}}};
   Scheme sc = Scheme::from_json(j);

@@ -270,3 +270,42 @@ TEST_CASE("trainer: optimizer.schedule_over time needs a time limit and a poly o
   CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("expected \"iterations\" or \"time\""),
                        InputError);
 }
+
+TEST_CASE("trainer: on_iteration sees each log line; returning false ends the run with that iteration's model") {
+  json j = {{"depth", 2},
+            {"ndim", 2},
+            {"scheme", {{"patch_size", {16, 16}}, {"fov_rel", 0.8}, {"destvox_rel", 1}}},
+            {"categorical_label", {1}},
+            {"categorical", true},
+            {"network", {{"features", {4, 8}}}},
+            {"num_patches", 4},
+            {"batch_size", 4},
+            {"seed", 5}};
+  TrainConfig cfg = TrainConfig::from_json(j);
+  std::vector<Subject> train, val;
+  for (int i = 0; i < 2; ++i) train.push_back(phantom_subject(cfg.scheme, {40, 40, 1}, 1, 60 + i));
+  auto dir = pw::test::temp_dir("train_on_iteration");
+  std::vector<std::string> lines;
+  auto run = [&](const std::string& name, int its, bool stop_after_2) {
+    TrainConfig c = cfg;
+    c.num_its = its;
+    TrainOptions o;
+    o.out = dir / name;
+    o.quiet = true;
+    if (stop_after_2)
+      o.on_iteration = [&](const std::string& line) {
+        lines.push_back(line);
+        return json::parse(line)["it"].get<int>() < 2;
+      };
+    Trainer t(c, o);
+    CHECK(t.run(train, val).iterations == 2);
+    return load_safetensors(o.out).tensors;
+  };
+  auto stopped = run("stopped.safetensors", 50, true);
+  auto two = run("two.safetensors", 2, false);
+  REQUIRE(lines.size() == 2);
+  const std::vector<json> log = read_log(dir / "stopped.safetensors.log.jsonl");
+  CHECK(json::parse(lines[0]) == log[0]);
+  CHECK(json::parse(lines[1]) == log[1]);
+  for (const auto& kv : two) CHECK(kv.second.to_vector() == stopped.at(kv.first).to_vector());
+}

@@ -1,0 +1,25 @@
+// Which inner loops the CPU kernels take on this processor: chosen once per process, at run time,
+// here and nowhere else (compile flags only say which instructions exist; whether they are fast
+// depends on the CPU that runs the binary).
+//
+//   gather loads: the trilinear patch gather (float source) reads the two x-neighbours of each corner
+//     row as one 64-bit element. AVX2/AVX-512 vector gathers of them are fast on Intel (Skylake and
+//     later) but micro-coded on AMD Zen, where one scalar 64-bit load per pair is faster (Zen 4: 15 vs
+//     18 ms per 64 patches of 32^3 on one core). Both give identical results. (Nearest gathers keep
+//     the vector gathers on every CPU: on Zen 4 they were as fast as scalar loads or faster.)
+#pragma once
+#include <string>
+
+namespace pw::kernels::cpu {
+
+enum class GatherLoads { vector, scalar };
+
+// The path of this process: PW_GATHER_LOADS=vector|scalar if set, otherwise by the CPU vendor
+// (AMD and Hygon: scalar; others: vector); always scalar in a build without AVX2 gathers.
+GatherLoads gather_loads();
+// Forces a path (tests run both paths on any machine; benchmarks compare them).
+void set_gather_loads(GatherLoads path);
+// One line naming the CPU (vendor, family, model name) and the paths chosen, for logs and benchmarks.
+std::string cpu_paths_description();
+
+}  // namespace pw::kernels::cpu
