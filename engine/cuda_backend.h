@@ -34,6 +34,7 @@ const CudaStatus& cuda_status();
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/candidate.h"
 #include "kernels/conv.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/elementwise.h"
