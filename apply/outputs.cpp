@@ -311,6 +311,11 @@ Volume OutputBuilder::take() {
   return v;
 }
 
+void one_hot_classes(const int32_t* classes, int64_t n, int channels, std::vector<float>& out) {
+  out.assign(static_cast<size_t>(channels) * n, 0.f);
+  for (int64_t v = 0; v < n; ++v) out[static_cast<size_t>(classes[v]) * n + v] = 1.f;
+}
+
 Volume make_output(const Prediction& p, const OutputType& t, const LabelInfo& info) {
   OutputBuilder b(t, info);
   b.begin(p.grid, p.channels, p.categorical);
@@ -323,9 +328,8 @@ Volume make_output(const Prediction& p, const OutputType& t, const LabelInfo& in
   // candidate_sampling, classes decided (apply/responses.h): one-hot class probabilities
   if (t.kind != OutKind::atls && t.kind != OutKind::mask)
     throw UsageError("--out-type: a candidate_sampling model gives class labels only (atls or mask), not probabilities");
-  const int64_t n = p.grid.numel();
-  std::vector<float> onehot(static_cast<size_t>(p.channels) * n, 0.f);
-  for (int64_t v = 0; v < n; ++v) onehot[static_cast<size_t>(p.classes[v]) * n + v] = 1.f;
+  std::vector<float> onehot;
+  one_hot_classes(p.classes.data(), p.grid.numel(), p.channels, onehot);
   b.put(whole, onehot.data());
   return b.take();
 }

@@ -77,6 +77,10 @@ class OutputBuilder : public BrickSink {
   Volume vol_;
 };
 
+// Decided classes (0..channels-1 per voxel, candidate_sampling models) as one-hot class probabilities
+// [channels, n] into `out`: an OutputBuilder's atls/mask decision on them gives those classes.
+void one_hot_classes(const int32_t* classes, int64_t n, int channels, std::vector<float>& out);
+
 // The output volume of a whole prediction (an OutputBuilder fed with one box).
 Volume make_output(const Prediction& p, const OutputType& t, const LabelInfo& info);
 

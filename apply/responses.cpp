@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "apply/outputs.h"
 #include "engine/ops.h"
 
 namespace pw::apply {
@@ -42,10 +43,10 @@ void ClassifySink::begin(const train::Patch& grid, int channels, bool categorica
 
 void ClassifySink::put(const Box& box, const float* y) {
   const int64_t n = box.numel();
-  Tensor f = Tensor::from_vector({m_, n}, std::vector<float>(y, y + m_ * n));
+  Tensor f = Tensor::empty({m_, n});
+  std::copy(y, y + m_ * n, f.f32());
   const Tensor c = classify_responses(f, model_, min_prob_).cpu();
-  onehot_.assign(static_cast<size_t>(classes_) * n, 0.f);
-  for (int64_t v = 0; v < n; ++v) onehot_[static_cast<size_t>(c.i32()[v]) * n + v] = 1.f;
+  one_hot_classes(c.i32(), n, classes_, onehot_);
   next_.put(box, onehot_.data());
 }
 

@@ -1,9 +1,8 @@
 # PW_MPI=AUTO|ON|OFF: data-parallel training over MPI (train/distributed.cpp). AUTO enables it when an MPI
 # (Debian: libopenmpi-dev) is found; ON fails here when none is; OFF (and AUTO without MPI) builds exactly
-# the single-process program, with no MPI dependency. With CUDA too, NCCL (libnccl + nccl.h, in the CUDA
-# toolkit) would reduce the gradients on the GPUs; for now they go through host MPI buffers (see below).
+# the single-process program, with no MPI dependency. With CUDA too, the gradients of GPU ranks go through
+# host MPI buffers (see below).
 set(PW_HAVE_MPI OFF)
-set(PW_HAVE_NCCL OFF)
 if(NOT PW_MPI STREQUAL "OFF")
   find_package(MPI COMPONENTS C QUIET)
   if(MPI_C_FOUND)
@@ -16,23 +15,17 @@ if(NOT PW_MPI STREQUAL "OFF")
     message(STATUS "Patchwork: MPI off (none found)")
   endif()
 endif()
-# NCCL is not used yet: the CUDA runtime lives in the CUDA plugin (engine/cuda_backend.h, loaded on first GPU
-# use), and train/distributed.cpp's NCCL path still calls the runtime directly. Until that path goes through
-# the plugin, the gradients of GPU ranks are reduced through host MPI buffers.
+# No NCCL yet: the CUDA runtime lives in the CUDA plugin (engine/cuda_backend.h, loaded on first GPU use), so
+# an NCCL reduction has to go through the plugin's table; until it does, GPU gradients use host MPI buffers.
 if(PW_HAVE_MPI AND PW_HAVE_CUDA)
   message(STATUS "Patchwork: CUDA gradients are reduced through host MPI buffers (NCCL not wired to the CUDA plugin yet)")
 endif()
 
-# pw_link_mpi(target): MPI (and NCCL) for the one library that talks to them.
+# pw_link_mpi(target): MPI for the one library that talks to it.
 function(pw_link_mpi target)
   if(PW_HAVE_MPI)
     target_link_libraries(${target} PRIVATE MPI::MPI_C)
     # The C API only (mpi.h would pull in the deprecated C++ bindings, which MPI::MPI_C does not link).
     target_compile_definitions(${target} PRIVATE PW_HAVE_MPI=1 OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
-  endif()
-  if(PW_HAVE_NCCL)
-    target_include_directories(${target} PRIVATE ${NCCL_INCLUDE_DIR})
-    target_link_libraries(${target} PRIVATE ${NCCL_LIBRARY})
-    target_compile_definitions(${target} PRIVATE PW_HAVE_NCCL=1)
   endif()
 endfunction()

@@ -12,11 +12,6 @@
 #if PW_HAVE_MPI
 #include <mpi.h>
 #endif
-#if PW_HAVE_NCCL
-#include <nccl.h>
-
-#include "kernels/cuda/context.h"
-#endif
 
 namespace pw::train {
 
@@ -95,9 +90,6 @@ Distributed::Distributed() {
 }
 
 Distributed::~Distributed() {
-#if PW_HAVE_NCCL
-  if (nccl_) ncclCommDestroy(static_cast<ncclComm_t>(nccl_));
-#endif
   int finalized = 0;
   if (mpi_ && MPI_Finalized(&finalized) == MPI_SUCCESS && !finalized) MPI_Finalize();
 }
@@ -114,32 +106,7 @@ void Distributed::average_gradients(const std::vector<Var>& params, double weigh
   std::vector<uint8_t> has(params.size());
   for (size_t i = 0; i < params.size(); ++i) has[i] = params[i]->grad.defined();
   MPI_Allreduce(MPI_IN_PLACE, has.data(), static_cast<int>(has.size()), MPI_UNSIGNED_CHAR, MPI_MAX, MPI_COMM_WORLD);
-#if PW_HAVE_NCCL
-  if (!params.empty() && params[0]->value.is_cuda()) {  // NCCL on one device buffer: each rank's buffer times its weight, summed (ncclPreMulSum)
-    if (!nccl_) {
-      ncclUniqueId id;
-      if (rank_ == 0) ncclGetUniqueId(&id);
-      MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
-      ncclComm_t comm;
-      if (ncclCommInitRank(&comm, size_, id, rank_) != ncclSuccess)
-        throw InputError("NCCL: cannot set up the communicator between the GPU ranks");
-      nccl_ = comm;
-    }
-    auto comm = static_cast<ncclComm_t>(nccl_);
-    Tensor flat = pack(params, Device::cuda);
-    float w = static_cast<float>(weight);
-    ncclRedOp_t op;
-    ncclRedOpCreatePreMulSum(&op, &w, ncclFloat, ncclScalarHostImmediate, comm);
-    const ncclResult_t r =
-        ncclAllReduce(flat.raw(), flat.raw(), static_cast<size_t>(flat.numel()), ncclFloat, op, comm,
-                      kernels::cuda::stream());
-    ncclRedOpDestroy(op, comm);
-    if (r != ncclSuccess) throw InputError(std::string("NCCL allreduce of the gradients: ") + ncclGetErrorString(r));
-    unpack(flat, params, has);
-    return;
-  }
-#endif
-  // MPI on one host buffer (CUDA gradients without NCCL go through the host).
+  // MPI on one host buffer (CUDA gradients go through the host).
   Tensor flat;
   {
     NoGradGuard ng;
@@ -196,13 +163,6 @@ void end_all_ranks(const std::string&, int) {}
 
 #endif
 
-bool Distributed::built_with_nccl() {
-#if PW_HAVE_NCCL
-  return true;
-#else
-  return false;
-#endif
-}
 
 Distributed& Distributed::world() {
   static Distributed w;

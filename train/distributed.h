@@ -1,5 +1,5 @@
 // Data-parallel training across processes (`mpirun -np N patchwork train`): the one place that talks to
-// MPI (and to NCCL between GPU ranks). A build without MPI (PW_MPI=OFF), or a process not started by an
+// MPI. A build without MPI (PW_MPI=OFF), or a process not started by an
 // MPI launcher, gets the single-process world: rank 0 of 1, every call below a no-op, so the training loop
 // reads the same either way.
 //
@@ -22,11 +22,10 @@ namespace pw::train {
 class Distributed {
  public:
   // The process's world: MPI's when built with it and started by mpirun/srun (MPI initialised on the first
-  // call, finalised at exit; with CUDA each rank takes GPU local_rank % device count), else one process.
+  // call, finalised at exit; with CUDA each rank takes the first GPU it sees), else one process.
   static Distributed& world();
-  // Whether this build can run over MPI (PW_MPI); with NCCL for CUDA gradients.
+  // Whether this build can run over MPI (PW_MPI).
   static bool built_with_mpi();
-  static bool built_with_nccl();
 
   int rank() const { return rank_; }
   int size() const { return size_; }
@@ -36,7 +35,7 @@ class Distributed {
   void broadcast_model(Model& model);
   // Gradients: g <- sum over ranks of weight_r * g_r, the same on every rank (weight_r: this rank's share of
   // the global batch's rows; a parameter without a gradient counts as zero and keeps none only when no rank
-  // has one). MPI_Allreduce over one host buffer, or NCCL over one device buffer for CUDA gradients; the
+  // has one). MPI_Allreduce over one host buffer (CUDA gradients are copied down and back); the
   // summation order depends on N and the buffer size only, never on timing.
   void average_gradients(const std::vector<Var>& params, double weight);
   // Element-wise sum over the ranks, in place (losses, Dice sums, hard-mining scores).
@@ -56,7 +55,6 @@ class Distributed {
   Distributed();
   int rank_ = 0, size_ = 1;
   bool mpi_ = false;
-  void* nccl_ = nullptr;  // ncclComm_t, made on the first CUDA gradient reduction
 };
 
 // For the CLI's error path: in a run of several ranks, prints "patchwork (rank R of N): <message>" and
