@@ -7,38 +7,34 @@
 
 namespace pw::apply {
 
-BrickGrid::BrickGrid(const std::array<int64_t, 3>& g, int d, int64_t b) : grid(g), ndim(d), brick(b) {
+BrickGrid::BrickGrid(const std::array<int64_t, 3>& g, int d, int64_t b) : grid(g), ndim(d) {
   if (d != 2 && d != 3) throw std::invalid_argument("BrickGrid: ndim must be 2 or 3");
   if (b < 2) throw std::invalid_argument("BrickGrid: the brick size must be >= 2 (exact brick origins)");
   if (d == 2 && g[0] != 1) throw std::invalid_argument("BrickGrid: a 2-D grid has one slice");
-  for (int a = 0; a < 3; ++a) {
-    const int64_t s = (d == 2 && a == 0) ? 1 : b;
-    count[a] = (grid[a] + s - 1) / s;
-  }
+  edge = {1, b, b};
+  edge[3 - d] = sweep_depth(b);
+  for (int a = 0; a < 3; ++a) count[a] = (grid[a] + edge[a] - 1) / edge[a];
 }
 
 Box BrickGrid::box(int64_t b) const {
   Box bx;
   const int64_t idx[3] = {b / (count[1] * count[2]), (b / count[2]) % count[1], b % count[2]};
   for (int a = 0; a < 3; ++a) {
-    const int64_t s = (ndim == 2 && a == 0) ? 1 : brick;
-    bx.lo[a] = idx[a] * s;
-    bx.size[a] = std::min(s, grid[a] - bx.lo[a]);
+    bx.lo[a] = idx[a] * edge[a];
+    bx.size[a] = std::min(edge[a], grid[a] - bx.lo[a]);
   }
   return bx;
 }
 
 int64_t BrickGrid::at(const std::array<int64_t, 3>& v) const {
-  const int64_t bz = ndim == 2 ? 1 : brick;
-  return ((v[0] / bz) * count[1] + v[1] / brick) * count[2] + v[2] / brick;
+  return ((v[0] / edge[0]) * count[1] + v[1] / edge[1]) * count[2] + v[2] / edge[2];
 }
 
 std::vector<int64_t> BrickGrid::meeting(const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& hi) const {
   int64_t l[3], h[3];
   for (int a = 0; a < 3; ++a) {
-    const int64_t s = (ndim == 2 && a == 0) ? 1 : brick;
-    l[a] = lo[a] / s;
-    h[a] = hi[a] / s;
+    l[a] = lo[a] / edge[a];
+    h[a] = hi[a] / edge[a];
   }
   std::vector<int64_t> out;
   for (int64_t z = l[0]; z <= h[0]; ++z)

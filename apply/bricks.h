@@ -1,5 +1,6 @@
 // Brick-wise stitching (issue 12): the stitching accumulators of `apply` held as bricks of
-// brick^3 voxels (default 32), each allocated when the first patch lands in it and freed when it is
+// brick x brick voxels across and brick/4 (at least 2) along the sweep axis (z; 2-D: y), default 32 x 32 x 8,
+// each allocated when the first patch lands in it and freed when it is
 // finished. A background brick that no patch reaches never exists. The stitching math is the
 // engine's stitch_accumulate on a brick-sized target with the brick's origin (exact: a brick holds
 // bit for bit what the same voxels of a whole-grid accumulator would hold, see kernels/gather.h).
@@ -11,6 +12,7 @@
 // stitched sums by up to 2^-11 relative and with it label decisions near ties; float32 accumulators
 // held only for the bricks in flight keep the result identical to whole-grid stitching.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
@@ -39,14 +41,17 @@ class BrickSink {
   virtual void put(const Box& box, const float* y) = 0;
 };
 
-// The bricks of a grid: brick^3 voxels each (2-D: brick^2), the last ones along an axis clipped to
-// the grid; numbered z-major (x fastest).
+// The bricks of a grid: `brick` voxels along y and x and sweep_depth(brick) along the sweep axis (the
+// slowest: z, 2-D y), the last ones along an axis clipped to the grid; numbered z-major (x fastest).
+// Thin along the sweep axis because the stitched level's patches arrive in a sweep along it: the open slab
+// of bricks is about one patch plus one to two brick depths thick.
 struct BrickGrid {
   std::array<int64_t, 3> grid{1, 1, 1}, count{1, 1, 1};
+  std::array<int64_t, 3> edge{1, 32, 32};  // brick size per array axis (z, y, x)
   int ndim = 3;
-  int64_t brick = 32;
   BrickGrid() = default;
   BrickGrid(const std::array<int64_t, 3>& grid, int ndim, int64_t brick);
+  static int64_t sweep_depth(int64_t brick) { return brick / 4 < 2 ? std::min<int64_t>(brick, 2) : brick / 4; }
   int64_t num() const { return count[0] * count[1] * count[2]; }
   Box box(int64_t b) const;
   int64_t at(const std::array<int64_t, 3>& v) const;  // the brick holding voxel v

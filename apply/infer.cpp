@@ -291,7 +291,8 @@ struct PatchRec {
 };
 
 // The previous level's kept patches: their outputs [Q, Cout, out size] on the device, their input
-// patches and augmentations, and their index in that level's list.
+// patches and augmentations, and their index in that level's list. Parents evaluated on demand
+// (Inference::OnDemand) have no `out`: their outputs come one by one.
 struct Parents {
   Tensor out;
   std::vector<Patch> patches;
@@ -304,6 +305,13 @@ struct LevelResult {
   Tensor outputs;
   std::vector<float> attention;
 };
+
+// Logits holding NaN or infinity: an error naming the level.
+void require_finite(FiniteCheck& finite, int level) {
+  if (!finite.ok())
+    throw InputError("level " + std::to_string(level) +
+                     " of the network produced NaN or infinite outputs (a diverged or damaged model)");
+}
 
 // Probabilities [B, K, s] of the label logits (the first K of the Cout channels): softmax over the
 // K classes when categorical, else a sigmoid per channel; on the logits' device. A candidate_sampling
@@ -443,6 +451,10 @@ class Inference {
   Eigen::Matrix3d aug(int level);
   std::vector<PatchRec> level0_patches();
   LevelResult evaluate_level(int chunk, int level, const std::vector<PatchRec>& cur, const Parents& par);
+  Tensor forward_batch(int level, const std::vector<PatchRec>& batch, const Parents& par, FiniteCheck& finite);
+  Parents defer_level(int level, const std::vector<PatchRec>& cur, Parents&& par);
+  void demand_parents(int chunk, const std::vector<PatchRec>& batch);
+  void release_parents(const std::vector<PatchRec>& batch);
   Tensor crop_parents(int level, const std::vector<PatchRec>& batch, const Parents& par) const;
   std::vector<float> stitch_mats(int level, const std::vector<PatchRec>& patches) const;
   void stitch(int level, const Tensor& prob, const std::vector<PatchRec>& batch, int64_t end);
@@ -469,6 +481,20 @@ class Inference {
   // Last chunk: (index of the last patch reaching it, brick) in that order; the next entry to finish.
   std::vector<std::pair<int64_t, int64_t>> plan_;
   size_t plan_pos_ = 0;
+  // The stitched level's parents, evaluated on demand (tree order needs no attention: lazy_fraction 1, no
+  // --level mix): a batch of them (the batches of a whole-level evaluation, so the same values) is run
+  // when a child first needs one of its patches, and each output is freed after its last child. Only the
+  // parents around the sweep are held instead of the whole level's outputs.
+  struct OnDemand {
+    bool on = false;
+    int level = -1;
+    std::vector<PatchRec> patches;  // the level's patches
+    Parents up;                     // their parents (kept whole)
+    std::vector<Tensor> out;        // per patch: its output [Cout, out size] while children are to come
+    std::vector<int64_t> uses;      // per patch: children not yet evaluated
+    std::vector<char> evaluated;    // per batch
+    int64_t bytes = 0;              // outputs held now
+  } demand_;
   std::mt19937_64 rng_;
   Progress progress_;
   Prediction pred_;
@@ -617,15 +643,31 @@ std::vector<PatchRec> Inference::level0_patches() {
 }
 
 // The crops C_level of the parents' outputs for a batch [B, Cout(level-1), patch size], on the device.
+// Parents evaluated on demand: the batch's distinct parents are stacked into a small [U, Cout, out size]
+// (the same values, so the same crops).
 Tensor Inference::crop_parents(int level, const std::vector<PatchRec>& batch, const Parents& par) const {
   std::vector<float> m;
   Tensor index = Tensor::empty({static_cast<int64_t>(batch.size())}, DType::i32);
+  std::vector<int> stacked;  // on demand: the parents in `src`
   for (size_t i = 0; i < batch.size(); ++i) {
-    index.i32()[i] = batch[i].parent;
+    int q = batch[i].parent;
+    if (!par.out.defined()) {
+      const int u = static_cast<int>(std::find(stacked.begin(), stacked.end(), q) - stacked.begin());
+      if (u == static_cast<int>(stacked.size())) stacked.push_back(q);
+      q = u;
+    }
+    index.i32()[i] = q;
     Patch pout = train::out_patch(sc_, level - 1, par.patches[batch[i].parent]);
     train::append_kernel_matrix(train::resample_matrix(pout, batch[i].in), sc_.ndim, m);
   }
-  return gather_patches_nested(constant(par.out), index, mats_tensor(m, sc_.ndim),
+  Tensor src = par.out;
+  if (!src.defined()) {
+    Shape shape = demand_.out[stacked[0]].shape();  // [1, Cout, out size]
+    shape[0] = static_cast<int64_t>(stacked.size());
+    src = Tensor::empty(shape, DType::f32, dev_);
+    for (size_t u = 0; u < stacked.size(); ++u) src.rows(u, u + 1).copy_from(demand_.out[stacked[u]]);
+  }
+  return gather_patches_nested(constant(src), index, mats_tensor(m, sc_.ndim),
                                spatial_size(sc_.patch_size[level], sc_.ndim), sc_.interp_type)
       ->value;
 }
@@ -690,11 +732,6 @@ void Inference::plan_finishing(int chunk, std::vector<PatchRec>& cur) {
 // GPU one reduction per batch and one download per level, before anything is written).
 LevelResult Inference::evaluate_level(int chunk, int level, const std::vector<PatchRec>& cur, const Parents& par) {
   FiniteCheck finite;
-  auto check_finite = [&] {
-    if (!finite.ok())
-      throw InputError("level " + std::to_string(level) +
-                       " of the network produced NaN or infinite outputs (a diverged or damaged model)");
-  };
   const int64_t P = static_cast<int64_t>(cur.size());
   if (opt_.observe)
     for (const PatchRec& r : cur) opt_.observe(level, r.in, r.parent < 0 ? -1 : par.index[r.parent]);
@@ -704,19 +741,13 @@ LevelResult Inference::evaluate_level(int chunk, int level, const std::vector<Pa
   const bool keep = level < last_;
   LevelResult res;
   if (keep) res.outputs = Tensor::empty(with_front({P}, out_shape), DType::f32, dev_);
+  const bool deferred = demand_.on && level == last_;  // its parents come on demand
   for (int64_t b0 = 0; b0 < P; b0 += opt_.batch_size) {
     const std::vector<PatchRec> batch(cur.begin() + b0, cur.begin() + std::min<int64_t>(P, b0 + opt_.batch_size));
     const int64_t B = static_cast<int64_t>(batch.size());
-    std::vector<Patch> inputs;
-    for (const PatchRec& r : batch) inputs.push_back(r.in);
-    Tensor img = net_.crop_image(level, input_, inputs);
-    Tensor crop = level > 0 ? crop_parents(level, batch, par) : Tensor();
-    Tensor logits = net_.forward(level, img, crop).to(dev_);
-    if (logits.shape() != with_front({B}, out_shape))
-      throw std::invalid_argument("the network's level " + std::to_string(level) + " output has shape " +
-                                  shape_str(logits.shape()) + ", expected " + shape_str(with_front({B}, out_shape)));
-    finite.add(logits);
-    if (!logits.is_cuda()) check_finite();
+    if (deferred) demand_parents(chunk, batch);
+    Tensor logits = forward_batch(level, batch, par, finite);
+    if (deferred) release_parents(batch);
     if (keep) res.outputs.rows(b0, b0 + B).copy_from(logits);
     const bool stitched = level == last_ || opt_.level_mix;
     const bool lazy = keep && opt_.lazy_fraction < 1;
@@ -729,8 +760,81 @@ LevelResult Inference::evaluate_level(int chunk, int level, const std::vector<Pa
     if (stitched) stitch(level, label_probabilities(net_.finalize(level, logits), K_, sc_), batch, b0 + B);
     progress_.report(chunk, opt_.num_chunks, level, b0 + B, P);
   }
-  check_finite();
+  require_finite(finite, level);
   return res;
+}
+
+// One batch of a level through the network: image crops and parent crops in, logits [B, Cout, out size]
+// on the device out (shape checked; NaN/inf: on the host checked at once, on a GPU at the level's end).
+Tensor Inference::forward_batch(int level, const std::vector<PatchRec>& batch, const Parents& par, FiniteCheck& finite) {
+  const int64_t B = static_cast<int64_t>(batch.size());
+  const Shape out_shape = with_front({B, net_.out_channels(level)}, spatial_shape(sc_.out_patch_size[level], sc_.ndim));
+  std::vector<Patch> inputs;
+  for (const PatchRec& r : batch) inputs.push_back(r.in);
+  Tensor img = net_.crop_image(level, input_, inputs);
+  Tensor crop = level > 0 ? crop_parents(level, batch, par) : Tensor();
+  Tensor logits = net_.forward(level, img, crop).to(dev_);
+  if (logits.shape() != out_shape)
+    throw std::invalid_argument("the network's level " + std::to_string(level) + " output has shape " +
+                                shape_str(logits.shape()) + ", expected " + shape_str(out_shape));
+  finite.add(logits);
+  if (!logits.is_cuda()) require_finite(finite, level);
+  return logits;
+}
+
+// Instead of evaluating `level` (the stitched level's parents), keeps its patches for demand_parents:
+// returns them as the next level's parents (patches and augmentations, no outputs).
+Parents Inference::defer_level(int level, const std::vector<PatchRec>& cur, Parents&& par) {
+  if (opt_.observe)
+    for (const PatchRec& r : cur) opt_.observe(level, r.in, r.parent < 0 ? -1 : par.index[r.parent]);
+  const size_t P = cur.size();
+  demand_.level = level;
+  demand_.patches = cur;
+  demand_.up = std::move(par);
+  demand_.out.assign(P, Tensor());
+  demand_.uses.assign(P, 0);
+  demand_.evaluated.assign((P + opt_.batch_size - 1) / opt_.batch_size, 0);
+  Parents next;
+  for (size_t k = 0; k < P; ++k) {
+    next.patches.push_back(cur[k].in);
+    next.L.push_back(cur[k].L);
+    next.index.push_back(static_cast<int>(k));
+  }
+  return next;
+}
+
+// Evaluates the parents' batches that `batch` needs and that have not run yet, keeping each parent's output.
+void Inference::demand_parents(int chunk, const std::vector<PatchRec>& batch) {
+  const int level = demand_.level;
+  const int64_t P = static_cast<int64_t>(demand_.patches.size()), bs = opt_.batch_size;
+  for (const PatchRec& r : batch) {
+    const int64_t j = r.parent / bs;
+    if (demand_.evaluated[j]) continue;
+    demand_.evaluated[j] = 1;
+    const int64_t b0 = j * bs, b1 = std::min(P, b0 + bs);
+    const std::vector<PatchRec> pb(demand_.patches.begin() + b0, demand_.patches.begin() + b1);
+    FiniteCheck finite;
+    const Tensor logits = forward_batch(level, pb, demand_.up, finite);
+    require_finite(finite, level);
+    for (int64_t k = b0; k < b1; ++k) {
+      Tensor o = logits.rows(k - b0, k - b0 + 1);
+      demand_.out[k] = Tensor::empty(o.shape(), DType::f32, dev_);
+      demand_.out[k].copy_from(o);
+      demand_.bytes += o.numel() * static_cast<int64_t>(sizeof(float));
+    }
+    pred_.parents_peak_bytes = std::max(pred_.parents_peak_bytes, demand_.bytes);
+    pred_.patches_per_level[level] += b1 - b0;
+    progress_.report(chunk, opt_.num_chunks, level, b1, P);
+  }
+}
+
+// After a batch of children: frees the outputs of the parents whose last child it held.
+void Inference::release_parents(const std::vector<PatchRec>& batch) {
+  for (const PatchRec& r : batch)
+    if (--demand_.uses[r.parent] == 0) {
+      demand_.bytes -= demand_.out[r.parent].numel() * static_cast<int64_t>(sizeof(float));
+      demand_.out[r.parent] = Tensor();
+    }
 }
 
 // Lazy evaluation: the top fraction of the level's patches by attention (all when the fraction is 1).
@@ -845,14 +949,23 @@ void Inference::finish() {
 
 Prediction Inference::run() {
   NoGradGuard no_grad;
+  demand_.on = last_ > 0 && opt_.lazy_fraction >= 1 && !opt_.level_mix;
   for (int chunk = 0; chunk < opt_.num_chunks; ++chunk) {
     std::vector<PatchRec> cur = level0_patches();
     Parents par;
     for (int level = 0;; ++level) {
       if (level == last_) plan_finishing(chunk, cur);
+      if (demand_.on && level == last_ - 1) {  // evaluated as its children need it
+        par = defer_level(level, cur, std::move(par));
+        cur = children(level, par);
+        for (const PatchRec& r : cur) ++demand_.uses[r.parent];
+        continue;
+      }
       LevelResult res = evaluate_level(chunk, level, cur, par);
       if (level == last_) break;
       par = keep_top(std::move(res), cur);
+      if (level == last_ - 1)
+        pred_.parents_peak_bytes = std::max(pred_.parents_peak_bytes, par.out.numel() * static_cast<int64_t>(sizeof(float)));
       cur = children(level, par);
     }
   }

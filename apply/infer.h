@@ -9,8 +9,10 @@
 // that in the last chunk a brick is finished (normalised and handed to the output, then freed) as
 // soon as the last patch reaching it is stitched: only a slab of bricks about one patch thick is
 // held at a time. --level mix and num_chunks > 1 keep the bricks of earlier levels/chunks until
-// the end. Patches are evaluated in batches of `batch_size`; the outputs of the parents of the
-// level being evaluated are kept for one chunk (bounded by num_patches and the lazy fraction).
+// the end. Patches are evaluated in batches of `batch_size`. The stitched level's parents are evaluated
+// on demand when no attention has to choose among them (lazy_fraction 1, no --level mix): a batch of them
+// when a child first needs one, each output freed after its last child, so only the parents around the sweep
+// are held; otherwise the outputs of a level's kept patches are held while the next level is evaluated.
 #pragma once
 #include <Eigen/Dense>
 #include <array>
@@ -111,6 +113,7 @@ struct Prediction {
   int64_t stitch_peak_bytes = 0;  // the most accumulator bytes held at once (summed over the stitched
                                   // levels and, when resampling, the resampler's source bricks)
   int64_t bricks_allocated = 0, bricks_total = 0;  // bricks that ever existed / bricks of the grid(s)
+  int64_t parents_peak_bytes = 0;  // the most bytes of the stitched level's parents' outputs held at once
 };
 
 // One image for the inference: its geometry and its (normalised) data [C, z, y, x] f32 (any device).

@@ -157,9 +157,11 @@ void run(const ApplyCli& c) {
     std::string levels;
     for (size_t l = 0; l < p.patches_per_level.size(); ++l)
       levels += (l ? "," : "") + std::to_string(p.patches_per_level[l]);
-    std::fprintf(stderr, "apply: %s -> %s (%.1f s, patches per level %s; stitching bricks %lld of %lld, peak %.0f MB)\n",
+    std::fprintf(stderr,
+                 "apply: %s -> %s (%.1f s, patches per level %s; stitching bricks %lld of %lld, peak %.0f MB; parents' "
+                 "outputs peak %.0f MB)\n",
                  name.c_str(), out.string().c_str(), p.seconds, levels.c_str(), static_cast<long long>(p.bricks_allocated),
-                 static_cast<long long>(p.bricks_total), p.stitch_peak_bytes / 1e6);
+                 static_cast<long long>(p.bricks_total), p.stitch_peak_bytes / 1e6, p.parents_peak_bytes / 1e6);
   };
   if (single) {
     std::vector<fs::path> files(c.in.begin(), c.in.end());

@@ -49,6 +49,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
   const int64_t V = g.vol_numel(), PN = g.patch_numel(), C = g.channels;
   const float o[3] = {float(g.origin[0]), float(g.origin[1]), float(g.origin[2])};  // brick origin (exact)
   std::vector<int64_t> idx(s2);
+  std::vector<char> inb(s2, 1);  // nearest, not fast: the voxel lands inside the target and the owned planes
   std::vector<float> ww(s2), fz(kLinear ? s2 : 0), fy(kLinear ? s2 : 0), fx(kLinear ? s2 : 0);
   for (int64_t q = plane_begin / npa; q * npa < plane_end; ++q) {
     const int64_t lo = std::max(plane_begin, q * npa) - q * npa;
@@ -105,28 +106,37 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
                 const int64_t ix = common::nearest_axis((common::coord(r[2], fi, st[2]) - o[2]), n2, inx);
                 const int64_t ipa = pa == 0 ? iz : iy;
                 const bool ok = inz & iny & inx & (ipa >= lo) & (ipa < hi);
+                inb[i] = ok;
                 idx[i] = (iz * n1 + iy) * n2 + ix;
                 ww[i] = ok ? w01 * w2[i] : 0.f;
               }
             }
             // Axis-aligned rows (tree tiling at the source's voxel size) land on consecutive target
-            // voxels: then the read-modify-write is a plain vectorised loop (same sums, same skips).
-            bool contiguous = fast && st[0] == 0.f && st[1] == 0.f && st[2] == 1.f;
+            // voxels: then the read-modify-write is a plain vectorised loop (same sums, same skips),
+            // also over the inside part [i0, i1) of a row that crosses the target's border (a brick's).
+            int64_t i0 = 0, i1 = s2;
+            if (!fast) {
+              while (i0 < i1 && !inb[i0]) ++i0;
+              while (i1 > i0 && !inb[i1 - 1]) --i1;
+              if (i0 == i1) continue;  // nothing of the row lands here
+            }
+            bool contiguous = st[0] == 0.f && st[1] == 0.f && st[2] == 1.f && i0 < i1;
             if (contiguous) {
               int64_t off = 0;
-              for (int i = 0; i < int(s2); ++i) off |= idx[i] ^ (idx[0] + i);
+              for (int64_t i = i0; i < i1; ++i) off |= (fast ? 0 : !inb[i]) | (idx[i] ^ (idx[i0] + i - i0));
               contiguous = off == 0;
             }
             if (contiguous) {
-              const int64_t id0 = idx[0];
+              const int len = int(i1 - i0);
+              const float* __restrict__ w = ww.data() + i0;
               for (int64_t c = 0; c < C; ++c) {
-                float* __restrict__ a = accq + c * V + id0;
-                const float* __restrict__ pr = prow + c * PN;
-                for (int i = 0; i < int(s2); ++i) a[i] = ww[i] != 0.f ? a[i] + ww[i] * pr[i] : a[i];
+                float* __restrict__ a = accq + c * V + idx[i0];
+                const float* __restrict__ pr = prow + c * PN + i0;
+                for (int i = 0; i < len; ++i) a[i] = w[i] != 0.f ? a[i] + w[i] * pr[i] : a[i];
               }
               if (wq) {
-                float* __restrict__ a = wq + id0;
-                for (int i = 0; i < int(s2); ++i) a[i] = ww[i] != 0.f ? a[i] + ww[i] : a[i];
+                float* __restrict__ a = wq + idx[i0];
+                for (int i = 0; i < len; ++i) a[i] = w[i] != 0.f ? a[i] + w[i] : a[i];
               }
               continue;
             }
