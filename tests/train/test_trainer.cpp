@@ -160,6 +160,53 @@ TEST_CASE("trainer: a 2D phantom is learned to Dice >= 0.9, every level trains")
   CHECK(m.spec().training["validation_dice"][0].get<double>() == doctest::Approx(r.validation_dice[0]));
 }
 
+TEST_CASE("trainer: a 2D phantom is learned to Dice >= 0.9 with out_patch_size < patch_size") {
+  for (bool valid : {true, false}) {
+    CAPTURE(valid);
+    auto t0 = std::chrono::steady_clock::now();
+    // valid convolutions: 32 -> 28 -> 14 -> 10 -> 20 -> 16 at both levels; else the central crop of the padded U-Net
+    const json out = valid ? json{16, 16} : json{{24, 24}, {20, 16}};
+    json network = {{"features", {8, 16}}};
+    if (valid) network["padding"] = "valid";
+    json j = {{"depth", 2},
+              {"ndim", 2},
+              {"scheme", {{"patch_size", {32, 32}}, {"out_patch_size", out}, {"fov_rel", 0.9}, {"destvox_rel", 1}}},
+              {"categorical_label", {1}},
+              {"categorical", false},
+              {"normalize_input", "m0s1"},
+              {"network", network},
+              {"intermediate_out", 2},
+              {"loss", "bce+dice"},
+              {"num_its", 25},
+              {"num_patches", 8},
+              {"batch_size", 8},
+              {"balance", {{"ratio", 0.5}}},
+              {"augment", {{"dphi", 0.1}}},
+              {"optimizer", {{"type", "adam"}, {"lr", 3e-3}}},
+              {"seed", 3}};
+    TrainConfig cfg = TrainConfig::from_json(j);
+    std::vector<Subject> train, val;
+    for (int i = 0; i < 4; ++i) train.push_back(phantom_subject(cfg.scheme, {64, 64, 1}, 1, 10 + i));
+    val.push_back(phantom_subject(cfg.scheme, {64, 64, 1}, 1, 99));
+    TrainOptions opt;
+    opt.out = pw::test::temp_dir(valid ? "train2d_valid" : "train2d_crop") / "m.safetensors";
+    opt.quiet = true;
+    Trainer tr(cfg, opt);
+    tr.set_predictor(tree_predictor());
+    TrainResult r = tr.run(train, val);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MESSAGE("2D phantom, " << (valid ? "valid convolutions" : "central crop") << ": Dice " << r.validation_dice[0]
+                           << " in " << secs << " s");
+    REQUIRE(r.validation_dice.size() == 1);
+    CHECK(r.validation_dice[0] >= 0.9);
+    Model m = Model::load(opt.out);  // the file keeps the output sizes
+    CHECK(m.spec().scheme.out_patch_size == cfg.scheme.out_patch_size);
+    const Size3& so = cfg.scheme.out_patch_size[1];
+    const Tensor y = m.forward(1, Tensor::zeros({3, 1, 32, 32}), Tensor::zeros({3, 3, 32, 32}));
+    CHECK(y.shape() == Shape{3, 1, so[1], so[0]});
+  }
+}
+
 TEST_CASE("trainer: a 3D phantom is learned to Dice >= 0.9") {
   auto t0 = std::chrono::steady_clock::now();
   json j = {{"depth", 2},
