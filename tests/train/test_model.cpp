@@ -30,6 +30,18 @@ TrainConfig small_config(int ndim, int depth, bool categorical) {
 
 double f_lin(const Eigen::Vector3d& w) { return 0.3 * w[0] - 0.2 * w[1] + 0.1 * w[2] + 1.0; }
 
+// A subject of size s (x, y, z) with a repeating intensity pattern and labels 0, 1, 2 in turn.
+Subject pattern_subject(const Scheme& sc, const Size3& s) {
+  Patch img;
+  img.s = s;
+  Tensor data = Tensor::empty({1, s[2], s[1], s[0]}), lab = Tensor::empty({img.numel()});
+  for (int64_t i = 0; i < img.numel(); ++i) {
+    data.f32()[i] = float((i * 7919) % 13) / 13.f;
+    lab.f32()[i] = float(i % 3);
+  }
+  return make_subject("s", img, data, lab, sc, false);
+}
+
 }  // namespace
 
 TEST_CASE("model: nested crop of the parent output equals a direct crop of the parent") {
@@ -135,14 +147,7 @@ TEST_CASE("model: forward shapes, forward types, identical blocks") {
 TEST_CASE("model: the last level's loss trains the first level through the crop") {
   TrainConfig cfg = small_config(3, 2, true);
   Model m(ModelSpec::from_config(cfg, 1), 3);
-  Patch img;
-  img.s = {20, 20, 20};
-  Tensor data = Tensor::empty({1, 20, 20, 20}), lab = Tensor::empty({8000});
-  for (int i = 0; i < 8000; ++i) {
-    data.f32()[i] = float((i * 7919) % 13) / 13.f;
-    lab.f32()[i] = float(i % 3);
-  }
-  Subject s = make_subject("s", img, data, lab, cfg.scheme, false);
+  Subject s = pattern_subject(cfg.scheme, {20, 20, 20});
   CropGenerator gen(cfg.scheme, SamplerOptions{});
   std::mt19937_64 rng(1);
   PatchSet set = gen.sample({&s}, 3, rng);
@@ -414,14 +419,7 @@ TEST_CASE("model: out_patch_size < patch_size: each level outputs the central cr
       CHECK(y.to_vector() == sub_block(yf, lo, so));
     }
     // a chain: the losses see every level's output patch; the gradient passes the crop
-    Patch img;
-    img.s = {24, 24, nd == 2 ? 1 : 24};
-    Tensor data = Tensor::empty({1, img.s[2], 24, 24}), lab = Tensor::empty({img.numel()});
-    for (int64_t i = 0; i < img.numel(); ++i) {
-      data.f32()[i] = float((i * 7919) % 13) / 13.f;
-      lab.f32()[i] = float(i % 3);
-    }
-    Subject s = make_subject("s", img, data, lab, cfg.scheme, false);
+    Subject s = pattern_subject(cfg.scheme, {24, 24, nd == 2 ? 1 : 24});
     CropGenerator gen(cfg.scheme, SamplerOptions{});
     std::mt19937_64 r(1);
     PatchSet set = gen.sample({&s}, 2, r);
