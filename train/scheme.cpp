@@ -374,15 +374,10 @@ Patch child_patch(const Scheme& scheme, const Frame& frame, int level, const Pat
   Eigen::Vector3d centre = (parent.A * pv).head<3>();
   Patch child = make_patch(scheme, frame, level, centre, L);
   if (scheme.snapper[level]) {
-    Eigen::Vector3d lo, hi, olo, ohi, shift = Eigen::Vector3d::Zero();
-    bounding_box(parent, child, lo, hi);
-    bounding_box(parent, out_patch(scheme, level, child), olo, ohi);
+    Eigen::Vector3d lo, hi, shift = Eigen::Vector3d::Zero();
+    bounding_box(parent, out_patch(scheme, level, child), lo, hi);  // = the input patch when out = in
     for (int a = 0; a < scheme.ndim; ++a) {
       double plo = -0.5, phi = static_cast<double>(parent.s[a]) - 0.5;
-      if (hi[a] - lo[a] > phi - plo) {  // the input does not fit: its output box, if that fits
-        lo[a] = olo[a];
-        hi[a] = ohi[a];
-      }
       if (hi[a] - lo[a] > phi - plo) shift[a] = 0.5 * (plo + phi) - 0.5 * (lo[a] + hi[a]);
       else if (lo[a] < plo) shift[a] = plo - lo[a];
       else if (hi[a] > phi) shift[a] = phi - hi[a];

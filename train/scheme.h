@@ -142,9 +142,10 @@ Patch make_patch(const Scheme& scheme, const Frame& frame, int level, const Eige
 // A child (level `level` >= 1) of `parent` (the parent level's OUTPUT patch, out_patch: the region the
 // child's crop C is taken from) centred at `centre_rel` in [0,1]^3 of the parent's
 // extent (0 and 1 = the parent's borders; 2D: z ignored). With snapper[level] = 1 a child that
-// would stick out of the parent is shifted (in the parent's voxel coordinates) so its
-// bounding box lies inside; along an axis where it is larger, so that its output patch's box lies
-// inside (children tile the parent with their outputs), or centred when that is larger too.
+// would stick out of the parent is shifted (in the parent's voxel coordinates) so that the bounding
+// box of its OUTPUT patch lies inside, or centred on the parent when it is larger (children tile the
+// parent with their outputs; with out_patch_size < patch_size the child's input may reach past the
+// parent's output, where its crop of the parent output is 0).
 Patch child_patch(const Scheme& scheme, const Frame& frame, int level, const Patch& parent,
                   const Eigen::Vector3d& centre_rel, const Eigen::Matrix3d& L = Eigen::Matrix3d::Identity());
 

@@ -642,15 +642,10 @@ TEST_CASE("infer: out_patch_size < patch_size: tree tiles the image with output 
   // children tile each parent's output patch (8x12x16 mm) with their outputs (4x4x2 mm): 3 x 4 x 9
   CHECK(p.patches_per_level[1] == 12 * 3 * 4 * 9);
   for (const auto& [c, parent] : level1) {  // a child lies in its parent's output patch
-    Eigen::Vector3d lo, hi, olo, ohi;
+    Eigen::Vector3d lo, hi;
     const train::Patch po = train::out_patch(net.sc, 0, level0[parent]);
-    train::bounding_box(po, c, lo, hi);
-    train::bounding_box(po, train::out_patch(net.sc, 1, c), olo, ohi);
-    // x: the child's input (12 mm) is wider than the parent's output (8 mm): its output (4 mm) is kept inside
-    CHECK(olo[0] >= -0.5 - 1e-9);
-    CHECK(ohi[0] <= po.s[0] - 0.5 + 1e-9);
-    CHECK(hi[0] - lo[0] > po.s[0]);
-    for (int a = 1; a < 3; ++a) {  // y, z: the child's 8 mm input fits the parent's output (12 x 16 mm)
+    train::bounding_box(po, train::out_patch(net.sc, 1, c), lo, hi);  // the child's output box
+    for (int a = 0; a < 3; ++a) {
       CHECK(lo[a] >= -0.5 - 1e-9);
       CHECK(hi[a] <= po.s[a] - 0.5 + 1e-9);
     }

@@ -477,11 +477,11 @@ TEST_CASE("sampler: out_patch_size < patch_size: labels on the output grid, chil
             }
       CHECK(ones > 0);
     }
-    // level 1: inside its parent's OUTPUT patch (snapper), parent_mats map into that patch
+    // level 1: its output inside its parent's OUTPUT patch (snapper), parent_mats map into that patch
     for (int64_t i = 0; i < set.size(); ++i) {
       const Patch po = out_patch(sc, 0, set.levels[0].patches[i]);
       Eigen::Vector3d lo, hi;
-      bounding_box(po, set.levels[1].patches[i], lo, hi);
+      bounding_box(po, out_patch(sc, 1, set.levels[1].patches[i]), lo, hi);
       for (int a = 0; a < 3; ++a) {
         CHECK(lo[a] >= -0.5 - 1e-6);
         CHECK(hi[a] <= po.s[a] - 0.5 + 1e-6);

@@ -216,14 +216,14 @@ TEST_CASE("scheme: out_patch_size < patch_size: the output patch is the input pa
     for (int a = 0; a < 3; ++a) expect(a, 3) = (s.patch_size[level][a] - s.out_patch_size[level][a]) / 2.0;
     CHECK((M - expect).norm() < 1e-9);
   }
-  // a child is placed in its parent's output patch and, with snapper, stays inside it
+  // a child is placed in its parent's output patch and, with snapper, its output stays inside it
   Patch p0 = make_patch(s, f, 0, Eigen::Vector3d(50, 50, 50), R);
   Patch o0 = out_patch(s, 0, p0);
   for (double u : {0.0, 0.5, 1.0}) {
     Patch c = child_patch(s, f, 1, o0, Eigen::Vector3d(u, 1 - u, u), R);
     Eigen::Vector3d lo, hi;
-    bounding_box(o0, c, lo, hi);
-    for (int a = 0; a < 3; ++a) {  // the child (24, 20, 16 mm) is smaller than the parent's output (40, 60, 80 mm)
+    bounding_box(o0, out_patch(s, 1, c), lo, hi);  // the child's output box
+    for (int a = 0; a < 3; ++a) {
       CHECK(lo[a] >= -0.5 - 1e-9);
       CHECK(hi[a] <= o0.s[a] - 0.5 + 1e-9);
     }
