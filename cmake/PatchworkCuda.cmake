@@ -44,6 +44,19 @@ if(NOT PW_CUDA STREQUAL "OFF")
     message(STATUS "Patchwork: CUDA backend on (${CMAKE_CUDA_COMPILER}, archs ${CMAKE_CUDA_ARCHITECTURES}, cuDNN ${CUDNN_LIBRARY})")
   endif()
 endif()
+# NCCL for the gradients of GPU ranks (kernels/cuda/nccl.h): optional, in the CUDA plugin only. Only nccl.h
+# is needed to build; the plugin loads libnccl.so.2 when a data-parallel training first uses it.
+set(PW_HAVE_NCCL OFF)
+if(PW_HAVE_CUDA)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} $ENV{NCCL_HOME}/include)
+  find_library(NCCL_LIBRARY NAMES libnccl.so.2 nccl HINTS ${CUDAToolkit_LIBRARY_DIR} $ENV{NCCL_HOME}/lib)
+  if(NCCL_INCLUDE_DIR)
+    set(PW_HAVE_NCCL ON)
+    message(STATUS "Patchwork: NCCL in the CUDA plugin (${NCCL_INCLUDE_DIR}/nccl.h; loads libnccl.so.2 on use)")
+  else()
+    message(STATUS "Patchwork: no nccl.h: GPU ranks reduce their gradients through host MPI buffers")
+  endif()
+endif()
 if(PW_HAVE_CUDA)
   target_compile_definitions(pw_options INTERFACE PW_HAVE_CUDA=1)
   target_compile_options(pw_options INTERFACE $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -O3>)
@@ -66,7 +79,7 @@ endfunction()
 # pw_add_cuda_plugin(): the CUDA backend, kernels/cuda/ and engine/cuda/, as one shared library
 # (libpatchwork_cuda.so, in <build>/lib and the install libdir) that the engine loads with dlopen() on
 # the first use of a CUDA device (engine/cuda_backend.h). Only it links the CUDA runtime, cuBLAS and
-# cuDNN; it exports one function (engine/cuda/exports.map). Building pw_engine builds it.
+# cuDNN (and loads NCCL); it exports one function (engine/cuda/exports.map). Building pw_engine builds it.
 function(pw_add_cuda_plugin)
   file(GLOB _src CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/kernels/cuda/*.cu ${PROJECT_SOURCE_DIR}/kernels/cuda/*.cpp
        ${PROJECT_SOURCE_DIR}/engine/cuda/*.cpp)
@@ -74,6 +87,13 @@ function(pw_add_cuda_plugin)
   set_target_properties(pw_cuda PROPERTIES OUTPUT_NAME patchwork_cuda CUDA_SEPARABLE_COMPILATION OFF
                                            LIBRARY_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/lib)
   target_link_libraries(pw_cuda PRIVATE pw_kernels CUDA::cudart CUDA::cublas pw_cudnn)
+  if(PW_HAVE_NCCL)  # nccl.h only: the library is loaded with dlopen() (kernels/cuda/nccl.h)
+    target_include_directories(pw_cuda PRIVATE ${NCCL_INCLUDE_DIR})
+    target_compile_definitions(pw_cuda PRIVATE PW_HAVE_NCCL=1)
+    if(NCCL_LIBRARY)
+      target_compile_definitions(pw_cuda PRIVATE PW_NCCL_LIBRARY="${NCCL_LIBRARY}")
+    endif()
+  endif()
   set(_map ${PROJECT_SOURCE_DIR}/engine/cuda/exports.map)
   target_link_options(pw_cuda PRIVATE -Wl,--no-undefined -Wl,--version-script=${_map})
   set_property(TARGET pw_cuda APPEND PROPERTY LINK_DEPENDS ${_map})

@@ -1,7 +1,6 @@
 # PW_MPI=AUTO|ON|OFF: data-parallel training over MPI (train/distributed.cpp). AUTO enables it when an MPI
 # (Debian: libopenmpi-dev) is found; ON fails here when none is; OFF (and AUTO without MPI) builds exactly
-# the single-process program, with no MPI dependency. With CUDA too, the gradients of GPU ranks go through
-# host MPI buffers (see below).
+# the single-process program, with no MPI dependency.
 set(PW_HAVE_MPI OFF)
 if(NOT PW_MPI STREQUAL "OFF")
   find_package(MPI COMPONENTS C QUIET)
@@ -15,10 +14,11 @@ if(NOT PW_MPI STREQUAL "OFF")
     message(STATUS "Patchwork: MPI off (none found)")
   endif()
 endif()
-# No NCCL yet: the CUDA runtime lives in the CUDA plugin (engine/cuda_backend.h, loaded on first GPU use), so
-# an NCCL reduction has to go through the plugin's table; until it does, GPU gradients use host MPI buffers.
-if(PW_HAVE_MPI AND PW_HAVE_CUDA)
-  message(STATUS "Patchwork: CUDA gradients are reduced through host MPI buffers (NCCL not wired to the CUDA plugin yet)")
+# With CUDA too, GPU ranks reduce their gradients with NCCL when the CUDA plugin has it (PW_HAVE_NCCL,
+# cmake/PatchworkCuda.cmake; reached through the plugin's table, never linked here), else through host
+# MPI buffers; train/distributed.cpp chooses at run time and the training says which.
+if(PW_HAVE_MPI AND PW_HAVE_CUDA AND NOT PW_HAVE_NCCL)
+  message(STATUS "Patchwork: CUDA gradients are reduced through host MPI buffers (no NCCL in the CUDA plugin)")
 endif()
 
 # pw_link_mpi(target): MPI for the one library that talks to it.

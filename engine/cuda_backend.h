@@ -4,8 +4,9 @@
 // CPU commands (info, convert, apply --device cpu, --version) never map those libraries (~200 MB).
 //
 // The plugin hands the engine one table, CudaBackend (filled in engine/cuda/backend.cpp): the runtime
-// (memory, copies, events, controls) and every kernel of the op list (kernels/op_list.h). The engine
-// reaches the CUDA kernels only through PW_CUDA_KERNEL, which engine/dispatch.h's PW_DISPATCH uses.
+// (memory, copies, events, controls), NCCL (gradients between GPU ranks) and every kernel of the op list
+// (kernels/op_list.h). The engine reaches the CUDA kernels only through PW_CUDA_KERNEL, which
+// engine/dispatch.h's PW_DISPATCH uses.
 //
 // Where the plugin is looked for, first found wins: $PW_CUDA_PLUGIN (a path; then only there), the
 // folder of the program (or of the library holding the engine), ../lib and ../<libdir> from there, the
@@ -103,6 +104,17 @@ struct CudaRuntime {
   size_t (*conv_workspace_cap)();
 };
 
+// NCCL between the GPU ranks of a data-parallel training (train/distributed.cpp), kernels/cuda/nccl.h as
+// the plugin exports it. Every entry is null when the plugin was built without nccl.h (PW_HAVE_NCCL).
+struct CudaNccl {
+  static constexpr size_t id_bytes = 128;  // an ncclUniqueId
+  std::string (*unavailable)();            // "" when libnccl.so.2 loads, else why not
+  void (*unique_id)(unsigned char* id);    // id_bytes bytes, made by one rank and sent to the others
+  void* (*comm_init)(int rank, int size, const unsigned char* id);
+  void (*allreduce_sum_f32)(void* comm, float* device_data, size_t count);  // in place
+  void (*comm_destroy)(void* comm);
+};
+
 // The op list's text, every signature: a plugin built from another op list is refused.
 #define PW_CUDA_SIGNATURE_(ret, name, params) #ret " " #name #params ";"
 constexpr const char* kCudaOpListText = PW_KERNELS_ALL(PW_CUDA_SIGNATURE_);
@@ -112,6 +124,7 @@ struct CudaBackend {
   size_t size = sizeof(CudaBackend);  // as the plugin was built, with
   const char* op_list = kCudaOpListText;  // ...: both must match the engine's
   CudaRuntime runtime{};
+  CudaNccl nccl{};
   kernels::CudaKernels kernels{};
 };
 

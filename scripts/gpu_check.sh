@@ -19,9 +19,10 @@
 #   cmake -S . -B build-gpu -DPW_CUDA=ON -DPW_TESTS=ON -DPW_BENCH=ON -DPW_NATIVE=OFF \
 #         -DCMAKE_CXX_FLAGS=-march=x86-64-v3 -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release
 #   cmake --build build-gpu -j2 --target pw_tests_engine pw_tests_kernels pw_tests_train bench_cuda \
-#         bench_gather patchwork
-# and copies the 6 programs, the CUDA plugin libpatchwork_cuda.so (the programs load it from their own
-# folder), Debian's libbenchmark.so.1debian (not on the GPU image) and BUILD_INFO (a
+#         bench_gather patchwork pw_mpi_check
+# and copies the 7 programs, the CUDA plugin libpatchwork_cuda.so (the programs load it from their own
+# folder), Debian's libbenchmark.so.1debian and Open MPI's libraries (the programs link libmpi; the GPU
+# image may have neither) and BUILD_INFO (a
 # hash of the sources) into build-gpu/pack (19 MiB; the working tree plus carried paths must stay
 # under 64 MiB). sm_90 = H100 and H200; PW_NATIVE=OFF + x86-64-v3 (AVX2) so the host code runs on
 # any recent x86-64 CPU there. Rebuild the pack after any source change: the script compares the hash
@@ -33,7 +34,8 @@
 # so partial results come back even when a step hangs. A session has 15 min of device time in all
 # (the machine's start, ~1-2 min, included): to keep room for a second run after a fix, call
 #   run(command="PW_GPU_BUDGET_S=360 bash scripts/gpu_check.sh", carry=["build-gpu/pack"], timeout_s=420)
-# Steps in order (limit): tests_engine (180 s), tests_kernels (90), tests_train_cli (90),
+# Steps in order (limit): tests_engine (180 s), tests_kernels (90), tests_train_cli (90), nccl (60; with
+# mpirun also nccl_mpi 90, or on one GPU nccl_one_gpu_refused 60 + gpu_host_path 60: see nccl_checks),
 # hippocampus (PW_HIPPO_LIMIT_S, 360; PW_HIPPO_ITS iterations, default 500 = ~190 s on an H200, within
 # PW_HIPPO_TRAIN_S = 280 s; only with the data in .gpudata/, carried), bench_cuda (150), peer_cuda (150), bench_gather_cuda (90), sanitizer (150, only after a failure).
 # Without the pack it builds there (needs Eigen3, nlohmann-json, doctest, zlib headers on that image;
@@ -61,13 +63,18 @@ if [ "${1:-}" = "--pack" ]; then
   cmake -S . -B "$BUILD" -DPW_CUDA=ON -DPW_TESTS=ON -DPW_BENCH=ON -DPW_NATIVE=OFF \
     -DCMAKE_CXX_FLAGS=-march=x86-64-v3 -DCMAKE_CUDA_ARCHITECTURES=90 -DCMAKE_BUILD_TYPE=Release
   cmake --build "$BUILD" -j"${PW_JOBS:-2}" --target pw_tests_engine pw_tests_kernels pw_tests_train bench_cuda \
-    bench_gather patchwork
+    bench_gather patchwork pw_mpi_check
   rm -rf "$PACK"
   mkdir -p "$PACK/lib"
   cp "$BUILD"/tests/pw_tests_engine "$BUILD"/tests/pw_tests_kernels "$BUILD"/tests/pw_tests_train \
     "$BUILD"/bench/bench_cuda "$BUILD"/bench/bench_gather "$BUILD"/cli/patchwork "$BUILD"/lib/libpatchwork_cuda.so "$PACK"/
-  # Shared libraries of ours that the GPU image lacks (everything but the CUDA libraries and libc/libstdc++).
-  for lib in $(ldd "$PACK"/bench_cuda | awk '/libbenchmark/ {print $3}'); do cp -L "$lib" "$PACK/lib/"; done
+  [ -x "$BUILD"/tests/pw_mpi_check ] && cp "$BUILD"/tests/pw_mpi_check "$PACK"/
+  # Shared libraries of ours that the GPU image may lack (everything but the CUDA libraries and libc/libstdc++):
+  # Google Benchmark, and Open MPI with what it needs (a build with PW_MPI links libmpi into every program).
+  for lib in $( (ldd "$PACK"/bench_cuda; ldd "$PACK"/patchwork) |
+    awk '/libbenchmark|libmpi|libopen-rte|libopen-pal|libhwloc|libevent|libpmix|libudev/ {print $3}' | sort -u); do
+    cp -L "$lib" "$PACK/lib/"
+  done
   {
     echo "source_hash $(source_hash)"
     echo "git_head $(git rev-parse HEAD 2>/dev/null || echo none)"
@@ -126,6 +133,29 @@ step() {
   SUMMARY+="$(printf '%-22s %-8s %5s s\n' "$name" "$status" $(($(date +%s) - t)))"$'\n'
 }
 
+# NCCL between GPU ranks (kernels/cuda/nccl.h, reached through the plugin's table). NCCL puts one rank per
+# GPU, so one GPU allows only a communicator of one rank: pw_tests_engine's NCCL cases (the plugin's
+# entries, libnccl.so.2, one rank's allreduce of known values returns them bit for bit; also inside the
+# tests_engine step). With mpirun on the machine, pw_mpi_check on 2 ranks: with 2+ GPUs each rank gets its
+# own (CUDA_VISIBLE_DEVICES) and the gradient average of known vectors goes through NCCL; with one GPU, 2
+# ranks must stop with the clear message, and PW_NCCL=0 must reduce the GPU gradients through host buffers.
+nccl_checks() {
+  step nccl 60 - "$BIN/pw_tests_engine" -tc="*NCCL*" --success
+  if ! command -v mpirun >/dev/null || [ ! -x "$BIN/pw_mpi_check" ]; then
+    say "SKIP nccl_mpi: no mpirun here (or no pw_mpi_check in the pack): NCCL between ranks not run"
+    return
+  fi
+  local mpi="mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2"
+  if [ "$gpus" -ge 2 ]; then
+    say "$gpus GPUs: 2 ranks, one GPU each, gradients through NCCL"
+    step nccl_mpi 90 - $mpi bash -c 'CUDA_VISIBLE_DEVICES=$OMPI_COMM_WORLD_LOCAL_RANK exec "$0"' "$BIN/pw_mpi_check"
+  else
+    say "1 GPU: NCCL between 2 ranks is not possible (one rank per GPU); checking the error and the host path"
+    step nccl_one_gpu_refused 60 - bash -c "$mpi '$BIN/pw_mpi_check' 2>&1 | tee /dev/stderr | grep -q 'each rank needs a GPU of its own'"
+    step gpu_host_path 60 - env PW_NCCL=0 $mpi "$BIN/pw_mpi_check"
+  fi
+}
+
 main() {
 say "host $(uname -n), $(nproc) cores, $(date -u +%FT%TZ), budget ${BUDGET}s"
 if command -v nvidia-smi >/dev/null 2>&1; then
@@ -146,7 +176,7 @@ add_dir() {
   libdirs+=("$1")
 }
 [ -d "$PACK/lib" ] && add_dir "$PACK/lib"
-for want in libcudnn.so.9 libcublas.so.13 libcublasLt.so.13 libcudart.so.13 libnvrtc.so.13; do
+for want in libcudnn.so.9 libcublas.so.13 libcublasLt.so.13 libcudart.so.13 libnvrtc.so.13 libnccl.so.2; do
   found=""
   for d in /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
     [ -e "$d/$want" ] && found=$d && break
@@ -242,6 +272,7 @@ if [ -n "$BIN" ]; then
   step tests_kernels 90 tests_kernels.txt "$BIN/pw_tests_kernels" --duration=true
   step tests_train_cli 90 tests_train_cli.txt "$BIN/pw_tests_train" \
     --duration=true -tc="cli: patchwork train*"
+  nccl_checks
   # The hippocampus end to end on the device (train --device cuda, apply --device cuda, eval), when its
   # data travelled (a copy of ../shared/data/msd-task04-hippocampus in .gpudata/, carried).
   HIPPO=${PW_HIPPO_DATA:-$ROOT/.gpudata/msd-task04-hippocampus}

@@ -12,6 +12,9 @@
 #if PW_HAVE_MPI
 #include <mpi.h>
 #endif
+#ifdef PW_HAVE_CUDA
+#include "engine/cuda_backend.h"
+#endif
 
 namespace pw::train {
 
@@ -106,14 +109,54 @@ void Distributed::average_gradients(const std::vector<Var>& params, double weigh
   std::vector<uint8_t> has(params.size());
   for (size_t i = 0; i < params.size(); ++i) has[i] = params[i]->grad.defined();
   MPI_Allreduce(MPI_IN_PLACE, has.data(), static_cast<int>(has.size()), MPI_UNSIGNED_CHAR, MPI_MAX, MPI_COMM_WORLD);
-  // MPI on one host buffer (CUDA gradients go through the host).
+  choose_gradient_reduction(params.empty() ? Device::cpu : params[0]->value.device());
+  const Device where = nccl_ ? Device::cuda : Device::cpu;  // NCCL on the GPU, else MPI on the host
   Tensor flat;
   {
     NoGradGuard ng;
-    flat = scale(constant(pack(params, Device::cpu)), static_cast<float>(weight))->value;
+    flat = scale(constant(pack(params, where)), static_cast<float>(weight))->value;
   }
-  MPI_Allreduce(MPI_IN_PLACE, flat.f32(), static_cast<int>(flat.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+#ifdef PW_HAVE_CUDA
+  if (nccl_) cuda_backend().nccl.allreduce_sum_f32(nccl_, flat.f32(), static_cast<size_t>(flat.numel()));
+#endif
+  if (!nccl_)
+    MPI_Allreduce(MPI_IN_PLACE, flat.f32(), static_cast<int>(flat.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
   unpack(flat, params, has);
+}
+
+std::string Distributed::choose_gradient_reduction(Device device) {
+  if (size_ == 1) return "none (one process)";
+  if (!reduction_.empty()) return reduction_;
+  std::string why = nccl_unavailable(device);
+  int all = why.empty();  // every rank can use NCCL
+  MPI_Allreduce(MPI_IN_PLACE, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  if (!all) {
+    reduction_ = "MPI_Allreduce over host buffers (no NCCL: " + (why.empty() ? "another rank cannot use it" : why) + ")";
+    return reduction_;
+  }
+#ifdef PW_HAVE_CUDA
+  // Rank 0's unique id to every rank, then the communicator (rank r is NCCL rank r: a fixed ring order).
+  const CudaNccl& n = cuda_backend().nccl;
+  std::vector<unsigned char> id(CudaNccl::id_bytes);
+  try {
+    if (rank_ == 0) n.unique_id(id.data());
+    MPI_Bcast(id.data(), static_cast<int>(id.size()), MPI_BYTE, 0, MPI_COMM_WORLD);
+    nccl_ = n.comm_init(rank_, size_, id.data());
+  } catch (const std::exception& e) {
+    throw InputError(std::string(e.what()) + " (setting up NCCL between the GPU ranks: each rank needs a GPU of "
+                     "its own; PW_NCCL=0 reduces through host buffers instead)");
+  }
+#endif
+  reduction_ = "NCCL on the GPUs";
+  return reduction_;
+}
+
+void Distributed::end_gradient_reduction() {
+#ifdef PW_HAVE_CUDA
+  if (nccl_) cuda_backend().nccl.comm_destroy(nccl_);
+#endif
+  nccl_ = nullptr;
+  reduction_.clear();
 }
 
 void Distributed::sum(std::vector<double>& values) {
@@ -156,6 +199,8 @@ Distributed::Distributed() {}
 Distributed::~Distributed() {}
 void Distributed::broadcast_model(Model&) {}
 void Distributed::average_gradients(const std::vector<Var>&, double) {}
+std::string Distributed::choose_gradient_reduction(Device) { return "none (one process)"; }
+void Distributed::end_gradient_reduction() {}
 void Distributed::sum(std::vector<double>&) {}
 double Distributed::from_root(double value) { return value; }
 void Distributed::check_same(int64_t, const std::string&) {}
@@ -163,6 +208,18 @@ void end_all_ranks(const std::string&, int) {}
 
 #endif
 
+std::string Distributed::nccl_unavailable(Device device) {
+  if (device != Device::cuda) return "the weights are on the CPU";
+#ifndef PW_HAVE_CUDA
+  return "this Patchwork was built without CUDA";
+#else
+  if (const char* e = std::getenv("PW_NCCL"); e && std::string(e) == "0") return "PW_NCCL=0";
+  if (!cuda_status().available) return cuda_status().reason;
+  const CudaNccl& n = cuda_backend().nccl;
+  if (!n.unavailable) return "the CUDA backend was built without NCCL (no nccl.h)";
+  return n.unavailable();
+#endif
+}
 
 Distributed& Distributed::world() {
   static Distributed w;

@@ -169,7 +169,7 @@ Phantom make_many_label_phantom(const ManyLabelPhantomOptions& opt) {
         if (i >= 0 && inside(balls[i], q, is2d)) p.labels[v] = label[i];
         const int l = p.labels[v] - 1;
         for (int c = 0; c < bits; ++c) {
-          const double level = l < 0 ? 0.0 : 0.3 + 0.6 * ((l >> c) & 1);
+          const double level = l < 0 ? 0.5 : 0.1 + 0.8 * ((l >> c) & 1);
           p.image[c * n + v] = static_cast<float>(level + opt.noise * N(rng));
         }
       }

@@ -32,8 +32,11 @@ Phantom make_phantom(const PhantomOptions& opt);
 // with G^d >= num_labels); num_labels of them, chosen by the seed, each hold a disk (ball in 3-D) of
 // radius 0.28..0.4 cell sizes, jittered inside the cell, with a label in 1..num_labels assigned by a
 // seeded permutation (so position does not tell the label). B contrasts (the smallest B with 2^B >=
-// num_labels: 6 for 64), one per bit of l - 1: 0.3 where the bit is 0, 0.9 where it is 1, background 0,
-// plus Gaussian noise: every structure is told apart by its code over all contrasts, none by one alone.
+// num_labels: 6 for 64), one per bit of l - 1: 0.1 (darker than the background 0.5) where the bit is 0,
+// 0.9 (brighter) where it is 1, plus Gaussian noise: every structure is told apart by its code over all
+// contrasts, none by one alone. Darker or brighter than the background, each voxel's code survives the
+// per-patch normalisation of a network's instance norm (0.3 / 0.9 on a background of 0 would not: a
+// patch whose structures all have the bit set looks, normalised, like one whose structures all lack it).
 struct ManyLabelPhantomOptions {
   std::array<int64_t, 3> dims = {128, 128, 1};  // z = 1: a 2D image
   std::array<double, 3> spacing_mm = {1.0, 1.0, 1.0};

@@ -631,6 +631,10 @@ TrainResult TrainingRun::run() {
   resume();
   dist_.check_same(start_it_, "--resume: the ranks found checkpoints of different iterations");
   dist_.broadcast_model(*model_);  // rank 0's weights everywhere (they are equal already: the same seed)
+  if (dist_.size() > 1) {
+    const std::string how = dist_.choose_gradient_reduction(opt_.device);
+    if (!opt_.quiet) std::cerr << "data-parallel over " << dist_.size() << " ranks, gradients: " << how << "\n";
+  }
   open_log();
   pending_sample_state_ = rng_state(rng_sample_);
   if (cfg_.parallel)
@@ -643,7 +647,9 @@ TrainResult TrainingRun::run() {
     if (opt_.progress_tty && !opt_.quiet && it > start_it_) std::cerr << "\n";
     throw;
   }
-  return finish(it);
+  TrainResult res = finish(it);
+  dist_.end_gradient_reduction();
+  return res;
 }
 
 // The iterations from `it` (left at the first one not run: num_its, or where time_limit_s stopped).

@@ -1,7 +1,11 @@
 // The CUDA plugin's one export (engine/cuda_backend.h): the table of the CUDA backend, filled from
-// kernels/cuda/ (its runtime and the CUDA body of every kernel of the op list). Built into
-// libpatchwork_cuda.so with kernels/cuda/ (engine/CMakeLists.txt); every other symbol stays hidden.
+// kernels/cuda/ (its runtime, NCCL when built with it, and the CUDA body of every kernel of the op list).
+// Built into libpatchwork_cuda.so with kernels/cuda/ (engine/CMakeLists.txt); every other symbol stays hidden.
 #include "engine/cuda_backend.h"
+
+#if PW_HAVE_NCCL
+#include "kernels/cuda/nccl.h"
+#endif
 
 namespace pw {
 namespace {
@@ -30,6 +34,14 @@ CudaBackend make_backend() {
   r.event_destroy = &kc::event_destroy;
   r.set_conv_workspace_cap = &kc::set_conv_workspace_cap;
   r.conv_workspace_cap = &kc::conv_workspace_cap;
+#if PW_HAVE_NCCL
+  CudaNccl& n = b.nccl;
+  n.unavailable = &kc::nccl_unavailable;
+  n.unique_id = &kc::nccl_unique_id;
+  n.comm_init = &kc::nccl_comm_init;
+  n.allreduce_sum_f32 = &kc::nccl_allreduce_sum_f32;
+  n.comm_destroy = &kc::nccl_comm_destroy;
+#endif
   // Each entry from its kernel; the entry's signature picks the overload.
 #define PW_FILL_ENTRY_(ret, name, params) \
   static_cast<kernels::CudaEntry<kernels::cuda_op::name, ret(*) params>&>(b.kernels).fn = &kc::name;

@@ -1,6 +1,7 @@
 // pw_mpi_check: run under `mpirun -np N` by tests/train/test_distributed.cpp. Checks train/distributed.h
 // on real ranks: broadcast makes weights equal on every rank (and unequal weights are caught), the
-// gradient average and the sum of known vectors. Prints one line per failed check; exit 0 when all hold.
+// gradient average (CPU buffers; with a GPU also GPU buffers, through NCCL where it can) and the sum of
+// known vectors. Prints one line per failed check; exit 0 when all hold.
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -53,22 +54,29 @@ void check_broadcast(Distributed& w) {
   }
 }
 
-void check_average(Distributed& w) {
+// The gradients live on `device`: on a GPU they go through NCCL when every rank can use it (else through
+// host buffers); the path chosen is printed by rank 0.
+void check_average(Distributed& w, Device device) {
   const int r = w.rank(), n = w.size();
   // p0: every rank has gradient (r+1)*[1 2 3 ..]; p1: only rank 0 has one; p2: none has one.
   std::vector<Var> p;
-  for (int i = 0; i < 3; ++i) p.push_back(variable(Tensor::zeros({2, 3}), true));
+  for (int i = 0; i < 3; ++i) p.push_back(variable(Tensor::zeros({2, 3}, DType::f32, device), true));
   std::vector<float> g(6);
   for (int i = 0; i < 6; ++i) g[i] = static_cast<float>((r + 1) * (i + 1));
-  p[0]->grad = Tensor::from_vector({2, 3}, g);
-  if (r == 0) p[1]->grad = Tensor::full({2, 3}, 4.f);
+  p[0]->grad = Tensor::from_vector({2, 3}, g, device);
+  if (r == 0) p[1]->grad = Tensor::full({2, 3}, 4.f, device);
+  const std::string how = w.choose_gradient_reduction(device);
+  if (w.root()) std::printf("pw_mpi_check: gradients on the %s: %s\n", device == Device::cuda ? "GPU" : "CPU", how.c_str());
   w.average_gradients(p, 1.0 / n);
-  bool ok = p[0]->grad.defined();
+  w.end_gradient_reduction();
+  bool ok = p[0]->grad.defined() && p[0]->grad.device() == device;
+  const Tensor g0 = ok ? p[0]->grad.cpu() : Tensor();
   for (int i = 0; ok && i < 6; ++i)  // mean of (r+1)(i+1) over r = (n+1)/2 (i+1)
-    ok = std::fabs(p[0]->grad.f32()[i] - 0.5f * (n + 1) * (i + 1)) < 1e-5f * (i + 1) * n;
+    ok = std::fabs(g0.f32()[i] - 0.5f * (n + 1) * (i + 1)) < 1e-5f * (i + 1) * n;
   expect(ok, "average_gradients: the mean of (rank+1)*[1..6] is (N+1)/2*[1..6]");
   ok = p[1]->grad.defined();
-  for (int i = 0; ok && i < 6; ++i) ok = std::fabs(p[1]->grad.f32()[i] - 4.f / n) < 1e-6f;
+  const Tensor g1 = ok ? p[1]->grad.cpu() : Tensor();
+  for (int i = 0; ok && i < 6; ++i) ok = std::fabs(g1.f32()[i] - 4.f / n) < 1e-6f;
   expect(ok, "average_gradients: a gradient on rank 0 only arrives as 4/N on every rank");
   expect(!p[2]->grad.defined(), "average_gradients: a parameter without gradient on any rank keeps none");
 }
@@ -93,7 +101,8 @@ int main() {
   Distributed& w = Distributed::world();
   try {
     check_broadcast(w);
-    check_average(w);
+    check_average(w, Device::cpu);
+    if (cuda_available()) check_average(w, Device::cuda);  // NCCL (scripts/gpu_check.sh runs it on GPUs)
     check_sum(w);
   } catch (const std::exception& e) {
     train::end_all_ranks(e.what(), 1);

@@ -1,10 +1,13 @@
 // The CUDA runtime: a clear error when CUDA is asked for without a GPU (runs here), the CUDA
-// plugin's loading and its messages (runs here), error messages that name the failing call, the
+// plugin's loading and its messages (runs here), its NCCL entries (loading and unique ids run here, an
+// allreduce needs a GPU), error messages that name the failing call, the
 // caching allocator's buckets and statistics, staged copies and the TF32 switch (the last three need
 // a GPU and are skipped without one).
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -200,6 +203,47 @@ TEST_CASE("CUDA plugin: the build's loads without a GPU; a missing, broken or fo
   CHECK_MESSAGE(error.find("the CUDA backend " + broken.string() + " cannot be loaded: ") == 0, error);
   CHECK(load_cuda_plugin({"libz.so.1"}, error) == nullptr);  // a library, but not a Patchwork plugin
   CHECK(error == "the CUDA backend libz.so.1 is not the one of this Patchwork build (reinstall or rebuild it)");
+}
+
+// PW_PLUGIN_NCCL (tests/CMakeLists.txt): the build found nccl.h, so the plugin has the NCCL entries.
+TEST_CASE("CUDA plugin: NCCL entries present, libnccl.so.2 loads without a GPU, unique ids are fresh") {
+  const CudaNccl& n = cuda_backend().nccl;
+#if PW_PLUGIN_NCCL
+  REQUIRE(n.unavailable);
+  REQUIRE(n.unique_id);
+  REQUIRE(n.comm_init);
+  REQUIRE(n.allreduce_sum_f32);
+  REQUIRE(n.comm_destroy);
+  REQUIRE_MESSAGE(n.unavailable().empty(), n.unavailable());
+  std::vector<unsigned char> a(CudaNccl::id_bytes, 0), b(CudaNccl::id_bytes, 0);
+  n.unique_id(a.data());
+  n.unique_id(b.data());
+  CHECK(std::any_of(a.begin(), a.end(), [](unsigned char c) { return c != 0; }));
+  CHECK(a != b);  // each id names a new bootstrap (random magic)
+  CHECK(std::getenv("NCCL_ALGO") != nullptr);  // set to Ring on first use unless the environment had it
+#else
+  CHECK(!n.unavailable);
+  CHECK(!n.unique_id);
+  CHECK(!n.allreduce_sum_f32);
+#endif
+}
+
+// NCCL cannot put two ranks on one GPU, so one GPU allows a communicator of one rank: its allreduce must
+// give back its input exactly (a sum over one rank), on the plugin's compute stream.
+TEST_CASE("NCCL through the plugin: one rank's allreduce returns its input" *
+          doctest::skip(!cuda_available() || !PW_PLUGIN_NCCL)) {
+  const CudaNccl& n = cuda_backend().nccl;
+  std::vector<unsigned char> id(CudaNccl::id_bytes);
+  n.unique_id(id.data());
+  void* comm = n.comm_init(0, 1, id.data());
+  REQUIRE(comm);
+  std::vector<float> v(100003);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::ldexp(static_cast<float>(i % 977) - 488.f, static_cast<int>(i % 13) - 6);
+  Tensor t = Tensor::from_vector({static_cast<int64_t>(v.size())}, v, Device::cuda);
+  n.allreduce_sum_f32(comm, t.f32(), v.size());
+  const Tensor back = t.cpu();
+  CHECK(std::memcmp(back.f32(), v.data(), v.size() * sizeof(float)) == 0);
+  n.comm_destroy(comm);
 }
 
 #endif  // PW_HAVE_CUDA

@@ -1,5 +1,5 @@
 // Candidate sampling (scheme.candidate_sampling, loss "candidate"): the candidate draw, the config
-// checks, the class embedding in the model file, and a 64-label phantom learned with m = 8.
+// checks, the class embedding in the model file, and a 64-label phantom learned with m = 16.
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -34,10 +34,10 @@ json many_label_config(int labels, int dim, int candidates) {
           {"normalize_input", "m0s1"},
           {"network", {{"features", {16, 32}}}},
           {"intermediate_out", 2},
-          {"num_its", 80},
-          {"num_patches", 8},
-          {"batch_size", 16},
-          {"optimizer", {{"type", "adam"}, {"lr", 5e-3}}},
+          {"num_its", 160},
+          {"num_patches", 4},
+          {"batch_size", 4},
+          {"optimizer", {{"type", "adam"}, {"lr", 2e-2}}},
           {"seed", 5}};
 }
 
@@ -138,14 +138,13 @@ TEST_CASE("candidate sampling: the class embedding is saved and loaded with the 
   CHECK(!p.spec().to_json()["crop_generator"].contains("candidate_sampling"));
 }
 
-// The target of the issue (mean Dice >= 0.9 with m <= 16) is NOT reached in a suite-sized run: after 80
-// iterations (about a minute on the loaded 2-core machine) the loss is still falling steadily and the mean
-// Dice is about 0.1. This test checks what such a run does show: both levels' losses fall to under 0.3 of
-// their start (from log 65), the validation Dice is above chance, and apply's label map equals the
-// trainer's validation prediction (the same maximal-response decision through the CLI path).
-TEST_CASE("candidate sampling: a 64-label 2D phantom trains with m = 8 and 16 candidates") {
+// 160 iterations (640 Adam steps, ~27 s of CPU) on the phantom of train/phantom.h (README, "Training on
+// the many-label phantom"): both levels' losses fall from log 65 to under 0.1 of it, the mean validation
+// Dice over the 64 labels reaches 0.75 (measured 0.83; the issue's 0.9 needs a longer run), and apply's
+// label map equals the trainer's validation prediction (the same maximal-response decision, CLI path).
+TEST_CASE("candidate sampling: a 64-label 2D phantom trains with m = 16 and 16 candidates") {
   auto t0 = std::chrono::steady_clock::now();
-  TrainConfig cfg = TrainConfig::from_json(many_label_config(64, 8, 16));
+  TrainConfig cfg = TrainConfig::from_json(many_label_config(64, 16, 16));
   std::vector<Subject> train, val;
   for (int i = 0; i < 4; ++i) train.push_back(many_label_subject(cfg.scheme, 20 + i));
   val.push_back(many_label_subject(cfg.scheme, 99));
@@ -160,17 +159,17 @@ TEST_CASE("candidate sampling: a 64-label 2D phantom trains with m = 8 and 16 ca
   REQUIRE(r.validation_dice.size() == 64);
   double mean = 0;
   for (double d : r.validation_dice) mean += d / 64;
-  MESSAGE("64 labels, m = 8, 16 candidates, 80 iterations: mean Dice " << mean << " in " << secs << " s");
-  CHECK(mean >= 0.05);
+  MESSAGE("64 labels, m = 16, 16 candidates, 160 iterations: mean Dice " << mean << " in " << secs << " s");
+  CHECK(mean >= 0.75);
   std::ifstream in(opt.out.string() + ".log.jsonl");
   std::vector<json> log;
   for (std::string line; std::getline(in, line);) log.push_back(json::parse(line));
-  REQUIRE(log.size() >= 80);
+  REQUIRE(log.size() >= 160);
   for (int k = 0; k < 2; ++k) {
-    const double first = (log[0]["loss"][k].get<double>() + log[1]["loss"][k].get<double>()) / 2;
-    const double last = (log[78]["loss"][k].get<double>() + log[79]["loss"][k].get<double>()) / 2;
-    CHECK(first == doctest::Approx(std::log(65.0)).epsilon(0.2));  // the full CE of an untrained model
-    CHECK(last < 0.3 * first);
+    const double first = log[0]["loss"][k].get<double>();  // the mean over the first iteration's 4 steps
+    const double last = (log[158]["loss"][k].get<double>() + log[159]["loss"][k].get<double>()) / 2;
+    CHECK(first == doctest::Approx(std::log(65.0)).epsilon(0.2));  // near the full CE of an untrained model
+    CHECK(last < 0.1 * first);
   }
 
   // apply writes the maximal-response label map in the label values; it equals the validation prediction.

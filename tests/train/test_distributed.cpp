@@ -1,16 +1,18 @@
-// Data-parallel training over MPI (train/distributed.h), on real ranks started with `mpirun -np 2`: the
-// distributed primitives (pw_mpi_check), 2 ranks x batch b against 1 process x batch 2b, --resume under 2
-// ranks, and a failing rank that ends the job. Skipped (and shown as skipped) in a build without MPI or
-// where mpirun is not on the PATH.
+// Data-parallel training over MPI (train/distributed.h): the choice of NCCL or host buffers (one process),
+// then on real ranks started with `mpirun -np 2`: the distributed primitives (pw_mpi_check), 2 ranks x
+// batch b against 1 process x batch 2b, --resume under 2 ranks, and a failing rank that ends the job.
+// Skipped (and shown as skipped) in a build without MPI or where mpirun is not on the PATH.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
 #include "cli_fixture.h"
 #include "common/test_util.h"
+#include "engine/cuda_backend.h"
 #include "train/distributed.h"
 #include "train/model.h"
 
@@ -70,6 +72,24 @@ std::string train_cmd(const fs::path& dir, const std::string& cfg, const std::st
 
 }  // namespace
 
+// The choice between NCCL and host buffers (Distributed::nccl_unavailable), in one process: here (no GPU)
+// every path falls back to the host and names the reason; with a GPU and NCCL the reason is empty.
+TEST_CASE("distributed: NCCL only for GPU weights with a GPU and NCCL, else host buffers and the reason") {
+  using pw::train::Distributed;
+  CHECK(Distributed::nccl_unavailable(pw::Device::cpu) == "the weights are on the CPU");
+  CHECK(Distributed::world().choose_gradient_reduction(pw::Device::cpu) == "none (one process)");
+#ifndef PW_HAVE_CUDA
+  CHECK(Distributed::nccl_unavailable(pw::Device::cuda) == "this Patchwork was built without CUDA");
+#else
+  const std::string why = Distributed::nccl_unavailable(pw::Device::cuda);
+  if (!pw::cuda_available()) CHECK(why == pw::cuda_status().reason);
+  else MESSAGE("NCCL on this GPU: " << (why.empty() ? "usable" : why));
+  setenv("PW_NCCL", "0", 1);
+  CHECK(Distributed::nccl_unavailable(pw::Device::cuda) == "PW_NCCL=0");
+  unsetenv("PW_NCCL");
+#endif
+}
+
 TEST_CASE("distributed: broadcast, gradient average and sums on 2 and 3 real ranks" * doctest::skip(!mpi_ready())) {
   for (int n : {2, 3}) {
     std::string out;
@@ -77,6 +97,8 @@ TEST_CASE("distributed: broadcast, gradient average and sums on 2 and 3 real ran
     INFO(out);
     CHECK(rc == 0);
     CHECK(out.find("pw_mpi_check: " + std::to_string(n) + " ranks, all checks hold") != std::string::npos);
+    CHECK(out.find("pw_mpi_check: gradients on the CPU: MPI_Allreduce over host buffers (no NCCL: the weights are "
+                   "on the CPU)") != std::string::npos);
   }
 }
 
@@ -92,6 +114,8 @@ TEST_CASE("distributed: 2 ranks x batch 4 train the weights of 1 process x batch
   rc = pw::test::run_command(mpirun(2) + train_cmd(dir, "b4.json", "two.safetensors"), &out);
   REQUIRE(rc == 0);
   CHECK(out.find("data-parallel over 2 ranks (global batch 8)") != std::string::npos);
+  CHECK(out.find("data-parallel over 2 ranks, gradients: MPI_Allreduce over host buffers (no NCCL: the weights "
+                 "are on the CPU)") != std::string::npos);
   // Float tolerance: the same arithmetic but for the summation order of the batch mean (per rank, then
   // across ranks), over 9 SGD steps: 1e-6 relative (4e-8 measured).
   const double diff = max_weight_diff(dir / "two.safetensors", dir / "one.safetensors");
