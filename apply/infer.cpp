@@ -592,8 +592,7 @@ Eigen::Vector3d Inference::level_voxel(int l) const {
   for (int i = 0; i < 3; ++i) {
     const Eigen::Vector3d d = M.col(i).normalized();
     for (int a = 0; a < 3; ++a) {
-      const double va = frame_.extent[l][a] / static_cast<double>(sc_.out_patch_size[l][a]);
-      v[i] = std::max(v[i], va * std::abs(frame_.B.col(a).dot(d)));
+      v[i] = std::max(v[i], frame_.voxel[l][a] * std::abs(frame_.B.col(a).dot(d)));
     }
   }
   return v;
@@ -623,7 +622,7 @@ std::vector<PatchRec> Inference::level0_patches() {
   const Eigen::Vector3d centre = input_.image.centre_world();
   if (opt_.generate_type == GenerateType::tree) {
     const Eigen::Vector3d ext = image_extent();
-    for (const Eigen::Vector3d& c : tree_children(ext, frame_.extent[0], sc_.ndim, opt_.tree_jitter, rng_)) {
+    for (const Eigen::Vector3d& c : tree_children(ext, frame_.out_extent[0], sc_.ndim, opt_.tree_jitter, rng_)) {
       Eigen::Vector3d off = (c - Eigen::Vector3d::Constant(0.5)).cwiseProduct(ext);
       if (sc_.ndim == 2) off[2] = 0;
       Eigen::Matrix3d L = aug(0);
@@ -868,12 +867,13 @@ std::vector<PatchRec> Inference::children(int level, const Parents& par) {
   std::uniform_real_distribution<double> U(0.0, 1.0);
   auto child = [&](int64_t q, const Eigen::Vector3d& c) {
     Eigen::Matrix3d L = net_.independent_augmentation() ? aug(level + 1) : par.L[q];
-    return PatchRec{train::child_patch(sc_, frame_, level + 1, par.patches[q], c, L), static_cast<int>(q), L};
+    const Patch parent_out = train::out_patch(sc_, level, par.patches[q]);
+    return PatchRec{train::child_patch(sc_, frame_, level + 1, parent_out, c, L), static_cast<int>(q), L};
   };
   for (int64_t q = 0; q < static_cast<int64_t>(par.patches.size()); ++q) {
     if (opt_.generate_type == GenerateType::tree) {
       for (const Eigen::Vector3d& c :
-           tree_children(frame_.extent[level], frame_.extent[level + 1], sc_.ndim, opt_.tree_jitter, rng_))
+           tree_children(frame_.out_extent[level], frame_.out_extent[level + 1], sc_.ndim, opt_.tree_jitter, rng_))
         next.push_back(child(q, c));
     } else {
       for (int j = 0; j < opt_.branch_factor; ++j) {

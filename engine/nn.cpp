@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "engine/ops.h"
+#include "engine/ops_patch.h"
 #include "io/error.h"
 
 namespace pw {
@@ -171,9 +172,10 @@ Var Norm::forward(const Var& x) {
   return x;
 }
 
-ConvNormAct::ConvNormAct(int dims, int64_t cin, int64_t cout, NormKind norm, ActKind act, float slope, InitRng& rng)
+ConvNormAct::ConvNormAct(int dims, int64_t cin, int64_t cout, NormKind norm, ActKind act, float slope, InitRng& rng,
+                         int padding)
     : act_(act), slope_(slope) {
-  conv_ = std::make_unique<Conv>(dims, cin, cout, 3, 1, 1, norm == NormKind::none,
+  conv_ = std::make_unique<Conv>(dims, cin, cout, 3, 1, padding, norm == NormKind::none,
                                  act == ActKind::leaky ? slope : 0.f, rng);
   add_child("conv", *conv_);
   norm_ = std::make_unique<Norm>(norm, cout);
@@ -225,7 +227,8 @@ nlohmann::json UNetConfig::to_json() const {
                         {"activation", kActs.name(activation)},
                         {"leaky_slope", leaky_slope},
                         {"down", kDowns.name(down)},
-                        {"up", kUps.name(up)}};
+                        {"up", kUps.name(up)},
+                        {"padding", valid ? "valid" : "same"}};
 }
 
 UNetConfig UNetConfig::from_json(const nlohmann::json& j) {
@@ -270,6 +273,10 @@ UNetConfig UNetConfig::from_json(const nlohmann::json& j) {
       c.down = kDowns.parse(get_str("down"), "down");
     } else if (k == "up") {
       c.up = kUps.parse(get_str("up"), "up");
+    } else if (k == "padding") {
+      const std::string p = get_str("padding");
+      if (p != "same" && p != "valid") throw InputError("unet padding: '" + p + "' is not one of same, valid");
+      c.valid = p == "valid";
     } else {
       throw InputError("unet: unknown key '" + k + "'");
     }
@@ -286,6 +293,26 @@ void UNetConfig::validate() const {
     if (f < 1) throw InputError("unet features: every level needs >= 1 channel");
   if (convs_per_block < 1) throw InputError("unet convs_per_block: must be >= 1");
   if (!(leaky_slope >= 0.f && leaky_slope < 1.f)) throw InputError("unet leaky_slope: must be in [0, 1)");
+}
+
+int64_t UNetConfig::output_size(int64_t in) const {
+  const int L = static_cast<int>(features.size());
+  if (!valid) return in % (int64_t{1} << (L - 1)) == 0 ? in : -1;
+  const int64_t conv = 2 * int64_t{convs_per_block};  // voxels a block's convs take
+  int64_t s = in;
+  for (int l = 0; l < L; ++l) {
+    if (l > 0) {
+      if (s % 2 != 0) return -1;
+      s /= 2;
+    }
+    s -= conv;
+    if (s < 1) return -1;
+  }
+  for (int l = L - 2; l >= 0; --l) {
+    s = 2 * s - conv;
+    if (s < 1) return -1;
+  }
+  return s;
 }
 
 // ---- U-Net ------------------------------------------------------------------------------------
@@ -306,7 +333,7 @@ UNet::UNet(const UNetConfig& config, uint64_t seed) : config_(config) {
     std::vector<ConvNormAct*> b;
     for (int i = 0; i < c.convs_per_block; ++i)
       b.push_back(own(std::make_unique<ConvNormAct>(c.dims, i == 0 ? cin : cout, cout, c.norm, c.activation,
-                                                    c.leaky_slope, rng),
+                                                    c.leaky_slope, rng, c.valid ? 0 : 1),
                       name + "." + std::to_string(i)));
     return b;
   };
@@ -339,9 +366,11 @@ Var UNet::forward(const Var& x) {
     throw std::invalid_argument("unet: expected input N," + std::to_string(c.in_channels) + ",spatial (" +
                                 std::to_string(c.dims) + "D), got " + shape_str(t.shape()));
   for (int i = 2; i < t.ndim(); ++i)
-    if (t.dim(i) % size_multiple() != 0)
-      throw std::invalid_argument("unet: spatial sizes must be multiples of " + std::to_string(size_multiple()) +
-                                  ", got " + shape_str(t.shape()));
+    if (c.output_size(t.dim(i)) < 1)
+      throw std::invalid_argument(c.valid ? "unet: valid convolutions cannot take the spatial sizes " +
+                                                shape_str(t.shape())
+                                          : "unet: spatial sizes must be multiples of " +
+                                                std::to_string(size_multiple()) + ", got " + shape_str(t.shape()));
   std::vector<Var> skips;
   Var h = x;
   for (int l = 0; l < L; ++l) {
@@ -355,7 +384,8 @@ Var UNet::forward(const Var& x) {
       case UpKind::nearest: h = upsample(h, 2, UpsampleMode::nearest); break;
       case UpKind::linear: h = upsample(h, 2, UpsampleMode::linear); break;
     }
-    h = concat({h, skips[l]});
+    const Shape& hs = h->value.shape();
+    h = concat({h, c.valid ? crop_centre(skips[l], Shape(hs.begin() + 2, hs.end())) : skips[l]});
     for (ConvNormAct* b : dec_[l]) h = b->forward(h);
   }
   return head_->forward(h);

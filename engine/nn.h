@@ -118,10 +118,11 @@ class Norm : public Module {
   Tensor* running_var_ = nullptr;
 };
 
-// conv(k3, padding 1) -> norm -> activation. The conv has a bias only without norm.
+// conv(k3, padding 1, or 0 for a valid convolution) -> norm -> activation. The conv has a bias only without norm.
 class ConvNormAct : public Module {
  public:
-  ConvNormAct(int dims, int64_t cin, int64_t cout, NormKind norm, ActKind act, float slope, InitRng& rng);
+  ConvNormAct(int dims, int64_t cin, int64_t cout, NormKind norm, ActKind act, float slope, InitRng& rng,
+              int padding = 1);
   Var forward(const Var& x);
 
  private:
@@ -142,10 +143,17 @@ struct UNetConfig {
   float leaky_slope = 0.01f;
   DownKind down = DownKind::maxpool;
   UpKind up = UpKind::transposed_conv;
+  bool valid = false;  // "padding": "valid": unpadded 3x3 convs, the output is smaller than the input
+
+  // The output size along an axis of `in` voxels: `in` itself (padded convs; -1 unless a multiple of
+  // 2^(levels-1)); with valid convs each conv takes 2 voxels, each down step needs an even size, the
+  // up step doubles and the skip is cut to its centre (-1 when a size gets odd or below 1).
+  int64_t output_size(int64_t in) const;
 
   // {"type": "unet", "dims": 3, "in_channels": 1, "out_channels": 2, "features": [16, 32, 64],
   //  "convs_per_block": 2, "norm": "none|instance|batch", "activation": "relu|leaky",
-  //  "leaky_slope": 0.01, "down": "maxpool|strided_conv", "up": "transposed_conv|nearest|linear"}
+  //  "leaky_slope": 0.01, "down": "maxpool|strided_conv", "up": "transposed_conv|nearest|linear",
+  //  "padding": "same|valid"}
   nlohmann::json to_json() const;
   // Missing keys keep their defaults; unknown keys or bad values throw pw::InputError.
   static UNetConfig from_json(const nlohmann::json& j);
@@ -155,7 +163,8 @@ struct UNetConfig {
 // U-Net: encoder level l = block(features[l]) (after a down step for l > 0); decoder level l =
 // up(features[l+1] -> features[l] for transposed_conv; channels kept for nearest/linear),
 // concat with the skip, block(features[l]); a 1x1 conv to out_channels gives the logits.
-// Spatial sizes must be multiples of 2^(levels-1). Each parameter Var carries its full name
+// Spatial sizes must be multiples of 2^(levels-1); with valid convs, sizes with output_size >= 1 (the
+// skips are cut to their central part, as in the original U-Net). Each parameter Var carries its full name
 // ("dec0.1.conv.weight"), so errors about it name it.
 class UNet : public Module {
  public:

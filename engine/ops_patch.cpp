@@ -113,6 +113,31 @@ Var gather_patches_nested(const Var& parents, const Tensor& parent_index, const 
   return gather_common("gather_patches_nested", parents, &parent_index, mats, patch_size, mode, inside_mask);
 }
 
+Var crop_centre(const Var& x, const std::vector<int64_t>& size) {
+  const Tensor& t = x->value;
+  const int d = t.ndim() - 2;
+  if (d < 2 || static_cast<int>(size.size()) != d)
+    throw std::invalid_argument("crop_centre: size " + vec_str(size) + " for x " + shape_str(t.shape()));
+  std::vector<float> one((d + 1) * (d + 1), 0.f);
+  for (int a = 0; a <= d; ++a) one[a * (d + 1) + a] = 1.f;
+  for (int a = 0; a < d; ++a) {
+    const int64_t shift = t.dim(2 + a) - size[a];
+    if (shift < 0 || shift % 2 != 0)
+      throw std::invalid_argument("crop_centre: cannot take the centre " + vec_str(size) + " of " +
+                                  shape_str(t.shape()));
+    one[a * (d + 1) + d] = static_cast<float>(shift / 2);
+  }
+  const int64_t N = t.dim(0);
+  std::vector<float> mats;
+  Tensor index = Tensor::empty({N}, DType::i32);
+  for (int64_t i = 0; i < N; ++i) {
+    mats.insert(mats.end(), one.begin(), one.end());
+    index.i32()[i] = static_cast<int32_t>(i);
+  }
+  return gather_patches_nested(x, index.to(t.device()), Tensor::from_vector({N, d + 1, d + 1}, mats), size,
+                               Interp::nearest);
+}
+
 void gather_patches_into(const Tensor& src, const Tensor& mats_in, Interp mode, Tensor& out, bool inside_mask) {
   const kernels::PatchGeom g = make_geom("gather_patches_into", src, false, mats_in, spatial_of(out));
   check_out("gather_patches_into", out, g, g.channels + (inside_mask ? 1 : 0), DType::f32, src.device());

@@ -35,6 +35,10 @@ Var gather_patches_nested(const Var& parents, const Tensor& parent_index, const 
                           const std::vector<int64_t>& patch_size, Interp mode = Interp::nearest,
                           bool inside_mask = false);
 
+// The central `size` voxels (array order) of every row of x N,C,spatial (f32): y[..., i] = x[..., (S - s) / 2 + i];
+// every S - s must be >= 0 and even. A nested gather at an integer shift (exact), with its gradient.
+Var crop_centre(const Var& x, const std::vector<int64_t>& size);
+
 // Labels: C,spatial u8 or i32 -> P,C,s i32, always nearest, 0 outside. No gradient.
 Tensor gather_labels(const Tensor& labels, const Tensor& mats, const std::vector<int64_t>& patch_size);
 

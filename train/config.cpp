@@ -136,8 +136,8 @@ static UNetConfig check_network(const json& n, const std::string& where = "netwo
     return t.size() > 60 ? t.substr(0, 57) + "..." : t;
   };
   if (!n.is_object()) throw InputError(where + ": expected an object, got " + shown(n));
-  check_keys(n, {"type", "features", "convs_per_block", "norm", "activation", "leaky_slope", "down", "up", "dims",
-                 "in_channels", "out_channels"},
+  check_keys(n, {"type", "features", "convs_per_block", "norm", "activation", "leaky_slope", "down", "up", "padding",
+                 "dims", "in_channels", "out_channels"},
              where);
   for (const char* k : {"dims", "in_channels", "out_channels"})
     if (n.contains(k)) throw InputError(where + ": '" + k + "' is set by the scheme, leave it out");
@@ -179,24 +179,37 @@ static void check_networks(const json& n, int depth, bool identical_blocks) {
   for (int k = 0; k < depth; ++k) check_network(n[k], "network[" + std::to_string(k) + "]");
 }
 
-// The patch sizes that the U-Net's number of levels needs (train/model.cpp checks them again when it builds
-// the blocks). Checked by TrainConfig::load, so that `train` finds them before any data are read;
-// from_json leaves them to the model, so that a config can be parsed whatever its patch sizes.
-static void check_network_sizes(const TrainConfig& c) {
-  const Scheme& scheme = c.scheme;
-  for (int level = 0; level < scheme.depth && level < static_cast<int>(scheme.patch_size.size()); ++level) {
-    const UNetConfig u = check_network(level_network(c.network, level));
+void check_block_sizes(const Scheme& scheme, int level, const UNetConfig& u, const std::string& where) {
+  const std::string lv = "level " + std::to_string(level);
+  if (!u.valid) {
     const int64_t mult = int64_t{1} << (u.features.size() - 1);
     for (int a = 0; a < scheme.ndim; ++a)
-      if (scheme.patch_size[level][a] % mult != 0)
-        throw InputError("scheme.patch_size: level " + std::to_string(level) + " sizes must be multiples of " +
-                         std::to_string(mult) + " for a U-Net with " + std::to_string(u.features.size()) +
-                         " levels (network" + (c.network.is_array() ? "[" + std::to_string(level) + "]" : "") +
-                         ".features)");
-    if (level < static_cast<int>(scheme.out_patch_size.size()) &&
-        scheme.out_patch_size[level] != scheme.patch_size[level])
-      throw InputError("scheme.out_patch_size: the U-Net keeps the matrix size; out_patch_size must equal patch_size");
+      if (u.output_size(scheme.patch_size[level][a]) != scheme.patch_size[level][a])
+        throw InputError("scheme.patch_size: " + lv + " sizes must be multiples of " + std::to_string(mult) +
+                         " for a U-Net with " + std::to_string(u.features.size()) + " levels (" + where + ".features)");
+    return;
   }
+  for (int a = 0; a < scheme.ndim; ++a) {
+    const int64_t in = scheme.patch_size[level][a], out = scheme.out_patch_size[level][a], got = u.output_size(in);
+    const std::string ax = lv + " axis " + std::to_string(a) + ": ";
+    if (got < 1)
+      throw InputError("scheme.patch_size: " + ax + std::to_string(in) + " voxels do not pass the U-Net with valid "
+                       "convolutions (" + where + ".padding; every down step needs an even size, every conv takes 2)");
+    if (got != out)
+      throw InputError("scheme.out_patch_size: " + ax + std::to_string(out) + ", but the U-Net with valid " +
+                       "convolutions (" + where + ".padding) turns patch_size " + std::to_string(in) + " into " +
+                       std::to_string(got));
+  }
+}
+
+// The patch sizes that each level's U-Net needs (train/model.cpp checks them again when it builds the blocks).
+// Checked by TrainConfig::load, so that `train` finds them before any data are read; from_json leaves them
+// to the model, so that a config can be parsed whatever its patch sizes.
+static void check_network_sizes(const TrainConfig& c) {
+  const Scheme& scheme = c.scheme;
+  for (int level = 0; level < scheme.depth && level < static_cast<int>(scheme.patch_size.size()); ++level)
+    check_block_sizes(scheme, level, check_network(level_network(c.network, level)),
+                      c.network.is_array() ? "network[" + std::to_string(level) + "]" : "network");
 }
 
 static int positive(const json& j, const char* key, int min = 1) {

@@ -28,6 +28,10 @@
 
 #include "train/scheme.h"
 
+namespace pw {
+struct UNetConfig;  // engine/nn.h
+}
+
 namespace pw::train {
 
 struct Balance {
@@ -143,6 +147,11 @@ std::vector<std::array<int, 3>> parse_label_colors(const nlohmann::json& j, cons
 
 // The block description of `level`: `network` itself, or its entry `level` when it is a list (one per level).
 const nlohmann::json& level_network(const nlohmann::json& network, int level);
+
+// Level `level`'s patch sizes against its U-Net `u` (`where` names its description in messages): padded convs
+// need multiples of 2^(levels-1); valid convs need sizes that pass and shrink patch_size to exactly
+// out_patch_size. Throws pw::InputError naming scheme.patch_size or scheme.out_patch_size.
+void check_block_sizes(const Scheme& scheme, int level, const UNetConfig& u, const std::string& where);
 
 // The cases of a dataset: MSD layout (dataset.json "training" list, else imagesTr/*.nii.gz with
 // labelsTr/ of the same name) or the explicit list. Throws pw::InputError for missing files.

@@ -1,5 +1,6 @@
 #include "train/model.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <limits>
@@ -160,6 +161,17 @@ Var crop_parent_outputs(const Var& X, const Tensor& parent_mats, const Scheme& s
                                scheme.interp_type);
 }
 
+// The level's output patch (scheme.h: out_patch) from a block output or parent crop T [P, C, spatial]: its
+// central out_patch_size voxels (T itself when it has that size already).
+static Var to_out_patch(const Var& T, const Scheme& scheme, int level) {
+  const Size3& so = scheme.out_patch_size[level];
+  const std::vector<int64_t> size =
+      scheme.ndim == 2 ? std::vector<int64_t>{so[1], so[0]} : std::vector<int64_t>{so[2], so[1], so[0]};
+  const Shape& sh = T->value.shape();
+  if (std::equal(size.begin(), size.end(), sh.begin() + 2)) return T;
+  return crop_centre(T, size);
+}
+
 // The final block: N conv(3)-norm-act layers of F channels, then a 1x1 conv back to `channels`.
 class FinalBlock : public Module {
  public:
@@ -213,13 +225,7 @@ static UNetConfig block_config(const ModelSpec& s, int level) {
   c.in_channels = s.block_in_channels(level);
   c.out_channels = s.out_channels.at(level);
   c.validate();
-  const int64_t mult = int64_t{1} << (c.features.size() - 1);
-  for (int a = 0; a < s.scheme.ndim; ++a)
-    if (s.scheme.patch_size[level][a] % mult != 0)
-      throw InputError("scheme.patch_size: level " + std::to_string(level) + " sizes must be multiples of " +
-                       std::to_string(mult) + " for a U-Net with " + std::to_string(c.features.size()) + " levels");
-  if (s.scheme.out_patch_size[level] != s.scheme.patch_size[level])
-    throw InputError("scheme.out_patch_size: the U-Net keeps the matrix size; out_patch_size must equal patch_size");
+  check_block_sizes(s.scheme, level, c, s.network.is_array() ? "network[" + std::to_string(level) + "]" : "network");
   return c;
 }
 
@@ -287,9 +293,11 @@ Var Model::forward_level(int level, const Var& image_patches, const Var& parent_
     throw std::invalid_argument("Model::forward_level: expected " + std::to_string(spec_.in_channels) +
                                 " input channels, got " + shape_str(image_patches->value.shape()));
   Var X = static_cast<UNet&>(*blocks_[level]).forward(block_input(level, image_patches, parent_crop));
-  if (spec_.forward_type == ForwardType::bridge && parent_crop) {  // X[:m] += C[:m]
-    const int64_t out = X->value.dim(1), cc = parent_crop->value.dim(1), m = std::min(out, cc);
-    Var sum = add(m == out ? X : slice(X, 0, m), m == cc ? parent_crop : slice(parent_crop, 0, m));
+  X = to_out_patch(X, spec_.scheme, level);
+  if (spec_.forward_type == ForwardType::bridge && parent_crop) {  // X[:m] += C[:m] (C on the output patch)
+    const Var C = to_out_patch(parent_crop, spec_.scheme, level);
+    const int64_t out = X->value.dim(1), cc = C->value.dim(1), m = std::min(out, cc);
+    Var sum = add(m == out ? X : slice(X, 0, m), m == cc ? C : slice(C, 0, m));
     X = m == out ? sum : concat({sum, slice(X, m, out)});
   }
   return X;

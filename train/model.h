@@ -1,6 +1,6 @@
 // The multi-level patchwork model (paper: "Patchwork architecture", API list B):
 //   I_n = crop of the image (train/sampler), C_n = crop of X_{n-1} with the nested gather
-//   (engine/ops_patch.h, with gradient), X_n = B_n([I_n, C_n]).
+//   (engine/ops_patch.h, with gradient), X_n = B_n([I_n, C_n]) (its central out_patch_size voxels).
 // One block per level built from the engine's U-Net (one description for all levels or one per level;
 // a single shared block with identical_blocks). forward_type "simple": the block sees [I, C]; "mult":
 // [I, I*C, C] where I*C holds every product of an image channel with a crop channel (image-channel
@@ -77,7 +77,8 @@ class Model {
   ModelSpec& spec() { return spec_; }
   Device device() const { return device_; }
 
-  // X_level = B_level(input(I, C)) (+ C's first channels for "bridge"). image_patches [B, in_channels, s];
+  // X_level = B_level(input(I, C)) (+ C's first channels for "bridge"), cut to its central out_patch_size
+  // voxels (scheme.h: the output patch) when that is smaller. image_patches [B, in_channels, s];
   // parent_crop [B, out_channels(level-1), s] (undefined at level 0). Records the graph when grad mode is on.
   Var forward_level(int level, const Var& image_patches, const Var& parent_crop);
   // The same without a graph, on plain tensors (inference: apply's LevelNetwork::forward).

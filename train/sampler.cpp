@@ -552,7 +552,7 @@ Eigen::Vector3d CropGenerator::draw_child_centre(const Tensor& parent_target, in
   for (int a = 0; a < scheme_.ndim; ++a) {
     double u = U(rng);
     if (opt_.tree) {  // a tile of the parent's tiling by children, jittered by a quarter tile
-      double tiles = std::max(1.0, std::ceil(frame.extent[level - 1][a] / frame.extent[level][a]));
+      double tiles = std::max(1.0, std::ceil(frame.out_extent[level - 1][a] / frame.out_extent[level][a]));
       double t = std::floor(u * tiles);
       double j = U(rng) - 0.5;
       rel[a] = (t + 0.5 + 0.5 * j) / tiles;
@@ -595,7 +595,7 @@ PatchSet CropGenerator::sample(const std::vector<Subject*>& subjects, int per_su
       } else {
         const LevelPatches& up = set.levels[k - 1];
         Eigen::Vector3d rel = draw_child_centre(up.target, i, f, k, rng);
-        L.patches.push_back(child_patch(scheme_, f, k, up.patches[i], rel, aug));
+        L.patches.push_back(child_patch(scheme_, f, k, out_patch(scheme_, k - 1, up.patches[i]), rel, aug));
       }
     }
     // crop, subject by subject (rows of one subject are contiguous)

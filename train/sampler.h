@@ -2,7 +2,7 @@
 // balance and augmentation, and crops images and labels with the same patches.
 //
 // A drawn PatchSet holds P chains; chain i has one patch per level, level k's patch lying inside
-// level k-1's (snapper). Row i of every level tensor belongs to chain i, so the parent of row i at
+// level k-1's output patch (snapper). Row i of every level tensor belongs to chain i, so the parent of row i at
 // level k is row i at level k-1 (the nested crop's parent index is the row itself).
 #pragma once
 #include <Eigen/Dense>

@@ -104,6 +104,20 @@ static std::vector<Size3> parse_sizes(const json& j, const std::string& key, int
   return std::vector<Size3>(depth, one(j));
 }
 
+// Each level's output is the central crop of its block output: out_patch_size <= patch_size with an
+// even difference along every axis (a centred crop).
+static void check_out_sizes(const Scheme& s) {
+  for (int k = 0; k < s.depth; ++k)
+    for (int a = 0; a < s.ndim; ++a) {
+      const int64_t in = s.patch_size[k][a], out = s.out_patch_size[k][a];
+      std::string where = "scheme.out_patch_size: level " + std::to_string(k) + " axis " + std::to_string(a) + " is " +
+                          std::to_string(out) + " for patch_size " + std::to_string(in);
+      if (out > in) throw InputError(where + "; the output can only be smaller than the input (a central crop)");
+      if ((in - out) % 2 != 0)
+        throw InputError(where + "; patch_size - out_patch_size must be even (a centred crop)");
+    }
+}
+
 static json sizes_json(const std::vector<Size3>& v, int ndim) {
   json out = json::array();
   for (const auto& s : v) {
@@ -161,6 +175,7 @@ Scheme Scheme::from_json(const json& j) {
   s.out_patch_size = sc.contains("out_patch_size")
                          ? parse_sizes(sc["out_patch_size"], "scheme.out_patch_size", s.ndim, s.depth)
                          : s.patch_size;
+  check_out_sizes(s);
   if (sc.contains("fov_mm") == sc.contains("fov_rel"))
     throw InputError("scheme: give exactly one of 'fov_mm' and 'fov_rel'");
   s.fov_is_mm = sc.contains("fov_mm");
@@ -298,7 +313,7 @@ Frame make_frame(const Scheme& scheme, const Patch& image) {
   Eigen::Vector3d e0 = scheme.fov_is_mm ? scheme.fov : Eigen::Vector3d(scheme.fov.cwiseProduct(width));
   Eigen::Vector3d dv = scheme.destvox_is_mm ? scheme.destvox : Eigen::Vector3d(scheme.destvox.cwiseProduct(vox));
   Eigen::Vector3d elast;
-  for (int a = 0; a < 3; ++a) elast[a] = static_cast<double>(scheme.out_patch_size[N - 1][a]) * dv[a];
+  for (int a = 0; a < 3; ++a) elast[a] = static_cast<double>(scheme.patch_size[N - 1][a]) * dv[a];
   if (scheme.ndim == 2) {  // the slice axis: one voxel of the image's thickness at every level
     e0[2] = vox[2];
     elast[2] = vox[2];
@@ -312,6 +327,9 @@ Frame make_frame(const Scheme& scheme, const Patch& image) {
     Eigen::Vector3d v;
     for (int a = 0; a < 3; ++a) v[a] = e[a] / static_cast<double>(scheme.patch_size[k][a]);
     f.voxel.push_back(v);
+    Eigen::Vector3d eo;
+    for (int a = 0; a < 3; ++a) eo[a] = v[a] * static_cast<double>(scheme.out_patch_size[k][a]);
+    f.out_extent.push_back(eo);
   }
   return f;
 }
@@ -357,7 +375,7 @@ Patch child_patch(const Scheme& scheme, const Frame& frame, int level, const Pat
   Patch child = make_patch(scheme, frame, level, centre, L);
   if (scheme.snapper[level]) {
     Eigen::Vector3d lo, hi, shift = Eigen::Vector3d::Zero();
-    bounding_box(parent, child, lo, hi);
+    bounding_box(parent, out_patch(scheme, level, child), lo, hi);  // = the input patch when out = in
     for (int a = 0; a < scheme.ndim; ++a) {
       double plo = -0.5, phi = static_cast<double>(parent.s[a]) - 0.5;
       if (hi[a] - lo[a] > phi - plo) shift[a] = 0.5 * (plo + phi) - 0.5 * (lo[a] + hi[a]);
@@ -370,10 +388,7 @@ Patch child_patch(const Scheme& scheme, const Frame& frame, int level, const Pat
 }
 
 Patch out_patch(const Scheme& scheme, int level, const Patch& in) {
-  const Size3& so = scheme.out_patch_size[level];
-  Eigen::Matrix3d lin = in.A.topLeftCorner<3, 3>();
-  for (int a = 0; a < 3; ++a) lin.col(a) *= static_cast<double>(in.s[a]) / static_cast<double>(so[a]);
-  return place(lin, so, in.centre_world());
+  return place(in.A.topLeftCorner<3, 3>(), scheme.out_patch_size[level], in.centre_world());
 }
 
 }  // namespace pw::train

@@ -14,9 +14,14 @@
 //  * Resampling D'[v] = D[M v] with M = A_src^-1 A_dst (resample_matrix(src, dst)).
 //
 // Levels: extent E_0 from fov_mm (millimetres along the patch axes) or fov_rel (fraction of
-// the image's extent); the final extent E_{N-1} = out_patch_size[N-1] * destvox (destvox_mm, or
+// the image's extent); the final extent E_{N-1} = patch_size[N-1] * destvox (destvox_mm, or
 // destvox_rel times the image voxel size); E_k = E_0 (E_{N-1}/E_0)^(k/(N-1)) (geometric
 // interpolation; depth 1 uses E_{N-1}). Level k's voxel size is E_k / patch_size[k].
+//
+// Output patches: a block maps its input matrix patch_size[k] to out_patch_size[k] <= patch_size[k]
+// (the block output's central crop). The output patch is the input patch's central
+// out_patch_size[k] voxels: the same centre, axes and voxel size, extent E_k out/patch. The losses,
+// the children (their centres and the nested crop) and the stitching use the output patch.
 //
 // system: 'matrix' aligns unaugmented patches with the image's voxel axes (patch axis a runs
 // along image axis a); 'world' aligns them with the world axes (2D: the image's in-plane axes
@@ -75,7 +80,7 @@ struct Scheme {
   int depth = 3;
   int ndim = 3;
   std::vector<Size3> patch_size;      // per level (one entry repeated when given once)
-  std::vector<Size3> out_patch_size;  // per level; = patch_size when not given
+  std::vector<Size3> out_patch_size;  // per level; = patch_size when not given; <= patch_size, even difference
   bool fov_is_mm = false;             // fov_mm vs fov_rel
   Eigen::Vector3d fov{1, 1, 1};       // per patch axis (2D: z unused)
   bool destvox_is_mm = false;         // destvox_mm vs destvox_rel
@@ -125,6 +130,7 @@ struct Frame {
   Eigen::Matrix3d B = Eigen::Matrix3d::Identity();  // columns: patch axis directions in world (unit)
   std::vector<Eigen::Vector3d> extent;              // per level, mm along the patch axes
   std::vector<Eigen::Vector3d> voxel;               // per level, input voxel size (extent / patch_size)
+  std::vector<Eigen::Vector3d> out_extent;          // per level, the output patch's extent (voxel * out_patch_size)
 };
 Frame make_frame(const Scheme& scheme, const Patch& image);
 
@@ -133,15 +139,18 @@ Frame make_frame(const Scheme& scheme, const Patch& image);
 Patch make_patch(const Scheme& scheme, const Frame& frame, int level, const Eigen::Vector3d& centre,
                  const Eigen::Matrix3d& L = Eigen::Matrix3d::Identity());
 
-// A child (level `level` >= 1) of `parent` centred at `centre_rel` in [0,1]^3 of the parent's
+// A child (level `level` >= 1) of `parent` (the parent level's OUTPUT patch, out_patch: the region the
+// child's crop C is taken from) centred at `centre_rel` in [0,1]^3 of the parent's
 // extent (0 and 1 = the parent's borders; 2D: z ignored). With snapper[level] = 1 a child that
-// would stick out of the parent is shifted (in the parent's voxel coordinates) so its
-// bounding box lies inside, or is centred on the parent when it is larger.
+// would stick out of the parent is shifted (in the parent's voxel coordinates) so that the bounding
+// box of its OUTPUT patch lies inside, or centred on the parent when it is larger (children tile the
+// parent with their outputs; with out_patch_size < patch_size the child's input may reach past the
+// parent's output, where its crop of the parent output is 0).
 Patch child_patch(const Scheme& scheme, const Frame& frame, int level, const Patch& parent,
                   const Eigen::Vector3d& centre_rel, const Eigen::Matrix3d& L = Eigen::Matrix3d::Identity());
 
-// The output patch of level `level` for input patch `in`: same centre and extent, matrix size
-// out_patch_size[level].
+// The output patch of level `level` for input patch `in`: its central out_patch_size[level] voxels
+// (same centre, axes and voxel size; output voxel j is input voxel j + (patch_size - out_patch_size) / 2).
 Patch out_patch(const Scheme& scheme, int level, const Patch& in);
 
 // Bounding box of `p`'s voxel cells in `ref`'s voxel coordinates: lo/hi per axis.

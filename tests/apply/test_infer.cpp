@@ -524,6 +524,134 @@ TEST_CASE("infer: the attention function and reduction decide the patches lazy e
   CHECK(sig_mean != id_max);  // the constructed image makes the two choices differ
 }
 
+namespace {
+
+// A one-level network whose output patch is the central out_patch_size crop of its input's channel 0
+// (the identity, cut like a block with out_patch_size < patch_size), scaled by `gain`, plus `bias`.
+class CentreCropNet : public LevelNetwork {
+ public:
+  train::Scheme sc;
+  float gain = 1, bias = 0;
+  bool index_logits = false;  // instead: output voxel j (x fastest) gets the logit 0.1 j
+  explicit CentreCropNet(const json& j) : sc(train::Scheme::from_json(j)) {}
+  const train::Scheme& scheme() const override { return sc; }
+  int image_channels() const override { return 1; }
+  int out_channels(int) const override { return 1; }
+  Tensor forward(int level, const Tensor& img, const Tensor&) override {
+    const auto &ps = sc.patch_size[level], &os = sc.out_patch_size[level];
+    const int64_t B = img.dim(0), Z = os[2], Y = os[1], X = os[0];
+    Tensor out = Tensor::empty(sc.ndim == 3 ? Shape{B, 1, Z, Y, X} : Shape{B, 1, Y, X});
+    const int64_t dz = (ps[2] - Z) / 2, dy = (ps[1] - Y) / 2, dx = (ps[0] - X) / 2;
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t z = 0; z < Z; ++z)
+        for (int64_t y = 0; y < Y; ++y)
+          for (int64_t x = 0; x < X; ++x, ++n) {
+            const int64_t in = ((b * ps[2] + dz + z) * ps[1] + dy + y) * ps[0] + dx + x;
+            out.f32()[n] = index_logits ? 0.1f * static_cast<float>(n % (Z * Y * X)) : gain * img.f32()[in] + bias;
+          }
+    return out;
+  }
+};
+
+float logistic(float x) { return 1.f / (1.f + std::exp(-x)); }
+
+}  // namespace
+
+TEST_CASE("infer: out_patch_size < patch_size: an output patch is stitched over its own world box") {
+  // Constructed: a 4x4 image, input patches 8x8 of its voxel size; the one tree patch is centred on the
+  // image, so its 4x4 output patch is the image grid itself: output voxel j lands on image voxel j.
+  // (Stitched over the input patch's 8x8 box, the output would land elsewhere or be resampled.)
+  json j = {{"depth", 1}, {"ndim", 2}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {8, 8}}, {"out_patch_size", {4, 4}}, {"fov_rel", 1}, {"destvox_rel", 1}}}};
+  CentreCropNet net(j);
+  net.index_logits = true;
+  InferInput in = cube(4, 4, 1);
+  InferOptions o;
+  o.generate_type = GenerateType::tree;
+  Prediction p = infer(net, in, o);
+  CHECK(p.patches_per_level[0] == 1);
+  REQUIRE(p.prob.size() == 16);
+  for (int v = 0; v < 16; ++v) CHECK(p.prob[v] == doctest::Approx(logistic(0.1f * v)).epsilon(1e-6));
+
+  // Random placements at fractional positions, 2D and 3D: with nearest crop and splat, an identity
+  // network cut to its central output reproduces the image wherever an output patch lands, and nothing
+  // lands elsewhere (every voxel is checked against the output boxes of the patches drawn).
+  for (int nd : {2, 3}) {
+    CAPTURE(nd);
+    json k = {{"depth", 1}, {"ndim", nd}, {"num_labels", 1},
+              {"scheme", {{"patch_size", nd == 2 ? json{8, 10} : json{8, 10, 6}},
+                          {"out_patch_size", nd == 2 ? json{2, 4} : json{2, 4, 4}},
+                          {"fov_rel", 1},
+                          {"destvox_rel", 1}}}};
+    CentreCropNet id(k);
+    id.gain = 0.05f;
+    id.bias = -1;
+    InferInput im = cube(14, 12, nd == 2 ? 1 : 9);
+    for (int64_t v = 0; v < im.data.numel(); ++v) im.data.f32()[v] = static_cast<float>((v * 37) % 41);
+    InferOptions r;
+    r.generate_type = GenerateType::random;
+    r.num_patches = 6;
+    std::vector<train::Patch> seen;
+    r.observe = [&](int, const train::Patch& patch, int) { seen.push_back(patch); };
+    Prediction q = infer(id, im, r);
+    // the voxels whose centres lie in an output patch's world box
+    std::vector<int> inside(im.image.numel(), 0);
+    for (const train::Patch& s : seen) {
+      const train::Patch op = train::out_patch(id.sc, 0, s);
+      Eigen::Vector3d lo, hi;
+      train::bounding_box(im.image, op, lo, hi);  // image voxel coordinates
+      for (int64_t v = 0; v < im.image.numel(); ++v) {
+        const int64_t nx = im.image.s[0], ny = im.image.s[1];
+        const int64_t x = v % nx, y = (v / nx) % ny, z = v / (nx * ny);
+        if (x > lo[0] && x < hi[0] && y > lo[1] && y < hi[1] && (nd == 2 || (z > lo[2] && z < hi[2]))) inside[v] = 1;
+      }
+    }
+    int covered = 0;
+    for (int64_t v = 0; v < im.image.numel(); ++v) {
+      CAPTURE(v);
+      if (inside[v]) {
+        CHECK(q.prob[v] == doctest::Approx(logistic(0.05f * im.data.f32()[v] - 1)).epsilon(1e-6));
+        ++covered;
+      } else {
+        CHECK(q.prob[v] == 0.f);  // no output box holds it: nothing stitched there
+      }
+    }
+    CHECK(covered >= 6 * (nd == 2 ? 8 : 32) / 2);  // the 6 output boxes (8 or 32 voxels) reached the image
+  }
+}
+
+TEST_CASE("infer: out_patch_size < patch_size: tree tiles the image with output patches through two levels") {
+  json j = {{"depth", 2}, {"ndim", 3}, {"num_labels", 1},
+            {"scheme", {{"patch_size", {{8, 8, 8}, {12, 8, 8}}}, {"out_patch_size", {{4, 6, 8}, {4, 4, 2}}},
+                        {"fov_mm", {16, 16, 16}}, {"destvox_mm", {1, 1, 1}}}}};
+  ConstNet net(j, {10.f, 10.f});
+  InferInput in = cube(20, 18, 16);
+  InferOptions o;
+  o.generate_type = GenerateType::tree;
+  std::vector<train::Patch> level0;
+  std::vector<std::pair<train::Patch, int>> level1;
+  o.observe = [&](int level, const train::Patch& p, int parent) {
+    if (level == 0) level0.push_back(p);
+    else level1.emplace_back(p, parent);
+  };
+  Prediction p = infer(net, in, o);
+  CHECK(min_of(p.prob) > 0.999f);  // every voxel received a level-1 output
+  // per axis ceil(image / level-0 output extent) + 1 parents: 20/8 -> 4, 18/12 -> 3, 16/16 -> 1 (covers)
+  CHECK(p.patches_per_level[0] == 4 * 3 * 1);
+  // children tile each parent's output patch (8x12x16 mm) with their outputs (4x4x2 mm): 3 x 4 x 9
+  CHECK(p.patches_per_level[1] == 12 * 3 * 4 * 9);
+  for (const auto& [c, parent] : level1) {  // a child lies in its parent's output patch
+    Eigen::Vector3d lo, hi;
+    const train::Patch po = train::out_patch(net.sc, 0, level0[parent]);
+    train::bounding_box(po, train::out_patch(net.sc, 1, c), lo, hi);  // the child's output box
+    for (int a = 0; a < 3; ++a) {
+      CHECK(lo[a] >= -0.5 - 1e-9);
+      CHECK(hi[a] <= po.s[a] - 0.5 + 1e-9);
+    }
+  }
+}
+
 TEST_CASE("lazyEval of the model: apply's defaults and the validation's options; explicit options win") {
   train::ModelSpec spec;
   spec.lazy_eval.fraction = 0.4;

@@ -150,6 +150,62 @@ TEST_CASE("U-Net variants: output shapes, parameter names, errors") {
   CHECK_THROWS_AS(net.forward(variable(Tensor::zeros({1, 2, 8, 8}))), std::invalid_argument);  // channels
 }
 
+TEST_CASE("U-Net with valid convolutions: output sizes, the skip's centre, equality with the padded net inside") {
+  UNetConfig cfg;
+  cfg.dims = 2;
+  cfg.features = {4, 8};
+  cfg.valid = true;
+  // 24 -> 20 (two 3x3 convs) -> 10 (pool) -> 6 -> 12 (up) -> 8; 28 -> 12; an odd size at the pool fails
+  CHECK(cfg.output_size(24) == 8);
+  CHECK(cfg.output_size(28) == 12);
+  CHECK(cfg.output_size(23) == -1);
+  CHECK(cfg.output_size(8) == -1);  // 8 -> 4 -> 2 -> -2
+  cfg.convs_per_block = 1;
+  cfg.features = {2, 3, 4};  // 3 levels, one conv per block: 20 -> 18 -> 9: odd at the second pool
+  CHECK(cfg.output_size(20) == -1);
+  CHECK(cfg.output_size(30) == 10);  // 30 -> 28 -> 14 -> 12 -> 6 -> 4, up: 8 - 2 = 6, 12 - 2 = 10
+  UNetConfig same = cfg;
+  same.valid = false;
+  CHECK(same.output_size(24) == 24);
+  CHECK(same.output_size(22) == -1);  // not a multiple of 4
+  for (int dims : {2, 3})
+    for (UpKind up : {UpKind::transposed_conv, UpKind::nearest}) {
+      UNetConfig c;
+      c.dims = dims;
+      c.in_channels = 2;
+      c.out_channels = 3;
+      c.features = {3, 4};
+      c.up = up;
+      c.valid = true;
+      UNet net(c);
+      Shape in{2, 2}, out{2, 3};
+      for (int i = 0; i < dims; ++i) in.push_back(24 + 4 * i), out.push_back(c.output_size(24 + 4 * i));
+      CHECK(net.forward(variable(random_tensor(in, 1)))->value.shape() == out);
+    }
+  CHECK(UNetConfig::from_json({{"padding", "valid"}}).valid);
+  CHECK(UNetConfig::from_json(UNetConfig::from_json({{"padding", "valid"}}).to_json()).valid);
+  CHECK_THROWS_AS(UNetConfig::from_json({{"padding", "full"}}), InputError);
+  UNet bad(UNetConfig::from_json({{"padding", "valid"}, {"features", {4, 8}}, {"dims", 2}}));
+  CHECK_THROWS_AS(bad.forward(variable(Tensor::zeros({1, 1, 23, 24}))), std::invalid_argument);
+  // One level without norm: every output voxel of the valid net sees no padding, so it equals the centre of
+  // the padded net's output (same weights).
+  UNetConfig one;
+  one.dims = 2;
+  one.features = {3};
+  one.norm = NormKind::none;
+  UNetConfig onev = one;
+  onev.valid = true;
+  UNet a(one, 9), b(onev, 9);
+  Tensor x = random_tensor({2, 1, 12, 10}, 4);
+  Var ya = a.forward(variable(x)), yb = b.forward(variable(x, true));
+  REQUIRE(yb->value.shape() == Shape{2, 2, 8, 6});
+  const std::vector<float> va = ya->value.to_vector(), vb = yb->value.to_vector();
+  for (int64_t p = 0; p < 4; ++p)
+    for (int64_t y = 0; y < 8; ++y)
+      for (int64_t xx = 0; xx < 6; ++xx)
+        CHECK(vb[(p * 8 + y) * 6 + xx] == doctest::Approx(va[(p * 12 + y + 2) * 10 + xx + 2]).epsilon(1e-5));
+}
+
 TEST_CASE("He init: weight scale sqrt(2/fan_in), same seed same weights") {
   UNetConfig cfg;
   cfg.dims = 3;

@@ -219,3 +219,25 @@ TEST_CASE("patch ops on CUDA equal the CPU (forward, nested backward, stitch)" *
   for (int64_t i = 0; i < ys[0].numel(); ++i) ry[i] = ys[0].f32()[i];
   CHECK(test::check_close(ys[1].to_vector(), ry, 1e-5, 1e-6).empty());
 }
+
+TEST_CASE("crop_centre: the central voxels of every row, the gradient back into them") {
+  Tensor x = random_tensor({2, 3, 6, 5, 8}, 7);
+  Var xv = variable(x, true);
+  Var y = crop_centre(xv, {2, 5, 4});
+  REQUIRE(y->value.shape() == Shape{2, 3, 2, 5, 4});
+  for (int64_t pc = 0; pc < 6; ++pc)
+    for (int64_t z = 0; z < 2; ++z)
+      for (int64_t yy = 0; yy < 5; ++yy)
+        for (int64_t xx = 0; xx < 4; ++xx)
+          CHECK(y->value.f32()[((pc * 2 + z) * 5 + yy) * 4 + xx] == x.f32()[((pc * 6 + z + 2) * 5 + yy) * 8 + xx + 2]);
+  backward(y, Tensor::full(y->value.shape(), 1.f));
+  int64_t ones = 0;
+  for (float g : xv->grad.to_vector()) {
+    CHECK((g == 0.f || g == 1.f));
+    ones += g == 1.f;
+  }
+  CHECK(ones == y->value.numel());
+  CHECK_THROWS_AS(crop_centre(xv, {3, 5, 4}), std::invalid_argument);  // 6 - 3 is odd
+  CHECK_THROWS_AS(crop_centre(xv, {2, 6, 4}), std::invalid_argument);  // larger than 5
+  CHECK_THROWS_AS(crop_centre(xv, {2, 4}), std::invalid_argument);     // 2 sizes for 3-D
+}

@@ -35,8 +35,8 @@ extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max
                           "balance", "augment", "independent_augmentation", "optimizer", "parallel", "validation_every",
                           "seed", "threads", "time_limit_s", "dataset", "patch_size", "out_patch_size", "fov_mm",
                           "fov_rel", "destvox_mm", "destvox_rel", "features", "convs_per_block", "convs", "norm",
-                          "activation", "leaky_slope", "down", "up", "ratio", "label_weight", "autoweight", "dphi",
-                          "flip", "dscale", "type", "lr", "weight_decay", "momentum", "schedule", "gamma",
+                          "activation", "leaky_slope", "down", "up", "padding", "ratio", "label_weight", "autoweight",
+                          "dphi", "flip", "dscale", "type", "lr", "weight_decay", "momentum", "schedule", "gamma",
                           "step_size", "path", "pairs", "image", "label", "name", "validation", "train", "max_cases",
                           "finalizeOnApply", "finalBlock_all_levels", "lazyEval", "fraction", "attentionFun",
                           "reduceFun", "label_colors"})

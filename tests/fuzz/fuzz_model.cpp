@@ -41,9 +41,9 @@ extern "C" size_t LLVMFuzzerCustomMutator(uint8_t* data, size_t size, size_t max
         "format", "crop_generator", "image_channels", "in_channels", "network", "out_channels", "forward_type",
         "identical_blocks", "intermediate_loss", "final_block", "thresholds", "label_names", "augment",
         "independent_augmentation", "training", "features", "convs", "convs_per_block", "norm", "activation",
-        "leaky_slope", "down", "up", "type", "dims", "depth", "ndim", "scheme", "patch_size", "out_patch_size",
-        "num_labels", "categorical", "categorical_label", "snapper", "smoothfac_data", "dphi", "flip", "dscale",
-        "finalizeOnApply", "finalBlock_all_levels", "lazyEval", "label_colors", "crop_fdim"};
+        "leaky_slope", "down", "up", "padding", "type", "dims", "depth", "ndim", "scheme", "patch_size",
+        "out_patch_size", "num_labels", "categorical", "categorical_label", "snapper", "smoothfac_data", "dphi", "flip",
+        "dscale", "finalizeOnApply", "finalBlock_all_levels", "lazyEval", "label_colors", "crop_fdim"};
     nlohmann::json* desc = nullptr;
     nlohmann::json spec;
     if (mode >= 3 && h.contains("__metadata__") && h["__metadata__"].is_object() &&

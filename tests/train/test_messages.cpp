@@ -131,6 +131,58 @@ TEST_CASE("messages: network mistakes are found when the config is read, naming 
   CHECK_NOTHROW(pw::train::TrainConfig::load(dir / "good.json"));
 }
 
+TEST_CASE("messages: out_patch_size mistakes are found when the config is read, naming the key") {
+  const fs::path dir = pw::test::temp_dir("msg-train-outpatch");
+  struct Case {
+    json patch, out, network;
+    std::string message;
+  };
+  const json unet = {{"features", {4, 8}}}, valid = {{"features", {4, 8}}, {"padding", "valid"}};
+  const std::vector<Case> cases = {
+      {{24, 24}, {26, 24}, unet,
+       "scheme.out_patch_size: level 0 axis 0 is 26 for patch_size 24; the output can only be smaller than the input "
+       "(a central crop)"},
+      {{24, 24}, {24, 21}, unet,
+       "scheme.out_patch_size: level 0 axis 1 is 21 for patch_size 24; patch_size - out_patch_size must be even "
+       "(a centred crop)"},
+      {{24, 24}, {20, 20, 20}, unet, "scheme.out_patch_size: expected 2 integers per size, got [20,20,20]"},
+      {{24, 24}, {{20, 20}}, unet, "scheme.out_patch_size: expected one size per level (2), got 1"},
+      // valid convolutions: 24 -> 20 -> 10 -> 6 -> 12 -> 8 (two 3x3 convs per block, one down step)
+      {{24, 24}, {24, 24}, valid,
+       "scheme.out_patch_size: level 0 axis 0: 24, but the U-Net with valid convolutions (network.padding) turns "
+       "patch_size 24 into 8"},
+      {{23, 24}, {7, 8}, valid,
+       "scheme.patch_size: level 0 axis 0: 23 voxels do not pass the U-Net with valid convolutions (network.padding; "
+       "every down step needs an even size, every conv takes 2)"},
+      {{24, 24}, {8, 8}, {{"padding", "full"}}, "network.padding: 'full' is not one of same, valid"},
+  };
+  const std::string bin = pw::test::patchwork_bin();
+  int n = 0;
+  for (const Case& c : cases) {
+    json cfg = tiny_config();
+    cfg["scheme"]["patch_size"] = c.patch;
+    cfg["scheme"]["out_patch_size"] = c.out;
+    cfg["network"] = c.network;
+    const fs::path file = dir / ("cfg" + std::to_string(n++) + ".json");
+    write_json(file, cfg);
+    const std::string want = file.string() + ": " + c.message;
+    CHECK_THROWS_WITH_AS(pw::train::TrainConfig::load(file), want.c_str(), pw::InputError);
+    std::string out;  // the CLI: before any data, one line, exit 1
+    const int rc = pw::test::run_command(bin + " train --config " + file.string() + " --dataset " +
+                                             (dir / "no-such-dataset").string() + " --out " +
+                                             (dir / "m.safetensors").string(),
+                                         &out);
+    CHECK(rc == 1);
+    CHECK(out == "patchwork: " + want + "\n");
+  }
+  json cfg = tiny_config();  // sizes that fit pass
+  cfg["scheme"]["patch_size"] = {24, 28};
+  cfg["scheme"]["out_patch_size"] = {8, 12};  // 28 -> 24 -> 12 -> 8 -> 16 -> 12
+  cfg["network"] = valid;
+  write_json(dir / "good.json", cfg);
+  CHECK(pw::train::TrainConfig::load(dir / "good.json").scheme.out_patch_size[1] == pw::train::Size3{8, 12, 1});
+}
+
 TEST_CASE("messages: train names an image whose sform holds NaN") {
   const fs::path dir = pw::test::temp_dir("msg-train-sform");
   write_phantoms(dir);

@@ -30,6 +30,18 @@ TrainConfig small_config(int ndim, int depth, bool categorical) {
 
 double f_lin(const Eigen::Vector3d& w) { return 0.3 * w[0] - 0.2 * w[1] + 0.1 * w[2] + 1.0; }
 
+// A subject of size s (x, y, z) with a repeating intensity pattern and labels 0, 1, 2 in turn.
+Subject pattern_subject(const Scheme& sc, const Size3& s) {
+  Patch img;
+  img.s = s;
+  Tensor data = Tensor::empty({1, s[2], s[1], s[0]}), lab = Tensor::empty({img.numel()});
+  for (int64_t i = 0; i < img.numel(); ++i) {
+    data.f32()[i] = float((i * 7919) % 13) / 13.f;
+    lab.f32()[i] = float(i % 3);
+  }
+  return make_subject("s", img, data, lab, sc, false);
+}
+
 }  // namespace
 
 TEST_CASE("model: nested crop of the parent output equals a direct crop of the parent") {
@@ -135,14 +147,7 @@ TEST_CASE("model: forward shapes, forward types, identical blocks") {
 TEST_CASE("model: the last level's loss trains the first level through the crop") {
   TrainConfig cfg = small_config(3, 2, true);
   Model m(ModelSpec::from_config(cfg, 1), 3);
-  Patch img;
-  img.s = {20, 20, 20};
-  Tensor data = Tensor::empty({1, 20, 20, 20}), lab = Tensor::empty({8000});
-  for (int i = 0; i < 8000; ++i) {
-    data.f32()[i] = float((i * 7919) % 13) / 13.f;
-    lab.f32()[i] = float(i % 3);
-  }
-  Subject s = make_subject("s", img, data, lab, cfg.scheme, false);
+  Subject s = pattern_subject(cfg.scheme, {20, 20, 20});
   CropGenerator gen(cfg.scheme, SamplerOptions{});
   std::mt19937_64 rng(1);
   PatchSet set = gen.sample({&s}, 3, rng);
@@ -368,4 +373,69 @@ TEST_CASE("model: network as a list builds one block per level; identical_blocks
   CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("one block description per level (3)"), InputError);
   j["network"] = json::array({nets[0], nets[1], {{"feature", {4}}}});
   CHECK_THROWS_WITH_AS(TrainConfig::from_json(j), doctest::Contains("network[2]: unknown key 'feature'"), InputError);
+}
+
+// The central sub-block of x [P, C, (Z), Y, X] starting at `lo` (x, y, z) of size `s` (x, y, z).
+static std::vector<float> sub_block(const Tensor& x, const Size3& lo, const Size3& s) {
+  const int nd = x.ndim() - 2;
+  const int64_t X = x.dim(x.ndim() - 1), Y = x.dim(x.ndim() - 2), Z = nd == 3 ? x.dim(2) : 1;
+  std::vector<float> out;
+  for (int64_t pc = 0; pc < x.dim(0) * x.dim(1); ++pc)
+    for (int64_t z = 0; z < s[2]; ++z)
+      for (int64_t y = 0; y < s[1]; ++y)
+        for (int64_t xx = 0; xx < s[0]; ++xx)
+          out.push_back(x.f32()[((pc * Z + lo[2] + z) * Y + lo[1] + y) * X + lo[0] + xx]);
+  return out;
+}
+
+TEST_CASE("model: out_patch_size < patch_size: each level outputs the central crop of its block") {
+  for (int nd : {2, 3}) {
+    json j = small_config(nd, 3, true).raw;
+    const json ps = nd == 2 ? json{8, 8} : json{8, 8, 8};
+    j["scheme"]["out_patch_size"] = nd == 2 ? json{{8, 8}, {6, 4}, {2, 4}} : json{{8, 8, 8}, {6, 4, 8}, {2, 4, 6}};
+    TrainConfig cfg = TrainConfig::from_json(j);
+    Model m(ModelSpec::from_config(cfg, 1), 4);
+    Model full(ModelSpec::from_config(small_config(nd, 3, true), 1), 4);  // the same weights, no crop
+    m.set_training(false);
+    full.set_training(false);
+    const int64_t B = 2;
+    auto shape = [&](int64_t c, const Size3& s) {
+      return nd == 2 ? Shape{B, c, s[1], s[0]} : Shape{B, c, s[2], s[1], s[0]};
+    };
+    Tensor I = Tensor::empty(shape(1, {8, 8, nd == 2 ? 1 : 8}));
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> U(-1, 1);
+    for (int64_t i = 0; i < I.numel(); ++i) I.f32()[i] = U(rng);
+    Tensor C = Tensor::empty(shape(5, {8, 8, nd == 2 ? 1 : 8}));
+    for (int64_t i = 0; i < C.numel(); ++i) C.f32()[i] = U(rng);
+    for (int level = 0; level < 3; ++level) {
+      CAPTURE(nd);
+      CAPTURE(level);
+      Tensor parent = level > 0 ? C : Tensor();
+      Tensor y = m.forward(level, I, parent), yf = full.forward(level, I, parent);
+      const Size3& so = cfg.scheme.out_patch_size[level];
+      CHECK(y.shape() == shape(level < 2 ? 5 : 3, so));
+      Size3 lo{(8 - so[0]) / 2, (8 - so[1]) / 2, nd == 2 ? 0 : (8 - so[2]) / 2};
+      CHECK(y.to_vector() == sub_block(yf, lo, so));
+    }
+    // a chain: the losses see every level's output patch; the gradient passes the crop
+    Subject s = pattern_subject(cfg.scheme, {24, 24, nd == 2 ? 1 : 24});
+    CropGenerator gen(cfg.scheme, SamplerOptions{});
+    std::mt19937_64 r(1);
+    PatchSet set = gen.sample({&s}, 2, r);
+    m.set_training(true);
+    std::vector<Var> X = m.forward_chain({constant(set.levels[0].input), constant(set.levels[1].input),
+                                          constant(set.levels[2].input)},
+                                         {Tensor(), set.levels[1].parent_mats, set.levels[2].parent_mats});
+    for (int level = 0; level < 3; ++level) {
+      CHECK(X[level]->value.shape() == shape(level < 2 ? 5 : 3, cfg.scheme.out_patch_size[level]));
+      Shape t = X[level]->value.shape();
+      t.erase(t.begin() + 1);  // categorical targets: i32 [P, spatial] on the same output grid
+      CHECK(set.levels[level].target.shape() == t);
+    }
+    backward(mean(X[2]));
+    double g = 0;
+    for (float x : m.parameters()[0]->grad.to_vector()) g += std::abs(x);
+    CHECK(g > 0);  // level 0's first weights get a gradient through two crops
+  }
 }

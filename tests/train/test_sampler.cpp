@@ -434,3 +434,61 @@ TEST_CASE("sampler: the sparse balance draw follows P(v) proportional to L(v) + 
     CHECK((v >= 0 && v < 50));
   }
 }
+
+TEST_CASE("sampler: out_patch_size < patch_size: labels on the output grid, children in the parent's output patch") {
+  for (bool categorical : {true, false}) {
+    CAPTURE(categorical);
+    json j = {{"depth", 2},
+              {"ndim", 3},
+              {"scheme", {{"patch_size", {8, 8, 8}}, {"out_patch_size", {{4, 4, 6}, {6, 2, 8}}}, {"fov_rel", 0.6},
+                          {"destvox_rel", 1}}},
+              {"categorical_label", {1}},
+              {"categorical", categorical}};
+    Scheme sc = Scheme::from_json(j);
+    json jf = j;
+    jf["scheme"].erase("out_patch_size");
+    Scheme full = Scheme::from_json(jf);  // the same input patches, targets over the whole input patch
+    Subject s = cube_subject(sc, 32, [](int x, int y, int z) { return (x + 2 * y + 3 * z) % 5 == 0 ? 1 : 0; });
+    SamplerOptions o;
+    o.augment.dphi = Eigen::Vector3d(0.3, 0.3, 0.3);
+    o.balance.ratio = 0.5;
+    CropGenerator gen(sc, o), gen_full(full, o);
+    std::mt19937_64 rng(5);
+    PatchSet set = gen.sample({&s}, 12, rng);
+    for (int k = 0; k < 2; ++k) {
+      const LevelPatches& L = set.levels[k];
+      const Size3& so = sc.out_patch_size[k];
+      CHECK(L.input.shape() == Shape{12, 1, 8, 8, 8});
+      CHECK(L.target.shape() == (categorical ? Shape{12, so[2], so[1], so[0]} : Shape{12, 1, so[2], so[1], so[0]}));
+      // the target is the central crop of the target over the whole input patch
+      Tensor whole = categorical ? Tensor::empty({12, 8, 8, 8}, DType::i32) : Tensor::empty({12, 1, 8, 8, 8});
+      gen_full.crop_targets(s, k, L.patches, whole, 0);
+      const Size3 lo{(8 - so[0]) / 2, (8 - so[1]) / 2, (8 - so[2]) / 2};
+      int64_t n = 0, ones = 0;
+      for (int64_t i = 0; i < 12; ++i)
+        for (int64_t z = 0; z < so[2]; ++z)
+          for (int64_t y = 0; y < so[1]; ++y)
+            for (int64_t x = 0; x < so[0]; ++x, ++n) {
+              const int64_t w = ((i * 8 + lo[2] + z) * 8 + lo[1] + y) * 8 + lo[0] + x;
+              const float got = categorical ? float(L.target.i32()[n]) : L.target.f32()[n];
+              const float expect = categorical ? float(whole.i32()[w]) : whole.f32()[w];
+              CHECK(got == expect);
+              ones += got == 1;
+            }
+      CHECK(ones > 0);
+    }
+    // level 1: its output inside its parent's OUTPUT patch (snapper), parent_mats map into that patch
+    for (int64_t i = 0; i < set.size(); ++i) {
+      const Patch po = out_patch(sc, 0, set.levels[0].patches[i]);
+      Eigen::Vector3d lo, hi;
+      bounding_box(po, out_patch(sc, 1, set.levels[1].patches[i]), lo, hi);
+      for (int a = 0; a < 3; ++a) {
+        CHECK(lo[a] >= -0.5 - 1e-6);
+        CHECK(hi[a] <= po.s[a] - 0.5 + 1e-6);
+      }
+      std::vector<float> m;
+      append_kernel_matrix(resample_matrix(po, set.levels[1].patches[i]), 3, m);
+      for (int e = 0; e < 16; ++e) CHECK(set.levels[1].parent_mats.f32()[i * 16 + e] == m[e]);
+    }
+  }
+}

@@ -190,3 +190,70 @@ TEST_CASE("scheme: JSON round trip and strict parsing") {
   bad["interp_type"] = "cubic";
   CHECK_THROWS_AS(Scheme::from_json(bad), pw::InputError);
 }
+
+TEST_CASE("scheme: out_patch_size < patch_size: the output patch is the input patch's central crop") {
+  json j = {{"depth", 2}, {"ndim", 3},
+            {"scheme", {{"patch_size", {{8, 8, 8}, {12, 10, 8}}}, {"out_patch_size", {{4, 6, 8}, {8, 6, 2}}},
+                        {"fov_mm", 80}, {"destvox_mm", 2}}}};
+  Scheme s = Scheme::from_json(j);
+  Frame f = make_frame(s, image_patch(1, 1, 1, 100, 100, 100));
+  // destvox is the final level's voxel size, input and output alike: extent = patch_size x destvox
+  CHECK(f.voxel[1][0] == doctest::Approx(2));
+  CHECK(f.extent[1][1] == doctest::Approx(20));
+  CHECK(f.out_extent[1][0] == doctest::Approx(16));  // 8 output voxels of 2 mm
+  CHECK(f.out_extent[1][2] == doctest::Approx(4));
+  CHECK(f.out_extent[0][0] == doctest::Approx(40));  // level 0: 4 of 8 voxels of 10 mm
+  const Eigen::Matrix3d R = Eigen::AngleAxisd(0.4, Eigen::Vector3d(1, 2, 3).normalized()).toRotationMatrix();
+  for (int level : {0, 1}) {
+    Patch p = make_patch(s, f, level, Eigen::Vector3d(3.25, 40, -7), R);
+    Patch o = out_patch(s, level, p);
+    CHECK(o.s == s.out_patch_size[level]);
+    CHECK((o.centre_world() - p.centre_world()).norm() < 1e-9);                     // same centre
+    CHECK((o.A.topLeftCorner<3, 3>() - p.A.topLeftCorner<3, 3>()).norm() < 1e-12);  // same axes and voxel size
+    // output voxel j is input voxel j + (patch_size - out_patch_size) / 2
+    Eigen::Matrix4d M = resample_matrix(p, o);
+    Eigen::Matrix4d expect = Eigen::Matrix4d::Identity();
+    for (int a = 0; a < 3; ++a) expect(a, 3) = (s.patch_size[level][a] - s.out_patch_size[level][a]) / 2.0;
+    CHECK((M - expect).norm() < 1e-9);
+  }
+  // a child is placed in its parent's output patch and, with snapper, its output stays inside it
+  Patch p0 = make_patch(s, f, 0, Eigen::Vector3d(50, 50, 50), R);
+  Patch o0 = out_patch(s, 0, p0);
+  for (double u : {0.0, 0.5, 1.0}) {
+    Patch c = child_patch(s, f, 1, o0, Eigen::Vector3d(u, 1 - u, u), R);
+    Eigen::Vector3d lo, hi;
+    bounding_box(o0, out_patch(s, 1, c), lo, hi);  // the child's output box
+    for (int a = 0; a < 3; ++a) {
+      CHECK(lo[a] >= -0.5 - 1e-9);
+      CHECK(hi[a] <= o0.s[a] - 0.5 + 1e-9);
+    }
+  }
+  Scheme t = Scheme::from_json(s.to_json());
+  CHECK(t.out_patch_size == s.out_patch_size);
+}
+
+TEST_CASE("scheme: bad out_patch_size values are refused when the config is read, naming the key") {
+  auto with = [](const json& ps, const json& out, int ndim = 3, int depth = 2) {
+    return json{{"depth", depth}, {"ndim", ndim},
+                {"scheme", {{"patch_size", ps}, {"out_patch_size", out}, {"fov_rel", 1}, {"destvox_rel", 1}}}};
+  };
+  auto refused = [](const json& j, const std::string& why) {
+    try {
+      Scheme::from_json(j);
+      FAIL("accepted: " << j.dump());
+    } catch (const pw::InputError& e) {
+      const std::string m = e.what();
+      CHECK_MESSAGE(m.find("scheme.out_patch_size") != std::string::npos, m);
+      CHECK_MESSAGE(m.find(why) != std::string::npos, m);
+    }
+  };
+  CHECK(Scheme::from_json(with({8, 8, 8}, {4, 6, 8})).out_patch_size[1] == Size3{4, 6, 8});
+  refused(with({8, 8, 8}, {10, 8, 8}), "can only be smaller");                 // out > in
+  refused(with({8, 8, 8}, {5, 8, 8}), "must be even");                         // no centred crop
+  refused(with({8, 8, 8}, {{4, 4, 4}, {4, 4, 4}, {4, 4, 4}}), "one size per level");  // 3 sizes for depth 2
+  refused(with({8, 8, 8}, {4, 4}), "3 integers per size");                     // wrong ndim
+  refused(with({8, 8}, {4, 4, 4}, 2), "2 integers per size");
+  refused(with({8, 8, 8}, {0, 4, 4}), "1..4096");
+  refused(with({8, 8, 8}, json::array()), "list of sizes");
+  refused(with({{8, 8, 8}, {16, 16, 16}}, {{8, 8, 8}, {16, 16, 15}}), "level 1 axis 2");
+}

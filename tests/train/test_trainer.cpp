@@ -33,6 +33,40 @@ Predictor tree_predictor() {
   return [](Model& m, Subject& s) { return apply::predict_subject(m, s); };
 }
 
+// The 2D phantom task: 4 training and 1 validation 64x64 phantoms, one label, depth 2, 32x32 patches.
+json phantom_2d_config() {
+  return {{"depth", 2},
+          {"ndim", 2},
+          {"scheme", {{"patch_size", {32, 32}}, {"fov_rel", 0.9}, {"destvox_rel", 1}}},
+          {"categorical_label", {1}},
+          {"categorical", false},
+          {"normalize_input", "m0s1"},
+          {"network", {{"features", {8, 16}}}},
+          {"intermediate_out", 2},
+          {"intermediate_loss", true},
+          {"loss", "bce+dice"},
+          {"num_its", 25},
+          {"num_patches", 8},
+          {"batch_size", 8},
+          {"balance", {{"ratio", 0.5}}},
+          {"augment", {{"dphi", 0.1}}},
+          {"optimizer", {{"type", "adam"}, {"lr", 3e-3}}},
+          {"parallel", true},
+          {"seed", 3}};
+}
+
+// Trains `cfg` on the 2D phantom task into `opt.out` = temp dir `dir`/m.safetensors (validated by the tree predictor).
+TrainResult train_2d_phantom(const TrainConfig& cfg, const std::string& dir, TrainOptions& opt) {
+  std::vector<Subject> train, val;
+  for (int i = 0; i < 4; ++i) train.push_back(phantom_subject(cfg.scheme, {64, 64, 1}, 1, 10 + i));
+  val.push_back(phantom_subject(cfg.scheme, {64, 64, 1}, 1, 99));
+  opt.out = pw::test::temp_dir(dir) / "m.safetensors";
+  opt.quiet = true;
+  Trainer tr(cfg, opt);
+  tr.set_predictor(tree_predictor());
+  return tr.run(train, val);
+}
+
 std::vector<json> read_log(const std::filesystem::path& f) {
   std::vector<json> out;
   std::ifstream in(f);
@@ -113,34 +147,9 @@ TEST_CASE("trainer: a config with a typo is refused, naming the key") {
 
 TEST_CASE("trainer: a 2D phantom is learned to Dice >= 0.9, every level trains") {
   auto t0 = std::chrono::steady_clock::now();
-  json j = {{"depth", 2},
-            {"ndim", 2},
-            {"scheme", {{"patch_size", {32, 32}}, {"fov_rel", 0.9}, {"destvox_rel", 1}}},
-            {"categorical_label", {1}},
-            {"categorical", false},
-            {"normalize_input", "m0s1"},
-            {"network", {{"features", {8, 16}}}},
-            {"intermediate_out", 2},
-            {"intermediate_loss", true},
-            {"loss", "bce+dice"},
-            {"num_its", 25},
-            {"num_patches", 8},
-            {"batch_size", 8},
-            {"balance", {{"ratio", 0.5}}},
-            {"augment", {{"dphi", 0.1}}},
-            {"optimizer", {{"type", "adam"}, {"lr", 3e-3}}},
-            {"parallel", true},
-            {"seed", 3}};
-  TrainConfig cfg = TrainConfig::from_json(j);
-  std::vector<Subject> train, val;
-  for (int i = 0; i < 4; ++i) train.push_back(phantom_subject(cfg.scheme, {64, 64, 1}, 1, 10 + i));
-  val.push_back(phantom_subject(cfg.scheme, {64, 64, 1}, 1, 99));
+  TrainConfig cfg = TrainConfig::from_json(phantom_2d_config());
   TrainOptions opt;
-  opt.out = pw::test::temp_dir("train2d") / "m.safetensors";
-  opt.quiet = true;
-  Trainer tr(cfg, opt);
-  tr.set_predictor(tree_predictor());
-  TrainResult r = tr.run(train, val);
+  TrainResult r = train_2d_phantom(cfg, "train2d", opt);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   MESSAGE("2D phantom: Dice " << r.validation_dice[0] << " threshold " << r.thresholds[0] << " in " << secs << " s");
   REQUIRE(r.validation_dice.size() == 1);
@@ -158,6 +167,30 @@ TEST_CASE("trainer: a 2D phantom is learned to Dice >= 0.9, every level trains")
   Model m = Model::load(opt.out);
   CHECK(m.spec().thresholds == r.thresholds);
   CHECK(m.spec().training["validation_dice"][0].get<double>() == doctest::Approx(r.validation_dice[0]));
+}
+
+TEST_CASE("trainer: a 2D phantom is learned to Dice >= 0.9 with out_patch_size < patch_size") {
+  for (bool valid : {true, false}) {
+    CAPTURE(valid);
+    auto t0 = std::chrono::steady_clock::now();
+    // valid convolutions: 32 -> 28 -> 14 -> 10 -> 20 -> 16 at both levels; else the central crop of the padded U-Net
+    json j = phantom_2d_config();
+    j["scheme"]["out_patch_size"] = valid ? json{16, 16} : json{{24, 24}, {20, 16}};
+    if (valid) j["network"]["padding"] = "valid";
+    TrainConfig cfg = TrainConfig::from_json(j);
+    TrainOptions opt;
+    TrainResult r = train_2d_phantom(cfg, valid ? "train2d_valid" : "train2d_crop", opt);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    MESSAGE("2D phantom, " << (valid ? "valid convolutions" : "central crop") << ": Dice " << r.validation_dice[0]
+                           << " in " << secs << " s");
+    REQUIRE(r.validation_dice.size() == 1);
+    CHECK(r.validation_dice[0] >= 0.9);
+    Model m = Model::load(opt.out);  // the file keeps the output sizes
+    CHECK(m.spec().scheme.out_patch_size == cfg.scheme.out_patch_size);
+    const Size3& so = cfg.scheme.out_patch_size[1];
+    const Tensor y = m.forward(1, Tensor::zeros({3, 1, 32, 32}), Tensor::zeros({3, 3, 32, 32}));
+    CHECK(y.shape() == Shape{3, 1, so[1], so[0]});
+  }
 }
 
 TEST_CASE("trainer: a 3D phantom is learned to Dice >= 0.9") {
