@@ -41,7 +41,10 @@ struct ApplyOptions {
 // preview is empty; an --augment dict is parsed by set_augment once the model (its ndim) is known.
 ApplyRequest make_request(const ApplyOptions& options);
 void set_augment(ApplyRequest& request, const std::string& augment, int ndim);
-// The model's lazyEval defaults (fraction, attentionFun, reduceFun) where `options` leave them unset.
+// The model's lazyEval (fraction, reduceFun, attentionFun) as InferOptions: apply's defaults and what the
+// validation during training uses.
+InferOptions model_lazy_options(const train::ModelSpec& spec);
+// The model's lazyEval defaults where `options` leave them unset.
 void set_lazy_defaults(ApplyRequest& request, const ApplyOptions& options, const train::ModelSpec& spec);
 
 // Label values (categorical_label, else 1..K), thresholds and names of a model.

@@ -88,11 +88,20 @@ void set_augment(ApplyRequest& r, const std::string& augment, int ndim) {
   }
 }
 
-void set_lazy_defaults(ApplyRequest& r, const ApplyOptions& c, const train::ModelSpec& spec) {
+InferOptions model_lazy_options(const train::ModelSpec& spec) {
   const train::LazyEval& lazy = spec.lazy_eval;
-  if (!c.lazy_fraction) r.infer.lazy_fraction = lazy.fraction;
-  if (!c.attention) r.infer.attention = parse_reduce(lazy.reduce_fun);
-  if (!c.attention_fun && !lazy.attention_fun.empty()) r.infer.attention_fun = parse_attention_fun(lazy.attention_fun);
+  InferOptions o;
+  o.lazy_fraction = lazy.fraction;
+  o.attention = parse_reduce(lazy.reduce_fun);
+  if (!lazy.attention_fun.empty()) o.attention_fun = parse_attention_fun(lazy.attention_fun);
+  return o;
+}
+
+void set_lazy_defaults(ApplyRequest& r, const ApplyOptions& c, const train::ModelSpec& spec) {
+  const InferOptions lazy = model_lazy_options(spec);
+  if (!c.lazy_fraction) r.infer.lazy_fraction = lazy.lazy_fraction;
+  if (!c.attention) r.infer.attention = lazy.attention;
+  if (!c.attention_fun && lazy.attention_fun) r.infer.attention_fun = lazy.attention_fun;
 }
 
 }  // namespace pw::apply

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "apply/apply_case.h"
 #include "apply/model_network.h"
 #include "io/atomic_file.h"
 #include "io/error.h"
@@ -35,7 +36,8 @@ TrainOutcome train_command(const TrainRequest& req) {
   opt.log_every = 1;
   opt.on_iteration = req.on_iteration;
   train::Trainer trainer(cfg, opt);
-  trainer.set_predictor([](train::Model& m, train::Subject& s) { return predict_subject(m, s); });
+  trainer.set_predictor(  // validation as apply does it by default: with the model's lazyEval
+      [](train::Model& m, train::Subject& s) { return predict_subject(m, s, model_lazy_options(m.spec())); });
   TrainOutcome o;
   o.batch_size = cfg.batch_size;
   o.result = trainer.run_from_dataset();

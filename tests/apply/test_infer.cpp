@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "apply/apply_case.h"
 #include "apply/infer.h"
 #include "engine/profile.h"
 #include "io/error.h"
@@ -521,4 +522,32 @@ TEST_CASE("infer: the attention function and reduction decide the patches lazy e
   CHECK(sig_mean == e1);
   CHECK(id_max == e2);
   CHECK(sig_mean != id_max);  // the constructed image makes the two choices differ
+}
+
+TEST_CASE("lazyEval of the model: apply's defaults and the validation's options; explicit options win") {
+  train::ModelSpec spec;
+  spec.lazy_eval.fraction = 0.4;
+  spec.lazy_eval.attention_fun = "identity";
+  spec.lazy_eval.reduce_fun = "max";
+  const InferOptions o = model_lazy_options(spec);
+  CHECK(o.lazy_fraction == 0.4);
+  CHECK(o.attention == Reduce::max);
+  REQUIRE(o.attention_fun.has_value());
+  CHECK(*o.attention_fun == AttentionFun::identity);
+  CHECK(o.generate_type == GenerateType::tree);  // the rest as apply's defaults
+
+  ApplyOptions given;
+  given.lazy_fraction = 0.9;
+  given.attention = "mean";
+  ApplyRequest r = make_request(given);
+  set_lazy_defaults(r, given, spec);
+  CHECK(r.infer.lazy_fraction == 0.9);
+  CHECK(r.infer.attention == Reduce::mean);
+  REQUIRE(r.infer.attention_fun.has_value());
+  CHECK(*r.infer.attention_fun == AttentionFun::identity);
+
+  train::ModelSpec plain;  // no lazyEval in the config: full evaluation, the attention function by model kind
+  const InferOptions p = model_lazy_options(plain);
+  CHECK(p.lazy_fraction == 1.0);
+  CHECK_FALSE(p.attention_fun.has_value());
 }
