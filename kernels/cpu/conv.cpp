@@ -32,18 +32,12 @@
 namespace pw::kernels::cpu {
 namespace {
 
-using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using Stride = Eigen::OuterStride<>;
-using MatMap = Eigen::Map<RowMat, Eigen::Unaligned, Stride>;
-using ConstMatMap = Eigen::Map<const RowMat, Eigen::Unaligned, Stride>;
-
 // SIMD packet of the build's widest float vector, and the micro-kernel's register blocking.
 using Packet = Eigen::internal::packet_traits<float>::type;
 constexpr int kVec = static_cast<int>(sizeof(Packet) / sizeof(float));
 constexpr bool kWide = kVec >= 16;         // AVX-512: 32 vector registers
 constexpr int MR = kWide ? 8 : 4;          // forward: output channels per block
 constexpr int NV = 3;                      // forward: vectors of columns per block
-constexpr int NR = NV * kVec;              // forward: columns per panel
 constexpr int MO = kWide ? 8 : 2;          // weight grad: output channels per block
 constexpr int NK = kWide ? 3 : 6;          // weight grad: kernel rows per block
 
@@ -375,12 +369,29 @@ void interleave_phases(const ConvGeom& g, const float* phases, int64_t phase_siz
       8);
 }
 
+// The taps of one data-gradient phase (per dimension ph[d]) over dy's padded copy yp: offsets of
+// (o, jd, jh, jw), j descending so that they ascend, and the weights (cin x taps, row-major) w[o, c, k0 + s*j].
+void phase_taps(const ConvGeom& g, const float* w, const Padded& yp, const int lo[3], const PhaseDim ph[3],
+                std::vector<int64_t>& off, std::vector<float>& wt) {
+  const int64_t kvol = g.k_vol(), taps = g.cout * ph[0].taps * ph[1].taps * ph[2].taps;
+  wt.resize(static_cast<size_t>(g.cin * taps));
+  for (int64_t o = 0; o < g.cout; ++o)
+    for (int64_t jd = ph[0].taps - 1; jd >= 0; --jd)
+      for (int64_t jh = ph[1].taps - 1; jh >= 0; --jh)
+        for (int64_t jw = ph[2].taps - 1; jw >= 0; --jw) {
+          const int64_t t = static_cast<int64_t>(off.size());
+          off.push_back(yp.offset(o, ph[0].shift - jd + lo[0], ph[1].shift - jh + lo[1], ph[2].shift - jw + lo[2]));
+          const int64_t k = ((ph[0].k0 + g.stride[0] * jd) * g.k[1] + ph[1].k0 + g.stride[1] * jh) * g.k[2] +
+                            ph[2].k0 + g.stride[2] * jw;
+          for (int64_t c = 0; c < g.cin; ++c) wt[c * taps + t] = w[(o * g.cin + c) * kvol + k];
+        }
+}
+
 // dx (+ bias b per input channel, may be nullptr) = the adjoint of conv g applied to dy, phase by
 // phase of dx (see the top of the file): each phase is a stride-1 correlation of dy, padded by
 // lo/hi so that every phase's reads stay inside, computed into buffer 0 and interleaved into dx
 // (stride 1: one phase, written straight into dx).
 void backward_data(const ConvGeom& g, const float* dy, const float* w, const float* b, float* dx) {
-  const int64_t kvol = g.k_vol();
   int lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0}, one[3] = {1, 1, 1};
   for (int d = 0; d < 3; ++d)
     for (int r = 0; r < g.stride[d]; ++r) {
@@ -402,21 +413,10 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
                                 PhaseDim(g.in[2], g.k[2], g.stride[2], g.pad[2], rw)};
         const int64_t q[3] = {ph[0].count, ph[1].count, ph[2].count}, qvol = q[0] * q[1] * q[2];
         if (qvol == 0) continue;
-        // Taps (o, jd, jh, jw), j descending so that the offsets ascend; weights w[o, c, k0 + s*j].
         std::vector<int64_t> off;
-        std::vector<float> wt;  // cin x taps, row-major (filled column by column)
-        const int64_t taps = g.cout * ph[0].taps * ph[1].taps * ph[2].taps;
-        wt.resize(static_cast<size_t>(g.cin * taps));
-        for (int64_t o = 0; o < g.cout; ++o)
-          for (int64_t jd = ph[0].taps - 1; jd >= 0; --jd)
-            for (int64_t jh = ph[1].taps - 1; jh >= 0; --jh)
-              for (int64_t jw = ph[2].taps - 1; jw >= 0; --jw) {
-                const int64_t t = static_cast<int64_t>(off.size());
-                off.push_back(yp.offset(o, ph[0].shift - jd + lo[0], ph[1].shift - jh + lo[1], ph[2].shift - jw + lo[2]));
-                const int64_t k = ((ph[0].k0 + g.stride[0] * jd) * g.k[1] + ph[1].k0 + g.stride[1] * jh) * g.k[2] +
-                                  ph[2].k0 + g.stride[2] * jw;
-                for (int64_t c = 0; c < g.cin; ++c) wt[c * taps + t] = w[(o * g.cin + c) * kvol + k];
-              }
+        std::vector<float> wt;
+        phase_taps(g, w, yp, lo, ph, off, wt);
+        const int64_t taps = static_cast<int64_t>(off.size());
         float* out = single ? dx : phases + (((rd * g.stride[1]) + rh) * g.stride[2] + rw) * phase_size;
         direct_forward(g.n, g.cin, q, yp, off, std::max<int64_t>(1, taps / std::max<int64_t>(1, g.cout)),
                        pack_weights(wt.data(), g.cin, taps), b, out);
