@@ -2,6 +2,8 @@
 // Same cases as ../shared/peer-bench/bench_conv.py (PyTorch); see bench/RESULTS.md.
 //   forward:                y = conv(x, w, b)                              2*N*Cin*Cout*k^d*P flops
 //   forward+backward(dx,dw): y = conv(x, w, b); backward(y, gy) -> dx, dw, db  counted as 3x forward
+// BM_conv_strided: 3D strided conv (k3 s2 p1, k2 s2) and transposed conv (k2 s2), same counting with
+// P = the smaller (strided) side's volume, so its GFLOP/s compares with BM_conv's stride-1 cases.
 // Threads: PW_NUM_THREADS (default: all cores). cpu_ms_all_threads: process CPU time per iteration.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
@@ -70,8 +72,42 @@ void cases(benchmark::internal::Benchmark* b) {
   }
 }
 
+// args: N, Cin, Cout, input size, kernel, stride, transposed (0/1), with backward (0/1)
+void BM_conv_strided(benchmark::State& state) {
+  const int64_t n = state.range(0), cin = state.range(1), cout = state.range(2), s = state.range(3);
+  const int k = static_cast<int>(state.range(4)), st = static_cast<int>(state.range(5));
+  const bool transposed = state.range(6) != 0, bwd = state.range(7) != 0;
+  const int pad = transposed ? 0 : (k - 1) / 2;
+  const int64_t small = transposed ? s : (s + 2 * pad - k) / st + 1;
+  auto x = pw::variable(random_tensor({n, cin, s, s, s}, 1.0f, 1), bwd);
+  auto w = pw::variable(random_tensor(transposed ? pw::Shape{cin, cout, k, k, k} : pw::Shape{cout, cin, k, k, k}, 0.1f, 2), bwd);
+  auto b = pw::variable(pw::Tensor::zeros({cout}), bwd);
+  pw::Var y0 = transposed ? pw::conv_transpose(x, w, b, st) : pw::conv(x, w, b, st, pad);
+  pw::Tensor gy = random_tensor(y0->value.shape(), 1.0f, 3);
+  const double cpu0 = process_cpu_s();
+  for (auto _ : state) {
+    x->grad = w->grad = b->grad = pw::Tensor();
+    pw::Var y = transposed ? pw::conv_transpose(x, w, b, st) : pw::conv(x, w, b, st, pad);
+    if (bwd) pw::backward(y, gy);
+    benchmark::DoNotOptimize(y->value.raw());
+  }
+  const double flops = 2.0 * n * cin * cout * k * k * k * double(small * small * small) * (bwd ? 3.0 : 1.0);
+  state.counters["cpu_ms_all_threads"] = 1e3 * (process_cpu_s() - cpu0) / static_cast<double>(state.iterations());
+  state.counters["GFLOP/s"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void strided_cases(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"N", "Cin", "Cout", "S", "k", "s", "transposed", "bwd"});
+  for (int bwd : {0, 1}) {
+    b->Args({8, 16, 16, 32, 3, 2, 0, bwd});  // k3 s2 p1: 32^3 -> 16^3
+    b->Args({8, 16, 16, 32, 2, 2, 0, bwd});  // k2 s2 (the U-Net's strided_conv down step)
+    b->Args({8, 16, 16, 16, 2, 2, 1, bwd});  // transposed k2 s2: 16^3 -> 32^3 (the U-Net's up step)
+  }
+}
+
 }  // namespace
 
+BENCHMARK(BM_conv_strided)->Apply(strided_cases)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_conv)->Apply(cases)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(1.0);
 
 BENCHMARK_MAIN();

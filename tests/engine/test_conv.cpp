@@ -170,6 +170,21 @@ TEST_CASE("conv matches a naive loop on shapes that span several tiles and threa
   check_vs_naive({1, 3, 4, 5, 6}, {3, 2, 3, 3, 3}, 1, 0, true, 90);        // transposed stride 1
 }
 
+// Strided convolutions and transposed ones run on phase-split copies of their source (see
+// kernels/cpu/conv.cpp): odd sizes, channel counts that are no multiple of the SIMD width or the
+// register blocks, phases that no tap reaches (k < s), padding beyond k - 1.
+TEST_CASE("strided and transposed conv match a naive loop on every phase geometry") {
+  check_vs_naive({2, 17, 9, 13, 21}, {19, 17, 3, 3, 3}, 2, 1, false, 100);  // k3 s2 p1, odd everything
+  check_vs_naive({2, 5, 7, 9, 11}, {3, 5, 2, 2, 2}, 2, 0, false, 110);      // k2 s2, odd sizes (last row cut)
+  check_vs_naive({1, 4, 7, 8, 9}, {5, 4, 3, 3, 3}, 2, 2, false, 120);       // pad 2 > k - 1
+  check_vs_naive({2, 3, 7, 8, 10}, {4, 3, 1, 1, 1}, 2, 0, false, 130);      // k1 s2: phases no tap reads
+  check_vs_naive({1, 6, 10, 11, 12}, {7, 6, 3, 3, 3}, 3, 1, false, 140);    // k3 s3
+  check_vs_naive({2, 17, 5, 7, 9}, {17, 9, 2, 2, 2}, 2, 0, true, 150);      // transposed k2 s2, odd channels
+  check_vs_naive({1, 3, 4, 5, 6}, {3, 2, 1, 1, 1}, 3, 0, true, 160);        // transposed k1 s3: bias-only phases
+  check_vs_naive({1, 5, 3, 4, 5}, {5, 6, 4, 4, 4}, 3, 0, true, 170);        // transposed k4 s3 (uneven overlap)
+  check_vs_naive({3, 9, 17, 19}, {11, 9, 3, 3}, 2, 1, false, 180);          // 2D k3 s2 p1
+}
+
 TEST_CASE("conv and conv_transpose match a naive loop on random small geometries") {
   std::mt19937 rng(7);
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
@@ -221,10 +236,12 @@ TEST_CASE("conv and conv_transpose pass the finite-difference gradient check") {
   auto rt = [](const pw::Shape& s, unsigned seed) { return random_tensor(s, seed); };
   auto conv_s1p1 = [](const std::vector<Var>& in) { return pw::conv(in[0], in[1], in[2], 1, 1); };
   auto conv_s2p1 = [](const std::vector<Var>& in) { return pw::conv(in[0], in[1], in[2], 2, 1); };
+  auto conv3_s2p1 = [](const std::vector<Var>& in) { return pw::conv(in[0], in[1], in[2], 2, 1); };
   auto convt = [](const std::vector<Var>& in) { return pw::conv_transpose(in[0], in[1], in[2], 2); };
   for (auto [name, r] : {
            std::pair{"conv3d s1 p1", pw::gradcheck(conv_s1p1, {rt({1, 2, 3, 4, 3}, 1), rt({2, 2, 3, 3, 3}, 2), rt({2}, 3)})},
            std::pair{"conv2d s2 p1", pw::gradcheck(conv_s2p1, {rt({2, 2, 5, 4}, 4), rt({3, 2, 3, 3}, 5), rt({3}, 6)})},
+           std::pair{"conv3d s2 p1", pw::gradcheck(conv3_s2p1, {rt({1, 2, 5, 4, 3}, 13), rt({3, 2, 3, 3, 3}, 14), rt({3}, 15)})},
            std::pair{"conv_transpose3d", pw::gradcheck(convt, {rt({1, 2, 2, 3, 2}, 7), rt({2, 3, 2, 2, 2}, 8), rt({3}, 9)})},
            std::pair{"conv_transpose2d k3", pw::gradcheck(convt, {rt({2, 2, 3, 2}, 10), rt({2, 2, 3, 3}, 11), rt({2}, 12)})},
        }) {
