@@ -209,11 +209,11 @@ TEST_CASE("CUDA plugin: the build's loads without a GPU; a missing, broken or fo
 TEST_CASE("CUDA plugin: NCCL entries present, libnccl.so.2 loads without a GPU, unique ids are fresh") {
   const CudaNccl& n = cuda_backend().nccl;
 #if PW_PLUGIN_NCCL
-  REQUIRE(n.unavailable);
-  REQUIRE(n.unique_id);
-  REQUIRE(n.comm_init);
-  REQUIRE(n.allreduce_sum_f32);
-  REQUIRE(n.comm_destroy);
+  REQUIRE(static_cast<bool>(n.unavailable));
+  REQUIRE(static_cast<bool>(n.unique_id));
+  REQUIRE(static_cast<bool>(n.comm_init));
+  REQUIRE(static_cast<bool>(n.allreduce_sum_f32));
+  REQUIRE(static_cast<bool>(n.comm_destroy));
   REQUIRE_MESSAGE(n.unavailable().empty(), n.unavailable());
   std::vector<unsigned char> a(CudaNccl::id_bytes, 0), b(CudaNccl::id_bytes, 0);
   n.unique_id(a.data());
