@@ -388,8 +388,11 @@ TEST_CASE("infer: every crop, parent crop and stitch goes through the engine's d
   profile_enable(false);
   // Level 0: one batch of 27 image crops; level 1: 27 batches of image crops and 27 of parent crops.
   CHECK(gathers == 1 + 27 + 27);
-  CHECK(scatters == 27);  // the last level's batches
-  CHECK(normalize == 1);
+  // The last level's 27 batches, each scattered once per slab of stitching bricks it reaches (bricks are
+  // 32x32x8, thin along the sweep: the 22 planes make 3 slabs, each normalised once when it is done).
+  CHECK(scatters >= 27);
+  CHECK(scatters <= 27 * 3);
+  CHECK(normalize == 3);
   CHECK(p.patches_per_level[1] == 27 * 27);
 }
 

@@ -48,6 +48,7 @@
   /* engine/ops_patch.h */                                                                                      \
   X(gather_patches, "") /* with respect to the source */                                                        \
   X(gather_patches_nested, "") /* with respect to the parents */                                                \
+  X(crop_centre, "") /* a nested gather at an integer shift */                                                  \
   X(gather_labels, "integer labels in, integer patches out")                                                    \
   X(gather_patches_into, "writes into a caller's tensor outside the graph (gather_patches is the graph form)")  \
   X(gather_labels_into, "integer labels in, integer patches out, into a caller's tensor")                       \

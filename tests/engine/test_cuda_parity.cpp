@@ -269,6 +269,11 @@ PW_PARITY_CASE(slice, "channels [2,5)") {
                [](const std::vector<Var>& v, Device) { return slice(v[0], 2, 5); });
 }
 
+PW_PARITY_CASE(crop_centre, "the central 4x3x5 of 8x7x9 rows") {
+  check_parity("crop_centre", {random_tensor({2, 3, 8, 7, 9}, 125)},
+               [](const std::vector<Var>& v, Device) { return crop_centre(v[0], {4, 3, 5}); });
+}
+
 PW_PARITY_CASE(sum, "large, multi-block reduction") {
   check_parity("sum (large, multi-block reduction)", {random_tensor({4, 3, 33, 31, 29}, 124)},
                [](const std::vector<Var>& v, Device) { return sum(v[0]); });

@@ -179,6 +179,11 @@ PW_GRADIENT_CASE(slice, "channels [1,3)") {
   check_grad("slice", [](const std::vector<Var>& v) { return slice(v[0], 1, 3); }, {random_tensor(kSmall, 36)});
 }
 
+PW_GRADIENT_CASE(crop_centre, "the central 2x4x2 of 4x6x4 rows") {
+  check_grad("crop_centre", [](const std::vector<Var>& v) { return crop_centre(v[0], {2, 4, 2}); },
+             {random_tensor({1, 2, 4, 6, 4}, 38)});
+}
+
 PW_GRADIENT_CASE(sum, "all elements") {
   check_grad("sum", [](const std::vector<Var>& v) { return sum(v[0]); }, {random_tensor(kSmall, 37)});
 }
