@@ -181,7 +181,7 @@ TEST_CASE("trainer: a 2D phantom is learned to Dice >= 0.9 with out_patch_size <
     TrainOptions opt;
     TrainResult r = train_2d_phantom(cfg, valid ? "train2d_valid" : "train2d_crop", opt);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    MESSAGE("2D phantom, " << (valid ? "valid convolutions" : "central crop") << ": Dice " << r.validation_dice[0]
+    MESSAGE("2D phantom, " << std::string(valid ? "valid convolutions" : "central crop") << ": Dice " << r.validation_dice[0]
                            << " in " << secs << " s");
     REQUIRE(r.validation_dice.size() == 1);
     CHECK(r.validation_dice[0] >= 0.9);
