@@ -373,14 +373,6 @@ struct Checksum : BrickSink {
   }
 };
 
-double status_bytes(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(key, 0) == 0) return std::stod(line.substr(line.find(':') + 1)) * 1024.0;
-  return -1;
-}
-
 }  // namespace
 
 TEST_CASE("bricks: the stitched level's parents evaluated on demand give the prediction of the whole level kept, "
@@ -415,23 +407,16 @@ TEST_CASE("bricks: the peak memory of a big-grid inference stays a fraction of w
   ChainNet net(kChain);
   const InferInput in = random_image(96, 96, 96);
   const double dense = double(net.sc.label_channels() + 1) * 96 * 96 * 96 * 4;  // whole-grid accumulators
-  {
-    std::ofstream reset("/proc/self/clear_refs");
-    reset << "5";  // the peak RSS := the current RSS
-    if (!reset) {
-      MESSAGE("skipped: /proc/self/clear_refs not writable");
-      return;
-    }
-  }
-  const double before = status_bytes("VmRSS");
-  if (before < 0 || status_bytes("VmHWM") > before + 4096 * 64) {
-    MESSAGE("skipped: the peak RSS could not be reset");
+  std::string why;
+  const double before = test::reset_peak_rss(why);
+  if (before < 0) {
+    MESSAGE("skipped: " << why);
     return;
   }
   Checksum sink;
   InferOptions o;
   const Prediction p = infer(net, in, o, sink);
-  const double peak = status_bytes("VmHWM") - before;
+  const double peak = test::proc_status_bytes("VmHWM") - before;
   MESSAGE("peak " << peak / 1e6 << " MB (accumulators " << p.stitch_peak_bytes / 1e6 << " MB, parents "
                   << p.parents_peak_bytes / 1e6 << " MB) against " << dense / 1e6 << " MB of whole-grid accumulators; "
                   << p.patches_per_level[2] << " patches stitched");

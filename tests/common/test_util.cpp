@@ -162,6 +162,31 @@ std::string patchwork_bin() {
   return std::string(PW_BINARY_DIR) + "/cli/patchwork";
 }
 
+double proc_status_bytes(const std::string& key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1)) * 1024.0;
+  return -1;
+}
+
+double reset_peak_rss(std::string& why) {
+  {
+    std::ofstream reset("/proc/self/clear_refs");
+    reset << "5";  // the peak RSS := the current RSS
+    if (!reset) {
+      why = "/proc/self/clear_refs not writable";
+      return -1;
+    }
+  }
+  const double now = proc_status_bytes("VmRSS");
+  if (now < 0 || proc_status_bytes("VmHWM") > now + 4096 * 64) {
+    why = "the peak RSS could not be reset";
+    return -1;
+  }
+  return now;
+}
+
 int run_command(const std::string& cmd, std::string* output) {
   std::string full = cmd + " 2>&1";
   FILE* p = popen(full.c_str(), "r");

@@ -44,6 +44,12 @@ std::string patchwork_bin();
 // Runs a shell command, returns its exit status; stdout+stderr captured into `output`.
 int run_command(const std::string& cmd, std::string* output = nullptr);
 
+// A /proc/self/status field in bytes ("VmRSS", "VmHWM"; the kernel writes kB), -1 when absent.
+double proc_status_bytes(const std::string& key);
+// Resets the process's peak RSS (VmHWM) to its current RSS (/proc/self/clear_refs) and returns that RSS in
+// bytes; where the kernel does not allow it, returns -1 with `why` set (the caller reports itself skipped).
+double reset_peak_rss(std::string& why);
+
 // n floats uniform in [lo, hi) from a seeded generator (the one random-data helper of the tests).
 inline std::vector<float> random_values(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.f) {
   std::mt19937_64 rng(seed);

@@ -11,19 +11,6 @@
 #include "io/error.h"
 #include "io/nifti.h"
 
-namespace {
-
-// A "Vm...:" line of /proc/self/status in bytes, or -1.
-double proc_status_bytes(const std::string& key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1)) * 1024.0;
-  return -1;
-}
-
-}  // namespace
-
 TEST_CASE("reading a 64 MiB .nii.gz peaks at <= 1.1x the decoded data") {
   const int64_t nx = 256, ny = 256, nz = 512;
   const auto dir = pw::test::temp_dir("nifti_mem");
@@ -35,21 +22,14 @@ TEST_CASE("reading a 64 MiB .nii.gz peaks at <= 1.1x the decoded data") {
     pw::write_nifti(pw::Volume::from_values({nx, ny, nz}, values.data()), file);
     data_bytes = static_cast<double>(values.size() * sizeof(int16_t));
   }
-  {
-    std::ofstream reset("/proc/self/clear_refs");
-    reset << "5";  // reset the peak RSS to the current RSS
-    if (!reset) {
-      MESSAGE("skipped: /proc/self/clear_refs not writable");
-      return;
-    }
-  }
-  const double before = proc_status_bytes("VmRSS");
-  if (before < 0 || proc_status_bytes("VmHWM") > before + 4096 * 64) {
-    MESSAGE("skipped: the peak RSS could not be reset");
+  std::string why;
+  const double before = pw::test::reset_peak_rss(why);
+  if (before < 0) {
+    MESSAGE("skipped: " << why);
     return;
   }
   const pw::Volume v = pw::read_nifti(file);
-  const double peak = proc_status_bytes("VmHWM") - before;
+  const double peak = pw::test::proc_status_bytes("VmHWM") - before;
   CHECK(v.data.size() == static_cast<size_t>(data_bytes));
   MESSAGE("reader peak " << peak / 1048576.0 << " MiB for " << data_bytes / 1048576.0 << " MiB of data");
   CHECK(peak >= data_bytes);  // the measurement sees the buffer itself
@@ -75,22 +55,19 @@ TEST_CASE("a .nii.gz whose header claims 1 GiB but holds 1 MiB fails without usi
     f.write(reinterpret_cast<const char*>(dt), sizeof dt);
   }
   REQUIRE(pw::test::run_command("gzip -1 '" + plain + "'") == 0);
-  {
-    std::ofstream reset("/proc/self/clear_refs");
-    reset << "5";
-    if (!reset) {
-      MESSAGE("skipped: /proc/self/clear_refs not writable");
-      return;
-    }
+  std::string why;
+  const double before = pw::test::reset_peak_rss(why);
+  if (before < 0) {
+    MESSAGE("skipped: " << why);
+    return;
   }
-  const double before = proc_status_bytes("VmRSS");
   try {
     pw::read_nifti(plain + ".gz");
     FAIL("accepted a file with 1 MiB of a 1 GiB image");
   } catch (const pw::InputError& e) {
     CHECK(std::string(e.what()).find("truncated") != std::string::npos);
   }
-  const double peak = proc_status_bytes("VmHWM") - before;
+  const double peak = pw::test::proc_status_bytes("VmHWM") - before;
   MESSAGE("peak " << peak / 1048576.0 << " MiB while refusing a 1 GiB claim");
   CHECK(peak < 16.0 * 1048576.0);
 }
