@@ -74,7 +74,7 @@ DemoResult run_demo(const DemoOptions& opt) {
   to.progress_tty = isatty(2) != 0;  // one line updated in place on a terminal
   to.log_every = 10;                 // else a plain line every 10 iterations
   train::Trainer trainer(cfg, to);
-  trainer.set_predictor([](train::Model& m, train::Subject& s) { return predict_subject(m, s); });
+  trainer.set_predictor(validation_predictor());
   train::TrainResult res = trainer.run(tr, va);
   r.iterations = res.iterations;
   r.train_seconds = res.seconds;

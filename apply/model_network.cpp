@@ -80,7 +80,20 @@ InferInput input_from_volumes(const train::Model& model, std::vector<Volume>& vo
   return in;
 }
 
-Tensor predict_subject(train::Model& model, const train::Subject& subject, const InferOptions& opt) {
+// Hands the foreground channels of each finished box on to a train::ProbBox.
+class ProbBoxSink : public BrickSink {
+ public:
+  explicit ProbBoxSink(const train::ProbBox& out) : out_(out) {}
+  void begin(const train::Patch&, int, bool categorical) override { off_ = categorical ? 1 : 0; }
+  void put(const Box& box, const float* y) override { out_(box.lo, box.size, y + off_ * box.numel()); }
+
+ private:
+  const train::ProbBox& out_;
+  int off_ = 0;
+};
+
+void predict_subject_boxes(train::Model& model, const train::Subject& subject, const InferOptions& opt,
+                           const train::ProbBox& out) {
   ModelNetwork net(model, train::Augment{});
   InferInput in;
   in.image = subject.image;
@@ -88,22 +101,34 @@ Tensor predict_subject(train::Model& model, const train::Subject& subject, const
   InferOptions o = opt;
   o.scale_to_original = true;
   o.sampling_factor = 1;
-  Prediction p = infer(net, in, o);
+  o.augment = false;
+  ProbBoxSink sink(out);
+  ClassifySink classify(sink, model, std::nullopt);  // candidate_sampling: features -> one-hot classes
+  const bool embedded = model.spec().scheme.candidate_sampling.enabled();
+  infer(net, in, o, embedded ? static_cast<BrickSink&>(classify) : sink);
+}
+
+train::Predictor validation_predictor(std::function<InferOptions(const train::ModelSpec&)> options) {
+  return [options](train::Model& m, train::Subject& s, const train::ProbBox& out) {
+    predict_subject_boxes(m, s, options ? options(m.spec()) : InferOptions{}, out);
+  };
+}
+
+Tensor predict_subject(train::Model& model, const train::Subject& subject, const InferOptions& opt) {
   const train::Size3& s = subject.image.s;
   const int64_t n = subject.image.numel();
-  if (model.spec().scheme.candidate_sampling.enabled()) {  // one-hot of the decided classes 1..K
-    classify_prediction(p, model);
-    const int64_t K = p.channels - 1;
-    Tensor out = Tensor::zeros({K, s[2], s[1], s[0]});
-    for (int64_t v = 0; v < n; ++v)
-      if (p.classes[v] > 0) out.f32()[(p.classes[v] - 1) * n + v] = 1.f;
-    return out;
-  }
-  // Foreground channels only (categorical: drop the background channel 0).
-  const int off = p.categorical ? 1 : 0;
-  const int64_t K = p.channels - off;
-  Tensor out = Tensor::empty({K, s[2], s[1], s[0]});
-  std::copy(p.prob.begin() + off * n, p.prob.begin() + (off + K) * n, out.f32());
+  Tensor out;
+  predict_subject_boxes(model, subject, opt, [&](const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& size,
+                                                 const float* p) {
+    const int64_t bn = size[0] * size[1] * size[2];
+    if (!out.defined()) out = Tensor::zeros({model.spec().scheme.num_labels, s[2], s[1], s[0]});
+    const int64_t K = out.dim(0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t z = 0; z < size[0]; ++z)
+        for (int64_t y = 0; y < size[1]; ++y)
+          std::copy_n(p + k * bn + (z * size[1] + y) * size[2], size[2],
+                      out.f32() + k * n + ((lo[0] + z) * s[1] + lo[1] + y) * s[0] + lo[2]);
+  });
   return out;
 }
 

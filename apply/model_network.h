@@ -4,6 +4,7 @@
 // training's augment settings (or from an explicit Augment).
 #pragma once
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "apply/infer.h"
 #include "train/model.h"
 #include "train/sampler.h"
+#include "train/trainer.h"
 
 namespace pw::apply {
 
@@ -43,9 +45,16 @@ InferInput load_input(const train::Model& model, const std::vector<std::filesyst
 InferInput input_from_volumes(const train::Model& model, std::vector<Volume>& volumes,
                               const std::vector<std::string>& names);
 
-// The probabilities [K, z, y, x] of a training subject on its own grid (per label; categorical:
-// classes 1..K, the background dropped): the trainer's validation Predictor (train::Predictor;
-// cli/cmd_train.cpp wires it). Uses `opt` (tree coverage by default), no test-time augmentation.
+// The probabilities of a training subject on its own grid (per label; categorical: classes 1..K, the
+// background dropped; candidate_sampling models: one-hot of the decided classes), handed to `out` box
+// by box as the brick stitching finishes them (train::ProbBox): no volume of labels x voxels is held.
+// Uses `opt` (tree coverage by default) on the subject's grid, no test-time augmentation.
+void predict_subject_boxes(train::Model& model, const train::Subject& subject, const InferOptions& opt,
+                           const train::ProbBox& out);
+// The trainer's validation Predictor (train::Predictor): predict_subject_boxes with options(model spec)
+// (apply_case.h's model_lazy_options gives apply's defaults), or the full tree when `options` is empty.
+train::Predictor validation_predictor(std::function<InferOptions(const train::ModelSpec&)> options = {});
+// The same probabilities as one dense volume [K, z, y, x] (tests, tools).
 Tensor predict_subject(train::Model& model, const train::Subject& subject, const InferOptions& opt = {});
 
 }  // namespace pw::apply

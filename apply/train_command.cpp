@@ -36,8 +36,7 @@ TrainOutcome train_command(const TrainRequest& req) {
   opt.log_every = 1;
   opt.on_iteration = req.on_iteration;
   train::Trainer trainer(cfg, opt);
-  trainer.set_predictor(  // validation as apply does it by default: with the model's lazyEval
-      [](train::Model& m, train::Subject& s) { return predict_subject(m, s, model_lazy_options(m.spec())); });
+  trainer.set_predictor(validation_predictor(model_lazy_options));  // as apply by default: the model's lazyEval
   TrainOutcome o;
   o.batch_size = cfg.batch_size;
   o.result = trainer.run_from_dataset();

@@ -204,41 +204,72 @@ std::vector<int64_t> hard_mining_select(const ChainScores& s, const std::vector<
   return idx;
 }
 
+DiceTally::DiceTally(const Subject& subject, std::vector<std::vector<double>> thresholds)
+    : s_(subject), t_(std::move(thresholds)) {
+  K_ = t_.empty() ? 0 : static_cast<int>(t_[0].size());
+  for (const auto& t : t_)
+    if (static_cast<int>(t.size()) != K_) throw std::invalid_argument("DiceTally: one threshold per label");
+  if (s_.labels.dtype() != DType::i32 && s_.labels.dim(0) != K_)
+    throw std::invalid_argument("DiceTally: one threshold per label volume");
+  const size_t G = t_.size();
+  inter_.assign(G, std::vector<double>(K_, 0));
+  np_ = nt_ = inter_;
+}
+
+void DiceTally::add(const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& size, const float* p) {
+  const Size3& gs = s_.image.s;  // x, y, z
+  const int64_t n = s_.image.numel(), bn = size[0] * size[1] * size[2];
+  const bool cat = s_.labels.dtype() == DType::i32;
+  const size_t G = t_.size();
+  int64_t i = 0;  // voxel index within the box
+  for (int64_t z = 0; z < size[0]; ++z)
+    for (int64_t y = 0; y < size[1]; ++y)
+      for (int64_t x = 0; x < size[2]; ++x, ++i) {
+        const int64_t v = ((lo[0] + z) * gs[1] + lo[1] + y) * gs[0] + lo[2] + x;
+        if (cat) {
+          const int32_t truth = s_.labels.i32()[v];
+          if (truth < 0) continue;
+          int best = 0;
+          float bp = -1;
+          for (int k = 0; k < K_; ++k)
+            if (p[k * bn + i] > bp) bp = p[k * bn + i], best = k;
+          for (size_t g = 0; g < G; ++g) {
+            const int pred = bp >= t_[g][best] ? best + 1 : 0;
+            if (truth > 0) nt_[g][truth - 1] += 1;
+            if (pred > 0) np_[g][pred - 1] += 1;
+            if (truth > 0 && pred == truth) inter_[g][truth - 1] += 1;
+          }
+        } else {
+          for (int k = 0; k < K_; ++k) {
+            const float tr = s_.labels.f32()[k * n + v];
+            if (std::isnan(tr)) continue;
+            for (size_t g = 0; g < G; ++g) {
+              const bool tt = tr > 0.5f, pp = p[k * bn + i] >= t_[g][k];
+              nt_[g][k] += tt;
+              np_[g][k] += pp;
+              inter_[g][k] += tt && pp;
+            }
+          }
+        }
+      }
+}
+
+std::vector<double> DiceTally::dice(int g) const {
+  std::vector<double> d(K_);
+  for (int k = 0; k < K_; ++k)
+    d[k] = np_[g][k] + nt_[g][k] > 0 ? 2 * inter_[g][k] / (np_[g][k] + nt_[g][k])
+                                     : std::numeric_limits<double>::quiet_NaN();
+  return d;
+}
+
 std::vector<double> dice_per_label(const Tensor& prob_t, const Subject& subject, const std::vector<double>& t) {
   Tensor prob = prob_t.cpu();
-  const int64_t n = subject.image.numel();
-  const int K = static_cast<int>(prob.numel() / n);
-  const bool cat = subject.labels.dtype() == DType::i32;
-  if (static_cast<int>(t.size()) != K) throw std::invalid_argument("dice_per_label: one threshold per label");
-  std::vector<double> inter(K, 0), np(K, 0), nt(K, 0);
-  const float* p = prob.f32();
-  for (int64_t v = 0; v < n; ++v) {
-    if (cat) {  // the most probable label, if it reaches its threshold
-      int32_t truth = subject.labels.i32()[v];
-      if (truth < 0) continue;
-      int best = 0;
-      float bp = -1;
-      for (int k = 0; k < K; ++k)
-        if (p[k * n + v] > bp) bp = p[k * n + v], best = k;
-      int pred = bp >= t[best] ? best + 1 : 0;
-      if (truth > 0) nt[truth - 1] += 1;
-      if (pred > 0) np[pred - 1] += 1;
-      if (truth > 0 && pred == truth) inter[truth - 1] += 1;
-    } else {
-      for (int k = 0; k < K; ++k) {
-        float tr = subject.labels.f32()[k * n + v];
-        if (std::isnan(tr)) continue;
-        bool tt = tr > 0.5f, pp = p[k * n + v] >= t[k];
-        nt[k] += tt;
-        np[k] += pp;
-        inter[k] += tt && pp;
-      }
-    }
-  }
-  std::vector<double> d(K);
-  for (int k = 0; k < K; ++k)
-    d[k] = np[k] + nt[k] > 0 ? 2 * inter[k] / (np[k] + nt[k]) : std::numeric_limits<double>::quiet_NaN();
-  return d;
+  const Size3& s = subject.image.s;
+  if (prob.numel() != static_cast<int64_t>(t.size()) * subject.image.numel())
+    throw std::invalid_argument("dice_per_label: one threshold per label and probability channel");
+  DiceTally tally(subject, {t});
+  tally.add({0, 0, 0}, {s[2], s[1], s[0]}, prob.f32());
+  return tally.dice(0);
 }
 
 // ---- the loop -------------------------------------------------------------------------------------

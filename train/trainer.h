@@ -11,6 +11,7 @@
 // "training diverged at iteration N: ..." naming the level or the tensor: the model file is not
 // written, and the checkpoint stays the last one written before. The loop itself: train/training_run.cpp.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -56,14 +57,34 @@ ChainScores chain_scores(const Tensor& X, const Tensor& target, const Scheme& sc
 std::vector<int64_t> hard_mining_select(const ChainScores& s, const std::vector<int>& age, double fraction,
                                         int maxage, HardOrder order);
 
-// Probabilities of a validation subject on its own voxel grid: [K, Z, Y, X] f32 (per label;
-// categorical: classes 1..K, background dropped), computed through the application path
-// (apply::predict_subject).
-using Predictor = std::function<Tensor(Model& model, Subject& subject)>;
+// A validation subject's probabilities on its own voxel grid, handed over box by box so that no
+// volume of labels x voxels is ever held: `prob` is f32 [K, box] (per label; categorical: classes
+// 1..K, background dropped; x fastest) for the voxels lo .. lo+size-1 (array order z, y, x; 2-D: z = 0,
+// size 1). Every voxel arrives exactly once. A Predictor computes them through the application path
+// (apply::validation_predictor) and calls `out` for each box.
+using ProbBox = std::function<void(const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& size,
+                                   const float* prob)>;
+using Predictor = std::function<void(Model& model, Subject& subject, const ProbBox& out)>;
+
+// Dice counts per label of one subject for G threshold vectors at once (one threshold per label each),
+// accumulated box by box. Categorical: a voxel gets the most probable label if its probability reaches
+// that label's threshold, else background. Don't-care voxels (-1 / NaN labels) are skipped.
+class DiceTally {
+ public:
+  DiceTally(const Subject& subject, std::vector<std::vector<double>> thresholds);
+  void add(const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& size, const float* prob);
+  // Dice per label of threshold vector g (NaN when the label is absent from both).
+  std::vector<double> dice(int g) const;
+
+ private:
+  const Subject& s_;
+  std::vector<std::vector<double>> t_;
+  int K_ = 0;
+  std::vector<std::vector<double>> inter_, np_, nt_;  // [G][K]
+};
 
 // Dice per label of probabilities [K, ...] thresholded at t (one per label) against the subject's
-// labels (NaN when the label is absent from both). Categorical: a voxel gets the most probable
-// label if its probability reaches that label's threshold, else background.
+// labels: a DiceTally over the whole volume as one box.
 std::vector<double> dice_per_label(const Tensor& prob, const Subject& subject, const std::vector<double>& t);
 
 struct TrainOptions {

@@ -382,15 +382,17 @@ std::vector<double> TrainingRun::validate(int it, bool choose_thresholds) {
   std::vector<std::vector<int>> cnt(G, std::vector<int>(K, 0));
   for (size_t i = static_cast<size_t>(dist_.rank()); i < validation_.size(); i += dist_.size()) {
     Subject& s = validation_[i];  // the cases split round-robin across the ranks, their sums added below
-    Tensor prob;
+    std::vector<std::vector<double>> t;
+    for (int g = 0; g < G; ++g) t.push_back(choose_thresholds ? std::vector<double>(K, grid[g]) : thresholds_);
+    DiceTally tally(s, t);
     try {
-      prob = predictor_(*model_, s);
+      predictor_(*model_, s, [&](const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& size,
+                                 const float* prob) { tally.add(lo, size, prob); });
     } catch (const InputError& e) {
       throw diverged(it, "validation case " + s.name + ": " + e.what());
     }
     for (int g = 0; g < G; ++g) {
-      std::vector<double> t = choose_thresholds ? std::vector<double>(K, grid[g]) : thresholds_;
-      auto d = dice_per_label(prob, s, t);
+      auto d = tally.dice(g);
       for (int k = 0; k < K; ++k)
         if (std::isfinite(d[k])) sum[g][k] += d[k], cnt[g][k] += 1;
     }

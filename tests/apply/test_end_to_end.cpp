@@ -58,7 +58,7 @@ std::filesystem::path train_2d_model(const std::filesystem::path& dir, bool cate
   to.quiet = true;
   train::Trainer trainer(cfg, to);
   if (validate)
-    trainer.set_predictor([](train::Model& m, train::Subject& s) { return apply::predict_subject(m, s); });
+    trainer.set_predictor(apply::validation_predictor());
   train::TrainResult res = trainer.run(tr, va);
   MESSAGE("trained " << res.iterations << " iterations in " << res.seconds << " s");
   return to.out;

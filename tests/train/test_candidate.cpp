@@ -153,7 +153,7 @@ TEST_CASE("candidate sampling: a 64-label 2D phantom trains with m = 16 and 16 c
   opt.out = dir / "m.safetensors";
   opt.quiet = true;
   Trainer tr(cfg, opt);
-  tr.set_predictor([](Model& m, Subject& s) { return apply::predict_subject(m, s); });
+  tr.set_predictor(apply::validation_predictor());
   TrainResult r = tr.run(train, val);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   REQUIRE(r.validation_dice.size() == 64);

@@ -124,7 +124,7 @@ TEST_CASE("nonfinite: a diverging learning rate stops training with one message;
     o.out = dir / "val.safetensors";
     o.quiet = true;
     Trainer t(TrainConfig::from_json(tiny(1e6, 10)), o);
-    t.set_predictor([](Model& m, Subject& s) { return apply::predict_subject(m, s); });
+    t.set_predictor(apply::validation_predictor());
     std::vector<Subject> val{phantom(sc, 49)};
     std::string e;
     try {
@@ -193,9 +193,9 @@ TEST_CASE("nonfinite: NaN outputs in validation (the application path) stop trai
   o.quiet = true;
   Trainer t(TrainConfig::from_json(tiny(0.05, 3)), o);
   int calls = 0;
-  t.set_predictor([&](Model& m, Subject& s) -> Tensor {
+  t.set_predictor([&](Model& m, Subject& s, const ProbBox& out) {
     if (++calls == 2) throw InputError("level 1 of the network produced NaN or infinite outputs (stand-in)");
-    return apply::predict_subject(m, s);
+    apply::validation_predictor()(m, s, out);
   });
   CHECK_THROWS_WITH_AS(t.run(subjects, val),
                        "training diverged at iteration 2: validation case phantom49: level 1 of the network produced "

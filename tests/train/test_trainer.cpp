@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <random>
 
 #include "apply/demo.h"
 #include "apply/model_network.h"
@@ -29,9 +30,7 @@ Subject phantom_subject(const Scheme& sc, std::array<int64_t, 3> dims, int label
   return apply::phantom_subject("phantom" + std::to_string(seed), make_phantom(o), sc);
 }
 
-Predictor tree_predictor() {
-  return [](Model& m, Subject& s) { return apply::predict_subject(m, s); };
-}
+Predictor tree_predictor() { return apply::validation_predictor(); }
 
 // The 2D phantom task: 4 training and 1 validation 64x64 phantoms, one label, depth 2, 32x32 patches.
 json phantom_2d_config() {
@@ -117,6 +116,78 @@ TEST_CASE("trainer: chain scores and Dice") {
   CHECK(d[0] == doctest::Approx(2.0 * 1 / (2 + 2)));
   d = dice_per_label(prob, s, {0.4});
   CHECK(d[0] == doctest::Approx(2.0 * 2 / (3 + 2)));
+}
+
+// The probabilities of box lo/size of a dense [K, z, y, x] volume, contiguous (as a Predictor hands them).
+static std::vector<float> box_of(const Tensor& prob, const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& size) {
+  const int64_t K = prob.dim(0), Z = prob.dim(1), Y = prob.dim(2), X = prob.dim(3);
+  std::vector<float> b;
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t z = 0; z < size[0]; ++z)
+      for (int64_t y = 0; y < size[1]; ++y)
+        for (int64_t x = 0; x < size[2]; ++x)
+          b.push_back(prob.f32()[((k * Z + lo[0] + z) * Y + lo[1] + y) * X + lo[2] + x]);
+  return b;
+}
+
+TEST_CASE("trainer: Dice tallied box by box equals Dice of the whole volume, for several thresholds at once") {
+  for (bool cat : {true, false}) {
+    CAPTURE(cat);
+    Scheme sc = Scheme::from_json({{"depth", 1},
+                                   {"ndim", 3},
+                                   {"scheme", {{"patch_size", {2, 2, 2}}, {"fov_rel", 1}, {"destvox_rel", 1}}},
+                                   {"categorical_label", {1, 2, 3}},
+                                   {"categorical", cat}});
+    Patch img;
+    img.s = {5, 4, 3};  // x, y, z
+    const int64_t n = 60;
+    std::mt19937_64 rng(7);
+    std::vector<float> raw(n), pv(3 * n);
+    for (auto& v : raw) v = static_cast<float>(static_cast<int>(rng() % 5) - 1);  // -1 (don't care) .. 3
+    for (auto& v : pv) v = static_cast<float>(rng() % 1000) / 1000.f;
+    Subject s = make_subject("d", img, Tensor::zeros({1, 3, 4, 5}), Tensor::from_vector({n}, raw), sc, true);
+    Tensor prob = Tensor::from_vector({3, 3, 4, 5}, pv);
+    const std::vector<std::vector<double>> t{{0.5, 0.5, 0.5}, {0.3, 0.6, 0.7}};
+    DiceTally tally(s, t);
+    for (auto [lo, size] : std::vector<std::pair<std::array<int64_t, 3>, std::array<int64_t, 3>>>{
+             {{0, 0, 0}, {1, 4, 5}}, {{1, 0, 0}, {2, 2, 5}}, {{1, 2, 0}, {2, 2, 2}}, {{1, 2, 2}, {2, 2, 3}}}) {
+      std::vector<float> b = box_of(prob, lo, size);
+      tally.add(lo, size, b.data());
+    }
+    for (int g = 0; g < 2; ++g) {
+      const std::vector<double> whole = dice_per_label(prob, s, t[g]), boxes = tally.dice(g);
+      for (int k = 0; k < 3; ++k) {
+        CAPTURE(g);
+        CAPTURE(k);
+        CHECK(std::isfinite(whole[k]));
+        CHECK(boxes[k] == doctest::Approx(whole[k]));
+      }
+    }
+    CHECK(tally.dice(0) != tally.dice(1));  // the thresholds matter
+  }
+}
+
+TEST_CASE("trainer: the validation predictor streams what predict_subject gives whole") {
+  TrainConfig cfg = TrainConfig::from_json(phantom_2d_config());
+  Model m(ModelSpec::from_config(cfg, 1), 3);
+  m.set_training(false);
+  Subject s = phantom_subject(cfg.scheme, {64, 64, 1}, 1, 11);
+  const Tensor whole = apply::predict_subject(m, s);
+  Tensor got = Tensor::zeros(whole.shape());
+  int64_t boxes = 0, voxels = 0;
+  const int64_t n = s.image.numel();
+  apply::validation_predictor()(m, s, [&](const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& size,
+                                          const float* p) {
+    ++boxes;
+    const int64_t bn = size[0] * size[1] * size[2];
+    voxels += bn;
+    for (int64_t y = 0; y < size[1]; ++y)
+      for (int64_t x = 0; x < size[2]; ++x)
+        got.f32()[(lo[1] + y) * s.image.s[0] + lo[2] + x] = p[y * size[2] + x];
+  });
+  CHECK(boxes > 1);
+  CHECK(voxels == n);
+  for (int64_t v = 0; v < n; ++v) REQUIRE(got.f32()[v] == whole.f32()[v]);
 }
 
 TEST_CASE("trainer: a config with a typo is refused, naming the key") {
