@@ -28,13 +28,16 @@ namespace {
 
 namespace {
 
-// CPU memory: 64-byte aligned. Blocks of 64 KiB and more are rounded up to a size class (1/8 steps
+// CPU memory: 64-byte aligned. Blocks of 64 KiB up to 64 MiB are rounded up to a size class (1/8 steps
 // between powers of two) and kept on a free list when released, up to a cap on the cached bytes
 // (PW_CPU_CACHE_MB, default 1024): training allocates the same large activations every step, and
-// fresh pages from the OS cost a page fault each.
+// fresh pages from the OS cost a page fault each. Larger blocks (whole volumes, a level's outputs)
+// are one-offs whose size rarely recurs: kept, they would hold their bytes unused until the end
+// (apply on a 256^3 head held a freed 335 MB level output that way), so they go back to the OS.
 class CpuCache {
  public:
-  static constexpr size_t kMinCached = 64 * 1024;
+  static constexpr size_t kMinCached = 64 * 1024, kMaxCached = size_t(64) << 20;
+  static bool cached_class(size_t sz) { return sz >= kMinCached && sz <= kMaxCached; }
 
   static size_t size_class(size_t bytes) {
     if (bytes < kMinCached) return (bytes + 63) / 64 * 64;
@@ -46,7 +49,7 @@ class CpuCache {
 
   void* alloc(size_t bytes) {
     size_t sz = size_class(bytes == 0 ? 64 : bytes);
-    if (sz >= kMinCached) {
+    if (cached_class(sz)) {
       std::lock_guard<std::mutex> lk(m_);
       auto it = free_.find(sz);
       if (it != free_.end() && !it->second.empty()) {
@@ -82,7 +85,7 @@ class CpuCache {
 
   void free(void* p, size_t bytes) {
     size_t sz = size_class(bytes == 0 ? 64 : bytes);
-    if (sz >= kMinCached) {
+    if (cached_class(sz)) {
       std::lock_guard<std::mutex> lk(m_);
       if (cached_ + sz <= cap_) {
         free_[sz].push_back(p);

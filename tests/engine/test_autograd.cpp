@@ -75,4 +75,6 @@ TEST_CASE("CPU allocator reuses released large blocks and keeps alignment") {
   CHECK(cpu_cache_bytes() == 0);
   Tensor small = Tensor::empty({3});
   CHECK(reinterpret_cast<uintptr_t>(small.raw()) % 64 == 0);
+  { Tensor big = Tensor::empty({int64_t{20} << 20}); }  // 80 MiB, a one-off: back to the OS, not cached
+  CHECK(cpu_cache_bytes() == 0);
 }
