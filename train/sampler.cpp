@@ -120,8 +120,12 @@ Subject make_subject(const std::string& name, const Patch& image, Tensor channel
     const int K = static_cast<int>(cl.size());
     s.label_volume.assign(K, 0);
     if (scheme.categorical) {
-      s.labels = Tensor::empty({image.s[2], image.s[1], image.s[0]}, DType::i32);
-      int32_t* out = s.labels.i32();
+      const bool small = K < Subject::kDontCareU8;
+      s.labels = Tensor::empty({image.s[2], image.s[1], image.s[0]}, small ? DType::u8 : DType::i32);
+      auto put = [&](int64_t v, int32_t c) {
+        if (small) s.labels.u8()[v] = c < 0 ? Subject::kDontCareU8 : static_cast<uint8_t>(c);
+        else s.labels.i32()[v] = c;
+      };
       std::map<long, int32_t> cls;  // label value -> class (the last of repeated values, as before)
       for (int k = 0; k < K; ++k) cls[cl[k]] = k + 1;
       long last_value = 0;
@@ -138,7 +142,7 @@ Subject make_subject(const std::string& name, const Patch& image, Tensor channel
           c = last_class;
         }
         if (c > 0) s.label_volume[c - 1] += 1;
-        out[v] = c;
+        put(v, c);
       }
     } else {
       s.labels = Tensor::empty({K, image.s[2], image.s[1], image.s[0]});
@@ -371,7 +375,7 @@ const Tensor& CropGenerator::level_labels(Subject& s, int level) {
       const int64_t n = s.labels.numel();
       onehot = Tensor::zeros({K1, s.image.s[2], s.image.s[1], s.image.s[0]});
       for (int64_t v = 0; v < n; ++v) {
-        int c = s.labels.i32()[v];
+        const int c = s.label_class(v);
         if (c >= 0) onehot.f32()[c * n + v] = 1.f;
       }
     }
@@ -423,6 +427,9 @@ void CropGenerator::crop_targets(Subject& s, int level, const std::vector<Patch>
   if (scheme_.categorical && !smooth) {
     Tensor dst = batch_rows(out, row0, n, 1, ps, nd);
     gather_labels_into(as_source(s.labels.reshape(with_front({1}, s.labels.shape())), nd), mats, dst);
+    if (s.labels.dtype() == DType::u8)  // the u8 map's don't-care mark -> -1
+      for (int32_t* t = dst.i32(), *e = t + dst.numel(); t < e; ++t)
+        if (*t == Subject::kDontCareU8) *t = -1;
     return;
   }
   if (scheme_.categorical) {  // smoothed one-hot maps, linear crops, then the most probable class
@@ -454,11 +461,15 @@ void CropGenerator::crop_targets(Subject& s, int level, const std::vector<Patch>
 std::vector<float> CropGenerator::label_mass(const Tensor& labels, int64_t row) const {
   std::vector<float> mass;
   if (scheme_.categorical) {
-    // whole map i32 [Z, Y, X] (row < 0) or targets i32 [P, ...]
+    // whole map [Z, Y, X] (row < 0; u8 with 255 = don't care, or i32) or targets i32 [P, ...]
     int64_t n = row >= 0 ? labels.numel() / labels.dim(0) : labels.numel();
-    const int32_t* l = labels.i32() + (row >= 0 ? row * n : 0);
     mass.resize(n);
-    for (int64_t v = 0; v < n; ++v) mass[v] = l[v] > 0 ? static_cast<float>(label_weight_[l[v] - 1]) : 0.f;
+    auto fill = [&](const auto* l, int32_t dont_care) {
+      for (int64_t v = 0; v < n; ++v)
+        mass[v] = l[v] > 0 && l[v] != dont_care ? static_cast<float>(label_weight_[l[v] - 1]) : 0.f;
+    };
+    if (labels.dtype() == DType::u8) fill(labels.u8() + (row >= 0 ? row * n : 0), Subject::kDontCareU8);
+    else fill(labels.i32() + (row >= 0 ? row * n : 0), -1);
     return mass;
   }
   // f32 [(P,) K, vox]

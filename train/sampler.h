@@ -28,9 +28,18 @@ struct Subject {
   std::string name;
   Patch image;        // world affine and size (x, y, z)
   Tensor data;        // f32 [C, Z, Y, X] (2D: Z = 1)
-  // Labels. Categorical: i32 [Z, Y, X] class index 0..K (-1 = don't care). Else f32 [K, Z, Y, X]
-  // in [0, 1] (NaN = don't care). Undefined for an unlabeled subject (inference).
+  // Labels. Categorical: the class index 0..K per voxel [Z, Y, X], u8 when K <= 254 (255 = don't
+  // care; a 256^3 map takes 17 MB instead of 67), else i32 (-1 = don't care): read it with label_class.
+  // Else f32 [K, Z, Y, X] in [0, 1] (NaN = don't care). Undefined for an unlabeled subject (inference).
   Tensor labels;
+  static constexpr uint8_t kDontCareU8 = 255;
+  bool categorical_labels() const { return labels.defined() && labels.dtype() != DType::f32; }
+  // Categorical: the class of voxel v (-1 = don't care).
+  int32_t label_class(int64_t v) const {
+    if (labels.dtype() == DType::i32) return labels.i32()[v];
+    const uint8_t c = labels.u8()[v];
+    return c == kDontCareU8 ? -1 : c;
+  }
   std::vector<double> label_volume;  // per label k = 1..K: voxel count (for autoweight)
 
   // Per-level smoothed copies (smoothfac_data / smoothfac_label), built on first use.

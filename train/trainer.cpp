@@ -209,7 +209,7 @@ DiceTally::DiceTally(const Subject& subject, std::vector<std::vector<double>> th
   K_ = t_.empty() ? 0 : static_cast<int>(t_[0].size());
   for (const auto& t : t_)
     if (static_cast<int>(t.size()) != K_) throw std::invalid_argument("DiceTally: one threshold per label");
-  if (s_.labels.dtype() != DType::i32 && s_.labels.dim(0) != K_)
+  if (!s_.categorical_labels() && s_.labels.dim(0) != K_)
     throw std::invalid_argument("DiceTally: one threshold per label volume");
   const size_t G = t_.size();
   inter_.assign(G, std::vector<double>(K_, 0));
@@ -219,7 +219,7 @@ DiceTally::DiceTally(const Subject& subject, std::vector<std::vector<double>> th
 void DiceTally::add(const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& size, const float* p) {
   const Size3& gs = s_.image.s;  // x, y, z
   const int64_t n = s_.image.numel(), bn = size[0] * size[1] * size[2];
-  const bool cat = s_.labels.dtype() == DType::i32;
+  const bool cat = s_.categorical_labels();
   const size_t G = t_.size();
   int64_t i = 0;  // voxel index within the box
   for (int64_t z = 0; z < size[0]; ++z)
@@ -227,7 +227,7 @@ void DiceTally::add(const std::array<int64_t, 3>& lo, const std::array<int64_t, 
       for (int64_t x = 0; x < size[2]; ++x, ++i) {
         const int64_t v = ((lo[0] + z) * gs[1] + lo[1] + y) * gs[0] + lo[2] + x;
         if (cat) {
-          const int32_t truth = s_.labels.i32()[v];
+          const int32_t truth = s_.label_class(v);
           if (truth < 0) continue;
           int best = 0;
           float bp = -1;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <random>
 
 #include "common/test_util.h"
@@ -71,6 +72,25 @@ TEST_CASE("sampler: balance ratio is reached") {
   double on = 0;
   for (int64_t i = 0; i < set.size(); ++i) on += set.levels[0].target.f32()[i];
   CHECK(on / double(set.size()) < 0.01);
+}
+
+TEST_CASE("sampler: don't-care voxels of a u8 label map arrive as -1 in the drawn targets") {
+  Scheme sc = point_scheme(true, {1, 2});
+  // label value -1 (don't care) where x < 4, class 2 where x >= 28, else class 1
+  Subject s = cube_subject(sc, 32, [](int x, int, int) { return x < 4 ? -1 : x >= 28 ? 2 : 1; }, true);
+  REQUIRE(s.labels.dtype() == DType::u8);
+  CropGenerator gen(sc, SamplerOptions{});
+  std::mt19937_64 rng(5);
+  PatchSet set = gen.sample({&s}, 2000, rng);
+  std::map<int32_t, int> seen;
+  for (int64_t i = 0; i < set.size(); ++i) {
+    const int32_t t = set.levels[0].target.i32()[i];
+    const Eigen::Vector3d c = set.levels[0].patches[i].A.block<3, 1>(0, 3);  // the point patch's voxel = its centre
+    const int x = static_cast<int>(std::lround(c[0]));
+    CHECK(t == (x < 4 ? -1 : x >= 28 ? 2 : 1));
+    ++seen[t];
+  }
+  CHECK(seen.size() == 3);
 }
 
 TEST_CASE("sampler: autoweight equalises small and large labels") {
@@ -217,18 +237,33 @@ TEST_CASE("sampler: label mapping, 4-D labels, dontcare and normalisation") {
   Tensor data = Tensor::from_vector({1, 1, 2, 2}, {1, 2, 3, 6});
   Tensor lab = Tensor::from_vector({4}, {16, 4, -1, 7});
   Subject a = make_subject("a", img, data, lab, sc, /*dontcare=*/true);
-  CHECK(a.labels.i32()[0] == 2);
-  CHECK(a.labels.i32()[1] == 1);
-  CHECK(a.labels.i32()[2] == -1);
-  CHECK(a.labels.i32()[3] == 0);
+  CHECK(a.labels.dtype() == DType::u8);  // 2 classes: one byte per voxel
+  CHECK(a.label_class(0) == 2);
+  CHECK(a.label_class(1) == 1);
+  CHECK(a.label_class(2) == -1);
+  CHECK(a.label_class(3) == 0);
   Subject b = make_subject("b", img, data.clone(), lab, sc, /*dontcare=*/false);
-  CHECK(b.labels.i32()[2] == 0);
+  CHECK(b.label_class(2) == 0);
+  {  // more than 254 classes: i32, the same classes
+    std::vector<int> many(300);
+    for (int k = 0; k < 300; ++k) many[k] = k + 1;
+    many[1] = 16, many[15] = 2;  // 16 -> class 2, 4 -> class 4, 7 -> class 7
+    Scheme wide = point_scheme(true, {4, 16});
+    wide.categorical_label = many;
+    wide.num_labels = 300;
+    Subject w = make_subject("w", img, data.clone(), lab, wide, true);
+    CHECK(w.labels.dtype() == DType::i32);
+    CHECK(std::vector<int32_t>{w.label_class(0), w.label_class(1), w.label_class(2), w.label_class(3)} ==
+          std::vector<int32_t>{2, 4, -1, 7});
+  }
   // runs of equal values and returns to earlier ones (the mapping looks up once per run)
   Patch img8 = iso_image(2, 2, 2);
   Tensor data8 = Tensor::from_vector({1, 2, 2, 2}, {1, 2, 3, 4, 5, 6, 7, 9});
   Tensor lab8 = Tensor::from_vector({8}, {16, 16, 4, 4.2f, 7, 16, 0, 3.6f});
   Subject r = make_subject("r", img8, data8, lab8, sc, false);
-  CHECK(std::vector<int32_t>(r.labels.i32(), r.labels.i32() + 8) == std::vector<int32_t>{2, 2, 1, 1, 0, 2, 0, 1});
+  std::vector<int32_t> rc;
+  for (int64_t v = 0; v < 8; ++v) rc.push_back(r.label_class(v));
+  CHECK(rc == std::vector<int32_t>{2, 2, 1, 1, 0, 2, 0, 1});
   CHECK(r.label_volume == std::vector<double>{3, 3});
 
   Scheme nc = point_scheme(false, {4, 16});
