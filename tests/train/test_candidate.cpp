@@ -34,7 +34,7 @@ json many_label_config(int labels, int dim, int candidates) {
           {"normalize_input", "m0s1"},
           {"network", {{"features", {16, 32}}}},
           {"intermediate_out", 2},
-          {"num_its", 160},
+          {"num_its", 320},
           {"num_patches", 4},
           {"batch_size", 4},
           {"optimizer", {{"type", "adam"}, {"lr", 2e-2}}},
@@ -138,9 +138,9 @@ TEST_CASE("candidate sampling: the class embedding is saved and loaded with the 
   CHECK(!p.spec().to_json()["crop_generator"].contains("candidate_sampling"));
 }
 
-// 160 iterations (640 Adam steps, ~27 s of CPU) on the phantom of train/phantom.h (README, "Training on
+// 320 iterations (1280 Adam steps, ~55 s of CPU) on the phantom of train/phantom.h (README, "Training on
 // the many-label phantom"): both levels' losses fall from log 65 to under 0.1 of it, the mean validation
-// Dice over the 64 labels reaches 0.75 (measured 0.83; the issue's 0.9 needs a longer run), and apply's
+// Dice over the 64 labels reaches 0.9 (measured 0.83 after 160 iterations, 0.937 after 320 on a Zen 4 core), and apply's
 // label map equals the trainer's validation prediction (the same maximal-response decision, CLI path).
 TEST_CASE("candidate sampling: a 64-label 2D phantom trains with m = 16 and 16 candidates") {
   auto t0 = std::chrono::steady_clock::now();
@@ -159,15 +159,15 @@ TEST_CASE("candidate sampling: a 64-label 2D phantom trains with m = 16 and 16 c
   REQUIRE(r.validation_dice.size() == 64);
   double mean = 0;
   for (double d : r.validation_dice) mean += d / 64;
-  MESSAGE("64 labels, m = 16, 16 candidates, 160 iterations: mean Dice " << mean << " in " << secs << " s");
-  CHECK(mean >= 0.75);
+  MESSAGE("64 labels, m = 16, 16 candidates, 320 iterations: mean Dice " << mean << " in " << secs << " s");
+  CHECK(mean >= 0.9);
   std::ifstream in(opt.out.string() + ".log.jsonl");
   std::vector<json> log;
   for (std::string line; std::getline(in, line);) log.push_back(json::parse(line));
-  REQUIRE(log.size() >= 160);
+  REQUIRE(log.size() >= 320);
   for (int k = 0; k < 2; ++k) {
     const double first = log[0]["loss"][k].get<double>();  // the mean over the first iteration's 4 steps
-    const double last = (log[158]["loss"][k].get<double>() + log[159]["loss"][k].get<double>()) / 2;
+    const double last = (log[318]["loss"][k].get<double>() + log[319]["loss"][k].get<double>()) / 2;
     CHECK(first == doctest::Approx(std::log(65.0)).epsilon(0.2));  // near the full CE of an untrained model
     CHECK(last < 0.1 * first);
   }
