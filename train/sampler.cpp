@@ -497,11 +497,16 @@ BalanceDraw::BalanceDraw(const std::vector<float>& mass, double r) : n(static_ca
     return;
   }
   uniform = nd * (1 - r) * pos / (nd * r - pos);
+  if (n > int64_t{std::numeric_limits<uint32_t>::max()})
+    throw InputError("balance: a label map of " + std::to_string(n) + " voxels is too large (at most 2^32 - 1)");
+  const int64_t labelled = std::count_if(mass.begin(), mass.end(), [](float m) { return m > 0; });
+  index.reserve(labelled);  // exactly: growth by doubling left up to half of these tables unused
+  cum.reserve(labelled);
   double acc = 0;
   for (int64_t v = 0; v < n; ++v)
     if (mass[v] > 0) {
       acc += mass[v];
-      index.push_back(v);
+      index.push_back(static_cast<uint32_t>(v));
       cum.push_back(acc);
     }
 }

@@ -49,15 +49,15 @@ struct Subject {
 
 // The balance rule P(v) ∝ L(v) + b over a map of label masses L (b from the ratio r: the labelled
 // voxels get the share r, uniform when there are none or they already have it), stored sparsely: the
-// voxels with mass and their cumulative mass, plus the uniform part n b. A 256^3 map with 7 % labelled
-// voxels takes 14 MB instead of a dense 134 MB table.
+// voxels with mass (32-bit indices) and their cumulative mass, plus the uniform part n b, sized exactly.
+// A 256^3 map with 7 % labelled voxels takes 14 MB instead of a dense 134 MB table.
 struct BalanceDraw {
   BalanceDraw() = default;
   BalanceDraw(const std::vector<float>& mass, double r);
   int64_t draw(std::mt19937_64& rng) const;  // one voxel index, one uniform number drawn
   bool empty() const { return n == 0; }
 
-  std::vector<int64_t> index;  // voxels with L > 0 (none when uniform)
+  std::vector<uint32_t> index;  // voxels with L > 0 (none when uniform)
   std::vector<double> cum;     // cumulative L over `index`
   int64_t n = 0;               // voxels in the map
   double uniform = 0;          // the uniform part's total mass, n b (n when uniform)

@@ -446,7 +446,8 @@ TEST_CASE("sampler: the sparse balance draw follows P(v) proportional to L(v) + 
   std::vector<float> mass(1000, 0.f);
   mass[10] = 1.f, mass[500] = 2.f, mass[999] = 5.f;
   BalanceDraw d(mass, 0.4);
-  CHECK(d.index == std::vector<int64_t>{10, 500, 999});
+  CHECK(d.index == std::vector<uint32_t>{10, 500, 999});
+  CHECK(d.index.capacity() == 3);  // sized exactly
   const double b = 0.6 * 8 / (400.0 - 8);
   CHECK(d.uniform == doctest::Approx(1000 * b));
   std::mt19937_64 rng(3);
