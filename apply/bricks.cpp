@@ -16,6 +16,15 @@ BrickGrid::BrickGrid(const std::array<int64_t, 3>& g, int d, int64_t b) : grid(g
   for (int a = 0; a < 3; ++a) count[a] = (grid[a] + edge[a] - 1) / edge[a];
 }
 
+void copy_box(const Box& box, const float* y, int64_t channels, const std::array<int64_t, 3>& grid, float* dst) {
+  const int64_t n = grid[0] * grid[1] * grid[2], bn = box.numel();
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t z = 0; z < box.size[0]; ++z)
+      for (int64_t yy = 0; yy < box.size[1]; ++yy)
+        std::copy_n(y + c * bn + (z * box.size[1] + yy) * box.size[2], box.size[2],
+                    dst + c * n + ((box.lo[0] + z) * grid[1] + box.lo[1] + yy) * grid[2] + box.lo[2]);
+}
+
 Box BrickGrid::box(int64_t b) const {
   Box bx;
   const int64_t idx[3] = {b / (count[1] * count[2]), (b / count[2]) % count[1], b % count[2]};

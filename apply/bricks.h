@@ -30,6 +30,10 @@ struct Box {
   int64_t numel() const { return size[0] * size[1] * size[2]; }
 };
 
+// Copies the values of `box`, [channels, box] (C-order, x fastest), into their place in a dense
+// [channels, grid] array (grid: sizes in array order z, y, x).
+void copy_box(const Box& box, const float* y, int64_t channels, const std::array<int64_t, 3>& grid, float* dst);
+
 // Receives the finished prediction box by box. `y` is host f32 [channels, box] (C-order, x fastest).
 // Every voxel of the grid arrives exactly once (boxes do not overlap and cover the grid).
 class BrickSink {

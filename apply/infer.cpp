@@ -418,12 +418,8 @@ class DenseSink : public BrickSink {
     prob.assign(static_cast<size_t>(channels) * grid.numel(), 0.f);
   }
   void put(const Box& box, const float* y) override {
-    const int64_t n = grid_.numel(), bn = box.numel(), C = static_cast<int64_t>(prob.size()) / n;
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t z = 0; z < box.size[0]; ++z)
-        for (int64_t yy = 0; yy < box.size[1]; ++yy)
-          std::copy_n(y + c * bn + (z * box.size[1] + yy) * box.size[2], box.size[2],
-                      prob.begin() + c * n + ((box.lo[0] + z) * grid_.s[1] + box.lo[1] + yy) * grid_.s[0] + box.lo[2]);
+    const int64_t C = static_cast<int64_t>(prob.size()) / grid_.numel();
+    copy_box(box, y, C, {grid_.s[2], grid_.s[1], grid_.s[0]}, prob.data());
   }
   std::vector<float> prob;
 

@@ -116,19 +116,10 @@ train::Predictor validation_predictor(std::function<InferOptions(const train::Mo
 
 Tensor predict_subject(train::Model& model, const train::Subject& subject, const InferOptions& opt) {
   const train::Size3& s = subject.image.s;
-  const int64_t n = subject.image.numel();
-  Tensor out;
+  const int64_t K = model.spec().scheme.num_labels;
+  Tensor out = Tensor::zeros({K, s[2], s[1], s[0]});
   predict_subject_boxes(model, subject, opt, [&](const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& size,
-                                                 const float* p) {
-    const int64_t bn = size[0] * size[1] * size[2];
-    if (!out.defined()) out = Tensor::zeros({model.spec().scheme.num_labels, s[2], s[1], s[0]});
-    const int64_t K = out.dim(0);
-    for (int64_t k = 0; k < K; ++k)
-      for (int64_t z = 0; z < size[0]; ++z)
-        for (int64_t y = 0; y < size[1]; ++y)
-          std::copy_n(p + k * bn + (z * size[1] + y) * size[2], size[2],
-                      out.f32() + k * n + ((lo[0] + z) * s[1] + lo[1] + y) * s[0] + lo[2]);
-  });
+                                                 const float* p) { copy_box(Box{lo, size}, p, K, {s[2], s[1], s[0]}, out.f32()); });
   return out;
 }
 

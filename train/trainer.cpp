@@ -218,40 +218,47 @@ DiceTally::DiceTally(const Subject& subject, std::vector<std::vector<double>> th
 
 void DiceTally::add(const std::array<int64_t, 3>& lo, const std::array<int64_t, 3>& size, const float* p) {
   const Size3& gs = s_.image.s;  // x, y, z
-  const int64_t n = s_.image.numel(), bn = size[0] * size[1] * size[2];
+  const int64_t bn = size[0] * size[1] * size[2];
   const bool cat = s_.categorical_labels();
-  const size_t G = t_.size();
   int64_t i = 0;  // voxel index within the box
   for (int64_t z = 0; z < size[0]; ++z)
     for (int64_t y = 0; y < size[1]; ++y)
       for (int64_t x = 0; x < size[2]; ++x, ++i) {
         const int64_t v = ((lo[0] + z) * gs[1] + lo[1] + y) * gs[0] + lo[2] + x;
-        if (cat) {
-          const int32_t truth = s_.label_class(v);
-          if (truth < 0) continue;
-          int best = 0;
-          float bp = -1;
-          for (int k = 0; k < K_; ++k)
-            if (p[k * bn + i] > bp) bp = p[k * bn + i], best = k;
-          for (size_t g = 0; g < G; ++g) {
-            const int pred = bp >= t_[g][best] ? best + 1 : 0;
-            if (truth > 0) nt_[g][truth - 1] += 1;
-            if (pred > 0) np_[g][pred - 1] += 1;
-            if (truth > 0 && pred == truth) inter_[g][truth - 1] += 1;
-          }
-        } else {
-          for (int k = 0; k < K_; ++k) {
-            const float tr = s_.labels.f32()[k * n + v];
-            if (std::isnan(tr)) continue;
-            for (size_t g = 0; g < G; ++g) {
-              const bool tt = tr > 0.5f, pp = p[k * bn + i] >= t_[g][k];
-              nt_[g][k] += tt;
-              np_[g][k] += pp;
-              inter_[g][k] += tt && pp;
-            }
-          }
-        }
+        if (cat) add_class_voxel(v, p + i, bn);
+        else add_channel_voxel(v, p + i, bn);
       }
+}
+
+// Categorical: the most probable label of voxel v (probabilities p[k * stride]) if it reaches its threshold.
+void DiceTally::add_class_voxel(int64_t v, const float* p, int64_t stride) {
+  const int32_t truth = s_.label_class(v);
+  if (truth < 0) return;
+  int best = 0;
+  float bp = -1;
+  for (int k = 0; k < K_; ++k)
+    if (p[k * stride] > bp) bp = p[k * stride], best = k;
+  for (size_t g = 0; g < t_.size(); ++g) {
+    const int pred = bp >= t_[g][best] ? best + 1 : 0;
+    if (truth > 0) nt_[g][truth - 1] += 1;
+    if (pred > 0) np_[g][pred - 1] += 1;
+    if (truth > 0 && pred == truth) inter_[g][truth - 1] += 1;
+  }
+}
+
+// One label volume per label: each thresholded on its own.
+void DiceTally::add_channel_voxel(int64_t v, const float* p, int64_t stride) {
+  const int64_t n = s_.image.numel();
+  for (int k = 0; k < K_; ++k) {
+    const float tr = s_.labels.f32()[k * n + v];
+    if (std::isnan(tr)) continue;
+    for (size_t g = 0; g < t_.size(); ++g) {
+      const bool tt = tr > 0.5f, pp = p[k * stride] >= t_[g][k];
+      nt_[g][k] += tt;
+      np_[g][k] += pp;
+      inter_[g][k] += tt && pp;
+    }
+  }
 }
 
 std::vector<double> DiceTally::dice(int g) const {

@@ -77,6 +77,8 @@ class DiceTally {
   std::vector<double> dice(int g) const;
 
  private:
+  void add_class_voxel(int64_t v, const float* p, int64_t stride);    // p: voxel v's label 0 probability
+  void add_channel_voxel(int64_t v, const float* p, int64_t stride);  // (label k at p[k * stride])
   const Subject& s_;
   std::vector<std::vector<double>> t_;
   int K_ = 0;
