@@ -5,6 +5,8 @@
 #include <cmath>
 #include <vector>
 
+#include <Eigen/Core>
+
 #include "kernels/common/resample_math.h"
 #include "kernels/parallel.h"
 
@@ -53,14 +55,82 @@ struct Taps {
   }
 };
 
+// One output row of a 2x2x2 window (KD = 2; 2D: 1x2x2, KD = 1), stride = window (the U-Nets'
+// pooling), in two passes: per input column (SIMD), the first maximum over the window's 2*KD rows (m,
+// and its row r); then per output, the better of its two columns, the right one only when it is larger
+// or equal and from an earlier row. That is the general loop's rule (first maximum in (d, h, w) order).
+// Returns false when the row holds a NaN or an infinity (the caller then runs the general rule on the
+// plane). 2 * n <= kPoolCols.
+constexpr int64_t kPoolCols = 512;
+template <int KD>
+bool max_pool_row_2x2(const float* xr, int64_t hw, int64_t w, int64_t start, int64_t n, float* y, int32_t* am) {
+  using namespace Eigen::internal;
+  using Packet = packet_traits<float>::type;
+  constexpr int64_t kVec = sizeof(Packet) / sizeof(float);
+  const float* rows[4] = {xr, xr + w, xr + hw, xr + hw + w};
+  const int32_t row_off[4] = {0, int32_t(w), int32_t(hw), int32_t(hw + w)};
+  alignas(64) float m[kPoolCols], r[kPoolCols];
+  const int64_t cols = 2 * n;
+  Packet bad = pset1<Packet>(0.0f);  // NaN once a NaN or an infinity was seen (x * 0)
+  int64_t i = 0;
+  for (; i + kVec <= cols; i += kVec) {
+    Packet best = ploadu<Packet>(rows[0] + i), bi = pset1<Packet>(0.0f);
+    bad = padd(bad, pmul(best, pset1<Packet>(0.0f)));
+    for (int t = 1; t < 2 * KD; ++t) {
+      const Packet c = ploadu<Packet>(rows[t] + i), take = pcmp_lt(best, c);
+      best = pselect(take, c, best);
+      bi = pselect(take, pset1<Packet>(float(t)), bi);
+      bad = padd(bad, pmul(c, pset1<Packet>(0.0f)));
+    }
+    pstore(m + i, best);
+    pstore(r + i, bi);
+  }
+  float bad_tail = 0.0f;
+  for (; i < cols; ++i) {
+    m[i] = rows[0][i];
+    r[i] = 0.0f;
+    bad_tail += m[i] * 0.0f;
+    for (int t = 1; t < 2 * KD; ++t) {
+      const float c = rows[t][i];
+      bad_tail += c * 0.0f;
+      if (c > m[i]) m[i] = c, r[i] = float(t);
+    }
+  }
+  if (std::isnan(predux(bad) + bad_tail)) return false;
+  for (int64_t o = 0; o < n; ++o) {
+    const float a = m[2 * o], b = m[2 * o + 1];
+    const int ra = static_cast<int>(r[2 * o]), rb = static_cast<int>(r[2 * o + 1]);
+    const bool right = b > a || (b == a && rb < ra);
+    y[o] = right ? b : a;
+    am[o] = static_cast<int32_t>(start + 2 * o) + (right ? row_off[rb] + 1 : row_off[ra]);
+  }
+  return true;
+}
+
+// A whole plane by max_pool_row_2x2; false (the plane to be redone) when it holds a NaN.
+template <int KD>
+bool max_pool_plane_2x2(const PoolGeom& g, const float* xp, float* yp, int32_t* ap) {
+  const int64_t hw = g.in[1] * g.in[2];
+  for (int64_t od = 0; od < g.out[0]; ++od)
+    for (int64_t oh = 0; oh < g.out[1]; ++oh) {
+      const int64_t start = (KD * od * g.in[1] + 2 * oh) * g.in[2], o = (od * g.out[1] + oh) * g.out[2];
+      if (!max_pool_row_2x2<KD>(xp + start, hw, g.in[2], start, g.out[2], yp + o, ap + o)) return false;
+    }
+  return true;
+}
+
 }  // namespace
 
 void max_pool_forward(const PoolGeom& g, const float* x, float* y, int32_t* argmax) {
   const int64_t iv = g.in_vol(), ov = g.out_vol(), plane_hw = g.in[1] * g.in[2];
+  const int depth = g.k[0] == g.stride[0] && g.k[0] <= 2 ? g.k[0] : 0;  // 0: no fast path
+  const bool k2 = depth > 0 && g.k[1] == 2 && g.k[2] == 2 && g.stride[1] == 2 && g.stride[2] == 2 &&
+                  2 * g.out[2] <= kPoolCols;
   for_planes(g, [&](int64_t p) {
-    const float* xp = x + p * iv;
     float* yp = y + p * ov;
     int32_t* ap = argmax + p * ov;
+    const float* xp = x + p * iv;
+    if (k2 && (depth == 2 ? max_pool_plane_2x2<2>(g, xp, yp, ap) : max_pool_plane_2x2<1>(g, xp, yp, ap))) return;
     for_windows(g, [&](int64_t o, int64_t start) {
       // A select per tap, no branch on the data (those mispredict half the time on activations); the
       // NaN rule below runs only for windows that hold a NaN, and gives the same result for the others.

@@ -187,6 +187,41 @@ TEST_CASE("max_pool propagates NaN like PyTorch; windows without NaN are unaffec
   CHECK(g == want);
 }
 
+TEST_CASE("2x2x2 max_pool on tied values and a NaN: the first max of each window, in window order") {
+  // Values from {0, 1, 2}: most windows tie. The gradient of sum(y) lands on the chosen voxel of each
+  // window, which must be the first maximum in (d, h, w) order; the window holding the NaN picks it.
+  const int64_t C = 3, D = 6, H = 4, W = 38;  // W: several SIMD vectors and a remainder
+  std::mt19937 rng(5);
+  Tensor t = Tensor::empty({2, C, D, H, W});
+  for (int64_t i = 0; i < t.numel(); ++i) t.f32()[i] = static_cast<float>(rng() % 3);
+  const int64_t nan_at = ((1 * C + 2) * D + 3) * H * W + 2 * W + 17;  // sample 1, channel 2, (3, 2, 17)
+  t.f32()[nan_at] = std::nanf("");
+  Var x = pw::variable(t, true);
+  Var y = pw::max_pool(x, 2, 2);
+  pw::backward(y, Tensor::full(y->value.shape(), 1.0f));
+  std::vector<float> want(static_cast<size_t>(t.numel()), 0.0f);
+  for (int64_t p = 0; p < 2 * C; ++p)
+    for (int64_t od = 0; od < D / 2; ++od)
+      for (int64_t oh = 0; oh < H / 2; ++oh)
+        for (int64_t ow = 0; ow < W / 2; ++ow) {
+          int64_t best = -1;
+          for (int64_t d = 2 * od; d < 2 * od + 2; ++d)
+            for (int64_t h = 2 * oh; h < 2 * oh + 2; ++h)
+              for (int64_t w = 2 * ow; w < 2 * ow + 2; ++w) {
+                const int64_t i = ((p * D + d) * H + h) * W + w;
+                const float v = t.f32()[i];
+                if (best < 0 || (!std::isnan(t.f32()[best]) && (std::isnan(v) || v > t.f32()[best]))) best = i;
+              }
+          want[static_cast<size_t>(best)] += 1.0f;
+        }
+  CHECK(x->grad.to_vector() == want);
+  const std::vector<float> v = y->value.to_vector();
+  CHECK(std::isnan(v[static_cast<size_t>(((1 * C + 2) * (D / 2) + 1) * (H / 2) * (W / 2) + 1 * (W / 2) + 8)]));
+  int64_t nans = 0;
+  for (float f : v) nans += std::isnan(f) ? 1 : 0;
+  CHECK(nans == 1);
+}
+
 TEST_CASE("pooling and upsampling shape errors name the op") {
   Var x = pw::constant(Tensor::zeros({1, 2, 3, 3}));
   CHECK_THROWS_WITH_AS(pw::max_pool(x, 4, 4), doctest::Contains("max_pool"), std::invalid_argument);
