@@ -20,6 +20,8 @@
 #define EIGEN_DONT_PARALLELIZE  // we thread ourselves (pw::parallel_for)
 // GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_ps) when Eigen's packets inline.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Packet types as template arguments lose their may_alias attribute (harmless here; Eigen does the same).
+#pragma GCC diagnostic ignored "-Wignored-attributes"
 #include "kernels/conv.h"
 
 #include <Eigen/Core>
@@ -35,7 +37,9 @@ namespace {
 // SIMD packet of the build's widest float vector, and the micro-kernel's register blocking.
 using Packet = Eigen::internal::packet_traits<float>::type;
 constexpr int kVec = static_cast<int>(sizeof(Packet) / sizeof(float));
-constexpr bool kWide = kVec >= 16;         // AVX-512: 32 vector registers
+constexpr bool kWide = kVec >= 16;         // AVX-512: 32 vector registers (for every width with AVX-512VL)
+template <class Pk>
+constexpr int lanes = Eigen::internal::unpacket_traits<Pk>::size;
 constexpr int MR = kWide ? 8 : 4;          // forward: output channels per block
 constexpr int NV = 3;                      // forward: vectors of columns per block
 // Weight grad: output channels x taps per block. AVX-512 on Zen 4 (one thread, 48->16 and 16->16 k3
@@ -51,6 +55,23 @@ constexpr int64_t kChunkTaps = 512;
 constexpr int64_t kWeightChunk = 96;
 
 int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
+
+// Calls f(P{}) with the packet P whose vectors cut output rows of w columns: the widest, halved while a
+// row fits in half a vector (8^3 and 4^3 levels of a U-Net with AVX-512: 16 lanes would hold 8 or 4
+// real outputs). A half-width FMA does as many useful flops per cycle where 512-bit FMAs are as fast
+// as two 256-bit ones (Intel), and twice as many where they are split into two (AMD Zen 4: the 8^3
+// convolutions 46 -> ~90 GFLOP/s per core).
+template <class F>
+void with_packet(int64_t w, const F& f) {
+  using Half = typename Eigen::internal::unpacket_traits<Packet>::half;
+  using Quarter = typename Eigen::internal::unpacket_traits<Half>::half;
+  if (2 * w > lanes<Packet>)
+    f(Packet{});
+  else if (2 * w > lanes<Half>)
+    f(Half{});
+  else
+    f(Quarter{});
+}
 
 // Per-thread buffers (0: phases of dx, 1: dy copy, 2: padded input, 3: weight-gradient partial
 // sums; 0, 2 and 3 owned by the calling thread); each grows to the largest size asked and is kept
@@ -187,22 +208,22 @@ std::vector<int64_t> tap_offsets(const ConvGeom& g, const Padded& p, int64_t mul
 }
 
 // The SIMD vector positions of output rows [r0, r1) of an `out` grid: each row is cut into
-// ceil(W/kVec) vectors. For position i: src[i] = its offset in the source's phase planes (tap 0),
-// dst[i] = its offset in y's channel plane, valid[i] = how many of its kVec lanes are real outputs.
+// ceil(W/vec) vectors of `vec` lanes. For position i: src[i] = its offset in the source's phase planes (tap 0),
+// dst[i] = its offset in y's channel plane, valid[i] = how many of its lanes are real outputs.
 struct Positions {
   std::vector<int64_t> src, dst;
   std::vector<int> valid;
-  void build(const int64_t out[3], const Padded& p, int64_t r0, int64_t r1) {
+  void build(const int64_t out[3], const Padded& p, int64_t r0, int64_t r1, int vec) {
     src.clear();
     dst.clear();
     valid.clear();
     const int64_t W = out[2];
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t od = r / out[1], oh = r % out[1];
-      for (int64_t ow = 0; ow < W; ow += kVec) {
+      for (int64_t ow = 0; ow < W; ow += vec) {
         src.push_back((od * p.Hq + oh) * p.Wq + ow);
         dst.push_back(r * W + ow);
-        valid.push_back(static_cast<int>(std::min<int64_t>(kVec, W - ow)));
+        valid.push_back(static_cast<int>(std::min<int64_t>(vec, W - ow)));
       }
     }
   }
@@ -217,78 +238,83 @@ Positions& thread_positions() {
 // y vectors (NV positions starting at i, `rows` output channels of pitch P) = w block (packed,
 // MR x K) * implicit columns xs[tap offset + position offset] + bias, or (add = true) y += the
 // product (a later chunk of taps; bias is then nullptr).
+template <class Pk>
 inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const float* xs, const Positions& pos,
                          int64_t i, const float* bias, float* y, int64_t P, int rows, bool add) {
   using namespace Eigen::internal;
+  constexpr int V = lanes<Pk>;
   const int nv = static_cast<int>(std::min<int64_t>(NV, pos.size() - i));
   const float* s0 = xs + pos.src[i];
   const float* s1 = xs + pos.src[i + (nv > 1 ? 1 : 0)];
   const float* s2 = xs + pos.src[i + (nv > 2 ? 2 : 0)];
-  Packet acc[MR][NV];
+  Pk acc[MR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = pset1<Packet>(0.0f);
+    for (int v = 0; v < NV; ++v) acc[r][v] = pset1<Pk>(0.0f);
   for (int64_t k = 0; k < K; ++k, wp += MR) {
     const int64_t o = off[k];
-    const Packet c0 = ploadu<Packet>(s0 + o), c1 = ploadu<Packet>(s1 + o), c2 = ploadu<Packet>(s2 + o);
+    const Pk c0 = ploadu<Pk>(s0 + o), c1 = ploadu<Pk>(s1 + o), c2 = ploadu<Pk>(s2 + o);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const Packet wr = pset1<Packet>(wp[r]);
+      const Pk wr = pset1<Pk>(wp[r]);
       acc[r][0] = pmadd(wr, c0, acc[r][0]);
       acc[r][1] = pmadd(wr, c1, acc[r][1]);
       acc[r][2] = pmadd(wr, c2, acc[r][2]);
     }
   }
   for (int r = 0; r < rows; ++r) {
-    const Packet b = pset1<Packet>(bias ? bias[r] : 0.0f);
+    const Pk b = pset1<Pk>(bias ? bias[r] : 0.0f);
     for (int v = 0; v < nv; ++v) {
       float* yv = y + r * P + pos.dst[i + v];
       const int valid = pos.valid[i + v];
-      if (valid == kVec) {
-        pstoreu(yv, padd(acc[r][v], add ? ploadu<Packet>(yv) : b));
+      if (valid == V) {
+        pstoreu(yv, padd(acc[r][v], add ? ploadu<Pk>(yv) : b));
       } else {
-        alignas(64) float tmp[kVec] = {};
+        alignas(64) float tmp[V] = {};
         if (add) std::copy(yv, yv + valid, tmp);
-        pstore(tmp, padd(acc[r][v], add ? pload<Packet>(tmp) : b));
+        pstore(tmp, padd(acc[r][v], add ? pload<Pk>(tmp) : b));
         std::copy(tmp, tmp + valid, yv);
       }
     }
   }
 }
 
-// part (MO x NK vector partial sums, element (o, k) at (o * kp + k) * kVec) += dy vectors (MO rows
-// of pitch ld, one kVec slot per position, zero in invalid lanes) * implicit columns of taps
+// part (MO x NK vector partial sums, element (o, k) at (o * kp + k) * V, V = lanes<Pk>) += dy vectors (MO rows
+// of pitch ld, one V slot per position, zero in invalid lanes) * implicit columns of taps
 // off[0..NK) over positions [i0, i1).
 // (Invalid lanes of a row's last vector read x values of the next row: dy is zero there.)
+template <class Pk>
 inline void micro_weight_direct(const Positions& pos, int64_t i0, int64_t i1, const float* dy, int64_t ld,
                                 const float* xs, const int64_t* off, float* part, int64_t kp) {
   using namespace Eigen::internal;
-  Packet acc[MO][NK];
+  constexpr int V = lanes<Pk>;
+  Pk acc[MO][NK];
 #pragma GCC unroll 8
   for (int o = 0; o < MO; ++o)
-    for (int k = 0; k < NK; ++k) acc[o][k] = pload<Packet>(part + (o * kp + k) * kVec);
+    for (int k = 0; k < NK; ++k) acc[o][k] = pload<Pk>(part + (o * kp + k) * V);
   int64_t tap[NK];
   for (int k = 0; k < NK; ++k) tap[k] = off[k];
   for (int64_t i = i0; i < i1; ++i) {
-    Packet d[MO];
+    Pk d[MO];
 #pragma GCC unroll 8
-    for (int o = 0; o < MO; ++o) d[o] = pload<Packet>(dy + o * ld + i * kVec);
+    for (int o = 0; o < MO; ++o) d[o] = pload<Pk>(dy + o * ld + i * V);
     const float* s = xs + pos.src[i];
 #pragma GCC unroll 8
     for (int k = 0; k < NK; ++k) {
-      const Packet c = ploadu<Packet>(s + tap[k]);
+      const Pk c = ploadu<Pk>(s + tap[k]);
 #pragma GCC unroll 8
       for (int o = 0; o < MO; ++o) acc[o][k] = pmadd(d[o], c, acc[o][k]);
     }
   }
 #pragma GCC unroll 8
   for (int o = 0; o < MO; ++o)
-    for (int k = 0; k < NK; ++k) pstore(part + (o * kp + k) * kVec, acc[o][k]);
+    for (int k = 0; k < NK; ++k) pstore(part + (o * kp + k) * V, acc[o][k]);
 }
 
 // y (n samples of `rows` channels, each an `out` grid) = packed weights wp (rows x K, pack_weights)
 // * the taps `off` (K, in groups of `group` that belong to one source channel) of the source xp
-// + bias b (per row, may be nullptr).
+// + bias b (per row, may be nullptr), in vectors of packet Pk.
+template <class Pk>
 void direct_forward(int64_t n, int64_t rows, const int64_t out[3], const Padded& xp, const std::vector<int64_t>& off,
                     int64_t group, const std::vector<float>& wp, const float* b, float* y) {
   const int64_t K = static_cast<int64_t>(off.size()), P = out[0] * out[1] * out[2];
@@ -301,14 +327,14 @@ void direct_forward(int64_t n, int64_t rows, const int64_t out[3], const Padded&
   run_items(items, workers_for(items), [&](int, int64_t item) {
     const int64_t s = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
     Positions& pos = thread_positions();
-    pos.build(out, xp, r0, r1);
+    pos.build(out, xp, r0, r1, lanes<Pk>);
     const float* xs = xp.data + s * xp.sample;
     float* ys = y + s * rows * P;
     // Taps in chunks of whole channels, so that the source rows one chunk reads stay in L1.
     for (int64_t k0 = 0; k0 < K; k0 += chunk)
       for (int64_t i = 0; i < pos.size(); i += NV)
         for (int64_t o = 0; o < rows; o += MR)
-          micro_direct(std::min(chunk, K - k0), off.data() + k0, wp.data() + o * K + k0 * MR, xs, pos, i,
+          micro_direct<Pk>(std::min(chunk, K - k0), off.data() + k0, wp.data() + o * K + k0 * MR, xs, pos, i,
                        (b && k0 == 0) ? b + o : nullptr, ys + o * P, P,
                        static_cast<int>(std::min<int64_t>(MR, rows - o)), k0 > 0);
   });
@@ -342,8 +368,11 @@ ConvGeom as_conv(const ConvGeom& g) {
 
 void conv_forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
   const Padded xp = pad_input(g, x);
-  direct_forward(g.n, g.cout, g.out, xp, tap_offsets(g, xp, 1), g.k_vol(), pack_weights(w, g.cout, g.cin * g.k_vol()),
-                 b, y);
+  const std::vector<int64_t> off = tap_offsets(g, xp, 1);
+  const std::vector<float> wp = pack_weights(w, g.cout, g.cin * g.k_vol());
+  with_packet(g.out[2], [&](auto packet) {
+    direct_forward<decltype(packet)>(g.n, g.cout, g.out, xp, off, g.k_vol(), wp, b, y);
+  });
 }
 
 namespace {
@@ -421,8 +450,11 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
         phase_taps(g, w, yp, lo, ph, off, wt);
         const int64_t taps = static_cast<int64_t>(off.size());
         float* out = single ? dx : phases + (((rd * g.stride[1]) + rh) * g.stride[2] + rw) * phase_size;
-        direct_forward(g.n, g.cin, q, yp, off, std::max<int64_t>(1, taps / std::max<int64_t>(1, g.cout)),
-                       pack_weights(wt.data(), g.cin, taps), b, out);
+        const std::vector<float> wp = pack_weights(wt.data(), g.cin, taps);
+        const int64_t group = std::max<int64_t>(1, taps / std::max<int64_t>(1, g.cout));
+        with_packet(q[2], [&](auto packet) {
+          direct_forward<decltype(packet)>(g.n, g.cin, q, yp, off, group, wp, b, out);
+        });
       }
   if (!single) interleave_phases(g, phases, phase_size, dx);
 }
@@ -433,16 +465,21 @@ void conv_backward_data(const ConvGeom& g, const float* dy, const float* w, floa
   backward_data(g, dy, w, nullptr, dx);
 }
 
-void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+namespace {
+
+// The weight gradient in vectors of packet Pk (see the top of the file).
+template <class Pk>
+void weight_direct(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+  constexpr int V = lanes<Pk>;
   const int64_t K = g.cin * g.k_vol(), P = g.out_vol();
   const int64_t kp = round_up(K, NK), op = round_up(g.cout, MO);
   const Tiling t(g.out, direct_tile_cols());
   const int64_t items = g.n * t.ntiles;
   const int workers = workers_for(items);
-  const int64_t part_size = op * kp * kVec;
+  const int64_t part_size = op * kp * V;
   float* const partial = thread_buffer(3, workers * part_size);
   std::fill(partial, partial + workers * part_size, 0.0f);
-  // dy of the tile's positions into buffer 1: op rows of pitch ld, one kVec slot per position,
+  // dy of the tile's positions into buffer 1: op rows of pitch ld, one V slot per position,
   // zero in invalid lanes and beyond cout.
   auto copy_dy = [&](int64_t n, const Positions& pos, int64_t ld) {
     float* dyb = thread_buffer(1, op * ld);
@@ -450,7 +487,7 @@ void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, fl
     for (int64_t o = 0; o < g.cout; ++o) {
       const float* src = dy + (n * g.cout + o) * P;
       for (int64_t i = 0; i < pos.size(); ++i)
-        std::copy(src + pos.dst[i], src + pos.dst[i] + pos.valid[i], dyb + o * ld + i * kVec);
+        std::copy(src + pos.dst[i], src + pos.dst[i] + pos.valid[i], dyb + o * ld + i * V);
     }
     return dyb;
   };
@@ -459,8 +496,8 @@ void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, fl
   run_items(items, workers, [&](int worker, int64_t item) {
     const int64_t n = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
     Positions& pos = thread_positions();
-    pos.build(g.out, xp, r0, r1);
-    const int64_t ld = (pos.size() + 1) * kVec;  // +1: rows not a power of two apart (L1 sets)
+    pos.build(g.out, xp, r0, r1, V);
+    const int64_t ld = (pos.size() + 1) * V;  // +1: rows not a power of two apart (L1 sets)
     const float* dyb = copy_dy(n, pos, ld);
     const float* xs = xp.data + n * xp.sample;
     float* part = partial + worker * part_size;
@@ -468,18 +505,24 @@ void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, fl
     for (int64_t i0 = 0; i0 < pos.size(); i0 += kWeightChunk)
       for (int64_t o = 0; o < op; o += MO)
         for (int64_t k = 0; k < kp; k += NK)
-          micro_weight_direct(pos, i0, std::min(pos.size(), i0 + kWeightChunk), dyb + o * ld, ld, xs,
-                              off.data() + k, part + (o * kp + k) * kVec, kp);
+          micro_weight_direct<Pk>(pos, i0, std::min(pos.size(), i0 + kWeightChunk), dyb + o * ld, ld, xs,
+                              off.data() + k, part + (o * kp + k) * V, kp);
   });
   for (int64_t o = 0; o < g.cout; ++o)
     for (int64_t k = 0; k < K; ++k) {
       float s = 0.0f;
       for (int wk = 0; wk < workers; ++wk) {
-        const float* v = partial + wk * part_size + (o * kp + k) * kVec;
-        for (int l = 0; l < kVec; ++l) s += v[l];
+        const float* v = partial + wk * part_size + (o * kp + k) * V;
+        for (int l = 0; l < V; ++l) s += v[l];
       }
       dw[o * K + k] = s;
     }
+}
+
+}  // namespace
+
+void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+  with_packet(g.out[2], [&](auto packet) { weight_direct<decltype(packet)>(g, x, dy, dw); });
 }
 
 void conv_backward_bias(const ConvGeom& g, const float* dy, float* db) {

@@ -163,6 +163,9 @@ TEST_CASE("conv matches a naive loop on shapes that span several tiles and threa
   check_vs_naive({2, 40, 9, 30, 31}, {3, 40, 1, 1, 1}, 1, 0, false, 30);   // 1x1x1, no im2col
   check_vs_naive({2, 3, 9, 10, 11}, {4, 3, 3, 2, 3}, 1, 2, false, 40);     // non-cubic kernel, pad > k/2
   check_vs_naive({1, 21, 5, 6, 18}, {10, 21, 3, 3, 3}, 1, 1, false, 45);   // K = 567: two tap chunks
+  // Rows of 8 and 4 columns run on half- and quarter-width vectors (kernels/cpu/conv.cpp with_packet).
+  check_vs_naive({2, 16, 8, 8, 8}, {16, 16, 3, 3, 3}, 1, 1, false, 46);    // 8^3: half width
+  check_vs_naive({2, 12, 4, 4, 4}, {20, 12, 3, 3, 3}, 1, 1, false, 47);    // 4^3: quarter width
   check_vs_naive({3, 16, 70, 90}, {6, 16, 3, 3}, 1, 1, false, 50);         // 2D, several tiles
   check_vs_naive({2, 4, 17, 16}, {3, 4, 5, 5}, 3, 2, false, 60);           // 2D, stride 3
   check_vs_naive({2, 4, 5, 6, 7}, {4, 3, 3, 3, 3}, 2, 0, true, 70);        // transposed k3 s2 (overlap)
