@@ -141,14 +141,17 @@ struct Padded {
 };
 
 // One phase row of a padded, split plane: dst[q] = src[q*s + first] where that lies in [0, n), else 0.
+// S = s as a constant for strides 1 and 2 (no division, and a vectorised stride-2 copy); S = 0: any s.
+template <int S>
 inline void split_row(const float* src, int64_t n, int s, int64_t first, float* dst, int64_t len) {
-  const int64_t a = first >= 0 ? 0 : std::min<int64_t>(len, (-first + s - 1) / s);
-  const int64_t b = std::clamp<int64_t>((n - first + s - 1) / s, a, len);
+  const int64_t st = S > 0 ? S : s;
+  const int64_t a = first >= 0 ? 0 : std::min<int64_t>(len, (-first + st - 1) / st);
+  const int64_t b = std::clamp<int64_t>((n - first + st - 1) / st, a, len);
   std::fill(dst, dst + a, 0.0f);
-  if (s == 1)
+  if (S == 1)
     std::memcpy(dst + a, src + first + a, static_cast<size_t>(b - a) * sizeof(float));
   else
-    for (int64_t q = a; q < b; ++q) dst[q] = src[q * s + first];
+    for (int64_t q = a; q < b; ++q) dst[q] = src[q * st + first];
   std::fill(dst + b, dst + len, 0.0f);
 }
 
@@ -181,8 +184,12 @@ Padded pad_split(const float* x, int64_t n, int64_t channels, const int64_t in[3
                     const int64_t id = d * s[0] + pd - lo[0], ih = h * s[1] + ph - lo[1];
                     if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1])
                       std::fill(row, row + p.Wq, 0.0f);
+                    else if (s[2] == 1)
+                      split_row<1>(src + (id * in[1] + ih) * in[2], in[2], 1, -lo[2], row, p.Wq);
+                    else if (s[2] == 2)
+                      split_row<2>(src + (id * in[1] + ih) * in[2], in[2], 2, pw - lo[2], row, p.Wq);
                     else
-                      split_row(src + (id * in[1] + ih) * in[2], in[2], s[2], pw - lo[2], row, p.Wq);
+                      split_row<0>(src + (id * in[1] + ih) * in[2], in[2], s[2], pw - lo[2], row, p.Wq);
                   }
         }
       },
@@ -390,11 +397,24 @@ void interleave_phases(const ConvGeom& g, const float* phases, int64_t phase_siz
             for (int64_t h = 0; h < g.in[1]; ++h) {
               float* row = dx + ((pl * g.in[0] + d) * g.in[1] + h) * g.in[2];
               const int rd = static_cast<int>(d % s[0]), rh = static_cast<int>(h % s[1]);
+              const int64_t c1 = count(1, rh);
+              auto src = [&](int rw) {
+                return phases + ((rd * s[1] + rh) * s[2] + rw) * phase_size +
+                       ((pl * count(0, rd) + d / s[0]) * c1 + h / s[1]) * count(2, rw);
+              };
+              if (s[2] == 2 && g.in[2] >= 2) {  // both phases in one vectorised loop
+                const float *p0 = src(0), *p1 = src(1);
+                const int64_t pairs = count(2, 1);  // phase 0 has one more when in[2] is odd
+                for (int64_t q = 0; q < pairs; ++q) {
+                  row[2 * q] = p0[q];
+                  row[2 * q + 1] = p1[q];
+                }
+                if (count(2, 0) > pairs) row[2 * pairs] = p0[pairs];
+                continue;
+              }
               for (int rw = 0; rw < s[2] && rw < g.in[2]; ++rw) {
-                const int64_t c1 = count(1, rh), c2 = count(2, rw);
-                const float* src = phases + ((rd * s[1] + rh) * s[2] + rw) * phase_size +
-                                   ((pl * count(0, rd) + d / s[0]) * c1 + h / s[1]) * c2;
-                for (int64_t q = 0; q < c2; ++q) row[q * s[2] + rw] = src[q];
+                const float* p = src(rw);
+                for (int64_t q = 0, c2 = count(2, rw); q < c2; ++q) row[q * s[2] + rw] = p[q];
               }
             }
       },
