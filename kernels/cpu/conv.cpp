@@ -60,7 +60,7 @@ int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
 // row fits in half a vector (8^3 and 4^3 levels of a U-Net with AVX-512: 16 lanes would hold 8 or 4
 // real outputs). A half-width FMA does as many useful flops per cycle where 512-bit FMAs are as fast
 // as two 256-bit ones (Intel), and twice as many where they are split into two (AMD Zen 4: the 8^3
-// convolutions 46 -> ~90 GFLOP/s per core).
+// convolutions 48 -> 93-102 GFLOP/s per core, 4^3 22 -> 37-46).
 template <class F>
 void with_packet(int64_t w, const F& f) {
   using Half = typename Eigen::internal::unpacket_traits<Packet>::half;
