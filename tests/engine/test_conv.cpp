@@ -166,6 +166,10 @@ TEST_CASE("conv matches a naive loop on shapes that span several tiles and threa
   // Rows of 8 and 4 columns run on half- and quarter-width vectors (kernels/cpu/conv.cpp with_packet).
   check_vs_naive({2, 16, 8, 8, 8}, {16, 16, 3, 3, 3}, 1, 1, false, 46);    // 8^3: half width
   check_vs_naive({2, 12, 4, 4, 4}, {20, 12, 3, 3, 3}, 1, 1, false, 47);    // 4^3: quarter width
+  // 1x1x1 on rows of a multiple of the SIMD width: the source (and dy) are read in place, not copied.
+  check_vs_naive({2, 5, 3, 4, 32}, {3, 5, 1, 1, 1}, 1, 0, false, 48);
+  check_vs_naive({3, 6, 5, 16}, {2, 6, 1, 1}, 1, 0, false, 49);
+  check_vs_naive({2, 3, 2, 3, 32}, {3, 4, 1, 1, 1}, 1, 0, true, 51);      // transposed 1x1x1
   check_vs_naive({3, 16, 70, 90}, {6, 16, 3, 3}, 1, 1, false, 50);         // 2D, several tiles
   check_vs_naive({2, 4, 17, 16}, {3, 4, 5, 5}, 3, 2, false, 60);           // 2D, stride 3
   check_vs_naive({2, 4, 5, 6, 7}, {4, 3, 3, 3, 3}, 2, 0, true, 70);        // transposed k3 s2 (overlap)
