@@ -36,9 +36,9 @@ struct PatchInfo {
 // Prefetches (for writing) the `len` floats at first + 2 * step of a target of V floats, if inside: the
 // row two ahead of a contiguous row, `step` = the target offset between a patch's consecutive rows.
 // The rows of an aligned patch are a target row (1 KiB at 256^3) apart, which the hardware prefetchers
-// of Zen 4 do not follow: the aligned stitch of bench_gather took 8.2 ms without this, 4.8 ms with it
-// (2 threads; one row ahead 5.9, three 4.8, four 5.4). On Sapphire Rapids an earlier try measured
-// no difference.
+// of Zen 4 do not follow: the aligned stitch of bench_gather took 7.2-8.0 ms without this, 4.3-4.6 ms
+// with it (2 threads; one row ahead 5.9, three 4.8, four 5.4). On Sapphire Rapids an earlier try measured
+// no difference; for the rows of rotated patches (a few voxels two rows ahead) none either.
 inline void prefetch_ahead(const float* target, int64_t first, int64_t step, int64_t len, int64_t V) {
   const int64_t at = first + 2 * step;
   if (step == 0 || at < 0 || at + len > V) return;
