@@ -31,27 +31,23 @@ namespace {
 
 namespace {
 
-// Whether large blocks ask for transparent huge pages (MADV_HUGEPAGE). PW_HUGEPAGES=1 / 0 decides; by
-// default only where the kernel's THP defrag setting is "defer" or "never". Under the usual "madvise"
-// (and "always", "defer+madvise") a fault in an advised region compacts memory synchronously when no free
-// 2 MiB page is at hand: measured on the build machine with 6 GB of page cache, touching 1 GiB of fresh
-// advised blocks took 9.3 s against 0.4 s with 4 KiB pages, and the first U-Net training step 1.9 s
-// against 0.33 s for the next ones. A stall of seconds costs more than the 13-16% the huge pages buy a
-// rotated gather.
+// Whether large blocks ask for transparent huge pages (MADV_HUGEPAGE): cpu_huge_pages_wanted() with this
+// process's PW_HUGEPAGES and THP defrag setting, read once. Under the usual "madvise" defrag (and "always",
+// "defer+madvise") a fault in an advised region compacts memory synchronously when no free 2 MiB page is at
+// hand: measured on the build machine with 6 GB of page cache, touching 1 GiB of fresh advised blocks took
+// 9.3 s against 0.4 s with 4 KiB pages, and the first U-Net training step 1.9 s against 0.33 s for the next
+// ones. A stall of seconds costs more than the 10-15% the huge pages buy a rotated gather.
 bool huge_pages() {
   static const bool on = [] {
-    if (const char* s = std::getenv("PW_HUGEPAGES"); s && *s) return std::strcmp(s, "0") != 0;
+    std::string defrag;
 #if defined(__linux__)
-    std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/defrag", "r");
-    if (!f) return false;
-    char buf[128] = {};
-    const size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-    std::fclose(f);
-    const std::string mode(buf, n);  // the chosen one is in brackets: "always defer [madvise] never"
-    return mode.find("[defer]") != std::string::npos || mode.find("[never]") != std::string::npos;
-#else
-    return false;
+    if (std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/defrag", "r")) {
+      char buf[128] = {};
+      defrag.assign(buf, std::fread(buf, 1, sizeof buf - 1, f));
+      std::fclose(f);
+    }
 #endif
+    return cpu_huge_pages_wanted(std::getenv("PW_HUGEPAGES"), defrag.empty() ? nullptr : defrag.c_str());
   }();
   return on;
 }
@@ -190,6 +186,13 @@ CpuCache& cpu_cache() {
 }  // namespace
 
 void cpu_cache_release() { cpu_cache().release(); }
+bool cpu_huge_pages_wanted(const char* env, const char* defrag) {
+  if (env && *env) return std::strcmp(env, "0") != 0;
+  if (!defrag) return false;
+  const std::string mode(defrag);  // the chosen mode is in brackets: "always defer [madvise] never"
+  return mode.find("[defer]") != std::string::npos || mode.find("[never]") != std::string::npos;
+}
+
 size_t cpu_cache_bytes() { return cpu_cache().cached(); }
 
 void* device_alloc(Device d, size_t bytes) {

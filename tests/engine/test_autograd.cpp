@@ -78,3 +78,14 @@ TEST_CASE("CPU allocator reuses released large blocks and keeps alignment") {
   { Tensor big = Tensor::empty({int64_t{20} << 20}); }  // 80 MiB, a one-off: back to the OS, not cached
   CHECK(cpu_cache_bytes() == 0);
 }
+
+TEST_CASE("CPU allocator asks for huge pages only where no fault can wait for compaction") {
+  CHECK(cpu_huge_pages_wanted("1", "always defer defer+madvise [madvise] never"));
+  CHECK_FALSE(cpu_huge_pages_wanted("0", "always [defer] defer+madvise madvise never"));
+  CHECK(cpu_huge_pages_wanted("", "always [defer] defer+madvise madvise never\n"));  // empty: unset
+  CHECK(cpu_huge_pages_wanted(nullptr, "always defer defer+madvise madvise [never]"));
+  CHECK_FALSE(cpu_huge_pages_wanted(nullptr, "always defer defer+madvise [madvise] never"));
+  CHECK_FALSE(cpu_huge_pages_wanted(nullptr, "[always] defer defer+madvise madvise never"));
+  CHECK_FALSE(cpu_huge_pages_wanted(nullptr, "always defer [defer+madvise] madvise never"));
+  CHECK_FALSE(cpu_huge_pages_wanted(nullptr, nullptr));  // no THP on this system
+}
