@@ -1,13 +1,13 @@
 #include "engine/device.h"
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cstdio>
 #include <mutex>
-#include <string>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <unordered_map>
 #include <vector>
 #if defined(__linux__)
@@ -108,11 +108,7 @@ class CpuCache {
 #if defined(__linux__)
     if (sz >= kMapMin) return map_aligned(bytes, align);
 #endif
-    void* p = std::aligned_alloc(align, bytes);
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (p && align == kHuge) madvise(p, bytes, MADV_HUGEPAGE);
-#endif
-    return p;
+    return std::aligned_alloc(align, bytes);  // (Linux: below 1 MiB, never huge)
   }
   static void os_free(void* p, size_t sz) {
 #if defined(__linux__)
@@ -186,14 +182,14 @@ CpuCache& cpu_cache() {
 }  // namespace
 
 void cpu_cache_release() { cpu_cache().release(); }
+size_t cpu_cache_bytes() { return cpu_cache().cached(); }
+
 bool cpu_huge_pages_wanted(const char* env, const char* defrag) {
   if (env && *env) return std::strcmp(env, "0") != 0;
   if (!defrag) return false;
   const std::string mode(defrag);  // the chosen mode is in brackets: "always defer [madvise] never"
   return mode.find("[defer]") != std::string::npos || mode.find("[never]") != std::string::npos;
 }
-
-size_t cpu_cache_bytes() { return cpu_cache().cached(); }
 
 void* device_alloc(Device d, size_t bytes) {
   if (d == Device::cuda) {

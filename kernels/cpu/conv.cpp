@@ -198,12 +198,12 @@ Padded pad_split(const float* x, int64_t n, int64_t channels, const int64_t in[3
   return p;
 }
 
-// `planes` planes of size in, used in place: no padding, no phases, and rows of a multiple of kVec
-// columns, so that no vector reads past its row (the network heads' 1x1x1 convolutions: their source
-// is read once instead of copied first).
-bool usable_in_place(const int64_t in[3], const int lo[3], const int hi[3], const int s[3]) {
+// Whether a source of planes of size `in`, to be padded by lo/hi for conv g, can be used in place: a
+// 1x1x1 kernel, stride 1, no padding, and rows of a multiple of kVec columns, so that no vector reads
+// past its row (the network heads' 1x1x1 convolutions: their source is read once instead of copied).
+bool usable_in_place(const ConvGeom& g, const int64_t in[3], const int lo[3], const int hi[3]) {
   for (int d = 0; d < 3; ++d)
-    if (lo[d] != 0 || hi[d] != 0 || s[d] != 1) return false;
+    if (g.k[d] != 1 || g.stride[d] != 1 || lo[d] != 0 || hi[d] != 0) return false;
   return in[2] % kVec == 0;
 }
 Padded in_place(const float* x, int64_t channels, const int64_t in[3]) {
@@ -217,8 +217,7 @@ Padded in_place(const float* x, int64_t channels, const int64_t in[3]) {
 
 // x of conv g, padded by g.pad and split by g.stride (in place where a 1x1x1 kernel allows it).
 Padded pad_input(const ConvGeom& g, const float* x) {
-  const bool k1 = g.k[0] == 1 && g.k[1] == 1 && g.k[2] == 1;
-  if (k1 && usable_in_place(g.in, g.pad, g.pad, g.stride)) return in_place(x, g.cin, g.in);
+  if (usable_in_place(g, g.in, g.pad, g.pad)) return in_place(x, g.cin, g.in);
   return pad_split(x, g.n, g.cin, g.in, g.pad, g.pad, g.stride, kVec + g.k[2]);
 }
 
@@ -471,9 +470,8 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
       lo[d] = std::max<int>(lo[d], static_cast<int>(pd.taps - 1 - pd.shift));
       hi[d] = std::max<int>(hi[d], static_cast<int>(pd.count - 1 + pd.shift - (g.out[d] - 1)));
     }
-  const bool k1 = g.k[0] == 1 && g.k[1] == 1 && g.k[2] == 1;
-  const Padded yp = k1 && usable_in_place(g.out, lo, hi, g.stride) ? in_place(dy, g.cout, g.out)
-                                                                    : pad_split(dy, g.n, g.cout, g.out, lo, hi, one, kVec + g.k[2]);
+  const Padded yp = usable_in_place(g, g.out, lo, hi) ? in_place(dy, g.cout, g.out)
+                                                      : pad_split(dy, g.n, g.cout, g.out, lo, hi, one, kVec + g.k[2]);
   const bool single = g.stride[0] * g.stride[1] * g.stride[2] == 1;
   int64_t phase_size = g.n * g.cin;  // room for the largest phase (phase 0)
   for (int d = 0; d < 3; ++d) phase_size *= (g.in[d] + g.stride[d] - 1) / g.stride[d];
