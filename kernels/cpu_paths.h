@@ -7,6 +7,10 @@
 //     later) but micro-coded on AMD Zen, where one scalar 64-bit load per pair is faster (Zen 4: 15 vs
 //     18 ms per 64 patches of 32^3 on one core). Both give identical results. (Nearest gathers keep
 //     the vector gathers on every CPU: on Zen 4 they were as fast as scalar loads or faster.)
+//
+//   conv path: 3x3x3 stride-1 convolutions whose channel counts are multiples of the SIMD width run
+//     by Winograd F(2x2x2, 3x3x3) (kernels/cpu/conv_winograd.cpp: ~3.4x fewer multiplications, results
+//     within float rounding of the direct loops) unless PW_CONV=direct.
 #pragma once
 #include <string>
 
@@ -19,6 +23,13 @@ enum class GatherLoads { vector, scalar };
 GatherLoads gather_loads();
 // Forces a path (tests run both paths on any machine; benchmarks compare them).
 void set_gather_loads(GatherLoads path);
+enum class ConvPath { direct, winograd };
+
+// PW_CONV=direct|winograd if set, otherwise winograd (every CPU: it does fewer flops, not other instructions).
+ConvPath conv_path();
+// Forces a path (tests compare both; benchmarks time both).
+void set_conv_path(ConvPath path);
+
 // One line naming the CPU (vendor, family, model name) and the paths chosen, for logs and benchmarks.
 std::string cpu_paths_description();
 

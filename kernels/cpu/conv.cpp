@@ -29,6 +29,8 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/conv_winograd.h"
+#include "kernels/cpu/work_items.h"
 #include "kernels/parallel.h"
 
 namespace pw::kernels::cpu {
@@ -80,22 +82,6 @@ float* thread_buffer(int slot, int64_t n) {
   thread_local std::vector<float, Eigen::aligned_allocator<float>> buf[4];
   if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
   return buf[slot].data();
-}
-
-// Runs f(worker, item) for every item in [0, items), dealt round-robin to `workers` workers.
-template <class F>
-void run_items(int64_t items, int workers, const F& f) {
-  parallel_for(
-      workers,
-      [&](int64_t b, int64_t e) {
-        for (int64_t t = b; t < e; ++t)
-          for (int64_t i = t; i < items; i += workers) f(static_cast<int>(t), i);
-      },
-      1);
-}
-
-int workers_for(int64_t items) {
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), items)));
 }
 
 // The output is tiled by whole output rows (d, h), each of out[2] columns.
@@ -392,6 +378,7 @@ ConvGeom as_conv(const ConvGeom& g) {
 }  // namespace
 
 void conv_forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
+  if (winograd::suits(g)) return winograd::forward(g, x, w, b, y);
   const Padded xp = pad_input(g, x);
   const std::vector<int64_t> off = tap_offsets(g, xp, 1);
   const std::vector<float> wp = pack_weights(w, g.cout, g.cin * g.k_vol());
@@ -501,6 +488,7 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
 }  // namespace
 
 void conv_backward_data(const ConvGeom& g, const float* dy, const float* w, float* dx) {
+  if (winograd::suits(g)) return winograd::backward_data(g, dy, w, dx);
   backward_data(g, dy, w, nullptr, dx);
 }
 
@@ -561,6 +549,7 @@ void weight_direct(const ConvGeom& g, const float* x, const float* dy, float* dw
 }  // namespace
 
 void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+  if (winograd::suits(g)) return winograd::backward_weight(g, x, dy, dw);
   with_packet(g.out[2], [&](auto packet) { weight_direct<decltype(packet)>(g, x, dy, dw); });
 }
 

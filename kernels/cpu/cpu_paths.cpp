@@ -71,7 +71,18 @@ std::atomic<int>& gather_state() {
   return s;
 }
 
+std::atomic<int>& conv_state() {
+  static std::atomic<int> s{[] {
+    const char* v = std::getenv("PW_CONV");
+    return int(v && std::strcmp(v, "direct") == 0 ? ConvPath::direct : ConvPath::winograd);
+  }()};
+  return s;
+}
+
 }  // namespace
+
+ConvPath conv_path() { return ConvPath(conv_state().load(std::memory_order_relaxed)); }
+void set_conv_path(ConvPath path) { conv_state().store(int(path), std::memory_order_relaxed); }
 
 GatherLoads gather_loads() { return GatherLoads(gather_state().load(std::memory_order_relaxed)); }
 
@@ -86,6 +97,7 @@ std::string cpu_paths_description() {
   s += "; gather loads: ";
   s += gather_loads() == GatherLoads::vector ? "vector gathers" : "scalar loads";
   if (!kHaveVectorGathers) s += " (built without AVX2)";
+  s += conv_path() == ConvPath::winograd ? "; 3x3x3 convs: Winograd" : "; 3x3x3 convs: direct";
   return s;
 }
 

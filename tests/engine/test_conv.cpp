@@ -12,6 +12,7 @@
 #include "engine/gradcheck.h"
 #include "engine/ops.h"
 #include "engine/op_fixture.h"
+#include "kernels/cpu_paths.h"
 
 namespace {
 
@@ -190,6 +191,23 @@ TEST_CASE("strided and transposed conv match a naive loop on every phase geometr
   check_vs_naive({1, 3, 4, 5, 6}, {3, 2, 1, 1, 1}, 3, 0, true, 160);        // transposed k1 s3: bias-only phases
   check_vs_naive({1, 5, 3, 4, 5}, {5, 6, 4, 4, 4}, 3, 0, true, 170);        // transposed k4 s3 (uneven overlap)
   check_vs_naive({3, 9, 17, 19}, {11, 9, 3, 3}, 2, 1, false, 180);          // 2D k3 s2 p1
+}
+
+// 3x3x3 stride-1 convolutions whose channel counts are multiples of the SIMD width run by Winograd
+// F(2x2x2, 3x3x3) (kernels/cpu/conv_winograd.cpp); every case runs on both CPU paths.
+TEST_CASE("Winograd and direct 3x3x3 convs match a naive loop: odd sizes, pads 0-2, several slabs") {
+  namespace kc = pw::kernels::cpu;
+  const kc::ConvPath before = kc::conv_path();
+  for (kc::ConvPath path : {kc::ConvPath::winograd, kc::ConvPath::direct}) {
+    kc::set_conv_path(path);
+    CAPTURE(path == kc::ConvPath::winograd ? "winograd" : "direct");
+    check_vs_naive({2, 16, 6, 8, 10}, {16, 16, 3, 3, 3}, 1, 1, false, 200);   // even sizes, two samples
+    check_vs_naive({1, 32, 7, 5, 9}, {16, 32, 3, 3, 3}, 1, 1, false, 210);    // odd sizes: partial tiles
+    check_vs_naive({1, 16, 5, 6, 7}, {32, 16, 3, 3, 3}, 1, 0, false, 220);    // no padding (dx pads by 2)
+    check_vs_naive({2, 16, 3, 4, 5}, {16, 16, 3, 3, 3}, 1, 2, false, 230);    // pad 2 (dx pads by 0)
+    check_vs_naive({1, 48, 4, 12, 12}, {16, 48, 3, 3, 3}, 1, 1, false, 240);  // several blocks per slab
+  }
+  kc::set_conv_path(before);
 }
 
 TEST_CASE("conv and conv_transpose match a naive loop on random small geometries") {

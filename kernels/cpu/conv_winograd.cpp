@@ -1,0 +1,412 @@
+// CPU convolution by Winograd's minimal filtering F(2x2x2, 3x3x3) (Lavin and Gray, 2016), with the
+// channels in the SIMD lanes.
+//
+// In one dimension, two outputs of a 3-tap correlation of a 4-element input tile d with taps g are
+//   y = A^T [ (G g) .* (B^T d) ]     B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+//                                    G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+//                                    A^T = [1 1 1 0; 0 1 -1 -1]
+// In 3D every transform runs along each axis: a 4x4x4 input tile becomes 64 "positions", and per
+// position the channels mix by one small matrix product, M (tiles x cout) = V (tiles x cin) *
+// U (cin x cout); the output transform turns the 64 positions of M into the tile's 2x2x2 outputs:
+// 64 multiplications per output tile and channel pair instead of 8 * 27 = 216.
+//   data gradient:   the same convolution of dy with the flipped, transposed kernel (padding 2 - pad).
+//   weight gradient: its adjoint: dU (cin x cout) += V^T (A dy A^T) per position over every tile,
+//                    then dw = G^T dU G.
+// The sources are copied once into zero-padded channel-last buffers (sample, z, y, x, channel) that
+// cover whole tiles, so one SIMD vector holds kVec channels of one voxel. Work items are slabs (one
+// plane of tiles, two output planes) of one sample; a slab runs in blocks of kTiles tiles whose V and
+// M stay in L2, and its outputs go through a channel-last slab buffer into y's planes.
+#define EIGEN_DONT_PARALLELIZE  // we thread ourselves (pw::parallel_for)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+#include "kernels/cpu/conv_winograd.h"
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <vector>
+
+#include "kernels/cpu/work_items.h"
+#include "kernels/cpu_paths.h"
+#include "kernels/parallel.h"
+
+namespace pw::kernels::cpu::winograd {
+namespace {
+
+using namespace Eigen::internal;
+using Packet = packet_traits<float>::type;
+constexpr int kVec = static_cast<int>(sizeof(Packet) / sizeof(float));
+constexpr int kPos = 64;     // positions of a transformed 4x4x4 tile
+constexpr int kTiles = 16;   // tiles per block
+constexpr int kRows = kVec;  // register block of the products: tiles (forward) or input channels (weights)
+
+// Floats between two positions of a block's V (c = cin) or M (c = cout): one cache line more than the
+// block's rows, so that one tile's 64 positions do not all fall into a few L1 sets.
+constexpr int64_t pitch(int64_t c) { return kTiles * c + kVec; }
+
+using Buffer = std::vector<float, Eigen::aligned_allocator<float>>;
+float* grow(Buffer& b, int64_t n) {
+  if (static_cast<int64_t>(b.size()) < n) b.resize(static_cast<size_t>(n));
+  return b.data();
+}
+// Per thread (pool threads live on, so nothing is allocated per call once the sizes are reached).
+struct Scratch {
+  Buffer v, m, slab;  // a block's V and M, a slab's outputs (worker threads)
+  Buffer src, u, dy, part;  // padded source, transformed weights, padded dy, partial sums (calling thread)
+};
+Scratch& scratch() {
+  thread_local Scratch s;
+  return s;
+}
+
+// ---- transforms (per axis; a 3D transform applies one along each axis) ----------------------------
+
+// B^T of one axis, in place on four values.
+inline void input_1d(Packet& a, Packet& b, Packet& c, Packet& d) {
+  const Packet t0 = psub(a, c), t1 = padd(b, c), t2 = psub(c, b), t3 = psub(b, d);
+  a = t0, b = t1, c = t2, d = t3;
+}
+// A^T of one axis: four values to two.
+inline void output_1d(const Packet& a, const Packet& b, const Packet& c, const Packet& d, Packet& y0, Packet& y1) {
+  y0 = padd(padd(a, b), c);
+  y1 = psub(psub(b, c), d);
+}
+// A of one axis (the adjoint of A^T): two values to four.
+inline void output_adjoint_1d(const Packet& y0, const Packet& y1, Packet* m, int s) {
+  m[0] = y0, m[s] = padd(y0, y1), m[2 * s] = psub(y0, y1), m[3 * s] = pnegate(y1);
+}
+// G of one axis: three taps to four values, and its adjoint G^T: four values to three taps.
+inline void weight_1d(const float* g, int si, float* u, int so) {
+  u[0] = g[0], u[so] = 0.5f * (g[0] + g[si] + g[2 * si]), u[2 * so] = 0.5f * (g[0] - g[si] + g[2 * si]);
+  u[3 * so] = g[2 * si];
+}
+inline void weight_adjoint_1d(const float* u, int si, float* g, int so) {
+  g[0] = u[0] + 0.5f * (u[si] + u[2 * si]), g[so] = 0.5f * (u[si] - u[2 * si]);
+  g[2 * so] = 0.5f * (u[si] + u[2 * si]) + u[3 * si];
+}
+// A K^3 cube (x fastest) to an M^3 cube by the one-axis transform f(in, in stride, out, out stride)
+// along x, y and z.
+template <int K, int M, class F>
+void separable(const float* in, float* out, const F& f) {
+  float a[K * K * M], b[K * M * M];
+  for (int i = 0; i < K * K; ++i) f(in + i * K, 1, a + i * M, 1);
+  for (int z = 0; z < K; ++z)
+    for (int x = 0; x < M; ++x) f(a + z * K * M + x, M, b + z * M * M + x, M);
+  for (int i = 0; i < M * M; ++i) f(b + i, M * M, out + i, M * M);
+}
+
+// ---- padded channel-last copies -----------------------------------------------------------------
+
+// Whole 2x2x2 output tiles of an `out` grid, and the extents of a source copy that covers them.
+struct Tiles {
+  int64_t t[3], p[3];
+  explicit Tiles(const int64_t out[3]) {
+    for (int d = 0; d < 3; ++d) t[d] = (out[d] + 1) / 2, p[d] = 2 * t[d] + 2;
+  }
+  int64_t per_slab() const { return t[1] * t[2]; }
+};
+
+// dst[l * c + ch] = src[ch * ld + l] for l in [x0, x1), ch < c (a multiple of kVec): blocks of
+// kVec x kVec transposed in registers, the last columns one by one.
+void transpose_rows(const float* src, int64_t ld, int64_t x0, int64_t x1, int64_t c, float* dst) {
+  for (int64_t c0 = 0; c0 < c; c0 += kVec) {
+    int64_t l = x0;
+    for (; l + kVec <= x1; l += kVec) {
+      PacketBlock<Packet, kVec> b;
+      for (int k = 0; k < kVec; ++k) b.packet[k] = ploadu<Packet>(src + (c0 + k) * ld + l);
+      ptranspose(b);
+      for (int k = 0; k < kVec; ++k) pstore(dst + (l + k) * c + c0, b.packet[k]);
+    }
+    for (; l < x1; ++l)
+      for (int k = 0; k < kVec; ++k) dst[l * c + c0 + k] = src[(c0 + k) * ld + l];
+  }
+}
+
+// The inverse: dst[ch * ld + l] = src[l * c + ch] for l < n, ch < c.
+void untranspose_rows(const float* src, int64_t n, int64_t c, float* dst, int64_t ld) {
+  for (int64_t c0 = 0; c0 < c; c0 += kVec) {
+    int64_t l = 0;
+    for (; l + kVec <= n; l += kVec) {
+      PacketBlock<Packet, kVec> b;
+      for (int k = 0; k < kVec; ++k) b.packet[k] = pload<Packet>(src + (l + k) * c + c0);
+      ptranspose(b);
+      for (int k = 0; k < kVec; ++k) pstoreu(dst + (c0 + k) * ld + l, b.packet[k]);
+    }
+    for (; l < n; ++l)
+      for (int k = 0; k < kVec; ++k) dst[(c0 + k) * ld + l] = src[l * c + c0 + k];
+  }
+}
+
+// dst (n, e0, e1, e2, c) = src (n, c, in) shifted by lo: dst(i, j, l) = src(i - lo0, j - lo1, l - lo2)
+// where that lies inside src, else 0.
+void to_channel_last(const float* src, int64_t n, int64_t c, const int64_t in[3], const int lo[3], const int64_t e[3],
+                     float* dst) {
+  const int64_t vol = in[0] * in[1] * in[2], row = e[2] * c, plane = e[1] * row;
+  const int64_t x0 = std::clamp<int64_t>(lo[2], 0, e[2]), x1 = std::clamp<int64_t>(lo[2] + in[2], x0, e[2]);
+  parallel_for(
+      n * e[0],
+      [&](int64_t b, int64_t f) {
+        for (int64_t np = b; np < f; ++np) {
+          const int64_t s = np / e[0], iz = np % e[0] - lo[0];
+          float* pl = dst + np * plane;
+          if (iz < 0 || iz >= in[0]) {
+            std::fill(pl, pl + plane, 0.0f);
+            continue;
+          }
+          for (int64_t j = 0; j < e[1]; ++j) {
+            float* r = pl + j * row;
+            const int64_t iy = j - lo[1];
+            if (iy < 0 || iy >= in[1]) {
+              std::fill(r, r + row, 0.0f);
+              continue;
+            }
+            std::fill(r, r + x0 * c, 0.0f);
+            std::fill(r + x1 * c, r + row, 0.0f);
+            const float* sr = src + s * c * vol + (iz * in[1] + iy) * in[2] - lo[2];
+            transpose_rows(sr, vol, x0, x1, c, r);
+          }
+        }
+      },
+      1);
+}
+
+// U (kPos, cin, cout) = G w G^T for every channel pair; w_at(o, i, k) is tap k (kd*9 + kh*3 + kw) of
+// the kernel between input channel i and output channel o.
+template <class W>
+void transform_weights(int64_t cin, int64_t cout, const W& w_at, float* u) {
+  for (int64_t o = 0; o < cout; ++o)
+    for (int64_t i = 0; i < cin; ++i) {
+      float g[27], t[kPos];
+      for (int k = 0; k < 27; ++k) g[k] = w_at(o, i, k);
+      separable<3, 4>(g, t, weight_1d);
+      for (int p = 0; p < kPos; ++p) u[(p * cin + i) * cout + o] = t[p];
+    }
+}
+
+// ---- one tile -----------------------------------------------------------------------------------
+
+// The block rows of one tile for channels [c0, c0 + kVec): v[p * pitch(C)] = position p of B^T d B
+// (all three axes) for the 4x4x4 source tile at s (s and v already offset by the tile and c0).
+inline void input_tile(const float* s, int64_t C, int64_t sy, int64_t sz, float* v) {
+  Packet d[kPos];
+  for (int z = 0; z < 4; ++z)
+    for (int y = 0; y < 4; ++y) {
+      const float* r = s + z * sz + y * sy;
+      Packet* q = d + (z * 4 + y) * 4;
+      q[0] = pload<Packet>(r), q[1] = pload<Packet>(r + C), q[2] = pload<Packet>(r + 2 * C);
+      q[3] = pload<Packet>(r + 3 * C);
+      input_1d(q[0], q[1], q[2], q[3]);
+    }
+  for (int z = 0; z < 4; ++z)
+    for (int x = 0; x < 4; ++x) input_1d(d[z * 16 + x], d[z * 16 + 4 + x], d[z * 16 + 8 + x], d[z * 16 + 12 + x]);
+  for (int i = 0; i < 16; ++i) input_1d(d[i], d[16 + i], d[32 + i], d[48 + i]);
+  for (int p = 0; p < kPos; ++p) pstore(v + p * pitch(C), d[p]);
+}
+
+// The 2x2x2 outputs of one tile for channels [o0, o0 + kVec) from its M rows (m[p * pitch(Co)], m
+// offset by the tile and o0), plus the bias, into the slab buffer at y (offset; strides sy, sz).
+inline void output_tile(const float* m, int64_t Co, const Packet& bias, float* y, int64_t sy, int64_t sz) {
+  const int64_t ps = pitch(Co);
+  Packet a[32], b[16];
+  for (int zy = 0; zy < 16; ++zy) {
+    const float* r = m + zy * 4 * ps;
+    output_1d(pload<Packet>(r), pload<Packet>(r + ps), pload<Packet>(r + 2 * ps), pload<Packet>(r + 3 * ps),
+              a[zy * 2], a[zy * 2 + 1]);
+  }
+  for (int z = 0; z < 4; ++z)
+    for (int x = 0; x < 2; ++x)
+      output_1d(a[z * 8 + x], a[z * 8 + 2 + x], a[z * 8 + 4 + x], a[z * 8 + 6 + x], b[z * 4 + x], b[z * 4 + 2 + x]);
+  for (int yx = 0; yx < 4; ++yx) {
+    Packet o0, o1;
+    output_1d(b[yx], b[4 + yx], b[8 + yx], b[12 + yx], o0, o1);
+    float* q = y + (yx / 2) * sy + (yx % 2) * Co;
+    pstore(q, padd(o0, bias));
+    pstore(q + sz, padd(o1, bias));
+  }
+}
+
+// The M rows of one tile of dy (the adjoint of output_tile): m[p * pitch(Co)] = position p of
+// A dy A^T for the 2x2x2 dy tile at y (offset; strides sy, sz), channels [o0, o0 + kVec).
+inline void dy_tile(const float* y, int64_t Co, int64_t sy, int64_t sz, float* m) {
+  Packet a[32], b[64];  // a: (z 2, y 2, x 4); b: (z 2, y 4, x 4)
+  for (int zy = 0; zy < 4; ++zy) {
+    const float* r = y + (zy / 2) * sz + (zy % 2) * sy;
+    output_adjoint_1d(pload<Packet>(r), pload<Packet>(r + Co), a + zy * 4, 1);
+  }
+  for (int z = 0; z < 2; ++z)
+    for (int x = 0; x < 4; ++x) output_adjoint_1d(a[z * 8 + x], a[z * 8 + 4 + x], b + z * 16 + x, 4);
+  Packet d[kPos];
+  for (int i = 0; i < 16; ++i) output_adjoint_1d(b[i], b[16 + i], d + i, 16);
+  for (int p = 0; p < kPos; ++p) pstore(m + p * pitch(Co), d[p]);
+}
+
+// ---- the per-position products ------------------------------------------------------------------
+
+// M (kPos, kTiles, Co) = V (kPos, kTiles, C) * U (kPos, C, Co), position by position.
+void multiply(const float* v, const float* u, int64_t C, int64_t Co, float* m) {
+  for (int p = 0; p < kPos; ++p) {
+    const float *vp = v + p * pitch(C), *up = u + p * C * Co;
+    float* mp = m + p * pitch(Co);
+    for (int64_t o = 0; o < Co; o += kVec)
+      for (int t0 = 0; t0 < kTiles; t0 += kRows) {
+        Packet acc[kRows];
+        for (int r = 0; r < kRows; ++r) acc[r] = pset1<Packet>(0.0f);
+        for (int64_t i = 0; i < C; ++i) {
+          const Packet w = pload<Packet>(up + i * Co + o);
+#pragma GCC unroll 16
+          for (int r = 0; r < kRows; ++r) acc[r] = pmadd(pset1<Packet>(vp[(t0 + r) * C + i]), w, acc[r]);
+        }
+        for (int r = 0; r < kRows; ++r) pstore(mp + (t0 + r) * Co + o, acc[r]);
+      }
+  }
+}
+
+// dU (kPos, C, Co) += V^T * dM over the block's first nt tiles, position by position.
+void multiply_adjoint(const float* v, const float* dm, int nt, int64_t C, int64_t Co, float* du) {
+  for (int p = 0; p < kPos; ++p) {
+    const float *vp = v + p * pitch(C), *dp = dm + p * pitch(Co);
+    float* up = du + p * C * Co;
+    for (int64_t o = 0; o < Co; o += kVec)
+      for (int64_t i0 = 0; i0 < C; i0 += kRows) {
+        Packet acc[kRows];
+        for (int r = 0; r < kRows; ++r) acc[r] = pload<Packet>(up + (i0 + r) * Co + o);
+        for (int t = 0; t < nt; ++t) {
+          const Packet d = pload<Packet>(dp + t * Co + o);
+#pragma GCC unroll 16
+          for (int r = 0; r < kRows; ++r) acc[r] = pmadd(pset1<Packet>(vp[t * C + i0 + r]), d, acc[r]);
+        }
+        for (int r = 0; r < kRows; ++r) pstore(up + (i0 + r) * Co + o, acc[r]);
+      }
+  }
+}
+
+// ---- slabs ---------------------------------------------------------------------------------------
+
+// One block of a slab: tiles [blk, blk + nt) of the slab's plane of tiles, transformed into V (rows
+// nt..kTiles zero). `src` is the slab's first source plane, with C channels and extents e.
+void input_block(const Tiles& tl, const float* src, int64_t C, int64_t blk, int nt, float* v) {
+  const int64_t sy = tl.p[2] * C, sz = tl.p[1] * sy;
+  for (int t = 0; t < nt; ++t) {
+    const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
+    const float* s = src + 2 * ty * sy + 2 * tx * C;
+    for (int64_t c = 0; c < C; c += kVec) input_tile(s + c, C, sy, sz, v + t * C + c);
+  }
+  for (int p = 0; p < kPos; ++p)
+    std::fill(v + p * pitch(C) + nt * C, v + p * pitch(C) + kTiles * C, 0.0f);
+}
+
+// y (n, Co, out) = the convolution with transformed weights u (kPos, C, Co) of the channel-last
+// padded source xt (n, tl.p, C), plus bias b (may be nullptr).
+void forward_slabs(const int64_t n, const int64_t out[3], int64_t C, int64_t Co, const float* xt, const float* u,
+                   const float* b, float* y) {
+  const Tiles tl(out);
+  const int64_t sample = tl.p[0] * tl.p[1] * tl.p[2] * C, splane = tl.p[1] * tl.p[2] * C;
+  const int64_t W2 = 2 * tl.t[2], H2 = 2 * tl.t[1], oplane = out[1] * out[2], ovol = out[0] * oplane;
+  parallel_for(
+      n * tl.t[0],
+      [&](int64_t lo, int64_t hi) {
+        Scratch& sc = scratch();
+        float* v = grow(sc.v, kPos * pitch(C));
+        float* m = grow(sc.m, kPos * pitch(Co));
+        float* slab = grow(sc.slab, 2 * H2 * W2 * Co);
+        for (int64_t item = lo; item < hi; ++item) {
+          const int64_t s = item / tl.t[0], tz = item % tl.t[0];
+          const float* src = xt + s * sample + 2 * tz * splane;
+          for (int64_t blk = 0; blk < tl.per_slab(); blk += kTiles) {
+            const int nt = static_cast<int>(std::min<int64_t>(kTiles, tl.per_slab() - blk));
+            input_block(tl, src, C, blk, nt, v);
+            multiply(v, u, C, Co, m);
+            for (int t = 0; t < nt; ++t) {
+              const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
+              for (int64_t o = 0; o < Co; o += kVec)
+                output_tile(m + t * Co + o, Co, b ? ploadu<Packet>(b + o) : pset1<Packet>(0.0f),
+                            slab + (2 * ty * W2 + 2 * tx) * Co + o, W2 * Co, H2 * W2 * Co);
+            }
+          }
+          for (int64_t dz = 0; dz < 2 && 2 * tz + dz < out[0]; ++dz)
+            for (int64_t yy = 0; yy < out[1]; ++yy)
+              untranspose_rows(slab + (dz * H2 + yy) * W2 * Co, out[2], Co,
+                               y + s * Co * ovol + (2 * tz + dz) * oplane + yy * out[2], ovol);
+        }
+      },
+      1);
+}
+
+// The forward pass of a convolution of geometry g whose kernel is w_at (see transform_weights).
+template <class W>
+void run_forward(const ConvGeom& g, const float* x, const W& w_at, const float* b, float* y) {
+  const Tiles tl(g.out);
+  Scratch& sc = scratch();
+  float* xt = grow(sc.src, g.n * tl.p[0] * tl.p[1] * tl.p[2] * g.cin);
+  to_channel_last(x, g.n, g.cin, g.in, g.pad, tl.p, xt);
+  float* u = grow(sc.u, kPos * g.cin * g.cout);
+  transform_weights(g.cin, g.cout, w_at, u);
+  forward_slabs(g.n, g.out, g.cin, g.cout, xt, u, b, y);
+}
+
+}  // namespace
+
+bool suits(const ConvGeom& g) {
+  if (conv_path() != ConvPath::winograd) return false;
+  for (int d = 0; d < 3; ++d)
+    if (g.k[d] != 3 || g.stride[d] != 1 || g.pad[d] < 0 || g.pad[d] > 2 || g.out[d] < 1) return false;
+  return g.cin % kVec == 0 && g.cout % kVec == 0 && g.n > 0;
+}
+
+void forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
+  const int64_t cin = g.cin;
+  run_forward(g, x, [&](int64_t o, int64_t i, int k) { return w[(o * cin + i) * 27 + k]; }, b, y);
+}
+
+void backward_data(const ConvGeom& g, const float* dy, const float* w, float* dx) {
+  ConvGeom f = g;  // dx = dy convolved with the flipped kernel, channels swapped, padding 2 - pad
+  f.cin = g.cout, f.cout = g.cin;
+  for (int d = 0; d < 3; ++d) f.in[d] = g.out[d], f.out[d] = g.in[d], f.pad[d] = 2 - g.pad[d];
+  const int64_t cin = g.cin;
+  run_forward(f, dy, [&](int64_t o, int64_t i, int k) { return w[(i * cin + o) * 27 + 26 - k]; }, nullptr, dx);
+}
+
+void backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+  const Tiles tl(g.out);
+  const int64_t C = g.cin, Co = g.cout, splane = tl.p[1] * tl.p[2] * C, sample = tl.p[0] * splane;
+  const int64_t dext[3] = {2 * tl.t[0], 2 * tl.t[1], 2 * tl.t[2]};  // dy, zero beyond out up to whole tiles
+  const int no_pad[3] = {0, 0, 0};
+  const int64_t dplane = dext[1] * dext[2] * Co, dsample = dext[0] * dplane;
+  Scratch& sc = scratch();
+  float* xt = grow(sc.src, g.n * sample);
+  to_channel_last(x, g.n, C, g.in, g.pad, tl.p, xt);
+  float* dyt = grow(sc.dy, g.n * dsample);
+  to_channel_last(dy, g.n, Co, g.out, no_pad, dext, dyt);
+  const int64_t items = g.n * tl.t[0], psize = kPos * C * Co;
+  const int workers = workers_for(items);
+  float* part = grow(sc.part, workers * psize);
+  std::fill(part, part + workers * psize, 0.0f);
+  run_items(items, workers, [&](int worker, int64_t item) {
+    Scratch& ws = scratch();
+    float* v = grow(ws.v, kPos * pitch(C));
+    float* m = grow(ws.m, kPos * pitch(Co));
+    const int64_t s = item / tl.t[0], tz = item % tl.t[0];
+    const float* src = xt + s * sample + 2 * tz * splane;
+    const float* dsrc = dyt + s * dsample + 2 * tz * dplane;
+    for (int64_t blk = 0; blk < tl.per_slab(); blk += kTiles) {
+      const int nt = static_cast<int>(std::min<int64_t>(kTiles, tl.per_slab() - blk));
+      input_block(tl, src, C, blk, nt, v);
+      for (int t = 0; t < nt; ++t) {
+        const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
+        for (int64_t o = 0; o < Co; o += kVec)
+          dy_tile(dsrc + (2 * ty * dext[2] + 2 * tx) * Co + o, Co, dext[2] * Co, dplane, m + t * Co + o);
+      }
+      multiply_adjoint(v, m, nt, C, Co, part + worker * psize);
+    }
+  });
+  for (int wk = 1; wk < workers; ++wk)
+    for (int64_t i = 0; i < psize; ++i) part[i] += part[wk * psize + i];
+  for (int64_t o = 0; o < Co; ++o)
+    for (int64_t i = 0; i < C; ++i) {
+      float t[kPos], k[27];
+      for (int p = 0; p < kPos; ++p) t[p] = part[(p * C + i) * Co + o];
+      separable<4, 3>(t, k, weight_adjoint_1d);
+      std::copy(k, k + 27, dw + (o * C + i) * 27);
+    }
+}
+
+}  // namespace pw::kernels::cpu::winograd
