@@ -6,8 +6,9 @@
 
 namespace pw::kernels::cpu::winograd {
 
-// A 3x3x3 kernel, stride 1, padding <= 2 per dimension, both channel counts multiples of the SIMD width
-// (the data gradient is the same convolution of dy with the flipped kernel: padding 2 - pad).
+// A 3x3x3 kernel, stride 1, padding <= 2 per dimension (the data gradient is the same convolution of dy
+// with the flipped kernel: padding 2 - pad), and channel counts that waste little when padded to
+// multiples of the SIMD width.
 bool suits(const ConvGeom& g);
 
 void forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y);

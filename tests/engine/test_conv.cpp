@@ -206,6 +206,8 @@ TEST_CASE("Winograd and direct 3x3x3 convs match a naive loop: odd sizes, pads 0
     check_vs_naive({1, 16, 5, 6, 7}, {32, 16, 3, 3, 3}, 1, 0, false, 220);    // no padding (dx pads by 2)
     check_vs_naive({2, 16, 3, 4, 5}, {16, 16, 3, 3, 3}, 1, 2, false, 230);    // pad 2 (dx pads by 0)
     check_vs_naive({1, 48, 4, 12, 12}, {16, 48, 3, 3, 3}, 1, 1, false, 240);  // several blocks per slab
+    check_vs_naive({2, 8, 6, 6, 9}, {16, 8, 3, 3, 3}, 1, 1, false, 250);      // 8 -> 16: padded channels
+    check_vs_naive({1, 12, 5, 4, 6}, {11, 12, 3, 3, 3}, 1, 1, false, 260);    // channels of no SIMD multiple
   }
   kc::set_conv_path(before);
 }
