@@ -12,6 +12,7 @@
 #include "engine/gradcheck.h"
 #include "engine/ops.h"
 #include "engine/op_fixture.h"
+#include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu_paths.h"
 
 namespace {
@@ -197,17 +198,32 @@ TEST_CASE("strided and transposed conv match a naive loop on every phase geometr
 // F(2x2x2, 3x3x3) (kernels/cpu/conv_winograd.cpp); every case runs on both CPU paths.
 TEST_CASE("Winograd and direct 3x3x3 convs match a naive loop: odd sizes, pads 0-2, several slabs") {
   namespace kc = pw::kernels::cpu;
+  struct Case {
+    pw::Shape x, w;
+    int pad;
+  };
+  const Case cases[] = {
+      {{2, 16, 6, 8, 10}, {16, 16, 3, 3, 3}, 1},   // even sizes, two samples
+      {{1, 32, 7, 7, 9}, {16, 32, 3, 3, 3}, 1},    // odd sizes: partial tiles
+      {{1, 16, 5, 10, 10}, {32, 16, 3, 3, 3}, 0},  // no padding (the data gradient pads by 2)
+      {{2, 16, 3, 8, 8}, {16, 16, 3, 3, 3}, 2},    // pad 2 (the data gradient pads by 0)
+      {{1, 48, 4, 12, 12}, {16, 48, 3, 3, 3}, 1},  // several blocks per slab
+      {{1, 15, 5, 8, 10}, {14, 15, 3, 3, 3}, 1},   // channels padded to a SIMD multiple
+  };
   const kc::ConvPath before = kc::conv_path();
   for (kc::ConvPath path : {kc::ConvPath::winograd, kc::ConvPath::direct}) {
     kc::set_conv_path(path);
     CAPTURE(path == kc::ConvPath::winograd ? "winograd" : "direct");
-    check_vs_naive({2, 16, 6, 8, 10}, {16, 16, 3, 3, 3}, 1, 1, false, 200);   // even sizes, two samples
-    check_vs_naive({1, 32, 7, 5, 9}, {16, 32, 3, 3, 3}, 1, 1, false, 210);    // odd sizes: partial tiles
-    check_vs_naive({1, 16, 5, 6, 7}, {32, 16, 3, 3, 3}, 1, 0, false, 220);    // no padding (dx pads by 2)
-    check_vs_naive({2, 16, 3, 4, 5}, {16, 16, 3, 3, 3}, 1, 2, false, 230);    // pad 2 (dx pads by 0)
-    check_vs_naive({1, 48, 4, 12, 12}, {16, 48, 3, 3, 3}, 1, 1, false, 240);  // several blocks per slab
-    check_vs_naive({2, 8, 6, 6, 9}, {16, 8, 3, 3, 3}, 1, 1, false, 250);      // 8 -> 16: padded channels
-    check_vs_naive({1, 12, 5, 4, 6}, {11, 12, 3, 3, 3}, 1, 1, false, 260);    // channels of no SIMD multiple
+    unsigned seed = 200;
+    for (const Case& c : cases) {
+      pw::kernels::ConvGeom g;  // the path each case takes
+      g.n = c.x[0], g.cin = c.x[1], g.cout = c.w[0];
+      for (int d = 0; d < 3; ++d) {
+        g.in[d] = c.x[2 + d], g.out[d] = c.x[2 + d] + 2 * c.pad - 2, g.k[d] = 3, g.pad[d] = c.pad;
+      }
+      CHECK(kc::winograd::suits(g) == (path == kc::ConvPath::winograd));
+      check_vs_naive(c.x, c.w, 1, c.pad, false, seed += 10);
+    }
   }
   kc::set_conv_path(before);
 }
