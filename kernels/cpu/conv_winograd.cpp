@@ -57,8 +57,8 @@ float* grow(Buffer& b, int64_t n) {
 }
 // Per thread (pool threads live on, so nothing is allocated per call once the sizes are reached).
 struct Scratch {
-  Buffer v, m, slab;  // a block's V and M, a slab's outputs (worker threads)
-  Buffer src, u, dy, part;  // padded source, transformed weights, padded dy, partial sums (calling thread)
+  Buffer v, m, slab, src, dy;  // a block's V and M, a slab's outputs, its source and dy rows (workers)
+  Buffer u, part;              // transformed weights, partial sums (calling thread)
 };
 Scratch& scratch() {
   thread_local Scratch s;
@@ -156,38 +156,63 @@ void untranspose_rows(const float* src, int64_t n, int64_t c, int64_t C, float* 
     for (int64_t l = 0; l < n; ++l) dst[ch * ld + l] = src[l * C + ch];
 }
 
-// dst (n, e0, e1, e2, C) = src (n, c, in) shifted by lo: dst(i, j, l, ch) = src(ch, i - lo0, j - lo1,
-// l - lo2) where that lies inside src and ch < c, else 0.
-void to_channel_last(const float* src, int64_t n, int64_t c, int64_t C, const int64_t in[3], const int lo[3],
-                     const int64_t e[3], float* dst) {
-  const int64_t vol = in[0] * in[1] * in[2], row = e[2] * C, plane = e[1] * row;
-  const int64_t x0 = std::clamp<int64_t>(lo[2], 0, e[2]), x1 = std::clamp<int64_t>(lo[2] + in[2], x0, e[2]);
-  parallel_for(
-      n * e[0],
-      [&](int64_t b, int64_t f) {
-        for (int64_t np = b; np < f; ++np) {
-          const int64_t s = np / e[0], iz = np % e[0] - lo[0];
-          float* pl = dst + np * plane;
-          if (iz < 0 || iz >= in[0]) {
-            std::fill(pl, pl + plane, 0.0f);
-            continue;
-          }
-          for (int64_t j = 0; j < e[1]; ++j) {
-            float* r = pl + j * row;
-            const int64_t iy = j - lo[1];
-            if (iy < 0 || iy >= in[1]) {
-              std::fill(r, r + row, 0.0f);
-              continue;
-            }
-            std::fill(r, r + x0 * C, 0.0f);
-            std::fill(r + x1 * C, r + row, 0.0f);
-            const float* sr = src + s * c * vol + (iz * in[1] + iy) * in[2] - lo[2];
-            transpose_rows(sr, vol, x0, x1, c, C, r);
-          }
-        }
-      },
-      1);
-}
+// A padded channel-last view of one sample: element (i, j, l, ch) = src(ch, i - lo0, j - lo1, l - lo2)
+// where that lies inside src and ch < c, else 0, for i, j, l < e and ch < C. Rows of it are made on
+// demand (SlabRows), never the whole volume: a slab's rows are transposed just before its tiles read them.
+struct ChannelLast {
+  const float* src = nullptr;  // one sample, (c, in)
+  int64_t c = 0, C = 0, in[3] = {1, 1, 1}, e[3] = {1, 1, 1};
+  int lo[3] = {0, 0, 0};
+
+  // Row (i, j) (e[2] * C floats) into dst.
+  void row(int64_t i, int64_t j, float* dst) const {
+    const int64_t iz = i - lo[0], iy = j - lo[1], len = e[2] * C;
+    if (iz < 0 || iz >= in[0] || iy < 0 || iy >= in[1]) {
+      std::fill(dst, dst + len, 0.0f);
+      return;
+    }
+    const int64_t x0 = std::clamp<int64_t>(lo[2], 0, e[2]), x1 = std::clamp<int64_t>(lo[2] + in[2], x0, e[2]);
+    std::fill(dst, dst + x0 * C, 0.0f);
+    std::fill(dst + x1 * C, dst + len, 0.0f);
+    transpose_rows(src + (iz * in[1] + iy) * in[2] - lo[2], in[0] * in[1] * in[2], x0, x1, c, C, dst);
+  }
+};
+
+// Planes of a channel-last view in `slots` slots of a per-thread buffer (plane z in slot z % slots),
+// rows filled in order on demand. Consecutive slabs of one sample share planes: a slab of 4 source
+// planes starts 2 planes after the previous one, whose last 2 planes stay in their slots.
+struct SlabRows {
+  ChannelLast view;
+  float* buf = nullptr;
+  int slots = 0;
+  int64_t z0 = 0, plane[4] = {-1, -1, -1, -1}, filled[4] = {0, 0, 0, 0};
+  int64_t row_len() const { return view.e[2] * view.C; }
+  int64_t plane_len() const { return view.e[1] * row_len(); }
+  // Slots of len floats each in b, none holding a plane.
+  void reset(Buffer& b, int n, int64_t len) {
+    slots = n, buf = grow(b, n * len);
+    for (int k = 0; k < 4; ++k) plane[k] = -1, filled[k] = 0;
+  }
+  // Planes [z, z + slots) of view v (a view of another sample: no plane carries over).
+  void start(const ChannelLast& v, int64_t z) {
+    if (view.src != v.src)
+      for (int k = 0; k < 4; ++k) plane[k] = -1;
+    view = v, z0 = z;
+    for (int64_t p = z; p < z + slots; ++p)
+      if (plane[p % slots] != p) plane[p % slots] = p, filled[p % slots] = 0;
+  }
+  const float* at(int k) const { return buf + ((z0 + k) % slots) * plane_len(); }
+  // Makes rows [0, rows) of every plane valid.
+  void need(int64_t rows) {
+    rows = std::min(rows, view.e[1]);
+    for (int k = 0; k < slots; ++k) {
+      const int slot = static_cast<int>((z0 + k) % slots);
+      float* base = buf + slot * plane_len();
+      for (; filled[slot] < rows; ++filled[slot])
+        view.row(z0 + k, filled[slot], base + filled[slot] * row_len());
+    }
+  }
+};
 
 // U (kPos, C, Co) = G w G^T for every channel pair (0 beyond cin, cout); w_at(o, i, k) is tap k
 // (kd*9 + kh*3 + kw) of the kernel between input channel i and output channel o.
@@ -209,11 +234,11 @@ void transform_weights(int64_t cin, int64_t cout, int64_t C, int64_t Co, const W
 // along x makes column x from two source columns (x 0: d0 - d2, 1: d1 + d2, 2: d2 - d1, 3: d1 - d3),
 // then B^T runs along y and z. Column by column, the 16 values stay in registers.
 template <int X>
-inline void input_column(const float* s, int64_t C, int64_t sy, int64_t sz, float* v, int64_t ps) {
+inline void input_column(const float* const* pl, int64_t off, int64_t C, int64_t sy, float* v, int64_t ps) {
   constexpr int first = X == 0 ? 0 : X == 2 ? 2 : 1, second = X == 0 ? 2 : X == 1 ? 2 : X == 2 ? 1 : 3;
   Packet e[16];  // (z, y)
   for (int zy = 0; zy < 16; ++zy) {
-    const float* r = s + (zy / 4) * sz + (zy % 4) * sy;
+    const float* r = pl[zy / 4] + off + (zy % 4) * sy;
     const Packet a = pload<Packet>(r + first * C), b = pload<Packet>(r + second * C);
     e[zy] = X == 1 ? padd(a, b) : psub(a, b);
   }
@@ -223,13 +248,13 @@ inline void input_column(const float* s, int64_t C, int64_t sy, int64_t sz, floa
 }
 
 // One tile's V for channels [c0, c0 + kVec): v[p * pitch(C)] = position p of B^T d B (all three
-// axes) of the 4x4x4 source tile at s (s and v already offset by the tile and c0).
-inline void input_tile(const float* s, int64_t C, int64_t sy, int64_t sz, float* v) {
+// axes) of the 4x4x4 source tile at offset off (tile and c0) of the four source planes pl (row pitch sy).
+inline void input_tile(const float* const* pl, int64_t off, int64_t C, int64_t sy, float* v) {
   const int64_t ps = pitch(C);
-  input_column<0>(s, C, sy, sz, v, ps);
-  input_column<1>(s, C, sy, sz, v, ps);
-  input_column<2>(s, C, sy, sz, v, ps);
-  input_column<3>(s, C, sy, sz, v, ps);
+  input_column<0>(pl, off, C, sy, v, ps);
+  input_column<1>(pl, off, C, sy, v, ps);
+  input_column<2>(pl, off, C, sy, v, ps);
+  input_column<3>(pl, off, C, sy, v, ps);
 }
 
 // The 2x2x2 outputs of one tile for channels [o0, o0 + kVec) from its M rows (m[p * pitch(Co)], m
@@ -317,13 +342,13 @@ void multiply_adjoint(const float* v, const float* dm, int nt, int64_t C, int64_
 // ---- slabs ---------------------------------------------------------------------------------------
 
 // One block of a slab: tiles [blk, blk + nt) of the slab's plane of tiles, transformed into V (rows
-// nt..kTiles zero). `src` is the slab's first source plane, with C channels and extents e.
-void input_block(const Tiles& tl, const float* src, int64_t C, int64_t blk, int nt, float* v) {
-  const int64_t sy = tl.p[2] * C, sz = tl.p[1] * sy;
+// nt..kTiles zero), from the slab's four source planes (C channels, extents tl.p).
+void input_block(const Tiles& tl, const SlabRows& rows, int64_t C, int64_t blk, int nt, float* v) {
+  const int64_t sy = tl.p[2] * C;
+  const float* const pl[4] = {rows.at(0), rows.at(1), rows.at(2), rows.at(3)};
   for (int t = 0; t < nt; ++t) {
     const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
-    const float* s = src + 2 * ty * sy + 2 * tx * C;
-    for (int64_t c = 0; c < C; c += kVec) input_tile(s + c, C, sy, sz, v + c * kTiles + t * kVec);
+    for (int64_t c = 0; c < C; c += kVec) input_tile(pl, 2 * ty * sy + 2 * tx * C + c, C, sy, v + c * kTiles + t * kVec);
   }
   for (int p = 0; p < kPos; ++p)
     for (int64_t c = 0; c < C; c += kVec) {
@@ -332,26 +357,38 @@ void input_block(const Tiles& tl, const float* src, int64_t C, int64_t blk, int 
     }
 }
 
-// y (n, cout, out) = the convolution with transformed weights u (kPos, C, Co) of the channel-last
-// padded source xt (n, tl.p, C), plus bias b (Co values).
-void forward_slabs(const int64_t n, const int64_t out[3], int64_t C, int64_t Co, int64_t cout, const float* xt,
-                   const float* u, const float* b, float* y) {
-  const Tiles tl(out);
-  const int64_t sample = tl.p[0] * tl.p[1] * tl.p[2] * C, splane = tl.p[1] * tl.p[2] * C;
-  const int64_t W2 = 2 * tl.t[2], H2 = 2 * tl.t[1], oplane = out[1] * out[2], ovol = out[0] * oplane;
+// The channel-last view of sample s of x (n, cin, in) for conv g, padded to whole tiles and C channels.
+ChannelLast source_view(const ConvGeom& g, const Tiles& tl, int64_t C, const float* x, int64_t s) {
+  ChannelLast v;
+  v.src = x + s * g.cin * g.in_vol(), v.c = g.cin, v.C = C;
+  for (int d = 0; d < 3; ++d) v.in[d] = g.in[d], v.e[d] = tl.p[d], v.lo[d] = g.pad[d];
+  return v;
+}
+
+// Rows a block's tiles read: whole tile rows up to the block's last (SlabRows::need of 2 * row + extra).
+int64_t rows_through(const Tiles& tl, int64_t blk, int nt, int extra) { return 2 * ((blk + nt - 1) / tl.t[2]) + extra; }
+
+// y (n, cout, out) = conv g of x with transformed weights u (kPos, C, Co), plus bias b (Co values).
+void forward_slabs(const ConvGeom& g, int64_t C, int64_t Co, const float* x, const float* u, const float* b,
+                   float* y) {
+  const Tiles tl(g.out);
+  const int64_t W2 = 2 * tl.t[2], H2 = 2 * tl.t[1], oplane = g.out[1] * g.out[2], ovol = g.out_vol();
   parallel_for(
-      n * tl.t[0],
+      g.n * tl.t[0],
       [&](int64_t lo, int64_t hi) {
         Scratch& sc = scratch();
         float* v = grow(sc.v, kPos * pitch(C));
         float* m = grow(sc.m, kPos * pitch(Co));
         float* slab = grow(sc.slab, 2 * H2 * W2 * Co);
+        SlabRows rows;
+        rows.reset(sc.src, 4, tl.p[1] * tl.p[2] * C);
         for (int64_t item = lo; item < hi; ++item) {
           const int64_t s = item / tl.t[0], tz = item % tl.t[0];
-          const float* src = xt + s * sample + 2 * tz * splane;
+          rows.start(source_view(g, tl, C, x, s), 2 * tz);
           for (int64_t blk = 0; blk < tl.per_slab(); blk += kTiles) {
             const int nt = static_cast<int>(std::min<int64_t>(kTiles, tl.per_slab() - blk));
-            input_block(tl, src, C, blk, nt, v);
+            rows.need(rows_through(tl, blk, nt, 4));
+            input_block(tl, rows, C, blk, nt, v);
             multiply(v, u, C, Co, m);
             for (int t = 0; t < nt; ++t) {
               const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
@@ -360,10 +397,10 @@ void forward_slabs(const int64_t n, const int64_t out[3], int64_t C, int64_t Co,
                             slab + (2 * ty * W2 + 2 * tx) * Co + o, W2 * Co, H2 * W2 * Co);
             }
           }
-          for (int64_t dz = 0; dz < 2 && 2 * tz + dz < out[0]; ++dz)
-            for (int64_t yy = 0; yy < out[1]; ++yy)
-              untranspose_rows(slab + (dz * H2 + yy) * W2 * Co, out[2], cout, Co,
-                               y + s * cout * ovol + (2 * tz + dz) * oplane + yy * out[2], ovol);
+          for (int64_t dz = 0; dz < 2 && 2 * tz + dz < g.out[0]; ++dz)
+            for (int64_t yy = 0; yy < g.out[1]; ++yy)
+              untranspose_rows(slab + (dz * H2 + yy) * W2 * Co, g.out[2], g.cout, Co,
+                               y + s * g.cout * ovol + (2 * tz + dz) * oplane + yy * g.out[2], ovol);
         }
       },
       1);
@@ -372,16 +409,12 @@ void forward_slabs(const int64_t n, const int64_t out[3], int64_t C, int64_t Co,
 // The forward pass of a convolution of geometry g whose kernel is w_at (see transform_weights).
 template <class W>
 void run_forward(const ConvGeom& g, const float* x, const W& w_at, const float* b, float* y) {
-  const Tiles tl(g.out);
   const int64_t C = padded(g.cin), Co = padded(g.cout);
-  Scratch& sc = scratch();
-  float* xt = grow(sc.src, g.n * tl.p[0] * tl.p[1] * tl.p[2] * C);
-  to_channel_last(x, g.n, g.cin, C, g.in, g.pad, tl.p, xt);
-  float* u = grow(sc.u, kPos * C * Co + Co);
+  float* u = grow(scratch().u, kPos * C * Co + Co);
   transform_weights(g.cin, g.cout, C, Co, w_at, u);
   float* bias = u + kPos * C * Co;
   for (int64_t o = 0; o < Co; ++o) bias[o] = b && o < g.cout ? b[o] : 0.0f;
-  forward_slabs(g.n, g.out, C, Co, g.cout, xt, u, bias, y);
+  forward_slabs(g, C, Co, x, u, bias, y);
 }
 
 }  // namespace
@@ -414,33 +447,34 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, float* dx
 
 void backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
   const Tiles tl(g.out);
-  const int64_t C = padded(g.cin), Co = padded(g.cout), splane = tl.p[1] * tl.p[2] * C, sample = tl.p[0] * splane;
-  const int64_t dext[3] = {2 * tl.t[0], 2 * tl.t[1], 2 * tl.t[2]};  // dy, zero beyond out up to whole tiles
-  const int no_pad[3] = {0, 0, 0};
-  const int64_t dplane = dext[1] * dext[2] * Co, dsample = dext[0] * dplane;
-  Scratch& sc = scratch();
-  float* xt = grow(sc.src, g.n * sample);
-  to_channel_last(x, g.n, g.cin, C, g.in, g.pad, tl.p, xt);
-  float* dyt = grow(sc.dy, g.n * dsample);
-  to_channel_last(dy, g.n, g.cout, Co, g.out, no_pad, dext, dyt);
+  const int64_t C = padded(g.cin), Co = padded(g.cout);
   const int64_t items = g.n * tl.t[0], psize = kPos * C * Co;
   const int workers = workers_for(items);
-  float* part = grow(sc.part, workers * psize);
+  float* part = grow(scratch().part, workers * psize);
   std::fill(part, part + workers * psize, 0.0f);
+  std::vector<SlabRows> xr(workers), dr(workers);  // per worker: x's rows and dy's rows
   run_items(items, workers, [&](int worker, int64_t item) {
     Scratch& ws = scratch();
     float* v = grow(ws.v, kPos * pitch(C));
     float* m = grow(ws.m, kPos * pitch(Co));
     const int64_t s = item / tl.t[0], tz = item % tl.t[0];
-    const float* src = xt + s * sample + 2 * tz * splane;
-    const float* dsrc = dyt + s * dsample + 2 * tz * dplane;
+    ChannelLast dview;  // dy, zero beyond out up to whole tiles
+    dview.src = dy + s * g.cout * g.out_vol(), dview.c = g.cout, dview.C = Co;
+    for (int d = 0; d < 3; ++d) dview.in[d] = g.out[d], dview.e[d] = 2 * tl.t[d];
+    SlabRows &xrows = xr[worker], &dyrows = dr[worker];
+    if (!xrows.buf) xrows.reset(ws.src, 4, tl.p[1] * tl.p[2] * C), dyrows.reset(ws.dy, 2, dview.e[1] * dview.e[2] * Co);
+    xrows.start(source_view(g, tl, C, x, s), 2 * tz);
+    dyrows.start(dview, 2 * tz);
+    const int64_t dsy = dview.e[2] * Co, dsz = dview.e[1] * dsy;
     for (int64_t blk = 0; blk < tl.per_slab(); blk += kTiles) {
       const int nt = static_cast<int>(std::min<int64_t>(kTiles, tl.per_slab() - blk));
-      input_block(tl, src, C, blk, nt, v);
+      xrows.need(rows_through(tl, blk, nt, 4));
+      dyrows.need(rows_through(tl, blk, nt, 2));
+      input_block(tl, xrows, C, blk, nt, v);
       for (int t = 0; t < nt; ++t) {
         const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
         for (int64_t o = 0; o < Co; o += kVec)
-          dy_tile(dsrc + (2 * ty * dext[2] + 2 * tx) * Co + o, Co, dext[2] * Co, dplane, m + t * Co + o);
+          dy_tile(dyrows.at(0) + 2 * ty * dsy + 2 * tx * Co + o, Co, dsy, dsz, m + t * Co + o);
       }
       multiply_adjoint(v, m, nt, C, Co, part + worker * psize);
     }
