@@ -4,6 +4,9 @@
 //   forward+backward(dx,dw): y = conv(x, w, b); backward(y, gy) -> dx, dw, db  counted as 3x forward
 // BM_conv_strided: 3D strided conv (k3 s2 p1, k2 s2) and transposed conv (k2 s2), same counting with
 // P = the smaller (strided) side's volume, so its GFLOP/s compares with BM_conv's stride-1 cases.
+// BM_conv's last argument picks the CPU path of 3x3x3 convolutions (kernels/cpu_paths.h): 0 the direct
+// loops, 1 Winograd F(2x2x2, 3x3x3) where it applies (flops are counted as the direct loops', so its
+// GFLOP/s are "effective").
 // Threads: PW_NUM_THREADS (default: all cores). cpu_ms_all_threads: process CPU time per iteration.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
@@ -11,6 +14,7 @@
 #include <random>
 
 #include "engine/ops.h"
+#include "kernels/cpu_paths.h"
 
 namespace {
 
@@ -31,11 +35,14 @@ pw::Tensor random_tensor(const pw::Shape& s, float scale, unsigned seed) {
   return t;
 }
 
-// args: N, Cin, Cout, spatial size, spatial dims (2 or 3), with backward (0/1)
+// args: N, Cin, Cout, spatial size, spatial dims (2 or 3), with backward (0/1), Winograd (0/1)
 void BM_conv(benchmark::State& state) {
   const int64_t n = state.range(0), cin = state.range(1), cout = state.range(2), s = state.range(3);
   const int d = static_cast<int>(state.range(4));
   const bool bwd = state.range(5) != 0;
+  namespace kc = pw::kernels::cpu;
+  const kc::ConvPath before = kc::conv_path();
+  kc::set_conv_path(state.range(6) ? kc::ConvPath::winograd : kc::ConvPath::direct);
   pw::Shape xs{n, cin}, ws{cout, cin}, ys{n, cout};
   double vox = 1.0, kv = 1.0;
   for (int i = 0; i < d; ++i) {
@@ -60,15 +67,18 @@ void BM_conv(benchmark::State& state) {
   state.counters["cpu_ms_all_threads"] = 1e3 * (process_cpu_s() - cpu0) / static_cast<double>(state.iterations());
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  kc::set_conv_path(before);
 }
 
 void cases(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"N", "Cin", "Cout", "S", "dims", "bwd"});
+  b->ArgNames({"N", "Cin", "Cout", "S", "dims", "bwd", "wino"});
   for (int bwd : {0, 1}) {
-    b->Args({8, 8, 16, 32, 3, bwd});
-    b->Args({8, 16, 16, 32, 3, bwd});
-    b->Args({8, 32, 32, 32, 3, bwd});
-    b->Args({32, 32, 32, 64, 2, bwd});
+    for (int wino : {0, 1}) {
+      b->Args({8, 8, 16, 32, 3, bwd, wino});
+      b->Args({8, 16, 16, 32, 3, bwd, wino});
+      b->Args({8, 32, 32, 32, 3, bwd, wino});
+    }
+    b->Args({32, 32, 32, 64, 2, bwd, 0});
   }
 }
 
