@@ -127,7 +127,7 @@ struct Padded {
 };
 
 // One phase row of a padded, split plane: dst[q] = src[q*s + first] where that lies in [0, n), else 0.
-// S = s as a constant for strides 1 and 2 (no division, and a vectorised stride-2 copy); S = 0: any s.
+// S = 1: stride 1 (a memcpy); S = 0: any s (stride 2 takes split_row_pair, both phases in one pass).
 template <int S>
 inline void split_row(const float* src, int64_t n, int s, int64_t first, float* dst, int64_t len) {
   const int64_t st = S > 0 ? S : s;
@@ -139,6 +139,30 @@ inline void split_row(const float* src, int64_t n, int s, int64_t first, float* 
   else
     for (int64_t q = a; q < b; ++q) dst[q] = src[q * st + first];
   std::fill(dst + b, dst + len, 0.0f);
+}
+
+// Both x-phases of one padded row for stride 2: d0[q] = src[2q + first], d1[q] = src[2q + 1 + first]
+// where inside [0, n), else 0, in one vectorised pass over the source row (a de-interleave).
+inline void split_row_pair(const float* src, int64_t n, int64_t first, float* d0, float* d1, int64_t len) {
+  auto range = [&](int64_t f, int64_t& a, int64_t& b) {
+    a = f >= 0 ? 0 : std::min<int64_t>(len, (-f + 1) / 2);
+    b = std::clamp<int64_t>((n - f + 1) / 2, a, len);
+  };
+  int64_t a0, b0, a1, b1;
+  range(first, a0, b0);
+  range(first + 1, a1, b1);
+  const int64_t a = std::max(a0, a1), b = std::max(a, std::min(b0, b1));
+  std::fill(d0, d0 + len, 0.0f);
+  std::fill(d1, d1 + len, 0.0f);
+  const float* s = src + first;
+  for (int64_t q = a; q < b; ++q) {
+    d0[q] = s[2 * q];
+    d1[q] = s[2 * q + 1];
+  }
+  for (int64_t q = a0; q < b0; ++q)  // the at most one element each phase has beyond the common range
+    if (q < a || q >= b) d0[q] = s[2 * q];
+  for (int64_t q = a1; q < b1; ++q)
+    if (q < a || q >= b) d1[q] = s[2 * q + 1];
 }
 
 Padded pad_split(const float* x, int64_t n, int64_t channels, const int64_t in[3], const int lo[3], const int hi[3],
@@ -161,22 +185,30 @@ Padded pad_split(const float* x, int64_t n, int64_t channels, const int64_t in[3
       [&](int64_t b, int64_t e) {
         for (int64_t pl = b; pl < e; ++pl) {
           const float* src = x + pl * in_vol;
-          float* row = xp + pl * p.chan;
-          for (int pd = 0; pd < s[0]; ++pd)
-            for (int ph = 0; ph < s[1]; ++ph)
-              for (int pw = 0; pw < s[2]; ++pw)
-                for (int64_t d = 0; d < p.Dq; ++d)
-                  for (int64_t h = 0; h < p.Hq; ++h, row += p.Wq) {
-                    const int64_t id = d * s[0] + pd - lo[0], ih = h * s[1] + ph - lo[1];
-                    if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1])
-                      std::fill(row, row + p.Wq, 0.0f);
-                    else if (s[2] == 1)
-                      split_row<1>(src + (id * in[1] + ih) * in[2], in[2], 1, -lo[2], row, p.Wq);
-                    else if (s[2] == 2)
-                      split_row<2>(src + (id * in[1] + ih) * in[2], in[2], 2, pw - lo[2], row, p.Wq);
-                    else
-                      split_row<0>(src + (id * in[1] + ih) * in[2], in[2], s[2], pw - lo[2], row, p.Wq);
-                  }
+          float* plane = xp + pl * p.chan;
+          // The phase row (pd, ph, pw; d, h) of this plane.
+          auto row = [&](int pd, int ph, int pw, int64_t d, int64_t h) {
+            return plane + ((pd * s[1] + ph) * s[2] + pw) * p.vol + (d * p.Hq + h) * p.Wq;
+          };
+          // Padded rows (i, j) in memory order of the source, so that it streams in once.
+          for (int64_t i = 0; i < p.Dq * s[0]; ++i)
+            for (int64_t j = 0; j < p.Hq * s[1]; ++j) {
+              const int pd = static_cast<int>(i % s[0]), ph = static_cast<int>(j % s[1]);
+              const int64_t d = i / s[0], h = j / s[1], id = i - lo[0], ih = j - lo[1];
+              if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1]) {
+                for (int pw = 0; pw < s[2]; ++pw) std::fill(row(pd, ph, pw, d, h), row(pd, ph, pw, d, h) + p.Wq, 0.0f);
+                continue;
+              }
+              const float* srow = src + (id * in[1] + ih) * in[2];
+              if (s[2] == 1) {
+                split_row<1>(srow, in[2], 1, -lo[2], row(pd, ph, 0, d, h), p.Wq);
+              } else if (s[2] == 2) {  // both x-phases in one pass over the source row
+                split_row_pair(srow, in[2], -lo[2], row(pd, ph, 0, d, h), row(pd, ph, 1, d, h), p.Wq);
+              } else {
+                for (int pw = 0; pw < s[2]; ++pw)
+                  split_row<0>(srow, in[2], s[2], pw - lo[2], row(pd, ph, pw, d, h), p.Wq);
+              }
+            }
         }
       },
       8);
