@@ -12,7 +12,8 @@
 //   data gradient:   the same convolution of dy with the flipped, transposed kernel (padding 2 - pad).
 //   weight gradient: its adjoint: dU (cin x cout) += V^T (A dy A^T) per position over every tile,
 //                    then dw = G^T dU G.
-// The transforms and products hold the channels in SIMD lanes (kVec channels of one voxel per vector).
+// The transforms and products hold the channels in SIMD lanes (kVec channels of one voxel per vector:
+// the widest vector, or half of it where that pads fewer channels, e.g. 8 -> 16 with AVX-512; Lanes).
 // Work items are slabs (one plane of tiles, two output planes) of one sample. A slab transposes the rows
 // of its four source planes into zero-padded channel-last rows just before its tiles read them
 // (SlabRows; consecutive slabs share two planes), runs in blocks of kTiles tiles whose V and M stay in
@@ -37,21 +38,12 @@ namespace pw::kernels::cpu::winograd {
 namespace {
 
 using namespace Eigen::internal;
-using Packet = packet_traits<float>::type;
-constexpr int kVec = static_cast<int>(sizeof(Packet) / sizeof(float));
+using Wide = packet_traits<float>::type;               // the build's widest float vector
+using Half = typename unpacket_traits<Wide>::half;      // half of it (AVX-512: 8 lanes)
+template <class Pk>
+constexpr int lanes = unpacket_traits<Pk>::size;
 constexpr int kPos = 64;     // positions of a transformed 4x4x4 tile
 constexpr int kTiles = 16;   // tiles per block
-constexpr int kRows = kVec;  // register block of the products: tiles (forward) or input channels (weights)
-
-// A block's V holds per position, per group of kVec input channels, per tile kVec floats:
-// V[p][c / kVec][t][c % kVec] (so the products broadcast V from one pointer and constant offsets);
-// M holds per position, per tile, the cout outputs: M[p][t][o].
-// Floats between two positions of V (c = cin) or M (c = cout): one cache line more than the block,
-// so that one tile's 64 positions do not all fall into a few L1 sets.
-static_assert(kRows == kVec, "the products' register block is one group of channels");
-constexpr int64_t pitch(int64_t c) { return kTiles * c + kVec; }
-// Channels as the transforms and products hold them: a multiple of kVec, zero beyond the real ones.
-constexpr int64_t padded(int64_t c) { return (c + kVec - 1) / kVec * kVec; }
 
 using Buffer = std::vector<float, Eigen::aligned_allocator<float>>;
 float* grow(Buffer& b, int64_t n) {
@@ -71,16 +63,19 @@ Scratch& scratch() {
 // ---- transforms (per axis; a 3D transform applies one along each axis) ----------------------------
 
 // B^T of one axis, in place on four values.
+template <class Packet>
 inline void input_1d(Packet& a, Packet& b, Packet& c, Packet& d) {
   const Packet t0 = psub(a, c), t1 = padd(b, c), t2 = psub(c, b), t3 = psub(b, d);
   a = t0, b = t1, c = t2, d = t3;
 }
 // A^T of one axis: four values to two.
+template <class Packet>
 inline void output_1d(const Packet& a, const Packet& b, const Packet& c, const Packet& d, Packet& y0, Packet& y1) {
   y0 = padd(padd(a, b), c);
   y1 = psub(psub(b, c), d);
 }
 // A of one axis (the adjoint of A^T): two values to four.
+template <class Packet>
 inline void output_adjoint_1d(const Packet& y0, const Packet& y1, Packet* m, int s) {
   m[0] = y0, m[s] = padd(y0, y1), m[2 * s] = psub(y0, y1), m[3 * s] = pnegate(y1);
 }
@@ -118,7 +113,7 @@ struct Tiles {
 // Transposes between (channel, x) rows and channel-last rows go in blocks of at most 8 x 8: a block of
 // 16 rows reads or writes 16 rows one channel plane apart (a multiple of 4 KiB), which share a cache
 // set; 8 of them fit its ways (Zen 4, 48 channels of 2 x 32^3: 2.7 -> 1.7 ms).
-using TPacket = std::conditional_t<(kVec > 8), typename unpacket_traits<Packet>::half, Packet>;
+using TPacket = std::conditional_t<(lanes<Wide> > 8), Half, Wide>;
 constexpr int kT = unpacket_traits<TPacket>::size;
 
 // dst[l * C + ch] = src[ch * ld + l] for l in [x0, x1), ch < c, and 0 for c <= ch < C.
@@ -231,135 +226,6 @@ void transform_weights(int64_t cin, int64_t cout, int64_t C, int64_t Co, const W
     }
 }
 
-// ---- one tile -----------------------------------------------------------------------------------
-
-// Column x of one tile's V (the positions (z, y, x) for all z, y), channels [c0, c0 + kVec): B^T
-// along x makes column x from two source columns (x 0: d0 - d2, 1: d1 + d2, 2: d2 - d1, 3: d1 - d3),
-// then B^T runs along y and z. Column by column, the 16 values stay in registers.
-template <int X>
-inline void input_column(const float* const* pl, int64_t off, int64_t C, int64_t sy, float* v, int64_t ps) {
-  constexpr int first = X == 0 ? 0 : X == 2 ? 2 : 1, second = X == 0 ? 2 : X == 1 ? 2 : X == 2 ? 1 : 3;
-  Packet e[16];  // (z, y)
-  for (int zy = 0; zy < 16; ++zy) {
-    const float* r = pl[zy / 4] + off + (zy % 4) * sy;
-    const Packet a = pload<Packet>(r + first * C), b = pload<Packet>(r + second * C);
-    e[zy] = X == 1 ? padd(a, b) : psub(a, b);
-  }
-  for (int z = 0; z < 4; ++z) input_1d(e[z * 4], e[z * 4 + 1], e[z * 4 + 2], e[z * 4 + 3]);
-  for (int y = 0; y < 4; ++y) input_1d(e[y], e[4 + y], e[8 + y], e[12 + y]);
-  for (int zy = 0; zy < 16; ++zy) pstore(v + (zy * 4 + X) * ps, e[zy]);
-}
-
-// One tile's V for channels [c0, c0 + kVec): v[p * pitch(C)] = position p of B^T d B (all three
-// axes) of the 4x4x4 source tile at offset off (tile and c0) of the four source planes pl (row pitch sy).
-inline void input_tile(const float* const* pl, int64_t off, int64_t C, int64_t sy, float* v) {
-  const int64_t ps = pitch(C);
-  input_column<0>(pl, off, C, sy, v, ps);
-  input_column<1>(pl, off, C, sy, v, ps);
-  input_column<2>(pl, off, C, sy, v, ps);
-  input_column<3>(pl, off, C, sy, v, ps);
-}
-
-// The 2x2x2 outputs of one tile for channels [o0, o0 + kVec) from its M rows (m[p * pitch(Co)], m
-// offset by the tile and o0), plus the bias, into the slab buffer at y (offset; strides sy, sz).
-inline void output_tile(const float* m, int64_t Co, const Packet& bias, float* y, int64_t sy, int64_t sz) {
-  const int64_t ps = pitch(Co);
-  Packet a[32], b[16];
-  for (int zy = 0; zy < 16; ++zy) {
-    const float* r = m + zy * 4 * ps;
-    output_1d(pload<Packet>(r), pload<Packet>(r + ps), pload<Packet>(r + 2 * ps), pload<Packet>(r + 3 * ps),
-              a[zy * 2], a[zy * 2 + 1]);
-  }
-  for (int z = 0; z < 4; ++z)
-    for (int x = 0; x < 2; ++x)
-      output_1d(a[z * 8 + x], a[z * 8 + 2 + x], a[z * 8 + 4 + x], a[z * 8 + 6 + x], b[z * 4 + x], b[z * 4 + 2 + x]);
-  for (int yx = 0; yx < 4; ++yx) {
-    Packet o0, o1;
-    output_1d(b[yx], b[4 + yx], b[8 + yx], b[12 + yx], o0, o1);
-    float* q = y + (yx / 2) * sy + (yx % 2) * Co;
-    pstore(q, padd(o0, bias));
-    pstore(q + sz, padd(o1, bias));
-  }
-}
-
-// The M rows of one tile of dy (the adjoint of output_tile): m[p * pitch(Co)] = position p of
-// A dy A^T for the 2x2x2 dy tile at y (offset; strides sy, sz), channels [o0, o0 + kVec).
-inline void dy_tile(const float* y, int64_t Co, int64_t sy, int64_t sz, float* m) {
-  const int64_t ps = pitch(Co);
-  Packet d[8];  // (z, y, x)
-  for (int i = 0; i < 8; ++i) d[i] = pload<Packet>(y + (i / 4) * sz + ((i / 2) % 2) * sy + (i % 2) * Co);
-  for (int z = 0; z < 4; ++z) {  // A along z: the plane z from the two dy planes
-    Packet q[4], r[8], e[16];
-    for (int i = 0; i < 4; ++i)
-      q[i] = z == 0 ? d[i] : z == 1 ? padd(d[i], d[4 + i]) : z == 2 ? psub(d[i], d[4 + i]) : pnegate(d[4 + i]);
-    for (int x = 0; x < 2; ++x) output_adjoint_1d(q[x], q[2 + x], r + x, 2);  // along y: (y 4, x 2)
-    for (int yy = 0; yy < 4; ++yy) output_adjoint_1d(r[yy * 2], r[yy * 2 + 1], e + yy * 4, 1);
-    for (int i = 0; i < 16; ++i) pstore(m + (z * 16 + i) * ps, e[i]);
-  }
-}
-
-// ---- the per-position products ------------------------------------------------------------------
-
-// M (kPos, kTiles, Co) = V (kPos, kTiles, C) * U (kPos, C, Co), position by position.
-void multiply(const float* v, const float* u, int64_t C, int64_t Co, float* m) {
-  for (int p = 0; p < kPos; ++p) {
-    const float *vp = v + p * pitch(C), *up = u + p * C * Co;
-    float* mp = m + p * pitch(Co);
-    for (int64_t o = 0; o < Co; o += kVec)
-      for (int t0 = 0; t0 < kTiles; t0 += kRows) {
-        Packet acc[kRows];
-        for (int r = 0; r < kRows; ++r) acc[r] = pset1<Packet>(0.0f);
-        for (int64_t c = 0; c < C; c += kVec) {
-          const float* vb = vp + c * kTiles + t0 * kVec;
-          for (int j = 0; j < kVec; ++j) {
-            const Packet w = pload<Packet>(up + (c + j) * Co + o);
-#pragma GCC unroll 16
-            for (int r = 0; r < kRows; ++r) acc[r] = pmadd(pset1<Packet>(vb[r * kVec + j]), w, acc[r]);
-          }
-        }
-        for (int r = 0; r < kRows; ++r) pstore(mp + (t0 + r) * Co + o, acc[r]);
-      }
-  }
-}
-
-// dU (kPos, C, Co) += V^T * dM over the block's first nt tiles, position by position.
-void multiply_adjoint(const float* v, const float* dm, int nt, int64_t C, int64_t Co, float* du) {
-  for (int p = 0; p < kPos; ++p) {
-    const float *vp = v + p * pitch(C), *dp = dm + p * pitch(Co);
-    float* up = du + p * C * Co;
-    for (int64_t o = 0; o < Co; o += kVec)
-      for (int64_t i0 = 0; i0 < C; i0 += kRows) {
-        Packet acc[kRows];
-        for (int r = 0; r < kRows; ++r) acc[r] = pload<Packet>(up + (i0 + r) * Co + o);
-        const float* vb = vp + i0 * kTiles;
-        for (int t = 0; t < nt; ++t) {
-          const Packet d = pload<Packet>(dp + t * Co + o);
-#pragma GCC unroll 16
-          for (int r = 0; r < kRows; ++r) acc[r] = pmadd(pset1<Packet>(vb[t * kVec + r]), d, acc[r]);
-        }
-        for (int r = 0; r < kRows; ++r) pstore(up + (i0 + r) * Co + o, acc[r]);
-      }
-  }
-}
-
-// ---- slabs ---------------------------------------------------------------------------------------
-
-// One block of a slab: tiles [blk, blk + nt) of the slab's plane of tiles, transformed into V (rows
-// nt..kTiles zero), from the slab's four source planes (C channels, extents tl.p).
-void input_block(const Tiles& tl, const SlabRows& rows, int64_t C, int64_t blk, int nt, float* v) {
-  const int64_t sy = tl.p[2] * C;
-  const float* const pl[4] = {rows.at(0), rows.at(1), rows.at(2), rows.at(3)};
-  for (int t = 0; t < nt; ++t) {
-    const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
-    for (int64_t c = 0; c < C; c += kVec) input_tile(pl, 2 * ty * sy + 2 * tx * C + c, C, sy, v + c * kTiles + t * kVec);
-  }
-  for (int p = 0; p < kPos; ++p)
-    for (int64_t c = 0; c < C; c += kVec) {
-      float* group = v + p * pitch(C) + c * kTiles;
-      std::fill(group + nt * kVec, group + kTiles * kVec, 0.0f);
-    }
-}
-
 // The channel-last view of sample s of x (n, cin, in) for conv g, padded to whole tiles and C channels.
 ChannelLast source_view(const ConvGeom& g, const Tiles& tl, int64_t C, const float* x, int64_t s) {
   ChannelLast v;
@@ -371,53 +237,271 @@ ChannelLast source_view(const ConvGeom& g, const Tiles& tl, int64_t C, const flo
 // Rows a block's tiles read: whole tile rows up to the block's last (SlabRows::need of 2 * row + extra).
 int64_t rows_through(const Tiles& tl, int64_t blk, int nt, int extra) { return 2 * ((blk + nt - 1) / tl.t[2]) + extra; }
 
-// y (n, cout, out) = conv g of x with transformed weights u (kPos, C, Co), plus bias b (Co values).
-void forward_slabs(const ConvGeom& g, int64_t C, int64_t Co, const float* x, const float* u, const float* b,
-                   float* y) {
-  const Tiles tl(g.out);
-  const int64_t W2 = 2 * tl.t[2], H2 = 2 * tl.t[1], oplane = g.out[1] * g.out[2], ovol = g.out_vol();
-  parallel_for(
-      g.n * tl.t[0],
-      [&](int64_t lo, int64_t hi) {
-        Scratch& sc = scratch();
-        float* v = grow(sc.v, kPos * pitch(C));
-        float* m = grow(sc.m, kPos * pitch(Co));
-        float* slab = grow(sc.slab, 2 * H2 * W2 * Co);
-        SlabRows rows;
-        rows.reset(sc.src, 4, tl.p[1] * tl.p[2] * C);
-        for (int64_t item = lo; item < hi; ++item) {
-          const int64_t s = item / tl.t[0], tz = item % tl.t[0];
-          rows.start(source_view(g, tl, C, x, s), 2 * tz);
-          for (int64_t blk = 0; blk < tl.per_slab(); blk += kTiles) {
-            const int nt = static_cast<int>(std::min<int64_t>(kTiles, tl.per_slab() - blk));
-            rows.need(rows_through(tl, blk, nt, 4));
-            input_block(tl, rows, C, blk, nt, v);
-            multiply(v, u, C, Co, m);
-            for (int t = 0; t < nt; ++t) {
-              const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
-              for (int64_t o = 0; o < Co; o += kVec)
-                output_tile(m + t * Co + o, Co, pload<Packet>(b + o),
-                            slab + (2 * ty * W2 + 2 * tx) * Co + o, W2 * Co, H2 * W2 * Co);
+// Everything that depends on the packet whose lanes hold the channels: the widest (Wide) or, where
+// that would pad few channels to many, half of it (Half; see lanes_for).
+template <class Packet>
+struct Lanes {
+  static constexpr int kVec = lanes<Packet>;
+  static constexpr int kRows = kVec;  // register block of the products: tiles (forward) or input channels (dw)
+  static_assert(kTiles % kRows == 0, "blocks of whole register blocks");
+
+  // A block's V holds per position, per group of kVec input channels, per tile kVec floats:
+  // V[p][c / kVec][t][c % kVec] (so the products broadcast V from one pointer and constant offsets);
+  // M holds per position, per tile, the cout outputs: M[p][t][o].
+  // Floats between two positions of V (c = cin) or M (c = cout): one cache line more than the block,
+  // so that one tile's 64 positions do not all fall into a few L1 sets.
+  static constexpr int64_t pitch(int64_t c) { return kTiles * c + kVec; }
+  // Channels as the transforms and products hold them: a multiple of kVec, zero beyond the real ones.
+  static constexpr int64_t padded(int64_t c) { return (c + kVec - 1) / kVec * kVec; }
+
+  // ---- one tile -----------------------------------------------------------------------------------
+
+  // Column x of one tile's V (the positions (z, y, x) for all z, y), channels [c0, c0 + kVec): B^T
+  // along x makes column x from two source columns (x 0: d0 - d2, 1: d1 + d2, 2: d2 - d1, 3: d1 - d3),
+  // then B^T runs along y and z. Column by column, the 16 values stay in registers.
+  template <int X>
+  static inline void input_column(const float* const* pl, int64_t off, int64_t C, int64_t sy, float* v, int64_t ps) {
+    constexpr int first = X == 0 ? 0 : X == 2 ? 2 : 1, second = X == 0 ? 2 : X == 1 ? 2 : X == 2 ? 1 : 3;
+    Packet e[16];  // (z, y)
+    for (int zy = 0; zy < 16; ++zy) {
+      const float* r = pl[zy / 4] + off + (zy % 4) * sy;
+      const Packet a = pload<Packet>(r + first * C), b = pload<Packet>(r + second * C);
+      e[zy] = X == 1 ? padd(a, b) : psub(a, b);
+    }
+    for (int z = 0; z < 4; ++z) input_1d(e[z * 4], e[z * 4 + 1], e[z * 4 + 2], e[z * 4 + 3]);
+    for (int y = 0; y < 4; ++y) input_1d(e[y], e[4 + y], e[8 + y], e[12 + y]);
+    for (int zy = 0; zy < 16; ++zy) pstore(v + (zy * 4 + X) * ps, e[zy]);
+  }
+
+  // One tile's V for channels [c0, c0 + kVec): v[p * pitch(C)] = position p of B^T d B (all three
+  // axes) of the 4x4x4 source tile at offset off (tile and c0) of the four source planes pl (row pitch sy).
+  static inline void input_tile(const float* const* pl, int64_t off, int64_t C, int64_t sy, float* v) {
+    const int64_t ps = pitch(C);
+    input_column<0>(pl, off, C, sy, v, ps);
+    input_column<1>(pl, off, C, sy, v, ps);
+    input_column<2>(pl, off, C, sy, v, ps);
+    input_column<3>(pl, off, C, sy, v, ps);
+  }
+
+  // The 2x2x2 outputs of one tile for channels [o0, o0 + kVec) from its M rows (m[p * pitch(Co)], m
+  // offset by the tile and o0), plus the bias, into the slab buffer at y (offset; strides sy, sz).
+  static inline void output_tile(const float* m, int64_t Co, const Packet& bias, float* y, int64_t sy, int64_t sz) {
+    const int64_t ps = pitch(Co);
+    Packet a[32], b[16];
+    for (int zy = 0; zy < 16; ++zy) {
+      const float* r = m + zy * 4 * ps;
+      output_1d(pload<Packet>(r), pload<Packet>(r + ps), pload<Packet>(r + 2 * ps), pload<Packet>(r + 3 * ps),
+                a[zy * 2], a[zy * 2 + 1]);
+    }
+    for (int z = 0; z < 4; ++z)
+      for (int x = 0; x < 2; ++x)
+        output_1d(a[z * 8 + x], a[z * 8 + 2 + x], a[z * 8 + 4 + x], a[z * 8 + 6 + x], b[z * 4 + x], b[z * 4 + 2 + x]);
+    for (int yx = 0; yx < 4; ++yx) {
+      Packet o0, o1;
+      output_1d(b[yx], b[4 + yx], b[8 + yx], b[12 + yx], o0, o1);
+      float* q = y + (yx / 2) * sy + (yx % 2) * Co;
+      pstore(q, padd(o0, bias));
+      pstore(q + sz, padd(o1, bias));
+    }
+  }
+
+  // The M rows of one tile of dy (the adjoint of output_tile): m[p * pitch(Co)] = position p of
+  // A dy A^T for the 2x2x2 dy tile at y (offset; strides sy, sz), channels [o0, o0 + kVec).
+  static inline void dy_tile(const float* y, int64_t Co, int64_t sy, int64_t sz, float* m) {
+    const int64_t ps = pitch(Co);
+    Packet d[8];  // (z, y, x)
+    for (int i = 0; i < 8; ++i) d[i] = pload<Packet>(y + (i / 4) * sz + ((i / 2) % 2) * sy + (i % 2) * Co);
+    for (int z = 0; z < 4; ++z) {  // A along z: the plane z from the two dy planes
+      Packet q[4], r[8], e[16];
+      for (int i = 0; i < 4; ++i)
+        q[i] = z == 0 ? d[i] : z == 1 ? padd(d[i], d[4 + i]) : z == 2 ? psub(d[i], d[4 + i]) : pnegate(d[4 + i]);
+      for (int x = 0; x < 2; ++x) output_adjoint_1d(q[x], q[2 + x], r + x, 2);  // along y: (y 4, x 2)
+      for (int yy = 0; yy < 4; ++yy) output_adjoint_1d(r[yy * 2], r[yy * 2 + 1], e + yy * 4, 1);
+      for (int i = 0; i < 16; ++i) pstore(m + (z * 16 + i) * ps, e[i]);
+    }
+  }
+
+  // ---- the per-position products ------------------------------------------------------------------
+
+  // M (kPos, kTiles, Co) = V (kPos, kTiles, C) * U (kPos, C, Co), position by position.
+  static void multiply(const float* v, const float* u, int64_t C, int64_t Co, float* m) {
+    for (int p = 0; p < kPos; ++p) {
+      const float *vp = v + p * pitch(C), *up = u + p * C * Co;
+      float* mp = m + p * pitch(Co);
+      for (int64_t o = 0; o < Co; o += kVec)
+        for (int t0 = 0; t0 < kTiles; t0 += kRows) {
+          Packet acc[kRows];
+          for (int r = 0; r < kRows; ++r) acc[r] = pset1<Packet>(0.0f);
+          for (int64_t c = 0; c < C; c += kVec) {
+            const float* vb = vp + c * kTiles + t0 * kVec;
+            for (int j = 0; j < kVec; ++j) {
+              const Packet w = pload<Packet>(up + (c + j) * Co + o);
+  #pragma GCC unroll 16
+              for (int r = 0; r < kRows; ++r) acc[r] = pmadd(pset1<Packet>(vb[r * kVec + j]), w, acc[r]);
             }
           }
-          for (int64_t dz = 0; dz < 2 && 2 * tz + dz < g.out[0]; ++dz)
-            for (int64_t yy = 0; yy < g.out[1]; ++yy)
-              untranspose_rows(slab + (dz * H2 + yy) * W2 * Co, g.out[2], g.cout, Co,
-                               y + s * g.cout * ovol + (2 * tz + dz) * oplane + yy * g.out[2], ovol);
+          for (int r = 0; r < kRows; ++r) pstore(mp + (t0 + r) * Co + o, acc[r]);
         }
-      },
-      1);
+    }
+  }
+
+  // dU (kPos, C, Co) += V^T * dM over the block's first nt tiles, position by position.
+  static void multiply_adjoint(const float* v, const float* dm, int nt, int64_t C, int64_t Co, float* du) {
+    for (int p = 0; p < kPos; ++p) {
+      const float *vp = v + p * pitch(C), *dp = dm + p * pitch(Co);
+      float* up = du + p * C * Co;
+      for (int64_t o = 0; o < Co; o += kVec)
+        for (int64_t i0 = 0; i0 < C; i0 += kRows) {
+          Packet acc[kRows];
+          for (int r = 0; r < kRows; ++r) acc[r] = pload<Packet>(up + (i0 + r) * Co + o);
+          const float* vb = vp + i0 * kTiles;
+          for (int t = 0; t < nt; ++t) {
+            const Packet d = pload<Packet>(dp + t * Co + o);
+  #pragma GCC unroll 16
+            for (int r = 0; r < kRows; ++r) acc[r] = pmadd(pset1<Packet>(vb[t * kVec + r]), d, acc[r]);
+          }
+          for (int r = 0; r < kRows; ++r) pstore(up + (i0 + r) * Co + o, acc[r]);
+        }
+    }
+  }
+
+  // ---- slabs ---------------------------------------------------------------------------------------
+
+  // One block of a slab: tiles [blk, blk + nt) of the slab's plane of tiles, transformed into V (rows
+  // nt..kTiles zero), from the slab's four source planes (C channels, extents tl.p).
+  static void input_block(const Tiles& tl, const SlabRows& rows, int64_t C, int64_t blk, int nt, float* v) {
+    const int64_t sy = tl.p[2] * C;
+    const float* const pl[4] = {rows.at(0), rows.at(1), rows.at(2), rows.at(3)};
+    for (int t = 0; t < nt; ++t) {
+      const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
+      for (int64_t c = 0; c < C; c += kVec) input_tile(pl, 2 * ty * sy + 2 * tx * C + c, C, sy, v + c * kTiles + t * kVec);
+    }
+    for (int p = 0; p < kPos; ++p)
+      for (int64_t c = 0; c < C; c += kVec) {
+        float* group = v + p * pitch(C) + c * kTiles;
+        std::fill(group + nt * kVec, group + kTiles * kVec, 0.0f);
+      }
+  }
+
+  // y (n, cout, out) = conv g of x with transformed weights u (kPos, C, Co), plus bias b (Co values).
+  static void forward_slabs(const ConvGeom& g, int64_t C, int64_t Co, const float* x, const float* u, const float* b,
+                     float* y) {
+    const Tiles tl(g.out);
+    const int64_t W2 = 2 * tl.t[2], H2 = 2 * tl.t[1], oplane = g.out[1] * g.out[2], ovol = g.out_vol();
+    parallel_for(
+        g.n * tl.t[0],
+        [&](int64_t lo, int64_t hi) {
+          Scratch& sc = scratch();
+          float* v = grow(sc.v, kPos * pitch(C));
+          float* m = grow(sc.m, kPos * pitch(Co));
+          float* slab = grow(sc.slab, 2 * H2 * W2 * Co);
+          SlabRows rows;
+          rows.reset(sc.src, 4, tl.p[1] * tl.p[2] * C);
+          for (int64_t item = lo; item < hi; ++item) {
+            const int64_t s = item / tl.t[0], tz = item % tl.t[0];
+            rows.start(source_view(g, tl, C, x, s), 2 * tz);
+            for (int64_t blk = 0; blk < tl.per_slab(); blk += kTiles) {
+              const int nt = static_cast<int>(std::min<int64_t>(kTiles, tl.per_slab() - blk));
+              rows.need(rows_through(tl, blk, nt, 4));
+              input_block(tl, rows, C, blk, nt, v);
+              multiply(v, u, C, Co, m);
+              for (int t = 0; t < nt; ++t) {
+                const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
+                for (int64_t o = 0; o < Co; o += kVec)
+                  output_tile(m + t * Co + o, Co, pload<Packet>(b + o),
+                              slab + (2 * ty * W2 + 2 * tx) * Co + o, W2 * Co, H2 * W2 * Co);
+              }
+            }
+            for (int64_t dz = 0; dz < 2 && 2 * tz + dz < g.out[0]; ++dz)
+              for (int64_t yy = 0; yy < g.out[1]; ++yy)
+                untranspose_rows(slab + (dz * H2 + yy) * W2 * Co, g.out[2], g.cout, Co,
+                                 y + s * g.cout * ovol + (2 * tz + dz) * oplane + yy * g.out[2], ovol);
+          }
+        },
+        1);
+  }
+
+  // The forward pass of a convolution of geometry g whose kernel is w_at (see transform_weights).
+  template <class W>
+  static void run_forward(const ConvGeom& g, const float* x, const W& w_at, const float* b, float* y) {
+    const int64_t C = padded(g.cin), Co = padded(g.cout);
+    float* u = grow(scratch().u, kPos * C * Co + Co);
+    transform_weights(g.cin, g.cout, C, Co, w_at, u);
+    float* bias = u + kPos * C * Co;
+    for (int64_t o = 0; o < Co; ++o) bias[o] = b && o < g.cout ? b[o] : 0.0f;
+    forward_slabs(g, C, Co, x, u, bias, y);
+  }
+
+  // dw of conv g (see the top of the file).
+  static void weight_gradient(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+    const Tiles tl(g.out);
+    const int64_t C = padded(g.cin), Co = padded(g.cout);
+    const int64_t items = g.n * tl.t[0], psize = kPos * C * Co;
+    const int workers = workers_for(items);
+    float* part = grow(scratch().part, workers * psize);
+    std::fill(part, part + workers * psize, 0.0f);
+    std::vector<SlabRows> xr(workers), dr(workers);  // per worker: x's rows and dy's rows
+    run_items(items, workers, [&](int worker, int64_t item) {
+      Scratch& ws = scratch();
+      float* v = grow(ws.v, kPos * pitch(C));
+      float* m = grow(ws.m, kPos * pitch(Co));
+      const int64_t s = item / tl.t[0], tz = item % tl.t[0];
+      ChannelLast dview;  // dy, zero beyond out up to whole tiles
+      dview.src = dy + s * g.cout * g.out_vol(), dview.c = g.cout, dview.C = Co;
+      for (int d = 0; d < 3; ++d) dview.in[d] = g.out[d], dview.e[d] = 2 * tl.t[d];
+      SlabRows &xrows = xr[worker], &dyrows = dr[worker];
+      if (!xrows.buf) xrows.reset(ws.src, 4, tl.p[1] * tl.p[2] * C), dyrows.reset(ws.dy, 2, dview.e[1] * dview.e[2] * Co);
+      xrows.start(source_view(g, tl, C, x, s), 2 * tz);
+      dyrows.start(dview, 2 * tz);
+      const int64_t dsy = dview.e[2] * Co, dsz = dview.e[1] * dsy;
+      for (int64_t blk = 0; blk < tl.per_slab(); blk += kTiles) {
+        const int nt = static_cast<int>(std::min<int64_t>(kTiles, tl.per_slab() - blk));
+        xrows.need(rows_through(tl, blk, nt, 4));
+        dyrows.need(rows_through(tl, blk, nt, 2));
+        input_block(tl, xrows, C, blk, nt, v);
+        for (int t = 0; t < nt; ++t) {
+          const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
+          for (int64_t o = 0; o < Co; o += kVec)
+            dy_tile(dyrows.at(0) + 2 * ty * dsy + 2 * tx * Co + o, Co, dsy, dsz, m + t * Co + o);
+        }
+        multiply_adjoint(v, m, nt, C, Co, part + worker * psize);
+      }
+    });
+    for (int wk = 1; wk < workers; ++wk)
+      for (int64_t i = 0; i < psize; ++i) part[i] += part[wk * psize + i];
+    for (int64_t o = 0; o < g.cout; ++o)
+      for (int64_t i = 0; i < g.cin; ++i) {
+        float t[kPos], k[27];
+        for (int p = 0; p < kPos; ++p) t[p] = part[(p * C + i) * Co + o];
+        separable<4, 3>(t, k, weight_adjoint_1d);
+        std::copy(k, k + 27, dw + (o * g.cin + i) * 27);
+      }
+  }
+};
+
+// Whether channel counts padded to multiples of n add at most a quarter to the work.
+bool pads_little(const ConvGeom& g, int64_t n) {
+  const int64_t c = (g.cin + n - 1) / n * n, co = (g.cout + n - 1) / n * n;
+  return 4 * c * co <= 5 * g.cin * g.cout;
 }
 
-// The forward pass of a convolution of geometry g whose kernel is w_at (see transform_weights).
-template <class W>
-void run_forward(const ConvGeom& g, const float* x, const W& w_at, const float* b, float* y) {
-  const int64_t C = padded(g.cin), Co = padded(g.cout);
-  float* u = grow(scratch().u, kPos * C * Co + Co);
-  transform_weights(g.cin, g.cout, C, Co, w_at, u);
-  float* bias = u + kPos * C * Co;
-  for (int64_t o = 0; o < Co; ++o) bias[o] = b && o < g.cout ? b[o] : 0.0f;
-  forward_slabs(g, C, Co, x, u, bias, y);
+// The lanes that hold the channels of conv g: the widest vector, or half of it (8 lanes with AVX-512)
+// where that pads few enough channels (8 -> 16: Zen 4 runs two 256-bit FMAs per cycle, as many flops
+// as one 512-bit FMA), or 0 where neither does (padding 8 channels to 16 made the forward pass and
+// the weight gradient slower than the direct loops: 0.92x and 0.98x at 32^3).
+int lanes_for(const ConvGeom& g) {
+  if (pads_little(g, lanes<Wide>)) return lanes<Wide>;
+  if (lanes<Half> >= 8 && pads_little(g, lanes<Half>)) return lanes<Half>;
+  return 0;
+}
+
+// Calls f(Lanes<P>{}) for the packet P of lanes_for(g) (nonzero).
+template <class F>
+void with_lanes(const ConvGeom& g, const F& f) {
+  if (lanes_for(g) == lanes<Wide>)
+    f(Lanes<Wide>{});
+  else
+    f(Lanes<Half>{});
 }
 
 }  // namespace
@@ -426,18 +510,17 @@ bool suits(const ConvGeom& g) {
   if (conv_path() != ConvPath::winograd) return false;
   for (int d = 0; d < 3; ++d)
     if (g.k[d] != 3 || g.stride[d] != 1 || g.pad[d] < 0 || g.pad[d] > 2 || g.out[d] < 1) return false;
-  // Channels are padded to multiples of kVec: worth it while that adds at most a quarter to the work
-  // (Zen 4, 8 -> 16 channels at 32^3 padded to 16 -> 16: forward 0.92x and weight gradient 0.98x the
-  // direct loops' speed). A slab (plane of tiles) of fewer than kTiles tiles would leave most of the
-  // block's products empty (a 4^3 level: 0.6-0.8x).
+  // A slab (plane of tiles) of fewer than kTiles tiles would leave most of the block's products empty
+  // (a 4^3 level: 0.6-0.8x the direct loops' speed).
   const Tiles out(g.out), in(g.in);  // the forward's tiles and the data gradient's
-  return g.n > 0 && 4 * padded(g.cin) * padded(g.cout) <= 5 * g.cin * g.cout && out.per_slab() >= kTiles &&
-         in.per_slab() >= kTiles;
+  return g.n > 0 && lanes_for(g) > 0 && out.per_slab() >= kTiles && in.per_slab() >= kTiles;
 }
 
 void forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
   const int64_t cin = g.cin;
-  run_forward(g, x, [&](int64_t o, int64_t i, int k) { return w[(o * cin + i) * 27 + k]; }, b, y);
+  with_lanes(g, [&](auto l) {
+    l.run_forward(g, x, [&](int64_t o, int64_t i, int k) { return w[(o * cin + i) * 27 + k]; }, b, y);
+  });
 }
 
 void backward_data(const ConvGeom& g, const float* dy, const float* w, float* dx) {
@@ -445,52 +528,13 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, float* dx
   f.cin = g.cout, f.cout = g.cin;
   for (int d = 0; d < 3; ++d) f.in[d] = g.out[d], f.out[d] = g.in[d], f.pad[d] = 2 - g.pad[d];
   const int64_t cin = g.cin;
-  run_forward(f, dy, [&](int64_t o, int64_t i, int k) { return w[(i * cin + o) * 27 + 26 - k]; }, nullptr, dx);
+  with_lanes(g, [&](auto l) {
+    l.run_forward(f, dy, [&](int64_t o, int64_t i, int k) { return w[(i * cin + o) * 27 + 26 - k]; }, nullptr, dx);
+  });
 }
 
 void backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
-  const Tiles tl(g.out);
-  const int64_t C = padded(g.cin), Co = padded(g.cout);
-  const int64_t items = g.n * tl.t[0], psize = kPos * C * Co;
-  const int workers = workers_for(items);
-  float* part = grow(scratch().part, workers * psize);
-  std::fill(part, part + workers * psize, 0.0f);
-  std::vector<SlabRows> xr(workers), dr(workers);  // per worker: x's rows and dy's rows
-  run_items(items, workers, [&](int worker, int64_t item) {
-    Scratch& ws = scratch();
-    float* v = grow(ws.v, kPos * pitch(C));
-    float* m = grow(ws.m, kPos * pitch(Co));
-    const int64_t s = item / tl.t[0], tz = item % tl.t[0];
-    ChannelLast dview;  // dy, zero beyond out up to whole tiles
-    dview.src = dy + s * g.cout * g.out_vol(), dview.c = g.cout, dview.C = Co;
-    for (int d = 0; d < 3; ++d) dview.in[d] = g.out[d], dview.e[d] = 2 * tl.t[d];
-    SlabRows &xrows = xr[worker], &dyrows = dr[worker];
-    if (!xrows.buf) xrows.reset(ws.src, 4, tl.p[1] * tl.p[2] * C), dyrows.reset(ws.dy, 2, dview.e[1] * dview.e[2] * Co);
-    xrows.start(source_view(g, tl, C, x, s), 2 * tz);
-    dyrows.start(dview, 2 * tz);
-    const int64_t dsy = dview.e[2] * Co, dsz = dview.e[1] * dsy;
-    for (int64_t blk = 0; blk < tl.per_slab(); blk += kTiles) {
-      const int nt = static_cast<int>(std::min<int64_t>(kTiles, tl.per_slab() - blk));
-      xrows.need(rows_through(tl, blk, nt, 4));
-      dyrows.need(rows_through(tl, blk, nt, 2));
-      input_block(tl, xrows, C, blk, nt, v);
-      for (int t = 0; t < nt; ++t) {
-        const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
-        for (int64_t o = 0; o < Co; o += kVec)
-          dy_tile(dyrows.at(0) + 2 * ty * dsy + 2 * tx * Co + o, Co, dsy, dsz, m + t * Co + o);
-      }
-      multiply_adjoint(v, m, nt, C, Co, part + worker * psize);
-    }
-  });
-  for (int wk = 1; wk < workers; ++wk)
-    for (int64_t i = 0; i < psize; ++i) part[i] += part[wk * psize + i];
-  for (int64_t o = 0; o < g.cout; ++o)
-    for (int64_t i = 0; i < g.cin; ++i) {
-      float t[kPos], k[27];
-      for (int p = 0; p < kPos; ++p) t[p] = part[(p * C + i) * Co + o];
-      separable<4, 3>(t, k, weight_adjoint_1d);
-      std::copy(k, k + 27, dw + (o * g.cin + i) * 27);
-    }
+  with_lanes(g, [&](auto l) { l.weight_gradient(g, x, dy, dw); });
 }
 
 }  // namespace pw::kernels::cpu::winograd

@@ -209,6 +209,8 @@ TEST_CASE("Winograd and direct 3x3x3 convs match a naive loop: odd sizes, pads 0
       {{2, 16, 3, 8, 8}, {16, 16, 3, 3, 3}, 2},    // pad 2 (the data gradient pads by 0)
       {{1, 48, 4, 12, 12}, {16, 48, 3, 3, 3}, 1},  // several blocks per slab
       {{1, 15, 5, 8, 10}, {14, 15, 3, 3, 3}, 1},   // channels padded to a SIMD multiple
+      {{2, 8, 6, 8, 8}, {16, 8, 3, 3, 3}, 1},      // 8 channels: half-width lanes with AVX-512
+      {{1, 24, 4, 8, 8}, {8, 24, 3, 3, 3}, 1},     // 24 and 8 channels
   };
   const kc::ConvPath before = kc::conv_path();
   for (kc::ConvPath path : {kc::ConvPath::winograd, kc::ConvPath::direct}) {
