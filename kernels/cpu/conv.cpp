@@ -367,7 +367,7 @@ void direct_forward(int64_t n, int64_t rows, const int64_t out[3], const Padded&
   }
   const Tiling t(out, direct_tile_cols());
   const int64_t items = n * t.ntiles, chunk = std::max<int64_t>(1, kChunkTaps / group) * group;
-  run_items(items, workers_for(items), [&](int, int64_t item) {
+  run_ranges(items, workers_for(items), [&](int, int64_t item) {
     const int64_t s = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
     Positions& pos = thread_positions();
     pos.build(out, xp, r0, r1, lanes<Pk>);
@@ -552,7 +552,7 @@ void weight_direct(const ConvGeom& g, const float* x, const float* dy, float* dw
   };
   const Padded xp = pad_input(g, x);
   const std::vector<int64_t> off = tap_offsets(g, xp, NK);
-  run_items(items, workers, [&](int worker, int64_t item) {
+  run_ranges(items, workers, [&](int worker, int64_t item) {
     const int64_t n = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
     Positions& pos = thread_positions();
     pos.build(g.out, xp, r0, r1, V);

@@ -336,7 +336,7 @@ struct Lanes {
             const float* vb = vp + c * kTiles + t0 * kVec;
             for (int j = 0; j < kVec; ++j) {
               const Packet w = pload<Packet>(up + (c + j) * Co + o);
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
               for (int r = 0; r < kRows; ++r) acc[r] = pmadd(pset1<Packet>(vb[r * kVec + j]), w, acc[r]);
             }
           }
@@ -357,7 +357,7 @@ struct Lanes {
           const float* vb = vp + i0 * kTiles;
           for (int t = 0; t < nt; ++t) {
             const Packet d = pload<Packet>(dp + t * Co + o);
-  #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (int r = 0; r < kRows; ++r) acc[r] = pmadd(pset1<Packet>(vb[t * kVec + r]), d, acc[r]);
           }
           for (int r = 0; r < kRows; ++r) pstore(up + (i0 + r) * Co + o, acc[r]);
@@ -374,7 +374,8 @@ struct Lanes {
     const float* const pl[4] = {rows.at(0), rows.at(1), rows.at(2), rows.at(3)};
     for (int t = 0; t < nt; ++t) {
       const int64_t ty = (blk + t) / tl.t[2], tx = (blk + t) % tl.t[2];
-      for (int64_t c = 0; c < C; c += kVec) input_tile(pl, 2 * ty * sy + 2 * tx * C + c, C, sy, v + c * kTiles + t * kVec);
+      for (int64_t c = 0; c < C; c += kVec)
+        input_tile(pl, 2 * ty * sy + 2 * tx * C + c, C, sy, v + c * kTiles + t * kVec);
     }
     for (int p = 0; p < kPos; ++p)
       for (int64_t c = 0; c < C; c += kVec) {
@@ -384,8 +385,8 @@ struct Lanes {
   }
 
   // y (n, cout, out) = conv g of x with transformed weights u (kPos, C, Co), plus bias b (Co values).
-  static void forward_slabs(const ConvGeom& g, int64_t C, int64_t Co, const float* x, const float* u, const float* b,
-                     float* y) {
+  static void forward_slabs(const ConvGeom& g, int64_t C, int64_t Co, const float* x, const float* u,
+                            const float* b, float* y) {
     const Tiles tl(g.out);
     const int64_t W2 = 2 * tl.t[2], H2 = 2 * tl.t[1], oplane = g.out[1] * g.out[2], ovol = g.out_vol();
     parallel_for(
@@ -441,7 +442,7 @@ struct Lanes {
     float* part = grow(scratch().part, workers * psize);
     std::fill(part, part + workers * psize, 0.0f);
     std::vector<SlabRows> xr(workers), dr(workers);  // per worker: x's rows and dy's rows
-    run_items(items, workers, [&](int worker, int64_t item) {
+    run_ranges(items, workers, [&](int worker, int64_t item) {  // consecutive slabs share source planes
       Scratch& ws = scratch();
       float* v = grow(ws.v, kPos * pitch(C));
       float* m = grow(ws.m, kPos * pitch(Co));
@@ -450,7 +451,10 @@ struct Lanes {
       dview.src = dy + s * g.cout * g.out_vol(), dview.c = g.cout, dview.C = Co;
       for (int d = 0; d < 3; ++d) dview.in[d] = g.out[d], dview.e[d] = 2 * tl.t[d];
       SlabRows &xrows = xr[worker], &dyrows = dr[worker];
-      if (!xrows.buf) xrows.reset(ws.src, 4, tl.p[1] * tl.p[2] * C), dyrows.reset(ws.dy, 2, dview.e[1] * dview.e[2] * Co);
+      if (!xrows.buf) {
+        xrows.reset(ws.src, 4, tl.p[1] * tl.p[2] * C);
+        dyrows.reset(ws.dy, 2, dview.e[1] * dview.e[2] * Co);
+      }
       xrows.start(source_view(g, tl, C, x, s), 2 * tz);
       dyrows.start(dview, 2 * tz);
       const int64_t dsy = dview.e[2] * Co, dsz = dview.e[1] * dsy;

@@ -45,6 +45,37 @@ inline void prefetch_ahead(const float* target, int64_t first, int64_t step, int
   for (int64_t l = 0; l < len; l += 16) __builtin_prefetch(target + at + l, 1);
 }
 
+// Adds the len weighted voxels of a patch row (its channels PN floats apart) to len consecutive target
+// voxels from `first` (channels V floats apart), and their weights to the weight target wq (may be
+// nullptr); zero weights leave the target untouched. Prefetches the row two ahead (prefetch_ahead).
+inline void add_contiguous_row(float* accq, float* wq, int64_t C, int64_t V, int64_t first, int64_t row_step,
+                               const float* prow, int64_t PN, const float* __restrict__ w, int len) {
+  for (int64_t c = 0; c < C; ++c) prefetch_ahead(accq + c * V, first, row_step, len, V);
+  if (wq) prefetch_ahead(wq, first, row_step, len, V);
+  for (int64_t c = 0; c < C; ++c) {
+    float* __restrict__ a = accq + c * V + first;
+    const float* __restrict__ pr = prow + c * PN;
+    for (int i = 0; i < len; ++i) a[i] = w[i] != 0.f ? a[i] + w[i] * pr[i] : a[i];
+  }
+  if (wq) {
+    float* __restrict__ a = wq + first;
+    for (int i = 0; i < len; ++i) a[i] = w[i] != 0.f ? a[i] + w[i] : a[i];
+  }
+}
+
+// Whether a nearest row starting at r (target coordinates less the origin o) with steps st lands on
+// consecutive target voxels from the exact integer start: axis-aligned (st = 0, 0, 1) at whole-voxel
+// offsets small enough that every coordinate r + i is exact, so the per-voxel rounding of the general
+// loop gives start + i (tree tiling at the source's voxel size; the bench's aligned stitch).
+inline bool whole_voxel_row(const float r[3], const float st[3], const float o[3]) {
+  if (st[0] != 0.f || st[1] != 0.f || st[2] != 1.f) return false;
+  for (int k = 0; k < 3; ++k) {
+    const float v = r[k] - o[k];
+    if (v != floorf(v) || fabsf(v) > 4194304.f) return false;  // 2^22
+  }
+  return true;
+}
+
 // Splats the patch voxels that land in planes [plane_begin, plane_end) (flattened over Q volumes).
 // Each row runs in two phases: first the target indices and weights of all its voxels (a
 // branch-free loop when the row lies inside the target and inside the owned planes, vectorised),
@@ -101,6 +132,13 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           const float w01 = wt[0][x0] * wt[1][x1];
           const float* w2 = wt[2].data();
           const float* prow = pp + (x0 * s1 + x1) * s2;
+          if (!kLinear && fast && whole_voxel_row(r, st, o)) {  // no per-voxel indices, no contiguity test
+            const int64_t first = ((ND == 3 ? int64_t(r[0] - o[0]) : 0) * n1 + int64_t(r[1] - o[1])) * n2 +
+                                  int64_t(r[2] - o[2]);
+            for (int i = 0; i < int(s2); ++i) ww[i] = w01 * w2[i];
+            add_contiguous_row(accq, wq, C, V, first, row_step, prow, PN, ww.data(), int(s2));
+            continue;
+          }
           if (!kLinear) {
             if (fast) {
               for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
@@ -142,19 +180,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
               contiguous = off == 0;
             }
             if (contiguous) {
-              const int len = int(i1 - i0);
-              const float* __restrict__ w = ww.data() + i0;
-              for (int64_t c = 0; c < C; ++c) prefetch_ahead(accq + c * V, idx[i0], row_step, len, V);
-              if (wq) prefetch_ahead(wq, idx[i0], row_step, len, V);
-              for (int64_t c = 0; c < C; ++c) {
-                float* __restrict__ a = accq + c * V + idx[i0];
-                const float* __restrict__ pr = prow + c * PN + i0;
-                for (int i = 0; i < len; ++i) a[i] = w[i] != 0.f ? a[i] + w[i] * pr[i] : a[i];
-              }
-              if (wq) {
-                float* __restrict__ a = wq + idx[i0];
-                for (int i = 0; i < len; ++i) a[i] = w[i] != 0.f ? a[i] + w[i] : a[i];
-              }
+              add_contiguous_row(accq, wq, C, V, idx[i0], row_step, prow + i0, PN, ww.data() + i0, int(i1 - i0));
               continue;
             }
             for (int64_t i = 0; i < s2; ++i) {

@@ -1,4 +1,4 @@
-// Work items dealt to a fixed number of workers (for kernels that keep per-worker partial sums).
+// Work items dealt to a fixed number of workers (for kernels that keep per-worker state or partial sums).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -7,14 +7,15 @@
 
 namespace pw::kernels::cpu {
 
-// Runs f(worker, item) for every item in [0, items), dealt round-robin to `workers` workers.
+// Runs f(worker, item) for every item in [0, items), each of `workers` workers taking one contiguous
+// range of about items / workers (consecutive items may share data, such as neighbouring slabs' planes).
 template <class F>
-void run_items(int64_t items, int workers, const F& f) {
+void run_ranges(int64_t items, int workers, const F& f) {
   parallel_for(
       workers,
       [&](int64_t b, int64_t e) {
-        for (int64_t t = b; t < e; ++t)
-          for (int64_t i = t; i < items; i += workers) f(static_cast<int>(t), i);
+        for (int64_t w = b; w < e; ++w)
+          for (int64_t i = w * items / workers; i < (w + 1) * items / workers; ++i) f(static_cast<int>(w), i);
       },
       1);
 }
