@@ -8,9 +8,10 @@
 //     18 ms per 64 patches of 32^3 on one core). Both give identical results. (Nearest gathers keep
 //     the vector gathers on every CPU: on Zen 4 they were as fast as scalar loads or faster.)
 //
-//   conv path: 3x3x3 stride-1 convolutions whose channel counts are multiples of the SIMD width run
-//     by Winograd F(2x2x2, 3x3x3) (kernels/cpu/conv_winograd.cpp: ~3.4x fewer multiplications, results
-//     within float rounding of the direct loops) unless PW_CONV=direct.
+//   conv path: 3x3x3 stride-1 convolutions run by Winograd F(2x2x2, 3x3x3) where it pays
+//     (kernels/cpu/conv_winograd.h, `suits`: planes of >= 16 output tiles, channels that pad little to
+//     the SIMD width; ~3.4x fewer multiplications, results within float rounding of the direct loops)
+//     unless PW_CONV=direct.
 #pragma once
 #include <string>
 
@@ -25,7 +26,8 @@ GatherLoads gather_loads();
 void set_gather_loads(GatherLoads path);
 enum class ConvPath { direct, winograd };
 
-// PW_CONV=direct|winograd if set, otherwise winograd (every CPU: it does fewer flops, not other instructions).
+// PW_CONV=direct|winograd (any other value: winograd), otherwise winograd (on every CPU: it does fewer
+// flops, not other instructions).
 ConvPath conv_path();
 // Forces a path (tests compare both; benchmarks time both).
 void set_conv_path(ConvPath path);
