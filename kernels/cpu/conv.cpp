@@ -126,31 +126,32 @@ struct Padded {
   }
 };
 
+// The elements [a, b) of a phase row of len elements, dst[q] = src[q*s + first], that lie inside a
+// source row of n elements (the others are padding: 0). Always inlined: with s a constant (2 for
+// split_row_pair) the divisions become shifts, which matters on rows of 16 elements.
+[[gnu::always_inline]] inline void phase_range(int64_t n, int64_t s, int64_t first, int64_t len, int64_t& a, int64_t& b) {
+  a = first >= 0 ? 0 : std::min<int64_t>(len, (-first + s - 1) / s);
+  b = std::clamp<int64_t>((n - first + s - 1) / s, a, len);
+}
+
 // One phase row of a padded, split plane: dst[q] = src[q*s + first] where that lies in [0, n), else 0.
-// S = 1: stride 1 (a memcpy); S = 0: any s (stride 2 takes split_row_pair, both phases in one pass).
-template <int S>
-inline void split_row(const float* src, int64_t n, int s, int64_t first, float* dst, int64_t len) {
-  const int64_t st = S > 0 ? S : s;
-  const int64_t a = first >= 0 ? 0 : std::min<int64_t>(len, (-first + st - 1) / st);
-  const int64_t b = std::clamp<int64_t>((n - first + st - 1) / st, a, len);
+inline void split_row(const float* src, int64_t n, int64_t s, int64_t first, float* dst, int64_t len) {
+  int64_t a, b;
+  phase_range(n, s, first, len, a, b);
   std::fill(dst, dst + a, 0.0f);
-  if (S == 1)
+  if (s == 1)
     std::memcpy(dst + a, src + first + a, static_cast<size_t>(b - a) * sizeof(float));
   else
-    for (int64_t q = a; q < b; ++q) dst[q] = src[q * st + first];
+    for (int64_t q = a; q < b; ++q) dst[q] = src[q * s + first];
   std::fill(dst + b, dst + len, 0.0f);
 }
 
 // Both x-phases of one padded row for stride 2: d0[q] = src[2q + first], d1[q] = src[2q + 1 + first]
 // where inside [0, n), else 0, in one vectorised pass over the source row (a de-interleave).
 inline void split_row_pair(const float* src, int64_t n, int64_t first, float* d0, float* d1, int64_t len) {
-  auto range = [&](int64_t f, int64_t& a, int64_t& b) {
-    a = f >= 0 ? 0 : std::min<int64_t>(len, (-f + 1) / 2);
-    b = std::clamp<int64_t>((n - f + 1) / 2, a, len);
-  };
   int64_t a0, b0, a1, b1;
-  range(first, a0, b0);
-  range(first + 1, a1, b1);
+  phase_range(n, 2, first, len, a0, b0);
+  phase_range(n, 2, first + 1, len, a1, b1);
   const int64_t a = std::max(a0, a1), b = std::max(a, std::min(b0, b1));
   std::fill(d0, d0 + len, 0.0f);
   std::fill(d1, d1 + len, 0.0f);
@@ -201,12 +202,12 @@ Padded pad_split(const float* x, int64_t n, int64_t channels, const int64_t in[3
               }
               const float* srow = src + (id * in[1] + ih) * in[2];
               if (s[2] == 1) {
-                split_row<1>(srow, in[2], 1, -lo[2], row(pd, ph, 0, d, h), p.Wq);
+                split_row(srow, in[2], 1, -lo[2], row(pd, ph, 0, d, h), p.Wq);
               } else if (s[2] == 2) {  // both x-phases in one pass over the source row
                 split_row_pair(srow, in[2], -lo[2], row(pd, ph, 0, d, h), row(pd, ph, 1, d, h), p.Wq);
               } else {
                 for (int pw = 0; pw < s[2]; ++pw)
-                  split_row<0>(srow, in[2], s[2], pw - lo[2], row(pd, ph, pw, d, h), p.Wq);
+                  split_row(srow, in[2], s[2], pw - lo[2], row(pd, ph, pw, d, h), p.Wq);
               }
             }
         }

@@ -116,42 +116,23 @@ struct Tiles {
 using TPacket = std::conditional_t<(lanes<Wide> > 8), Half, Wide>;
 constexpr int kT = unpacket_traits<TPacket>::size;
 
-// dst[l * C + ch] = src[ch * ld + l] for l in [x0, x1), ch < c, and 0 for c <= ch < C.
-void transpose_rows(const float* src, int64_t ld, int64_t x0, int64_t x1, int64_t c, int64_t C, float* dst) {
-  int64_t c0 = 0;
-  for (; c0 + kT <= c; c0 += kT) {
-    int64_t l = x0;
-    for (; l + kT <= x1; l += kT) {
+// dst[j * dld + i] = src[i * sld + j] for i < rows, j < cols: blocks of kT x kT in registers, the
+// edges one by one. Both directions between (channel, x) rows and channel-last rows.
+void transpose(const float* src, int64_t sld, int64_t rows, int64_t cols, float* dst, int64_t dld) {
+  int64_t i0 = 0;
+  for (; i0 + kT <= rows; i0 += kT) {
+    int64_t j = 0;
+    for (; j + kT <= cols; j += kT) {
       PacketBlock<TPacket, kT> b;
-      for (int k = 0; k < kT; ++k) b.packet[k] = ploadu<TPacket>(src + (c0 + k) * ld + l);
+      for (int k = 0; k < kT; ++k) b.packet[k] = ploadu<TPacket>(src + (i0 + k) * sld + j);
       ptranspose(b);
-      for (int k = 0; k < kT; ++k) pstoreu(dst + (l + k) * C + c0, b.packet[k]);
+      for (int k = 0; k < kT; ++k) pstoreu(dst + (j + k) * dld + i0, b.packet[k]);
     }
-    for (; l < x1; ++l)
-      for (int k = 0; k < kT; ++k) dst[l * C + c0 + k] = src[(c0 + k) * ld + l];
+    for (; j < cols; ++j)
+      for (int k = 0; k < kT; ++k) dst[j * dld + i0 + k] = src[(i0 + k) * sld + j];
   }
-  for (int64_t l = x0; l < x1; ++l) {
-    for (int64_t ch = c0; ch < c; ++ch) dst[l * C + ch] = src[ch * ld + l];
-    std::fill(dst + l * C + c, dst + (l + 1) * C, 0.0f);
-  }
-}
-
-// The inverse: dst[ch * ld + l] = src[l * C + ch] for l < n, ch < c.
-void untranspose_rows(const float* src, int64_t n, int64_t c, int64_t C, float* dst, int64_t ld) {
-  int64_t c0 = 0;
-  for (; c0 + kT <= c; c0 += kT) {
-    int64_t l = 0;
-    for (; l + kT <= n; l += kT) {
-      PacketBlock<TPacket, kT> b;
-      for (int k = 0; k < kT; ++k) b.packet[k] = ploadu<TPacket>(src + (l + k) * C + c0);
-      ptranspose(b);
-      for (int k = 0; k < kT; ++k) pstoreu(dst + (c0 + k) * ld + l, b.packet[k]);
-    }
-    for (; l < n; ++l)
-      for (int k = 0; k < kT; ++k) dst[(c0 + k) * ld + l] = src[l * C + c0 + k];
-  }
-  for (int64_t ch = c0; ch < c; ++ch)
-    for (int64_t l = 0; l < n; ++l) dst[ch * ld + l] = src[l * C + ch];
+  for (int64_t i = i0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) dst[j * dld + i] = src[i * sld + j];
 }
 
 // A padded channel-last view of one sample: element (i, j, l, ch) = src(ch, i - lo0, j - lo1, l - lo2)
@@ -172,7 +153,9 @@ struct ChannelLast {
     const int64_t x0 = std::clamp<int64_t>(lo[2], 0, e[2]), x1 = std::clamp<int64_t>(lo[2] + in[2], x0, e[2]);
     std::fill(dst, dst + x0 * C, 0.0f);
     std::fill(dst + x1 * C, dst + len, 0.0f);
-    transpose_rows(src + (iz * in[1] + iy) * in[2] - lo[2], in[0] * in[1] * in[2], x0, x1, c, C, dst);
+    transpose(src + (iz * in[1] + iy) * in[2] - lo[2] + x0, in[0] * in[1] * in[2], c, x1 - x0, dst + x0 * C, C);
+    if (c < C)  // the padding channels
+      for (int64_t l = x0; l < x1; ++l) std::fill(dst + l * C + c, dst + (l + 1) * C, 0.0f);
   }
 };
 
@@ -182,20 +165,18 @@ struct ChannelLast {
 struct SlabRows {
   ChannelLast view;
   float* buf = nullptr;
-  int slots = 0;
+  int slots;
   int64_t z0 = 0, plane[4] = {-1, -1, -1, -1}, filled[4] = {0, 0, 0, 0};
+  explicit SlabRows(int n) : slots(n) {}
   int64_t row_len() const { return view.e[2] * view.C; }
   int64_t plane_len() const { return view.e[1] * row_len(); }
-  // Slots of len floats each in b, none holding a plane.
-  void reset(Buffer& b, int n, int64_t len) {
-    slots = n, buf = grow(b, n * len);
-    for (int k = 0; k < 4; ++k) plane[k] = -1, filled[k] = 0;
-  }
-  // Planes [z, z + slots) of view v (a view of another sample: no plane carries over).
-  void start(const ChannelLast& v, int64_t z) {
+  // Planes [z, z + slots) of view v, held in b (a buffer of the running thread; the views of one call
+  // share their extents). A view of another sample: no plane carries over.
+  void start(const ChannelLast& v, int64_t z, Buffer& b) {
     if (view.src != v.src)
       for (int k = 0; k < 4; ++k) plane[k] = -1;
     view = v, z0 = z;
+    buf = grow(b, slots * plane_len());
     for (int64_t p = z; p < z + slots; ++p)
       if (plane[p % slots] != p) plane[p % slots] = p, filled[p % slots] = 0;
   }
@@ -396,11 +377,10 @@ struct Lanes {
           float* v = grow(sc.v, kPos * pitch(C));
           float* m = grow(sc.m, kPos * pitch(Co));
           float* slab = grow(sc.slab, 2 * H2 * W2 * Co);
-          SlabRows rows;
-          rows.reset(sc.src, 4, tl.p[1] * tl.p[2] * C);
+          SlabRows rows(4);
           for (int64_t item = lo; item < hi; ++item) {
             const int64_t s = item / tl.t[0], tz = item % tl.t[0];
-            rows.start(source_view(g, tl, C, x, s), 2 * tz);
+            rows.start(source_view(g, tl, C, x, s), 2 * tz, sc.src);
             for (int64_t blk = 0; blk < tl.per_slab(); blk += kTiles) {
               const int nt = static_cast<int>(std::min<int64_t>(kTiles, tl.per_slab() - blk));
               rows.need(rows_through(tl, blk, nt, 4));
@@ -415,8 +395,8 @@ struct Lanes {
             }
             for (int64_t dz = 0; dz < 2 && 2 * tz + dz < g.out[0]; ++dz)
               for (int64_t yy = 0; yy < g.out[1]; ++yy)
-                untranspose_rows(slab + (dz * H2 + yy) * W2 * Co, g.out[2], g.cout, Co,
-                                 y + s * g.cout * ovol + (2 * tz + dz) * oplane + yy * g.out[2], ovol);
+                transpose(slab + (dz * H2 + yy) * W2 * Co, Co, g.out[2], g.cout,
+                          y + s * g.cout * ovol + (2 * tz + dz) * oplane + yy * g.out[2], ovol);
           }
         },
         1);
@@ -441,7 +421,7 @@ struct Lanes {
     const int workers = workers_for(items);
     float* part = grow(scratch().part, workers * psize);
     std::fill(part, part + workers * psize, 0.0f);
-    std::vector<SlabRows> xr(workers), dr(workers);  // per worker: x's rows and dy's rows
+    std::vector<SlabRows> xr(workers, SlabRows(4)), dr(workers, SlabRows(2));  // per worker: x's, dy's rows
     run_ranges(items, workers, [&](int worker, int64_t item) {  // consecutive slabs share source planes
       Scratch& ws = scratch();
       float* v = grow(ws.v, kPos * pitch(C));
@@ -451,12 +431,8 @@ struct Lanes {
       dview.src = dy + s * g.cout * g.out_vol(), dview.c = g.cout, dview.C = Co;
       for (int d = 0; d < 3; ++d) dview.in[d] = g.out[d], dview.e[d] = 2 * tl.t[d];
       SlabRows &xrows = xr[worker], &dyrows = dr[worker];
-      if (!xrows.buf) {
-        xrows.reset(ws.src, 4, tl.p[1] * tl.p[2] * C);
-        dyrows.reset(ws.dy, 2, dview.e[1] * dview.e[2] * Co);
-      }
-      xrows.start(source_view(g, tl, C, x, s), 2 * tz);
-      dyrows.start(dview, 2 * tz);
+      xrows.start(source_view(g, tl, C, x, s), 2 * tz, ws.src);
+      dyrows.start(dview, 2 * tz, ws.dy);
       const int64_t dsy = dview.e[2] * Co, dsz = dview.e[1] * dsy;
       for (int64_t blk = 0; blk < tl.per_slab(); blk += kTiles) {
         const int nt = static_cast<int>(std::min<int64_t>(kTiles, tl.per_slab() - blk));
