@@ -4,9 +4,10 @@
 //   forward+backward(dx,dw): y = conv(x, w, b); backward(y, gy) -> dx, dw, db  counted as 3x forward
 // BM_conv_strided: 3D strided conv (k3 s2 p1, k2 s2) and transposed conv (k2 s2), same counting with
 // P = the smaller (strided) side's volume, so its GFLOP/s compares with BM_conv's stride-1 cases.
-// BM_conv's last argument picks the CPU path of 3x3x3 convolutions (kernels/cpu_paths.h): 0 the direct
-// loops, 1 Winograd F(2x2x2, 3x3x3) where it applies (flops are counted as the direct loops', so its
-// GFLOP/s are "effective").
+// BM_conv's last argument picks the CPU conv path (kernels/cpu_paths.h): 0 the direct loops, 1 the special
+// kernels where they apply: Winograd F(2x2x2, 3x3x3) for BM_conv's cases (flops are counted as the direct
+// loops', so its GFLOP/s are "effective"). BM_conv_strided takes the process's path (PW_CONV=direct|special):
+// its k2 s2 cases run in place by tap pairs on the special path (kernels/cpu/conv_k2s2.h).
 // Threads: PW_NUM_THREADS (default: all cores). cpu_ms_all_threads: process CPU time per iteration.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
@@ -35,14 +36,14 @@ pw::Tensor random_tensor(const pw::Shape& s, float scale, unsigned seed) {
   return t;
 }
 
-// args: N, Cin, Cout, spatial size, spatial dims (2 or 3), with backward (0/1), Winograd (0/1)
+// args: N, Cin, Cout, spatial size, spatial dims (2 or 3), with backward (0/1), special path (0/1)
 void BM_conv(benchmark::State& state) {
   const int64_t n = state.range(0), cin = state.range(1), cout = state.range(2), s = state.range(3);
   const int d = static_cast<int>(state.range(4));
   const bool bwd = state.range(5) != 0;
   namespace kc = pw::kernels::cpu;
   const kc::ConvPath before = kc::conv_path();
-  kc::set_conv_path(state.range(6) ? kc::ConvPath::winograd : kc::ConvPath::direct);
+  kc::set_conv_path(state.range(6) ? kc::ConvPath::special : kc::ConvPath::direct);
   pw::Shape xs{n, cin}, ws{cout, cin}, ys{n, cout};
   double vox = 1.0, kv = 1.0;
   for (int i = 0; i < d; ++i) {

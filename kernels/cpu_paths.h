@@ -8,10 +8,13 @@
 //     18 ms per 64 patches of 32^3 on one core). Both give identical results. (Nearest gathers keep
 //     the vector gathers on every CPU: on Zen 4 they were as fast as scalar loads or faster.)
 //
-//   conv path: 3x3x3 stride-1 convolutions run by Winograd F(2x2x2, 3x3x3) where it pays
-//     (kernels/cpu/conv_winograd.h, `suits`: planes of >= 16 output tiles, channels that pad little to
-//     the SIMD width; ~3.4x fewer multiplications, results within float rounding of the direct loops)
-//     unless PW_CONV=direct.
+//   conv path: the specialised convolution kernels where they apply, unless PW_CONV=direct:
+//     - 3x3x3 stride-1 convolutions by Winograd F(2x2x2, 3x3x3) where it pays (kernels/cpu/conv_winograd.h,
+//       `suits`: planes of >= 16 output tiles, channels that pad little to the SIMD width; ~3.4x fewer
+//       multiplications, results within float rounding of the direct loops);
+//     - k2 s2 convolutions and transposed convolutions on their source in place, by pairs of taps
+//       (kernels/cpu/conv_k2s2.h: no phase-split copy; the same products, summed in another order).
+//     `direct` runs every convolution on the direct loops over phase-split copies (conv.cpp).
 #pragma once
 #include <string>
 
@@ -24,10 +27,10 @@ enum class GatherLoads { vector, scalar };
 GatherLoads gather_loads();
 // Forces a path (tests run both paths on any machine; benchmarks compare them).
 void set_gather_loads(GatherLoads path);
-enum class ConvPath { direct, winograd };
+enum class ConvPath { direct, special };
 
-// PW_CONV=direct|winograd (any other value: winograd), otherwise winograd (on every CPU: it does fewer
-// flops, not other instructions).
+// PW_CONV=direct|special (any other value: special), otherwise special (on every CPU: its kernels do
+// fewer flops or fewer copies, not other instructions).
 ConvPath conv_path();
 // Forces a path (tests compare both; benchmarks time both).
 void set_conv_path(ConvPath path);

@@ -29,6 +29,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/conv_k2s2.h"
 #include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/work_items.h"
 #include "kernels/parallel.h"
@@ -412,6 +413,7 @@ ConvGeom as_conv(const ConvGeom& g) {
 
 void conv_forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
   if (winograd::suits(g)) return winograd::forward(g, x, w, b, y);
+  if (k2s2::suits(g)) return k2s2::forward(g, x, w, b, y);
   const Padded xp = pad_input(g, x);
   const std::vector<int64_t> off = tap_offsets(g, xp, 1);
   const std::vector<float> wp = pack_weights(w, g.cout, g.cin * g.k_vol());
@@ -522,6 +524,7 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
 
 void conv_backward_data(const ConvGeom& g, const float* dy, const float* w, float* dx) {
   if (winograd::suits(g)) return winograd::backward_data(g, dy, w, dx);
+  if (k2s2::suits(g)) return k2s2::backward_data(g, dy, w, nullptr, dx);
   backward_data(g, dy, w, nullptr, dx);
 }
 
@@ -583,6 +586,7 @@ void weight_direct(const ConvGeom& g, const float* x, const float* dy, float* dw
 
 void conv_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
   if (winograd::suits(g)) return winograd::backward_weight(g, x, dy, dw);
+  if (k2s2::suits(g)) return k2s2::backward_weight(g, x, dy, dw);
   with_packet(g.out[2], [&](auto packet) { weight_direct<decltype(packet)>(g, x, dy, dw); });
 }
 
@@ -602,6 +606,7 @@ void conv_backward_bias(const ConvGeom& g, const float* dy, float* db) {
 }
 
 void conv_transpose_forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
+  if (k2s2::suits(as_conv(g))) return k2s2::backward_data(as_conv(g), x, w, b, y);
   backward_data(as_conv(g), x, w, b, y);
 }
 

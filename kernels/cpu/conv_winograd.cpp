@@ -487,7 +487,7 @@ void with_lanes(const ConvGeom& g, const F& f) {
 }  // namespace
 
 bool suits(const ConvGeom& g) {
-  if (conv_path() != ConvPath::winograd) return false;
+  if (conv_path() != ConvPath::special) return false;
   for (int d = 0; d < 3; ++d)
     if (g.k[d] != 3 || g.stride[d] != 1 || g.pad[d] < 0 || g.pad[d] > 2 || g.out[d] < 1) return false;
   // A slab (plane of tiles) of fewer than kTiles tiles would leave most of the block's products empty

@@ -74,7 +74,7 @@ std::atomic<int>& gather_state() {
 std::atomic<int>& conv_state() {
   static std::atomic<int> s{[] {
     const char* v = std::getenv("PW_CONV");
-    return int(v && std::strcmp(v, "direct") == 0 ? ConvPath::direct : ConvPath::winograd);
+    return int(v && std::strcmp(v, "direct") == 0 ? ConvPath::direct : ConvPath::special);
   }()};
   return s;
 }
@@ -97,7 +97,7 @@ std::string cpu_paths_description() {
   s += "; gather loads: ";
   s += gather_loads() == GatherLoads::vector ? "vector gathers" : "scalar loads";
   if (!kHaveVectorGathers) s += " (built without AVX2)";
-  s += conv_path() == ConvPath::winograd ? "; 3x3x3 convs: Winograd" : "; 3x3x3 convs: direct";
+  s += conv_path() == ConvPath::special ? "; convs: Winograd 3x3x3, k2 s2 in place" : "; convs: direct loops";
   return s;
 }
 

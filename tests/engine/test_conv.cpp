@@ -12,6 +12,7 @@
 #include "engine/gradcheck.h"
 #include "engine/ops.h"
 #include "engine/op_fixture.h"
+#include "kernels/cpu/conv_k2s2.h"
 #include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu_paths.h"
 
@@ -213,9 +214,9 @@ TEST_CASE("Winograd and direct 3x3x3 convs match a naive loop: odd sizes, pads 0
       {{1, 24, 4, 8, 8}, {8, 24, 3, 3, 3}, 1},     // 24 and 8 channels
   };
   const kc::ConvPath before = kc::conv_path();
-  for (kc::ConvPath path : {kc::ConvPath::winograd, kc::ConvPath::direct}) {
+  for (kc::ConvPath path : {kc::ConvPath::special, kc::ConvPath::direct}) {
     kc::set_conv_path(path);
-    CAPTURE(path == kc::ConvPath::winograd ? "winograd" : "direct");
+    CAPTURE(path == kc::ConvPath::special ? "special" : "direct");
     unsigned seed = 200;
     for (const Case& c : cases) {
       pw::kernels::ConvGeom g;  // the path each case takes
@@ -223,8 +224,53 @@ TEST_CASE("Winograd and direct 3x3x3 convs match a naive loop: odd sizes, pads 0
       for (int d = 0; d < 3; ++d) {
         g.in[d] = c.x[2 + d], g.out[d] = c.x[2 + d] + 2 * c.pad - 2, g.k[d] = 3, g.pad[d] = c.pad;
       }
-      CHECK(kc::winograd::suits(g) == (path == kc::ConvPath::winograd));
+      CHECK(kc::winograd::suits(g) == (path == kc::ConvPath::special));
       check_vs_naive(c.x, c.w, 1, c.pad, false, seed += 10);
+    }
+  }
+  kc::set_conv_path(before);
+}
+
+// k2 s2 convolutions and their transposes run in place by pairs of taps (kernels/cpu/conv_k2s2.cpp)
+// on the special path, by the phase-split direct loops on the other; both against the naive loop.
+// Rows of 16, 8, 4 and 2 outputs take 16-, 8- and 4-lane vectors; 6, 5, 3 and 12 end in a shifted
+// tail vector (outputs computed twice, dy lanes already counted zeroed for the weight gradient).
+TEST_CASE("k2 s2 convs and transposed convs match a naive loop on both conv paths") {
+  namespace kc = pw::kernels::cpu;
+  struct Case {
+    pw::Shape x, w;
+    bool transposed;
+  };
+  const Case cases[] = {
+      {{2, 16, 8, 8, 32}, {16, 16, 2, 2, 2}, false},   // rows of 16 outputs
+      {{1, 9, 6, 4, 24}, {11, 9, 2, 2, 2}, false},     // 12: a shifted tail of 16 lanes; odd channels
+      {{2, 5, 4, 6, 10}, {7, 5, 2, 2, 2}, false},      // 5: a shifted tail of 8 lanes
+      {{1, 3, 2, 2, 6}, {4, 3, 2, 2, 2}, false},       // 3: a shifted tail of 4 lanes
+      {{1, 40, 4, 4, 4}, {3, 40, 2, 2, 2}, false},     // rows of 2, many taps
+      {{2, 6, 10, 12}, {5, 6, 2, 2}, false},           // 2D: rows of 6
+      {{2, 16, 4, 4, 8}, {16, 8, 2, 2, 2}, true},      // transposed: up to 8^3
+      {{1, 7, 3, 5, 5}, {7, 13, 2, 2, 2}, true},       // transposed, rows of 5 (a shifted tail), odd channels
+      {{2, 4, 5, 9}, {4, 6, 2, 2}, true},              // 2D transposed, rows of 9
+  };
+  const kc::ConvPath before = kc::conv_path();
+  for (kc::ConvPath path : {kc::ConvPath::special, kc::ConvPath::direct}) {
+    kc::set_conv_path(path);
+    CAPTURE(path == kc::ConvPath::special ? "special" : "direct");
+    unsigned seed = 300;
+    for (const Case& c : cases) {
+      const bool three_d = c.x.size() == 5;
+      pw::kernels::ConvGeom g;  // the convolution of the case (of its data gradient when transposed)
+      g.n = c.x[0], g.cin = c.transposed ? c.w[1] : c.x[1], g.cout = c.transposed ? c.x[1] : c.w[0];
+      for (int d = 0; d < 3; ++d) {
+        const int64_t size = three_d ? c.x[2 + d] : (d == 0 ? 1 : c.x[1 + d]);
+        const int k = (three_d || d > 0) ? 2 : 1;
+        g.out[d] = c.transposed ? size : size / k, g.in[d] = c.transposed ? size * k : size;
+        g.k[d] = g.stride[d] = k;
+      }
+#ifdef __AVX2__
+      CHECK(kc::k2s2::suits(g) == (path == kc::ConvPath::special));
+#endif
+      check_vs_naive(c.x, c.w, 2, 0, c.transposed, seed += 10);
     }
   }
   kc::set_conv_path(before);

@@ -1,0 +1,402 @@
+// k2 s2 convolutions without copies (see conv_k2s2.h). Output voxel (z, y, x) of a k2 s2 convolution
+// reads the input block (kd*z + a, 2y + b, 2x + d), a < kd, b, d < 2: per input channel c and row
+// (a, b) -- a "tap" t = (c*kd + a)*2 + b -- two neighbours d = 0, 1 that lie side by side in memory.
+// So a SIMD vector of L consecutive input floats of one row holds the pairs of L/2 consecutive
+// outputs, and every lane is used:
+//   forward:  acc += (w[o,t,0], w[o,t,1], w[o,t,0], ...) * x-vector, summed over the taps; at the end
+//             the sum of lanes 2j and 2j+1 is output j (one shuffle per L/2 outputs).
+//   adjoint:  dx-vector of tap t += (w[o,t,0], w[o,t,1], ...) * (dy[j], dy[j], dy[j+1], dy[j+1], ...),
+//             summed over the output channels o: every dx value gets its one contribution, no sums.
+//   weights:  dw[o,t,d] = sum of the lanes of parity d of (dy duplicated as above) * x-vector, summed
+//             over all positions, with per-worker vector partial sums.
+// A row whose output length is no multiple of L/2 ends with a vector shifted left to end at the row's
+// end (never reading past it); it recomputes some outputs (forward, adjoint: the same values again) and
+// its duplicated dy lanes of outputs already counted are zero (weights).
+// L is the widest vector (16 lanes with AVX-512, 8 with AVX2) whose L/2 outputs fit in a row, halved
+// for short rows (8^3, 4^3 levels). Threaded over (sample, tile of output rows) work items.
+#include "kernels/cpu/conv_k2s2.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/work_items.h"
+#include "kernels/cpu_paths.h"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define PW_K2S2 1
+#endif
+
+namespace pw::kernels::cpu::k2s2 {
+
+#ifdef PW_K2S2
+namespace {
+
+// ---- vectors of L floats ----------------------------------------------------------------------
+template <int L>
+struct Vec;
+
+inline double load_pair(const float* p) {
+  double d;
+  std::memcpy(&d, p, sizeof d);
+  return d;
+}
+
+template <>
+struct Vec<4> {
+  using T = __m128;
+  static T zero() { return _mm_setzero_ps(); }
+  static T load(const float* p) { return _mm_loadu_ps(p); }
+  static void store(float* p, T v) { _mm_storeu_ps(p, v); }
+  static T fma(T a, T b, T c) { return _mm_fmadd_ps(a, b, c); }
+  static T add(T a, T b) { return _mm_add_ps(a, b); }
+  static T set1(float v) { return _mm_set1_ps(v); }
+  static T pair(const float* p) { return _mm_castpd_ps(_mm_set1_pd(load_pair(p))); }  // p0 p1 p0 p1
+  static T dup(const float* p) {                                                       // p0 p0 p1 p1
+    const T h = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p)));
+    return _mm_unpacklo_ps(h, h);
+  }
+  // Stores base + the sums of lane pairs (2j, 2j+1) at p[j].
+  static void store_pair_sums(float* p, T v, float base) {
+    const T s = _mm_add_ps(v, _mm_shuffle_ps(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    const T c = _mm_shuffle_ps(s, s, _MM_SHUFFLE(2, 0, 2, 0));
+    _mm_store_sd(reinterpret_cast<double*>(p), _mm_castps_pd(_mm_add_ps(c, _mm_set1_ps(base))));
+  }
+};
+
+template <>
+struct Vec<8> {
+  using T = __m256;
+  static T zero() { return _mm256_setzero_ps(); }
+  static T load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
+  static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
+  static T add(T a, T b) { return _mm256_add_ps(a, b); }
+  static T set1(float v) { return _mm256_set1_ps(v); }
+  static T pair(const float* p) { return _mm256_castpd_ps(_mm256_set1_pd(load_pair(p))); }
+  static T dup(const float* p) {
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+  }
+  static void store_pair_sums(float* p, T v, float base) {
+    const T s = _mm256_add_ps(v, _mm256_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m128 c = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(s, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
+    _mm_storeu_ps(p, _mm_add_ps(c, _mm_set1_ps(base)));
+  }
+};
+
+#ifdef __AVX512F__
+template <>
+struct Vec<16> {
+  using T = __m512;
+  static T zero() { return _mm512_setzero_ps(); }
+  static T load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
+  static T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
+  static T add(T a, T b) { return _mm512_add_ps(a, b); }
+  static T set1(float v) { return _mm512_set1_ps(v); }
+  static T pair(const float* p) { return _mm512_castpd_ps(_mm512_set1_pd(load_pair(p))); }
+  static T dup(const float* p) {
+    const __m512i idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(_mm256_loadu_ps(p)));
+  }
+  static void store_pair_sums(float* p, T v, float base) {
+    const T s = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+    const __m256 c = _mm512_castps512_ps256(_mm512_permutexvar_ps(even, s));
+    _mm256_storeu_ps(p, _mm256_add_ps(c, _mm256_set1_ps(base)));
+  }
+};
+constexpr int kMaxLanes = 16;
+constexpr int MR = 8, NV = 3;  // forward and adjoint: rows x vectors of accumulators (of 32 registers)
+#else
+constexpr int kMaxLanes = 8;
+constexpr int MR = 4, NV = 3;  // of 16 registers
+#endif
+constexpr int MO = kMaxLanes == 16 ? 4 : 2, NK = 6;  // weights: output channels x taps per block
+constexpr int64_t kTileOutputs = 2048;               // outputs per work item (per sample)
+
+int64_t round_up(int64_t a, int64_t m) { return (a + m - 1) / m * m; }
+
+// Calls f(Vec<L>{}) with the widest L whose L/2 outputs fit in an output row of w >= 2 voxels.
+template <class F>
+void with_lanes(int64_t w, const F& f) {
+#ifdef __AVX512F__
+  if (w >= 8) return f(Vec<16>{});
+#endif
+  if (w >= 4) return f(Vec<8>{});
+  f(Vec<4>{});
+}
+
+// The geometry seen from the input: sizes and the tap offsets t -> c*in_vol + a*H*W + b*W.
+struct Layout {
+  int64_t kd = 1, taps = 0, in_vol = 0, out_vol = 0;
+  std::vector<int64_t> off;
+  explicit Layout(const ConvGeom& g) : kd(g.k[0]), taps(g.cin * g.k[0] * 2), in_vol(g.in_vol()), out_vol(g.out_vol()) {
+    for (int64_t c = 0; c < g.cin; ++c)
+      for (int64_t a = 0; a < kd; ++a)
+        for (int64_t b = 0; b < 2; ++b) off.push_back(c * in_vol + (a * g.in[1] + b) * g.in[2]);
+  }
+};
+
+// One vector position: its first input float (tap 0) in a sample's x, its first output in a y channel
+// plane, and how many of its L/2 outputs an earlier vector of the row already covers (a shifted tail).
+struct Pos {
+  int64_t src, dst;
+  int covered;
+};
+
+// The vector positions of output rows [r0, r1) (row r = z * out[1] + y), L/2 outputs each.
+void build_positions(const ConvGeom& g, int64_t kd, int64_t r0, int64_t r1, int half, std::vector<Pos>& pos) {
+  pos.clear();
+  const int64_t w = g.out[2], full = w / half * half;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t z = r / g.out[1], y = r % g.out[1];
+    const int64_t row_src = (kd * z * g.in[1] + 2 * y) * g.in[2];
+    for (int64_t x = 0; x < full; x += half) pos.push_back({row_src + 2 * x, r * w + x, 0});
+    if (full < w) pos.push_back({row_src + 2 * (w - half), r * w + w - half, static_cast<int>(full - (w - half))});
+  }
+}
+
+std::vector<Pos>& thread_positions() {
+  thread_local std::vector<Pos> pos;
+  return pos;
+}
+
+// Tiles of whole output rows, about kTileOutputs outputs each; items are (sample, tile).
+struct Tiles {
+  int64_t rows, per, count;
+  explicit Tiles(const ConvGeom& g)
+      : rows(g.out[0] * g.out[1]), per(std::clamp<int64_t>(kTileOutputs / g.out[2], 1, rows)), count((rows + per - 1) / per) {}
+  int64_t begin(int64_t t) const { return t * per; }
+  int64_t end(int64_t t) const { return std::min(rows, (t + 1) * per); }
+};
+
+// ---- forward ----------------------------------------------------------------------------------
+
+// w (cout x taps x 2) packed in blocks of MR output channels, tap-major: pair (o, t) at
+// (((o / MR) * taps + t) * MR + o % MR) * 2; channels beyond cout are zero.
+std::vector<float> pack_forward(const float* w, int64_t cout, int64_t taps) {
+  std::vector<float> wp(static_cast<size_t>(round_up(cout, MR) * taps * 2), 0.0f);
+  for (int64_t o = 0; o < cout; ++o)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int d = 0; d < 2; ++d) wp[(((o / MR) * taps + t) * MR + o % MR) * 2 + d] = w[(o * taps + t) * 2 + d];
+  return wp;
+}
+
+// y rows [0, rows) of pitch P at the nv positions p (+ bias) from all K taps of x. (All taps in one
+// call: a shifted tail's outputs are stored twice, with the same value, never accumulated.)
+template <int L>
+inline void micro_forward(int64_t K, const int64_t* off, const float* wp, const float* xs, const Pos* p, int nv,
+                          const float* bias, float* y, int64_t P, int rows) {
+  using V = Vec<L>;
+  typename V::T acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  const float* s0 = xs + p[0].src;
+  const float* s1 = xs + p[nv > 1 ? 1 : 0].src;
+  const float* s2 = xs + p[nv > 2 ? 2 : 0].src;
+  for (int64_t k = 0; k < K; ++k, wp += MR * 2) {
+    const typename V::T c0 = V::load(s0 + off[k]), c1 = V::load(s1 + off[k]), c2 = V::load(s2 + off[k]);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const typename V::T wr = V::pair(wp + 2 * r);
+      acc[r][0] = V::fma(wr, c0, acc[r][0]);
+      acc[r][1] = V::fma(wr, c1, acc[r][1]);
+      acc[r][2] = V::fma(wr, c2, acc[r][2]);
+    }
+  }
+  for (int r = 0; r < rows; ++r)
+    for (int v = 0; v < nv; ++v) V::store_pair_sums(y + r * P + p[v].dst, acc[r][v], bias ? bias[r] : 0.0f);
+}
+
+template <int L>
+void forward_lanes(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
+  const Layout lay(g);
+  const std::vector<float> wp = pack_forward(w, g.cout, lay.taps);
+  const Tiles tiles(g);
+  const int64_t items = g.n * tiles.count, K = lay.taps, P = lay.out_vol;
+  run_ranges(items, workers_for(items), [&](int, int64_t item) {
+    const int64_t s = item / tiles.count, t = item % tiles.count;
+    std::vector<Pos>& pos = thread_positions();
+    build_positions(g, lay.kd, tiles.begin(t), tiles.end(t), L / 2, pos);
+    const float* xs = x + s * g.cin * lay.in_vol;
+    float* ys = y + s * g.cout * P;
+    const int64_t npos = static_cast<int64_t>(pos.size());
+    for (int64_t i = 0; i < npos; i += NV)
+      for (int64_t o = 0; o < g.cout; o += MR)
+        micro_forward<L>(K, lay.off.data(), wp.data() + o * K * 2, xs, pos.data() + i,
+                         static_cast<int>(std::min<int64_t>(NV, npos - i)), b ? b + o : nullptr, ys + o * P, P,
+                         static_cast<int>(std::min<int64_t>(MR, g.cout - o)));
+  });
+}
+
+// ---- adjoint (data gradient, transposed convolution) --------------------------------------------
+
+// w pairs packed in blocks of MR taps, channel-major: pair (o, t) at (((t / MR) * cout + o) * MR + t % MR) * 2.
+std::vector<float> pack_adjoint(const float* w, int64_t cout, int64_t taps) {
+  std::vector<float> wq(static_cast<size_t>(round_up(taps, MR) * cout * 2), 0.0f);
+  for (int64_t o = 0; o < cout; ++o)
+    for (int64_t t = 0; t < taps; ++t)
+      for (int d = 0; d < 2; ++d) wq[(((t / MR) * cout + o) * MR + t % MR) * 2 + d] = w[(o * taps + t) * 2 + d];
+  return wq;
+}
+
+// dx of taps [t0, t0 + rows) at the nv positions p, from all K = cout channels of dy (+ bias per tap).
+template <int L>
+inline void micro_adjoint(int64_t K, const float* wq, const float* dys, int64_t P, const Pos* p, int nv,
+                          const int64_t* off, const float* bias, float* dxs, int rows) {
+  using V = Vec<L>;
+  typename V::T acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
+  const int64_t d0 = p[0].dst, d1 = p[nv > 1 ? 1 : 0].dst, d2 = p[nv > 2 ? 2 : 0].dst;
+  for (int64_t o = 0; o < K; ++o, wq += MR * 2) {
+    const float* dyo = dys + o * P;
+    const typename V::T c0 = V::dup(dyo + d0), c1 = V::dup(dyo + d1), c2 = V::dup(dyo + d2);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const typename V::T wr = V::pair(wq + 2 * r);
+      acc[r][0] = V::fma(wr, c0, acc[r][0]);
+      acc[r][1] = V::fma(wr, c1, acc[r][1]);
+      acc[r][2] = V::fma(wr, c2, acc[r][2]);
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    const typename V::T base = V::set1(bias ? bias[r] : 0.0f);
+    for (int v = 0; v < nv; ++v) V::store(dxs + off[r] + p[v].src, V::add(acc[r][v], base));
+  }
+}
+
+template <int L>
+void adjoint_lanes(const ConvGeom& g, const float* dy, const float* w, const float* b, float* dx) {
+  const Layout lay(g);
+  const std::vector<float> wq = pack_adjoint(w, g.cout, lay.taps);
+  std::vector<float> tap_bias;  // the bias of each tap's input channel
+  if (b)
+    for (int64_t t = 0; t < lay.taps; ++t) tap_bias.push_back(b[t / (2 * lay.kd)]);
+  const Tiles tiles(g);
+  const int64_t items = g.n * tiles.count, P = lay.out_vol;
+  run_ranges(items, workers_for(items), [&](int, int64_t item) {
+    const int64_t s = item / tiles.count, t = item % tiles.count;
+    std::vector<Pos>& pos = thread_positions();
+    build_positions(g, lay.kd, tiles.begin(t), tiles.end(t), L / 2, pos);
+    const float* dys = dy + s * g.cout * P;
+    float* dxs = dx + s * g.cin * lay.in_vol;
+    const int64_t npos = static_cast<int64_t>(pos.size());
+    for (int64_t t0 = 0; t0 < lay.taps; t0 += MR)
+      for (int64_t i = 0; i < npos; i += NV)
+        micro_adjoint<L>(g.cout, wq.data() + t0 * g.cout * 2, dys, P, pos.data() + i,
+                         static_cast<int>(std::min<int64_t>(NV, npos - i)), lay.off.data() + t0,
+                         b ? tap_bias.data() + t0 : nullptr, dxs, static_cast<int>(std::min<int64_t>(MR, lay.taps - t0)));
+  });
+}
+
+// ---- weight gradient -------------------------------------------------------------------------
+
+// part (MO x NK vectors, (o, k) at (o * kp + k) * L) += dy vectors (duplicated, MO rows of pitch ld,
+// one L slot per position) * x-vectors of the taps off[0..NK) over positions [i0, i1).
+template <int L>
+inline void micro_weight(const Pos* p, int64_t i0, int64_t i1, const float* dyb, int64_t ld, const float* xs,
+                         const int64_t* off, float* part, int64_t kp) {
+  using V = Vec<L>;
+  typename V::T acc[MO][NK];
+  for (int o = 0; o < MO; ++o)
+    for (int k = 0; k < NK; ++k) acc[o][k] = V::load(part + (o * kp + k) * L);
+  int64_t tap[NK];
+  for (int k = 0; k < NK; ++k) tap[k] = off[k];
+  for (int64_t i = i0; i < i1; ++i) {
+    typename V::T d[MO];
+#pragma GCC unroll 8
+    for (int o = 0; o < MO; ++o) d[o] = V::load(dyb + o * ld + i * L);
+    const float* s = xs + p[i].src;
+#pragma GCC unroll 8
+    for (int k = 0; k < NK; ++k) {
+      const typename V::T c = V::load(s + tap[k]);
+#pragma GCC unroll 8
+      for (int o = 0; o < MO; ++o) acc[o][k] = V::fma(d[o], c, acc[o][k]);
+    }
+  }
+  for (int o = 0; o < MO; ++o)
+    for (int k = 0; k < NK; ++k) V::store(part + (o * kp + k) * L, acc[o][k]);
+}
+
+std::vector<float>& thread_dy_copy() {
+  thread_local std::vector<float> buf;
+  return buf;
+}
+
+template <int L>
+void weight_lanes(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+  const Layout lay(g);
+  const int64_t kp = round_up(lay.taps, NK), op = round_up(g.cout, MO), P = lay.out_vol;
+  std::vector<int64_t> off = lay.off;
+  off.resize(static_cast<size_t>(kp), 0);  // padded taps read tap 0 (their sums are dropped)
+  const Tiles tiles(g);
+  const int64_t items = g.n * tiles.count;
+  const int workers = workers_for(items);
+  const int64_t part_size = op * kp * L;
+  std::vector<float> partial(static_cast<size_t>(workers * part_size), 0.0f);
+  run_ranges(items, workers, [&](int worker, int64_t item) {
+    const int64_t s = item / tiles.count, t = item % tiles.count;
+    std::vector<Pos>& pos = thread_positions();
+    build_positions(g, lay.kd, tiles.begin(t), tiles.end(t), L / 2, pos);
+    const int64_t npos = static_cast<int64_t>(pos.size()), ld = (npos + 1) * L;  // +1: rows not 2^k apart
+    // dy of the positions, duplicated (lanes 2j, 2j+1 = output j), zero for covered outputs and o >= cout.
+    std::vector<float>& dyb = thread_dy_copy();
+    dyb.assign(static_cast<size_t>(op * ld), 0.0f);
+    for (int64_t o = 0; o < g.cout; ++o) {
+      const float* src = dy + (s * g.cout + o) * P;
+      for (int64_t i = 0; i < npos; ++i)
+        for (int j = pos[i].covered; j < L / 2; ++j)
+          dyb[o * ld + i * L + 2 * j] = dyb[o * ld + i * L + 2 * j + 1] = src[pos[i].dst + j];
+    }
+    const float* xs = x + s * g.cin * lay.in_vol;
+    float* part = partial.data() + worker * part_size;
+    for (int64_t k = 0; k < kp; k += NK)
+      for (int64_t o = 0; o < op; o += MO)
+        micro_weight<L>(pos.data(), 0, npos, dyb.data() + o * ld, ld, xs, off.data() + k, part + (o * kp + k) * L, kp);
+  });
+  for (int64_t o = 0; o < g.cout; ++o)
+    for (int64_t t = 0; t < lay.taps; ++t)
+      for (int d = 0; d < 2; ++d) {
+        float sum = 0.0f;
+        for (int wk = 0; wk < workers; ++wk)
+          for (int l = d; l < L; l += 2) sum += partial[wk * part_size + (o * kp + t) * L + l];
+        dw[(o * lay.taps + t) * 2 + d] = sum;
+      }
+}
+
+}  // namespace
+
+bool suits(const ConvGeom& g) {
+  if (conv_path() == ConvPath::direct) return false;
+  const bool kd_ok = (g.k[0] == 2 && g.stride[0] == 2) || (g.k[0] == 1 && g.stride[0] == 1);
+  if (!kd_ok || g.k[1] != 2 || g.k[2] != 2 || g.stride[1] != 2 || g.stride[2] != 2) return false;
+  for (int d = 0; d < 3; ++d)
+    if (g.pad[d] != 0 || g.out[d] < 1 || g.in[d] != g.out[d] * g.k[d]) return false;
+  return g.n > 0 && g.cin > 0 && g.cout > 0 && g.out[2] >= 2;
+}
+
+void forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
+  with_lanes(g.out[2], [&](auto v) { forward_lanes<sizeof(typename decltype(v)::T) / 4>(g, x, w, b, y); });
+}
+
+void backward_data(const ConvGeom& g, const float* dy, const float* w, const float* b, float* dx) {
+  with_lanes(g.out[2], [&](auto v) { adjoint_lanes<sizeof(typename decltype(v)::T) / 4>(g, dy, w, b, dx); });
+}
+
+void backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
+  with_lanes(g.out[2], [&](auto v) { weight_lanes<sizeof(typename decltype(v)::T) / 4>(g, x, dy, dw); });
+}
+
+#else  // no AVX2: the general strided path (conv.cpp) runs these
+
+bool suits(const ConvGeom&) { return false; }
+void forward(const ConvGeom&, const float*, const float*, const float*, float*) {}
+void backward_data(const ConvGeom&, const float*, const float*, const float*, float*) {}
+void backward_weight(const ConvGeom&, const float*, const float*, float*) {}
+
+#endif
+
+}  // namespace pw::kernels::cpu::k2s2
