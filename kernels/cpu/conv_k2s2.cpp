@@ -347,9 +347,14 @@ void weight_lanes(const ConvGeom& g, const float* x, const float* dy, float* dw)
     dyb.assign(static_cast<size_t>(op * ld), 0.0f);
     for (int64_t o = 0; o < g.cout; ++o) {
       const float* src = dy + (s * g.cout + o) * P;
-      for (int64_t i = 0; i < npos; ++i)
-        for (int j = pos[i].covered; j < L / 2; ++j)
-          dyb[o * ld + i * L + 2 * j] = dyb[o * ld + i * L + 2 * j + 1] = src[pos[i].dst + j];
+      float* row = dyb.data() + o * ld;
+      for (int64_t i = 0; i < npos; ++i) {
+        if (pos[i].covered == 0) {
+          Vec<L>::store(row + i * L, Vec<L>::dup(src + pos[i].dst));
+          continue;
+        }
+        for (int j = pos[i].covered; j < L / 2; ++j) row[i * L + 2 * j] = row[i * L + 2 * j + 1] = src[pos[i].dst + j];
+      }
     }
     const float* xs = x + s * g.cin * lay.in_vol;
     float* part = partial.data() + worker * part_size;
