@@ -161,10 +161,11 @@ inline void split_row_pair(const float* src, int64_t n, int64_t first, float* d0
     d0[q] = s[2 * q];
     d1[q] = s[2 * q + 1];
   }
-  for (int64_t q = a0; q < b0; ++q)  // the at most one element each phase has beyond the common range
-    if (q < a || q >= b) d0[q] = s[2 * q];
-  for (int64_t q = a1; q < b1; ++q)
-    if (q < a || q >= b) d1[q] = s[2 * q + 1];
+  // The at most one element each phase has beyond the common range [a, b), before or after it.
+  for (int64_t q = a0; q < std::min(a, b0); ++q) d0[q] = s[2 * q];
+  for (int64_t q = std::max(b, a0); q < b0; ++q) d0[q] = s[2 * q];
+  for (int64_t q = a1; q < std::min(a, b1); ++q) d1[q] = s[2 * q + 1];
+  for (int64_t q = std::max(b, a1); q < b1; ++q) d1[q] = s[2 * q + 1];
 }
 
 Padded pad_split(const float* x, int64_t n, int64_t channels, const int64_t in[3], const int lo[3], const int hi[3],
