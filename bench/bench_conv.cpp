@@ -36,7 +36,7 @@ pw::Tensor random_tensor(const pw::Shape& s, float scale, unsigned seed) {
   return t;
 }
 
-// args: N, Cin, Cout, spatial size, spatial dims (2 or 3), with backward (0/1), special path (0/1)
+// args: N, Cin, Cout, spatial size, spatial dims (2 or 3), with backward (0/1), wino: the special path (0/1)
 void BM_conv(benchmark::State& state) {
   const int64_t n = state.range(0), cin = state.range(1), cout = state.range(2), s = state.range(3);
   const int d = static_cast<int>(state.range(4));
