@@ -16,6 +16,13 @@
 // for short rows (8^3, 4^3 levels). Threaded over (sample, tile of output rows) work items.
 #include "kernels/cpu/conv_k2s2.h"
 
+#define EIGEN_DONT_PARALLELIZE  // we thread ourselves (pw::parallel_for)
+// GCC 12 warns inside its own AVX-512 headers (_mm512_undefined_ps) when Eigen's packets inline.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Packet types as template arguments lose their may_alias attribute (harmless here; Eigen does the same).
+#pragma GCC diagnostic ignored "-Wignored-attributes"
+#include <Eigen/Core>
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -33,9 +40,37 @@ namespace pw::kernels::cpu::k2s2 {
 #ifdef PW_K2S2
 namespace {
 
-// ---- vectors of L floats ----------------------------------------------------------------------
+// ---- vectors of L floats: Eigen's packets, plus the two pair operations -------------------------
 template <int L>
-struct Vec;
+struct PacketOf;
+template <>
+struct PacketOf<4> {
+  using type = Eigen::internal::Packet4f;
+};
+template <>
+struct PacketOf<8> {
+  using type = Eigen::internal::Packet8f;
+};
+#ifdef __AVX512F__
+template <>
+struct PacketOf<16> {
+  using type = Eigen::internal::Packet16f;
+};
+#endif
+
+template <int L>
+struct Vec {
+  using T = typename PacketOf<L>::type;
+  static T zero() { return Eigen::internal::pset1<T>(0.0f); }
+  static T set1(float v) { return Eigen::internal::pset1<T>(v); }
+  static T load(const float* p) { return Eigen::internal::ploadu<T>(p); }
+  static void store(float* p, T v) { Eigen::internal::pstoreu(p, v); }
+  static T fma(T a, T b, T c) { return Eigen::internal::pmadd(a, b, c); }
+  static T add(T a, T b) { return Eigen::internal::padd(a, b); }
+  static T dup(const float* p) { return Eigen::internal::ploaddup<T>(p); }  // p0 p0 p1 p1 ... (L/2 floats)
+  static T pair(const float* p);                                           // p0 p1 p0 p1 ...
+  static void store_pair_sums(float* p, T v, float base);                  // p[j] = base + v[2j] + v[2j+1]
+};
 
 inline double load_pair(const float* p) {
   double d;
@@ -44,69 +79,39 @@ inline double load_pair(const float* p) {
 }
 
 template <>
-struct Vec<4> {
-  using T = __m128;
-  static T zero() { return _mm_setzero_ps(); }
-  static T load(const float* p) { return _mm_loadu_ps(p); }
-  static void store(float* p, T v) { _mm_storeu_ps(p, v); }
-  static T fma(T a, T b, T c) { return _mm_fmadd_ps(a, b, c); }
-  static T add(T a, T b) { return _mm_add_ps(a, b); }
-  static T set1(float v) { return _mm_set1_ps(v); }
-  static T pair(const float* p) { return _mm_castpd_ps(_mm_set1_pd(load_pair(p))); }  // p0 p1 p0 p1
-  static T dup(const float* p) {                                                       // p0 p0 p1 p1
-    const T h = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(p)));
-    return _mm_unpacklo_ps(h, h);
-  }
-  // Stores base + the sums of lane pairs (2j, 2j+1) at p[j].
-  static void store_pair_sums(float* p, T v, float base) {
-    const T s = _mm_add_ps(v, _mm_shuffle_ps(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
-    const T c = _mm_shuffle_ps(s, s, _MM_SHUFFLE(2, 0, 2, 0));
-    _mm_store_sd(reinterpret_cast<double*>(p), _mm_castps_pd(_mm_add_ps(c, _mm_set1_ps(base))));
-  }
-};
+inline Vec<4>::T Vec<4>::pair(const float* p) {
+  return _mm_castpd_ps(_mm_set1_pd(load_pair(p)));
+}
+template <>
+inline void Vec<4>::store_pair_sums(float* p, T v, float base) {
+  const T s = _mm_add_ps(v, _mm_shuffle_ps(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+  const T c = _mm_shuffle_ps(s, s, _MM_SHUFFLE(2, 0, 2, 0));
+  _mm_store_sd(reinterpret_cast<double*>(p), _mm_castps_pd(_mm_add_ps(c, _mm_set1_ps(base))));
+}
 
 template <>
-struct Vec<8> {
-  using T = __m256;
-  static T zero() { return _mm256_setzero_ps(); }
-  static T load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
-  static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
-  static T add(T a, T b) { return _mm256_add_ps(a, b); }
-  static T set1(float v) { return _mm256_set1_ps(v); }
-  static T pair(const float* p) { return _mm256_castpd_ps(_mm256_set1_pd(load_pair(p))); }
-  static T dup(const float* p) {
-    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(p)), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
-  }
-  static void store_pair_sums(float* p, T v, float base) {
-    const T s = _mm256_add_ps(v, _mm256_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
-    const __m128 c = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(s, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
-    _mm_storeu_ps(p, _mm_add_ps(c, _mm_set1_ps(base)));
-  }
-};
+inline Vec<8>::T Vec<8>::pair(const float* p) {
+  return _mm256_castpd_ps(_mm256_set1_pd(load_pair(p)));
+}
+template <>
+inline void Vec<8>::store_pair_sums(float* p, T v, float base) {
+  const T s = _mm256_add_ps(v, _mm256_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
+  const __m128 c = _mm256_castps256_ps128(_mm256_permutevar8x32_ps(s, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
+  _mm_storeu_ps(p, _mm_add_ps(c, _mm_set1_ps(base)));
+}
 
 #ifdef __AVX512F__
 template <>
-struct Vec<16> {
-  using T = __m512;
-  static T zero() { return _mm512_setzero_ps(); }
-  static T load(const float* p) { return _mm512_loadu_ps(p); }
-  static void store(float* p, T v) { _mm512_storeu_ps(p, v); }
-  static T fma(T a, T b, T c) { return _mm512_fmadd_ps(a, b, c); }
-  static T add(T a, T b) { return _mm512_add_ps(a, b); }
-  static T set1(float v) { return _mm512_set1_ps(v); }
-  static T pair(const float* p) { return _mm512_castpd_ps(_mm512_set1_pd(load_pair(p))); }
-  static T dup(const float* p) {
-    const __m512i idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-    return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(_mm256_loadu_ps(p)));
-  }
-  static void store_pair_sums(float* p, T v, float base) {
-    const T s = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
-    const __m256 c = _mm512_castps512_ps256(_mm512_permutexvar_ps(even, s));
-    _mm256_storeu_ps(p, _mm256_add_ps(c, _mm256_set1_ps(base)));
-  }
-};
+inline Vec<16>::T Vec<16>::pair(const float* p) {
+  return _mm512_castpd_ps(_mm512_set1_pd(load_pair(p)));
+}
+template <>
+inline void Vec<16>::store_pair_sums(float* p, T v, float base) {
+  const T s = _mm512_add_ps(v, _mm512_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+  const __m256 c = _mm512_castps512_ps256(_mm512_permutexvar_ps(even, s));
+  _mm256_storeu_ps(p, _mm256_add_ps(c, _mm256_set1_ps(base)));
+}
 constexpr int kMaxLanes = 16;
 constexpr int MR = 8, NV = 3;  // forward and adjoint: rows x vectors of accumulators (of 32 registers)
 #else

@@ -133,6 +133,20 @@ void check_vs_naive(const pw::Shape& xs, const pw::Shape& ws, int s, int p, bool
   check(b->grad, r.db, r.mdb, "db");
 }
 
+// Runs f(special) with the process's CPU conv path set to the special kernels (special = true), then to the
+// direct loops, and restores the path (kernels/cpu_paths.h).
+template <class F>
+void on_both_conv_paths(const F& f) {
+  namespace kc = pw::kernels::cpu;
+  const kc::ConvPath before = kc::conv_path();
+  for (kc::ConvPath path : {kc::ConvPath::special, kc::ConvPath::direct}) {
+    kc::set_conv_path(path);
+    CAPTURE(path == kc::ConvPath::special ? "special" : "direct");
+    f(path == kc::ConvPath::special);
+  }
+  kc::set_conv_path(before);
+}
+
 }  // namespace
 
 TEST_CASE("conv and conv_transpose match every op-fixture case (forward and all gradients)") {
@@ -213,10 +227,7 @@ TEST_CASE("Winograd and direct 3x3x3 convs match a naive loop: odd sizes, pads 0
       {{2, 8, 6, 8, 8}, {16, 8, 3, 3, 3}, 1},      // 8 channels: half-width lanes with AVX-512
       {{1, 24, 4, 8, 8}, {8, 24, 3, 3, 3}, 1},     // 24 and 8 channels
   };
-  const kc::ConvPath before = kc::conv_path();
-  for (kc::ConvPath path : {kc::ConvPath::special, kc::ConvPath::direct}) {
-    kc::set_conv_path(path);
-    CAPTURE(path == kc::ConvPath::special ? "special" : "direct");
+  on_both_conv_paths([&](bool special) {
     unsigned seed = 200;
     for (const Case& c : cases) {
       pw::kernels::ConvGeom g;  // the path each case takes
@@ -224,11 +235,10 @@ TEST_CASE("Winograd and direct 3x3x3 convs match a naive loop: odd sizes, pads 0
       for (int d = 0; d < 3; ++d) {
         g.in[d] = c.x[2 + d], g.out[d] = c.x[2 + d] + 2 * c.pad - 2, g.k[d] = 3, g.pad[d] = c.pad;
       }
-      CHECK(kc::winograd::suits(g) == (path == kc::ConvPath::special));
+      CHECK(kc::winograd::suits(g) == special);
       check_vs_naive(c.x, c.w, 1, c.pad, false, seed += 10);
     }
-  }
-  kc::set_conv_path(before);
+  });
 }
 
 // k2 s2 convolutions and their transposes run in place by pairs of taps (kernels/cpu/conv_k2s2.cpp)
@@ -252,10 +262,7 @@ TEST_CASE("k2 s2 convs and transposed convs match a naive loop on both conv path
       {{1, 7, 3, 5, 5}, {7, 13, 2, 2, 2}, true},       // transposed, rows of 5 (a shifted tail), odd channels
       {{2, 4, 5, 9}, {4, 6, 2, 2}, true},              // 2D transposed, rows of 9
   };
-  const kc::ConvPath before = kc::conv_path();
-  for (kc::ConvPath path : {kc::ConvPath::special, kc::ConvPath::direct}) {
-    kc::set_conv_path(path);
-    CAPTURE(path == kc::ConvPath::special ? "special" : "direct");
+  on_both_conv_paths([&](bool special) {
     unsigned seed = 300;
     for (const Case& c : cases) {
       const bool three_d = c.x.size() == 5;
@@ -268,12 +275,11 @@ TEST_CASE("k2 s2 convs and transposed convs match a naive loop on both conv path
         g.k[d] = g.stride[d] = k;
       }
 #ifdef __AVX2__
-      CHECK(kc::k2s2::suits(g) == (path == kc::ConvPath::special));
+      CHECK(kc::k2s2::suits(g) == special);
 #endif
       check_vs_naive(c.x, c.w, 2, 0, c.transposed, seed += 10);
     }
-  }
-  kc::set_conv_path(before);
+  });
 }
 
 TEST_CASE("conv and conv_transpose match a naive loop on random small geometries") {
