@@ -172,6 +172,12 @@ Var Norm::forward(const Var& x) {
   return x;
 }
 
+Var Norm::forward_act(const Var& x, ActKind act, float slope) {
+  if (kind_ == NormKind::instance) return instance_norm_act(x, weight_, bias_, act == ActKind::relu ? 0.f : slope);
+  const Var y = forward(x);
+  return act == ActKind::relu ? relu(y) : leaky_relu(y, slope);
+}
+
 ConvNormAct::ConvNormAct(int dims, int64_t cin, int64_t cout, NormKind norm, ActKind act, float slope, InitRng& rng,
                          int padding)
     : act_(act), slope_(slope) {
@@ -182,10 +188,7 @@ ConvNormAct::ConvNormAct(int dims, int64_t cin, int64_t cout, NormKind norm, Act
   if (norm != NormKind::none) add_child("norm", *norm_);
 }
 
-Var ConvNormAct::forward(const Var& x) {
-  Var y = norm_->forward(conv_->forward(x));
-  return act_ == ActKind::relu ? relu(y) : leaky_relu(y, slope_);
-}
+Var ConvNormAct::forward(const Var& x) { return norm_->forward_act(conv_->forward(x), act_, slope_); }
 
 // ---- U-Net configuration ----------------------------------------------------------------------
 

@@ -5,6 +5,7 @@
 
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#include "kernels/elementwise.h"
 #include "kernels/norm.h"
 
 namespace pw {
@@ -64,6 +65,34 @@ Var instance_norm(const Var& x, const Var& weight, const Var& bias, float eps) {
       PW_DISPATCH(self.value.device(), instance_norm_backward, self.parents[0]->value.f32(),
                   ptr_or_null(self.parents[1]), mean.f32(), rstd.f32(), self.grad.f32(), dx, dw, db, p.N, p.C,
                   p.S);
+    });
+  });
+}
+
+Var instance_norm_act(const Var& x, const Var& weight, const Var& bias, float slope, float eps) {
+  Planes p = check_norm_inputs(x, weight, bias, "instance_norm_act");
+  if (!(slope >= 0.f && slope < 1.f))
+    throw std::invalid_argument("instance_norm_act: slope must be in [0, 1), got " + std::to_string(slope));
+  const Device dev = x->value.device();
+  Tensor y = Tensor::empty_like(x->value);
+  Tensor mean = Tensor::empty({p.N * p.C}, DType::f32, dev);
+  Tensor rstd = Tensor::empty({p.N * p.C}, DType::f32, dev);
+  PW_DISPATCH(dev, instance_norm_forward, x->value.f32(), ptr_or_null(weight), ptr_or_null(bias), y.f32(),
+              mean.f32(), rstd.f32(), p.N, p.C, p.S, eps);
+  if (slope == 0.f)  // in place: y = act(normalised)
+    PW_DISPATCH(dev, relu_forward, y.f32(), y.f32(), y.numel());
+  else
+    PW_DISPATCH(dev, leaky_relu_forward, y.f32(), y.f32(), y.numel(), slope);
+  return record(y, {x, weight, bias}, [p, mean, rstd, slope](Node& self) {
+    const Device d = self.value.device();
+    Tensor dz = Tensor::empty_like(self.value);  // the gradient at the normalised tensor
+    if (slope == 0.f)
+      PW_DISPATCH(d, relu_backward, self.value.f32(), self.grad.f32(), dz.f32(), dz.numel());
+    else
+      PW_DISPATCH(d, leaky_relu_backward, self.value.f32(), self.grad.f32(), dz.f32(), dz.numel(), slope);
+    accumulate_norm_grads(self, [&](float* dx, float* dw, float* db) {
+      PW_DISPATCH(d, instance_norm_backward, self.parents[0]->value.f32(), ptr_or_null(self.parents[1]),
+                  mean.f32(), rstd.f32(), dz.f32(), dx, dw, db, p.N, p.C, p.S);
     });
   });
 }

@@ -28,6 +28,7 @@
   X(avg_pool, "")                                                                                               \
   X(upsample, "")                                                                                               \
   X(instance_norm, "")                                                                                          \
+  X(instance_norm_act, "")                                                                                      \
   X(batch_norm, "")                                                                                             \
   X(relu, "")                                                                                                   \
   X(leaky_relu, "")                                                                                             \

@@ -200,6 +200,14 @@ PW_PARITY_CASE(instance_norm, "affine 3D, plain 2D") {
                [](const std::vector<Var>& v, Device) { return instance_norm(v[0], Var(), Var()); });
 }
 
+PW_PARITY_CASE(instance_norm_act, "affine 3D leaky, plain 2D relu") {
+  check_parity("instance_norm_act affine leaky",
+               {random_tensor({3, 4, 5, 6, 7}, 84, -2.f, 3.f), random_tensor({4}, 85), random_tensor({4}, 86)},
+               [](const std::vector<Var>& v, Device) { return instance_norm_act(v[0], v[1], v[2], 0.01f); });
+  check_parity("instance_norm_act plain 2D relu", {random_tensor({2, 3, 9, 8}, 87)},
+               [](const std::vector<Var>& v, Device) { return instance_norm_act(v[0], Var(), Var(), 0.f); });
+}
+
 PW_PARITY_CASE(batch_norm, "train and eval, running statistics") {
   const Shape s = {3, 4, 5, 6, 7};
   for (bool training : {true, false}) {

@@ -129,6 +129,13 @@ PW_GRADIENT_CASE(instance_norm, "affine and plain") {
   check_grad("plain", [](const std::vector<Var>& v) { return instance_norm(v[0], nullptr, nullptr); }, {x});
 }
 
+PW_GRADIENT_CASE(instance_norm_act, "affine leaky, plain relu") {
+  const Tensor x = random_tensor({2, 3, 2, 3, 2}, 27, -2.f, 2.f);
+  check_grad("affine leaky", [](const std::vector<Var>& v) { return instance_norm_act(v[0], v[1], v[2], 0.2f); },
+             {x, random_tensor({3}, 28, 0.5f, 1.5f), random_tensor({3}, 29)});
+  check_grad("plain relu", [](const std::vector<Var>& v) { return instance_norm_act(v[0], nullptr, nullptr, 0.f); }, {x});
+}
+
 PW_GRADIENT_CASE(batch_norm, "train (batch statistics) and eval (running statistics)") {
   for (bool training : {true, false})
     check_grad(training ? "train" : "eval",

@@ -89,3 +89,38 @@ TEST_CASE("instance_norm and batch_norm pass the finite-difference gradient chec
     CHECK_MESSAGE(r.ok, r.message);
   }
 }
+
+// The fused node runs the same kernels in the same order as instance_norm then relu / leaky_relu, so its
+// output and every gradient are the same floats.
+TEST_CASE("instance_norm_act equals instance_norm then the activation, bit for bit, and drops the middle tensor") {
+  struct Case {
+    Shape x;
+    bool affine;
+    float slope;
+  };
+  const Case cases[] = {{{2, 3, 4, 5, 6}, true, 0.01f}, {{2, 3, 4, 5, 6}, true, 0.f}, {{3, 2, 7, 5}, false, 0.2f},
+                        {{1, 4, 9}, true, 0.f}};
+  unsigned seed = 30;
+  for (const Case& c : cases) {
+    INFO("x " << shape_str(c.x) << " slope " << c.slope << (c.affine ? " affine" : ""));
+    const Tensor x0 = random_tensor(c.x, seed++, -2.f, 3.f), w0 = random_tensor({c.x[1]}, seed++, 0.5f, 1.5f),
+                 b0 = random_tensor({c.x[1]}, seed++), gy = random_tensor(c.x, seed++);
+    auto run = [&](bool fused) {
+      Var x = variable(x0.clone(), true), w = variable(w0.clone(), true), b = variable(b0.clone(), true);
+      Var wv = c.affine ? w : Var(), bv = c.affine ? b : Var();
+      Var y = fused ? instance_norm_act(x, wv, bv, c.slope)
+                    : (c.slope == 0.f ? relu(instance_norm(x, wv, bv)) : leaky_relu(instance_norm(x, wv, bv), c.slope));
+      if (fused) CHECK(y->parents.size() == 3);  // x, weight, bias: no normalised tensor in between
+      backward(y, gy);
+      std::vector<std::vector<float>> out{y->value.to_vector(), x->grad.to_vector()};
+      if (c.affine) out.push_back(w->grad.to_vector()), out.push_back(b->grad.to_vector());
+      return out;
+    };
+    const auto fused = run(true), plain = run(false);
+    REQUIRE(fused.size() == plain.size());
+    for (size_t k = 0; k < fused.size(); ++k) CHECK(fused[k] == plain[k]);
+  }
+  Var x = variable(Tensor::zeros({1, 2, 3}));
+  CHECK_THROWS_AS(instance_norm_act(x, nullptr, nullptr, -0.1f), std::invalid_argument);
+  CHECK_THROWS_AS(instance_norm_act(x, nullptr, nullptr, std::nanf("")), std::invalid_argument);
+}
