@@ -11,7 +11,8 @@
 // The family's kernels: X(return type, name, (parameters)), expanded for both backends below
 // (kernels/op_list.h).
 #define PW_KERNELS_ELEMENTWISE(X)                                                                               \
-  /* y = max(x, 0);  dx = x > 0 ? dy : 0 */                                                                     \
+  /* y = max(x, 0);  dx = x > 0 ? dy : 0.  Both forwards may run in place (y == x; instance_norm_act does),  */ \
+  /* and both backwards take y for x as well (y > 0 exactly where x > 0, for slope >= 0).                     */ \
   X(void, relu_forward, (const float* x, float* y, int64_t n))                                                  \
   X(void, relu_backward, (const float* x, const float* dy, float* dx, int64_t n))                               \
   /* y = x > 0 ? x : slope*x;  dx = x > 0 ? dy : slope*dy */                                                    \
