@@ -173,9 +173,13 @@ Var Norm::forward(const Var& x) {
 }
 
 Var Norm::forward_act(const Var& x, ActKind act, float slope) {
-  if (kind_ == NormKind::instance) return instance_norm_act(x, weight_, bias_, act == ActKind::relu ? 0.f : slope);
-  const Var y = forward(x);
-  return act == ActKind::relu ? relu(y) : leaky_relu(y, slope);
+  const float s = act == ActKind::relu ? 0.f : slope;
+  switch (kind_) {
+    case NormKind::instance: return instance_norm_act(x, weight_, bias_, s);
+    case NormKind::batch: return batch_norm_act(x, weight_, bias_, *running_mean_, *running_var_, training(), s);
+    case NormKind::none: break;
+  }
+  return act == ActKind::relu ? relu(x) : leaky_relu(x, slope);
 }
 
 ConvNormAct::ConvNormAct(int dims, int64_t cin, int64_t cout, NormKind norm, ActKind act, float slope, InitRng& rng,

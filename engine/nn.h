@@ -110,7 +110,8 @@ class Norm : public Module {
  public:
   Norm(NormKind kind, int64_t channels);
   Var forward(const Var& x);
-  // act(forward(x)); instance norm fuses the activation (instance_norm_act: no normalised tensor kept).
+  // act(forward(x)), the norms fused with the activation (instance_norm_act, batch_norm_act: the normalised
+  // tensor is not kept).
   Var forward_act(const Var& x, ActKind act, float slope);
 
  private:

@@ -41,6 +41,9 @@ Var instance_norm_act(const Var& x, const Var& weight, const Var& bias, float sl
 // variance, momentum weighting the new batch); else normalise with the running statistics.
 Var batch_norm(const Var& x, const Var& weight, const Var& bias, Tensor& running_mean, Tensor& running_var,
                bool training, float momentum = 0.1f, float eps = 1e-5f);
+// batch_norm then relu (slope 0) or leaky_relu (slope > 0), one node as instance_norm_act.
+Var batch_norm_act(const Var& x, const Var& weight, const Var& bias, Tensor& running_mean, Tensor& running_var,
+                   bool training, float slope, float momentum = 0.1f, float eps = 1e-5f);
 
 // ---- elementwise, activations, shape (ops_elementwise.cpp) ----------------------------------
 Var relu(const Var& x);

@@ -50,65 +50,64 @@ void accumulate_norm_grads(Node& self, Kernel&& kernel) {
   if (db.defined()) accumulate_owned(*b, std::move(db));
 }
 
-}  // namespace
+// The activation of a fused norm node: slope 0: ReLU, else leaky ReLU with that slope.
+void check_slope(float slope, const char* op) {
+  if (!(slope >= 0.f && slope < 1.f))
+    throw std::invalid_argument(std::string(op) + ": slope must be in [0, 1), got " + std::to_string(slope));
+}
+// The activation, in place on the norm's output.
+void act_in_place(Tensor& y, float slope) {
+  if (slope == 0.f)
+    PW_DISPATCH(y.device(), relu_forward, y.f32(), y.f32(), y.numel());
+  else
+    PW_DISPATCH(y.device(), leaky_relu_forward, y.f32(), y.f32(), y.numel(), slope);
+}
+// The gradient at the normalised tensor, from the node's output and gradient (y > 0 exactly where the
+// normalised value is).
+Tensor act_backward_from_output(const Node& self, float slope) {
+  Tensor dz = Tensor::empty_like(self.value);
+  if (slope == 0.f)
+    PW_DISPATCH(dz.device(), relu_backward, self.value.f32(), self.grad.f32(), dz.f32(), dz.numel());
+  else
+    PW_DISPATCH(dz.device(), leaky_relu_backward, self.value.f32(), self.grad.f32(), dz.f32(), dz.numel(), slope);
+  return dz;
+}
 
-Var instance_norm(const Var& x, const Var& weight, const Var& bias, float eps) {
-  Planes p = check_norm_inputs(x, weight, bias, "instance_norm");
+// instance_norm, then the activation of slope in place when act (instance_norm_act).
+Var instance_norm_impl(const char* op, const Var& x, const Var& weight, const Var& bias, float eps, bool act,
+                       float slope) {
+  Planes p = check_norm_inputs(x, weight, bias, op);
+  if (act) check_slope(slope, op);
   const Device dev = x->value.device();
   Tensor y = Tensor::empty_like(x->value);
   Tensor mean = Tensor::empty({p.N * p.C}, DType::f32, dev);
   Tensor rstd = Tensor::empty({p.N * p.C}, DType::f32, dev);
   PW_DISPATCH(dev, instance_norm_forward, x->value.f32(), ptr_or_null(weight), ptr_or_null(bias), y.f32(),
               mean.f32(), rstd.f32(), p.N, p.C, p.S, eps);
-  return record(y, {x, weight, bias}, [p, mean, rstd](Node& self) {
+  if (act) act_in_place(y, slope);
+  return record(y, {x, weight, bias}, [p, mean, rstd, act, slope](Node& self) {
+    const Tensor dz = act ? act_backward_from_output(self, slope) : self.grad;
     accumulate_norm_grads(self, [&](float* dx, float* dw, float* db) {
       PW_DISPATCH(self.value.device(), instance_norm_backward, self.parents[0]->value.f32(),
-                  ptr_or_null(self.parents[1]), mean.f32(), rstd.f32(), self.grad.f32(), dx, dw, db, p.N, p.C,
-                  p.S);
+                  ptr_or_null(self.parents[1]), mean.f32(), rstd.f32(), dz.f32(), dx, dw, db, p.N, p.C, p.S);
     });
   });
 }
 
-Var instance_norm_act(const Var& x, const Var& weight, const Var& bias, float slope, float eps) {
-  Planes p = check_norm_inputs(x, weight, bias, "instance_norm_act");
-  if (!(slope >= 0.f && slope < 1.f))
-    throw std::invalid_argument("instance_norm_act: slope must be in [0, 1), got " + std::to_string(slope));
-  const Device dev = x->value.device();
-  Tensor y = Tensor::empty_like(x->value);
-  Tensor mean = Tensor::empty({p.N * p.C}, DType::f32, dev);
-  Tensor rstd = Tensor::empty({p.N * p.C}, DType::f32, dev);
-  PW_DISPATCH(dev, instance_norm_forward, x->value.f32(), ptr_or_null(weight), ptr_or_null(bias), y.f32(),
-              mean.f32(), rstd.f32(), p.N, p.C, p.S, eps);
-  if (slope == 0.f)  // in place: y = act(normalised)
-    PW_DISPATCH(dev, relu_forward, y.f32(), y.f32(), y.numel());
-  else
-    PW_DISPATCH(dev, leaky_relu_forward, y.f32(), y.f32(), y.numel(), slope);
-  return record(y, {x, weight, bias}, [p, mean, rstd, slope](Node& self) {
-    const Device d = self.value.device();
-    Tensor dz = Tensor::empty_like(self.value);  // the gradient at the normalised tensor
-    if (slope == 0.f)
-      PW_DISPATCH(d, relu_backward, self.value.f32(), self.grad.f32(), dz.f32(), dz.numel());
-    else
-      PW_DISPATCH(d, leaky_relu_backward, self.value.f32(), self.grad.f32(), dz.f32(), dz.numel(), slope);
-    accumulate_norm_grads(self, [&](float* dx, float* dw, float* db) {
-      PW_DISPATCH(d, instance_norm_backward, self.parents[0]->value.f32(), ptr_or_null(self.parents[1]),
-                  mean.f32(), rstd.f32(), dz.f32(), dx, dw, db, p.N, p.C, p.S);
-    });
-  });
-}
-
-Var batch_norm(const Var& x, const Var& weight, const Var& bias, Tensor& running_mean, Tensor& running_var,
-               bool training, float momentum, float eps) {
-  Planes p = check_norm_inputs(x, weight, bias, "batch_norm");
+// batch_norm, then the activation of slope in place when act (batch_norm_act).
+Var batch_norm_impl(const char* op, const Var& x, const Var& weight, const Var& bias, Tensor& running_mean,
+                    Tensor& running_var, bool training, float momentum, float eps, bool act, float slope) {
+  Planes p = check_norm_inputs(x, weight, bias, op);
+  if (act) check_slope(slope, op);
   const Device dev = x->value.device();
   for (const Tensor* r : {&running_mean, &running_var})
     if (r->dtype() != DType::f32 || r->shape() != Shape{p.C} || r->device() != dev)
-      throw std::invalid_argument("batch_norm: running statistics must be f32 [" + std::to_string(p.C) +
+      throw std::invalid_argument(std::string(op) + ": running statistics must be f32 [" + std::to_string(p.C) +
                                   "] on the input's device, got " + r->str());
   Tensor mean, var;
   if (training) {
     if (p.N * p.S < 2)
-      throw std::invalid_argument("batch_norm: training needs more than one value per channel, got shape " +
+      throw std::invalid_argument(std::string(op) + ": training needs more than one value per channel, got shape " +
                                   shape_str(x->value.shape()));
     mean = Tensor::empty({p.C}, DType::f32, dev);
     var = Tensor::empty({p.C}, DType::f32, dev);
@@ -123,13 +122,36 @@ Var batch_norm(const Var& x, const Var& weight, const Var& bias, Tensor& running
   Tensor rstd = Tensor::empty({p.C}, DType::f32, dev);
   PW_DISPATCH(dev, batch_norm_forward, x->value.f32(), ptr_or_null(weight), ptr_or_null(bias), mean.f32(),
               var.f32(), y.f32(), rstd.f32(), p.N, p.C, p.S, eps);
-  return record(y, {x, weight, bias}, [p, mean, rstd, training](Node& self) {
+  if (act) act_in_place(y, slope);
+  return record(y, {x, weight, bias}, [p, mean, rstd, training, act, slope](Node& self) {
+    const Tensor dz = act ? act_backward_from_output(self, slope) : self.grad;
     accumulate_norm_grads(self, [&](float* dx, float* dw, float* db) {
       PW_DISPATCH(self.value.device(), batch_norm_backward, self.parents[0]->value.f32(),
-                  ptr_or_null(self.parents[1]), mean.f32(), rstd.f32(), self.grad.f32(), dx, dw, db, p.N, p.C,
+                  ptr_or_null(self.parents[1]), mean.f32(), rstd.f32(), dz.f32(), dx, dw, db, p.N, p.C,
                   p.S, training);
     });
   });
+}
+
+}  // namespace
+
+Var instance_norm(const Var& x, const Var& weight, const Var& bias, float eps) {
+  return instance_norm_impl("instance_norm", x, weight, bias, eps, false, 0.f);
+}
+
+Var instance_norm_act(const Var& x, const Var& weight, const Var& bias, float slope, float eps) {
+  return instance_norm_impl("instance_norm_act", x, weight, bias, eps, true, slope);
+}
+
+Var batch_norm(const Var& x, const Var& weight, const Var& bias, Tensor& running_mean, Tensor& running_var,
+               bool training, float momentum, float eps) {
+  return batch_norm_impl("batch_norm", x, weight, bias, running_mean, running_var, training, momentum, eps, false, 0.f);
+}
+
+Var batch_norm_act(const Var& x, const Var& weight, const Var& bias, Tensor& running_mean, Tensor& running_var,
+                   bool training, float slope, float momentum, float eps) {
+  return batch_norm_impl("batch_norm_act", x, weight, bias, running_mean, running_var, training, momentum, eps, true,
+                         slope);
 }
 
 }  // namespace pw

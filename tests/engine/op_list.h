@@ -30,6 +30,7 @@
   X(instance_norm, "")                                                                                          \
   X(instance_norm_act, "")                                                                                      \
   X(batch_norm, "")                                                                                             \
+  X(batch_norm_act, "")                                                                                         \
   X(relu, "")                                                                                                   \
   X(leaky_relu, "")                                                                                             \
   X(sigmoid, "")                                                                                                \

@@ -208,6 +208,18 @@ PW_PARITY_CASE(instance_norm_act, "affine 3D leaky, plain 2D relu") {
                [](const std::vector<Var>& v, Device) { return instance_norm_act(v[0], Var(), Var(), 0.f); });
 }
 
+PW_PARITY_CASE(batch_norm_act, "train leaky, eval relu") {
+  for (bool training : {true, false}) {
+    const Tensor rm0 = random_tensor({4}, 89), rv0 = random_tensor({4}, 90, 0.5f, 2.f);
+    check_parity(std::string("batch_norm_act ") + (training ? "train leaky" : "eval relu"),
+                 {random_tensor({3, 4, 5, 6, 7}, 91, -1.f, 2.f), random_tensor({4}, 92), random_tensor({4}, 93)},
+                 [&](const std::vector<Var>& v, Device dev) {
+                   Tensor rm = rm0.clone().to(dev), rv = rv0.clone().to(dev);
+                   return batch_norm_act(v[0], v[1], v[2], rm, rv, training, training ? 0.01f : 0.f);
+                 });
+  }
+}
+
 PW_PARITY_CASE(batch_norm, "train and eval, running statistics") {
   const Shape s = {3, 4, 5, 6, 7};
   for (bool training : {true, false}) {

@@ -136,6 +136,16 @@ PW_GRADIENT_CASE(instance_norm_act, "affine leaky, plain relu") {
   check_grad("plain relu", [](const std::vector<Var>& v) { return instance_norm_act(v[0], nullptr, nullptr, 0.f); }, {x});
 }
 
+PW_GRADIENT_CASE(batch_norm_act, "train leaky, eval relu") {
+  for (bool training : {true, false})
+    check_grad(training ? "train leaky" : "eval relu",
+               [training](const std::vector<Var>& v) {
+                 Tensor rm = Tensor::from_vector({3}, {0.1f, -0.2f, 0.3f}), rv = Tensor::from_vector({3}, {1.f, 2.f, 0.5f});
+                 return batch_norm_act(v[0], v[1], v[2], rm, rv, training, training ? 0.2f : 0.f);
+               },
+               {random_tensor({2, 3, 2, 3, 2}, 37, -2.f, 2.f), random_tensor({3}, 38, 0.5f, 1.5f), random_tensor({3}, 39)});
+}
+
 PW_GRADIENT_CASE(batch_norm, "train (batch statistics) and eval (running statistics)") {
   for (bool training : {true, false})
     check_grad(training ? "train" : "eval",

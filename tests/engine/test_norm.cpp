@@ -90,26 +90,34 @@ TEST_CASE("instance_norm and batch_norm pass the finite-difference gradient chec
   }
 }
 
-// The fused node runs the same kernels in the same order as instance_norm then relu / leaky_relu, so its
+// The fused nodes run the same kernels in the same order as the norm then relu / leaky_relu, so their
 // output and every gradient are the same floats.
-TEST_CASE("instance_norm_act equals instance_norm then the activation, bit for bit, and drops the middle tensor") {
+TEST_CASE("instance_norm_act and batch_norm_act equal the norm then the activation, bit for bit, without the middle tensor") {
   struct Case {
     Shape x;
     bool affine;
     float slope;
+    int norm;  // 0 instance, 1 batch (training), 2 batch (running statistics)
   };
-  const Case cases[] = {{{2, 3, 4, 5, 6}, true, 0.01f}, {{2, 3, 4, 5, 6}, true, 0.f}, {{3, 2, 7, 5}, false, 0.2f},
-                        {{1, 4, 9}, true, 0.f}};
+  const Case cases[] = {{{2, 3, 4, 5, 6}, true, 0.01f, 0}, {{2, 3, 4, 5, 6}, true, 0.f, 0}, {{3, 2, 7, 5}, false, 0.2f, 0},
+                        {{1, 4, 9}, true, 0.f, 0},         {{2, 3, 4, 5, 6}, true, 0.01f, 1}, {{3, 2, 7, 5}, true, 0.f, 2}};
   unsigned seed = 30;
   for (const Case& c : cases) {
-    INFO("x " << shape_str(c.x) << " slope " << c.slope << (c.affine ? " affine" : ""));
+    INFO("x " << shape_str(c.x) << " slope " << c.slope << " norm " << c.norm << (c.affine ? " affine" : ""));
     const Tensor x0 = random_tensor(c.x, seed++, -2.f, 3.f), w0 = random_tensor({c.x[1]}, seed++, 0.5f, 1.5f),
                  b0 = random_tensor({c.x[1]}, seed++), gy = random_tensor(c.x, seed++);
     auto run = [&](bool fused) {
       Var x = variable(x0.clone(), true), w = variable(w0.clone(), true), b = variable(b0.clone(), true);
       Var wv = c.affine ? w : Var(), bv = c.affine ? b : Var();
-      Var y = fused ? instance_norm_act(x, wv, bv, c.slope)
-                    : (c.slope == 0.f ? relu(instance_norm(x, wv, bv)) : leaky_relu(instance_norm(x, wv, bv), c.slope));
+      Var y;
+      Tensor rm = Tensor::full({c.x[1]}, 0.1f), rv = Tensor::full({c.x[1]}, 1.5f);
+      if (c.norm == 0) {
+        y = fused ? instance_norm_act(x, wv, bv, c.slope) : instance_norm(x, wv, bv);
+      } else {
+        const bool training = c.norm == 1;
+        y = fused ? batch_norm_act(x, wv, bv, rm, rv, training, c.slope) : batch_norm(x, wv, bv, rm, rv, training);
+      }
+      if (!fused) y = c.slope == 0.f ? relu(y) : leaky_relu(y, c.slope);
       if (fused) CHECK(y->parents.size() == 3);  // x, weight, bias: no normalised tensor in between
       backward(y, gy);
       std::vector<std::vector<float>> out{y->value.to_vector(), x->grad.to_vector()};
@@ -123,4 +131,6 @@ TEST_CASE("instance_norm_act equals instance_norm then the activation, bit for b
   Var x = variable(Tensor::zeros({1, 2, 3}));
   CHECK_THROWS_AS(instance_norm_act(x, nullptr, nullptr, -0.1f), std::invalid_argument);
   CHECK_THROWS_AS(instance_norm_act(x, nullptr, nullptr, std::nanf("")), std::invalid_argument);
+  Tensor rm = Tensor::zeros({2}), rv = Tensor::full({2}, 1.f);
+  CHECK_THROWS_AS(batch_norm_act(x, nullptr, nullptr, rm, rv, true, 1.f), std::invalid_argument);
 }
