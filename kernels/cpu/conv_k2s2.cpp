@@ -172,21 +172,25 @@ std::vector<Pos>& thread_positions() {
 struct Tiles {
   int64_t rows, per, count;
   explicit Tiles(const ConvGeom& g)
-      : rows(g.out[0] * g.out[1]), per(std::clamp<int64_t>(kTileOutputs / g.out[2], 1, rows)), count((rows + per - 1) / per) {}
+      : rows(g.out[0] * g.out[1]),
+        per(std::clamp<int64_t>(kTileOutputs / g.out[2], 1, rows)),
+        count((rows + per - 1) / per) {}
   int64_t begin(int64_t t) const { return t * per; }
   int64_t end(int64_t t) const { return std::min(rows, (t + 1) * per); }
 };
 
 // ---- forward ----------------------------------------------------------------------------------
 
-// w (cout x taps x 2) packed in blocks of MR output channels, tap-major: pair (o, t) at
-// (((o / MR) * taps + t) * MR + o % MR) * 2; channels beyond cout are zero.
-std::vector<float> pack_forward(const float* w, int64_t cout, int64_t taps) {
-  std::vector<float> wp(static_cast<size_t>(round_up(cout, MR) * taps * 2), 0.0f);
-  for (int64_t o = 0; o < cout; ++o)
-    for (int64_t t = 0; t < taps; ++t)
-      for (int d = 0; d < 2; ++d) wp[(((o / MR) * taps + t) * MR + o % MR) * 2 + d] = w[(o * taps + t) * 2 + d];
-  return wp;
+// The weight pairs of an R x K matrix (pair_at(r, k): a pointer to 2 floats) packed in blocks of MR rows,
+// K-major: pair (r, k) at (((r / MR) * K + k) * MR + r % MR) * 2; rows beyond R are zero. The forward
+// pass packs (output channel, tap), the adjoint (tap, output channel).
+template <class F>
+std::vector<float> pack_pairs(int64_t R, int64_t K, const F& pair_at) {
+  std::vector<float> packed(static_cast<size_t>(round_up(R, MR) * K * 2), 0.0f);
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t k = 0; k < K; ++k)
+      for (int d = 0; d < 2; ++d) packed[(((r / MR) * K + k) * MR + r % MR) * 2 + d] = pair_at(r, k)[d];
+  return packed;
 }
 
 // y rows [0, rows) of pitch P at the nv positions p (+ bias) from all K taps of x. (All taps in one
@@ -218,7 +222,8 @@ inline void micro_forward(int64_t K, const int64_t* off, const float* wp, const 
 template <int L>
 void forward_lanes(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
   const Layout lay(g);
-  const std::vector<float> wp = pack_forward(w, g.cout, lay.taps);
+  const std::vector<float> wp =
+      pack_pairs(g.cout, lay.taps, [&](int64_t o, int64_t t) { return w + (o * lay.taps + t) * 2; });
   const Tiles tiles(g);
   const int64_t items = g.n * tiles.count, K = lay.taps, P = lay.out_vol;
   run_ranges(items, workers_for(items), [&](int, int64_t item) {
@@ -237,15 +242,6 @@ void forward_lanes(const ConvGeom& g, const float* x, const float* w, const floa
 }
 
 // ---- adjoint (data gradient, transposed convolution) --------------------------------------------
-
-// w pairs packed in blocks of MR taps, channel-major: pair (o, t) at (((t / MR) * cout + o) * MR + t % MR) * 2.
-std::vector<float> pack_adjoint(const float* w, int64_t cout, int64_t taps) {
-  std::vector<float> wq(static_cast<size_t>(round_up(taps, MR) * cout * 2), 0.0f);
-  for (int64_t o = 0; o < cout; ++o)
-    for (int64_t t = 0; t < taps; ++t)
-      for (int d = 0; d < 2; ++d) wq[(((t / MR) * cout + o) * MR + t % MR) * 2 + d] = w[(o * taps + t) * 2 + d];
-  return wq;
-}
 
 // dx of taps [t0, t0 + rows) at the nv positions p, from all K = cout channels of dy (+ bias per tap).
 template <int L>
@@ -276,7 +272,8 @@ inline void micro_adjoint(int64_t K, const float* wq, const float* dys, int64_t 
 template <int L>
 void adjoint_lanes(const ConvGeom& g, const float* dy, const float* w, const float* b, float* dx) {
   const Layout lay(g);
-  const std::vector<float> wq = pack_adjoint(w, g.cout, lay.taps);
+  const std::vector<float> wq =
+      pack_pairs(lay.taps, g.cout, [&](int64_t t, int64_t o) { return w + (o * lay.taps + t) * 2; });
   std::vector<float> tap_bias;  // the bias of each tap's input channel
   if (b)
     for (int64_t t = 0; t < lay.taps; ++t) tap_bias.push_back(b[t / (2 * lay.kd)]);
@@ -293,7 +290,8 @@ void adjoint_lanes(const ConvGeom& g, const float* dy, const float* w, const flo
       for (int64_t i = 0; i < npos; i += NV)
         micro_adjoint<L>(g.cout, wq.data() + t0 * g.cout * 2, dys, P, pos.data() + i,
                          static_cast<int>(std::min<int64_t>(NV, npos - i)), lay.off.data() + t0,
-                         b ? tap_bias.data() + t0 : nullptr, dxs, static_cast<int>(std::min<int64_t>(MR, lay.taps - t0)));
+                         b ? tap_bias.data() + t0 : nullptr, dxs,
+                         static_cast<int>(std::min<int64_t>(MR, lay.taps - t0)));
   });
 }
 

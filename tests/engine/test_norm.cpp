@@ -92,15 +92,16 @@ TEST_CASE("instance_norm and batch_norm pass the finite-difference gradient chec
 
 // The fused nodes run the same kernels in the same order as the norm then relu / leaky_relu, so their
 // output and every gradient are the same floats.
-TEST_CASE("instance_norm_act and batch_norm_act equal the norm then the activation, bit for bit, without the middle tensor") {
+TEST_CASE("instance_norm_act and batch_norm_act equal norm then activation bit for bit, without the middle tensor") {
   struct Case {
     Shape x;
     bool affine;
     float slope;
     int norm;  // 0 instance, 1 batch (training), 2 batch (running statistics)
   };
-  const Case cases[] = {{{2, 3, 4, 5, 6}, true, 0.01f, 0}, {{2, 3, 4, 5, 6}, true, 0.f, 0}, {{3, 2, 7, 5}, false, 0.2f, 0},
-                        {{1, 4, 9}, true, 0.f, 0},         {{2, 3, 4, 5, 6}, true, 0.01f, 1}, {{3, 2, 7, 5}, true, 0.f, 2}};
+  const Case cases[] = {{{2, 3, 4, 5, 6}, true, 0.01f, 0}, {{2, 3, 4, 5, 6}, true, 0.f, 0},
+                        {{3, 2, 7, 5}, false, 0.2f, 0},    {{1, 4, 9}, true, 0.f, 0},
+                        {{2, 3, 4, 5, 6}, true, 0.01f, 1}, {{3, 2, 7, 5}, true, 0.f, 2}};
   unsigned seed = 30;
   for (const Case& c : cases) {
     INFO("x " << shape_str(c.x) << " slope " << c.slope << " norm " << c.norm << (c.affine ? " affine" : ""));
