@@ -163,15 +163,6 @@ Norm::Norm(NormKind kind, int64_t channels) : kind_(kind) {
   }
 }
 
-Var Norm::forward(const Var& x) {
-  switch (kind_) {
-    case NormKind::none: return x;
-    case NormKind::instance: return instance_norm(x, weight_, bias_);
-    case NormKind::batch: return batch_norm(x, weight_, bias_, *running_mean_, *running_var_, training());
-  }
-  return x;
-}
-
 Var Norm::forward_act(const Var& x, ActKind act, float slope) {
   const float s = act == ActKind::relu ? 0.f : slope;
   switch (kind_) {

@@ -109,9 +109,8 @@ class ConvTranspose : public Module {
 class Norm : public Module {
  public:
   Norm(NormKind kind, int64_t channels);
-  Var forward(const Var& x);
-  // act(forward(x)), the norms fused with the activation (instance_norm_act, batch_norm_act: the normalised
-  // tensor is not kept).
+  // act(norm(x)), fused (instance_norm_act, batch_norm_act: the normalised tensor is not kept); with no
+  // norm, act(x).
   Var forward_act(const Var& x, ActKind act, float slope);
 
  private:

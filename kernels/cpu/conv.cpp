@@ -85,20 +85,6 @@ float* thread_buffer(int slot, int64_t n) {
   return buf[slot].data();
 }
 
-// The output is tiled by whole output rows (d, h), each of out[2] columns.
-struct Tiling {
-  int64_t rows = 0, rows_per_tile = 0, ntiles = 0, row_len = 0;
-  // About `cols` columns per tile (at least one row).
-  Tiling(const int64_t out[3], int64_t cols) {
-    rows = out[0] * out[1];
-    row_len = out[2];
-    rows_per_tile = std::clamp<int64_t>(cols / std::max<int64_t>(1, row_len), 1, std::max<int64_t>(1, rows));
-    ntiles = (rows + rows_per_tile - 1) / rows_per_tile;
-  }
-  int64_t begin(int64_t t) const { return t * rows_per_tile; }
-  int64_t end(int64_t t) const { return std::min(rows, (t + 1) * rows_per_tile); }
-};
-
 // w (cout x K) packed in blocks of MR output channels, k-major: element (o, k) at
 // ((o / MR) * K + k) * MR + o % MR; rows beyond cout are zero.
 std::vector<float> pack_weights(const float* w, int64_t cout, int64_t K) {

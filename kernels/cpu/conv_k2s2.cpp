@@ -168,17 +168,6 @@ std::vector<Pos>& thread_positions() {
   return pos;
 }
 
-// Tiles of whole output rows, about kTileOutputs outputs each; items are (sample, tile).
-struct Tiles {
-  int64_t rows, per, count;
-  explicit Tiles(const ConvGeom& g)
-      : rows(g.out[0] * g.out[1]),
-        per(std::clamp<int64_t>(kTileOutputs / g.out[2], 1, rows)),
-        count((rows + per - 1) / per) {}
-  int64_t begin(int64_t t) const { return t * per; }
-  int64_t end(int64_t t) const { return std::min(rows, (t + 1) * per); }
-};
-
 // ---- forward ----------------------------------------------------------------------------------
 
 // The weight pairs of an R x K matrix (pair_at(r, k): a pointer to 2 floats) packed in blocks of MR rows,
@@ -224,10 +213,10 @@ void forward_lanes(const ConvGeom& g, const float* x, const float* w, const floa
   const Layout lay(g);
   const std::vector<float> wp =
       pack_pairs(g.cout, lay.taps, [&](int64_t o, int64_t t) { return w + (o * lay.taps + t) * 2; });
-  const Tiles tiles(g);
-  const int64_t items = g.n * tiles.count, K = lay.taps, P = lay.out_vol;
+  const Tiling tiles(g.out, kTileOutputs);  // items: (sample, tile)
+  const int64_t items = g.n * tiles.ntiles, K = lay.taps, P = lay.out_vol;
   run_ranges(items, workers_for(items), [&](int, int64_t item) {
-    const int64_t s = item / tiles.count, t = item % tiles.count;
+    const int64_t s = item / tiles.ntiles, t = item % tiles.ntiles;
     std::vector<Pos>& pos = thread_positions();
     build_positions(g, lay.kd, tiles.begin(t), tiles.end(t), L / 2, pos);
     const float* xs = x + s * g.cin * lay.in_vol;
@@ -277,10 +266,10 @@ void adjoint_lanes(const ConvGeom& g, const float* dy, const float* w, const flo
   std::vector<float> tap_bias;  // the bias of each tap's input channel
   if (b)
     for (int64_t t = 0; t < lay.taps; ++t) tap_bias.push_back(b[t / (2 * lay.kd)]);
-  const Tiles tiles(g);
-  const int64_t items = g.n * tiles.count, P = lay.out_vol;
+  const Tiling tiles(g.out, kTileOutputs);  // items: (sample, tile)
+  const int64_t items = g.n * tiles.ntiles, P = lay.out_vol;
   run_ranges(items, workers_for(items), [&](int, int64_t item) {
-    const int64_t s = item / tiles.count, t = item % tiles.count;
+    const int64_t s = item / tiles.ntiles, t = item % tiles.ntiles;
     std::vector<Pos>& pos = thread_positions();
     build_positions(g, lay.kd, tiles.begin(t), tiles.end(t), L / 2, pos);
     const float* dys = dy + s * g.cout * P;
@@ -335,13 +324,13 @@ void weight_lanes(const ConvGeom& g, const float* x, const float* dy, float* dw)
   const int64_t kp = round_up(lay.taps, NK), op = round_up(g.cout, MO), P = lay.out_vol;
   std::vector<int64_t> off = lay.off;
   off.resize(static_cast<size_t>(kp), 0);  // padded taps read tap 0 (their sums are dropped)
-  const Tiles tiles(g);
-  const int64_t items = g.n * tiles.count;
+  const Tiling tiles(g.out, kTileOutputs);  // items: (sample, tile)
+  const int64_t items = g.n * tiles.ntiles;
   const int workers = workers_for(items);
   const int64_t part_size = op * kp * L;
   std::vector<float> partial(static_cast<size_t>(workers * part_size), 0.0f);
   run_ranges(items, workers, [&](int worker, int64_t item) {
-    const int64_t s = item / tiles.count, t = item % tiles.count;
+    const int64_t s = item / tiles.ntiles, t = item % tiles.ntiles;
     std::vector<Pos>& pos = thread_positions();
     build_positions(g, lay.kd, tiles.begin(t), tiles.end(t), L / 2, pos);
     const int64_t npos = static_cast<int64_t>(pos.size()), ld = (npos + 1) * L;  // +1: rows not 2^k apart

@@ -1,4 +1,5 @@
-// Work items dealt to a fixed number of workers (for kernels that keep per-worker state or partial sums).
+// Output tiles and work items dealt to a fixed number of workers (for kernels that keep per-worker state or
+// partial sums).
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -6,6 +7,20 @@
 #include "kernels/parallel.h"
 
 namespace pw::kernels::cpu {
+
+// An output grid (D, H, W) tiled by whole output rows (d, h) of out[2] columns, about `cols` columns per
+// tile (at least one row); work items are usually (sample, tile).
+struct Tiling {
+  int64_t rows = 0, rows_per_tile = 0, ntiles = 0, row_len = 0;
+  Tiling(const int64_t out[3], int64_t cols) {
+    rows = out[0] * out[1];
+    row_len = out[2];
+    rows_per_tile = std::clamp<int64_t>(cols / std::max<int64_t>(1, row_len), 1, std::max<int64_t>(1, rows));
+    ntiles = (rows + rows_per_tile - 1) / rows_per_tile;
+  }
+  int64_t begin(int64_t t) const { return t * rows_per_tile; }
+  int64_t end(int64_t t) const { return std::min(rows, (t + 1) * rows_per_tile); }
+};
 
 // Runs f(worker, item) for every item in [0, items), each of `workers` workers taking one contiguous
 // range of about items / workers (consecutive items may share data, such as neighbouring slabs' planes).
