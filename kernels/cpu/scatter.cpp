@@ -76,11 +76,55 @@ inline bool whole_voxel_row(const float r[3], const float st[3], const float o[3
   return true;
 }
 
+// Rotated nearest rows that lie inside the target and the owned planes, gathered before their
+// read-modify-writes: per row its patch values and, per voxel, the target index and weight. flush()
+// adds them in row order (the order of the row loop: the same sums), prefetching the target lines of
+// the row kAhead rows on. A rotated patch meets a new target line every ~9 voxels; with the index
+// arithmetic between them, the row-at-a-time loop kept too few line misses in flight.
+struct NearestRows {
+  static constexpr int kRows = 128, kAhead = 32;
+  int64_t len = 0;  // voxels per row
+  int rows = 0;     // pending rows
+  std::vector<int64_t> idx;
+  std::vector<float> ww;
+  const float* prow[kRows] = {};
+  explicit NearestRows(int64_t s2) : len(s2), idx(kRows * s2), ww(kRows * s2) {}
+  int64_t* next_idx() { return idx.data() + rows * len; }
+  float* next_w() { return ww.data() + rows * len; }
+  void flush(float* accq, float* wq, int64_t C, int64_t V, int64_t PN) {
+    if (C == 1) add<1>(accq, wq, 1, V, PN);  // one channel (a gather's adjoint, a stitched image)
+    else add<0>(accq, wq, C, V, PN);
+    rows = 0;
+  }
+  template <int kC>  // kC: the channel count when known at compile time, else 0
+  void add(float* accq, float* wq, int64_t C, int64_t V, int64_t PN) const {
+    if (kC) C = kC;
+    for (int r = 0; r < rows; ++r) {
+      if (r + kAhead < rows) {
+        const int64_t* ahead = idx.data() + (r + kAhead) * len;
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t i = 0; i < len; ++i) __builtin_prefetch(accq + c * V + ahead[i], 1);
+        if (wq)
+          for (int64_t i = 0; i < len; ++i) __builtin_prefetch(wq + ahead[i], 1);
+      }
+      const int64_t* id = idx.data() + r * len;
+      const float* w = ww.data() + r * len;
+      const float* pr = prow[r];
+      for (int64_t i = 0; i < len; ++i) {
+        if (w[i] == 0.f) continue;
+        for (int64_t c = 0; c < C; ++c) accq[c * V + id[i]] += w[i] * pr[c * PN + i];
+        if (wq) wq[id[i]] += w[i];
+      }
+    }
+  }
+};
+
 // Splats the patch voxels that land in planes [plane_begin, plane_end) (flattened over Q volumes).
 // Each row runs in two phases: first the target indices and weights of all its voxels (a
-// branch-free loop when the row lies inside the target and inside the owned planes, vectorised),
-// then the read-modify-write loop over them. Contiguous rows (axis-aligned patches) prefetch the
-// target lines of the row two ahead (prefetch_ahead).
+// branch-free loop when the row lies inside the target, vectorised), then the read-modify-write loop
+// over them. Rotated nearest rows inside the target wait in NearestRows until 128 are pending or
+// another kind of row comes (which flushes them first, so the additions keep the row order).
+// Contiguous rows (axis-aligned patches) prefetch the target lines of the row two ahead (prefetch_ahead).
 template <bool kLinear, int ND>
 void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const std::vector<PatchInfo>& info,
                    const std::vector<float>* wt, int64_t plane_begin, int64_t plane_end, float* acc, float* weight) {
@@ -92,6 +136,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
   const int64_t V = g.vol_numel(), PN = g.patch_numel(), C = g.channels;
   const float o[3] = {float(g.origin[0]), float(g.origin[1]), float(g.origin[2])};  // brick origin (exact)
   std::vector<int64_t> idx(s2);
+  NearestRows pending(kLinear ? 0 : s2);
   std::vector<char> inb(s2, 1);  // nearest, not fast: the voxel lands inside the target and the owned planes
   std::vector<float> ww(s2), fz(kLinear ? s2 : 0), fy(kLinear ? s2 : 0), fx(kLinear ? s2 : 0);
   for (int64_t q = plane_begin / npa; q * npa < plane_end; ++q) {
@@ -114,24 +159,48 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
             r[k] = common::row_start(M, k, float(x0), float(x1));
             st[k] = M.m[k][2];
           }
-          // The row's extent: skip it when it misses the owned planes; take the fast path when it
-          // lies inside the target and inside the owned planes.
-          bool fast = true, skip = false;
+          // The row's extent: skip it when it misses the owned planes; `inside` when it lies inside
+          // the target, `fast` when also inside the owned planes.
+          bool inside = true, fast = true, skip = false;
           for (int k = (ND == 3 ? 0 : 1); k < 3; ++k) {
             float a = r[k] - o[k], b = common::coord(r[k], float(s2 - 1), st[k]) - o[k];
             float rlo = common::min2(a, b), rhi = common::max2(a, b);
             float flo = kLinear ? floorf(rlo) : common::round_nearest(rlo);
             float fhi = kLinear ? floorf(rhi) + 1.f : common::round_nearest(rhi);
-            fast &= (flo >= 0.f) & (fhi <= float(n[k] - 1));
+            inside &= (flo >= 0.f) & (fhi <= float(n[k] - 1));
             if (k == pa) {
               skip = !(fhi >= float(lo) && flo < float(hi));
-              fast &= (flo >= float(lo)) & (fhi < float(hi));
+              fast = (flo >= float(lo)) & (fhi < float(hi));
             }
           }
+          fast &= inside;
           if (skip) continue;
           const float w01 = wt[0][x0] * wt[1][x1];
           const float* w2 = wt[2].data();
           const float* prow = pp + (x0 * s1 + x1) * s2;
+          const bool aligned = st[0] == 0.f && st[1] == 0.f && st[2] == 1.f;
+          if (!kLinear && inside && !aligned) {  // a rotated row inside the target: pending until a flush
+            int64_t* id = pending.next_idx();
+            float* wr = pending.next_w();
+            for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
+              const float fi = float(i);
+              // Coordinates are >= -0.5 here: truncating x + 0.5 is common::round_nearest.
+              int64_t iz = ND == 3 ? int64_t((common::coord(r[0], fi, st[0]) - o[0]) + 0.5f) : 0;
+              int64_t iy = int64_t((common::coord(r[1], fi, st[1]) - o[1]) + 0.5f);
+              const int64_t ix = int64_t((common::coord(r[2], fi, st[2]) - o[2]) + 0.5f);
+              // A row that crosses the owned planes' border: weight 0 beyond it, and an index
+              // clamped into them (flush prefetches it: never a line another thread writes).
+              int64_t& ip = pa == 0 ? iz : iy;
+              const bool own = (ip >= lo) & (ip < hi);
+              ip = std::min(std::max(ip, lo), hi - 1);
+              id[i] = (iz * n1 + iy) * n2 + ix;
+              wr[i] = own ? w01 * w2[i] : 0.f;
+            }
+            pending.prow[pending.rows++] = prow;
+            if (pending.rows == NearestRows::kRows) pending.flush(accq, wq, C, V, PN);
+            continue;
+          }
+          if (!kLinear) pending.flush(accq, wq, C, V, PN);  // the rows before this one first: the same order
           if (!kLinear && fast && whole_voxel_row(r, st, o)) {  // no per-voxel indices, no contiguity test
             const int64_t first = ((ND == 3 ? int64_t(r[0] - o[0]) : 0) * n1 + int64_t(r[1] - o[1])) * n2 +
                                   int64_t(r[2] - o[2]);
@@ -173,7 +242,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
               while (i1 > i0 && !inb[i1 - 1]) --i1;
               if (i0 == i1) continue;  // nothing of the row lands here
             }
-            bool contiguous = st[0] == 0.f && st[1] == 0.f && st[2] == 1.f && i0 < i1;
+            bool contiguous = aligned && i0 < i1;
             if (contiguous) {
               int64_t off = 0;
               for (int64_t i = i0; i < i1; ++i) off |= (fast ? 0 : !inb[i]) | (idx[i] ^ (idx[i0] + i - i0));
@@ -256,6 +325,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           }
         }
     }
+    if (!kLinear) pending.flush(accq, wq, C, V, PN);
   }
 }
 

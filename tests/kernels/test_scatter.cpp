@@ -176,11 +176,14 @@ TEST_CASE("nearest stitch of a patch offset by half a voxel covers every voxel o
 // must give the per-voxel definition bit for bit: patches added in order, each voxel's contribution
 // w * value with the window w = (f0 * f1) * f2, skipped where w is 0 or the voxel lies outside.
 // Axis-aligned patches at integer offsets (contiguous rows), some crossing the border, some half a
-// voxel off the grid, and rotated ones; overlapping, two channels, 1 and 2 threads.
+// voxel off the grid, and rotated ones (12 x 30 rows: more than the CPU body gathers before one
+// flush; rows crossing a thread's planes); overlapping; one and two channels; 1, 2 and 3 threads.
 TEST_CASE("scatter_affine nearest: fast paths equal the per-voxel definition bit for bit") {
   using namespace pw::kernels::common;
-  const std::vector<int64_t> vol = {14, 13, 40}, s = {5, 6, 16};
-  const int64_t C = 2, P = 12;
+  const std::vector<int64_t> vol = {26, 13, 40}, s = {5, 6, 16};  // 26 planes: up to 3 threads' slabs of >= 8
+  for (const int64_t C : {1, 2}) {
+  CAPTURE(C);
+  const int64_t P = 20;
   PatchGeom g = geom3(C, 1, vol, P, s);
   std::mt19937_64 rng(21);
   std::vector<float> mats;
@@ -191,12 +194,12 @@ TEST_CASE("scatter_affine nearest: fast paths equal the per-voxel definition bit
       mats.insert(mats.end(), {1, 0, 0, o[0] + h, 0, 1, 0, o[1], 0, 0, 1, o[2] + h, 0, 0, 0, 1});
     } else {
       std::uniform_real_distribution<double> u(0, 1);
-      push_random_matrix(mats, 3, {u(rng) * 14, u(rng) * 13, u(rng) * 40}, s, 0.8, 1.2, rng);
+      push_random_matrix(mats, 3, {u(rng) * 26, u(rng) * 13, u(rng) * 40}, s, 0.8, 1.2, rng);
     }
   }
   const std::vector<float> patches = random_values(P * C * g.patch_numel(), 22);
   const int64_t V = g.vol_numel(), PN = g.patch_numel();
-  std::vector<float> want(C * V, 0.f), want_w(V, 0.f);
+  std::vector<float> want(C * V, 0.f), want_w(V, 0.f), want_adj(C * V, 0.f);  // want_adj: the flat window
   for (int64_t p = 0; p < P; ++p) {
     const PatchMatrix M = load_patch_matrix(mats.data() + p * 16, 3);
     for (int64_t x0 = 0; x0 < s[0]; ++x0)
@@ -208,19 +211,26 @@ TEST_CASE("scatter_affine nearest: fast paths equal the per-voxel definition bit
           int i[3];
           for (int k = 0; k < 3; ++k)
             i[k] = nearest_axis(coord(row_start(M, k, float(x0), float(x1)), float(x2), M.m[k][2]), vol[k], in[k]);
-          if (w == 0.f || !(in[0] && in[1] && in[2])) continue;
+          if (!(in[0] && in[1] && in[2])) continue;
           const int64_t id = (i[0] * vol[1] + i[1]) * vol[2] + i[2];
+          for (int64_t c = 0; c < C; ++c) want_adj[c * V + id] += patches[(p * C + c) * PN + (x0 * s[1] + x1) * s[2] + x2];
+          if (w == 0.f) continue;
           for (int64_t c = 0; c < C; ++c) want[c * V + id] += w * patches[(p * C + c) * PN + (x0 * s[1] + x1) * s[2] + x2];
           want_w[id] += w;
         }
   }
   const int prev = num_threads();
-  for (int threads : {1, 2}) {
+  for (int threads : {1, 2, 3}) {
     set_num_threads(threads);
     std::vector<float> acc(C * V, 0.f), w(V, 0.f);
     cpu::scatter_affine(patches.data(), g, mats.data(), nullptr, Interp::nearest, Window::cos, acc.data(), w.data());
     CHECK_MESSAGE(std::memcmp(acc.data(), want.data(), acc.size() * sizeof(float)) == 0, threads, " threads");
     CHECK_MESSAGE(std::memcmp(w.data(), want_w.data(), w.size() * sizeof(float)) == 0, threads, " threads");
+    // The gather's adjoint: the same rows with a flat window and no weight volume.
+    std::vector<float> adj(C * V, 0.f);
+    cpu::gather_affine_backward(patches.data(), g, mats.data(), nullptr, Interp::nearest, false, adj.data());
+    CHECK_MESSAGE(std::memcmp(adj.data(), want_adj.data(), adj.size() * sizeof(float)) == 0, threads, " threads");
   }
   set_num_threads(prev);
+  }
 }
