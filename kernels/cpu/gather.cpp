@@ -278,6 +278,37 @@ struct RowGather {
     }
   }
 
+  // Prefetches the source lines that row (x0, x1) of an inside patch M reads (all channels); idx, f*
+  // are row buffers. Called kAheadPlanes patch planes (~2 * s1 * s2 voxels) before the row's turn: a
+  // rotated patch row meets a new source line every few voxels, and the hardware prefetchers follow
+  // none of them. bench_gather (Zen 4, 2 threads): nearest 2.9 -> 1.9 ms, trilinear 6.1 -> 4.7 ms.
+  static constexpr int64_t kAheadPlanes = 2;
+  void prefetch_row(const T* sq, const PatchMatrix& M, int64_t x0, int64_t x1, Idx* idx, float* fz, float* fy,
+                    float* fx) const {
+    const int64_t s2 = g.patch[2], V = g.vol_numel(), C = g.channels;
+    const Idx H = Idx(g.vol[1]), W = Idx(g.vol[2]);
+    float r[3], st[3];
+    for (int k = 0; k < 3; ++k) {
+      r[k] = common::row_start(M, k, float(x0), float(x1));
+      st[k] = M.m[k][2];
+    }
+    if (kLinear) linear_row_coords<ND>(r, st, s2, H, W, idx, fz, fy, fx);
+    else nearest_row_indices<ND>(r, st, s2, H, W, idx);
+    for (int64_t c = 0; c < C; ++c) {
+      const T* sc = sq + c * V;
+      for (int64_t i = 0; i < s2; ++i) {
+        __builtin_prefetch(sc + idx[i]);
+        if (kLinear) {  // the corner rows (dz, dy) = (0, 1), (1, 0), (1, 1); x + 1 shares a line mostly
+          __builtin_prefetch(sc + idx[i] + W);
+          if (ND == 3) {
+            __builtin_prefetch(sc + idx[i] + H * W);
+            __builtin_prefetch(sc + idx[i] + H * W + W);
+          }
+        }
+      }
+    }
+  }
+
   void operator()(int64_t begin, int64_t end) const {
     const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2];
     const int64_t n0 = g.vol[0], n1 = g.vol[1], n2 = g.vol[2];
@@ -322,6 +353,9 @@ struct RowGather {
         else
           fast &= (common::round_nearest(lo) >= 0.f) & (common::round_nearest(hi) <= float(n[k] - 1));
       }
+      // Rows of an inside patch prefetch the source lines of the row kAheadPlanes patch planes on.
+      if (patch_fast && x0 + kAheadPlanes < s0)
+        prefetch_row(sq, M, x0 + kAheadPlanes, x1, idx.data(), fz.data(), fy.data(), fx.data());
       if (fast) {
         if (kLinear && scalar_loads) fast_row<true>(sq, r, st, op, idx.data(), fz.data(), fy.data(), fx.data());
         else fast_row<false>(sq, r, st, op, idx.data(), fz.data(), fy.data(), fx.data());
