@@ -164,6 +164,28 @@ struct PendingRows {
   }
 };
 
+// A linear row inside the target (coordinates >= 0, so truncation is floor): per voxel the index of
+// corner 0, the fractions and the weight w01 * w2[i]. int32 <-> float converts in vectors, int64 ->
+// float does not; restrict: the loop vectorises.
+template <int ND>
+inline void linear_row_corners(const float r[3], const float st[3], const float o[3], int64_t s2, int64_t n1,
+                               int64_t n2, float w01, const float* __restrict__ w2, int64_t* __restrict__ id,
+                               float* __restrict__ ww, float* __restrict__ fz, float* __restrict__ fy,
+                               float* __restrict__ fx) {
+  for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
+    const float fi = float(i);
+    const float z = ND == 3 ? (common::coord(r[0], fi, st[0]) - o[0]) : 0.f;
+    const float y = (common::coord(r[1], fi, st[1]) - o[1]);
+    const float x = (common::coord(r[2], fi, st[2]) - o[2]);
+    const int32_t iz = int32_t(z), iy = int32_t(y), ix = int32_t(x);
+    fz[i] = z - float(iz);
+    fy[i] = y - float(iy);
+    fx[i] = x - float(ix);
+    id[i] = (int64_t(iz) * n1 + iy) * n2 + ix;
+    ww[i] = w01 * w2[i];
+  }
+}
+
 // Splats the patch voxels that land in planes [plane_begin, plane_end) (flattened over Q volumes).
 // Each row runs in two phases: first the target indices and weights of all its voxels (a
 // branch-free loop when the row lies inside the target, vectorised), then the read-modify-write loop
@@ -226,8 +248,8 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           const float* prow = pp + (x0 * s1 + x1) * s2;
           const bool aligned = st[0] == 0.f && st[1] == 0.f && st[2] == 1.f;
           if (!kLinear && inside && !aligned) {  // a rotated row inside the target: pending until a flush
-            int64_t* id = pending.idx.data() + pending.next();
-            float* wr = pending.ww.data() + pending.next();
+            int64_t* __restrict__ id = pending.idx.data() + pending.next();
+            float* __restrict__ wr = pending.ww.data() + pending.next();
             for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
               const float fi = float(i);
               // Coordinates are >= -0.5 here: truncating x + 0.5 is common::round_nearest.
@@ -248,18 +270,8 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           }
           if (kLinear && fast) {  // a linear row inside the target and the owned planes: pending
             const int64_t at = pending.next();
-            for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
-              const float fi = float(i);
-              const float z = ND == 3 ? (common::coord(r[0], fi, st[0]) - o[0]) : 0.f;
-              const float y = (common::coord(r[1], fi, st[1]) - o[1]);
-              const float x = (common::coord(r[2], fi, st[2]) - o[2]);
-              const int64_t iz = int64_t(z), iy = int64_t(y), ix = int64_t(x);  // >= 0: truncation is floor
-              pending.fz[at + i] = z - float(iz);
-              pending.fy[at + i] = y - float(iy);
-              pending.fx[at + i] = x - float(ix);
-              pending.idx[at + i] = (iz * n1 + iy) * n2 + ix;
-              pending.ww[at + i] = w01 * w2[i];
-            }
+            linear_row_corners<ND>(r, st, o, s2, n1, n2, w01, w2, pending.idx.data() + at, pending.ww.data() + at,
+                                   pending.fz.data() + at, pending.fy.data() + at, pending.fx.data() + at);
             pending.push(prow);
             if (pending.full()) pending.flush(accq, wq, C, V, PN, n1, n2);
             continue;
