@@ -235,65 +235,91 @@ TEST_CASE("scatter_affine nearest: fast paths equal the per-voxel definition bit
   }
 }
 
-// The linear CPU body (rows inside the target and a thread's planes gathered and added in row order;
-// the others corner by corner with border and plane tests) against the per-voxel definition bit for
-// bit: each voxel's corner weights from common::linear_axis, contribution (w * ((wz * wy) * wx)) *
-// value, skipped where that weight is 0. Rotated patches, some crossing the border; 12 x 30 rows (more
-// than one batch); one and two channels; 1, 2 and 3 threads; the cos window and the flat adjoint.
-TEST_CASE("scatter_affine linear: fast paths equal the per-voxel definition bit for bit") {
+// The CPU body for rotated patches (rows inside the target gathered and added in row order; rows
+// crossing a thread's planes masked (nearest) or voxel by voxel (linear); rows crossing the border voxel
+// by voxel) against the per-voxel definition bit for bit, nearest and linear, 3D and 2D: contribution
+// (w * k) * value with the window w and the splatting weight k (nearest 1, linear (kz * ky) * kx from
+// common::linear_axis), skipped where the weight is 0 or the voxel lies outside. 12 patches of 30 rows
+// (3D; 2D: 6 x 16 rows...) placed over and across the border; one and two channels; 1, 2 and 3 threads;
+// the cos window with its weight volume, and the gather's adjoint (flat window).
+TEST_CASE("scatter_affine rotated patches: the CPU body equals the per-voxel definition bit for bit") {
   using namespace pw::kernels::common;
-  const std::vector<int64_t> vol = {26, 13, 40}, s = {5, 6, 16};
-  const int64_t P = 12;
-  std::mt19937_64 rng(23);
-  std::vector<float> mats;
-  std::uniform_real_distribution<double> u(0, 1);
-  for (int64_t p = 0; p < P; ++p)
-    push_random_matrix(mats, 3, {u(rng) * 26, u(rng) * 13, u(rng) * 40}, s, 0.8, 1.2, rng);
-  for (const int64_t C : {1, 2}) {
-    CAPTURE(C);
-    PatchGeom g = geom3(C, 1, vol, P, s);
-    const std::vector<float> patches = random_values(P * C * g.patch_numel(), 24);
-    const int64_t V = g.vol_numel(), PN = g.patch_numel();
-    for (const bool flat : {false, true}) {
-      const int kind = flat ? kWindowFlat : kWindowCos;
-      std::vector<float> want(C * V, 0.f), want_w(V, 0.f);
-      for (int64_t p = 0; p < P; ++p) {
-        const PatchMatrix M = load_patch_matrix(mats.data() + p * 16, 3);
-        for (int64_t x0 = 0; x0 < s[0]; ++x0)
-          for (int64_t x1 = 0; x1 < s[1]; ++x1)
-            for (int64_t x2 = 0; x2 < s[2]; ++x2) {
-              const float w = (window_axis(kind, x0, s[0]) * window_axis(kind, x1, s[1])) * window_axis(kind, x2, s[2]);
-              LinearAxis ax[3];
-              for (int k = 0; k < 3; ++k)
-                ax[k] = linear_axis(coord(row_start(M, k, float(x0), float(x1)), float(x2), M.m[k][2]), vol[k]);
-              for (int a = 0; a < 2; ++a)
-                for (int b = 0; b < 2; ++b)
-                  for (int d = 0; d < 2; ++d) {
-                    const float kw = ((a ? ax[0].w1 : ax[0].w0) * (b ? ax[1].w1 : ax[1].w0)) * (d ? ax[2].w1 : ax[2].w0);
-                    if (w == 0.f || kw == 0.f) continue;
-                    const float wk = w * kw;
-                    const int64_t id = ((a ? ax[0].i1 : ax[0].i0) * vol[1] + (b ? ax[1].i1 : ax[1].i0)) * vol[2] +
-                                       (d ? ax[2].i1 : ax[2].i0);
-                    for (int64_t c = 0; c < C; ++c)
-                      want[c * V + id] += wk * patches[(p * C + c) * PN + (x0 * s[1] + x1) * s[2] + x2];
-                    want_w[id] += wk;
-                  }
-            }
-      }
-      const int prev = num_threads();
-      for (int threads : {1, 2, 3}) {
-        set_num_threads(threads);
-        std::vector<float> acc(C * V, 0.f), w(V, 0.f);
-        if (flat) {
-          cpu::gather_affine_backward(patches.data(), g, mats.data(), nullptr, Interp::linear, false, acc.data());
-        } else {
-          cpu::scatter_affine(patches.data(), g, mats.data(), nullptr, Interp::linear, Window::cos, acc.data(), w.data());
-          CHECK_MESSAGE(std::memcmp(w.data(), want_w.data(), w.size() * sizeof(float)) == 0, threads, " threads");
-        }
-        CHECK_MESSAGE(std::memcmp(acc.data(), want.data(), acc.size() * sizeof(float)) == 0, threads, " threads, flat ",
-                      flat);
-      }
-      set_num_threads(prev);
+  for (const int d : {3, 2}) {
+    // 3D: 26 planes (up to 3 threads' slabs of >= 8); 2D: the slabs run along y, 30 rows.
+    const std::vector<int64_t> vol = d == 3 ? std::vector<int64_t>{26, 13, 40} : std::vector<int64_t>{30, 40};
+    const std::vector<int64_t> s = d == 3 ? std::vector<int64_t>{5, 6, 16} : std::vector<int64_t>{12, 16};
+    const int64_t P = 12;
+    std::mt19937_64 rng(23 + d);
+    std::uniform_real_distribution<double> u(0, 1);
+    std::vector<float> mats;
+    for (int64_t p = 0; p < P; ++p) {
+      std::vector<double> centre;
+      for (int a = 0; a < d; ++a) centre.push_back(u(rng) * double(vol[a]));
+      push_random_matrix(mats, d, centre, s, 0.8, 1.2, rng);
     }
+    for (const Interp mode : {Interp::nearest, Interp::linear})
+      for (const int64_t C : {1, 2}) {
+        CAPTURE(d);
+        CAPTURE(C);
+        CAPTURE(mode == Interp::linear);
+        const PatchGeom g = d == 3 ? geom3(C, 1, vol, P, s) : geom2(C, 1, vol, P, s);
+        const int64_t V = g.vol_numel(), PN = g.patch_numel();
+        const int64_t* n = g.vol;
+        const std::vector<float> patches = random_values(P * C * PN, 24);
+        for (const bool flat : {false, true}) {
+          const int kind = flat ? kWindowFlat : kWindowCos;
+          std::vector<float> want(C * V, 0.f), want_w(V, 0.f);
+          auto add = [&](int64_t id, float wk, int64_t p, int64_t voxel) {
+            for (int64_t c = 0; c < C; ++c) want[c * V + id] += wk * patches[(p * C + c) * PN + voxel];
+            want_w[id] += wk;
+          };
+          for (int64_t p = 0; p < P; ++p) {
+            const PatchMatrix M = load_patch_matrix(mats.data() + p * (d + 1) * (d + 1), d);
+            for (int64_t x0 = 0; x0 < g.patch[0]; ++x0)
+              for (int64_t x1 = 0; x1 < g.patch[1]; ++x1)
+                for (int64_t x2 = 0; x2 < g.patch[2]; ++x2) {
+                  const float w = (window_axis(kind, x0, g.patch[0]) * window_axis(kind, x1, g.patch[1])) *
+                                  window_axis(kind, x2, g.patch[2]);
+                  float x[3];
+                  for (int k = 0; k < 3; ++k) x[k] = coord(row_start(M, k, float(x0), float(x1)), float(x2), M.m[k][2]);
+                  const int64_t voxel = (x0 * g.patch[1] + x1) * g.patch[2] + x2;
+                  if (w == 0.f) continue;
+                  if (mode == Interp::nearest) {
+                    bool in[3];
+                    int i[3];
+                    for (int k = 0; k < 3; ++k) i[k] = nearest_axis(x[k], n[k], in[k]);
+                    if (in[0] && in[1] && in[2]) add((i[0] * n[1] + i[1]) * n[2] + i[2], w, p, voxel);
+                    continue;
+                  }
+                  LinearAxis ax[3];
+                  for (int k = 0; k < 3; ++k) ax[k] = linear_axis(x[k], n[k]);
+                  for (int a = 0; a < 2; ++a)
+                    for (int b = 0; b < 2; ++b)
+                      for (int e = 0; e < 2; ++e) {
+                        const float kw =
+                            ((a ? ax[0].w1 : ax[0].w0) * (b ? ax[1].w1 : ax[1].w0)) * (e ? ax[2].w1 : ax[2].w0);
+                        if (kw == 0.f) continue;
+                        add(((a ? ax[0].i1 : ax[0].i0) * n[1] + (b ? ax[1].i1 : ax[1].i0)) * n[2] +
+                                (e ? ax[2].i1 : ax[2].i0),
+                            w * kw, p, voxel);
+                      }
+                }
+          }
+          const int prev = num_threads();
+          for (int threads : {1, 2, 3}) {
+            set_num_threads(threads);
+            std::vector<float> acc(C * V, 0.f), wsum(V, 0.f);
+            if (flat) {
+              cpu::gather_affine_backward(patches.data(), g, mats.data(), nullptr, mode, false, acc.data());
+            } else {
+              cpu::scatter_affine(patches.data(), g, mats.data(), nullptr, mode, Window::cos, acc.data(), wsum.data());
+              CHECK_MESSAGE(std::memcmp(wsum.data(), want_w.data(), V * sizeof(float)) == 0, threads, " threads");
+            }
+            CHECK_MESSAGE(std::memcmp(acc.data(), want.data(), acc.size() * sizeof(float)) == 0, threads,
+                          " threads, flat ", flat);
+          }
+          set_num_threads(prev);
+        }
+      }
   }
 }
