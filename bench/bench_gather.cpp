@@ -4,7 +4,8 @@
 // trilinear, coordinates computed inside the kernel (the peers' grid_sample rows get them
 // precomputed); then stitching the same 64 patches back into 256^3 (+ weight volume) with a cos
 // window (BM_stitch), and at bench_scatter.py's own placement, axis-aligned at random integer
-// offsets (BM_stitch_aligned, the case its index_put_ row times). Argument: threads.
+// offsets (BM_stitch_aligned, the case its index_put_ row times); and axis-aligned patches scaled by 0.5,
+// stitched linearly (BM_stitch_scaled_linear: a coarse level into a finer grid). Argument: threads.
 //
 // CUDA builds on a machine with a GPU add BM_cuda_gather_nearest (the same placement scaled up to
 // 4096 patches from a 512^3 volume, enough to fill the card) beside BM_cuda_copy (device-to-device
@@ -162,6 +163,26 @@ void BM_stitch_aligned(benchmark::State& state) {
   set_counters(state, 20.0);
 }
 
+// Axis-aligned patches scaled by 0.5 at random fractional offsets, linear stitch with the cos window: a
+// coarse level's patches resampled into a finer output grid (apply with scatter_type "lin"); rows run
+// along x, consecutive voxels share corners.
+void BM_stitch_scaled_linear(benchmark::State& state) {
+  pw::set_num_threads(int(state.range(0)));
+  Case& c = the_case();
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<float> uo(0.f, float(Case::V - Case::S / 2 - 2));
+  std::vector<float> mats;
+  for (int64_t p = 0; p < Case::P; ++p)
+    mats.insert(mats.end(), {0.5f, 0, 0, uo(rng), 0, 0.5f, 0, uo(rng), 0, 0, 0.5f, uo(rng), 0, 0, 0, 1});
+  for (auto _ : state) {
+    cpu::scatter_affine(c.patches.f32(), c.g, mats.data(), nullptr, Interp::linear, Window::cos, c.acc.f32(),
+                        c.weight.f32());
+    benchmark::DoNotOptimize(c.acc.f32());
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, 4.0 + 8 * 16.0);
+}
+
 void BM_gather_backward(benchmark::State& state, Interp mode) {
   pw::set_num_threads(int(state.range(0)));
   Case& c = the_case();
@@ -178,6 +199,7 @@ BENCHMARK_CAPTURE(BM_gather, trilinear, Interp::linear)->Arg(1)->Arg(2)->UseReal
 BENCHMARK_CAPTURE(BM_stitch, cos_nearest, Interp::nearest)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_stitch, cos_linear, Interp::linear)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_stitch_aligned)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_stitch_scaled_linear)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gather_backward, nearest, Interp::nearest)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gather_backward, trilinear, Interp::linear)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 

@@ -92,11 +92,15 @@ struct PendingRows {
   std::vector<int64_t> idx;
   std::vector<float> ww, fz, fy, fx;  // fractions: linear only
   const float* prow[kRows] = {};
+  bool along_x[kRows] = {};  // the row runs along the target's x axis (linear: add_linear_row1 pays off)
   explicit PendingRows(int64_t s2)
       : len(s2), idx(kRows * s2), ww(kRows * s2), fz(kLinear ? kRows * s2 : 0), fy(fz.size()), fx(fz.size()) {}
   // The next row's slots: at voxel i of the row, slot(v)[i].
   int64_t next() const { return int64_t(rows) * len; }
-  void push(const float* patch_row) { prow[rows++] = patch_row; }
+  void push(const float* patch_row, bool x_row = false) {
+    along_x[rows] = x_row;
+    prow[rows++] = patch_row;
+  }
   bool full() const { return rows == kRows; }
   void flush(float* accq, float* wq, int64_t C, int64_t V, int64_t PN, int64_t n1, int64_t n2) {
     if (C == 1) add<1>(accq, wq, 1, V, PN, n1, n2);  // one channel (a gather's adjoint, a stitched image)
@@ -127,7 +131,9 @@ struct PendingRows {
           for (int64_t i = 0; i < len; ++i) prefetch_voxel(wq + ahead[i], n1, n2);
       }
       const int64_t at = int64_t(r) * len;
-      if (kLinear) add_linear_row(accq, wq, C, V, PN, n1, n2, at, prow[r]);
+      if (kLinear && kC == 1 && along_x[r] && wq) add_linear_row1<true>(accq, wq, n1, n2, at, prow[r]);
+      else if (kLinear && kC == 1 && along_x[r]) add_linear_row1<false>(accq, nullptr, n1, n2, at, prow[r]);
+      else if (kLinear) add_linear_row(accq, wq, C, V, PN, n1, n2, at, prow[r]);
       else add_nearest_row(accq, wq, C, V, PN, at, prow[r]);
     }
   }
@@ -139,6 +145,72 @@ struct PendingRows {
       for (int64_t c = 0; c < C; ++c) accq[c * V + id[i]] += w[i] * pr[c * PN + i];
       if (wq) wq[id[i]] += w[i];
     }
+  }
+  // add_linear_row for one channel (kW: and a weight volume). Consecutive voxels of a row share corners
+  // (the same corner 0, or one voxel apart along x); those stay in registers from one voxel to the next
+  // instead of each addition waiting for the previous one's store. Every corner sees the same additions
+  // in the same order (other corners are other voxels), and a corner with weight 0 is stored back as it
+  // was loaded: the same floats as add_linear_row.
+  template <bool kW>
+  void add_linear_row1(float* acc, float* wt, int64_t n1, int64_t n2, int64_t at, const float* pr) const {
+    constexpr int K = ND == 3 ? 4 : 2;  // corner rows (dz, dy), each holding the pair x, x + 1
+    int64_t off[K];
+    for (int k = 0; k < K; ++k) off[k] = (ND == 3 ? (k >> 1) * n1 * n2 : 0) + (k & 1) * n2;
+    float v0[K] = {}, v1[K] = {}, u0[K] = {}, u1[K] = {};  // values (u: weights) at x and x + 1
+    int64_t base = -1;
+    auto put = [&](int k, int d) {
+      (d ? acc[base + off[k] + 1] : acc[base + off[k]]) = d ? v1[k] : v0[k];
+      if (kW) (d ? wt[base + off[k] + 1] : wt[base + off[k]]) = d ? u1[k] : u0[k];
+    };
+    auto get = [&](int k, int d) {
+      (d ? v1[k] : v0[k]) = acc[base + off[k] + d];
+      if (kW) (d ? u1[k] : u0[k]) = wt[base + off[k] + d];
+    };
+    for (int64_t i = 0; i < len; ++i) {
+      const float w = ww[at + i];
+      if (w == 0.f) continue;
+      const int64_t b = idx[at + i];
+      if (b != base) {
+        if (base >= 0 && b == base + 1) {  // x + 1: the pair's upper half becomes its lower half
+          for (int k = 0; k < K; ++k) {
+            put(k, 0);
+            v0[k] = v1[k], u0[k] = u1[k];
+          }
+          base = b;
+          for (int k = 0; k < K; ++k) get(k, 1);
+        } else if (base >= 0 && b == base - 1) {
+          for (int k = 0; k < K; ++k) {
+            put(k, 1);
+            v1[k] = v0[k], u1[k] = u0[k];
+          }
+          base = b;
+          for (int k = 0; k < K; ++k) get(k, 0);
+        } else {
+          if (base >= 0)
+            for (int k = 0; k < K; ++k) put(k, 0), put(k, 1);
+          base = b;
+          for (int k = 0; k < K; ++k) get(k, 0), get(k, 1);
+        }
+      }
+      const float z1 = fz[at + i], y1 = fy[at + i], x1 = fx[at + i];
+      const float wz[2] = {ND == 3 ? 1.f - z1 : 1.f, ND == 3 ? z1 : 0.f};
+      const float wy[2] = {1.f - y1, y1}, wx[2] = {1.f - x1, x1};
+      const float p = pr[i];
+      for (int k = 0; k < K; ++k) {
+        const float wzy = ND == 3 ? wz[k >> 1] * wy[k & 1] : wz[0] * wy[k & 1];
+        const float k0 = wzy * wx[0], k1 = wzy * wx[1];
+        if (k0 != 0.f) {
+          v0[k] += (w * k0) * p;
+          if (kW) u0[k] += w * k0;
+        }
+        if (k1 != 0.f) {
+          v1[k] += (w * k1) * p;
+          if (kW) u1[k] += w * k1;
+        }
+      }
+    }
+    if (base >= 0)
+      for (int k = 0; k < K; ++k) put(k, 0), put(k, 1);
   }
   // Each voxel's 4 (2D) or 8 (3D) corners with weight w * (wz * wy) * wx, skipping zero ones.
   void add_linear_row(float* accq, float* wq, int64_t C, int64_t V, int64_t PN, int64_t n1, int64_t n2, int64_t at,
@@ -272,7 +344,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
             const int64_t at = pending.next();
             linear_row_corners<ND>(r, st, o, s2, n1, n2, w01, w2, pending.idx.data() + at, pending.ww.data() + at,
                                    pending.fz.data() + at, pending.fy.data() + at, pending.fx.data() + at);
-            pending.push(prow);
+            pending.push(prow, st[0] == 0.f && st[1] == 0.f);
             if (pending.full()) pending.flush(accq, wq, C, V, PN, n1, n2);
             continue;
           }

@@ -239,9 +239,10 @@ TEST_CASE("scatter_affine nearest: fast paths equal the per-voxel definition bit
 // crossing a thread's planes masked (nearest) or voxel by voxel (linear); rows crossing the border voxel
 // by voxel) against the per-voxel definition bit for bit, nearest and linear, 3D and 2D: contribution
 // (w * k) * value with the window w and the splatting weight k (nearest 1, linear (kz * ky) * kx from
-// common::linear_axis), skipped where the weight is 0 or the voxel lies outside. 12 patches of 30 rows
-// (3D; 2D: 6 x 16 rows...) placed over and across the border; one and two channels; 1, 2 and 3 threads;
-// the cos window with its weight volume, and the gather's adjoint (flat window).
+// common::linear_axis), skipped where the weight is 0 or the voxel lies outside. 8 rotated patches over
+// and across the border and 4 axis-aligned scaled ones off the grid (rows along x with steps 0.5, 0.7, 1
+// and -0.6: consecutive voxels sharing corners); 3D 5x6x16, 2D 12x16; one and two channels; 1, 2 and 3
+// threads; the cos window with its weight volume, and the gather's adjoint (flat window).
 TEST_CASE("scatter_affine rotated patches: the CPU body equals the per-voxel definition bit for bit") {
   using namespace pw::kernels::common;
   for (const int d : {3, 2}) {
@@ -253,6 +254,13 @@ TEST_CASE("scatter_affine rotated patches: the CPU body equals the per-voxel def
     std::uniform_real_distribution<double> u(0, 1);
     std::vector<float> mats;
     for (int64_t p = 0; p < P; ++p) {
+      if (p >= 8) {  // axis-aligned, scaled, off the grid: rows along x (steps 0.5, 0.7, 1, -0.6 along x)
+        const float sx = p == 8 ? 0.5f : p == 9 ? 0.7f : p == 10 ? 1.f : -0.6f;
+        const float ox = sx < 0 ? 12.3f : 3.3f + float(p), oy = 1.7f + float(p % 3), oz = 2.4f + float(p);
+        if (d == 3) mats.insert(mats.end(), {0.9f, 0, 0, oz, 0, 1.1f, 0, oy, 0, 0, sx, ox, 0, 0, 0, 1});
+        else mats.insert(mats.end(), {1.1f, 0, oy + float(p), 0, sx, ox, 0, 0, 1});
+        continue;
+      }
       std::vector<double> centre;
       for (int a = 0; a < d; ++a) centre.push_back(u(rng) * double(vol[a]));
       push_random_matrix(mats, d, centre, s, 0.8, 1.2, rng);
