@@ -132,9 +132,9 @@ struct PendingRows {
       }
       const int64_t at = int64_t(r) * len;
       if (kLinear && along_x[r]) {  // channel by channel (the weight volume with the first)
-        for (int64_t c = 0; c < C; ++c)
-          if (c == 0 && wq) add_linear_row1<true>(accq, wq, n1, n2, at, prow[r]);
-          else add_linear_row1<false>(accq + c * V, nullptr, n1, n2, at, prow[r] + c * PN);
+        if (wq) add_linear_row1<true>(accq, wq, n1, n2, at, prow[r]);
+        else add_linear_row1<false>(accq, nullptr, n1, n2, at, prow[r]);
+        for (int64_t c = 1; c < C; ++c) add_linear_row1<false>(accq + c * V, nullptr, n1, n2, at, prow[r] + c * PN);
       } else if (kLinear) {
         add_linear_row(accq, wq, C, V, PN, n1, n2, at, prow[r]);
       } else {
@@ -158,7 +158,7 @@ struct PendingRows {
   // in the same order (other corners are other voxels), and a corner with weight 0 is stored back as it
   // was loaded: the same floats as add_linear_row.
   template <bool kW>
-  void add_linear_row1(float* acc, float* wt, int64_t n1, int64_t n2, int64_t at, const float* pr) const {
+  [[gnu::always_inline]] void add_linear_row1(float* acc, float* wt, int64_t n1, int64_t n2, int64_t at, const float* pr) const {
     constexpr int K = ND == 3 ? 4 : 2;  // corner rows (dz, dy), each holding the pair x, x + 1
     int64_t off[K];
     for (int k = 0; k < K; ++k) off[k] = (ND == 3 ? (k >> 1) * n1 * n2 : 0) + (k & 1) * n2;
