@@ -95,7 +95,7 @@ struct PendingRows {
   bool along_x[kRows] = {};  // the row runs along the target's x axis (linear: add_linear_row1 pays off)
   explicit PendingRows(int64_t s2)
       : len(s2), idx(kRows * s2), ww(kRows * s2), fz(kLinear ? kRows * s2 : 0), fy(fz.size()), fx(fz.size()) {}
-  // The next row's slots: at voxel i of the row, slot(v)[i].
+  // Where the next row's voxels go in idx, ww and the fractions.
   int64_t next() const { return int64_t(rows) * len; }
   void push(const float* patch_row, bool x_row = false) {
     along_x[rows] = x_row;
@@ -158,7 +158,8 @@ struct PendingRows {
   // in the same order (other corners are other voxels), and a corner with weight 0 is stored back as it
   // was loaded: the same floats as add_linear_row.
   template <bool kW>
-  [[gnu::always_inline]] void add_linear_row1(float* acc, float* wt, int64_t n1, int64_t n2, int64_t at, const float* pr) const {
+  [[gnu::always_inline]] void add_linear_row1(float* acc, float* wt, int64_t n1, int64_t n2, int64_t at,
+                                              const float* pr) const {
     constexpr int K = ND == 3 ? 4 : 2;  // corner rows (dz, dy), each holding the pair x, x + 1
     int64_t off[K];
     for (int k = 0; k < K; ++k) off[k] = (ND == 3 ? (k >> 1) * n1 * n2 : 0) + (k & 1) * n2;
@@ -241,6 +242,27 @@ struct PendingRows {
     }
   }
 };
+
+// A nearest row inside the target (coordinates >= -0.5, so truncating x + 0.5 is common::round_nearest):
+// per voxel the target index and the weight w01 * w2[i], 0 for voxels beyond the owned planes [lo, hi)
+// along the partition axis (a row crossing their border), whose index is clamped into them (flush
+// prefetches it: never a line another thread writes). Restrict: the loop vectorises.
+template <int ND>
+inline void nearest_row_voxels(const float r[3], const float st[3], const float o[3], int64_t s2, int64_t n1,
+                               int64_t n2, int64_t lo, int64_t hi, float w01, const float* __restrict__ w2,
+                               int64_t* __restrict__ id, float* __restrict__ ww) {
+  for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
+    const float fi = float(i);
+    int64_t iz = ND == 3 ? int64_t((common::coord(r[0], fi, st[0]) - o[0]) + 0.5f) : 0;
+    int64_t iy = int64_t((common::coord(r[1], fi, st[1]) - o[1]) + 0.5f);
+    const int64_t ix = int64_t((common::coord(r[2], fi, st[2]) - o[2]) + 0.5f);
+    int64_t& ip = ND == 3 ? iz : iy;  // the partition axis
+    const bool own = (ip >= lo) & (ip < hi);
+    ip = std::min(std::max(ip, lo), hi - 1);
+    id[i] = (iz * n1 + iy) * n2 + ix;
+    ww[i] = own ? w01 * w2[i] : 0.f;
+  }
+}
 
 // A linear row inside the target (coordinates >= 0, so truncation is floor): per voxel the index of
 // corner 0, the fractions and the weight w01 * w2[i]. int32 <-> float converts in vectors, int64 ->
@@ -326,22 +348,8 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           const float* prow = pp + (x0 * s1 + x1) * s2;
           const bool aligned = st[0] == 0.f && st[1] == 0.f && st[2] == 1.f;
           if (!kLinear && inside && !aligned) {  // a rotated row inside the target: pending until a flush
-            int64_t* __restrict__ id = pending.idx.data() + pending.next();
-            float* __restrict__ wr = pending.ww.data() + pending.next();
-            for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
-              const float fi = float(i);
-              // Coordinates are >= -0.5 here: truncating x + 0.5 is common::round_nearest.
-              int64_t iz = ND == 3 ? int64_t((common::coord(r[0], fi, st[0]) - o[0]) + 0.5f) : 0;
-              int64_t iy = int64_t((common::coord(r[1], fi, st[1]) - o[1]) + 0.5f);
-              const int64_t ix = int64_t((common::coord(r[2], fi, st[2]) - o[2]) + 0.5f);
-              // A row that crosses the owned planes' border: weight 0 beyond it, and an index
-              // clamped into them (flush prefetches it: never a line another thread writes).
-              int64_t& ip = pa == 0 ? iz : iy;
-              const bool own = (ip >= lo) & (ip < hi);
-              ip = std::min(std::max(ip, lo), hi - 1);
-              id[i] = (iz * n1 + iy) * n2 + ix;
-              wr[i] = own ? w01 * w2[i] : 0.f;
-            }
+            nearest_row_voxels<ND>(r, st, o, s2, n1, n2, lo, hi, w01, w2, pending.idx.data() + pending.next(),
+                                   pending.ww.data() + pending.next());
             pending.push(prow);
             if (pending.full()) pending.flush(accq, wq, C, V, PN, n1, n2);
             continue;
