@@ -260,23 +260,28 @@ struct PendingRows {
 };
 
 // A nearest row inside the target (coordinates >= -0.5, so truncating x + 0.5 is common::round_nearest):
-// per voxel the target index and the weight w01 * w2[i], 0 for voxels beyond the owned planes [lo, hi)
-// along the partition axis (a row crossing their border), whose index is clamped into them (flush
-// prefetches it: never a line another thread writes). Restrict: the loop vectorises.
+// per voxel the target index and the weight w01 * w2[i]. A row that `crosses` the border of the owned
+// planes [lo, hi) along the partition axis gets weight 0 beyond it, and there an index clamped into them
+// (flush prefetches it: never a line another thread writes). int32 coordinates, restrict, and the mask in
+// a second loop: the first vectorises with AVX2 too (float -> int64 conversions and int64 min/max need
+// AVX-512; a select of floats by int compares kept GCC from vectorising it).
 template <int ND>
 inline void nearest_row_voxels(const float r[3], const float st[3], const float o[3], int64_t s2, int64_t n1,
-                               int64_t n2, int64_t lo, int64_t hi, float w01, const float* __restrict__ w2,
-                               int64_t* __restrict__ id, float* __restrict__ ww) {
+                               int64_t n2, int64_t lo, int64_t hi, bool crosses, float w01,
+                               const float* __restrict__ w2, int64_t* __restrict__ id, float* __restrict__ ww) {
+  const int32_t lo32 = int32_t(lo), last = int32_t(hi - 1);  // plane indices of one volume: < 2^31
+  auto axis = [&](int k, float fi) { return int32_t((common::coord(r[k], fi, st[k]) - o[k]) + 0.5f); };
   for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
     const float fi = float(i);
-    int64_t iz = ND == 3 ? int64_t((common::coord(r[0], fi, st[0]) - o[0]) + 0.5f) : 0;
-    int64_t iy = int64_t((common::coord(r[1], fi, st[1]) - o[1]) + 0.5f);
-    const int64_t ix = int64_t((common::coord(r[2], fi, st[2]) - o[2]) + 0.5f);
-    int64_t& ip = ND == 3 ? iz : iy;  // the partition axis
-    const bool own = (ip >= lo) & (ip < hi);
-    ip = std::min(std::max(ip, lo), hi - 1);
-    id[i] = (iz * n1 + iy) * n2 + ix;
-    ww[i] = own ? w01 * w2[i] : 0.f;
+    const int32_t iz = ND == 3 ? axis(0, fi) : 0, iy = axis(1, fi), ix = axis(2, fi);
+    const int32_t ipc = std::min(std::max(ND == 3 ? iz : iy, lo32), last);  // the partition axis, clamped
+    id[i] = (int64_t(ND == 3 ? ipc : iz) * n1 + (ND == 3 ? iy : ipc)) * n2 + ix;
+    ww[i] = w01 * w2[i];
+  }
+  if (!crosses) return;
+  for (int i = 0; i < int(s2); ++i) {
+    const int32_t ip = axis(ND == 3 ? 0 : 1, float(i));
+    if (ip < lo32 || ip > last) ww[i] = 0.f;
   }
 }
 
@@ -364,7 +369,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           const float* prow = pp + (x0 * s1 + x1) * s2;
           const bool aligned = st[0] == 0.f && st[1] == 0.f && st[2] == 1.f;
           if (!kLinear && inside && !aligned) {  // a rotated row inside the target: pending until a flush
-            nearest_row_voxels<ND>(r, st, o, s2, n1, n2, lo, hi, w01, w2, pending.idx + pending.next(),
+            nearest_row_voxels<ND>(r, st, o, s2, n1, n2, lo, hi, !fast, w01, w2, pending.idx + pending.next(),
                                    pending.ww + pending.next());
             pending.push(prow);
             if (pending.full()) pending.flush(accq, wq, C, V, PN, n1, n2);
