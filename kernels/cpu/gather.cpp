@@ -297,12 +297,12 @@ struct RowGather {
     for (int64_t c = 0; c < C; ++c) {
       const T* sc = sq + c * V;
       for (int64_t i = 0; i < s2; ++i) {
-        __builtin_prefetch(sc + idx[i]);
+        __builtin_prefetch(sc + idx[i], 0, 2);
         if (kLinear) {  // the corner rows (dz, dy) = (0, 1), (1, 0), (1, 1); x + 1 shares a line mostly
-          __builtin_prefetch(sc + idx[i] + W);
+          __builtin_prefetch(sc + idx[i] + W, 0, 2);
           if (ND == 3) {
-            __builtin_prefetch(sc + idx[i] + H * W);
-            __builtin_prefetch(sc + idx[i] + H * W + W);
+            __builtin_prefetch(sc + idx[i] + H * W, 0, 2);
+            __builtin_prefetch(sc + idx[i] + H * W + W, 0, 2);
           }
         }
       }

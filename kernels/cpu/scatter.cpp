@@ -125,13 +125,14 @@ struct PendingRows {
   }
 
  private:
+  // Into L2 (prefetcht1): 5-10% faster than prefetchw or prefetcht0 into L1 (bench_gather, Zen 4).
   static void prefetch_voxel(float* t, int64_t n1, int64_t n2) {
-    __builtin_prefetch(t, 1);
+    __builtin_prefetch(t, 0, 2);
     if (kLinear) {  // the corner rows (dz, dy) = (0, 1), (1, 0), (1, 1); x + 1 mostly shares the line
-      __builtin_prefetch(t + n2, 1);
+      __builtin_prefetch(t + n2, 0, 2);
       if (ND == 3) {
-        __builtin_prefetch(t + n1 * n2, 1);
-        __builtin_prefetch(t + n1 * n2 + n2, 1);
+        __builtin_prefetch(t + n1 * n2, 0, 2);
+        __builtin_prefetch(t + n1 * n2 + n2, 0, 2);
       }
     }
   }
