@@ -7,6 +7,9 @@
 // dynamically. A thread visits only the patches and rows whose extent meets its slab and adds only
 // the contributions whose target plane lies in it, so every target voxel is written by one thread
 // at a time, and the sums do not depend on the number of threads.
+//
+// Within a slab, rows are added in patch and row order (the order of the sums); rotated rows are
+// batched (PendingRows) so that their target lines can be prefetched ahead of the read-modify-writes.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -82,8 +85,8 @@ inline bool whole_voxel_row(const float r[3], const float st[3], const float o[3
 // weight. flush() adds them in row order, exactly as the row-at-a-time loop did (the same sums), and
 // prefetches the target lines of the row kAhead rows on. A rotated patch meets a new target line every
 // few voxels; with the index arithmetic between them, the row-at-a-time loop kept too few line misses
-// in flight. bench_gather (Zen 4, 2 threads, medians): gather backward nearest 9.0 -> 3.8 ms, linear
-// 35.6 -> 18.3; rotated stitch nearest 11.1 -> 6.8, linear 38.4 -> 21.6.
+// in flight. bench_gather (Zen 4, 2 threads, medians, with the later changes): gather backward nearest
+// 6.4-9.0 -> 2.9 ms, linear 30-36 -> 14; rotated stitch nearest 9.8-11.1 -> 5.5, linear 37-38 -> 18.
 // The buffers of PendingRows, per thread: kept between calls (apply stitches thousands of small bricks), grown
 // as needed, never cleared.
 struct PendingBuffers {
