@@ -369,6 +369,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           fast &= inside;
           if (skip) continue;
           const float w01 = wt[0][x0] * wt[1][x1];
+          if (w01 == 0.f) continue;  // a window's zero border row: no voxel of it adds anything
           const float* w2 = wt[2].data();
           const float* prow = pp + (x0 * s1 + x1) * s2;
           const bool aligned = st[0] == 0.f && st[1] == 0.f && st[2] == 1.f;
