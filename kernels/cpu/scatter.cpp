@@ -407,6 +407,27 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
                 idx[i] = (iz * n1 + iy) * n2 + ix;
                 ww[i] = w01 * w2[i];
               }
+            } else if (aligned) {  // crossing a border: the voxels inside form one run [a, b) along x
+              bool inz, iny;
+              const int64_t iz = common::nearest_axis(r[0] - o[0], n0, inz);  // y and z are constant
+              const int64_t iy = common::nearest_axis(r[1] - o[1], n1, iny);
+              const int64_t ipa = pa == 0 ? iz : iy;
+              auto inside_x = [&](int64_t i) {
+                bool in;
+                common::nearest_axis(common::coord(r[2], float(i), st[2]) - o[2], n2, in);
+                return in;
+              };
+              int64_t a = 0, b = inz & iny & (ipa >= lo) & (ipa < hi) ? s2 : 0;
+              while (a < b && !inside_x(a)) ++a;
+              while (b > a && !inside_x(b - 1)) --b;
+              std::fill(inb.begin(), inb.end(), 0);
+              std::fill(ww.begin(), ww.end(), 0.f);
+              for (int i = int(a); i < int(b); ++i) {  // coordinates >= -0.5: truncating x + 0.5 rounds
+                const int64_t ix = int64_t((common::coord(r[2], float(i), st[2]) - o[2]) + 0.5f);
+                idx[i] = (iz * n1 + iy) * n2 + ix;
+                inb[i] = 1;
+                ww[i] = w01 * w2[i];
+              }
             } else {
               for (int64_t i = 0; i < s2; ++i) {
                 const float fi = float(i);

@@ -188,8 +188,9 @@ TEST_CASE("scatter_affine nearest: fast paths equal the per-voxel definition bit
   std::mt19937_64 rng(21);
   std::vector<float> mats;
   for (int64_t p = 0; p < P; ++p) {
-    if (p < 8) {  // axis-aligned: integer offsets (two crossing the border), then two half-voxel ones
-      const float o[3] = {float(p % 9), float((3 * p) % 8), p == 6 ? -3.f : p == 7 ? 30.f : float(2 * p)};
+    if (p < 8) {  // axis-aligned: integer offsets, then two half-voxel ones; 4 to 7 cross the x border
+      const float o[3] = {float(p % 9), float((3 * p) % 8),
+                          p == 4 ? -4.f : p == 5 ? 28.f : p == 6 ? -3.f : p == 7 ? 30.f : float(2 * p)};
       const float h = p >= 4 && p < 6 ? 0.5f : 0.f;
       mats.insert(mats.end(), {1, 0, 0, o[0] + h, 0, 1, 0, o[1], 0, 0, 1, o[2] + h, 0, 0, 0, 1});
     } else {
