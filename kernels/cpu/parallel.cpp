@@ -14,6 +14,10 @@ namespace {
 
 thread_local bool t_inside_pool = false;
 
+// One parallel region at a time: the caller publishes a Job, wakes the workers, takes chunks itself, and
+// waits until every chunk is done. A chunk is claimed through `claim_`, which holds the region's number
+// (low 32 bits of its generation) beside the next chunk index, so that a thread still finishing one
+// region can never take a chunk of the next with the old region's body.
 class Pool {
  public:
   explicit Pool(int n) { resize(n); }
@@ -31,44 +35,50 @@ class Pool {
   }
 
   void run(int64_t n, const std::function<void(int64_t, int64_t)>& body, int64_t grain) {
-    int64_t chunks = std::min<int64_t>(size_, (n + grain - 1) / grain);
+    const int64_t chunks = std::min<int64_t>(size_, (n + grain - 1) / grain);
     if (chunks <= 1 || t_inside_pool) {
       body(0, n);
       return;
     }
     std::unique_lock<std::mutex> job_lock(job_mutex_);  // one parallel region at a time
+    Job job;
     {
       std::lock_guard<std::mutex> lk(m_);
-      body_ = &body;
-      n_ = n;
-      chunks_ = chunks;
+      job = Job{&body, n, chunks, generation_.load() + 1};
+      job_ = job;
       done_.store(0);
-      // Last: a thread still in work() from the previous region that takes a chunk of this one through
-      // next_ sees the fields above (and counts into the reset done_).
-      next_.store(0);
-      generation_.fetch_add(1, std::memory_order_release);
+      claim_.store(tag(job.generation));
+      generation_.store(job.generation, std::memory_order_release);
     }
     cv_.notify_all();
-    work();
-    // The others' chunks are usually done within microseconds: spin a little before sleeping.
+    work(job);
+    // The others' chunks are usually done within microseconds: poll a little before sleeping.
     spin_until([&] { return done_.load(std::memory_order_acquire) == chunks; });
     std::unique_lock<std::mutex> lk(m_);
-    done_cv_.wait(lk, [&] { return done_.load() == chunks_; });
-    body_ = nullptr;
+    done_cv_.wait(lk, [&] { return done_.load() == chunks; });
+    job_.body = nullptr;
   }
 
  private:
-  // Polls `ready` for up to kSpinUs microseconds before a thread sleeps on a condition variable: back-to-
-  // back parallel regions (the many small ops of a training step, apply's patch batches) then hand over
-  // without a futex wake-up and a context switch each; a longer pause gives the core back.
+  struct Job {
+    const std::function<void(int64_t, int64_t)>* body = nullptr;
+    int64_t n = 0, chunks = 0;
+    uint64_t generation = 0;
+  };
+  static uint64_t tag(uint64_t generation) { return (generation & 0xffffffffu) << 32; }
+
+  // Polls `ready` for up to PW_SPIN_US microseconds (default kSpinUs) before a thread sleeps on a
+  // condition variable: back-to-back parallel regions (the many small ops of a training step, apply's
+  // patch batches) then hand over without a futex wake-up and a context switch each; polling longer
+  // loses again (bench/RESULTS.md).
+  static constexpr int kSpinUs = 50;
   static int spin_us() {
     static const int us = [] {
       const char* s = std::getenv("PW_SPIN_US");
-      return s ? std::max(0, std::atoi(s)) : kSpinUs;
+      return s && *s ? std::max(0, std::atoi(s)) : kSpinUs;
     }();
     return us;
   }
-  static constexpr int kSpinUs = 50;
   template <class Ready>
   static void spin_until(const Ready& ready) {
     const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us());
@@ -82,34 +92,43 @@ class Pool {
     }
   }
 
-  void work() {
-    bool was_inside = t_inside_pool;
+  // Takes and runs chunks of `job` until none is left (or the region is over).
+  void work(const Job& job) {
+    const bool was_inside = t_inside_pool;
     t_inside_pool = true;
+    const uint64_t mine = tag(job.generation);
     for (;;) {
-      int64_t c = next_.fetch_add(1);
-      if (c >= chunks_) break;
-      int64_t b = n_ * c / chunks_, e = n_ * (c + 1) / chunks_;
-      (*body_)(b, e);
-      if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == chunks_) {
+      uint64_t v = claim_.load();
+      int64_t c;
+      do {
+        c = int64_t(v & 0xffffffffu);
+        if ((v & ~uint64_t(0xffffffffu)) != mine || c >= job.chunks) {
+          t_inside_pool = was_inside;
+          return;
+        }
+      } while (!claim_.compare_exchange_weak(v, v + 1));
+      (*job.body)(job.n * c / job.chunks, job.n * (c + 1) / job.chunks);
+      if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == job.chunks) {
         std::lock_guard<std::mutex> lk(m_);  // under the lock: the waiter cannot miss the notification
         done_cv_.notify_one();
       }
     }
-    t_inside_pool = was_inside;
   }
 
   void loop() {
     uint64_t seen = 0;
     for (;;) {
       spin_until([&] { return generation_.load(std::memory_order_acquire) != seen || quit_.load(); });
+      Job job;
       {
         std::unique_lock<std::mutex> lk(m_);
         cv_.wait(lk, [&] { return quit_.load() || generation_.load() != seen; });
         if (quit_.load()) return;
         seen = generation_.load();
-        if (!body_) continue;
+        if (!job_.body) continue;
+        job = job_;
       }
-      work();
+      work(job);
     }
   }
 
@@ -129,9 +148,9 @@ class Pool {
   std::vector<std::thread> workers_;
   std::mutex job_mutex_, m_;
   std::condition_variable cv_, done_cv_;
-  const std::function<void(int64_t, int64_t)>* body_ = nullptr;
-  int64_t n_ = 0, chunks_ = 0;
-  std::atomic<int64_t> next_{0}, done_{0};
+  Job job_;                          // the current region (body nullptr between regions); under m_
+  std::atomic<uint64_t> claim_{0};   // tag(generation) | next chunk
+  std::atomic<int64_t> done_{0};     // chunks of the current region finished
   std::atomic<uint64_t> generation_{0};
 };
 
