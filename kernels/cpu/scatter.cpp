@@ -372,7 +372,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           if (w01 == 0.f) continue;  // a window's zero border row: no voxel of it adds anything
           const float* w2 = wt[2].data();
           const float* prow = pp + (x0 * s1 + x1) * s2;
-          const bool aligned = st[0] == 0.f && st[1] == 0.f && st[2] == 1.f;
+          const bool along_x = st[0] == 0.f && st[1] == 0.f, aligned = along_x && st[2] == 1.f;
           if (!kLinear && inside && !aligned) {  // a rotated row inside the target: pending until a flush
             nearest_row_voxels<ND>(r, st, o, s2, n1, n2, lo, hi, !fast, w01, w2, pending.idx + pending.next(),
                                    pending.ww + pending.next());
@@ -384,7 +384,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
             const int64_t at = pending.next();
             linear_row_corners<ND>(r, st, o, s2, n1, n2, w01, w2, pending.idx + at, pending.ww + at, pending.fz + at,
                                    pending.fy + at, pending.fx + at);
-            pending.push(prow, st[0] == 0.f && st[1] == 0.f);
+            pending.push(prow, along_x);
             if (pending.full()) pending.flush(accq, wq, C, V, PN, n1, n2);
             continue;
           }
@@ -398,15 +398,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           }
           if (!kLinear) {
             if (fast) {
-              for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
-                const float fi = float(i);
-                // Coordinates are >= -0.5 here: truncating x + 0.5 is common::round_nearest.
-                const int64_t iz = ND == 3 ? int64_t((common::coord(r[0], fi, st[0]) - o[0]) + 0.5f) : 0;
-                const int64_t iy = int64_t((common::coord(r[1], fi, st[1]) - o[1]) + 0.5f);
-                const int64_t ix = int64_t((common::coord(r[2], fi, st[2]) - o[2]) + 0.5f);
-                idx[i] = (iz * n1 + iy) * n2 + ix;
-                ww[i] = w01 * w2[i];
-              }
+              nearest_row_voxels<ND>(r, st, o, s2, n1, n2, lo, hi, false, w01, w2, idx.data(), ww.data());
             } else if (aligned) {  // crossing a border: the voxels inside form one run [a, b) along x
               bool inz, iny;
               const int64_t iz = common::nearest_axis(r[0] - o[0], n0, inz);  // y and z are constant
