@@ -77,7 +77,14 @@ void backward(const Var& output, const Tensor& seed) {
       if (p && p->requires_grad) stack.push_back(p.get());
   }
   std::sort(nodes.begin(), nodes.end(), [](Node* a, Node* b) { return a->order > b->order; });
-  accumulate(*output, seed);
+  if (output->backward_fn && !output->grad.defined()) {
+    // The seed itself becomes the output's gradient, no copy: backward functions only read their node's
+    // gradient, nothing adds to the output's (no node reached from it is its child), and it is dropped below.
+    check_same_shape(output->value, seed, output->name.empty() ? "gradient" : output->name.c_str());
+    output->grad = seed;
+  } else {
+    accumulate(*output, seed);
+  }
   for (Node* n : nodes) {
     if (n->backward_fn && n->grad.defined()) n->backward_fn(*n);
   }

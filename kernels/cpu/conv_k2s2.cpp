@@ -163,6 +163,14 @@ void build_positions(const ConvGeom& g, int64_t kd, int64_t r0, int64_t r1, int 
   }
 }
 
+// The positions two micro-kernel calls (of NV positions) after position i, whose lines the forward and
+// adjoint kernels prefetch while they compute (null near the tile's end). The forward reads, per
+// position, one line from each of 2 * cin * kd rows: more streams than the hardware prefetcher follows.
+const Pos* positions_ahead(const std::vector<Pos>& pos, int64_t i) {
+  const int64_t a = i + 2 * NV;
+  return a + NV <= static_cast<int64_t>(pos.size()) ? pos.data() + a : nullptr;
+}
+
 std::vector<Pos>& thread_positions() {
   thread_local std::vector<Pos> pos;
   return pos;
@@ -183,10 +191,11 @@ std::vector<float> pack_pairs(int64_t R, int64_t K, const F& pair_at) {
 }
 
 // y rows [0, rows) of pitch P at the nv positions p (+ bias) from all K taps of x. (All taps in one
-// call: a shifted tail's outputs are stored twice, with the same value, never accumulated.)
-template <int L>
+// call: a shifted tail's outputs are stored twice, with the same value, never accumulated.) kPrefetch:
+// also fetches the x lines of the NV positions `ahead` into L2.
+template <int L, bool kPrefetch>
 inline void micro_forward(int64_t K, const int64_t* off, const float* wp, const float* xs, const Pos* p, int nv,
-                          const float* bias, float* y, int64_t P, int rows) {
+                          const Pos* ahead, const float* bias, float* y, int64_t P, int rows) {
   using V = Vec<L>;
   typename V::T acc[MR][NV];
   for (int r = 0; r < MR; ++r)
@@ -196,6 +205,8 @@ inline void micro_forward(int64_t K, const int64_t* off, const float* wp, const 
   const float* s2 = xs + p[nv > 2 ? 2 : 0].src;
   for (int64_t k = 0; k < K; ++k, wp += MR * 2) {
     const typename V::T c0 = V::load(s0 + off[k]), c1 = V::load(s1 + off[k]), c2 = V::load(s2 + off[k]);
+    if (kPrefetch)
+      for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(xs + ahead[v].src + off[k]), _MM_HINT_T1);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const typename V::T wr = V::pair(wp + 2 * r);
@@ -223,19 +234,24 @@ void forward_lanes(const ConvGeom& g, const float* x, const float* w, const floa
     float* ys = y + s * g.cout * P;
     const int64_t npos = static_cast<int64_t>(pos.size());
     for (int64_t i = 0; i < npos; i += NV)
-      for (int64_t o = 0; o < g.cout; o += MR)
-        micro_forward<L>(K, lay.off.data(), wp.data() + o * K * 2, xs, pos.data() + i,
-                         static_cast<int>(std::min<int64_t>(NV, npos - i)), b ? b + o : nullptr, ys + o * P, P,
-                         static_cast<int>(std::min<int64_t>(MR, g.cout - o)));
+      for (int64_t o = 0; o < g.cout; o += MR) {
+        const int nv = static_cast<int>(std::min<int64_t>(NV, npos - i));
+        const int rows = static_cast<int>(std::min<int64_t>(MR, g.cout - o));
+        const Pos* ahead = o == 0 ? positions_ahead(pos, i) : nullptr;  // once per position group
+        (ahead ? micro_forward<L, true> : micro_forward<L, false>)(K, lay.off.data(), wp.data() + o * K * 2, xs,
+                                                                   pos.data() + i, nv, ahead, b ? b + o : nullptr,
+                                                                   ys + o * P, P, rows);
+      }
   });
 }
 
 // ---- adjoint (data gradient, transposed convolution) --------------------------------------------
 
 // dx of taps [t0, t0 + rows) at the nv positions p, from all K = cout channels of dy (+ bias per tap).
-template <int L>
+// kPrefetch: also fetches the dx lines of the NV positions `ahead` for writing (a tap row per channel o).
+template <int L, bool kPrefetch>
 inline void micro_adjoint(int64_t K, const float* wq, const float* dys, int64_t P, const Pos* p, int nv,
-                          const int64_t* off, const float* bias, float* dxs, int rows) {
+                          const Pos* ahead, const int64_t* off, const float* bias, float* dxs, int rows) {
   using V = Vec<L>;
   typename V::T acc[MR][NV];
   for (int r = 0; r < MR; ++r)
@@ -244,6 +260,8 @@ inline void micro_adjoint(int64_t K, const float* wq, const float* dys, int64_t 
   for (int64_t o = 0; o < K; ++o, wq += MR * 2) {
     const float* dyo = dys + o * P;
     const typename V::T c0 = V::dup(dyo + d0), c1 = V::dup(dyo + d1), c2 = V::dup(dyo + d2);
+    if (kPrefetch && o < rows)
+      for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(dxs + off[o] + ahead[v].src), _MM_HINT_ET0);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const typename V::T wr = V::pair(wq + 2 * r);
@@ -276,11 +294,14 @@ void adjoint_lanes(const ConvGeom& g, const float* dy, const float* w, const flo
     float* dxs = dx + s * g.cin * lay.in_vol;
     const int64_t npos = static_cast<int64_t>(pos.size());
     for (int64_t t0 = 0; t0 < lay.taps; t0 += MR)
-      for (int64_t i = 0; i < npos; i += NV)
-        micro_adjoint<L>(g.cout, wq.data() + t0 * g.cout * 2, dys, P, pos.data() + i,
-                         static_cast<int>(std::min<int64_t>(NV, npos - i)), lay.off.data() + t0,
-                         b ? tap_bias.data() + t0 : nullptr, dxs,
-                         static_cast<int>(std::min<int64_t>(MR, lay.taps - t0)));
+      for (int64_t i = 0; i < npos; i += NV) {
+        const int nv = static_cast<int>(std::min<int64_t>(NV, npos - i));
+        const int rows = static_cast<int>(std::min<int64_t>(MR, lay.taps - t0));
+        const Pos* ahead = positions_ahead(pos, i);
+        (ahead ? micro_adjoint<L, true> : micro_adjoint<L, false>)(g.cout, wq.data() + t0 * g.cout * 2, dys, P,
+                                                                   pos.data() + i, nv, ahead, lay.off.data() + t0,
+                                                                   b ? tap_bias.data() + t0 : nullptr, dxs, rows);
+      }
   });
 }
 

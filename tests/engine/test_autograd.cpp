@@ -48,6 +48,22 @@ TEST_CASE("autograd accumulates through a shared parent in reverse order") {
   CHECK(x->grad.f32()[0] == doctest::Approx(3 * 1.5 * 1.5));
 }
 
+TEST_CASE("backward with a seed: the seed is used, never changed, twice over and on a leaf") {
+  Var x = variable(Tensor::from_vector({3}, {1.0f, 2.0f, -1.0f}), true);
+  const Tensor seed = Tensor::from_vector({3}, {0.5f, -2.0f, 4.0f});
+  for (int pass = 1; pass <= 2; ++pass) {  // x's gradient accumulates over two backward calls
+    Var y = mul_for_test(x, x);
+    backward(y, seed);
+    CHECK(y->grad.defined() == false);  // dropped: it was the caller's seed
+    for (int i = 0; i < 3; ++i) CHECK(x->grad.f32()[i] == pass * 2.0f * x->value.f32()[i] * seed.f32()[i]);
+  }
+  backward(x, seed);  // x is a leaf: its gradient keeps a copy and adds to it
+  backward(x, seed);
+  CHECK(x->grad.f32()[1] == 2 * 2.0f * 2.0f * -2.0f + 2 * -2.0f);
+  CHECK(seed.to_vector() == std::vector<float>{0.5f, -2.0f, 4.0f});
+  CHECK_THROWS_AS(backward(mul_for_test(x, x), Tensor::from_vector({2}, {1.0f, 1.0f})), std::invalid_argument);
+}
+
 TEST_CASE("no-grad guard keeps no graph") {
   Var x = variable(Tensor::from_vector({1}, {2.f}), true);
   NoGradGuard g;
