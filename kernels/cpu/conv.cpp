@@ -76,9 +76,10 @@ void with_packet(int64_t w, const F& f) {
     f(Quarter{});
 }
 
-// Per-thread buffers (0: phases of dx, 1: dy copy, 2: padded input, 3: weight-gradient partial
-// sums; 0, 2 and 3 owned by the calling thread); each grows to the largest size asked and is kept
-// (pool threads live on), so no allocation happens per tile.
+// Per-thread buffers (0: phases of dx, 1: dy copy, 2: padded input -- a whole copy in the calling
+// thread's, a tile's in each worker's --, 3: weight-gradient partial sums; 0 and 3 owned by the calling
+// thread); each grows to the largest size asked and is kept (pool threads live on), so no allocation
+// happens per tile.
 float* thread_buffer(int slot, int64_t n) {
   thread_local std::vector<float, Eigen::aligned_allocator<float>> buf[4];
   if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
@@ -114,9 +115,8 @@ struct Padded {
 };
 
 // The elements [a, b) of a phase row of len elements, dst[q] = src[q*s + first], that lie inside a
-// source row of n elements (the others are padding: 0). Always inlined: with s a constant (2 for
-// split_row_pair) the divisions become shifts, which matters on rows of 16 elements.
-[[gnu::always_inline]] inline void phase_range(int64_t n, int64_t s, int64_t first, int64_t len, int64_t& a, int64_t& b) {
+// source row of n elements (the others are padding: 0).
+inline void phase_range(int64_t n, int64_t s, int64_t first, int64_t len, int64_t& a, int64_t& b) {
   a = first >= 0 ? 0 : std::min<int64_t>(len, (-first + s - 1) / s);
   b = std::clamp<int64_t>((n - first + s - 1) / s, a, len);
 }
@@ -133,72 +133,80 @@ inline void split_row(const float* src, int64_t n, int64_t s, int64_t first, flo
   std::fill(dst + b, dst + len, 0.0f);
 }
 
-// Both x-phases of one padded row for stride 2: d0[q] = src[2q + first], d1[q] = src[2q + 1 + first]
-// where inside [0, n), else 0, in one vectorised pass over the source row (a de-interleave).
-inline void split_row_pair(const float* src, int64_t n, int64_t first, float* d0, float* d1, int64_t len) {
-  int64_t a0, b0, a1, b1;
-  phase_range(n, 2, first, len, a0, b0);
-  phase_range(n, 2, first + 1, len, a1, b1);
-  const int64_t a = std::max(a0, a1), b = std::max(a, std::min(b0, b1));
-  std::fill(d0, d0 + len, 0.0f);
-  std::fill(d1, d1 + len, 0.0f);
-  const float* s = src + first;
-  for (int64_t q = a; q < b; ++q) {
-    d0[q] = s[2 * q];
-    d1[q] = s[2 * q + 1];
+// Both x-phases d0, d1 (len elements each) of one padded row for stride 2, padding lo before it:
+// padded element l = i + lo of source element i goes to phase l % 2 at l / 2, so the source's even
+// elements fill one phase row from lo / 2 on and its odd ones the other from (lo + 1) / 2 on; the
+// rest (padding) is 0. The de-interleave vectorises (restrict pointers, no branches).
+inline void split_row2(const float* __restrict__ src, int64_t n, int64_t lo, float* d0, float* d1, int64_t len) {
+  float* const row_e = (lo & 1) ? d1 : d0;  // gets the even source elements
+  float* const row_o = (lo & 1) ? d0 : d1;
+  const int64_t be = lo / 2, bo = (lo + 1) / 2, ne = (n + 1) / 2, no = n / 2;  // where each run starts, its length
+  std::fill(row_e, row_e + be, 0.0f);
+  std::fill(row_o, row_o + bo, 0.0f);
+  float* __restrict__ de = row_e + be;
+  float* __restrict__ dd = row_o + bo;
+  for (int64_t k = 0; k < no; ++k) {
+    de[k] = src[2 * k];
+    dd[k] = src[2 * k + 1];
   }
-  // The at most one element each phase has beyond the common range [a, b), before or after it.
-  for (int64_t q = a0; q < std::min(a, b0); ++q) d0[q] = s[2 * q];
-  for (int64_t q = std::max(b, a0); q < b0; ++q) d0[q] = s[2 * q];
-  for (int64_t q = a1; q < std::min(a, b1); ++q) d1[q] = s[2 * q + 1];
-  for (int64_t q = std::max(b, a1); q < b1; ++q) d1[q] = s[2 * q + 1];
+  if (ne > no) de[no] = src[n - 1];
+  std::fill(de + ne, row_e + len, 0.0f);
+  std::fill(dd + no, row_o + len, 0.0f);
 }
 
-Padded pad_split(const float* x, int64_t n, int64_t channels, const int64_t in[3], const int lo[3], const int hi[3],
-                 const int s[3], int64_t slack) {
+// The split geometry of planes of size `in` padded by lo/hi, with stride s; dq phase planes along d
+// (dq < 0: all of the padded source).
+Padded split_geometry(int64_t channels, const int64_t in[3], const int lo[3], const int hi[3], const int s[3],
+                      int64_t dq = -1) {
   Padded p;
   int64_t q[3];
   for (int i = 0; i < 3; ++i) {
     p.s[i] = s[i];
     q[i] = (in[i] + lo[i] + hi[i] + s[i] - 1) / s[i];
   }
-  p.Dq = q[0], p.Hq = q[1], p.Wq = q[2];
-  p.vol = q[0] * q[1] * q[2];
+  p.Dq = dq < 0 ? q[0] : dq, p.Hq = q[1], p.Wq = q[2];
+  p.vol = p.Dq * q[1] * q[2];
   p.chan = int64_t(s[0]) * s[1] * s[2] * p.vol;
   p.sample = channels * p.chan;
+  return p;
+}
+
+// The padded planes [i0, i0 + p.Dq * s0) of one source plane (of size in, padded by lo), split into
+// the phases of p, into `plane` (p.chan floats): padded plane i0 (a multiple of s0) becomes phase
+// plane 0. Padded rows in memory order of the source, so that it streams in once.
+void split_plane(const float* src, const int64_t in[3], const int lo[3], const Padded& p, int64_t i0, float* plane) {
+  const int* s = p.s;
+  for (int64_t d = 0; d < p.Dq; ++d)
+    for (int pd = 0; pd < s[0]; ++pd)
+      for (int64_t h = 0; h < p.Hq; ++h)
+        for (int ph = 0; ph < s[1]; ++ph) {
+          // Padded row (i, j) = source row (id, ih) goes to the phase rows (pd, ph, pw; d, h).
+          const int64_t id = i0 + d * s[0] + pd - lo[0], ih = h * s[1] + ph - lo[1];
+          float* const row0 = plane + (pd * s[1] + ph) * s[2] * p.vol + (d * p.Hq + h) * p.Wq;
+          if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1]) {
+            for (int pw = 0; pw < s[2]; ++pw) std::fill(row0 + pw * p.vol, row0 + pw * p.vol + p.Wq, 0.0f);
+            continue;
+          }
+          const float* srow = src + (id * in[1] + ih) * in[2];
+          if (s[2] == 1)
+            split_row(srow, in[2], 1, -lo[2], row0, p.Wq);
+          else if (s[2] == 2)  // both x-phases in one pass over the source row
+            split_row2(srow, in[2], lo[2], row0, row0 + p.vol, p.Wq);
+          else
+            for (int pw = 0; pw < s[2]; ++pw) split_row(srow, in[2], s[2], pw - lo[2], row0 + pw * p.vol, p.Wq);
+        }
+}
+
+Padded pad_split(const float* x, int64_t n, int64_t channels, const int64_t in[3], const int lo[3], const int hi[3],
+                 const int s[3], int64_t slack) {
+  Padded p = split_geometry(channels, in, lo, hi, s);
   const int64_t planes = n * channels, in_vol = in[0] * in[1] * in[2];
   float* xp = thread_buffer(2, planes * p.chan + slack);
   std::fill(xp + planes * p.chan, xp + planes * p.chan + slack, 0.0f);
   parallel_for(
       planes,
       [&](int64_t b, int64_t e) {
-        for (int64_t pl = b; pl < e; ++pl) {
-          const float* src = x + pl * in_vol;
-          float* plane = xp + pl * p.chan;
-          // The phase row (pd, ph, pw; d, h) of this plane.
-          auto row = [&](int pd, int ph, int pw, int64_t d, int64_t h) {
-            return plane + ((pd * s[1] + ph) * s[2] + pw) * p.vol + (d * p.Hq + h) * p.Wq;
-          };
-          // Padded rows (i, j) in memory order of the source, so that it streams in once.
-          for (int64_t i = 0; i < p.Dq * s[0]; ++i)
-            for (int64_t j = 0; j < p.Hq * s[1]; ++j) {
-              const int pd = static_cast<int>(i % s[0]), ph = static_cast<int>(j % s[1]);
-              const int64_t d = i / s[0], h = j / s[1], id = i - lo[0], ih = j - lo[1];
-              if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1]) {
-                for (int pw = 0; pw < s[2]; ++pw) std::fill(row(pd, ph, pw, d, h), row(pd, ph, pw, d, h) + p.Wq, 0.0f);
-                continue;
-              }
-              const float* srow = src + (id * in[1] + ih) * in[2];
-              if (s[2] == 1) {
-                split_row(srow, in[2], 1, -lo[2], row(pd, ph, 0, d, h), p.Wq);
-              } else if (s[2] == 2) {  // both x-phases in one pass over the source row
-                split_row_pair(srow, in[2], -lo[2], row(pd, ph, 0, d, h), row(pd, ph, 1, d, h), p.Wq);
-              } else {
-                for (int pw = 0; pw < s[2]; ++pw)
-                  split_row(srow, in[2], s[2], pw - lo[2], row(pd, ph, pw, d, h), p.Wq);
-              }
-            }
-        }
+        for (int64_t pl = b; pl < e; ++pl) split_plane(x + pl * in_vol, in, lo, p, 0, xp + pl * p.chan);
       },
       8);
   p.data = xp;
@@ -222,10 +230,55 @@ Padded in_place(const float* x, int64_t channels, const int64_t in[3]) {
   return p;
 }
 
-// x of conv g, padded by g.pad and split by g.stride (in place where a 1x1x1 kernel allows it).
-Padded pad_input(const ConvGeom& g, const float* x) {
-  if (usable_in_place(g, g.in, g.pad, g.pad)) return in_place(x, g.cin, g.in);
-  return pad_split(x, g.n, g.cin, g.in, g.pad, g.pad, g.stride, kVec + g.k[2]);
+// Where the micro-kernels of a work item (sample n, output rows [r0, r1)) read their source.
+//   - A whole copy, padded and split (pad_split), or the source itself (in_place).
+//   - Per tile (strided convolutions): a strided convolution's source is s^3 times its output, and a
+//     whole split copy costs one more write and read of that size through memory (a third of a k3 s2
+//     forward pass here). Instead each work item splits the source planes its output planes read
+//     into its thread's buffer (slot 2, about kTileSplitBytes: it stays in L2), and its micro-kernels
+//     read them there. Tiles are then whole output planes, `tile_planes` of them.
+struct Source {
+  Padded p;                      // the geometry (per tile: of one tile) and, for a whole copy, the data
+  const ConvGeom* g = nullptr;   // per tile: the convolution, and
+  const float* x = nullptr;      // its unsplit source
+  int64_t tile_planes = 0;       // per tile: output planes per tile (0: a whole copy)
+
+  Tiling tiling(const int64_t out[3]) const {
+    return Tiling(out, tile_planes ? tile_planes * out[1] * out[2] : direct_tile_cols());
+  }
+  // The source of sample n as its work item (output rows from r0 on) reads it; od0: the output plane
+  // whose first source plane is its phase plane 0.
+  const float* sample(int64_t n, int64_t r0, int64_t& od0) const {
+    od0 = 0;
+    if (!tile_planes) return p.data + n * p.sample;
+    od0 = r0 / g->out[1];
+    const int64_t slack = kVec + g->k[2], in_vol = g->in_vol();
+    float* buf = thread_buffer(2, p.sample + slack);
+    for (int64_t c = 0; c < g->cin; ++c)
+      split_plane(x + (n * g->cin + c) * in_vol, g->in, g->pad, p, od0 * g->stride[0], buf + c * p.chan);
+    std::fill(buf + p.sample, buf + p.sample + slack, 0.0f);
+    return buf;
+  }
+};
+
+// Split copy of one tile's source: about this many bytes (L2 is 1-2 MB per core on current x86).
+constexpr int64_t kTileSplitBytes = 512 * 1024;
+
+// x of conv g: in place where a 1x1x1 kernel allows it, split per tile for strides > 1, else one
+// whole copy padded by g.pad.
+Source conv_source(const ConvGeom& g, const float* x) {
+  if (usable_in_place(g, g.in, g.pad, g.pad)) return Source{in_place(x, g.cin, g.in)};
+  if (g.stride[0] * g.stride[1] * g.stride[2] == 1)
+    return Source{pad_split(x, g.n, g.cin, g.in, g.pad, g.pad, g.stride, kVec + g.k[2])};
+  Source src;
+  src.g = &g;
+  src.x = x;
+  const Padded whole = split_geometry(g.cin, g.in, g.pad, g.pad, g.stride);
+  const int64_t plane_bytes = whole.sample / whole.Dq * int64_t(sizeof(float));  // per output plane
+  src.tile_planes = std::clamp<int64_t>(kTileSplitBytes / plane_bytes, 1, g.out[0]);
+  const int64_t padded_planes = (src.tile_planes - 1) * g.stride[0] + g.k[0];
+  src.p = split_geometry(g.cin, g.in, g.pad, g.pad, g.stride, (padded_planes + g.stride[0] - 1) / g.stride[0]);
+  return src;
 }
 
 // Offset in x's split copy (one sample) of tap k = (c, kd, kh, kw), padded to a multiple of `mult` with 0.
@@ -240,12 +293,13 @@ std::vector<int64_t> tap_offsets(const ConvGeom& g, const Padded& p, int64_t mul
 }
 
 // The SIMD vector positions of output rows [r0, r1) of an `out` grid: each row is cut into
-// ceil(W/vec) vectors of `vec` lanes. For position i: src[i] = its offset in the source's phase planes (tap 0),
+// ceil(W/vec) vectors of `vec` lanes. For position i: src[i] = its offset in the source's phase planes (tap 0;
+// output plane od0 reads phase plane 0),
 // dst[i] = its offset in y's channel plane, valid[i] = how many of its lanes are real outputs.
 struct Positions {
   std::vector<int64_t> src, dst;
   std::vector<int> valid;
-  void build(const int64_t out[3], const Padded& p, int64_t r0, int64_t r1, int vec) {
+  void build(const int64_t out[3], const Padded& p, int64_t r0, int64_t r1, int vec, int64_t od0 = 0) {
     src.clear();
     dst.clear();
     valid.clear();
@@ -253,7 +307,7 @@ struct Positions {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t od = r / out[1], oh = r % out[1];
       for (int64_t ow = 0; ow < W; ow += vec) {
-        src.push_back((od * p.Hq + oh) * p.Wq + ow);
+        src.push_back(((od - od0) * p.Hq + oh) * p.Wq + ow);
         dst.push_back(r * W + ow);
         valid.push_back(static_cast<int>(std::min<int64_t>(vec, W - ow)));
       }
@@ -344,23 +398,24 @@ inline void micro_weight_direct(const Positions& pos, int64_t i0, int64_t i1, co
 }
 
 // y (n samples of `rows` channels, each an `out` grid) = packed weights wp (rows x K, pack_weights)
-// * the taps `off` (K, in groups of `group` that belong to one source channel) of the source xp
+// * the taps `off` (K, in groups of `group` that belong to one source channel) of the source src
 // + bias b (per row, may be nullptr), in vectors of packet Pk.
 template <class Pk>
-void direct_forward(int64_t n, int64_t rows, const int64_t out[3], const Padded& xp, const std::vector<int64_t>& off,
+void direct_forward(int64_t n, int64_t rows, const int64_t out[3], const Source& src, const std::vector<int64_t>& off,
                     int64_t group, const std::vector<float>& wp, const float* b, float* y) {
   const int64_t K = static_cast<int64_t>(off.size()), P = out[0] * out[1] * out[2];
   if (K == 0) {  // no tap reaches y
     for (int64_t i = 0; i < n * rows; ++i) std::fill(y + i * P, y + (i + 1) * P, b ? b[i % rows] : 0.0f);
     return;
   }
-  const Tiling t(out, direct_tile_cols());
+  const Tiling t = src.tiling(out);
   const int64_t items = n * t.ntiles, chunk = std::max<int64_t>(1, kChunkTaps / group) * group;
   run_ranges(items, workers_for(items), [&](int, int64_t item) {
     const int64_t s = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
+    int64_t od0 = 0;
+    const float* xs = src.sample(s, r0, od0);
     Positions& pos = thread_positions();
-    pos.build(out, xp, r0, r1, lanes<Pk>);
-    const float* xs = xp.data + s * xp.sample;
+    pos.build(out, src.p, r0, r1, lanes<Pk>, od0);
     float* ys = y + s * rows * P;
     // Taps in chunks of whole channels, so that the source rows one chunk reads stay in L1.
     for (int64_t k0 = 0; k0 < K; k0 += chunk)
@@ -401,11 +456,11 @@ ConvGeom as_conv(const ConvGeom& g) {
 void conv_forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
   if (winograd::suits(g)) return winograd::forward(g, x, w, b, y);
   if (k2s2::suits(g)) return k2s2::forward(g, x, w, b, y);
-  const Padded xp = pad_input(g, x);
-  const std::vector<int64_t> off = tap_offsets(g, xp, 1);
+  const Source src = conv_source(g, x);
+  const std::vector<int64_t> off = tap_offsets(g, src.p, 1);
   const std::vector<float> wp = pack_weights(w, g.cout, g.cin * g.k_vol());
   with_packet(g.out[2], [&](auto packet) {
-    direct_forward<decltype(packet)>(g.n, g.cout, g.out, xp, off, g.k_vol(), wp, b, y);
+    direct_forward<decltype(packet)>(g.n, g.cout, g.out, src, off, g.k_vol(), wp, b, y);
   });
 }
 
@@ -501,7 +556,7 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
         const std::vector<float> wp = pack_weights(wt.data(), g.cin, taps);
         const int64_t group = std::max<int64_t>(1, taps / std::max<int64_t>(1, g.cout));
         with_packet(q[2], [&](auto packet) {
-          direct_forward<decltype(packet)>(g.n, g.cin, q, yp, off, group, wp, b, out);
+          direct_forward<decltype(packet)>(g.n, g.cin, q, Source{yp}, off, group, wp, b, out);
         });
       }
   if (!single) interleave_phases(g, phases, phase_size, dx);
@@ -523,7 +578,8 @@ void weight_direct(const ConvGeom& g, const float* x, const float* dy, float* dw
   constexpr int V = lanes<Pk>;
   const int64_t K = g.cin * g.k_vol(), P = g.out_vol();
   const int64_t kp = round_up(K, NK), op = round_up(g.cout, MO);
-  const Tiling t(g.out, direct_tile_cols());
+  const Source src = conv_source(g, x);
+  const Tiling t = src.tiling(g.out);
   const int64_t items = g.n * t.ntiles;
   const int workers = workers_for(items);
   const int64_t part_size = op * kp * V;
@@ -541,15 +597,15 @@ void weight_direct(const ConvGeom& g, const float* x, const float* dy, float* dw
     }
     return dyb;
   };
-  const Padded xp = pad_input(g, x);
-  const std::vector<int64_t> off = tap_offsets(g, xp, NK);
+  const std::vector<int64_t> off = tap_offsets(g, src.p, NK);
   run_ranges(items, workers, [&](int worker, int64_t item) {
     const int64_t n = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
+    int64_t od0 = 0;
+    const float* xs = src.sample(n, r0, od0);
     Positions& pos = thread_positions();
-    pos.build(g.out, xp, r0, r1, V);
+    pos.build(g.out, src.p, r0, r1, V, od0);
     const int64_t ld = (pos.size() + 1) * V;  // +1: rows not a power of two apart (L1 sets)
     const float* dyb = copy_dy(n, pos, ld);
-    const float* xs = xp.data + n * xp.sample;
     float* part = partial + worker * part_size;
     // Positions in chunks so that one block of dy rows (MO x chunk vectors) stays in L1.
     for (int64_t i0 = 0; i0 < pos.size(); i0 += kWeightChunk)

@@ -207,6 +207,10 @@ TEST_CASE("strided and transposed conv match a naive loop on every phase geometr
   check_vs_naive({1, 3, 4, 5, 6}, {3, 2, 1, 1, 1}, 3, 0, true, 160);        // transposed k1 s3: bias-only phases
   check_vs_naive({1, 5, 3, 4, 5}, {5, 6, 4, 4, 4}, 3, 0, true, 170);        // transposed k4 s3 (uneven overlap)
   check_vs_naive({3, 9, 17, 19}, {11, 9, 3, 3}, 2, 1, false, 180);          // 2D k3 s2 p1
+  // Sources split per tile of output planes (kernels/cpu/conv.cpp, Source), several tiles per sample:
+  check_vs_naive({1, 32, 21, 24, 24}, {5, 32, 3, 3, 3}, 2, 1, false, 190);  // 2 planes a tile, the last 1
+  check_vs_naive({2, 64, 9, 22, 23}, {3, 64, 3, 3, 3}, 2, 1, false, 200);   // 1 plane a tile
+  check_vs_naive({1, 5, 11, 12, 12}, {5, 32, 3, 3, 3}, 2, 0, true, 210);    // transposed k3 s2: its gradients
 }
 
 // 3x3x3 stride-1 convolutions whose channel counts are multiples of the SIMD width run by Winograd
