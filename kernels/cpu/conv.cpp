@@ -294,12 +294,13 @@ std::vector<int64_t> tap_offsets(const ConvGeom& g, const Padded& p, int64_t mul
 
 // The SIMD vector positions of output rows [r0, r1) of an `out` grid: each row is cut into
 // ceil(W/vec) vectors of `vec` lanes. For position i: src[i] = its offset in the source's phase planes (tap 0;
-// output plane od0 reads phase plane 0),
-// dst[i] = its offset in y's channel plane, valid[i] = how many of its lanes are real outputs.
+// output plane od0 reads phase plane 0), dst[i] = its offset in y's channel plane (row dst_row0 at 0),
+// valid[i] = how many of its lanes are real outputs.
 struct Positions {
   std::vector<int64_t> src, dst;
   std::vector<int> valid;
-  void build(const int64_t out[3], const Padded& p, int64_t r0, int64_t r1, int vec, int64_t od0 = 0) {
+  void build(const int64_t out[3], const Padded& p, int64_t r0, int64_t r1, int vec, int64_t od0 = 0,
+             int64_t dst_row0 = 0) {
     src.clear();
     dst.clear();
     valid.clear();
@@ -308,7 +309,7 @@ struct Positions {
       const int64_t od = r / out[1], oh = r % out[1];
       for (int64_t ow = 0; ow < W; ow += vec) {
         src.push_back(((od - od0) * p.Hq + oh) * p.Wq + ow);
-        dst.push_back(r * W + ow);
+        dst.push_back((r - dst_row0) * W + ow);
         valid.push_back(static_cast<int>(std::min<int64_t>(vec, W - ow)));
       }
     }
@@ -397,6 +398,22 @@ inline void micro_weight_direct(const Positions& pos, int64_t i0, int64_t i1, co
     for (int k = 0; k < NK; ++k) pstore(part + (o * kp + k) * V, acc[o][k]);
 }
 
+// The micro-kernels of one work item: y (`rows` channels of pitch P) at the positions pos = packed
+// weights wp (rows x K) * the taps `off` (K > 0, in groups of `group` of one source channel) of the
+// source sample xs + bias b (per row, may be nullptr).
+template <class Pk>
+void direct_item(const Positions& pos, const float* xs, const std::vector<int64_t>& off, int64_t group, int64_t rows,
+                 const std::vector<float>& wp, const float* b, float* y, int64_t P) {
+  const int64_t K = static_cast<int64_t>(off.size()), chunk = std::max<int64_t>(1, kChunkTaps / group) * group;
+  // Taps in chunks of whole channels, so that the source rows one chunk reads stay in L1.
+  for (int64_t k0 = 0; k0 < K; k0 += chunk)
+    for (int64_t i = 0; i < pos.size(); i += NV)
+      for (int64_t o = 0; o < rows; o += MR)
+        micro_direct<Pk>(std::min(chunk, K - k0), off.data() + k0, wp.data() + o * K + k0 * MR, xs, pos, i,
+                         (b && k0 == 0) ? b + o : nullptr, y + o * P, P,
+                         static_cast<int>(std::min<int64_t>(MR, rows - o)), k0 > 0);
+}
+
 // y (n samples of `rows` channels, each an `out` grid) = packed weights wp (rows x K, pack_weights)
 // * the taps `off` (K, in groups of `group` that belong to one source channel) of the source src
 // + bias b (per row, may be nullptr), in vectors of packet Pk.
@@ -409,21 +426,14 @@ void direct_forward(int64_t n, int64_t rows, const int64_t out[3], const Source&
     return;
   }
   const Tiling t = src.tiling(out);
-  const int64_t items = n * t.ntiles, chunk = std::max<int64_t>(1, kChunkTaps / group) * group;
+  const int64_t items = n * t.ntiles;
   run_ranges(items, workers_for(items), [&](int, int64_t item) {
     const int64_t s = item / t.ntiles, r0 = t.begin(item % t.ntiles), r1 = t.end(item % t.ntiles);
     int64_t od0 = 0;
     const float* xs = src.sample(s, r0, od0);
     Positions& pos = thread_positions();
     pos.build(out, src.p, r0, r1, lanes<Pk>, od0);
-    float* ys = y + s * rows * P;
-    // Taps in chunks of whole channels, so that the source rows one chunk reads stay in L1.
-    for (int64_t k0 = 0; k0 < K; k0 += chunk)
-      for (int64_t i = 0; i < pos.size(); i += NV)
-        for (int64_t o = 0; o < rows; o += MR)
-          micro_direct<Pk>(std::min(chunk, K - k0), off.data() + k0, wp.data() + o * K + k0 * MR, xs, pos, i,
-                       (b && k0 == 0) ? b + o : nullptr, ys + o * P, P,
-                       static_cast<int>(std::min<int64_t>(MR, rows - o)), k0 > 0);
+    direct_item<Pk>(pos, xs, off, group, rows, wp, b, y + s * rows * P, P);
   });
 }
 
@@ -466,43 +476,6 @@ void conv_forward(const ConvGeom& g, const float* x, const float* w, const float
 
 namespace {
 
-// dx (n, cin, in) from its phases: phase (rd, rh, rw) at phases + index * phase_size holds the
-// n*cin planes of dx[.., q*s + r] (per dimension q < the phase's count), one pass over dx.
-void interleave_phases(const ConvGeom& g, const float* phases, int64_t phase_size, float* dx) {
-  const int* s = g.stride;
-  auto count = [&](int d, int r) { return (g.in[d] - r + s[d] - 1) / s[d]; };
-  parallel_for(
-      g.n * g.cin,
-      [&](int64_t lo, int64_t hi) {
-        for (int64_t pl = lo; pl < hi; ++pl)
-          for (int64_t d = 0; d < g.in[0]; ++d)
-            for (int64_t h = 0; h < g.in[1]; ++h) {
-              float* row = dx + ((pl * g.in[0] + d) * g.in[1] + h) * g.in[2];
-              const int rd = static_cast<int>(d % s[0]), rh = static_cast<int>(h % s[1]);
-              const int64_t c1 = count(1, rh);
-              auto src = [&](int rw) {
-                return phases + ((rd * s[1] + rh) * s[2] + rw) * phase_size +
-                       ((pl * count(0, rd) + d / s[0]) * c1 + h / s[1]) * count(2, rw);
-              };
-              if (s[2] == 2 && g.in[2] >= 2) {  // both phases in one vectorised loop
-                const float *p0 = src(0), *p1 = src(1);
-                const int64_t pairs = count(2, 1);  // phase 0 has one more when in[2] is odd
-                for (int64_t q = 0; q < pairs; ++q) {
-                  row[2 * q] = p0[q];
-                  row[2 * q + 1] = p1[q];
-                }
-                if (count(2, 0) > pairs) row[2 * pairs] = p0[pairs];
-                continue;
-              }
-              for (int rw = 0; rw < s[2] && rw < g.in[2]; ++rw) {
-                const float* p = src(rw);
-                for (int64_t q = 0, c2 = count(2, rw); q < c2; ++q) row[q * s[2] + rw] = p[q];
-              }
-            }
-      },
-      8);
-}
-
 // The taps of one data-gradient phase (per dimension ph[d]) over dy's padded copy yp: offsets of
 // (o, jd, jh, jw), j descending so that they ascend, and the weights (cin x taps, row-major) w[o, c, k0 + s*j].
 void phase_taps(const ConvGeom& g, const float* w, const Padded& yp, const int lo[3], const PhaseDim ph[3],
@@ -521,10 +494,87 @@ void phase_taps(const ConvGeom& g, const float* w, const Padded& yp, const int l
         }
 }
 
+// One phase r = (rd, rh, rw) of dx: the input positions q*s + r (q < q[d] per dimension), the taps
+// that reach them over dy's padded copy (none: only the bias does) and their packed weights.
+struct Phase {
+  int64_t q[3] = {0, 0, 0};
+  std::vector<int64_t> off;
+  std::vector<float> wp;
+  int64_t group = 1;
+};
+
+// Every phase of dx, index (rd * s1 + rh) * s2 + rw.
+std::vector<Phase> dx_phases(const ConvGeom& g, const float* w, const Padded& yp, const int lo[3]) {
+  std::vector<Phase> phases;
+  for (int rd = 0; rd < g.stride[0]; ++rd)
+    for (int rh = 0; rh < g.stride[1]; ++rh)
+      for (int rw = 0; rw < g.stride[2]; ++rw) {
+        const PhaseDim ph[3] = {PhaseDim(g.in[0], g.k[0], g.stride[0], g.pad[0], rd),
+                                PhaseDim(g.in[1], g.k[1], g.stride[1], g.pad[1], rh),
+                                PhaseDim(g.in[2], g.k[2], g.stride[2], g.pad[2], rw)};
+        Phase p;
+        for (int d = 0; d < 3; ++d) p.q[d] = ph[d].count;
+        std::vector<float> wt;
+        phase_taps(g, w, yp, lo, ph, p.off, wt);
+        const int64_t taps = static_cast<int64_t>(p.off.size());
+        p.wp = pack_weights(wt.data(), g.cin, taps);
+        p.group = std::max<int64_t>(1, taps / std::max<int64_t>(1, g.cout));
+        phases.push_back(std::move(p));
+      }
+  return phases;
+}
+
+// Phase planes [a, b) (along d) of every phase of one sample's dx, computed into a work item's buffer:
+// phase i at base[i], channel c's planes at + c * pitch[i], plane a first.
+struct PhaseTile {
+  std::vector<int64_t> base, pitch;
+  int64_t size = 0, planes = 0;  // floats, phase planes per tile
+  PhaseTile(const std::vector<Phase>& phases, int64_t cin, int64_t planes_per_tile) : planes(planes_per_tile) {
+    for (const Phase& p : phases) {
+      base.push_back(size);
+      pitch.push_back(std::min(planes, p.q[0]) * p.q[1] * p.q[2]);
+      size += cin * pitch.back();
+    }
+  }
+};
+
+// The tile's phases (planes [a, b), buffer t) into dx planes [a * s0, b * s0) of sample n, one pass.
+void interleave_tile(const ConvGeom& g, const std::vector<Phase>& phases, const PhaseTile& t, const float* buf,
+                     int64_t n, int64_t a, int64_t b, float* dx) {
+  const int* s = g.stride;
+  const int64_t d1 = std::min(b * s[0], g.in[0]);
+  for (int64_t c = 0; c < g.cin; ++c)
+    for (int64_t d = a * s[0]; d < d1; ++d)
+      for (int64_t h = 0; h < g.in[1]; ++h) {
+        float* __restrict__ row = dx + (((n * g.cin + c) * g.in[0] + d) * g.in[1] + h) * g.in[2];
+        const int64_t first = (d % s[0] * s[1] + h % s[1]) * s[2];  // phase (rd, rh, 0)
+        auto src = [&](int rw) {
+          const Phase& p = phases[first + rw];
+          return buf + t.base[first + rw] + c * t.pitch[first + rw] + ((d / s[0] - a) * p.q[1] + h / s[1]) * p.q[2];
+        };
+        if (s[2] == 2 && g.in[2] >= 2) {  // both phases in one vectorised loop
+          const float* __restrict__ p0 = src(0);
+          const float* __restrict__ p1 = src(1);
+          const int64_t pairs = phases[first + 1].q[2];  // phase 0 has one more when in[2] is odd
+          for (int64_t q = 0; q < pairs; ++q) {
+            row[2 * q] = p0[q];
+            row[2 * q + 1] = p1[q];
+          }
+          if (phases[first].q[2] > pairs) row[2 * pairs] = p0[pairs];
+          continue;
+        }
+        for (int rw = 0; rw < s[2] && rw < g.in[2]; ++rw) {
+          const float* p = src(rw);
+          for (int64_t q = 0, c2 = phases[first + rw].q[2]; q < c2; ++q) row[q * s[2] + rw] = p[q];
+        }
+      }
+}
+
 // dx (+ bias b per input channel, may be nullptr) = the adjoint of conv g applied to dy, phase by
 // phase of dx (see the top of the file): each phase is a stride-1 correlation of dy, padded by
-// lo/hi so that every phase's reads stay inside, computed into buffer 0 and interleaved into dx
-// (stride 1: one phase, written straight into dx).
+// lo/hi so that every phase's reads stay inside. Stride 1: one phase, written straight into dx.
+// Else work items (sample, tile of phase planes) compute each phase's part of their tile into the
+// thread's buffer 0 (about kTileSplitBytes: it stays in L2) and interleave it into dx.
 void backward_data(const ConvGeom& g, const float* dy, const float* w, const float* b, float* dx) {
   int lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0}, one[3] = {1, 1, 1};
   for (int d = 0; d < 3; ++d)
@@ -536,30 +586,40 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
     }
   const Padded yp = usable_in_place(g, g.out, lo, hi) ? in_place(dy, g.cout, g.out)
                                                       : pad_split(dy, g.n, g.cout, g.out, lo, hi, one, kVec + g.k[2]);
-  const bool single = g.stride[0] * g.stride[1] * g.stride[2] == 1;
-  int64_t phase_size = g.n * g.cin;  // room for the largest phase (phase 0)
-  for (int d = 0; d < 3; ++d) phase_size *= (g.in[d] + g.stride[d] - 1) / g.stride[d];
-  float* phases = single ? nullptr : thread_buffer(0, phase_size * g.stride[0] * g.stride[1] * g.stride[2]);
-  for (int rd = 0; rd < g.stride[0]; ++rd)
-    for (int rh = 0; rh < g.stride[1]; ++rh)
-      for (int rw = 0; rw < g.stride[2]; ++rw) {
-        const PhaseDim ph[3] = {PhaseDim(g.in[0], g.k[0], g.stride[0], g.pad[0], rd),
-                                PhaseDim(g.in[1], g.k[1], g.stride[1], g.pad[1], rh),
-                                PhaseDim(g.in[2], g.k[2], g.stride[2], g.pad[2], rw)};
-        const int64_t q[3] = {ph[0].count, ph[1].count, ph[2].count}, qvol = q[0] * q[1] * q[2];
-        if (qvol == 0) continue;
-        std::vector<int64_t> off;
-        std::vector<float> wt;
-        phase_taps(g, w, yp, lo, ph, off, wt);
-        const int64_t taps = static_cast<int64_t>(off.size());
-        float* out = single ? dx : phases + (((rd * g.stride[1]) + rh) * g.stride[2] + rw) * phase_size;
-        const std::vector<float> wp = pack_weights(wt.data(), g.cin, taps);
-        const int64_t group = std::max<int64_t>(1, taps / std::max<int64_t>(1, g.cout));
-        with_packet(q[2], [&](auto packet) {
-          direct_forward<decltype(packet)>(g.n, g.cin, q, Source{yp}, off, group, wp, b, out);
-        });
+  const std::vector<Phase> phases = dx_phases(g, w, yp, lo);
+  if (phases.size() == 1) {
+    const Phase& p = phases[0];
+    with_packet(p.q[2], [&](auto packet) {
+      direct_forward<decltype(packet)>(g.n, g.cin, p.q, Source{yp}, p.off, p.group, p.wp, b, dx);
+    });
+    return;
+  }
+  const int64_t plane_bytes = g.cin * g.stride[0] * g.in[1] * g.in[2] * int64_t(sizeof(float));
+  const int64_t q0 = phases[0].q[0];  // phase 0 has the most planes
+  const PhaseTile t(phases, g.cin, std::clamp<int64_t>(kTileSplitBytes / plane_bytes, 1, q0));
+  const int64_t ntiles = (q0 + t.planes - 1) / t.planes, items = g.n * ntiles;
+  run_ranges(items, workers_for(items), [&](int, int64_t item) {
+    const int64_t n = item / ntiles, q_a = item % ntiles * t.planes, q_b = std::min(q0, q_a + t.planes);
+    float* buf = thread_buffer(0, t.size);
+    for (size_t i = 0; i < phases.size(); ++i) {
+      const Phase& p = phases[i];
+      const int64_t pb = std::min(q_b, p.q[0]);
+      if (pb <= q_a || p.q[1] * p.q[2] == 0) continue;
+      float* out = buf + t.base[i];
+      if (p.off.empty()) {  // no tap reaches this phase: the bias
+        for (int64_t c = 0; c < g.cin; ++c)
+          std::fill(out + c * t.pitch[i], out + c * t.pitch[i] + (pb - q_a) * p.q[1] * p.q[2], b ? b[c] : 0.0f);
+        continue;
       }
-  if (!single) interleave_phases(g, phases, phase_size, dx);
+      with_packet(p.q[2], [&](auto packet) {
+        using Pk = decltype(packet);
+        Positions& pos = thread_positions();
+        pos.build(p.q, yp, q_a * p.q[1], pb * p.q[1], lanes<Pk>, 0, q_a * p.q[1]);
+        direct_item<Pk>(pos, yp.data + n * yp.sample, p.off, p.group, g.cin, p.wp, b, out, t.pitch[i]);
+      });
+    }
+    interleave_tile(g, phases, t, buf, n, q_a, q_b, dx);
+  });
 }
 
 }  // namespace
