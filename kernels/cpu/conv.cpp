@@ -133,6 +133,13 @@ inline void split_row(const float* src, int64_t n, int64_t s, int64_t first, flo
   std::fill(dst + b, dst + len, 0.0f);
 }
 
+// dst[0, n) = 0 for the few padding elements at a row's ends: stores, not a call of memset per row.
+inline void zero_pad(float* dst, int64_t n) {
+  if (n > 0) dst[0] = 0.0f;
+  if (n > 1) dst[1] = 0.0f;
+  if (n > 2) std::fill(dst + 2, dst + n, 0.0f);
+}
+
 // Both x-phases d0, d1 (len elements each) of one padded row for stride 2, padding lo before it:
 // padded element l = i + lo of source element i goes to phase l % 2 at l / 2, so the source's even
 // elements fill one phase row from lo / 2 on and its odd ones the other from (lo + 1) / 2 on; the
@@ -141,8 +148,8 @@ inline void split_row2(const float* __restrict__ src, int64_t n, int64_t lo, flo
   float* const row_e = (lo & 1) ? d1 : d0;  // gets the even source elements
   float* const row_o = (lo & 1) ? d0 : d1;
   const int64_t be = lo / 2, bo = (lo + 1) / 2, ne = (n + 1) / 2, no = n / 2;  // where each run starts, its length
-  std::fill(row_e, row_e + be, 0.0f);
-  std::fill(row_o, row_o + bo, 0.0f);
+  zero_pad(row_e, be);
+  zero_pad(row_o, bo);
   float* __restrict__ de = row_e + be;
   float* __restrict__ dd = row_o + bo;
   for (int64_t k = 0; k < no; ++k) {
@@ -150,8 +157,8 @@ inline void split_row2(const float* __restrict__ src, int64_t n, int64_t lo, flo
     dd[k] = src[2 * k + 1];
   }
   if (ne > no) de[no] = src[n - 1];
-  std::fill(de + ne, row_e + len, 0.0f);
-  std::fill(dd + no, row_o + len, 0.0f);
+  zero_pad(de + ne, len - be - ne);
+  zero_pad(dd + no, len - bo - no);
 }
 
 // The split geometry of planes of size `in` padded by lo/hi, with stride s; dq phase planes along d
@@ -230,6 +237,14 @@ Padded in_place(const float* x, int64_t channels, const int64_t in[3]) {
   return p;
 }
 
+// Lines to prefetch while a micro-kernel runs: count (> 0) lines of 16 floats from p on, one per inner
+// iteration, the last one again once all are done (a branch there made GCC keep the micro-kernel's
+// accumulators in memory).
+struct PrefetchRun {
+  const float* p = nullptr;
+  int64_t count = 0;
+};
+
 // Where the micro-kernels of a work item (sample n, output rows [r0, r1)) read their source.
 //   - A whole copy, padded and split (pad_split), or the source itself (in_place).
 //   - Per tile (strided convolutions): a strided convolution's source is s^3 times its output, and a
@@ -258,6 +273,20 @@ struct Source {
       split_plane(x + (n * g->cin + c) * in_vol, g->in, g->pad, p, od0 * g->stride[0], buf + c * p.chan);
     std::fill(buf + p.sample, buf + p.sample + slack, 0.0f);
     return buf;
+  }
+  // Per tile: part `part` of `parts` of the source lines that work item `item` (of tiling t) will split
+  // (a run of whole lines inside one channel; none past the last item). The micro-kernels of the item
+  // before prefetch them, one line per inner iteration: this guest's L2 drops most of a burst of
+  // prefetches, and without them the split waits on memory for 2/3 of its time.
+  PrefetchRun ahead(const Tiling& t, int64_t item, int64_t part, int64_t parts) const {
+    if (!tile_planes || item >= g->n * t.ntiles) return {};
+    const int64_t n = item / t.ntiles, first = t.begin(item % t.ntiles) / g->out[1] * g->stride[0] - g->pad[0];
+    const int64_t i0 = std::max<int64_t>(0, first), i1 = std::min<int64_t>(g->in[0], first + p.Dq * g->stride[0]);
+    const int64_t plane = g->in[1] * g->in[2], lines = ((i1 - i0) * plane + 15) / 16;  // 16 floats a line
+    if (i1 <= i0) return {};
+    const int64_t total = g->cin * lines, l0 = total * part / parts, c = l0 / lines;
+    const int64_t l1 = std::min(total * (part + 1) / parts, (c + 1) * lines);  // within channel c
+    return {x + (n * g->cin + c) * g->in_vol() + i0 * plane + (l0 - c * lines) * 16, l1 - l0};
   }
 };
 
@@ -325,9 +354,10 @@ Positions& thread_positions() {
 // y vectors (NV positions starting at i, `rows` output channels of pitch P) = w block (packed,
 // MR x K) * implicit columns xs[tap offset + position offset] + bias, or (add = true) y += the
 // product (a later chunk of taps; bias is then nullptr).
-template <class Pk>
+template <class Pk, bool kPrefetch>
 inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const float* xs, const Positions& pos,
-                         int64_t i, const float* bias, float* y, int64_t P, int rows, bool add) {
+                         int64_t i, const float* bias, float* y, int64_t P, int rows, bool add, const float* pf,
+                         int64_t npf) {
   using namespace Eigen::internal;
   constexpr int V = lanes<Pk>;
   const int nv = static_cast<int>(std::min<int64_t>(NV, pos.size() - i));
@@ -341,6 +371,7 @@ inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const f
   for (int64_t k = 0; k < K; ++k, wp += MR) {
     const int64_t o = off[k];
     const Pk c0 = ploadu<Pk>(s0 + o), c1 = ploadu<Pk>(s1 + o), c2 = ploadu<Pk>(s2 + o);
+    if constexpr (kPrefetch) __builtin_prefetch(pf + 16 * std::min(k, npf - 1), 0, 3);  // no branch: see PrefetchRun
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const Pk wr = pset1<Pk>(wp[r]);
@@ -370,9 +401,10 @@ inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const f
 // of pitch ld, one V slot per position, zero in invalid lanes) * implicit columns of taps
 // off[0..NK) over positions [i0, i1).
 // (Invalid lanes of a row's last vector read x values of the next row: dy is zero there.)
-template <class Pk>
+template <class Pk, bool kPrefetch>
 inline void micro_weight_direct(const Positions& pos, int64_t i0, int64_t i1, const float* dy, int64_t ld,
-                                const float* xs, const int64_t* off, float* part, int64_t kp) {
+                                const float* xs, const int64_t* off, float* part, int64_t kp, const float* pf,
+                                int64_t npf) {
   using namespace Eigen::internal;
   constexpr int V = lanes<Pk>;
   Pk acc[MO][NK];
@@ -386,6 +418,7 @@ inline void micro_weight_direct(const Positions& pos, int64_t i0, int64_t i1, co
 #pragma GCC unroll 8
     for (int o = 0; o < MO; ++o) d[o] = pload<Pk>(dy + o * ld + i * V);
     const float* s = xs + pos.src[i];
+    if constexpr (kPrefetch) __builtin_prefetch(pf + 16 * std::min(i - i0, npf - 1), 0, 3);
 #pragma GCC unroll 8
     for (int k = 0; k < NK; ++k) {
       const Pk c = ploadu<Pk>(s + tap[k]);
@@ -401,17 +434,28 @@ inline void micro_weight_direct(const Positions& pos, int64_t i0, int64_t i1, co
 // The micro-kernels of one work item: y (`rows` channels of pitch P) at the positions pos = packed
 // weights wp (rows x K) * the taps `off` (K > 0, in groups of `group` of one source channel) of the
 // source sample xs + bias b (per row, may be nullptr).
-template <class Pk>
+// ahead(step, steps): the lines to prefetch during micro-kernel call `step` of `steps`.
+template <class Pk, class F>
 void direct_item(const Positions& pos, const float* xs, const std::vector<int64_t>& off, int64_t group, int64_t rows,
-                 const std::vector<float>& wp, const float* b, float* y, int64_t P) {
+                 const std::vector<float>& wp, const float* b, float* y, int64_t P, const F& ahead) {
   const int64_t K = static_cast<int64_t>(off.size()), chunk = std::max<int64_t>(1, kChunkTaps / group) * group;
+  const int64_t steps = (K + chunk - 1) / chunk * ((pos.size() + NV - 1) / NV) * ((rows + MR - 1) / MR);
+  int64_t step = 0;
   // Taps in chunks of whole channels, so that the source rows one chunk reads stay in L1.
   for (int64_t k0 = 0; k0 < K; k0 += chunk)
     for (int64_t i = 0; i < pos.size(); i += NV)
-      for (int64_t o = 0; o < rows; o += MR)
-        micro_direct<Pk>(std::min(chunk, K - k0), off.data() + k0, wp.data() + o * K + k0 * MR, xs, pos, i,
-                         (b && k0 == 0) ? b + o : nullptr, y + o * P, P,
-                         static_cast<int>(std::min<int64_t>(MR, rows - o)), k0 > 0);
+      for (int64_t o = 0; o < rows; o += MR) {
+        const PrefetchRun pf = ahead(step++, steps);
+        const int64_t k1 = std::min(chunk, K - k0);
+        const float* bo = (b && k0 == 0) ? b + o : nullptr;
+        const int r = static_cast<int>(std::min<int64_t>(MR, rows - o));
+        if (pf.count)
+          micro_direct<Pk, true>(k1, off.data() + k0, wp.data() + o * K + k0 * MR, xs, pos, i, bo, y + o * P, P, r,
+                                 k0 > 0, pf.p, pf.count);
+        else
+          micro_direct<Pk, false>(k1, off.data() + k0, wp.data() + o * K + k0 * MR, xs, pos, i, bo, y + o * P, P, r,
+                                  k0 > 0, nullptr, 0);
+      }
 }
 
 // y (n samples of `rows` channels, each an `out` grid) = packed weights wp (rows x K, pack_weights)
@@ -433,7 +477,8 @@ void direct_forward(int64_t n, int64_t rows, const int64_t out[3], const Source&
     const float* xs = src.sample(s, r0, od0);
     Positions& pos = thread_positions();
     pos.build(out, src.p, r0, r1, lanes<Pk>, od0);
-    direct_item<Pk>(pos, xs, off, group, rows, wp, b, y + s * rows * P, P);
+    direct_item<Pk>(pos, xs, off, group, rows, wp, b, y + s * rows * P, P,
+                    [&](int64_t step, int64_t steps) { return src.ahead(t, item + 1, step, steps); });
   });
 }
 
@@ -615,7 +660,8 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
         using Pk = decltype(packet);
         Positions& pos = thread_positions();
         pos.build(p.q, yp, q_a * p.q[1], pb * p.q[1], lanes<Pk>, 0, q_a * p.q[1]);
-        direct_item<Pk>(pos, yp.data + n * yp.sample, p.off, p.group, g.cin, p.wp, b, out, t.pitch[i]);
+        direct_item<Pk>(pos, yp.data + n * yp.sample, p.off, p.group, g.cin, p.wp, b, out, t.pitch[i],
+                        [](int64_t, int64_t) { return PrefetchRun{}; });
       });
     }
     interleave_tile(g, phases, t, buf, n, q_a, q_b, dx);
@@ -668,11 +714,20 @@ void weight_direct(const ConvGeom& g, const float* x, const float* dy, float* dw
     const float* dyb = copy_dy(n, pos, ld);
     float* part = partial + worker * part_size;
     // Positions in chunks so that one block of dy rows (MO x chunk vectors) stays in L1.
+    const int64_t steps = (pos.size() + kWeightChunk - 1) / kWeightChunk * (op / MO) * (kp / NK);
+    int64_t step = 0;
     for (int64_t i0 = 0; i0 < pos.size(); i0 += kWeightChunk)
       for (int64_t o = 0; o < op; o += MO)
-        for (int64_t k = 0; k < kp; k += NK)
-          micro_weight_direct<Pk>(pos, i0, std::min(pos.size(), i0 + kWeightChunk), dyb + o * ld, ld, xs,
-                              off.data() + k, part + (o * kp + k) * V, kp);
+        for (int64_t k = 0; k < kp; k += NK) {
+          const PrefetchRun pf = src.ahead(t, item + 1, step++, steps);
+          const int64_t i1 = std::min(pos.size(), i0 + kWeightChunk);
+          if (pf.count)
+            micro_weight_direct<Pk, true>(pos, i0, i1, dyb + o * ld, ld, xs, off.data() + k, part + (o * kp + k) * V,
+                                          kp, pf.p, pf.count);
+          else
+            micro_weight_direct<Pk, false>(pos, i0, i1, dyb + o * ld, ld, xs, off.data() + k, part + (o * kp + k) * V,
+                                           kp, nullptr, 0);
+        }
   });
   for (int64_t o = 0; o < g.cout; ++o)
     for (int64_t k = 0; k < K; ++k) {
