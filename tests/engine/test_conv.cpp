@@ -211,6 +211,7 @@ TEST_CASE("strided and transposed conv match a naive loop on every phase geometr
   check_vs_naive({1, 32, 21, 24, 24}, {5, 32, 3, 3, 3}, 2, 1, false, 190);  // 2 planes a tile, the last 1
   check_vs_naive({2, 64, 9, 22, 23}, {3, 64, 3, 3, 3}, 2, 1, false, 200);   // 1 plane a tile
   check_vs_naive({1, 5, 11, 12, 12}, {5, 32, 3, 3, 3}, 2, 0, true, 210);    // transposed k3 s2: its gradients
+  check_vs_naive({1, 16, 32, 64, 64}, {2, 16, 3, 3, 3}, 2, 1, false, 220);  // dx of 8 MB: streamed rows
 }
 
 // 3x3x3 stride-1 convolutions whose channel counts are multiples of the SIMD width run by Winograd
