@@ -26,6 +26,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 #if defined(__AVX__)
@@ -586,12 +587,9 @@ struct PhaseTile {
   }
 };
 
-// A dx at least this big is written by non-temporal stores where the rows allow (stride 2 along x,
-// rows of a multiple of 2 * kStreamLanes floats): it cannot stay in the caches anyway, and streaming
-// saves the read of each line before it is written (k3 s2 16->16 32^3, 16.8 MB: data gradient
-// 4.0 -> 3.7 ms).
-constexpr int64_t kStreamBytes = 8 << 20;
-
+// A dx of kStreamBytes or more (work_items.h) is interleaved by non-temporal stores where its rows allow
+// (stride 2 along x, rows of a multiple of 2 * kStreamLanes floats; k3 s2 16->16 32^3, 16.8 MB: data
+// gradient 4.0 -> 3.7 ms).
 // dst[2q] = e[q], dst[2q + 1] = o[q] for q < kStreamLanes, dst aligned to a vector, bypassing the caches.
 #if defined(__AVX512F__)
 constexpr int kStreamLanes = 16;

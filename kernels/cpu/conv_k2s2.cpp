@@ -24,6 +24,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -65,6 +66,7 @@ struct Vec {
   static T set1(float v) { return Eigen::internal::pset1<T>(v); }
   static T load(const float* p) { return Eigen::internal::ploadu<T>(p); }
   static void store(float* p, T v) { Eigen::internal::pstoreu(p, v); }
+  static void stream(float* p, T v);  // non-temporal, p aligned to the vector
   static T fma(T a, T b, T c) { return Eigen::internal::pmadd(a, b, c); }
   static T add(T a, T b) { return Eigen::internal::padd(a, b); }
   static T dup(const float* p) { return Eigen::internal::ploaddup<T>(p); }  // p0 p0 p1 p1 ... (L/2 floats)
@@ -77,6 +79,21 @@ inline double load_pair(const float* p) {
   std::memcpy(&d, p, sizeof d);
   return d;
 }
+
+template <>
+inline void Vec<4>::stream(float* p, T v) {
+  _mm_stream_ps(p, v);
+}
+template <>
+inline void Vec<8>::stream(float* p, T v) {
+  _mm256_stream_ps(p, v);
+}
+#ifdef __AVX512F__
+template <>
+inline void Vec<16>::stream(float* p, T v) {
+  _mm512_stream_ps(p, v);
+}
+#endif
 
 template <>
 inline Vec<4>::T Vec<4>::pair(const float* p) {
@@ -247,9 +264,14 @@ void forward_lanes(const ConvGeom& g, const float* x, const float* w, const floa
 
 // ---- adjoint (data gradient, transposed convolution) --------------------------------------------
 
-// dx of taps [t0, t0 + rows) at the nv positions p, from all K = cout channels of dy (+ bias per tap).
-// kPrefetch: also fetches the dx lines of the NV positions `ahead` for writing (a tap row per channel o).
-template <int L, bool kPrefetch>
+// How the adjoint writes dx: plain stores; the same, with the lines of the positions `ahead` fetched
+// for writing first; or non-temporal stores for aligned vectors (a dx of kStreamBytes or more: it cannot
+// stay in the caches, and streaming saves each line's read before its write).
+enum class Store { plain, prefetched, streamed };
+
+// dx of taps [t0, t0 + rows) at the nv positions p, from all K = cout channels of dy (+ bias per tap),
+// stored as S says (prefetched: a tap row per channel o).
+template <int L, Store S>
 inline void micro_adjoint(int64_t K, const float* wq, const float* dys, int64_t P, const Pos* p, int nv,
                           const Pos* ahead, const int64_t* off, const float* bias, float* dxs, int rows) {
   using V = Vec<L>;
@@ -260,7 +282,7 @@ inline void micro_adjoint(int64_t K, const float* wq, const float* dys, int64_t 
   for (int64_t o = 0; o < K; ++o, wq += MR * 2) {
     const float* dyo = dys + o * P;
     const typename V::T c0 = V::dup(dyo + d0), c1 = V::dup(dyo + d1), c2 = V::dup(dyo + d2);
-    if (kPrefetch && o < rows)
+    if (S == Store::prefetched && o < rows)
       for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(dxs + off[o] + ahead[v].src), _MM_HINT_ET0);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
@@ -272,7 +294,13 @@ inline void micro_adjoint(int64_t K, const float* wq, const float* dys, int64_t 
   }
   for (int r = 0; r < rows; ++r) {
     const typename V::T base = V::set1(bias ? bias[r] : 0.0f);
-    for (int v = 0; v < nv; ++v) V::store(dxs + off[r] + p[v].src, V::add(acc[r][v], base));
+    for (int v = 0; v < nv; ++v) {
+      float* d = dxs + off[r] + p[v].src;
+      if (S == Store::streamed && reinterpret_cast<uintptr_t>(d) % (L * sizeof(float)) == 0)
+        V::stream(d, V::add(acc[r][v], base));
+      else
+        V::store(d, V::add(acc[r][v], base));
+    }
   }
 }
 
@@ -286,6 +314,7 @@ void adjoint_lanes(const ConvGeom& g, const float* dy, const float* w, const flo
     for (int64_t t = 0; t < lay.taps; ++t) tap_bias.push_back(b[t / (2 * lay.kd)]);
   const Tiling tiles(g.out, kTileOutputs);  // items: (sample, tile)
   const int64_t items = g.n * tiles.ntiles, P = lay.out_vol;
+  const bool stream = g.n * g.cin * lay.in_vol * int64_t(sizeof(float)) >= kStreamBytes;
   run_ranges(items, workers_for(items), [&](int, int64_t item) {
     const int64_t s = item / tiles.ntiles, t = item % tiles.ntiles;
     std::vector<Pos>& pos = thread_positions();
@@ -298,10 +327,13 @@ void adjoint_lanes(const ConvGeom& g, const float* dy, const float* w, const flo
         const int nv = static_cast<int>(std::min<int64_t>(NV, npos - i));
         const int rows = static_cast<int>(std::min<int64_t>(MR, lay.taps - t0));
         const Pos* ahead = positions_ahead(pos, i);
-        (ahead ? micro_adjoint<L, true> : micro_adjoint<L, false>)(g.cout, wq.data() + t0 * g.cout * 2, dys, P,
-                                                                   pos.data() + i, nv, ahead, lay.off.data() + t0,
-                                                                   b ? tap_bias.data() + t0 : nullptr, dxs, rows);
+        auto micro = stream  ? micro_adjoint<L, Store::streamed>
+                     : ahead ? micro_adjoint<L, Store::prefetched>
+                             : micro_adjoint<L, Store::plain>;
+        micro(g.cout, wq.data() + t0 * g.cout * 2, dys, P, pos.data() + i, nv, ahead, lay.off.data() + t0,
+              b ? tap_bias.data() + t0 : nullptr, dxs, rows);
       }
+    if (stream) _mm_sfence();  // the streamed lines are visible before the item counts as done
   });
 }
 

@@ -35,6 +35,11 @@ void run_ranges(int64_t items, int workers, const F& f) {
       1);
 }
 
+// Outputs at least this big are written by non-temporal stores where a kernel's rows allow: they cannot
+// stay in the caches (L2 1-2 MB a core, L3 tens of MB shared), and streaming saves the read of each line
+// before it is written (bench/RESULTS.md: strided data gradients).
+constexpr int64_t kStreamBytes = int64_t(8) << 20;
+
 // Workers for `items` items: the pool's threads, at most one per item.
 inline int workers_for(int64_t items) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(num_threads(), items)));

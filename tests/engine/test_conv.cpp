@@ -266,6 +266,8 @@ TEST_CASE("k2 s2 convs and transposed convs match a naive loop on both conv path
       {{2, 16, 4, 4, 8}, {16, 8, 2, 2, 2}, true},      // transposed: up to 8^3
       {{1, 7, 3, 5, 5}, {7, 13, 2, 2, 2}, true},       // transposed, rows of 5 (a shifted tail), odd channels
       {{2, 4, 5, 9}, {4, 6, 2, 2}, true},              // 2D transposed, rows of 9
+      {{1, 16, 32, 64, 64}, {2, 16, 2, 2, 2}, false},  // dx of 8 MB: non-temporal stores
+      {{1, 2, 16, 32, 32}, {2, 16, 2, 2, 2}, true},    // transposed, output of 8 MB: non-temporal stores
   };
   on_both_conv_paths([&](bool special) {
     unsigned seed = 300;
