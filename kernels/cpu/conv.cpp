@@ -297,8 +297,14 @@ struct Source {
 // Split copy of one tile's source: about this many bytes (L2 is 1-2 MB per core on current x86).
 constexpr int64_t kTileSplitBytes = 512 * 1024;
 
-// x of conv g: in place where a 1x1x1 kernel allows it, split per tile for strides > 1, else one
-// whole copy padded by g.pad.
+// Planes per tile for n samples of `planes` planes: `fit` (what fits the tile's buffer), fewer where
+// that leaves fewer than two work items per thread.
+int64_t tile_planes(int64_t fit, int64_t n, int64_t planes) {
+  return std::clamp<int64_t>(std::min<int64_t>(fit, n * planes / (2 * num_threads())), 1, planes);
+}
+
+// x of conv g: in place where a 1x1x1 kernel allows it, split per tile for strides > 1 (where that
+// gives two work items per thread), else one whole copy padded by g.pad.
 Source conv_source(const ConvGeom& g, const float* x) {
   if (usable_in_place(g, g.in, g.pad, g.pad)) return Source{in_place(x, g.cin, g.in)};
   if (g.stride[0] * g.stride[1] * g.stride[2] == 1)
@@ -308,7 +314,9 @@ Source conv_source(const ConvGeom& g, const float* x) {
   src.x = x;
   const Padded whole = split_geometry(g.cin, g.in, g.pad, g.pad, g.stride);
   const int64_t plane_bytes = whole.sample / whole.Dq * int64_t(sizeof(float));  // per output plane
-  src.tile_planes = std::clamp<int64_t>(kTileSplitBytes / plane_bytes, 1, g.out[0]);
+  src.tile_planes = tile_planes(kTileSplitBytes / plane_bytes, g.n, g.out[0]);
+  if (g.n * ((g.out[0] + src.tile_planes - 1) / src.tile_planes) < 2 * num_threads())  // too few work items
+    return Source{pad_split(x, g.n, g.cin, g.in, g.pad, g.pad, g.stride, kVec + g.k[2])};
   const int64_t padded_planes = (src.tile_planes - 1) * g.stride[0] + g.k[0];
   src.p = split_geometry(g.cin, g.in, g.pad, g.pad, g.stride, (padded_planes + g.stride[0] - 1) / g.stride[0]);
   return src;
@@ -441,7 +449,7 @@ inline void micro_weight_direct(const Positions& pos, int64_t i0, int64_t i1, co
 // ahead(step, steps): the lines to prefetch during micro-kernel call `step` of `steps`.
 template <class Pk, class F>
 void direct_item(const Positions& pos, const float* xs, const std::vector<int64_t>& off, int64_t group, int64_t rows,
-                 const std::vector<float>& wp, const float* b, float* y, int64_t P, const F& ahead) {
+                 const float* wp, const float* b, float* y, int64_t P, const F& ahead) {
   const int64_t K = static_cast<int64_t>(off.size()), chunk = std::max<int64_t>(1, kChunkTaps / group) * group;
   const int64_t steps = (K + chunk - 1) / chunk * ((pos.size() + NV - 1) / NV) * ((rows + MR - 1) / MR);
   int64_t step = 0;
@@ -454,10 +462,10 @@ void direct_item(const Positions& pos, const float* xs, const std::vector<int64_
         const float* bo = (b && k0 == 0) ? b + o : nullptr;
         const int r = static_cast<int>(std::min<int64_t>(MR, rows - o));
         if (pf.count)
-          micro_direct<Pk, true>(k1, off.data() + k0, wp.data() + o * K + k0 * MR, xs, pos, i, bo, y + o * P, P, r,
+          micro_direct<Pk, true>(k1, off.data() + k0, wp + o * K + k0 * MR, xs, pos, i, bo, y + o * P, P, r,
                                  k0 > 0, pf.p, pf.count);
         else
-          micro_direct<Pk, false>(k1, off.data() + k0, wp.data() + o * K + k0 * MR, xs, pos, i, bo, y + o * P, P, r,
+          micro_direct<Pk, false>(k1, off.data() + k0, wp + o * K + k0 * MR, xs, pos, i, bo, y + o * P, P, r,
                                   k0 > 0, nullptr, 0);
       }
 }
@@ -481,7 +489,7 @@ void direct_forward(int64_t n, int64_t rows, const int64_t out[3], const Source&
     const float* xs = src.sample(s, r0, od0);
     Positions& pos = thread_positions();
     pos.build(out, src.p, r0, r1, lanes<Pk>, od0);
-    direct_item<Pk>(pos, xs, off, group, rows, wp, b, y + s * rows * P, P,
+    direct_item<Pk>(pos, xs, off, group, rows, wp.data(), b, y + s * rows * P, P,
                     [&](int64_t step, int64_t steps) { return src.ahead(t, item + 1, step, steps); });
   });
 }
@@ -618,13 +626,13 @@ inline void stream_fence() {
 #endif
 }
 
-// The tile's phases (planes [a, b), buffer t) into dx planes [a * s0, b * s0) of sample n, one pass;
-// by non-temporal stores where `stream` and the rows allow.
+// Channels [c0, c1) of the tile's phases (planes [a, b), buffer t) into dx planes [a * s0, b * s0) of
+// sample n, one pass; by non-temporal stores where `stream` and the rows allow.
 void interleave_tile(const ConvGeom& g, const std::vector<Phase>& phases, const PhaseTile& t, const float* buf,
-                     int64_t n, int64_t a, int64_t b, bool stream, float* dx) {
+                     int64_t n, int64_t a, int64_t b, int64_t c0, int64_t c1, bool stream, float* dx) {
   const int* s = g.stride;
   const int64_t d1 = std::min(b * s[0], g.in[0]);
-  for (int64_t c = 0; c < g.cin; ++c)
+  for (int64_t c = c0; c < c1; ++c)
     for (int64_t d = a * s[0]; d < d1; ++d)
       for (int64_t h = 0; h < g.in[1]; ++h) {
         float* __restrict__ row = dx + (((n * g.cin + c) * g.in[0] + d) * g.in[1] + h) * g.in[2];
@@ -659,8 +667,8 @@ void interleave_tile(const ConvGeom& g, const std::vector<Phase>& phases, const 
 // dx (+ bias b per input channel, may be nullptr) = the adjoint of conv g applied to dy, phase by
 // phase of dx (see the top of the file): each phase is a stride-1 correlation of dy, padded by
 // lo/hi so that every phase's reads stay inside. Stride 1: one phase, written straight into dx.
-// Else work items (sample, tile of phase planes) compute each phase's part of their tile into the
-// thread's buffer 0 (about kTileSplitBytes: it stays in L2) and interleave it into dx.
+// Else work items (sample, tile of phase planes, block of channels) compute each phase's part of their
+// tile into the thread's buffer 0 (about kTileSplitBytes: it stays in L2) and interleave it into dx.
 void backward_data(const ConvGeom& g, const float* dy, const float* w, const float* b, float* dx) {
   int lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0}, one[3] = {1, 1, 1};
   for (int d = 0; d < 3; ++d)
@@ -682,11 +690,18 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
   }
   const int64_t plane_bytes = g.cin * g.stride[0] * g.in[1] * g.in[2] * int64_t(sizeof(float));
   const int64_t q0 = phases[0].q[0];  // phase 0 has the most planes
-  const PhaseTile t(phases, g.cin, std::clamp<int64_t>(kTileSplitBytes / plane_bytes, 1, q0));
-  const int64_t ntiles = (q0 + t.planes - 1) / t.planes, items = g.n * ntiles;
+  const PhaseTile t(phases, g.cin, tile_planes(kTileSplitBytes / plane_bytes, g.n, q0));
+  const int64_t ntiles = (q0 + t.planes - 1) / t.planes;
+  // Too few (sample, tile) items for the threads (2D, few planes): split the channels too, in blocks of MR.
+  const int64_t blocks = std::clamp<int64_t>((2 * num_threads() + g.n * ntiles - 1) / (g.n * ntiles), 1,
+                                             (g.cin + MR - 1) / MR);
+  const int64_t block = round_up((g.cin + blocks - 1) / blocks, MR), items = g.n * ntiles * blocks;
   const bool stream = g.n * g.cin * g.in_vol() * int64_t(sizeof(float)) >= kStreamBytes;
   run_ranges(items, workers_for(items), [&](int, int64_t item) {
-    const int64_t n = item / ntiles, q_a = item % ntiles * t.planes, q_b = std::min(q0, q_a + t.planes);
+    const int64_t n = item / (ntiles * blocks), tile = item / blocks % ntiles;
+    const int64_t c0 = item % blocks * block, c1 = std::min(g.cin, c0 + block);
+    const int64_t q_a = tile * t.planes, q_b = std::min(q0, q_a + t.planes);
+    if (c0 >= c1) return;
     float* buf = thread_buffer(0, t.size);
     for (size_t i = 0; i < phases.size(); ++i) {
       const Phase& p = phases[i];
@@ -694,7 +709,7 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
       if (pb <= q_a || p.q[1] * p.q[2] == 0) continue;
       float* out = buf + t.base[i];
       if (p.off.empty()) {  // no tap reaches this phase: the bias
-        for (int64_t c = 0; c < g.cin; ++c)
+        for (int64_t c = c0; c < c1; ++c)
           std::fill(out + c * t.pitch[i], out + c * t.pitch[i] + (pb - q_a) * p.q[1] * p.q[2], b ? b[c] : 0.0f);
         continue;
       }
@@ -702,11 +717,13 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
         using Pk = decltype(packet);
         Positions& pos = thread_positions();
         pos.build(p.q, yp, q_a * p.q[1], pb * p.q[1], lanes<Pk>, 0, q_a * p.q[1]);
-        direct_item<Pk>(pos, yp.data + n * yp.sample, p.off, p.group, g.cin, p.wp, b, out, t.pitch[i],
+        const int64_t K = static_cast<int64_t>(p.off.size());
+        direct_item<Pk>(pos, yp.data + n * yp.sample, p.off, p.group, c1 - c0, p.wp.data() + c0 * K,
+                        b ? b + c0 : nullptr, out + c0 * t.pitch[i], t.pitch[i],
                         [](int64_t, int64_t) { return PrefetchRun{}; });
       });
     }
-    interleave_tile(g, phases, t, buf, n, q_a, q_b, stream, dx);
+    interleave_tile(g, phases, t, buf, n, q_a, q_b, c0, c1, stream, dx);
     if (stream) stream_fence();
   });
 }

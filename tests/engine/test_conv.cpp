@@ -15,6 +15,7 @@
 #include "kernels/cpu/conv_k2s2.h"
 #include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu_paths.h"
+#include "kernels/parallel.h"
 
 namespace {
 
@@ -194,24 +195,32 @@ TEST_CASE("conv matches a naive loop on shapes that span several tiles and threa
   check_vs_naive({1, 3, 4, 5, 6}, {3, 2, 3, 3, 3}, 1, 0, true, 90);        // transposed stride 1
 }
 
-// Strided convolutions and transposed ones run on phase-split copies of their source (see
-// kernels/cpu/conv.cpp): odd sizes, channel counts that are no multiple of the SIMD width or the
+// Strided convolutions and transposed ones run on phase-split copies of their source, whole or per tile
+// of output planes (see kernels/cpu/conv.cpp): odd sizes, channel counts that are no multiple of the SIMD width or the
 // register blocks, phases that no tap reaches (k < s), padding beyond k - 1.
 TEST_CASE("strided and transposed conv match a naive loop on every phase geometry") {
-  check_vs_naive({2, 17, 9, 13, 21}, {19, 17, 3, 3, 3}, 2, 1, false, 100);  // k3 s2 p1, odd everything
-  check_vs_naive({2, 5, 7, 9, 11}, {3, 5, 2, 2, 2}, 2, 0, false, 110);      // k2 s2, odd sizes (last row cut)
-  check_vs_naive({1, 4, 7, 8, 9}, {5, 4, 3, 3, 3}, 2, 2, false, 120);       // pad 2 > k - 1
-  check_vs_naive({2, 3, 7, 8, 10}, {4, 3, 1, 1, 1}, 2, 0, false, 130);      // k1 s2: phases no tap reads
-  check_vs_naive({1, 6, 10, 11, 12}, {7, 6, 3, 3, 3}, 3, 1, false, 140);    // k3 s3
-  check_vs_naive({2, 17, 5, 7, 9}, {17, 9, 2, 2, 2}, 2, 0, true, 150);      // transposed k2 s2, odd channels
-  check_vs_naive({1, 3, 4, 5, 6}, {3, 2, 1, 1, 1}, 3, 0, true, 160);        // transposed k1 s3: bias-only phases
-  check_vs_naive({1, 5, 3, 4, 5}, {5, 6, 4, 4, 4}, 3, 0, true, 170);        // transposed k4 s3 (uneven overlap)
-  check_vs_naive({3, 9, 17, 19}, {11, 9, 3, 3}, 2, 1, false, 180);          // 2D k3 s2 p1
-  // Sources split per tile of output planes (kernels/cpu/conv.cpp, Source), several tiles per sample:
-  check_vs_naive({1, 32, 21, 24, 24}, {5, 32, 3, 3, 3}, 2, 1, false, 190);  // 2 planes a tile, the last 1
-  check_vs_naive({2, 64, 9, 22, 23}, {3, 64, 3, 3, 3}, 2, 1, false, 200);   // 1 plane a tile
-  check_vs_naive({1, 5, 11, 12, 12}, {5, 32, 3, 3, 3}, 2, 0, true, 210);    // transposed k3 s2: its gradients
-  check_vs_naive({1, 16, 32, 64, 64}, {2, 16, 3, 3, 3}, 2, 1, false, 220);  // dx of 8 MB: streamed rows
+  // Whether a source is split per tile, the planes per tile and the channel blocks of the data
+  // gradient depend on the thread count: each case at 1, 2 and 3 threads.
+  const int before = pw::num_threads();
+  for (int threads : {1, 2, 3}) {
+    CAPTURE(threads);
+    pw::set_num_threads(threads);
+    check_vs_naive({2, 17, 9, 13, 21}, {19, 17, 3, 3, 3}, 2, 1, false, 100);  // k3 s2 p1, odd everything
+    check_vs_naive({2, 5, 7, 9, 11}, {3, 5, 2, 2, 2}, 2, 0, false, 110);      // k2 s2, odd sizes (last row cut)
+    check_vs_naive({1, 4, 7, 8, 9}, {5, 4, 3, 3, 3}, 2, 2, false, 120);       // pad 2 > k - 1
+    check_vs_naive({2, 3, 7, 8, 10}, {4, 3, 1, 1, 1}, 2, 0, false, 130);      // k1 s2: phases no tap reads
+    check_vs_naive({1, 6, 10, 11, 12}, {7, 6, 3, 3, 3}, 3, 1, false, 140);    // k3 s3
+    check_vs_naive({2, 17, 5, 7, 9}, {17, 9, 2, 2, 2}, 2, 0, true, 150);      // transposed k2 s2, odd channels
+    check_vs_naive({1, 3, 4, 5, 6}, {3, 2, 1, 1, 1}, 3, 0, true, 160);        // transposed k1 s3: bias-only phases
+    check_vs_naive({1, 5, 3, 4, 5}, {5, 6, 4, 4, 4}, 3, 0, true, 170);        // transposed k4 s3 (uneven overlap)
+    check_vs_naive({3, 9, 17, 19}, {11, 9, 3, 3}, 2, 1, false, 180);          // 2D k3 s2 p1
+    // Sources split per tile of output planes (kernels/cpu/conv.cpp, Source), several tiles per sample:
+    check_vs_naive({1, 32, 21, 24, 24}, {5, 32, 3, 3, 3}, 2, 1, false, 190);  // 2 planes a tile, the last 1
+    check_vs_naive({2, 64, 9, 22, 23}, {3, 64, 3, 3, 3}, 2, 1, false, 200);   // 1 plane a tile
+    check_vs_naive({1, 5, 11, 12, 12}, {5, 32, 3, 3, 3}, 2, 0, true, 210);    // transposed k3 s2: its gradients
+    check_vs_naive({1, 16, 32, 64, 64}, {2, 16, 3, 3, 3}, 2, 1, false, 220);  // dx of 8 MB: streamed rows
+  }
+  pw::set_num_threads(before);
 }
 
 // 3x3x3 stride-1 convolutions whose channel counts are multiples of the SIMD width run by Winograd
