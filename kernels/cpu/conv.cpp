@@ -144,26 +144,31 @@ inline void zero_pad(float* dst, int64_t n) {
   if (n > 2) std::fill(dst + 2, dst + n, 0.0f);
 }
 
-// Both x-phases d0, d1 (len elements each) of one padded row for stride 2, padding lo before it:
-// padded element l = i + lo of source element i goes to phase l % 2 at l / 2, so the source's even
-// elements fill one phase row from lo / 2 on and its odd ones the other from (lo + 1) / 2 on; the
-// rest (padding) is 0. The de-interleave vectorises (restrict pointers, no branches).
-inline void split_row2(const float* __restrict__ src, int64_t n, int64_t lo, float* d0, float* d1, int64_t len) {
-  float* const row_e = (lo & 1) ? d1 : d0;  // gets the even source elements
-  float* const row_o = (lo & 1) ? d0 : d1;
-  const int64_t be = lo / 2, bo = (lo + 1) / 2, ne = (n + 1) / 2, no = n / 2;  // where each run starts, its length
-  zero_pad(row_e, be);
-  zero_pad(row_o, bo);
-  float* __restrict__ de = row_e + be;
-  float* __restrict__ dd = row_o + bo;
-  for (int64_t k = 0; k < no; ++k) {
-    de[k] = src[2 * k];
-    dd[k] = src[2 * k + 1];
+// Both x-phases of padded rows for stride 2: source rows of n elements, padding lo before each, phase
+// rows of len elements. Padded element l = i + lo of source element i goes to phase l % 2 at l / 2, so
+// the source's even elements fill one phase row from lo / 2 on and its odd ones the other from
+// (lo + 1) / 2 on; the rest (padding) is 0. Worked out once per plane, applied per row.
+struct SplitRow2 {
+  bool swap;                          // the even elements go to phase 1 (lo odd)
+  int64_t be, bo, ne, no, len;        // where the even / odd runs start, their lengths, the row length
+  SplitRow2(int64_t n, int64_t lo, int64_t len_)
+      : swap(lo & 1), be(lo / 2), bo((lo + 1) / 2), ne((n + 1) / 2), no(n / 2), len(len_) {}
+  void operator()(const float* __restrict__ src, float* d0, float* d1) const {
+    float* const row_e = swap ? d1 : d0;
+    float* const row_o = swap ? d0 : d1;
+    zero_pad(row_e, be);
+    zero_pad(row_o, bo);
+    float* __restrict__ de = row_e + be;
+    float* __restrict__ dd = row_o + bo;
+    for (int64_t k = 0; k < no; ++k) {  // vectorises: restrict pointers, no branches
+      de[k] = src[2 * k];
+      dd[k] = src[2 * k + 1];
+    }
+    if (ne > no) de[no] = src[2 * no];
+    zero_pad(de + ne, len - be - ne);
+    zero_pad(dd + no, len - bo - no);
   }
-  if (ne > no) de[no] = src[n - 1];
-  zero_pad(de + ne, len - be - ne);
-  zero_pad(dd + no, len - bo - no);
-}
+};
 
 // The split geometry of planes of size `in` padded by lo/hi, with stride s; dq phase planes along d
 // (dq < 0: all of the padded source).
@@ -184,28 +189,40 @@ Padded split_geometry(int64_t channels, const int64_t in[3], const int lo[3], co
 
 // The padded planes [i0, i0 + p.Dq * s0) of one source plane (of size in, padded by lo), split into
 // the phases of p, into `plane` (p.chan floats): padded plane i0 (a multiple of s0) becomes phase
-// plane 0. Padded rows in memory order of the source, so that it streams in once.
+// plane 0. Padded rows in memory order of the source, so that it streams in once; the bounds and
+// addresses are worked out per plane, not per row (rows of a k3 s2 source are 32 floats).
 void split_plane(const float* src, const int64_t in[3], const int lo[3], const Padded& p, int64_t i0, float* plane) {
   const int* s = p.s;
+  const int64_t slice = p.Hq * p.Wq;  // one phase plane d of a phase
+  const SplitRow2 split_row2(in[2], lo[2], p.Wq);
   for (int64_t d = 0; d < p.Dq; ++d)
-    for (int pd = 0; pd < s[0]; ++pd)
-      for (int64_t h = 0; h < p.Hq; ++h)
-        for (int ph = 0; ph < s[1]; ++ph) {
-          // Padded row (i, j) = source row (id, ih) goes to the phase rows (pd, ph, pw; d, h).
-          const int64_t id = i0 + d * s[0] + pd - lo[0], ih = h * s[1] + ph - lo[1];
-          float* const row0 = plane + (pd * s[1] + ph) * s[2] * p.vol + (d * p.Hq + h) * p.Wq;
-          if (id < 0 || id >= in[0] || ih < 0 || ih >= in[1]) {
-            for (int pw = 0; pw < s[2]; ++pw) std::fill(row0 + pw * p.vol, row0 + pw * p.vol + p.Wq, 0.0f);
-            continue;
-          }
+    for (int pd = 0; pd < s[0]; ++pd) {
+      float* const first = plane + pd * s[1] * s[2] * p.vol + d * slice;  // phase (pd, 0, 0), plane d
+      const int64_t id = i0 + d * s[0] + pd - lo[0];
+      if (id < 0 || id >= in[0]) {  // a padding plane: its slice of each phase (pd, ph, pw)
+        for (int q = 0; q < s[1] * s[2]; ++q) std::fill(first + q * p.vol, first + q * p.vol + slice, 0.0f);
+        continue;
+      }
+      // Padded row j (source row j - lo1) goes to the phase rows (pd, j % s1, pw) at j / s1.
+      int ph = 0;
+      int64_t h = 0;
+      for (int64_t j = 0; j < p.Hq * s[1]; ++j) {
+        float* const row0 = first + ph * s[2] * p.vol + h * p.Wq;
+        const int64_t ih = j - lo[1];
+        if (ih < 0 || ih >= in[1]) {
+          for (int pw = 0; pw < s[2]; ++pw) std::fill(row0 + pw * p.vol, row0 + pw * p.vol + p.Wq, 0.0f);
+        } else {
           const float* srow = src + (id * in[1] + ih) * in[2];
           if (s[2] == 1)
             split_row(srow, in[2], 1, -lo[2], row0, p.Wq);
           else if (s[2] == 2)  // both x-phases in one pass over the source row
-            split_row2(srow, in[2], lo[2], row0, row0 + p.vol, p.Wq);
+            split_row2(srow, row0, row0 + p.vol);
           else
             for (int pw = 0; pw < s[2]; ++pw) split_row(srow, in[2], s[2], pw - lo[2], row0 + pw * p.vol, p.Wq);
         }
+        if (++ph == s[1]) ph = 0, ++h;
+      }
+    }
 }
 
 Padded pad_split(const float* x, int64_t n, int64_t channels, const int64_t in[3], const int lo[3], const int hi[3],
