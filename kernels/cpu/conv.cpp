@@ -7,7 +7,9 @@
 // stride^3 phases (element i of a padded row goes to phase i % s at i / s; stride 1 has one phase),
 // so that tap k of output position p reads xsplit[tap offset k + position offset p] for every
 // stride, and the micro-kernels load SIMD vectors of kVec outputs of one row straight from it.
-// The output is cut into tiles of whole output rows (d, h).
+// The output is cut into tiles of whole output rows (d, h). For strides above 1 the copy is made per
+// tile of whole output planes, of the source planes that tile reads, into a buffer that stays in L2
+// (Source); the data gradient likewise computes and interleaves its phases per tile.
 //   forward:       w is packed in blocks of MR output channels; the micro-kernel keeps an
 //                  MR x (NV vectors) block of y in registers for a chunk of taps.
 //   weight grad:   dw (cout x K) += dy (cout x positions) * col^T, vectorised along the positions,
@@ -297,8 +299,8 @@ struct Source {
   }
   // Per tile: part `part` of `parts` of the source lines that work item `item` (of tiling t) will split
   // (a run of whole lines inside one channel; none past the last item). The micro-kernels of the item
-  // before prefetch them, one line per inner iteration: this guest's L2 drops most of a burst of
-  // prefetches, and without them the split waits on memory for 2/3 of its time.
+  // before prefetch them, one line per inner iteration (this guest drops most of a burst of
+  // prefetches): k3 s2 16->16 forward 3.75 -> 3.45 ms.
   PrefetchRun ahead(const Tiling& t, int64_t item, int64_t part, int64_t parts) const {
     if (!tile_planes || item >= g->n * t.ntiles) return {};
     const int64_t n = item / t.ntiles, first = t.begin(item % t.ntiles) / g->out[1] * g->stride[0] - g->pad[0];
