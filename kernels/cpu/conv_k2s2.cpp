@@ -282,8 +282,10 @@ inline void micro_adjoint(int64_t K, const float* wq, const float* dys, int64_t 
   for (int64_t o = 0; o < K; ++o, wq += MR * 2) {
     const float* dyo = dys + o * P;
     const typename V::T c0 = V::dup(dyo + d0), c1 = V::dup(dyo + d1), c2 = V::dup(dyo + d2);
-    if (S == Store::prefetched && o < rows)
-      for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(dxs + off[o] + ahead[v].src), _MM_HINT_ET0);
+    if constexpr (S == Store::prefetched) {  // tap row min(o, rows - 1): no branch (GCC then keeps acc in registers)
+      const int64_t row = off[std::min<int64_t>(o, rows - 1)];
+      for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(dxs + row + ahead[v].src), _MM_HINT_ET0);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const typename V::T wr = V::pair(wq + 2 * r);
