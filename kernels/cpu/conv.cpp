@@ -318,7 +318,7 @@ constexpr int64_t kTileSplitBytes = 512 * 1024;
 
 // Planes per tile for n samples of `planes` planes: `fit` (what fits the tile's buffer), fewer where
 // that leaves fewer than two work items per thread.
-int64_t tile_planes(int64_t fit, int64_t n, int64_t planes) {
+int64_t planes_per_tile(int64_t fit, int64_t n, int64_t planes) {
   return std::clamp<int64_t>(std::min<int64_t>(fit, n * planes / (2 * num_threads())), 1, planes);
 }
 
@@ -333,7 +333,7 @@ Source conv_source(const ConvGeom& g, const float* x) {
   src.x = x;
   const Padded whole = split_geometry(g.cin, g.in, g.pad, g.pad, g.stride);
   const int64_t plane_bytes = whole.sample / whole.Dq * int64_t(sizeof(float));  // per output plane
-  src.tile_planes = tile_planes(kTileSplitBytes / plane_bytes, g.n, g.out[0]);
+  src.tile_planes = planes_per_tile(kTileSplitBytes / plane_bytes, g.n, g.out[0]);
   if (g.n * ((g.out[0] + src.tile_planes - 1) / src.tile_planes) < 2 * num_threads())  // too few work items
     return Source{pad_split(x, g.n, g.cin, g.in, g.pad, g.pad, g.stride, kVec + g.k[2])};
   const int64_t padded_planes = (src.tile_planes - 1) * g.stride[0] + g.k[0];
@@ -605,7 +605,7 @@ std::vector<Phase> dx_phases(const ConvGeom& g, const float* w, const Padded& yp
 struct PhaseTile {
   std::vector<int64_t> base, pitch;
   int64_t size = 0, planes = 0;  // floats, phase planes per tile
-  PhaseTile(const std::vector<Phase>& phases, int64_t cin, int64_t planes_per_tile) : planes(planes_per_tile) {
+  PhaseTile(const std::vector<Phase>& phases, int64_t cin, int64_t tile) : planes(tile) {
     for (const Phase& p : phases) {
       base.push_back(size);
       pitch.push_back(std::min(planes, p.q[0]) * p.q[1] * p.q[2]);
@@ -709,13 +709,13 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
   }
   const int64_t plane_bytes = g.cin * g.stride[0] * g.in[1] * g.in[2] * int64_t(sizeof(float));
   const int64_t q0 = phases[0].q[0];  // phase 0 has the most planes
-  const PhaseTile t(phases, g.cin, tile_planes(kTileSplitBytes / plane_bytes, g.n, q0));
+  const PhaseTile t(phases, g.cin, planes_per_tile(kTileSplitBytes / plane_bytes, g.n, q0));
   const int64_t ntiles = (q0 + t.planes - 1) / t.planes;
   // Too few (sample, tile) items for the threads (2D, few planes): split the channels too, in blocks of MR.
   const int64_t blocks = std::clamp<int64_t>((2 * num_threads() + g.n * ntiles - 1) / (g.n * ntiles), 1,
                                              (g.cin + MR - 1) / MR);
   const int64_t block = round_up((g.cin + blocks - 1) / blocks, MR), items = g.n * ntiles * blocks;
-  const bool stream = g.n * g.cin * g.in_vol() * int64_t(sizeof(float)) >= kStreamBytes;
+  const bool stream = streamed_output(g.n * g.cin * g.in_vol());
   run_ranges(items, workers_for(items), [&](int, int64_t item) {
     const int64_t n = item / (ntiles * blocks), tile = item / blocks % ntiles;
     const int64_t c0 = item % blocks * block, c1 = std::min(g.cin, c0 + block);

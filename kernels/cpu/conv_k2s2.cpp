@@ -316,7 +316,7 @@ void adjoint_lanes(const ConvGeom& g, const float* dy, const float* w, const flo
     for (int64_t t = 0; t < lay.taps; ++t) tap_bias.push_back(b[t / (2 * lay.kd)]);
   const Tiling tiles(g.out, kTileOutputs);  // items: (sample, tile)
   const int64_t items = g.n * tiles.ntiles, P = lay.out_vol;
-  const bool stream = g.n * g.cin * lay.in_vol * int64_t(sizeof(float)) >= kStreamBytes;
+  const bool stream = streamed_output(g.n * g.cin * lay.in_vol);
   run_ranges(items, workers_for(items), [&](int, int64_t item) {
     const int64_t s = item / tiles.ntiles, t = item % tiles.ntiles;
     std::vector<Pos>& pos = thread_positions();

@@ -39,6 +39,8 @@ void run_ranges(int64_t items, int workers, const F& f) {
 // stay in the caches (L2 1-2 MB a core, L3 tens of MB shared), and streaming saves the read of each line
 // before it is written (bench/RESULTS.md: strided data gradients).
 constexpr int64_t kStreamBytes = int64_t(8) << 20;
+// Whether an output of `floats` floats is written that way.
+inline bool streamed_output(int64_t floats) { return floats * int64_t(sizeof(float)) >= kStreamBytes; }
 
 // Workers for `items` items: the pool's threads, at most one per item.
 inline int workers_for(int64_t items) {
