@@ -115,6 +115,33 @@ inline void linear_row_coords(const float r[3], const float st[3], int64_t n, Id
   }
 }
 
+// A row read later (RowGather::operator()), whose source lines the row being read prefetches: its
+// indices (linear: of corner 0) and the step between its prefetched voxels; idx nullptr: none.
+template <class Idx>
+struct Ahead {
+  const Idx* idx = nullptr;
+  int64_t step = 1;
+};
+
+// Prefetches (into L2) the lines that voxels from, from + step, ... (< n) and n - 1 of a row read, voxel i
+// at src + idx[i]; linear: also its corner rows (dz, dy) = (0, 1), (1, 0), (1, 1) (x + 1 mostly shares
+// the line).
+template <bool kLinear, int ND, class T, class Idx>
+inline void prefetch_voxels(const T* src, const Idx* idx, int64_t from, int64_t n, int64_t step, Idx W, Idx HW) {
+  auto fetch = [&](int64_t i) {
+    prefetch_l2(src + idx[i]);
+    if (kLinear) {
+      prefetch_l2(src + idx[i] + W);
+      if (ND == 3) {
+        prefetch_l2(src + idx[i] + HW);
+        prefetch_l2(src + idx[i] + HW + W);
+      }
+    }
+  };
+  for (int64_t i = from; i < n; i += step) fetch(i);
+  if (from < n && (n - 1 - from) % step != 0) fetch(n - 1);
+}
+
 #ifdef PW_GATHER_PAIRS
 // Trilinear rows of a float source, 8 voxels at a time: the two x-neighbours of a corner are
 // adjacent in memory, so one 64-bit gather element fetches both -- half the gather elements of
@@ -166,14 +193,20 @@ inline void corner_pairs(const float* base, const int32_t* idx, __m256& lo, __m2
   hi = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
 }
 
-// Returns the number of voxels done (a multiple of 8); the caller finishes the row.
+// Returns the number of voxels done (a multiple of 8); the caller finishes the row. Each step of 8 voxels
+// prefetches the lines of the ahead row's voxels among the same 8 (prefetch_voxels' voxels and lines):
+// spread between the loads, not in a burst before the row (bench_gather trilinear, Zen 4: one thread
+// 7.80 -> 6.96 ms, two 3.65 -> 3.45).
 template <bool kScalar>
 inline int64_t lerp_row_pairs3(const float* src, const int32_t* idx, const float* fz, const float* fy,
-                               const float* fx, int64_t n, int32_t W, int32_t HW, float* out) {
+                               const float* fx, int64_t n, int32_t W, int32_t HW, float* out, Ahead<int32_t> ahead) {
   const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
   const int32_t offset[4] = {0, W, HW, HW + W};  // corner rows (dz, dy) = (0,0), (0,1), (1,0), (1,1)
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
+    if (ahead.idx)
+      for (int64_t j = i; j < i + 8; j += ahead.step)
+        for (int k = 0; k < 4; ++k) prefetch_l2(src + offset[k] + ahead.idx[j]);
     __m256 lo[4], hi[4];
     if constexpr (kScalar) {
       for (int k = 0; k < 4; ++k) corner_pairs(src + offset[k], idx + i, lo[k], hi[k]);
@@ -194,11 +227,12 @@ inline int64_t lerp_row_pairs3(const float* src, const int32_t* idx, const float
 #endif
 
 // The (bi/tri)linear row: corner 0 of voxel i at src[idx[i]], fractions f*, row strides W, HW.
-// One base pointer per corner, so that each corner is a plain indexed load (a vector gather).
+// One base pointer per corner, so that each corner is a plain indexed load (a vector gather). Prefetches
+// the lines of `ahead` (within the pairs loop, else before the row).
 template <bool kScalar, int ND, class T, class O, class Idx>
 inline void lerp_row(const T* __restrict__ src, const Idx* __restrict__ idx, const float* __restrict__ fz,
                      const float* __restrict__ fy, const float* __restrict__ fx, int64_t n, Idx W, Idx HW,
-                     O* __restrict__ out) {
+                     O* __restrict__ out, Ahead<Idx> ahead) {
   const T* __restrict__ c1 = src + 1;
   const T* __restrict__ c2 = src + W;
   const T* __restrict__ c3 = src + W + 1;
@@ -210,8 +244,9 @@ inline void lerp_row(const T* __restrict__ src, const Idx* __restrict__ idx, con
     int64_t i = 0;
 #ifdef PW_GATHER_PAIRS
     if constexpr (std::is_same_v<T, float> && std::is_same_v<O, float> && std::is_same_v<Idx, int32_t>)
-      i = lerp_row_pairs3<kScalar>(src, idx, fz, fy, fx, n, W, HW, out);
+      i = lerp_row_pairs3<kScalar>(src, idx, fz, fy, fx, n, W, HW, out, ahead);
 #endif
+    if (ahead.idx) prefetch_voxels<true, ND>(src, ahead.idx, i, n, ahead.step, W, HW);  // the rest of the row
     for (; i < n; ++i) {
       const Idx j = idx[i];
       const float v[8] = {float(src[j]), float(c1[j]), float(c2[j]), float(c3[j]),
@@ -219,6 +254,7 @@ inline void lerp_row(const T* __restrict__ src, const Idx* __restrict__ idx, con
       out[i] = O(common::trilinear(v, 1.f - fz[i], fz[i], 1.f - fy[i], fy[i], 1.f - fx[i], fx[i]));
     }
   } else {
+    if (ahead.idx) prefetch_voxels<true, ND>(src, ahead.idx, 0, n, ahead.step, W, HW);
     for (int64_t i = 0; i < n; ++i) {
       const Idx j = idx[i];
       const float v[4] = {float(src[j]), float(c1[j]), float(c2[j]), float(c3[j])};
@@ -261,13 +297,15 @@ struct RowGather {
   bool scalar_loads = gather_loads() == GatherLoads::scalar;
 
   // A row inside the source (the fast path), all channels; idx, f* are row buffers. kScalar: the
-  // trilinear x-pairs by scalar loads (kernels/cpu_paths.h).
+  // trilinear x-pairs by scalar loads (kernels/cpu_paths.h). Prefetches the lines of `ahead`.
   template <bool kScalar>
   void fast_row(const T* sq, const float r[3], const float st[3], O* op, Idx* idx, float* fz, float* fy,
-                float* fx) const {
+                float* fx, Ahead<Idx> ahead) const {
     const int64_t s2 = g.patch[2], V = g.vol_numel(), PN = g.patch_numel(), C = g.channels;
     const Idx H = Idx(g.vol[1]), W = Idx(g.vol[2]);
     if (!kLinear) {
+      if (ahead.idx)
+        for (int64_t c = 0; c < C; ++c) prefetch_voxels<false, ND>(sq + c * V, ahead.idx, 0, s2, ahead.step, W, H * W);
       if (C == 1) {
         nearest_row<ND>(sq, r, st, s2, H, W, op);
       } else {  // the indices once, then a gather per channel
@@ -276,18 +314,19 @@ struct RowGather {
       }
     } else {
       linear_row_coords<ND>(r, st, s2, H, W, idx, fz, fy, fx);
-      for (int64_t c = 0; c < C; ++c) lerp_row<kScalar, ND>(sq + c * V, idx, fz, fy, fx, s2, W, H * W, op + c * PN);
+      for (int64_t c = 0; c < C; ++c)
+        lerp_row<kScalar, ND>(sq + c * V, idx, fz, fy, fx, s2, W, H * W, op + c * PN, ahead);
     }
   }
 
-  // Prefetches (into L2) the source lines that row (x0, x1) of an inside patch M reads (all channels);
-  // idx, f* are row buffers. Called kAheadPlanes patch planes (~2 * s1 * s2 voxels) before the row's
-  // turn: a rotated patch row meets a new source line every few voxels, and the hardware prefetchers
-  // follow none of them. bench_gather (Zen 4): one thread nearest 4.9 -> 3.7 ms, trilinear 11.4 -> 8.6;
-  // two threads 1.0-1.5x (the more, the busier the memory). 1, 3 or 4 planes ahead: no better.
+  // Rows of a patch inside the source prefetch (into L2) the source lines of the row kAheadPlanes patch
+  // planes on (~2 * s1 * s2 voxels before its turn): a rotated patch row meets a new source line every
+  // few voxels, and the hardware prefetchers follow none of them. bench_gather (Zen 4): one thread
+  // nearest 4.9 -> 3.7 ms, trilinear 11.4 -> 8.6; two threads 1.0-1.5x (the more, the busier the
+  // memory). 1, 3 or 4 planes ahead: no better.
   // Linear rows whose steps along the row and to the next row are at most a voxel and a quarter on every
-  // axis (patch voxels about the size of source voxels or smaller) prefetch only every other row (and the
-  // last), and in it every other voxel (and the last). Voxel i + 1 lies between voxels i and i + 2 on
+  // axis (patch voxels about the size of source voxels or smaller) prefetch only for every other row (and
+  // the last), and in it every other voxel (and the last). Voxel i + 1 lies between voxels i and i + 2 on
   // every axis, row x1 + 1 between rows x1 and x1 + 2, and a linear voxel reads the 2x2x2 block around
   // it, so nearly all of its lines are among theirs (all of them for steps up to one voxel). A quarter of
   // the prefetch instructions for almost the same lines: bench_gather trilinear (Zen 4, 2 threads) 4.39
@@ -300,31 +339,17 @@ struct RowGather {
       if (std::fabs(M.m[k][1]) > 1.25f || std::fabs(M.m[k][2]) > 1.25f) return 1;
     return 2;
   }
-  void prefetch_row(const T* sq, const PatchMatrix& M, int64_t step, int64_t x0, int64_t x1, Idx* idx, float* fz,
-                    float* fy, float* fx) const {
-    const int64_t s2 = g.patch[2], V = g.vol_numel(), C = g.channels;
+  // The source indices (linear: of corner 0) of row (x0, x1) of patch M, into aidx; f*: scratch.
+  void row_indices(const PatchMatrix& M, int64_t x0, int64_t x1, Idx* aidx, float* fz, float* fy, float* fx) const {
+    const int64_t s2 = g.patch[2];
     const Idx H = Idx(g.vol[1]), W = Idx(g.vol[2]);
     float r[3], st[3];
     for (int k = 0; k < 3; ++k) {
       r[k] = common::row_start(M, k, float(x0), float(x1));
       st[k] = M.m[k][2];
     }
-    if (kLinear) linear_row_coords<ND>(r, st, s2, H, W, idx, fz, fy, fx);
-    else nearest_row_indices<ND>(r, st, s2, H, W, idx);
-    auto fetch = [&](const T* sc, int64_t i) {
-      prefetch_l2(sc + idx[i]);
-      if (kLinear) {  // the corner rows (dz, dy) = (0, 1), (1, 0), (1, 1); x + 1 shares a line mostly
-        prefetch_l2(sc + idx[i] + W);
-        if (ND == 3) {
-          prefetch_l2(sc + idx[i] + H * W);
-          prefetch_l2(sc + idx[i] + H * W + W);
-        }
-      }
-    };
-    for (int64_t c = 0; c < C; ++c) {
-      for (int64_t i = 0; i < s2; i += step) fetch(sq + c * V, i);
-      if ((s2 - 1) % step != 0) fetch(sq + c * V, s2 - 1);  // the last voxel, when the step skipped it
-    }
+    if (kLinear) linear_row_coords<ND>(r, st, s2, H, W, aidx, fz, fy, fx);
+    else nearest_row_indices<ND>(r, st, s2, H, W, aidx);
   }
 
   void operator()(int64_t begin, int64_t end) const {
@@ -333,7 +358,7 @@ struct RowGather {
     const int64_t V = g.vol_numel(), PN = g.patch_numel(), C = g.channels;
     const int64_t Cout = C + (inside_mask ? 1 : 0);
     const Idx H = Idx(n1), W = Idx(n2);
-    std::vector<Idx> idx(s2);
+    std::vector<Idx> idx(s2), aidx(s2);  // the row's indices, the ahead row's
     std::vector<float> fz(kLinear ? s2 : 0), fy(kLinear ? s2 : 0), fx(kLinear ? s2 : 0);
     const int64_t sizes[3] = {s0, s1, s2}, n[3] = {n0, n1, n2};
     int64_t cached_p = -1;
@@ -374,11 +399,14 @@ struct RowGather {
           fast &= (common::round_nearest(lo) >= 0.f) & (common::round_nearest(hi) <= float(n[k] - 1));
       }
       // Rows of an inside patch prefetch the source lines of the row kAheadPlanes patch planes on.
-      if (patch_fast && x0 + kAheadPlanes < s0 && (x1 % pf_step == 0 || x1 == s1 - 1))
-        prefetch_row(sq, M, pf_step, x0 + kAheadPlanes, x1, idx.data(), fz.data(), fy.data(), fx.data());
+      Ahead<Idx> ahead;
+      if (patch_fast && x0 + kAheadPlanes < s0 && (x1 % pf_step == 0 || x1 == s1 - 1)) {
+        row_indices(M, x0 + kAheadPlanes, x1, aidx.data(), fz.data(), fy.data(), fx.data());
+        ahead = {aidx.data(), pf_step};
+      }
       if (fast) {
-        if (kLinear && scalar_loads) fast_row<true>(sq, r, st, op, idx.data(), fz.data(), fy.data(), fx.data());
-        else fast_row<false>(sq, r, st, op, idx.data(), fz.data(), fy.data(), fx.data());
+        if (kLinear && scalar_loads) fast_row<true>(sq, r, st, op, idx.data(), fz.data(), fy.data(), fx.data(), ahead);
+        else fast_row<false>(sq, r, st, op, idx.data(), fz.data(), fy.data(), fx.data(), ahead);
         if (inside_mask) {
           O* om = op + C * PN;
           for (int64_t i = 0; i < s2; ++i) om[i] = O(1);
