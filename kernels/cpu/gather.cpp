@@ -397,17 +397,17 @@ struct RowGather {
     return 2;
   }
   // Whether the planes of patch M go by strips (lerp_plane_strips3): float trilinear patches inside the
-  // source whose rows run less than 70% along the source's x axis. Such a row meets new source lines at
-  // almost every voxel, and the next row's voxels, 32 voxels on, read them again from L2; a strip's next
-  // group of 8 reads them again right away, from L1. One rotated patch again and again (L2), ns per voxel,
-  // Zen 4, rows / strips: row along x 0.90 -> 1.46 / 1.72, 0.83 -> 1.55 / 1.77, 0.65 -> 1.85 / 1.81,
-  // 0.46 -> 2.20 / 1.94, 0.13 -> 2.97 / 1.94, 0.06 -> 2.63 / 1.93.
-  bool strips(const PatchMatrix& M, bool inside) const {
+  // source. A rotated row meets new source lines at almost every voxel unless it runs along the source's
+  // x axis, and the next row, 32 voxels on, reads most of them again, from L2; the next group of 8 of a
+  // strip reads them again right away, from L1. One rotated patch again and again (L2), ns per voxel,
+  // Zen 4, rows / strips, by how much of the row runs along x: 0.90 -> 1.46 / 1.72, 0.83 -> 1.55 / 1.77,
+  // 0.65 -> 1.85 / 1.81, 0.46 -> 2.20 / 1.94, 0.13 -> 2.97 / 1.94, 0.06 -> 2.63 / 1.93. In bench_gather
+  // (2 threads, from memory) strips for every patch beat rows for those under 70% along x: 2.46 / 2.68 ms.
+  bool strips(bool inside) const {
     if constexpr (kLinear && ND == 3 && std::is_same_v<T, float> && std::is_same_v<O, float> &&
                   std::is_same_v<Idx, int32_t>) {
 #ifdef PW_GATHER_PAIRS
-      const float len = std::sqrt(M.m[0][2] * M.m[0][2] + M.m[1][2] * M.m[1][2] + M.m[2][2] * M.m[2][2]);
-      return inside && g.patch[2] % 8 == 0 && std::fabs(M.m[2][2]) < 0.7f * len;
+      return inside && g.patch[2] % 8 == 0;
 #endif
     }
     return false;
@@ -469,7 +469,7 @@ struct RowGather {
         cached_p = p;
         patch_fast = patch_inside(M, sizes, n, kLinear, ND == 3 ? 0 : 1);  // 2D: axis 0 is the unit one
         pf_step = prefetch_step(M);
-        patch_strips = strips(M, patch_fast);
+        patch_strips = strips(patch_fast);
       }
       const int64_t q = parent ? parent[p] : 0;
       const T* sq = src + q * C * V;
