@@ -257,6 +257,44 @@ inline void coords8(const float r[3], const float st[3], int32_t b, int32_t H, i
   fz = f3[0], fy = f3[1], fx = f3[2];
 }
 
+// Nearest source indices (into idx[8]) of the 8 voxels x2 = b..b+7 of the row starting at r with steps st:
+// nearest_index's arithmetic, in registers.
+template <int ND>
+inline void nearest8(const float r[3], const float st[3], int32_t b, int32_t H, int32_t W, int32_t* idx) {
+  const __m256 fi = _mm256_add_ps(_mm256_set1_ps(float(b)), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256i i3[3];
+  for (int k = 0; k < 3; ++k) {
+    const __m256 c = _mm256_fmadd_ps(fi, _mm256_set1_ps(st[k]), _mm256_set1_ps(r[k]));
+    i3[k] = _mm256_cvttps_epi32(_mm256_add_ps(c, _mm256_set1_ps(0.5f)));
+  }
+  if (ND == 2) i3[0] = _mm256_setzero_si256();
+  const __m256i id = _mm256_add_epi32(
+      _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(i3[0], _mm256_set1_epi32(H)), i3[1]), _mm256_set1_epi32(W)),
+      i3[2]);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), id);
+}
+
+// Plane x0 of a patch M (s1 rows of s2 voxels, s2 a multiple of 8) inside the source, nearest, by strips
+// as lerp_plane_strips3, each group prefetching the same group of plane ahead_x0 (if >= 0).
+template <int ND, class T, class O>
+void nearest_plane_strips(const T* __restrict__ src, const PatchMatrix& M, int64_t x0, int64_t s1, int64_t s2,
+                          int32_t H, int32_t W, O* __restrict__ out, int64_t ahead_x0) {
+  const float st[3] = {M.m[0][2], M.m[1][2], M.m[2][2]};
+  alignas(32) int32_t idx[8], aidx[8];
+  for (int64_t b = 0; b < s2; b += 8)
+    for (int64_t x1 = 0; x1 < s1; ++x1) {
+      float r[3];
+      if (ahead_x0 >= 0) {
+        for (int k = 0; k < 3; ++k) r[k] = common::row_start(M, k, float(ahead_x0), float(x1));
+        nearest8<ND>(r, st, int32_t(b), H, W, aidx);
+        for (int j = 0; j < 8; ++j) prefetch_l2(src + aidx[j]);
+      }
+      for (int k = 0; k < 3; ++k) r[k] = common::row_start(M, k, float(x0), float(x1));
+      nearest8<ND>(r, st, int32_t(b), H, W, idx);
+      gather_row(src, idx, 8, out + x1 * s2 + b);
+    }
+}
+
 // Plane x0 of a float patch M (s1 rows of s2 voxels, s2 a multiple of 8) inside the source, by strips:
 // the voxels x2 = b..b+7 of rows x1 = 0, 1, ..., s1 - 1, then the next 8 columns (RowGather::strips).
 // out: the plane's first voxel. ahead_x0 >= 0: the plane whose lines to prefetch alongside (the same
@@ -404,6 +442,9 @@ struct RowGather {
   // 0.65 -> 1.85 / 1.81, 0.46 -> 2.20 / 1.94, 0.13 -> 2.97 / 1.94, 0.06 -> 2.63 / 1.93. In bench_gather
   // (2 threads, from memory) strips for every patch beat rows for those under 70% along x: 2.46 / 2.68 ms.
   bool strips(bool inside) const {
+#ifdef PW_GATHER_PAIRS
+    if constexpr (!kLinear && std::is_same_v<Idx, int32_t>) return inside && g.patch[2] % 8 == 0;
+#endif
     if constexpr (kLinear && ND == 3 && std::is_same_v<T, float> && std::is_same_v<O, float> &&
                   std::is_same_v<Idx, int32_t>) {
 #ifdef PW_GATHER_PAIRS
@@ -416,6 +457,13 @@ struct RowGather {
   // prefetches as the row by row path.
   void strip_plane(const T* sq, const PatchMatrix& M, int64_t x0, int64_t step, O* op) const {
 #ifdef PW_GATHER_PAIRS
+    if constexpr (!kLinear && std::is_same_v<Idx, int32_t>) {
+      const int64_t s0 = g.patch[0], V = g.vol_numel(), PN = g.patch_numel();
+      const int64_t ahead = x0 + kAheadPlanes < s0 ? x0 + kAheadPlanes : -1;
+      for (int64_t c = 0; c < g.channels; ++c)
+        nearest_plane_strips<ND>(sq + c * V, M, x0, g.patch[1], g.patch[2], int32_t(g.vol[1]), int32_t(g.vol[2]),
+                                 op + c * PN, ahead);
+    }
     if constexpr (kLinear && ND == 3 && std::is_same_v<T, float> && std::is_same_v<O, float> &&
                   std::is_same_v<Idx, int32_t>) {
       const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2], V = g.vol_numel(), PN = g.patch_numel();
