@@ -275,16 +275,17 @@ inline void nearest8(const float r[3], const float st[3], int32_t b, int32_t H, 
 }
 
 // Plane x0 of a patch M (s1 rows of s2 voxels, s2 a multiple of 8) inside the source, nearest, by strips
-// as lerp_plane_strips3, each group prefetching the same group of plane ahead_x0 (if >= 0).
+// as lerp_plane_strips3, the groups of rows `step` apart (and the last) prefetching the same group of
+// plane ahead_x0 (if >= 0).
 template <int ND, class T, class O>
 void nearest_plane_strips(const T* __restrict__ src, const PatchMatrix& M, int64_t x0, int64_t s1, int64_t s2,
-                          int32_t H, int32_t W, O* __restrict__ out, int64_t ahead_x0) {
+                          int32_t H, int32_t W, O* __restrict__ out, int64_t ahead_x0, int64_t step) {
   const float st[3] = {M.m[0][2], M.m[1][2], M.m[2][2]};
   alignas(32) int32_t idx[8], aidx[8];
   for (int64_t b = 0; b < s2; b += 8)
     for (int64_t x1 = 0; x1 < s1; ++x1) {
       float r[3];
-      if (ahead_x0 >= 0) {
+      if (ahead_x0 >= 0 && (x1 % step == 0 || x1 == s1 - 1)) {
         for (int k = 0; k < 3; ++k) r[k] = common::row_start(M, k, float(ahead_x0), float(x1));
         nearest8<ND>(r, st, int32_t(b), H, W, aidx);
         for (int j = 0; j < 8; ++j) prefetch_l2(src + aidx[j]);
@@ -426,14 +427,17 @@ struct RowGather {
   // it, so nearly all of its lines are among theirs (all of them for steps up to one voxel). A quarter of
   // the prefetch instructions for almost the same lines: bench_gather trilinear (Zen 4, 2 threads) 4.39
   // -> 3.76 ms. Larger steps (coarser sampling) and nearest voxels, which read one voxel that their
-  // neighbours' lines need not hold, prefetch every voxel (nearest subsampled: one thread lost 10-30%).
+  // neighbours' lines need not hold, prefetch every voxel (nearest subsampled: one thread lost 10-30%);
+  // by strips (below), nearest groups do skip every other row: the voxel of row x1 + 1 lies between
+  // those of rows x1 and x1 + 2, and the next row's group follows at once (bench_gather nearest, Zen 4,
+  // 2 threads: 1.50 -> 1.33 ms).
   static constexpr int64_t kAheadPlanes = 2;
-  static int64_t prefetch_step(const PatchMatrix& M) {
-    if (!kLinear) return 1;
+  static bool unit_steps(const PatchMatrix& M) {
     for (int k = 0; k < 3; ++k)
-      if (std::fabs(M.m[k][1]) > 1.25f || std::fabs(M.m[k][2]) > 1.25f) return 1;
-    return 2;
+      if (std::fabs(M.m[k][1]) > 1.25f || std::fabs(M.m[k][2]) > 1.25f) return false;
+    return true;
   }
+  static int64_t prefetch_step(const PatchMatrix& M) { return kLinear && unit_steps(M) ? 2 : 1; }
   // Whether the planes of patch M go by strips (lerp_plane_strips3): float trilinear patches inside the
   // source. A rotated row meets new source lines at almost every voxel unless it runs along the source's
   // x axis, and the next row, 32 voxels on, reads most of them again, from L2; the next group of 8 of a
@@ -453,16 +457,17 @@ struct RowGather {
     }
     return false;
   }
-  // Plane x0 of patch M by strips (strips()), all channels; op: the plane's first voxel. Rows and their
-  // prefetches as the row by row path.
-  void strip_plane(const T* sq, const PatchMatrix& M, int64_t x0, int64_t step, O* op) const {
+  // Plane x0 of patch M by strips (strips()), all channels; op: the plane's first voxel. With unit steps
+  // the groups of every other row prefetch (linear: every other voxel of them, as the row path).
+  void strip_plane(const T* sq, const PatchMatrix& M, int64_t x0, O* op) const {
+    const int64_t step = unit_steps(M) ? 2 : 1;
 #ifdef PW_GATHER_PAIRS
     if constexpr (!kLinear && std::is_same_v<Idx, int32_t>) {
       const int64_t s0 = g.patch[0], V = g.vol_numel(), PN = g.patch_numel();
       const int64_t ahead = x0 + kAheadPlanes < s0 ? x0 + kAheadPlanes : -1;
       for (int64_t c = 0; c < g.channels; ++c)
         nearest_plane_strips<ND>(sq + c * V, M, x0, g.patch[1], g.patch[2], int32_t(g.vol[1]), int32_t(g.vol[2]),
-                                 op + c * PN, ahead);
+                                 op + c * PN, ahead, step);
     }
     if constexpr (kLinear && ND == 3 && std::is_same_v<T, float> && std::is_same_v<O, float> &&
                   std::is_same_v<Idx, int32_t>) {
@@ -539,7 +544,7 @@ struct RowGather {
       }
       // Rows of an inside patch prefetch the source lines of the row kAheadPlanes patch planes on.
       if (patch_strips && x1 == 0 && row + s1 <= end) {  // the whole plane by strips
-        strip_plane(sq, M, x0, pf_step, op);
+        strip_plane(sq, M, x0, op);
         if (inside_mask) std::fill(op + C * PN, op + C * PN + s1 * s2, O(1));
         row += s1 - 1, x1 = s1 - 1;  // next_row() moves on to the next plane
         continue;
