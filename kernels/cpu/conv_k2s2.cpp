@@ -28,6 +28,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/prefetch.h"
 #include "kernels/cpu/work_items.h"
 #include "kernels/cpu_paths.h"
 
@@ -284,7 +285,7 @@ inline void micro_adjoint(int64_t K, const float* wq, const float* dys, int64_t 
     const typename V::T c0 = V::dup(dyo + d0), c1 = V::dup(dyo + d1), c2 = V::dup(dyo + d2);
     if constexpr (S == Store::prefetched) {  // tap row min(o, rows - 1): no branch (GCC then keeps acc in registers)
       const int64_t row = off[std::min<int64_t>(o, rows - 1)];
-      for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(dxs + row + ahead[v].src), _MM_HINT_ET0);
+      for (int v = 0; v < NV; ++v) prefetch_w(dxs + row + ahead[v].src);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
