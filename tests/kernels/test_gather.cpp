@@ -262,8 +262,10 @@ TEST_CASE("gather_affine: inside mask follows the nearest voxel; linear weights 
 // The CPU body takes vectorised fast paths for patches and rows that lie inside the source (index
 // buffers, pair gathers of x-neighbours); every voxel must still equal the per-voxel definition of
 // kernels/common/patch_math.h bit for bit. Patches fully inside, crossing the border, and placed half
-// a voxel off the grid; rows of 32 voxels and of 13 (vector tails); 2D and 3D; one channel and two;
-// both per-CPU ways of reading the source (kernels/cpu_paths.h: vector gathers, scalar loads).
+// a voxel off the grid; rows of 32 voxels (patches inside go plane by plane in strips of 8) and of 13
+// (vector tails, rows); 2D and 3D; one channel and two; both per-CPU ways of reading the source
+// (kernels/cpu_paths.h: vector gathers, scalar loads); with the inside mask channel too (the nearest
+// voxel exists), which must not change the values.
 TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit") {
   using namespace pw::kernels::common;
   const cpu::GatherLoads saved_loads = cpu::gather_loads();
@@ -294,11 +296,12 @@ TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit"
       const std::vector<float> src = random_values(C * g.vol_numel(), 7);
       for (cpu::GatherLoads loads : {cpu::GatherLoads::vector, cpu::GatherLoads::scalar})
       for (Interp mode : {Interp::nearest, Interp::linear}) {
-        std::vector<float> got(C * 24 * g.patch_numel());
+        std::vector<float> got(C * 24 * g.patch_numel()), gotm((C + 1) * 24 * g.patch_numel());
         cpu::set_gather_loads(loads);  // both per-CPU paths, whichever this CPU takes
         cpu::gather_affine(src.data(), g, mats.data(), nullptr, mode, false, got.data());
+        cpu::gather_affine(src.data(), g, mats.data(), nullptr, mode, true, gotm.data());  // + the inside mask
         cpu::set_gather_loads(saved_loads);
-        int64_t mismatches = 0;
+        int64_t mismatches = 0, mask_mismatches = 0;
         for (int64_t p = 0; p < 24; ++p) {
           const PatchMatrix M = load_patch_matrix(mats.data() + p * (d + 1) * (d + 1), d);
           for (int64_t x0 = 0; x0 < g.patch[0]; ++x0)
@@ -307,6 +310,10 @@ TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit"
                 float co[3];
                 for (int k = 0; k < 3; ++k) co[k] = coord(row_start(M, k, float(x0), float(x1)), float(x2), M.m[k][2]);
                 const int64_t H = g.vol[1], W = g.vol[2];
+                const int64_t at = (x0 * g.patch[1] + x1) * g.patch[2] + x2;
+                bool n0, n1, n2;  // the mask: whether the nearest voxel exists
+                nearest_axis(co[0], g.vol[0], n0), nearest_axis(co[1], H, n1), nearest_axis(co[2], W, n2);
+                if (gotm[(p * (C + 1) + C) * g.patch_numel() + at] != (n0 && n1 && n2 ? 1.f : 0.f)) ++mask_mismatches;
                 for (int64_t c = 0; c < C; ++c) {
                   const float* sc = src.data() + c * g.vol_numel();
                   float want;
@@ -330,13 +337,17 @@ TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit"
                       want = bilinear(v, ay.w0, ay.w1, ax.w0, ax.w1);
                     }
                   }
-                  const float have = got[(p * C + c) * g.patch_numel() + (x0 * g.patch[1] + x1) * g.patch[2] + x2];
+                  const float have = got[(p * C + c) * g.patch_numel() + at];
+                  const float have_m = gotm[(p * (C + 1) + c) * g.patch_numel() + at];
                   if (std::memcmp(&have, &want, sizeof(float)) != 0) ++mismatches;
+                  if (std::memcmp(&have_m, &want, sizeof(float)) != 0) ++mask_mismatches;
                 }
               }
         }
         CHECK_MESSAGE(mismatches == 0, "C=", C, " d=", d, " s=", s, " mode=", int(mode), " loads=", int(loads), ": ",
                       mismatches, " voxels differ");
+        CHECK_MESSAGE(mask_mismatches == 0, "with the inside mask: C=", C, " d=", d, " s=", s, " mode=", int(mode),
+                      " loads=", int(loads), ": ", mask_mismatches, " values differ");
       }
     }
   }
