@@ -1,5 +1,5 @@
-// CPU bodies of kernels/gather.h. Threaded over blocks of patch rows (p, x0, x1) -- at most one
-// whole patch per block -- handed out dynamically to the threads of pw::parallel_for.
+// CPU bodies of kernels/gather.h. Threaded over blocks of patch rows (p, x0, x1) -- whole planes, at
+// most one whole patch per block -- handed out dynamically to the threads of pw::parallel_for.
 //
 // Fast paths, all computing exactly the per-voxel arithmetic of kernels/common/patch_math.h (tests
 // compare them bit for bit with it):
@@ -16,6 +16,9 @@
 //     vector gathers everywhere: on Zen 4 they measured as fast as scalar loads (AVX2) or faster
 //     (AVX-512).
 //   - Rows of a patch inside the source prefetch the lines of the row two patch planes ahead.
+//   - Patches inside the source with rows of a multiple of 8 voxels (AVX2: nearest with int32 indices,
+//     trilinear of a float source) go plane by plane in strips instead of row by row: 8 voxels of a
+//     row, then the same 8 of the next row (RowGather::strips), which read mostly the same lines.
 // Loop counters of vectorised loops are int: GCC converts int, not int64, to float in vectors.
 #include <algorithm>
 #include <atomic>
