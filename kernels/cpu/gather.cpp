@@ -441,43 +441,32 @@ struct RowGather {
     return true;
   }
   static int64_t prefetch_step(const PatchMatrix& M) { return kLinear && unit_steps(M) ? 2 : 1; }
-  // Whether the planes of patch M go by strips (lerp_plane_strips3): float trilinear patches inside the
-  // source. A rotated row meets new source lines at almost every voxel unless it runs along the source's
-  // x axis, and the next row, 32 voxels on, reads most of them again, from L2; the next group of 8 of a
-  // strip reads them again right away, from L1. One rotated patch again and again (L2), ns per voxel,
-  // Zen 4, rows / strips, by how much of the row runs along x: 0.90 -> 1.46 / 1.72, 0.83 -> 1.55 / 1.77,
-  // 0.65 -> 1.85 / 1.81, 0.46 -> 2.20 / 1.94, 0.13 -> 2.97 / 1.94, 0.06 -> 2.63 / 1.93. In bench_gather
-  // (2 threads, from memory) strips for every patch beat rows for those under 70% along x: 2.46 / 2.68 ms.
-  bool strips(bool inside) const {
+  // Whether a patch's planes go by strips (nearest_plane_strips, lerp_plane_strips3; AVX2 bodies): patches
+  // inside the source, nearest with int32 indices, trilinear of a float source. A rotated row meets new
+  // source lines at almost every voxel unless it runs along the source's x axis, and the next row, 32
+  // voxels on, reads most of them again, from L2; the next group of 8 of a strip reads them again right
+  // away, from L1. One rotated patch again and again (L2), trilinear, ns per voxel, Zen 4, rows / strips, by
+  // how much of the row runs along x: 0.90 -> 1.46 / 1.72, 0.83 -> 1.55 / 1.77, 0.65 -> 1.85 / 1.81,
+  // 0.46 -> 2.20 / 1.94, 0.13 -> 2.97 / 1.94, 0.06 -> 2.63 / 1.93. In bench_gather (2 threads, from memory)
+  // strips for every patch beat strips only for rows under 70% along x: 2.46 / 2.68 ms.
 #ifdef PW_GATHER_PAIRS
-    if constexpr (!kLinear && std::is_same_v<Idx, int32_t>) return inside && g.patch[2] % 8 == 0;
+  static constexpr bool kStripNearest = !kLinear && std::is_same_v<Idx, int32_t>;
+  static constexpr bool kStripLinear = kLinear && ND == 3 && std::is_same_v<T, float> && std::is_same_v<O, float> &&
+                                       std::is_same_v<Idx, int32_t>;
+#else
+  static constexpr bool kStripNearest = false, kStripLinear = false;
 #endif
-    if constexpr (kLinear && ND == 3 && std::is_same_v<T, float> && std::is_same_v<O, float> &&
-                  std::is_same_v<Idx, int32_t>) {
-#ifdef PW_GATHER_PAIRS
-      return inside && g.patch[2] % 8 == 0;
-#endif
-    }
-    return false;
-  }
+  bool strips(bool inside) const { return (kStripNearest || kStripLinear) && inside && g.patch[2] % 8 == 0; }
   // Plane x0 of patch M by strips (strips()), all channels; op: the plane's first voxel. With unit steps
   // the groups of every other row prefetch (linear: every other voxel of them, as the row path).
   void strip_plane(const T* sq, const PatchMatrix& M, int64_t x0, O* op) const {
-    const int64_t step = unit_steps(M) ? 2 : 1;
 #ifdef PW_GATHER_PAIRS
-    if constexpr (!kLinear && std::is_same_v<Idx, int32_t>) {
-      const int64_t s0 = g.patch[0], V = g.vol_numel(), PN = g.patch_numel();
-      const int64_t ahead = x0 + kAheadPlanes < s0 ? x0 + kAheadPlanes : -1;
-      for (int64_t c = 0; c < g.channels; ++c)
-        nearest_plane_strips<ND>(sq + c * V, M, x0, g.patch[1], g.patch[2], int32_t(g.vol[1]), int32_t(g.vol[2]),
-                                 op + c * PN, ahead, step);
-    }
-    if constexpr (kLinear && ND == 3 && std::is_same_v<T, float> && std::is_same_v<O, float> &&
-                  std::is_same_v<Idx, int32_t>) {
-      const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2], V = g.vol_numel(), PN = g.patch_numel();
-      const int64_t ahead = x0 + kAheadPlanes < s0 ? x0 + kAheadPlanes : -1;
-      const int32_t H = int32_t(g.vol[1]), W = int32_t(g.vol[2]);
-      for (int64_t c = 0; c < g.channels; ++c) {
+    const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2], V = g.vol_numel(), PN = g.patch_numel();
+    const int64_t ahead = x0 + kAheadPlanes < s0 ? x0 + kAheadPlanes : -1, step = unit_steps(M) ? 2 : 1;
+    const int32_t H = int32_t(g.vol[1]), W = int32_t(g.vol[2]);
+    for (int64_t c = 0; c < g.channels; ++c) {
+      if constexpr (kStripNearest) nearest_plane_strips<ND>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
+      if constexpr (kStripLinear) {
         if (scalar_loads) lerp_plane_strips3<true>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
         else lerp_plane_strips3<false>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
       }
