@@ -126,23 +126,14 @@ struct Ahead {
   int64_t step = 1;
 };
 
-// Prefetches (into L2) the lines that voxels from, from + step, ... (< n) and n - 1 of a row read, voxel i
-// at src + idx[i]; linear: also its corner rows (dz, dy) = (0, 1), (1, 0), (1, 1) (x + 1 mostly shares
-// the line).
+// Prefetches (into L2, prefetch_sample) the lines that voxels from, from + step, ... (< to) of a row read,
+// voxel i at src + idx[i], and with `last` voxel to - 1 (the row's last) where the step skipped it.
 template <bool kLinear, int ND, class T, class Idx>
-inline void prefetch_voxels(const T* src, const Idx* idx, int64_t from, int64_t n, int64_t step, Idx W, Idx HW) {
-  auto fetch = [&](int64_t i) {
-    prefetch_l2(src + idx[i]);
-    if (kLinear) {
-      prefetch_l2(src + idx[i] + W);
-      if (ND == 3) {
-        prefetch_l2(src + idx[i] + HW);
-        prefetch_l2(src + idx[i] + HW + W);
-      }
-    }
-  };
-  for (int64_t i = from; i < n; i += step) fetch(i);
-  if (from < n && (n - 1 - from) % step != 0) fetch(n - 1);
+inline void prefetch_voxels(const T* src, const Idx* idx, int64_t from, int64_t to, int64_t step, bool last, Idx W,
+                            Idx HW) {
+  int64_t i = from;
+  for (; i < to; i += step) prefetch_sample<kLinear, ND>(src + idx[i], W, HW);
+  if (last && from < to && i - step != to - 1) prefetch_sample<kLinear, ND>(src + idx[to - 1], W, HW);  // no division
 }
 
 #ifdef PW_GATHER_PAIRS
@@ -216,15 +207,6 @@ inline __m256 lerp8(const float* src, const int32_t* idx, __m256 z1, __m256 y1, 
   return _mm256_add_ps(r, _mm256_setzero_ps());
 }
 
-// Prefetches the 4 corner rows of voxels j = 0, step, 2 step, ... < 8 (and 7 with `last`) at src + idx[j].
-inline void prefetch8(const float* src, const int32_t* idx, int64_t step, bool last, int32_t W, int32_t HW) {
-  const int32_t offset[4] = {0, W, HW, HW + W};
-  for (int64_t j = 0; j < 8; j += step)
-    for (int k = 0; k < 4; ++k) prefetch_l2(src + offset[k] + idx[j]);
-  if (last && step > 1)
-    for (int k = 0; k < 4; ++k) prefetch_l2(src + offset[k] + idx[7]);
-}
-
 // Returns the number of voxels done (a multiple of 8); the caller finishes the row. Each step of 8 voxels
 // prefetches the lines of the ahead row's voxels among the same 8 (prefetch_voxels' voxels and lines):
 // spread between the loads, not in a burst before the row (bench_gather trilinear, Zen 4: one thread
@@ -234,29 +216,39 @@ inline int64_t lerp_row_pairs3(const float* src, const int32_t* idx, const float
                                const float* fx, int64_t n, int32_t W, int32_t HW, float* out, Ahead<int32_t> ahead) {
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    if (ahead.idx) prefetch8(src, ahead.idx + i, ahead.step, false, W, HW);
+    if (ahead.idx) prefetch_voxels<true, 3>(src, ahead.idx, i, i + 8, ahead.step, i + 8 == n, W, HW);
     const __m256 z1 = _mm256_loadu_ps(fz + i), y1 = _mm256_loadu_ps(fy + i), x1 = _mm256_loadu_ps(fx + i);
     _mm256_storeu_ps(out + i, lerp8<kScalar>(src, idx + i, z1, y1, x1, W, HW));
   }
   return i;
 }
 
-// Corner-0 indices (into idx[8]) and fractions of the 8 voxels x2 = b..b+7 of the row starting at r
-// (common::row_start) with steps st: linear_row_coords' arithmetic, in registers.
-inline void coords8(const float r[3], const float st[3], int32_t b, int32_t H, int32_t W, int32_t* idx, __m256& fz,
-                    __m256& fy, __m256& fx) {
+// Coordinate k (common::coord) of the 8 voxels x2 = b..b+7 of the row starting at r with steps st.
+inline __m256 coord8(const float r[3], const float st[3], int32_t b, int k) {
   const __m256 fi = _mm256_add_ps(_mm256_set1_ps(float(b)), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
-  __m256i i3[3];
-  __m256 f3[3];
-  for (int k = 0; k < 3; ++k) {  // common::coord, truncation = floor (coordinates >= 0)
-    const __m256 c = _mm256_fmadd_ps(fi, _mm256_set1_ps(st[k]), _mm256_set1_ps(r[k]));
-    i3[k] = _mm256_cvttps_epi32(c);
-    f3[k] = _mm256_sub_ps(c, _mm256_cvtepi32_ps(i3[k]));
-  }
+  return _mm256_fmadd_ps(fi, _mm256_set1_ps(st[k]), _mm256_set1_ps(r[k]));
+}
+
+// idx[v] = (i3[0][v] * H + i3[1][v]) * W + i3[2][v] (vox) for the 8 voxels.
+inline void vox8(const __m256i i3[3], int32_t H, int32_t W, int32_t* idx) {
   const __m256i id = _mm256_add_epi32(
       _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(i3[0], _mm256_set1_epi32(H)), i3[1]), _mm256_set1_epi32(W)),
       i3[2]);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), id);
+}
+
+// Corner-0 indices (into idx[8]) and fractions of the 8 voxels x2 = b..b+7 of the row starting at r
+// (common::row_start) with steps st: linear_row_coords' arithmetic, in registers.
+inline void coords8(const float r[3], const float st[3], int32_t b, int32_t H, int32_t W, int32_t* idx, __m256& fz,
+                    __m256& fy, __m256& fx) {
+  __m256i i3[3];
+  __m256 f3[3];
+  for (int k = 0; k < 3; ++k) {  // truncation = floor (coordinates >= 0)
+    const __m256 c = coord8(r, st, b, k);
+    i3[k] = _mm256_cvttps_epi32(c);
+    f3[k] = _mm256_sub_ps(c, _mm256_cvtepi32_ps(i3[k]));
+  }
+  vox8(i3, H, W, idx);
   fz = f3[0], fy = f3[1], fx = f3[2];
 }
 
@@ -264,64 +256,37 @@ inline void coords8(const float r[3], const float st[3], int32_t b, int32_t H, i
 // nearest_index's arithmetic, in registers.
 template <int ND>
 inline void nearest8(const float r[3], const float st[3], int32_t b, int32_t H, int32_t W, int32_t* idx) {
-  const __m256 fi = _mm256_add_ps(_mm256_set1_ps(float(b)), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
   __m256i i3[3];
-  for (int k = 0; k < 3; ++k) {
-    const __m256 c = _mm256_fmadd_ps(fi, _mm256_set1_ps(st[k]), _mm256_set1_ps(r[k]));
-    i3[k] = _mm256_cvttps_epi32(_mm256_add_ps(c, _mm256_set1_ps(0.5f)));
-  }
+  for (int k = 0; k < 3; ++k) i3[k] = _mm256_cvttps_epi32(_mm256_add_ps(coord8(r, st, b, k), _mm256_set1_ps(0.5f)));
   if (ND == 2) i3[0] = _mm256_setzero_si256();
-  const __m256i id = _mm256_add_epi32(
-      _mm256_mullo_epi32(_mm256_add_epi32(_mm256_mullo_epi32(i3[0], _mm256_set1_epi32(H)), i3[1]), _mm256_set1_epi32(W)),
-      i3[2]);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), id);
+  vox8(i3, H, W, idx);
 }
 
-// Plane x0 of a patch M (s1 rows of s2 voxels, s2 a multiple of 8) inside the source, nearest, by strips
-// as lerp_plane_strips3, the groups of rows `step` apart (and the last) prefetching the same group of
-// plane ahead_x0 (if >= 0).
-template <int ND, class T, class O>
-void nearest_plane_strips(const T* __restrict__ src, const PatchMatrix& M, int64_t x0, int64_t s1, int64_t s2,
-                          int32_t H, int32_t W, O* __restrict__ out, int64_t ahead_x0, int64_t step) {
+// Plane x0 of a patch M (s1 rows of s2 voxels, s2 a multiple of 8) inside the source, by strips (RowGather::
+// strips): the voxels x2 = b..b+7 of rows x1 = 0, 1, ..., s1 - 1, then the next 8 columns. Nearest
+// (nearest8, then a gather) or trilinear of a float source (coords8, then lerp8; kScalar as lerp8). out: the
+// plane's first voxel. ahead_x0 >= 0: the plane whose groups to prefetch alongside, those of rows `step`
+// apart (and the last); linear, in them also voxels `step` apart (and the row's last), as the row path.
+template <bool kLinear, bool kScalar, int ND, class T, class O>
+void plane_strips(const T* __restrict__ src, const PatchMatrix& M, int64_t x0, int64_t s1, int64_t s2, int32_t H,
+                  int32_t W, O* __restrict__ out, int64_t ahead_x0, int64_t step) {
   const float st[3] = {M.m[0][2], M.m[1][2], M.m[2][2]};
   alignas(32) int32_t idx[8], aidx[8];
   for (int64_t b = 0; b < s2; b += 8)
     for (int64_t x1 = 0; x1 < s1; ++x1) {
-      float r[3];
-      if (ahead_x0 >= 0 && (x1 % step == 0 || x1 == s1 - 1)) {
-        for (int k = 0; k < 3; ++k) r[k] = common::row_start(M, k, float(ahead_x0), float(x1));
-        nearest8<ND>(r, st, int32_t(b), H, W, aidx);
-        for (int j = 0; j < 8; ++j) prefetch_l2(src + aidx[j]);
-      }
+      float r[3], ra[3];
+      __m256 fz, fy, fx, gz, gy, gx;  // linear: the group's fractions (g: the ahead group's, unused)
       for (int k = 0; k < 3; ++k) r[k] = common::row_start(M, k, float(x0), float(x1));
-      nearest8<ND>(r, st, int32_t(b), H, W, idx);
-      gather_row(src, idx, 8, out + x1 * s2 + b);
-    }
-}
-
-// Plane x0 of a float patch M (s1 rows of s2 voxels, s2 a multiple of 8) inside the source, by strips:
-// the voxels x2 = b..b+7 of rows x1 = 0, 1, ..., s1 - 1, then the next 8 columns (RowGather::strips).
-// out: the plane's first voxel. ahead_x0 >= 0: the plane whose lines to prefetch alongside (the same
-// groups; voxels and rows `step` apart, as prefetch_voxels).
-template <bool kScalar>
-void lerp_plane_strips3(const float* src, const PatchMatrix& M, int64_t x0, int64_t s1, int64_t s2, int32_t H,
-                        int32_t W, float* out, int64_t ahead_x0, int64_t step) {
-  const float st[3] = {M.m[0][2], M.m[1][2], M.m[2][2]};
-  alignas(32) int32_t idx[8], aidx[8];
-  for (int64_t b = 0; b < s2; b += 8)
-    for (int64_t x1 = 0; x1 < s1; ++x1) {
-      float r[3];
-      for (int k = 0; k < 3; ++k) r[k] = common::row_start(M, k, float(x0), float(x1));
-      __m256 fz, fy, fx;
-      coords8(r, st, int32_t(b), H, W, idx, fz, fy, fx);
+      if constexpr (kLinear) coords8(r, st, int32_t(b), H, W, idx, fz, fy, fx);
+      else nearest8<ND>(r, st, int32_t(b), H, W, idx);
       if (ahead_x0 >= 0 && (x1 % step == 0 || x1 == s1 - 1)) {
-        float ra[3];
-        __m256 gz, gy, gx;
         for (int k = 0; k < 3; ++k) ra[k] = common::row_start(M, k, float(ahead_x0), float(x1));
-        coords8(ra, st, int32_t(b), H, W, aidx, gz, gy, gx);
-        prefetch8(src, aidx, step, b + 8 == s2, W, H * W);
+        if constexpr (kLinear) coords8(ra, st, int32_t(b), H, W, aidx, gz, gy, gx);
+        else nearest8<ND>(ra, st, int32_t(b), H, W, aidx);
+        prefetch_voxels<kLinear, ND>(src, aidx, 0, 8, kLinear ? step : 1, b + 8 == s2, W, H * W);
       }
-      _mm256_storeu_ps(out + x1 * s2 + b, lerp8<kScalar>(src, idx, fz, fy, fx, W, H * W));
+      if constexpr (kLinear) _mm256_storeu_ps(out + x1 * s2 + b, lerp8<kScalar>(src, idx, fz, fy, fx, W, H * W));
+      else gather_row(src, idx, 8, out + x1 * s2 + b);
     }
 }
 #endif
@@ -345,7 +310,7 @@ inline void lerp_row(const T* __restrict__ src, const Idx* __restrict__ idx, con
     if constexpr (std::is_same_v<T, float> && std::is_same_v<O, float> && std::is_same_v<Idx, int32_t>)
       i = lerp_row_pairs3<kScalar>(src, idx, fz, fy, fx, n, W, HW, out, ahead);
 #endif
-    if (ahead.idx) prefetch_voxels<true, ND>(src, ahead.idx, i, n, ahead.step, W, HW);  // the rest of the row
+    if (ahead.idx) prefetch_voxels<true, ND>(src, ahead.idx, i, n, ahead.step, true, W, HW);  // the rest of the row
     for (; i < n; ++i) {
       const Idx j = idx[i];
       const float v[8] = {float(src[j]), float(c1[j]), float(c2[j]), float(c3[j]),
@@ -353,7 +318,7 @@ inline void lerp_row(const T* __restrict__ src, const Idx* __restrict__ idx, con
       out[i] = O(common::trilinear(v, 1.f - fz[i], fz[i], 1.f - fy[i], fy[i], 1.f - fx[i], fx[i]));
     }
   } else {
-    if (ahead.idx) prefetch_voxels<true, ND>(src, ahead.idx, 0, n, ahead.step, W, HW);
+    if (ahead.idx) prefetch_voxels<true, ND>(src, ahead.idx, 0, n, ahead.step, true, W, HW);
     for (int64_t i = 0; i < n; ++i) {
       const Idx j = idx[i];
       const float v[4] = {float(src[j]), float(c1[j]), float(c2[j]), float(c3[j])};
@@ -404,7 +369,7 @@ struct RowGather {
     const Idx H = Idx(g.vol[1]), W = Idx(g.vol[2]);
     if (!kLinear) {
       if (ahead.idx)
-        for (int64_t c = 0; c < C; ++c) prefetch_voxels<false, ND>(sq + c * V, ahead.idx, 0, s2, ahead.step, W, H * W);
+        for (int64_t c = 0; c < C; ++c) prefetch_voxels<false, ND>(sq + c * V, ahead.idx, 0, s2, ahead.step, true, W, H * W);
       if (C == 1) {
         nearest_row<ND>(sq, r, st, s2, H, W, op);
       } else {  // the indices once, then a gather per channel
@@ -441,7 +406,7 @@ struct RowGather {
     return true;
   }
   static int64_t prefetch_step(const PatchMatrix& M) { return kLinear && unit_steps(M) ? 2 : 1; }
-  // Whether a patch's planes go by strips (nearest_plane_strips, lerp_plane_strips3; AVX2 bodies): patches
+  // Whether a patch's planes go by strips (plane_strips; AVX2 bodies): patches
   // inside the source, nearest with int32 indices, trilinear of a float source. A rotated row meets new
   // source lines at almost every voxel unless it runs along the source's x axis, and the next row, 32
   // voxels on, reads most of them again, from L2; the next group of 8 of a strip reads them again right
@@ -464,13 +429,11 @@ struct RowGather {
     const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2], V = g.vol_numel(), PN = g.patch_numel();
     const int64_t ahead = x0 + kAheadPlanes < s0 ? x0 + kAheadPlanes : -1, step = unit_steps(M) ? 2 : 1;
     const int32_t H = int32_t(g.vol[1]), W = int32_t(g.vol[2]);
-    for (int64_t c = 0; c < g.channels; ++c) {
-      if constexpr (kStripNearest) nearest_plane_strips<ND>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
-      if constexpr (kStripLinear) {
-        if (scalar_loads) lerp_plane_strips3<true>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
-        else lerp_plane_strips3<false>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
+    if constexpr (kStripNearest || kStripLinear)
+      for (int64_t c = 0; c < g.channels; ++c) {
+        if (kLinear && scalar_loads) plane_strips<kLinear, true, ND>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
+        else plane_strips<kLinear, false, ND>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
       }
-    }
 #endif
   }
   // The source indices (linear: of corner 0) of row (x0, x1) of patch M, into aidx; f*: scratch.

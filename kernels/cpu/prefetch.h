@@ -8,6 +8,7 @@
 //     AVX-512 (bench_gather, Zen 4). Every x86-64-v3 processor executes `prefetchw` (Intel before
 //     Broadwell as a no-op, which 64-bit Windows 8.1 and later rely on), so it is written out here.
 #pragma once
+#include <cstdint>
 
 namespace pw::kernels::cpu {
 
@@ -27,6 +28,21 @@ inline void prefetch_w(const void* p) {
 #else
   __builtin_prefetch(p, 1, 3);
 #endif
+}
+
+// The lines that a sample with corner 0 at p reads, into L2 (the patch kernels, rows W floats and planes HW
+// floats apart): nearest, the voxel's line; linear, the lines of its corner rows (dz, dy) = (0, 0), (0, 1),
+// and in 3D (1, 0), (1, 1) -- x + 1 mostly shares the line of x.
+template <bool kLinear, int ND, class T>
+inline void prefetch_sample(const T* p, int64_t W, int64_t HW) {
+  prefetch_l2(p);
+  if (kLinear) {
+    prefetch_l2(p + W);
+    if (ND == 3) {
+      prefetch_l2(p + HW);
+      prefetch_l2(p + HW + W);
+    }
+  }
 }
 
 }  // namespace pw::kernels::cpu

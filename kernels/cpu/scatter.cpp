@@ -144,16 +144,7 @@ struct PendingRows {
 
  private:
   // Into L2 (prefetcht1): 5-10% faster than prefetchw or prefetcht0 into L1 (bench_gather, Zen 4).
-  static void prefetch_voxel(float* t, int64_t n1, int64_t n2) {
-    prefetch_l2(t);
-    if (kLinear) {  // the corner rows (dz, dy) = (0, 1), (1, 0), (1, 1); x + 1 mostly shares the line
-      prefetch_l2(t + n2);
-      if (ND == 3) {
-        prefetch_l2(t + n1 * n2);
-        prefetch_l2(t + n1 * n2 + n2);
-      }
-    }
-  }
+  static void prefetch_voxel(float* t, int64_t n1, int64_t n2) { prefetch_sample<kLinear, ND>(t, n2, n1 * n2); }
   template <int kC>  // kC: the channel count when known at compile time, else 0
   void add(float* accq, float* wq, int64_t C, int64_t V, int64_t PN, int64_t n1, int64_t n2) const {
     if (kC) C = kC;
