@@ -94,9 +94,9 @@ inline bool whole_voxel_row(const float r[3], const float st[3], const float o[3
   return true;
 }
 
-// Rotated rows that lie inside the target (nearest: rows crossing the owned planes' border too, with
-// weight 0 beyond it; linear: inside the owned planes), gathered before their read-modify-writes: per
-// row its patch values and, per voxel, the target index (linear: of corner 0, and the fractions) and
+// Rotated (nearest) and linear rows that lie inside the target, also those crossing the owned planes'
+// border (with weight 0 beyond it), gathered before their read-modify-writes: per
+// row its patch values and, per voxel, the target index (linear: of corner 0, its plane, the fractions) and
 // weight. flush() adds them in row order, exactly as the row-at-a-time loop did (the same sums), and
 // prefetches the target lines of the row kAhead rows on. A rotated patch meets a new target line every
 // few voxels; with the index arithmetic between them, the row-at-a-time loop kept too few line misses
@@ -106,6 +106,7 @@ inline bool whole_voxel_row(const float r[3], const float st[3], const float o[3
 // as needed, never cleared.
 struct PendingBuffers {
   std::vector<int64_t> idx;
+  std::vector<int32_t> plane;
   std::vector<float> ww, fz, fy, fx;
 };
 template <class T>
@@ -121,18 +122,25 @@ struct PendingRows {
   int rows = 0;     // pending rows
   int64_t* idx;
   float *ww, *fz = nullptr, *fy = nullptr, *fx = nullptr;  // fractions: linear only
+  int32_t* plane = nullptr;  // linear: corner 0's plane along the partition axis
+  int64_t lo = 0, hi = 0;    // linear: the owned planes [lo, hi), for rows that cross their border
   const float* prow[kRows] = {};
   bool along_x[kRows] = {};  // the row runs along the target's x axis (linear: add_linear_row1 pays off)
+  bool crosses[kRows] = {};  // linear: some corners lie beyond the owned planes (weight 0 there)
   explicit PendingRows(int64_t s2) : len(s2) {
     thread_local PendingBuffers b;
     idx = at_least(b.idx, kRows * s2);
     ww = at_least(b.ww, kRows * s2);
-    if (kLinear) fz = at_least(b.fz, kRows * s2), fy = at_least(b.fy, kRows * s2), fx = at_least(b.fx, kRows * s2);
+    if (kLinear) {
+      fz = at_least(b.fz, kRows * s2), fy = at_least(b.fy, kRows * s2), fx = at_least(b.fx, kRows * s2);
+      plane = at_least(b.plane, kRows * s2);
+    }
   }
   // Where the next row's voxels go in idx, ww and the fractions.
   int64_t next() const { return int64_t(rows) * len; }
-  void push(const float* patch_row, bool x_row = false) {
+  void push(const float* patch_row, bool x_row = false, bool crossing = false) {
     along_x[rows] = x_row;
+    crosses[rows] = crossing;
     prow[rows++] = patch_row;
   }
   bool full() const { return rows == kRows; }
@@ -162,7 +170,7 @@ struct PendingRows {
         else add_linear_row1<false>(accq, nullptr, n1, n2, at, prow[r]);
         for (int64_t c = 1; c < C; ++c) add_linear_row1<false>(accq + c * V, nullptr, n1, n2, at, prow[r] + c * PN);
       } else if (kLinear) {
-        add_linear_row(accq, wq, C, V, PN, n1, n2, at, prow[r]);
+        add_linear_row(accq, wq, C, V, PN, n1, n2, at, prow[r], crosses[r]);
       } else {
         add_nearest_row(accq, wq, C, V, PN, at, prow[r]);
       }
@@ -245,16 +253,23 @@ struct PendingRows {
     if (base >= 0)
       for (int k = 0; k < K; ++k) put(k, 0), put(k, 1);
   }
-  // Each voxel's 4 (2D) or 8 (3D) corners with weight w * (wz * wy) * wx, skipping zero ones.
+  // Each voxel's 4 (2D) or 8 (3D) corners with weight w * (wz * wy) * wx, skipping zero ones. A row that
+  // `crossing`s the owned planes' border gets weight 0 in the corner planes beyond it (along z in 3D, y in 2D).
   void add_linear_row(float* accq, float* wq, int64_t C, int64_t V, int64_t PN, int64_t n1, int64_t n2, int64_t at,
-                      const float* pr) const {
+                      const float* pr, bool crossing) const {
     const int64_t HW = n1 * n2;
     for (int64_t i = 0; i < len; ++i) {
       const float w = ww[at + i];
       if (w == 0.f) continue;
       const float z1 = fz[at + i], y1 = fy[at + i], x1 = fx[at + i];
-      const float wz[2] = {ND == 3 ? 1.f - z1 : 1.f, ND == 3 ? z1 : 0.f};
-      const float wy[2] = {1.f - y1, y1}, wx[2] = {1.f - x1, x1};
+      float wz[2] = {ND == 3 ? 1.f - z1 : 1.f, ND == 3 ? z1 : 0.f};
+      float wy[2] = {1.f - y1, y1};
+      const float wx[2] = {1.f - x1, x1};
+      if (crossing) {
+        float* wp = ND == 3 ? wz : wy;
+        for (int a = 0; a < 2; ++a)
+          if (plane[at + i] + a < lo || plane[at + i] + a >= hi) wp[a] = 0.f;
+      }
       for (int a = 0; a < (ND == 3 ? 2 : 1); ++a)
         for (int b = 0; b < 2; ++b)
           for (int d = 0; d < 2; ++d) {
@@ -296,13 +311,13 @@ inline void nearest_row_voxels(const float r[3], const float st[3], const float 
 }
 
 // A linear row inside the target (coordinates >= 0, so truncation is floor): per voxel the index of
-// corner 0, the fractions and the weight w01 * w2[i]. int32 <-> float converts in vectors, int64 ->
-// float does not; restrict: the loop vectorises.
+// corner 0, its plane along the partition axis, the fractions and the weight w01 * w2[i]. int32 <-> float
+// converts in vectors, int64 -> float does not; restrict: the loop vectorises.
 template <int ND>
 inline void linear_row_corners(const float r[3], const float st[3], const float o[3], int64_t s2, int64_t n1,
                                int64_t n2, float w01, const float* __restrict__ w2, int64_t* __restrict__ id,
                                float* __restrict__ ww, float* __restrict__ fz, float* __restrict__ fy,
-                               float* __restrict__ fx) {
+                               float* __restrict__ fx, int32_t* __restrict__ plane) {
   for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
     const float fi = float(i);
     const float z = ND == 3 ? (common::coord(r[0], fi, st[0]) - o[0]) : 0.f;
@@ -313,6 +328,7 @@ inline void linear_row_corners(const float r[3], const float st[3], const float 
     fy[i] = y - float(iy);
     fx[i] = x - float(ix);
     id[i] = (int64_t(iz) * n1 + iy) * n2 + ix;
+    plane[i] = ND == 3 ? iz : iy;
     ww[i] = w01 * w2[i];
   }
 }
@@ -320,7 +336,7 @@ inline void linear_row_corners(const float r[3], const float st[3], const float 
 // Splats the patch voxels that land in planes [plane_begin, plane_end) (flattened over Q volumes).
 // Each row runs in two phases: first the target indices and weights of all its voxels (a
 // branch-free loop when the row lies inside the target, vectorised), then the read-modify-write loop
-// over them. Rotated nearest rows inside the target and linear rows inside the owned planes wait in
+// over them. Rotated nearest rows and linear rows inside the target wait in
 // PendingRows until 128 are pending or another kind of row comes (which flushes them first, so the
 // additions keep the row order).
 // Contiguous rows (axis-aligned patches) prefetch the target lines of the row two ahead (prefetch_ahead).
@@ -343,6 +359,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
     const int64_t hi = std::min(plane_end, (q + 1) * npa) - q * npa;  // own planes [lo, hi)
     float* accq = acc + q * C * V;
     float* wq = weight ? weight + q * V : nullptr;
+    pending.lo = lo, pending.hi = hi;
     for (size_t p = 0; p < info.size(); ++p) {
       const PatchInfo& pi = info[p];
       if (pi.q != q || pi.hi < lo || pi.lo >= hi) continue;
@@ -386,11 +403,11 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
             if (pending.full()) pending.flush(accq, wq, C, V, PN, n1, n2);
             continue;
           }
-          if (kLinear && fast) {  // a linear row inside the target and the owned planes: pending
+          if (kLinear && inside) {  // a linear row inside the target: pending (masked beyond the owned planes)
             const int64_t at = pending.next();
             linear_row_corners<ND>(r, st, o, s2, n1, n2, w01, w2, pending.idx + at, pending.ww + at, pending.fz + at,
-                                   pending.fy + at, pending.fx + at);
-            pending.push(prow, along_x);
+                                   pending.fy + at, pending.fx + at, pending.plane + at);
+            pending.push(prow, along_x && fast, !fast);
             if (pending.full()) pending.flush(accq, wq, C, V, PN, n1, n2);
             continue;
           }
