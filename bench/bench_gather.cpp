@@ -21,7 +21,9 @@
 // per target voxel touched (1 nearest, 8 linear).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -183,15 +185,53 @@ void BM_stitch_scaled_linear(benchmark::State& state) {
   set_counters(state, 4.0 + 8 * 16.0);
 }
 
+// Bytes that the gather backward must move at least: the patch gradients read once, and every target line
+// (64 B) its additions touch read and written back once. The lines are counted by adding patches of ones
+// into a zeroed volume (every touched line then holds a positive value).
+double backward_footprint_bytes(Interp mode) {
+  Case& c = the_case();
+  const int64_t n = Case::P * Case::S * Case::S * Case::S;
+  pw::Tensor ones = pw::Tensor::full({n}, 1.f), vol = pw::Tensor::zeros({c.vol.numel()});
+  cpu::gather_affine_backward(ones.f32(), c.g, c.mats.data(), nullptr, mode, false, vol.f32());
+  int64_t lines = 0;
+  for (int64_t l = 0; l < vol.numel(); l += 16) {
+    bool touched = false;
+    for (int64_t i = l; i < std::min(l + 16, vol.numel()); ++i) touched |= vol.f32()[i] != 0.f;
+    lines += touched;
+  }
+  return 4.0 * double(n) + 2.0 * 64.0 * double(lines);
+}
+
+// GB/s = 12 B (nearest) or 68 B (trilinear) per patch voxel, as the stitch counts; bound_GB/s = the
+// footprint (backward_footprint_bytes) per second: BM_copy's GB/s over it is how many times the memory
+// bound the backward takes (bench/bound_backward.sh alternates the two and prints that ratio).
 void BM_gather_backward(benchmark::State& state, Interp mode) {
   pw::set_num_threads(int(state.range(0)));
   Case& c = the_case();
+  const double footprint = backward_footprint_bytes(mode);
   for (auto _ : state) {
     cpu::gather_affine_backward(c.patches.f32(), c.g, c.mats.data(), nullptr, mode, false, c.acc.f32());
     benchmark::DoNotOptimize(c.acc.f32());
     benchmark::ClobberMemory();
   }
   set_counters(state, mode == Interp::nearest ? 12.0 : 4.0 + 8 * 8.0);
+  state.counters["bound_GB/s"] = benchmark::Counter(footprint * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["footprint_MB"] = footprint * 1e-6;
+}
+
+// The memory bound's rate: a 128 MiB copy (beyond L3) split over the threads, GB/s = read + write (the STREAM
+// rule of peer-bench/bench_bw.py, whose torch copy_ it matches within a few percent on one machine).
+void BM_copy(benchmark::State& state) {
+  pw::set_num_threads(int(state.range(0)));
+  const int64_t n = int64_t(32) << 20;
+  static pw::Tensor src = pw::Tensor::full({n}, 1.f), dst = pw::Tensor::full({n}, 0.f);  // both written: no page faults timed
+  for (auto _ : state) {
+    pw::parallel_for(
+        n, [&](int64_t b, int64_t e) { std::memcpy(dst.f32() + b, src.f32() + b, size_t(e - b) * 4); }, 1 << 20);
+    benchmark::DoNotOptimize(dst.f32());
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] = benchmark::Counter(2.0 * 4.0 * double(n) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 BENCHMARK_CAPTURE(BM_gather, nearest, Interp::nearest)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -202,6 +242,7 @@ BENCHMARK(BM_stitch_aligned)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMi
 BENCHMARK(BM_stitch_scaled_linear)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gather_backward, nearest, Interp::nearest)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gather_backward, trilinear, Interp::linear)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_copy)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 #ifdef PW_HAVE_CUDA
 // The GPU case: 4096 patches of 32^3 (134 M voxels, 537 MB) from a 512^3 volume (537 MB).
