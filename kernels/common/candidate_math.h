@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/common/exp_math.h"
 #include "kernels/common/hd.h"
 
 namespace pw::kernels::common {
@@ -32,13 +33,13 @@ PW_HD inline float candidate_logits(const float* f, int64_t S, int64_t m, const 
     mx = fmaxf(mx, z[t]);
   }
   float s = 0.f;
-  for (int t = 0; t < T; ++t) s += expf(z[t] - mx);
+  for (int t = 0; t < T; ++t) s += exp_f32(z[t] - mx);
   return mx + logf(s);
 }
 
 // dz_t = w * (softmax_t - [t == 0]) in place of the logits z (lse = their log sum exp).
 PW_HD inline void candidate_logit_grad(float* z, int T, float lse, float w) {
-  for (int t = 0; t < T; ++t) z[t] = w * (expf(z[t] - lse) - (t == 0 ? 1.f : 0.f));
+  for (int t = 0; t < T; ++t) z[t] = w * (exp_f32(z[t] - lse) - (t == 0 ? 1.f : 0.f));
 }
 
 // The class with the maximal response over C classes (ties: the lower index). A voxel whose m
@@ -57,11 +58,11 @@ PW_HD inline int32_t max_response_class(const float* f, int64_t S, int64_t m, co
     if (z > zbest) zbest = z, best = c;
     if (c > 0 && z > zfg) zfg = z, best_fg = c;
     // running log-sum-exp
-    if (z > mx) sum = sum * expf(mx - z) + 1.f, mx = z;
-    else sum += expf(z - mx);
+    if (z > mx) sum = sum * exp_f32(mx - z) + 1.f, mx = z;
+    else sum += exp_f32(z - mx);
   }
   if (min_prob <= 0.f) return best;
-  return best_fg > 0 && expf(zfg - mx) / sum >= min_prob ? best_fg : 0;
+  return best_fg > 0 && exp_f32(zfg - mx) / sum >= min_prob ? best_fg : 0;
 }
 
 }  // namespace pw::kernels::common

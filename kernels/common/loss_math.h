@@ -2,19 +2,19 @@
 #pragma once
 #include <cmath>
 
+#include "kernels/common/exp_math.h"
 #include "kernels/common/hd.h"
 
 namespace pw::kernels::common {
 
 PW_HD inline float sigmoid(float x) {
-  // Stable for large |x|: exp of a non-positive number only.
-  if (x >= 0.f) return 1.f / (1.f + expf(-x));
-  float e = expf(x);
-  return e / (1.f + e);
+  // Stable for large |x|: exp of a non-positive number only. Branch-free: a loop of these vectorises.
+  const float e = exp_f32(-fabsf(x)), d = 1.f + e;
+  return x >= 0.f ? 1.f / d : e / d;
 }
 
 // max(z,0) - z*t + log1p(exp(-|z|)), the stable sigmoid cross-entropy.
-PW_HD inline float bce_with_logits(float z, float t) { return fmaxf(z, 0.f) - z * t + log1pf(expf(-fabsf(z))); }
+PW_HD inline float bce_with_logits(float z, float t) { return fmaxf(z, 0.f) - z * t + log1pf(exp_f32(-fabsf(z))); }
 
 // d(bce)/dz = sigmoid(z) - t.
 PW_HD inline float bce_with_logits_grad(float z, float t) { return sigmoid(z) - t; }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/common/exp_math.h"
 #include "kernels/common/hd.h"
 
 namespace pw::kernels::common {
@@ -14,7 +15,7 @@ enum SmoothOp : int { kSmoothGaussian = 0, kSmoothBox = 1, kSmoothMax = 2, kSmoo
 PW_HD inline int gaussian_radius(float sigma) { return int(ceilf(3.f * sigma)); }
 PW_HD inline float gaussian_tap(int k, float sigma) {
   float t = float(k) / sigma;
-  return expf(-0.5f * t * t);
+  return exp_f32(-0.5f * t * t);
 }
 // Window offsets [-(w-1)/2, w/2] of a box/max/min filter of width w.
 PW_HD inline int box_lo(int w) { return -((w - 1) / 2); }

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/common/exp_math.h"
 #include "kernels/common/loss_math.h"
 #include "kernels/parallel.h"
 
@@ -80,7 +81,7 @@ void softmax_forward(const float* x, float* y, int64_t outer, int64_t channels, 
       std::fill(total.begin(), total.begin() + len, 0.f);
       for (int64_t c = 0; c < channels; ++c)
         for (int64_t s = 0; s < len; ++s) {
-          float v = std::exp(xo[c * inner + s] - mx[s]);
+          float v = common::exp_f32(xo[c * inner + s] - mx[s]);
           yo[c * inner + s] = v;
           total[s] += v;
         }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/common/exp_math.h"
 #include "kernels/common/loss_math.h"
 #include "kernels/parallel.h"
 
@@ -75,7 +76,7 @@ static void block_logsumexp(const float* x, int64_t K, int64_t S, int64_t s0, in
     for (int64_t s = 0; s < len; ++s) mx[s] = std::max(mx[s], x[k * S + s0 + s]);
   std::fill(lse, lse + len, 0.f);
   for (int64_t k = 0; k < K; ++k)
-    for (int64_t s = 0; s < len; ++s) lse[s] += std::exp(x[k * S + s0 + s] - mx[s]);
+    for (int64_t s = 0; s < len; ++s) lse[s] += common::exp_f32(x[k * S + s0 + s] - mx[s]);
   for (int64_t s = 0; s < len; ++s) lse[s] = std::log(lse[s]);
 }
 
@@ -125,7 +126,7 @@ void cross_entropy_backward(const float* logits, const int32_t* target, const fl
       mx[s] += lse[s];  // softmax_k = exp(x_k - (mx + lse))
     }
     for (int64_t k = 0; k < K; ++k)
-      for (int64_t s = 0; s < len; ++s) dx[k * S + s0 + s] = w[s] * std::exp(x[k * S + s0 + s] - mx[s]);
+      for (int64_t s = 0; s < len; ++s) dx[k * S + s0 + s] = w[s] * common::exp_f32(x[k * S + s0 + s] - mx[s]);
     for (int64_t s = 0; s < len; ++s) {
       const int32_t cls = target[n * S + s0 + s];
       if (w[s] != 0.f) dx[cls * S + s0 + s] -= w[s];

@@ -264,6 +264,8 @@ TEST_CASE("trainer: a 2D phantom is learned to Dice >= 0.9 with out_patch_size <
   }
 }
 
+// 50 iterations: with 30 the second class's Dice spread over seeds 1-10 from 0 (one seed) to 0.95, and a
+// change in the last bits of exp moved seed 5 from 0.945 to 0.896; with 50 it was 0.922-0.980 for all ten.
 TEST_CASE("trainer: a 3D phantom is learned to Dice >= 0.9") {
   auto t0 = std::chrono::steady_clock::now();
   json j = {{"depth", 2},
@@ -275,7 +277,7 @@ TEST_CASE("trainer: a 3D phantom is learned to Dice >= 0.9") {
             {"network", {{"features", {8, 16}}}},
             {"intermediate_out", 2},
             {"loss", "ce+dice"},
-            {"num_its", 30},
+            {"num_its", 50},
             {"num_patches", 4},
             {"batch_size", 8},
             {"balance", {{"ratio", 0.6}, {"autoweight", true}}},
