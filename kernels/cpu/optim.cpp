@@ -17,13 +17,20 @@ void adam_step(float* param, const float* grad, float* m, float* v, int64_t n, f
   const float sqrt_bc2 = static_cast<float>(std::sqrt(bc2));
   const float decay = decoupled ? 1.f - lr * weight_decay : 1.f;
   const float l2 = decoupled ? 0.f : weight_decay;
-  parallel_for(n, [&](int64_t b, int64_t e) {
+  // Locals and restrict pointers: floats read through the closure might alias the stores, which kept the
+  // loop scalar; with them (and -fno-math-errno, kernels/CMakeLists.txt, for the square root) it vectorises.
+  parallel_for(n, [=](int64_t b, int64_t e) {
+    float* __restrict__ P = param;
+    const float* __restrict__ G = grad;
+    float* __restrict__ M = m;
+    float* __restrict__ Vv = v;
+    const float b1 = beta1, b2 = beta2, ss = step_size, sb = sqrt_bc2, ep = eps, dc = decay, wd = l2;
     for (int64_t i = b; i < e; ++i) {
-      float p = param[i] * decay;
-      const float g = grad[i] + l2 * p;
-      m[i] = beta1 * m[i] + (1.f - beta1) * g;
-      v[i] = beta2 * v[i] + (1.f - beta2) * g * g;
-      param[i] = p - step_size * m[i] / (std::sqrt(v[i]) / sqrt_bc2 + eps);
+      float p = P[i] * dc;
+      const float g = G[i] + wd * p;
+      M[i] = b1 * M[i] + (1.f - b1) * g;
+      Vv[i] = b2 * Vv[i] + (1.f - b2) * g * g;
+      P[i] = p - ss * M[i] / (std::sqrt(Vv[i]) / sb + ep);
     }
   }, kGrain);
 }
