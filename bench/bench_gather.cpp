@@ -18,7 +18,8 @@
 // Counters: Mvox/s = patch voxels per second. GB/s = minimal bytes per patch voxel / time:
 // gather 4 B written + 4 B (nearest) or 32 B (8 corners, trilinear) read — the peer's "effective"
 // rule without its coordinate bytes; stitch 4 B read + 2 x 8 B read-modify-write (value, weight)
-// per target voxel touched (1 nearest, 8 linear).
+// per target voxel touched (1 nearest, 8 linear). The gather backward cases add bound_GB/s (their memory
+// footprint per second) and BM_copy gives the copy speed to hold it against (bench/bound_backward.sh).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
