@@ -188,8 +188,11 @@ void BM_stitch_scaled_linear(benchmark::State& state) {
 
 // Bytes that the gather backward must move at least: the patch gradients read once, and every target line
 // (64 B) its additions touch read and written back once. The lines are counted by adding patches of ones
-// into a zeroed volume (every touched line then holds a positive value).
+// into a zeroed volume (every touched line then holds a positive value); once per mode.
 double backward_footprint_bytes(Interp mode) {
+  static double cached[2] = {0.0, 0.0};
+  double& bytes = cached[mode == Interp::linear ? 1 : 0];
+  if (bytes > 0.0) return bytes;
   Case& c = the_case();
   const int64_t n = Case::P * Case::S * Case::S * Case::S;
   pw::Tensor ones = pw::Tensor::full({n}, 1.f), vol = pw::Tensor::zeros({c.vol.numel()});
@@ -200,7 +203,8 @@ double backward_footprint_bytes(Interp mode) {
     for (int64_t i = l; i < std::min(l + 16, vol.numel()); ++i) touched |= vol.f32()[i] != 0.f;
     lines += touched;
   }
-  return 4.0 * double(n) + 2.0 * 64.0 * double(lines);
+  bytes = 4.0 * double(n) + 2.0 * 64.0 * double(lines);
+  return bytes;
 }
 
 // GB/s = 12 B (nearest) or 68 B (trilinear) per patch voxel, as the stitch counts; bound_GB/s = the

@@ -96,7 +96,7 @@ inline bool whole_voxel_row(const float r[3], const float st[3], const float o[3
 
 // Rotated (nearest) and linear rows that lie inside the target, also those crossing the owned planes'
 // border (with weight 0 beyond it), gathered before their read-modify-writes: per
-// row its patch values and, per voxel, the target index (linear: of corner 0, its plane, the fractions) and
+// row its patch values and, per voxel, the target index (linear: of corner 0, and the fractions) and
 // weight. flush() adds them in row order, exactly as the row-at-a-time loop did (the same sums), and
 // prefetches the target lines of the row kAhead rows on. A rotated patch meets a new target line every
 // few voxels; with the index arithmetic between them, the row-at-a-time loop kept too few line misses
@@ -106,7 +106,6 @@ inline bool whole_voxel_row(const float r[3], const float st[3], const float o[3
 // as needed, never cleared.
 struct PendingBuffers {
   std::vector<int64_t> idx;
-  std::vector<int32_t> plane;
   std::vector<float> ww, fz, fy, fx;
 };
 template <class T>
@@ -122,8 +121,7 @@ struct PendingRows {
   int rows = 0;     // pending rows
   int64_t* idx;
   float *ww, *fz = nullptr, *fy = nullptr, *fx = nullptr;  // fractions: linear only
-  int32_t* plane = nullptr;  // linear: corner 0's plane along the partition axis
-  int64_t lo = 0, hi = 0;    // linear: the owned planes [lo, hi), for rows that cross their border
+  int64_t lo = 0, hi = 0;  // linear: the owned planes [lo, hi), for rows that cross their border
   const float* prow[kRows] = {};
   bool along_x[kRows] = {};  // the row runs along the target's x axis (linear: add_linear_row1 pays off)
   bool crosses[kRows] = {};  // linear: some corners lie beyond the owned planes (weight 0 there)
@@ -131,10 +129,7 @@ struct PendingRows {
     thread_local PendingBuffers b;
     idx = at_least(b.idx, kRows * s2);
     ww = at_least(b.ww, kRows * s2);
-    if (kLinear) {
-      fz = at_least(b.fz, kRows * s2), fy = at_least(b.fy, kRows * s2), fx = at_least(b.fx, kRows * s2);
-      plane = at_least(b.plane, kRows * s2);
-    }
+    if (kLinear) fz = at_least(b.fz, kRows * s2), fy = at_least(b.fy, kRows * s2), fx = at_least(b.fx, kRows * s2);
   }
   // Where the next row's voxels go in idx, ww and the fractions.
   int64_t next() const { return int64_t(rows) * len; }
@@ -254,10 +249,11 @@ struct PendingRows {
       for (int k = 0; k < K; ++k) put(k, 0), put(k, 1);
   }
   // Each voxel's 4 (2D) or 8 (3D) corners with weight w * (wz * wy) * wx, skipping zero ones. A row that
-  // `crossing`s the owned planes' border gets weight 0 in the corner planes beyond it (along z in 3D, y in 2D).
+  // `crossing`s the owned planes' border gets weight 0 in the corner planes beyond it (along z in 3D, y in 2D):
+  // a corner's plane lies in [lo, hi) exactly when its index lies in [lo, hi) planes of P floats.
   void add_linear_row(float* accq, float* wq, int64_t C, int64_t V, int64_t PN, int64_t n1, int64_t n2, int64_t at,
                       const float* pr, bool crossing) const {
-    const int64_t HW = n1 * n2;
+    const int64_t HW = n1 * n2, P = ND == 3 ? HW : n2, first = lo * P, end = hi * P;
     for (int64_t i = 0; i < len; ++i) {
       const float w = ww[at + i];
       if (w == 0.f) continue;
@@ -268,7 +264,7 @@ struct PendingRows {
       if (crossing) {
         float* wp = ND == 3 ? wz : wy;
         for (int a = 0; a < 2; ++a)
-          if (plane[at + i] + a < lo || plane[at + i] + a >= hi) wp[a] = 0.f;
+          if (idx[at + i] + a * P < first || idx[at + i] + a * P >= end) wp[a] = 0.f;
       }
       for (int a = 0; a < (ND == 3 ? 2 : 1); ++a)
         for (int b = 0; b < 2; ++b)
@@ -311,13 +307,13 @@ inline void nearest_row_voxels(const float r[3], const float st[3], const float 
 }
 
 // A linear row inside the target (coordinates >= 0, so truncation is floor): per voxel the index of
-// corner 0, its plane along the partition axis, the fractions and the weight w01 * w2[i]. int32 <-> float
-// converts in vectors, int64 -> float does not; restrict: the loop vectorises.
+// corner 0, the fractions and the weight w01 * w2[i]. int32 <-> float converts in vectors, int64 -> float
+// does not; restrict: the loop vectorises.
 template <int ND>
 inline void linear_row_corners(const float r[3], const float st[3], const float o[3], int64_t s2, int64_t n1,
                                int64_t n2, float w01, const float* __restrict__ w2, int64_t* __restrict__ id,
                                float* __restrict__ ww, float* __restrict__ fz, float* __restrict__ fy,
-                               float* __restrict__ fx, int32_t* __restrict__ plane) {
+                               float* __restrict__ fx) {
   for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
     const float fi = float(i);
     const float z = ND == 3 ? (common::coord(r[0], fi, st[0]) - o[0]) : 0.f;
@@ -328,7 +324,6 @@ inline void linear_row_corners(const float r[3], const float st[3], const float 
     fy[i] = y - float(iy);
     fx[i] = x - float(ix);
     id[i] = (int64_t(iz) * n1 + iy) * n2 + ix;
-    plane[i] = ND == 3 ? iz : iy;
     ww[i] = w01 * w2[i];
   }
 }
@@ -406,7 +401,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           if (kLinear && inside) {  // a linear row inside the target: pending (masked beyond the owned planes)
             const int64_t at = pending.next();
             linear_row_corners<ND>(r, st, o, s2, n1, n2, w01, w2, pending.idx + at, pending.ww + at, pending.fz + at,
-                                   pending.fy + at, pending.fx + at, pending.plane + at);
+                                   pending.fy + at, pending.fx + at);
             pending.push(prow, along_x && fast, !fast);
             if (pending.full()) pending.flush(accq, wq, C, V, PN, n1, n2);
             continue;
