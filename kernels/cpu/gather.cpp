@@ -279,7 +279,7 @@ void plane_strips(const T* __restrict__ src, const PatchMatrix& M, int64_t x0, i
       for (int k = 0; k < 3; ++k) r[k] = common::row_start(M, k, float(x0), float(x1));
       if constexpr (kLinear) coords8(r, st, int32_t(b), H, W, idx, fz, fy, fx);
       else nearest8<ND>(r, st, int32_t(b), H, W, idx);
-      if (ahead_x0 >= 0 && (x1 % step == 0 || x1 == s1 - 1)) {
+      if (ahead_x0 >= 0 && ((x1 & (step - 1)) == 0 || x1 == s1 - 1)) {  // step 1 or 2: no division
         for (int k = 0; k < 3; ++k) ra[k] = common::row_start(M, k, float(ahead_x0), float(x1));
         if constexpr (kLinear) coords8(ra, st, int32_t(b), H, W, aidx, gz, gy, gx);
         else nearest8<ND>(ra, st, int32_t(b), H, W, aidx);
@@ -505,7 +505,7 @@ struct RowGather {
         continue;
       }
       Ahead<Idx> ahead;
-      if (patch_fast && x0 + kAheadPlanes < s0 && (x1 % pf_step == 0 || x1 == s1 - 1)) {
+      if (patch_fast && x0 + kAheadPlanes < s0 && ((x1 & (pf_step - 1)) == 0 || x1 == s1 - 1)) {
         row_indices(M, x0 + kAheadPlanes, x1, aidx.data(), fz.data(), fy.data(), fx.data());
         ahead = {aidx.data(), pf_step};
       }
