@@ -8,8 +8,8 @@
 // exact, so r is exact to ~1e-10), |r| <= ln 2 / 2; e^r by its Taylor polynomial to r^7 (truncation below
 // 6e-9 relative); 2^n as the product of two normal powers of two, so that results down through the
 // subnormals round once. Within 2 ulp of the exact value (tests/kernels/test_exp.cpp checks every 61st float
-// in [-104, 89]; every 7th measured 0.92 ulp at most with FMA, 1.19 without); e^0 = 1, -inf and anything below -104 give 0, +inf and anything above
-// 88.73 give inf, NaN gives NaN.
+// in [-104, 89]; every 7th measured 0.92 ulp at most with FMA, 1.19 without); e^0 = 1, -inf and anything
+// below -104 give 0, +inf and anything above 88.73 give inf, NaN gives NaN.
 #pragma once
 #include <cstdint>
 #include <cstring>
