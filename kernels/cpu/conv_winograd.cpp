@@ -223,7 +223,7 @@ int64_t rows_through(const Tiles& tl, int64_t blk, int nt, int extra) { return 2
 template <class Packet>
 struct Lanes {
   static constexpr int kVec = lanes<Packet>;
-  static constexpr int kRows = kVec;  // register block of the products: tiles (forward) or input channels (dw)
+  static constexpr int kRows = kVec;  // rows of the one-column register block (see product_block)
   static_assert(kTiles % kRows == 0, "blocks of whole register blocks");
 
   // A block's V holds per position, per group of kVec input channels, per tile kVec floats:
@@ -304,46 +304,101 @@ struct Lanes {
 
   // ---- the per-position products ------------------------------------------------------------------
 
-  // M (kPos, kTiles, Co) = V (kPos, kTiles, C) * U (kPos, C, Co), position by position.
-  static void multiply(const float* v, const float* u, int64_t C, int64_t Co, float* m) {
-    for (int p = 0; p < kPos; ++p) {
-      const float *vp = v + p * pitch(C), *up = u + p * C * Co;
-      float* mp = m + p * pitch(Co);
-      for (int64_t o = 0; o < Co; o += kVec)
-        for (int t0 = 0; t0 < kTiles; t0 += kRows) {
-          Packet acc[kRows];
-          for (int r = 0; r < kRows; ++r) acc[r] = pset1<Packet>(0.0f);
-          for (int64_t c = 0; c < C; c += kVec) {
-            const float* vb = vp + c * kTiles + t0 * kVec;
-            for (int j = 0; j < kVec; ++j) {
-              const Packet w = pload<Packet>(up + (c + j) * Co + o);
+  // Register blocks of the products: R rows (tiles of M, or input channels of dU) by NC vectors of
+  // outputs. Per step R broadcasts and NC loads feed R * NC FMAs. With 16 vector registers (no
+  // AVX-512) kVec x 1 needs 9 loads per 8 FMAs, more than Zen 2's two loads per cycle can feed its two
+  // FMAs; 4 x 2 needs 6 (forward 16->16 at 32^3 on Zen 2: bench/RESULTS.md). With AVX-512's 32
+  // registers the kVec x 1 block stays.
+#ifdef __AVX512F__
+  static constexpr bool kTwoColumns = false;
+#else
+  static constexpr bool kTwoColumns = true;
+#endif
+  static constexpr bool two_columns(int64_t Co) { return kTwoColumns && Co % (2 * kVec) == 0; }
+
+  // A loaded vector the compiler must keep in a register: without this GCC folds the load into every
+  // FMA that uses it (R loads instead of one), which undoes the blocking.
+  static inline Packet in_register(Packet v) {
+    asm("" : "+x"(v));
+    return v;
+  }
+
+  // Rows [t0, t0 + R) of M (one position) for outputs [o, o + NC * kVec): M = V * U over C channels.
+  template <int R, int NC>
+  __attribute__((always_inline)) static inline void product_block(const float* vp, const float* up, int64_t C, int64_t Co, int64_t o, int t0,
+                                   float* mp) {
+    Packet acc[R][NC];
+    for (int r = 0; r < R; ++r)
+      for (int n = 0; n < NC; ++n) acc[r][n] = pset1<Packet>(0.0f);
+    for (int64_t c = 0; c < C; c += kVec) {
+      const float* vb = vp + c * kTiles + t0 * kVec;
+      const float* wb = up + c * Co + o;
 #pragma GCC unroll 16
-              for (int r = 0; r < kRows; ++r) acc[r] = pmadd(pset1<Packet>(vb[r * kVec + j]), w, acc[r]);
-            }
-          }
-          for (int r = 0; r < kRows; ++r) pstore(mp + (t0 + r) * Co + o, acc[r]);
+      for (int j = 0; j < kVec; ++j) {
+        Packet w[NC];
+        for (int n = 0; n < NC; ++n) w[n] = in_register(pload<Packet>(wb + j * Co + n * kVec));
+        for (int r = 0; r < R; ++r) {
+          const Packet b = pset1<Packet>(vb[r * kVec + j]);
+          for (int n = 0; n < NC; ++n) acc[r][n] = pmadd(b, w[n], acc[r][n]);
         }
+      }
     }
+    for (int r = 0; r < R; ++r)
+      for (int n = 0; n < NC; ++n) pstore(mp + (t0 + r) * Co + o + n * kVec, acc[r][n]);
+  }
+
+  template <int R, int NC>
+  static void multiply_blocks(const float* v, const float* u, int64_t C, int64_t Co, float* m) {
+    for (int p = 0; p < kPos; ++p)
+      for (int64_t o = 0; o < Co; o += NC * kVec)
+        for (int t0 = 0; t0 < kTiles; t0 += R)
+          product_block<R, NC>(v + p * pitch(C), u + p * C * Co, C, Co, o, t0, m + p * pitch(Co));
+  }
+
+  // M (kPos, kTiles, Co) = V (kPos, kTiles, C) * U (kPos, C, Co), position by position.
+  __attribute__((noinline)) static void multiply(const float* v, const float* u, int64_t C, int64_t Co, float* m) {
+    if (two_columns(Co))
+      multiply_blocks<4, 2>(v, u, C, Co, m);
+    else
+      multiply_blocks<kRows, 1>(v, u, C, Co, m);
+  }
+
+  // dU rows [i0, i0 + R) (one position) for outputs [o, o + NC * kVec) += V^T * dM over nt tiles.
+  template <int R, int NC>
+  __attribute__((always_inline)) static inline void adjoint_block(const float* vp, const float* dp, int nt, int64_t Co, int64_t o, int64_t i0,
+                                   float* up) {
+    Packet acc[R][NC];
+    for (int r = 0; r < R; ++r)
+      for (int n = 0; n < NC; ++n) acc[r][n] = pload<Packet>(up + (i0 + r) * Co + o + n * kVec);
+    const float* vb = vp + (i0 - i0 % kVec) * kTiles + i0 % kVec;  // V[p][i0 / kVec][t][i0 % kVec + r]
+    for (int t = 0; t < nt; ++t) {
+      Packet d[NC];
+      for (int n = 0; n < NC; ++n) d[n] = in_register(pload<Packet>(dp + t * Co + o + n * kVec));
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        const Packet b = pset1<Packet>(vb[t * kVec + r]);
+        for (int n = 0; n < NC; ++n) acc[r][n] = pmadd(b, d[n], acc[r][n]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int n = 0; n < NC; ++n) pstore(up + (i0 + r) * Co + o + n * kVec, acc[r][n]);
+  }
+
+  template <int R, int NC>
+  static void adjoint_blocks(const float* v, const float* dm, int nt, int64_t C, int64_t Co, float* du) {
+    for (int p = 0; p < kPos; ++p)
+      for (int64_t o = 0; o < Co; o += NC * kVec)
+        for (int64_t i0 = 0; i0 < C; i0 += R)
+          adjoint_block<R, NC>(v + p * pitch(C), dm + p * pitch(Co), nt, Co, o, i0, du + p * C * Co);
   }
 
   // dU (kPos, C, Co) += V^T * dM over the block's first nt tiles, position by position.
-  static void multiply_adjoint(const float* v, const float* dm, int nt, int64_t C, int64_t Co, float* du) {
-    for (int p = 0; p < kPos; ++p) {
-      const float *vp = v + p * pitch(C), *dp = dm + p * pitch(Co);
-      float* up = du + p * C * Co;
-      for (int64_t o = 0; o < Co; o += kVec)
-        for (int64_t i0 = 0; i0 < C; i0 += kRows) {
-          Packet acc[kRows];
-          for (int r = 0; r < kRows; ++r) acc[r] = pload<Packet>(up + (i0 + r) * Co + o);
-          const float* vb = vp + i0 * kTiles;
-          for (int t = 0; t < nt; ++t) {
-            const Packet d = pload<Packet>(dp + t * Co + o);
-#pragma GCC unroll 16
-            for (int r = 0; r < kRows; ++r) acc[r] = pmadd(pset1<Packet>(vb[t * kVec + r]), d, acc[r]);
-          }
-          for (int r = 0; r < kRows; ++r) pstore(up + (i0 + r) * Co + o, acc[r]);
-        }
-    }
+  __attribute__((noinline)) static void multiply_adjoint(const float* v, const float* dm, int nt, int64_t C,
+                                                         int64_t Co, float* du) {
+    if (two_columns(Co))
+      adjoint_blocks<4, 2>(v, dm, nt, C, Co, du);
+    else
+      adjoint_blocks<kRows, 1>(v, dm, nt, C, Co, du);
   }
 
   // ---- slabs ---------------------------------------------------------------------------------------
