@@ -73,7 +73,8 @@ Var cross_entropy(const Var& logits, const Tensor& target, const std::vector<flo
     // call), so a bad target is the same clear error on every device.
     const Tensor host = dev == Device::cpu ? target : target.cpu();
     const int32_t* t = host.i32();
-    for (int64_t i = 0; i < host.numel(); ++i)
+    const int64_t n = host.numel();
+    for (int64_t i = 0; i < n; ++i)
       if (t[i] < -1 || t[i] >= K)
         throw std::invalid_argument("cross_entropy: target value " + std::to_string(t[i]) + " outside [-1, " +
                                     std::to_string(K) + ")");

@@ -55,7 +55,13 @@ class Tensor {
   const Shape& shape() const { return shape_; }
   int ndim() const { return static_cast<int>(shape_.size()); }
   int64_t dim(int i) const { return shape_.at(i < 0 ? i + ndim() : i); }
-  int64_t numel() const { return shape_numel(shape_); }
+  // The shape was checked (no negative extent, no overflow) when the tensor was made; numel() only
+  // multiplies, since loops call it per element.
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int64_t d : shape_) n *= d;
+    return n;
+  }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype_); }
   DType dtype() const { return dtype_; }
   Device device() const { return storage_ ? storage_->device : Device::cpu; }

@@ -103,8 +103,9 @@ Subject make_subject(const std::string& name, const Patch& image, Tensor channel
   const int64_t nvox = image.numel();
   if (channels.ndim() != 4 || channels.numel() != channels.dim(0) * nvox)
     throw InputError(name + ": image data does not match the image size");
-  for (int64_t i = 0; i < channels.numel(); ++i)
-    if (!std::isfinite(channels.f32()[i])) throw InputError(name + ": image contains NaN or infinite values");
+  const float* cv = channels.f32();
+  for (int64_t i = 0, n = channels.numel(); i < n; ++i)
+    if (!std::isfinite(cv[i])) throw InputError(name + ": image contains NaN or infinite values");
   normalize_image(channels, scheme.normalize_input);
   s.data = channels;
   if (!raw_labels.defined()) return s;
@@ -213,8 +214,9 @@ void image_channels(const std::vector<std::string>& names, const std::function<V
   int64_t n = image.numel();
   data = Tensor::empty({static_cast<int64_t>(chans.size()), image.s[2], image.s[1], image.s[0]});
   for (size_t c = 0; c < chans.size(); ++c) std::memcpy(data.f32() + c * n, chans[c].data(), n * sizeof(float));
-  for (int64_t i = 0; i < data.numel(); ++i)
-    if (!std::isfinite(data.f32()[i])) throw InputError(names[0] + ": image contains NaN or infinite values");
+  const float* dv = data.f32();
+  for (int64_t i = 0, nd = data.numel(); i < nd; ++i)
+    if (!std::isfinite(dv[i])) throw InputError(names[0] + ": image contains NaN or infinite values");
   normalize_image(data, scheme.normalize_input);
 }
 

@@ -67,10 +67,12 @@ Var level_loss(const Var& X, const Tensor& target, LossKind kind, const Scheme& 
       Tensor t = target.cpu();
       onehot = Tensor::empty(t.shape());
       mask = Tensor::empty(t.shape());
-      for (int64_t i = 0; i < t.numel(); ++i) {
-        bool dc = std::isnan(t.f32()[i]);
-        onehot.f32()[i] = dc ? 0.f : t.f32()[i];
-        mask.f32()[i] = dc ? 0.f : 1.f;
+      const float* tv = t.f32();
+      float *oh = onehot.f32(), *mk = mask.f32();
+      for (int64_t i = 0, n = t.numel(); i < n; ++i) {
+        const bool dc = std::isnan(tv[i]);
+        oh[i] = dc ? 0.f : tv[i];
+        mk[i] = dc ? 0.f : 1.f;
       }
       probs = sigmoid(logits);
     }
