@@ -27,6 +27,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -79,25 +80,31 @@ template <class Packet>
 inline void output_adjoint_1d(const Packet& y0, const Packet& y1, Packet* m, int s) {
   m[0] = y0, m[s] = padd(y0, y1), m[2 * s] = psub(y0, y1), m[3 * s] = pnegate(y1);
 }
-// G of one axis: three taps to four values, and its adjoint G^T: four values to three taps.
-inline void weight_1d(const float* g, int si, float* u, int so) {
+// G of one axis: three taps to four values, and its adjoint G^T: four values to three taps (T: a
+// float, or a vector of floats of several channel pairs).
+template <class T>
+inline void weight_1d(const T* g, int si, T* u, int so) {
   u[0] = g[0], u[so] = 0.5f * (g[0] + g[si] + g[2 * si]), u[2 * so] = 0.5f * (g[0] - g[si] + g[2 * si]);
   u[3 * so] = g[2 * si];
 }
-inline void weight_adjoint_1d(const float* u, int si, float* g, int so) {
+template <class T>
+inline void weight_adjoint_1d(const T* u, int si, T* g, int so) {
   g[0] = u[0] + 0.5f * (u[si] + u[2 * si]), g[so] = 0.5f * (u[si] - u[2 * si]);
   g[2 * so] = 0.5f * (u[si] + u[2 * si]) + u[3 * si];
 }
 // A K^3 cube (x fastest) to an M^3 cube by the one-axis transform f(in, in stride, out, out stride)
 // along x, y and z.
-template <int K, int M, class F>
-void separable(const float* in, float* out, const F& f) {
-  float a[K * K * M], b[K * M * M];
+template <int K, int M, class T, class F>
+void separable(const T* in, T* out, const F& f) {
+  T a[K * K * M], b[K * M * M];
   for (int i = 0; i < K * K; ++i) f(in + i * K, 1, a + i * M, 1);
   for (int z = 0; z < K; ++z)
     for (int x = 0; x < M; ++x) f(a + z * K * M + x, M, b + z * M * M + x, M);
   for (int i = 0; i < M * M; ++i) f(b + i, M * M, out + i, M * M);
 }
+// The weight transforms run on 8 output channels at once (Co is a multiple of 8 wherever the lanes
+// are 8 or 16 wide; a scalar loop covers the rest): a GCC vector, plain arithmetic on any ISA.
+using Vec8 = float __attribute__((vector_size(32)));
 
 // ---- padded channel-last rows --------------------------------------------------------------------
 
@@ -201,10 +208,18 @@ void transform_weights(int64_t cin, int64_t cout, int64_t C, int64_t Co, const W
   parallel_for(C, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       for (int p = 0; p < kPos; ++p) std::fill_n(u + (p * C + i) * Co, Co, 0.0f);
-      for (int64_t o = 0; i < cin && o < cout; ++o) {  // o inner: consecutive writes share cache lines
+      int64_t o = 0;
+      for (; i < cin && Co % 8 == 0 && o < cout; o += 8) {
+        Vec8 g[27], t[kPos];
+        for (int k = 0; k < 27; ++k)
+          for (int l = 0; l < 8; ++l) g[k][l] = o + l < cout ? w_at(o + l, i, k) : 0.0f;
+        separable<3, 4>(g, t, weight_1d<Vec8>);
+        for (int p = 0; p < kPos; ++p) std::memcpy(u + (p * C + i) * Co + o, &t[p], sizeof(Vec8));
+      }
+      for (; i < cin && o < cout; ++o) {
         float g[27], t[kPos];
         for (int k = 0; k < 27; ++k) g[k] = w_at(o, i, k);
-        separable<3, 4>(g, t, weight_1d);
+        separable<3, 4>(g, t, weight_1d<float>);
         for (int p = 0; p < kPos; ++p) u[(p * C + i) * Co + o] = t[p];
       }
     }
@@ -510,14 +525,23 @@ struct Lanes {
       for (int wk = 1; wk < workers; ++wk)
         for (int64_t i = lo; i < hi; ++i) part[i] += part[wk * psize + i];
     }, 4096);
-    parallel_for(g.cout, [&](int64_t lo, int64_t hi) {
-      for (int64_t o = lo; o < hi; ++o)
-        for (int64_t i = 0; i < g.cin; ++i) {
+    const int64_t groups = Co % 8 == 0 ? (g.cout + 7) / 8 : 0;  // 8 output channels at once, else one
+    parallel_for(g.cin, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) {
+        for (int64_t og = 0; og < groups; ++og) {
+          Vec8 t[kPos], k[27];
+          for (int p = 0; p < kPos; ++p) std::memcpy(&t[p], part + (p * C + i) * Co + og * 8, sizeof(Vec8));
+          separable<4, 3>(t, k, weight_adjoint_1d<Vec8>);
+          for (int64_t o = og * 8; o < std::min(og * 8 + 8, g.cout); ++o)
+            for (int kk = 0; kk < 27; ++kk) dw[(o * g.cin + i) * 27 + kk] = k[kk][o - og * 8];
+        }
+        for (int64_t o = groups * 8; o < g.cout; ++o) {
           float t[kPos], k[27];
           for (int p = 0; p < kPos; ++p) t[p] = part[(p * C + i) * Co + o];
-          separable<4, 3>(t, k, weight_adjoint_1d);
+          separable<4, 3>(t, k, weight_adjoint_1d<float>);
           std::copy(k, k + 27, dw + (o * g.cin + i) * 27);
         }
+      }
     });
   }
 };
