@@ -200,27 +200,31 @@ struct SlabRows {
   }
 };
 
-// U (kPos, C, Co) = G w G^T for every channel pair (0 beyond cin, cout); w_at(o, i, k) is tap k
-// (kd*9 + kh*3 + kw) of the kernel between input channel i and output channel o. Input channels in
-// parallel (serial, the transform of 64 -> 64 channels took ~10% of an 8^3 convolution's time).
+// U = G w G^T for every channel pair (0 beyond cin, cout); w_at(o, i, k) is tap k (kd*9 + kh*3 + kw) of
+// the kernel between input channel i and output channel o. U holds per position, per block of W output
+// channels, per input channel W floats: (p, i, o) at ((p * Co / W + o / W) * C + i) * W + o % W, so that the
+// products read a block's weight rows at constant offsets (W: a multiple of 8 dividing Co, or Co). Input
+// channels in parallel (serial, the transform of 64 -> 64 channels took ~10% of an 8^3 convolution's time).
 template <class W>
-void transform_weights(int64_t cin, int64_t cout, int64_t C, int64_t Co, const W& w_at, float* u) {
+void transform_weights(int64_t cin, int64_t cout, int64_t C, int64_t Co, int64_t Wd, const W& w_at, float* u) {
+  const auto at = [&](int p, int64_t i, int64_t o) { return u + ((p * (Co / Wd) + o / Wd) * C + i) * Wd + o % Wd; };
   parallel_for(C, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
-      for (int p = 0; p < kPos; ++p) std::fill_n(u + (p * C + i) * Co, Co, 0.0f);
+      for (int p = 0; p < kPos; ++p)
+        for (int64_t o = 0; o < Co; o += Wd) std::fill_n(at(p, i, o), Wd, 0.0f);
       int64_t o = 0;
-      for (; i < cin && Co % 8 == 0 && o < cout; o += 8) {
+      for (; i < cin && Co % 8 == 0 && Wd % 8 == 0 && o < cout; o += 8) {
         Vec8 g[27], t[kPos];
         for (int k = 0; k < 27; ++k)
           for (int l = 0; l < 8; ++l) g[k][l] = o + l < cout ? w_at(o + l, i, k) : 0.0f;
         separable<3, 4>(g, t, weight_1d<Vec8>);
-        for (int p = 0; p < kPos; ++p) std::memcpy(u + (p * C + i) * Co + o, &t[p], sizeof(Vec8));
+        for (int p = 0; p < kPos; ++p) std::memcpy(at(p, i, o), &t[p], sizeof(Vec8));
       }
       for (; i < cin && o < cout; ++o) {
         float g[27], t[kPos];
         for (int k = 0; k < 27; ++k) g[k] = w_at(o, i, k);
         separable<3, 4>(g, t, weight_1d<float>);
-        for (int p = 0; p < kPos; ++p) u[(p * C + i) * Co + o] = t[p];
+        for (int p = 0; p < kPos; ++p) *at(p, i, o) = t[p];
       }
     }
   });
@@ -342,20 +346,25 @@ struct Lanes {
     return v;
   }
 
-  // Rows [t0, t0 + R) of M (one position) for outputs [o, o + NC * kVec): M = V * U over C channels.
+  // Columns of U per block (see transform_weights): the width of the register block's outputs.
+  static constexpr int64_t block_width(int64_t Co) { return two_columns(Co) ? 2 * kVec : kVec; }
+
+  // Rows [t0, t0 + R) of M (one position) for outputs [o, o + NC * kVec): M = V * U over C channels;
+  // wo: U's rows of the block of outputs o (row i at wo + i * NC * kVec), mo: M's column o.
   template <int R, int NC>
-  __attribute__((always_inline)) static inline void product_block(const float* vp, const float* up, int64_t C, int64_t Co, int64_t o, int t0,
-                                   float* mp) {
+  __attribute__((always_inline)) static inline void product_block(const float* vp, const float* wo, int64_t C,
+                                                                  int64_t Co, int t0, float* mo) {
+    constexpr int kW = NC * kVec;
     Packet acc[R][NC];
     for (int r = 0; r < R; ++r)
       for (int n = 0; n < NC; ++n) acc[r][n] = pset1<Packet>(0.0f);
     for (int64_t c = 0; c < C; c += kVec) {
       const float* vb = vp + c * kTiles + t0 * kVec;
-      const float* wb = up + c * Co + o;
+      const float* wb = wo + c * kW;
 #pragma GCC unroll 16
       for (int j = 0; j < kVec; ++j) {
         Packet w[NC];
-        for (int n = 0; n < NC; ++n) w[n] = in_register(pload<Packet>(wb + j * Co + n * kVec));
+        for (int n = 0; n < NC; ++n) w[n] = in_register(pload<Packet>(wb + j * kW + n * kVec));
         for (int r = 0; r < R; ++r) {
           const Packet b = pset1<Packet>(vb[r * kVec + j]);
           for (int n = 0; n < NC; ++n) acc[r][n] = pmadd(b, w[n], acc[r][n]);
@@ -363,7 +372,7 @@ struct Lanes {
       }
     }
     for (int r = 0; r < R; ++r)
-      for (int n = 0; n < NC; ++n) pstore(mp + (t0 + r) * Co + o + n * kVec, acc[r][n]);
+      for (int n = 0; n < NC; ++n) pstore(mo + (t0 + r) * Co + n * kVec, acc[r][n]);
   }
 
   template <int R, int NC>
@@ -371,10 +380,10 @@ struct Lanes {
     for (int p = 0; p < kPos; ++p)
       for (int64_t o = 0; o < Co; o += NC * kVec)
         for (int t0 = 0; t0 < kTiles; t0 += R)
-          product_block<R, NC>(v + p * pitch(C), u + p * C * Co, C, Co, o, t0, m + p * pitch(Co));
+          product_block<R, NC>(v + p * pitch(C), u + (p * Co + o) * C, C, Co, t0, m + p * pitch(Co) + o);
   }
 
-  // M (kPos, kTiles, Co) = V (kPos, kTiles, C) * U (kPos, C, Co), position by position.
+  // M (kPos, kTiles, Co) = V (kPos, kTiles, C) * U (see transform_weights), position by position.
   __attribute__((noinline)) static void multiply(const float* v, const float* u, int64_t C, int64_t Co, float* m) {
     if (two_columns(Co))
       multiply_blocks<4, 2>(v, u, C, Co, m);
@@ -439,7 +448,7 @@ struct Lanes {
       }
   }
 
-  // y (n, cout, out) = conv g of x with transformed weights u (kPos, C, Co), plus bias b (Co values).
+  // y (n, cout, out) = conv g of x with transformed weights u (see transform_weights), plus bias b (Co values).
   static void forward_slabs(const ConvGeom& g, int64_t C, int64_t Co, const float* x, const float* u,
                             const float* b, float* y) {
     const Tiles tl(g.out);
@@ -481,7 +490,7 @@ struct Lanes {
   static void run_forward(const ConvGeom& g, const float* x, const W& w_at, const float* b, float* y) {
     const int64_t C = padded(g.cin), Co = padded(g.cout);
     float* u = grow(scratch().u, kPos * C * Co + Co);
-    transform_weights(g.cin, g.cout, C, Co, w_at, u);
+    transform_weights(g.cin, g.cout, C, Co, block_width(Co), w_at, u);
     float* bias = u + kPos * C * Co;
     for (int64_t o = 0; o < Co; ++o) bias[o] = b && o < g.cout ? b[o] : 0.0f;
     forward_slabs(g, C, Co, x, u, bias, y);
