@@ -108,14 +108,15 @@ inline void Vec<4>::store_pair_sums(float* p, T v, float base) {
 }
 
 #ifdef __AVX2__
-// A plain 16-byte load and one permute. Eigen's ploaddup (a vbroadcastf128 builtin) made GCC keep
-// micro_adjoint's accumulators in memory: it stored all 12 of them on every step of its loop (Zen 2, one
-// store per cycle: the data gradient ran at half its FMA rate).
+// A plain 16-byte load and three shuffles, no constant register. Eigen's ploaddup (a vbroadcastf128
+// builtin) made GCC keep micro_adjoint's accumulators in memory: it stored all 12 of them on every step of
+// its loop (Zen 2, one store per cycle: the data gradient ran at half its FMA rate); a vpermps with its
+// index register still spilled one accumulator.
 template <>
 inline Vec<8>::T Vec<8>::dup(const float* p) {
-  const __m128 x = _mm_loadu_ps(p);  // p0 p1 p2 p3
-  return _mm256_unpacklo_ps(_mm256_insertf128_ps(_mm256_castps128_ps256(x), _mm_movehl_ps(x, x), 1),
-                            _mm256_insertf128_ps(_mm256_castps128_ps256(x), _mm_movehl_ps(x, x), 1));
+  const __m128 x = _mm_loadu_ps(p);                                                          // p0 p1 p2 p3
+  const __m256 xx = _mm256_insertf128_ps(_mm256_castps128_ps256(x), _mm_movehl_ps(x, x), 1);  // p0 p1 p2 p3 | p2 p3 p2 p3
+  return _mm256_unpacklo_ps(xx, xx);                                                         // p0 p0 p1 p1 | p2 p2 p3 p3
 }
 #endif
 template <>

@@ -201,30 +201,34 @@ struct SlabRows {
 };
 
 // U = G w G^T for every channel pair (0 beyond cin, cout); w_at(o, i, k) is tap k (kd*9 + kh*3 + kw) of
-// the kernel between input channel i and output channel o. U holds per position, per block of W output
-// channels, per input channel W floats: (p, i, o) at ((p * Co / W + o / W) * C + i) * W + o % W, so that the
-// products read a block's weight rows at constant offsets (W: a multiple of 8 dividing Co, or Co). Input
-// channels in parallel (serial, the transform of 64 -> 64 channels took ~10% of an 8^3 convolution's time).
+// the kernel between input channel i and output channel o. U holds per position (C * Co floats apart), per
+// block of Wd output channels, per input channel Wd floats: (p, i, o) at p * C * Co + ((o / Wd) * C + i) * Wd +
+// o % Wd, so that the products read a block's weight rows at constant offsets (Wd: Lanes::block_width).
+// Input channels in parallel (serial, the transform of 64 -> 64 channels took ~10% of an 8^3 convolution's
+// time); 8 output channels at once where a block holds whole groups of 8, else one by one.
 template <class W>
 void transform_weights(int64_t cin, int64_t cout, int64_t C, int64_t Co, int64_t Wd, const W& w_at, float* u) {
-  const auto at = [&](int p, int64_t i, int64_t o) { return u + ((p * (Co / Wd) + o / Wd) * C + i) * Wd + o % Wd; };
+  const int64_t ps = C * Co;  // between positions
+  const auto at = [&](int64_t i, int64_t o) { return u + ((o / Wd) * C + i) * Wd + o % Wd; };  // position 0
   parallel_for(C, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
-      for (int p = 0; p < kPos; ++p)
-        for (int64_t o = 0; o < Co; o += Wd) std::fill_n(at(p, i, o), Wd, 0.0f);
+      for (int64_t o = 0; o < Co; o += Wd)
+        for (int p = 0; p < kPos; ++p) std::fill_n(at(i, o) + p * ps, Wd, 0.0f);
       int64_t o = 0;
-      for (; i < cin && Co % 8 == 0 && Wd % 8 == 0 && o < cout; o += 8) {
+      for (; i < cin && Wd % 8 == 0 && o < cout; o += 8) {
         Vec8 g[27], t[kPos];
         for (int k = 0; k < 27; ++k)
           for (int l = 0; l < 8; ++l) g[k][l] = o + l < cout ? w_at(o + l, i, k) : 0.0f;
         separable<3, 4>(g, t, weight_1d<Vec8>);
-        for (int p = 0; p < kPos; ++p) std::memcpy(at(p, i, o), &t[p], sizeof(Vec8));
+        float* dst = at(i, o);
+        for (int p = 0; p < kPos; ++p) std::memcpy(dst + p * ps, &t[p], sizeof(Vec8));
       }
       for (; i < cin && o < cout; ++o) {
         float g[27], t[kPos];
         for (int k = 0; k < 27; ++k) g[k] = w_at(o, i, k);
         separable<3, 4>(g, t, weight_1d<float>);
-        for (int p = 0; p < kPos; ++p) *at(p, i, o) = t[p];
+        float* dst = at(i, o);
+        for (int p = 0; p < kPos; ++p) dst[p * ps] = t[p];
       }
     }
   });
@@ -342,7 +346,9 @@ struct Lanes {
   // A loaded vector the compiler must keep in a register: without this GCC folds the load into every
   // FMA that uses it (R loads instead of one), which undoes the blocking.
   static inline Packet in_register(Packet v) {
+#if defined(__x86_64__) || defined(__i386__)
     asm("" : "+x"(v));
+#endif
     return v;
   }
 
