@@ -18,7 +18,10 @@
 //   - Rows of a patch inside the source prefetch the lines of the row two patch planes ahead.
 //   - Patches inside the source with rows of a multiple of 8 voxels (AVX2: nearest with int32 indices,
 //     trilinear of a float source) go plane by plane in strips instead of row by row: 8 voxels of a
-//     row, then the same 8 of the next row (RowGather::strips), which read mostly the same lines.
+//     row, then the same 8 of the next row (RowGather::strips), which read mostly the same lines. Nearest
+//     strips compute each plane's indices once, two planes ahead while prefetching its lines, and gather
+//     from them later (RowGather::nearest_strips); outputs too big for the caches are written a plane at
+//     a time by non-temporal stores (to_plane).
 // Loop counters of vectorised loops are int: GCC converts int, not int64, to float in vectors.
 #include <algorithm>
 #include <atomic>
@@ -34,6 +37,7 @@
 
 #include "kernels/common/patch_math.h"
 #include "kernels/cpu/prefetch.h"
+#include "kernels/cpu/work_items.h"
 #include "kernels/cpu_paths.h"
 #include "kernels/gather.h"
 #include "kernels/parallel.h"
@@ -262,32 +266,85 @@ inline void nearest8(const float r[3], const float st[3], int32_t b, int32_t H, 
   vox8(i3, H, W, idx);
 }
 
-// Plane x0 of a patch M (s1 rows of s2 voxels, s2 a multiple of 8) inside the source, by strips (RowGather::
-// strips): the voxels x2 = b..b+7 of rows x1 = 0, 1, ..., s1 - 1, then the next 8 columns. Nearest
-// (nearest8, then a gather) or trilinear of a float source (coords8, then lerp8; kScalar as lerp8). out: the
-// plane's first voxel. ahead_x0 >= 0: the plane whose groups to prefetch alongside, those of rows `step`
-// apart (and the last); linear, in them also voxels `step` apart (and the row's last), as the row path.
-template <bool kLinear, bool kScalar, int ND, class T, class O>
-void plane_strips(const T* __restrict__ src, const PatchMatrix& M, int64_t x0, int64_t s1, int64_t s2, int32_t H,
-                  int32_t W, O* __restrict__ out, int64_t ahead_x0, int64_t step) {
+// Trilinear plane x0 of a patch M (s1 rows of s2 voxels, s2 a multiple of 8) inside a float source, by strips
+// (RowGather::strips): the voxels x2 = b..b+7 of rows x1 = 0, 1, ..., s1 - 1, then the next 8 columns
+// (coords8, then lerp8; kScalar as lerp8). out: the plane's first voxel. ahead_x0 >= 0: the plane whose
+// groups to prefetch alongside, those of rows `step` apart (and the last), in them voxels `step` apart (and
+// the row's last), as the row path. (Nearest planes: nearest_plane_from.)
+template <bool kScalar>
+void plane_strips(const float* __restrict__ src, const PatchMatrix& M, int64_t x0, int64_t s1, int64_t s2, int32_t H,
+                  int32_t W, float* __restrict__ out, int64_t ahead_x0, int64_t step) {
   const float st[3] = {M.m[0][2], M.m[1][2], M.m[2][2]};
   alignas(32) int32_t idx[8], aidx[8];
   for (int64_t b = 0; b < s2; b += 8)
     for (int64_t x1 = 0; x1 < s1; ++x1) {
       float r[3], ra[3];
-      __m256 fz, fy, fx, gz, gy, gx;  // linear: the group's fractions (g: the ahead group's, unused)
+      __m256 fz, fy, fx, gz, gy, gx;  // the group's fractions (g: the ahead group's, unused)
       for (int k = 0; k < 3; ++k) r[k] = common::row_start(M, k, float(x0), float(x1));
-      if constexpr (kLinear) coords8(r, st, int32_t(b), H, W, idx, fz, fy, fx);
-      else nearest8<ND>(r, st, int32_t(b), H, W, idx);
+      coords8(r, st, int32_t(b), H, W, idx, fz, fy, fx);
       if (ahead_x0 >= 0 && ((x1 & (step - 1)) == 0 || x1 == s1 - 1)) {  // step 1 or 2 (prefetch_step)
         for (int k = 0; k < 3; ++k) ra[k] = common::row_start(M, k, float(ahead_x0), float(x1));
-        if constexpr (kLinear) coords8(ra, st, int32_t(b), H, W, aidx, gz, gy, gx);
-        else nearest8<ND>(ra, st, int32_t(b), H, W, aidx);
-        prefetch_voxels<kLinear, ND>(src, aidx, 0, 8, kLinear ? step : 1, b + 8 == s2, W, H * W);
+        coords8(ra, st, int32_t(b), H, W, aidx, gz, gy, gx);
+        prefetch_voxels<true, 3>(src, aidx, 0, 8, step, b + 8 == s2, W, H * W);
       }
-      if constexpr (kLinear) _mm256_storeu_ps(out + x1 * s2 + b, lerp8<kScalar>(src, idx, fz, fy, fx, W, H * W));
-      else gather_row(src, idx, 8, out + x1 * s2 + b);
+      _mm256_storeu_ps(out + x1 * s2 + b, lerp8<kScalar>(src, idx, fz, fy, fx, W, H * W));
     }
+}
+
+// Nearest planes by strips from indices computed earlier (NearestRing): the indices of a plane are
+// computed once, kAheadPlanes planes before its turn, while its source lines are prefetched -- not once
+// to prefetch and again to gather.
+// The nearest source indices of plane x0 of patch M (s1 rows of s2 voxels, s2 a multiple of 8), into idx
+// (row-major).
+template <int ND>
+void nearest_plane_indices(const PatchMatrix& M, int64_t x0, int64_t s1, int64_t s2, int32_t H, int32_t W,
+                           int32_t* idx) {
+  const float st[3] = {M.m[0][2], M.m[1][2], M.m[2][2]};
+  for (int64_t x1 = 0; x1 < s1; ++x1) {
+    float r[3];
+    for (int k = 0; k < 3; ++k) r[k] = common::row_start(M, k, float(x0), float(x1));
+    for (int64_t b = 0; b < s2; b += 8) nearest8<ND>(r, st, int32_t(b), H, W, idx + x1 * s2 + b);
+  }
+}
+
+// One channel of plane x0 by strips (plane_strips' order) from its indices idx. With ahead (channel 0),
+// also the indices of the plane ahead_x0, group by group into ahead, and prefetches of the lines its
+// groups of rows `step` apart (and the last row) read, in each of `channels` channels V apart.
+template <int ND, class T, class O>
+void nearest_plane_from(const T* __restrict__ src, const PatchMatrix& M, int64_t s1, int64_t s2, int32_t H,
+                        int32_t W, const int32_t* __restrict__ idx, O* __restrict__ out, int32_t* ahead,
+                        int64_t ahead_x0, int64_t step, int64_t channels, int64_t V) {
+  const float st[3] = {M.m[0][2], M.m[1][2], M.m[2][2]};
+  for (int64_t b = 0; b < s2; b += 8)
+    for (int64_t x1 = 0; x1 < s1; ++x1) {
+      const int64_t at = x1 * s2 + b;
+      if (ahead) {
+        float ra[3];
+        for (int k = 0; k < 3; ++k) ra[k] = common::row_start(M, k, float(ahead_x0), float(x1));
+        nearest8<ND>(ra, st, int32_t(b), H, W, ahead + at);
+        if ((x1 & (step - 1)) == 0 || x1 == s1 - 1)
+          for (int64_t c = 0; c < channels; ++c) prefetch_voxels<false, ND>(src + c * V, ahead + at, 0, 8, 1, false, W, H * W);
+      }
+      gather_row(src, idx + at, 8, out + at);
+    }
+}
+
+// Where the strips of a plane of n voxels at out write: the strips fill 8 voxels of each row in turn, so an
+// output that cannot stay in the caches anyway (streamed_output) is gathered into an L1 buffer and then
+// written by non-temporal stores, whole lines, without reading each line first (bench_gather nearest,
+// Zen 2, 2 threads: 2.88 -> 2.77 ms). body(dst) writes the plane at dst.
+constexpr int64_t kPlaneBuffer = 4096;
+template <class O, class F>
+void to_plane(O* out, int64_t n, bool stream, const F& body) {
+  if constexpr (std::is_same_v<O, float>) {
+    if (stream && n <= kPlaneBuffer && n % 8 == 0 && (reinterpret_cast<uintptr_t>(out) & 31) == 0) {
+      alignas(32) float buf[kPlaneBuffer];
+      body(buf);
+      for (int64_t i = 0; i < n; i += 8) _mm256_stream_ps(out + i, _mm256_load_ps(buf + i));
+      return;
+    }
+  }
+  body(out);
 }
 #endif
 // The (bi/tri)linear row: corner 0 of voxel i at src[idx[i]], fractions f*, row strides W, HW.
@@ -359,6 +416,8 @@ struct RowGather {
   bool inside_mask;
   O* out;
   bool scalar_loads = gather_loads() == GatherLoads::scalar;
+  // Whether whole planes of strips are written by non-temporal stores (to_plane).
+  bool stream = !kLinear && streamed_output(g.num_patches * (g.channels + (inside_mask ? 1 : 0)) * g.patch_numel());
 
   // A row inside the source (the fast path), all channels; idx, f* are row buffers. kScalar: the
   // trilinear x-pairs by scalar loads (kernels/cpu_paths.h). Prefetches the lines of `ahead`.
@@ -424,18 +483,57 @@ struct RowGather {
   static constexpr bool kStripNearest = false, kStripLinear = false;
 #endif
   bool strips(bool inside) const { return (kStripNearest || kStripLinear) && inside && g.patch[2] % 8 == 0; }
-  // Plane x0 of patch M by strips (strips()), all channels; op: the plane's first voxel. With unit steps
-  // the groups of every other row prefetch (linear: every other voxel of them, as the row path).
-  void strip_plane(const T* sq, const PatchMatrix& M, int64_t x0, O* op) const {
+  // Trilinear plane x0 of patch M by strips (strips()), all channels; op: the plane's first voxel. With unit
+  // steps the groups of every other row prefetch, every other voxel of them, as the row path.
+  void linear_strips(const T* sq, const PatchMatrix& M, int64_t x0, O* op) const {
 #ifdef PW_GATHER_PAIRS
-    const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2], V = g.vol_numel(), PN = g.patch_numel();
-    const int64_t ahead = x0 + kAheadPlanes < s0 ? x0 + kAheadPlanes : -1, step = unit_steps(M) ? 2 : 1;  // 1 or 2
-    const int32_t H = int32_t(g.vol[1]), W = int32_t(g.vol[2]);
-    if constexpr (kStripNearest || kStripLinear)
+    if constexpr (kStripLinear) {
+      const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2], V = g.vol_numel(), PN = g.patch_numel();
+      const int64_t ahead = x0 + kAheadPlanes < s0 ? x0 + kAheadPlanes : -1, step = unit_steps(M) ? 2 : 1;
+      const int32_t H = int32_t(g.vol[1]), W = int32_t(g.vol[2]);
       for (int64_t c = 0; c < g.channels; ++c) {
-        if (kLinear && scalar_loads) plane_strips<kLinear, true, ND>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
-        else plane_strips<kLinear, false, ND>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
+        if (scalar_loads) plane_strips<true>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
+        else plane_strips<false>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
       }
+    }
+#endif
+  }
+  // Index planes of nearest strips (nearest_strips): kAheadPlanes + 1 slots of s1 * s2, each tagged
+  // with the (patch, plane) it holds.
+  struct NearestRing {
+    std::vector<int32_t> idx;
+    int64_t tag[kAheadPlanes + 1][2];
+    int32_t* slot(int64_t p, int64_t x0, int64_t plane, bool& held) {
+      const int64_t k = x0 % (kAheadPlanes + 1);
+      held = tag[k][0] == p && tag[k][1] == x0;
+      tag[k][0] = p, tag[k][1] = x0;
+      return idx.data() + k * plane;
+    }
+  };
+  // Nearest plane x0 of patch p (M) by strips, all channels, from the indices the ring holds for it (else
+  // computed now); meanwhile the indices of plane x0 + kAheadPlanes go into the ring, and its source lines
+  // are prefetched (with unit steps, those of every other row: see kAheadPlanes).
+  void nearest_strips(const T* sq, const PatchMatrix& M, int64_t p, int64_t x0, O* op, NearestRing& ring) const {
+#ifdef PW_GATHER_PAIRS
+    if constexpr (kStripNearest) {
+      const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2], V = g.vol_numel(), PN = g.patch_numel();
+      const int32_t H = int32_t(g.vol[1]), W = int32_t(g.vol[2]);
+      if (ring.idx.empty()) {
+        ring.idx.resize(size_t((kAheadPlanes + 1) * s1 * s2));
+        for (auto& t : ring.tag) t[0] = t[1] = -1;
+      }
+      bool held = false;
+      int32_t* idx = ring.slot(p, x0, s1 * s2, held);
+      if (!held) nearest_plane_indices<ND>(M, x0, s1, s2, H, W, idx);
+      const int64_t a = x0 + kAheadPlanes;
+      int32_t* ahead = a < s0 ? ring.slot(p, a, s1 * s2, held) : nullptr;
+      const int64_t step = unit_steps(M) ? 2 : 1;
+      for (int64_t c = 0; c < g.channels; ++c)
+        to_plane(op + c * PN, s1 * s2, stream, [&](O* dst) {
+          nearest_plane_from<ND>(sq + c * V, M, s1, s2, H, W, idx, dst, c == 0 ? ahead : nullptr, a, step,
+                                 g.channels - c, V);
+        });
+    }
 #endif
   }
   // The source indices (linear: of corner 0) of row (x0, x1) of patch M, into aidx; f*: scratch.
@@ -461,6 +559,7 @@ struct RowGather {
     std::vector<float> fz(kLinear ? s2 : 0), fy(kLinear ? s2 : 0), fx(kLinear ? s2 : 0);
     const int64_t sizes[3] = {s0, s1, s2}, n[3] = {n0, n1, n2};
     int64_t cached_p = -1;
+    NearestRing ring;
     bool patch_fast = false;
     int64_t pf_step = 1;       // prefetch_step of the patch
     bool patch_strips = false;  // strips() of the patch
@@ -501,7 +600,8 @@ struct RowGather {
       }
       // Rows of an inside patch prefetch the source lines of the row kAheadPlanes patch planes on.
       if (patch_strips && x1 == 0 && row + s1 <= end) {  // the whole plane by strips
-        strip_plane(sq, M, x0, op);
+        if (kStripNearest) nearest_strips(sq, M, p, x0, op, ring);
+        else linear_strips(sq, M, x0, op);
         if (inside_mask) std::fill(op + C * PN, op + C * PN + s1 * s2, O(1));
         row += s1 - 1, x1 = s1 - 1;  // next_row() moves on to the next plane
         continue;
@@ -556,6 +656,9 @@ struct RowGather {
         if (inside_mask) op[C * PN + i] = inside ? O(1) : O(0);
       }
     }
+#ifdef PW_GATHER_PAIRS
+    if (stream) _mm_sfence();  // the streamed planes are visible before the block counts as done
+#endif
   }
 };
 
