@@ -122,6 +122,9 @@ inline void linear_row_coords(const float r[3], const float st[3], int64_t n, Id
   }
 }
 
+// Rows of a patch plane at most, for nearest strips (nearest_plane_from keeps a start per row on the stack).
+constexpr int64_t kMaxStripRows = 256;
+
 // A row read later (RowGather::operator()), whose source lines the row being read prefetches: its
 // indices (linear: of corner 0) and the step between its prefetched voxels; idx nullptr: none.
 template <class Idx>
@@ -315,13 +318,15 @@ void nearest_plane_from(const T* __restrict__ src, const PatchMatrix& M, int64_t
                         int32_t W, const int32_t* __restrict__ idx, O* __restrict__ out, int32_t* ahead,
                         int64_t ahead_x0, int64_t step, int64_t channels, int64_t V) {
   const float st[3] = {M.m[0][2], M.m[1][2], M.m[2][2]};
+  float starts[kMaxStripRows][3];  // the ahead plane's row starts, once per plane
+  if (ahead)
+    for (int64_t x1 = 0; x1 < s1; ++x1)
+      for (int k = 0; k < 3; ++k) starts[x1][k] = common::row_start(M, k, float(ahead_x0), float(x1));
   for (int64_t b = 0; b < s2; b += 8)
     for (int64_t x1 = 0; x1 < s1; ++x1) {
       const int64_t at = x1 * s2 + b;
       if (ahead) {
-        float ra[3];
-        for (int k = 0; k < 3; ++k) ra[k] = common::row_start(M, k, float(ahead_x0), float(x1));
-        nearest8<ND>(ra, st, int32_t(b), H, W, ahead + at);
+        nearest8<ND>(starts[x1], st, int32_t(b), H, W, ahead + at);
         if ((x1 & (step - 1)) == 0 || x1 == s1 - 1)
           for (int64_t c = 0; c < channels; ++c) prefetch_voxels<false, ND>(src + c * V, ahead + at, 0, 8, 1, false, W, H * W);
       }
@@ -482,7 +487,9 @@ struct RowGather {
 #else
   static constexpr bool kStripNearest = false, kStripLinear = false;
 #endif
-  bool strips(bool inside) const { return (kStripNearest || kStripLinear) && inside && g.patch[2] % 8 == 0; }
+  bool strips(bool inside) const {
+    return (kStripLinear || (kStripNearest && g.patch[1] <= kMaxStripRows)) && inside && g.patch[2] % 8 == 0;
+  }
   // Trilinear plane x0 of patch M by strips (strips()), all channels; op: the plane's first voxel. With unit
   // steps the groups of every other row prefetch, every other voxel of them, as the row path.
   void linear_strips(const T* sq, const PatchMatrix& M, int64_t x0, O* op) const {
