@@ -356,7 +356,8 @@ TEST_CASE("gather_affine: fast paths equal the per-voxel definition bit for bit"
 // Outputs of 8 MB and more are written plane by plane through a buffer by non-temporal stores, and nearest
 // planes by strips take their indices from planes computed while an earlier plane was gathered
 // (kernels/cpu/gather.cpp); with 8 threads the work blocks start and end inside patches, where those
-// planes were not computed ahead. Bit for bit the per-voxel definition, with 1 and 8 threads.
+// planes were not computed ahead. Bit for bit the per-voxel definition, with 1 and 8 threads; integer
+// labels through the same strips equal the float gather of their values.
 TEST_CASE("gather_affine: large nearest outputs, work blocks inside patches, equal the per-voxel definition") {
   using namespace pw::kernels::common;
   const int64_t C = 2, P = 32;
@@ -391,6 +392,18 @@ TEST_CASE("gather_affine: large nearest outputs, work blocks inside patches, equ
     int64_t mismatches = 0;
     for (size_t i = 0; i < got.size(); ++i) mismatches += std::memcmp(&got[i], &want[i], sizeof(float)) != 0;
     CHECK_MESSAGE(mismatches == 0, threads, " threads: ", mismatches, " voxels differ");
+    // Integer labels take the same strips (int16 source, int32 patches): channel 0's values as labels.
+    PatchGeom g1 = g;
+    g1.channels = 1;
+    std::vector<int16_t> labels(g.vol_numel());
+    for (int64_t i = 0; i < g.vol_numel(); ++i) labels[i] = int16_t(int64_t(src[i] * 1000.f) % 30000);
+    std::vector<float> as_float(labels.begin(), labels.end()), want1(P * g.patch_numel());
+    std::vector<int32_t> got1(want1.size(), -1);
+    cpu::gather_affine_labels(labels.data(), g1, mats.data(), nullptr, got1.data());
+    cpu::gather_affine(as_float.data(), g1, mats.data(), nullptr, Interp::nearest, false, want1.data());
+    int64_t label_mismatches = 0;
+    for (size_t i = 0; i < got1.size(); ++i) label_mismatches += float(got1[i]) != want1[i];
+    CHECK_MESSAGE(label_mismatches == 0, threads, " threads: ", label_mismatches, " labels differ");
   }
   set_num_threads(prev);
 }
