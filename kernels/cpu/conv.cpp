@@ -38,6 +38,7 @@
 #include "kernels/cpu/conv_k2s2.h"
 #include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/work_items.h"
+#include "kernels/cpu_paths.h"
 #include "kernels/parallel.h"
 
 namespace pw::kernels::cpu {
@@ -300,9 +301,9 @@ struct Source {
   // Per tile: part `part` of `parts` of the source lines that work item `item` (of tiling t) will split
   // (a run of whole lines inside one channel; none past the last item). The micro-kernels of the item
   // before prefetch them, one line per inner iteration (this guest drops most of a burst of
-  // prefetches): k3 s2 16->16 forward 3.75 -> 3.45 ms.
+  // prefetches): k3 s2 16->16 forward 3.75 -> 3.45 ms. Only where L2 holds both (tile_prefetch).
   PrefetchRun ahead(const Tiling& t, int64_t item, int64_t part, int64_t parts) const {
-    if (!tile_planes || item >= g->n * t.ntiles) return {};
+    if (!tile_planes || item >= g->n * t.ntiles || !tile_prefetch()) return {};
     const int64_t n = item / t.ntiles, first = t.begin(item % t.ntiles) / g->out[1] * g->stride[0] - g->pad[0];
     const int64_t i0 = std::max<int64_t>(0, first), i1 = std::min<int64_t>(g->in[0], first + p.Dq * g->stride[0]);
     const int64_t plane = g->in[1] * g->in[2], lines = ((i1 - i0) * plane + 15) / 16;  // 16 floats a line

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
@@ -79,7 +80,22 @@ std::atomic<int>& conv_state() {
   return s;
 }
 
+bool choose_tile_prefetch() {
+  if (const char* s = std::getenv("PW_TILE_PREFETCH")) return std::strcmp(s, "0") != 0;
+#ifdef _SC_LEVEL2_CACHE_SIZE  // glibc
+  const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);  // bytes per core; 0 or -1 where unknown
+  return l2 <= 0 || l2 >= (1L << 20);
+#else
+  return true;
+#endif
+}
+
 }  // namespace
+
+bool tile_prefetch() {
+  static const bool on = choose_tile_prefetch();
+  return on;
+}
 
 ConvPath conv_path() { return ConvPath(conv_state().load(std::memory_order_relaxed)); }
 void set_conv_path(ConvPath path) { conv_state().store(int(path), std::memory_order_relaxed); }
@@ -98,6 +114,7 @@ std::string cpu_paths_description() {
   s += gather_loads() == GatherLoads::vector ? "vector gathers" : "scalar loads";
   if (!kHaveVectorGathers) s += " (built without AVX2)";
   s += conv_path() == ConvPath::special ? "; convs: Winograd 3x3x3, k2 s2 in place" : "; convs: direct loops";
+  s += tile_prefetch() ? "; strided tiles prefetched" : "; strided tiles not prefetched (L2 < 1 MB)";
   return s;
 }
 
