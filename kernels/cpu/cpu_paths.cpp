@@ -81,7 +81,10 @@ std::atomic<int>& conv_state() {
 }
 
 bool choose_tile_prefetch() {
-  if (const char* s = std::getenv("PW_TILE_PREFETCH")) return std::strcmp(s, "0") != 0;
+  if (const char* s = std::getenv("PW_TILE_PREFETCH")) {  // unset, empty or another value: by the L2 size
+    if (std::strcmp(s, "0") == 0) return false;
+    if (std::strcmp(s, "1") == 0) return true;
+  }
 #ifdef _SC_LEVEL2_CACHE_SIZE  // glibc
   const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);  // bytes per core; 0 or -1 where unknown
   return l2 <= 0 || l2 >= (1L << 20);
@@ -114,7 +117,7 @@ std::string cpu_paths_description() {
   s += gather_loads() == GatherLoads::vector ? "vector gathers" : "scalar loads";
   if (!kHaveVectorGathers) s += " (built without AVX2)";
   s += conv_path() == ConvPath::special ? "; convs: Winograd 3x3x3, k2 s2 in place" : "; convs: direct loops";
-  s += tile_prefetch() ? "; strided tiles prefetched" : "; strided tiles not prefetched (L2 < 1 MB)";
+  s += tile_prefetch() ? "; strided tiles prefetched" : "; strided tiles not prefetched";
   return s;
 }
 
