@@ -505,17 +505,18 @@ struct RowGather {
     }
 #endif
   }
-  // Index planes of nearest strips (nearest_strips): kAheadPlanes + 1 slots of s1 * s2, each tagged
-  // with the (patch, plane) it holds.
+  // Index planes of nearest strips (nearest_strips): kAheadPlanes + 1 slots of `plane` indices; plane x0
+  // goes to slot x0 % (kAheadPlanes + 1), tagged with the (patch, plane) it holds.
   struct NearestRing {
+    static constexpr int64_t kSlots = kAheadPlanes + 1;
     std::vector<int32_t> idx;
-    int64_t tag[kAheadPlanes + 1][2];
-    int32_t* slot(int64_t p, int64_t x0, int64_t plane, bool& held) {
-      const int64_t k = x0 % (kAheadPlanes + 1);
-      held = tag[k][0] == p && tag[k][1] == x0;
-      tag[k][0] = p, tag[k][1] = x0;
-      return idx.data() + k * plane;
+    int64_t plane = 0, tag[kSlots][2];
+    NearestRing() {
+      for (auto& t : tag) t[0] = t[1] = -1;
     }
+    int32_t* slot(int64_t x0) { return idx.data() + x0 % kSlots * plane; }
+    bool holds(int64_t p, int64_t x0) const { return tag[x0 % kSlots][0] == p && tag[x0 % kSlots][1] == x0; }
+    void mark(int64_t p, int64_t x0) { tag[x0 % kSlots][0] = p, tag[x0 % kSlots][1] = x0; }
   };
   // Nearest plane x0 of patch p (M) by strips, all channels, from the indices the ring holds for it (else
   // computed now); meanwhile the indices of plane x0 + kAheadPlanes go into the ring, and its source lines
@@ -525,15 +526,12 @@ struct RowGather {
     if constexpr (kStripNearest) {
       const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2], V = g.vol_numel(), PN = g.patch_numel();
       const int32_t H = int32_t(g.vol[1]), W = int32_t(g.vol[2]);
-      if (ring.idx.empty()) {
-        ring.idx.resize(size_t((kAheadPlanes + 1) * s1 * s2));
-        for (auto& t : ring.tag) t[0] = t[1] = -1;
-      }
-      bool held = false;
-      int32_t* idx = ring.slot(p, x0, s1 * s2, held);
-      if (!held) nearest_plane_indices<ND>(M, x0, s1, s2, H, W, idx);
+      if (ring.idx.empty()) ring.plane = s1 * s2, ring.idx.resize(size_t(NearestRing::kSlots * ring.plane));
+      int32_t* idx = ring.slot(x0);
+      if (!ring.holds(p, x0)) nearest_plane_indices<ND>(M, x0, s1, s2, H, W, idx), ring.mark(p, x0);
       const int64_t a = x0 + kAheadPlanes;
-      int32_t* ahead = a < s0 ? ring.slot(p, a, s1 * s2, held) : nullptr;
+      int32_t* ahead = nullptr;
+      if (a < s0) ahead = ring.slot(a), ring.mark(p, a);  // filled by channel 0's pass below
       const int64_t step = unit_steps(M) ? 2 : 1;
       for (int64_t c = 0; c < g.channels; ++c)
         to_plane(op + c * PN, s1 * s2, stream, [&](O* dst) {
