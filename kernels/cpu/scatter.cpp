@@ -329,12 +329,13 @@ inline void nearest_row_voxels(int64_t V, const float r[3], const float st[3], c
 
 // A linear row inside the target (coordinates >= 0, so truncation is floor): per voxel the index of
 // corner 0, the fractions and the weight w01 * w2[i]. int32 <-> float converts in vectors, int64 -> float
-// does not; restrict: the loop vectorises.
-template <int ND>
-inline void linear_row_corners(const float r[3], const float st[3], const float o[3], int64_t s2, int64_t n1,
-                               int64_t n2, float w01, const float* __restrict__ w2, int64_t* __restrict__ id,
-                               float* __restrict__ ww, float* __restrict__ fz, float* __restrict__ fy,
-                               float* __restrict__ fx) {
+// does not; restrict: the loop vectorises. I: the index arithmetic's type (nearest_row_voxels_as).
+template <int ND, class I>
+inline void linear_row_corners_as(const float r[3], const float st[3], const float o[3], int64_t s2, int64_t n1,
+                                  int64_t n2, float w01, const float* __restrict__ w2, int64_t* __restrict__ id,
+                                  float* __restrict__ ww, float* __restrict__ fz, float* __restrict__ fy,
+                                  float* __restrict__ fx) {
+  const I m1 = I(n1), m2 = I(n2);
   for (int i = 0; i < int(s2); ++i) {  // an int counter: int -> float vectorises
     const float fi = float(i);
     const float z = ND == 3 ? (common::coord(r[0], fi, st[0]) - o[0]) : 0.f;
@@ -344,9 +345,16 @@ inline void linear_row_corners(const float r[3], const float st[3], const float 
     fz[i] = z - float(iz);
     fy[i] = y - float(iy);
     fx[i] = x - float(ix);
-    id[i] = (int64_t(iz) * n1 + iy) * n2 + ix;
+    id[i] = (I(iz) * m1 + iy) * m2 + ix;
     ww[i] = w01 * w2[i];
   }
+}
+template <int ND>
+inline void linear_row_corners(int64_t V, const float r[3], const float st[3], const float o[3], int64_t s2, int64_t n1,
+                               int64_t n2, float w01, const float* w2, int64_t* id, float* ww, float* fz, float* fy,
+                               float* fx) {
+  if (V < (int64_t(1) << 31)) linear_row_corners_as<ND, int32_t>(r, st, o, s2, n1, n2, w01, w2, id, ww, fz, fy, fx);
+  else linear_row_corners_as<ND, int64_t>(r, st, o, s2, n1, n2, w01, w2, id, ww, fz, fy, fx);
 }
 
 // Splats the patch voxels that land in planes [plane_begin, plane_end) (flattened over Q volumes).
@@ -422,7 +430,7 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
           }
           if (kLinear && inside) {  // a linear row inside the target: pending (masked beyond the owned planes)
             const int64_t at = pending.next();
-            linear_row_corners<ND>(r, st, o, s2, n1, n2, w01, w2, pending.idx + at, pending.ww + at, pending.fz + at,
+            linear_row_corners<ND>(V, r, st, o, s2, n1, n2, w01, w2, pending.idx + at, pending.ww + at, pending.fz + at,
                                    pending.fy + at, pending.fx + at);
             pending.push(prow, along_x && fast, !fast);
             if (pending.full()) pending.flush(accq, wq, C, V, PN, n1, n2);
