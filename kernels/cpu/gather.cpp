@@ -317,17 +317,22 @@ template <int ND, class T, class O>
 void nearest_plane_from(const T* __restrict__ src, const PatchMatrix& M, int64_t s1, int64_t s2, int32_t H,
                         int32_t W, const int32_t* __restrict__ idx, O* __restrict__ out, int32_t* ahead,
                         int64_t ahead_x0, int64_t step, int64_t channels, int64_t V) {
+  if (!ahead) {
+    for (int64_t b = 0; b < s2; b += 8)
+      for (int64_t x1 = 0; x1 < s1; ++x1) gather_row(src, idx + x1 * s2 + b, 8, out + x1 * s2 + b);
+    return;
+  }
   const float st[3] = {M.m[0][2], M.m[1][2], M.m[2][2]};
   float starts[kMaxStripRows][3];  // the ahead plane's row starts, once per plane
-  if (ahead)
-    for (int64_t x1 = 0; x1 < s1; ++x1)
-      for (int k = 0; k < 3; ++k) starts[x1][k] = common::row_start(M, k, float(ahead_x0), float(x1));
+  for (int64_t x1 = 0; x1 < s1; ++x1)
+    for (int k = 0; k < 3; ++k) starts[x1][k] = common::row_start(M, k, float(ahead_x0), float(x1));
   for (int64_t b = 0; b < s2; b += 8)
     for (int64_t x1 = 0; x1 < s1; ++x1) {
       const int64_t at = x1 * s2 + b;
-      if (ahead) {
-        nearest8<ND>(starts[x1], st, int32_t(b), H, W, ahead + at);
-        if ((x1 & (step - 1)) == 0 || x1 == s1 - 1)
+      nearest8<ND>(starts[x1], st, int32_t(b), H, W, ahead + at);
+      if ((x1 & (step - 1)) == 0 || x1 == s1 - 1) {
+        if (channels == 1) prefetch_voxels<false, ND>(src, ahead + at, 0, 8, 1, false, W, H * W);
+        else
           for (int64_t c = 0; c < channels; ++c) prefetch_voxels<false, ND>(src + c * V, ahead + at, 0, 8, 1, false, W, H * W);
       }
       gather_row(src, idx + at, 8, out + at);
