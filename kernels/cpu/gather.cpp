@@ -182,12 +182,24 @@ inline void corner_pairs(const float* base, const PairIndex& ix, __m256& lo, __m
 #endif
 }
 
+// idx[0] sign-extended by a load (movslq): GCC otherwise takes the indices that it has just computed in a
+// vector register out lane by lane (vpextrd, two micro-ops each on Zen 2) instead of reading them back.
+inline int64_t index_at(const int32_t* idx) {
+#if defined(__x86_64__)
+  int64_t v;
+  asm("movslq %1, %0" : "=r"(v) : "m"(*idx));
+  return v;
+#else
+  return *idx;
+#endif
+}
+
 // The same by one 64-bit scalar load per pair (the scalar-loads path): two pairs per 128-bit lane,
 // voxels (0,1,4,5) in a and (2,3,6,7) in b, de-interleaved as the AVX2 gathers above.
 inline void corner_pairs(const float* base, const int32_t* idx, __m256& lo, __m256& hi) {
   auto two = [&](int u, int v) {
-    const __m128 l = _mm_loadl_pi(_mm_setzero_ps(), reinterpret_cast<const __m64*>(base + idx[u]));
-    return _mm_loadh_pi(l, reinterpret_cast<const __m64*>(base + idx[v]));
+    const __m128 l = _mm_loadl_pi(_mm_setzero_ps(), reinterpret_cast<const __m64*>(base + index_at(idx + u)));
+    return _mm_loadh_pi(l, reinterpret_cast<const __m64*>(base + index_at(idx + v)));
   };
   const __m256 a = _mm256_set_m128(two(4, 5), two(0, 1)), b = _mm256_set_m128(two(6, 7), two(2, 3));
   lo = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
@@ -279,11 +291,15 @@ void plane_strips(const float* __restrict__ src, const PatchMatrix& M, int64_t x
                   int32_t W, float* __restrict__ out, int64_t ahead_x0, int64_t step) {
   const float st[3] = {M.m[0][2], M.m[1][2], M.m[2][2]};
   alignas(32) int32_t idx[8], aidx[8];
+  float starts[kMaxStripRows][3];  // the plane's row starts, once per plane
+  const bool once = s1 <= kMaxStripRows;
+  for (int64_t x1 = 0; x1 < s1 && once; ++x1)
+    for (int k = 0; k < 3; ++k) starts[x1][k] = common::row_start(M, k, float(x0), float(x1));
   for (int64_t b = 0; b < s2; b += 8)
     for (int64_t x1 = 0; x1 < s1; ++x1) {
       float r[3], ra[3];
       __m256 fz, fy, fx, gz, gy, gx;  // the group's fractions (g: the ahead group's, unused)
-      for (int k = 0; k < 3; ++k) r[k] = common::row_start(M, k, float(x0), float(x1));
+      for (int k = 0; k < 3; ++k) r[k] = once ? starts[x1][k] : common::row_start(M, k, float(x0), float(x1));
       coords8(r, st, int32_t(b), H, W, idx, fz, fy, fx);
       if (ahead_x0 >= 0 && ((x1 & (step - 1)) == 0 || x1 == s1 - 1)) {  // step 1 or 2 (prefetch_step)
         for (int k = 0; k < 3; ++k) ra[k] = common::row_start(M, k, float(ahead_x0), float(x1));
