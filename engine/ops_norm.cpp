@@ -55,12 +55,11 @@ void check_slope(float slope, const char* op) {
   if (!(slope >= 0.f && slope < 1.f))
     throw std::invalid_argument(std::string(op) + ": slope must be in [0, 1), got " + std::to_string(slope));
 }
-// The activation, in place on the norm's output.
-void act_in_place(Tensor& y, float slope) {
-  if (slope == 0.f)
-    PW_DISPATCH(y.device(), relu_forward, y.f32(), y.f32(), y.numel());
-  else
-    PW_DISPATCH(y.device(), leaky_relu_forward, y.f32(), y.f32(), y.numel(), slope);
+// What the norm kernels apply to their output: nothing, or the activation of slope (written in the same pass
+// over the output as the normalisation: one read and write of an activation-sized tensor less).
+kernels::common::Act act_kind(bool act, float slope) {
+  using kernels::common::Act;
+  return !act ? Act::none : slope == 0.f ? Act::relu : Act::leaky;
 }
 // The gradient at the normalised tensor, from the node's output and gradient (y > 0 exactly where the
 // normalised value is).
@@ -83,8 +82,7 @@ Var instance_norm_impl(const char* op, const Var& x, const Var& weight, const Va
   Tensor mean = Tensor::empty({p.N * p.C}, DType::f32, dev);
   Tensor rstd = Tensor::empty({p.N * p.C}, DType::f32, dev);
   PW_DISPATCH(dev, instance_norm_forward, x->value.f32(), ptr_or_null(weight), ptr_or_null(bias), y.f32(),
-              mean.f32(), rstd.f32(), p.N, p.C, p.S, eps);
-  if (act) act_in_place(y, slope);
+              mean.f32(), rstd.f32(), p.N, p.C, p.S, eps, act_kind(act, slope), slope);
   return record(y, {x, weight, bias}, [p, mean, rstd, act, slope](Node& self) {
     const Tensor dz = act ? act_backward_from_output(self, slope) : self.grad;
     accumulate_norm_grads(self, [&](float* dx, float* dw, float* db) {
@@ -121,8 +119,7 @@ Var batch_norm_impl(const char* op, const Var& x, const Var& weight, const Var& 
   Tensor y = Tensor::empty_like(x->value);
   Tensor rstd = Tensor::empty({p.C}, DType::f32, dev);
   PW_DISPATCH(dev, batch_norm_forward, x->value.f32(), ptr_or_null(weight), ptr_or_null(bias), mean.f32(),
-              var.f32(), y.f32(), rstd.f32(), p.N, p.C, p.S, eps);
-  if (act) act_in_place(y, slope);
+              var.f32(), y.f32(), rstd.f32(), p.N, p.C, p.S, eps, act_kind(act, slope), slope);
   return record(y, {x, weight, bias}, [p, mean, rstd, training, act, slope](Node& self) {
     const Tensor dz = act ? act_backward_from_output(self, slope) : self.grad;
     accumulate_norm_grads(self, [&](float* dx, float* dw, float* db) {

@@ -5,15 +5,17 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/common/act_math.h"
 #include "kernels/op_list.h"
 
 // The family's kernels: X(return type, name, (parameters)), expanded for both backends below
 // (kernels/op_list.h).
 #define PW_KERNELS_NORM(X)                                                                                           \
   /* Instance norm: statistics per (n, c) over S. mean and rstd (N*C values) are written for the */                  \
-  /* backward pass. */                                                                                               \
+  /* backward pass; y = act((x - mean)*rstd*weight + bias) (common::activate, slope for leaky). */                   \
   X(void, instance_norm_forward, (const float* x, const float* weight, const float* bias, float* y, float* mean,     \
-                                  float* rstd, int64_t N, int64_t C, int64_t S, float eps))                          \
+                                  float* rstd, int64_t N, int64_t C, int64_t S, float eps, common::Act act,          \
+                                  float slope))                                                                      \
   X(void, instance_norm_backward, (const float* x, const float* weight, const float* mean, const float* rstd,        \
                                    const float* dy, float* dx, float* dweight, float* dbias, int64_t N, int64_t C,   \
                                    int64_t S))                                                                       \
@@ -24,10 +26,11 @@
   /* running_var  = (1-momentum)*running_var  + momentum*var*M/(M-1)   (unbiased; M = 1 uses var) */                 \
   X(void, batch_norm_update_running, (float* running_mean, float* running_var, const float* mean, const float* var,  \
                                       int64_t C, int64_t M, float momentum))                                         \
-  /* y = (x - mean)*rstd*weight + bias with the given statistics (batch ones in training, running */                 \
-  /* ones in evaluation); rstd (C values) is written for the backward pass. */                                       \
+  /* y = act((x - mean)*rstd*weight + bias) with the given statistics (batch ones in training, */                    \
+  /* running ones in evaluation); rstd (C values) is written for the backward pass. */                               \
   X(void, batch_norm_forward, (const float* x, const float* weight, const float* bias, const float* mean,            \
-                               const float* var, float* y, float* rstd, int64_t N, int64_t C, int64_t S, float eps)) \
+                               const float* var, float* y, float* rstd, int64_t N, int64_t C, int64_t S, float eps,  \
+                               common::Act act, float slope))                                                        \
   /* training = true: the statistics were the batch's and take part in the gradient; */                              \
   /* false: they were constants (evaluation), dx = dy*weight*rstd. */                                                \
   X(void, batch_norm_backward, (const float* x, const float* weight, const float* mean, const float* rstd,           \

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/common/act_math.h"
 #include "kernels/common/exp_math.h"
 #include "kernels/common/loss_math.h"
 #include "kernels/parallel.h"
@@ -17,7 +18,7 @@ constexpr int64_t kGrain = 1 << 15;
 
 void relu_forward(const float* x, float* y, int64_t n) {
   parallel_for(n, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) y[i] = x[i] > 0.f ? x[i] : 0.f;
+    for (int64_t i = b; i < e; ++i) y[i] = common::relu(x[i]);
   }, kGrain);
 }
 
@@ -35,10 +36,7 @@ void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
 void leaky_relu_forward(const float* x, float* y, int64_t n, float slope) {
   parallel_for(n, [=](int64_t b, int64_t e) {
     const float a = slope;
-    for (int64_t i = b; i < e; ++i) {
-      const float v = x[i];
-      y[i] = v > 0.f ? v : a * v;
-    }
+    for (int64_t i = b; i < e; ++i) y[i] = common::leaky_relu(x[i], a);
   }, kGrain);
 }
 

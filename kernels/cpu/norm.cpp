@@ -48,10 +48,21 @@ void plane_grad_sums(const float* x, const float* dy, int64_t S, float mean, flo
   });
 }
 
-// y = (x - mean)*rstd*w + b over one plane.
-void plane_normalise(const float* x, float* y, int64_t S, float mean, float rstd, float w, float b) {
+// y = act(x * a + c) over S values (A fixed per loop, so that it vectorises).
+template <common::Act A>
+void normalise_as(const float* x, float* y, int64_t S, float a, float c, float slope) {
+  for (int64_t i = 0; i < S; ++i) y[i] = common::activate(A, x[i] * a + c, slope);
+}
+
+// y = act((x - mean)*rstd*w + b) over one plane, in the same pass (not a second one over y).
+void plane_normalise(const float* x, float* y, int64_t S, float mean, float rstd, float w, float b, common::Act act,
+                     float slope) {
   const float a = rstd * w, c = b - mean * rstd * w;
-  for (int64_t i = 0; i < S; ++i) y[i] = x[i] * a + c;
+  switch (act) {
+    case common::Act::none: return normalise_as<common::Act::none>(x, y, S, a, c, slope);
+    case common::Act::relu: return normalise_as<common::Act::relu>(x, y, S, a, c, slope);
+    case common::Act::leaky: return normalise_as<common::Act::leaky>(x, y, S, a, c, slope);
+  }
 }
 
 // dx = (w*rstd) * (dy - sum_dy/M - xhat*sum_dy_xhat/M) over one plane (M = count of the statistics).
@@ -67,7 +78,7 @@ float bias_of(const float* bias, int64_t c) { return bias ? bias[c] : 0.f; }
 }  // namespace
 
 void instance_norm_forward(const float* x, const float* weight, const float* bias, float* y, float* mean,
-                           float* rstd, int64_t N, int64_t C, int64_t S, float eps) {
+                           float* rstd, int64_t N, int64_t C, int64_t S, float eps, common::Act act, float slope) {
   parallel_for(N * C, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) {
       const int64_t c = p % C;
@@ -76,7 +87,7 @@ void instance_norm_forward(const float* x, const float* weight, const float* bia
       double var = plane_sq_dev(xp, S, m) / static_cast<double>(S);
       mean[p] = static_cast<float>(m);
       rstd[p] = static_cast<float>(1.0 / std::sqrt(var + eps));
-      plane_normalise(xp, y + p * S, S, mean[p], rstd[p], weight_of(weight, c), bias_of(bias, c));
+      plane_normalise(xp, y + p * S, S, mean[p], rstd[p], weight_of(weight, c), bias_of(bias, c), act, slope);
     }
   }, 1);
 }
@@ -139,12 +150,13 @@ void batch_norm_update_running(float* running_mean, float* running_var, const fl
 }
 
 void batch_norm_forward(const float* x, const float* weight, const float* bias, const float* mean,
-                        const float* var, float* y, float* rstd, int64_t N, int64_t C, int64_t S, float eps) {
+                        const float* var, float* y, float* rstd, int64_t N, int64_t C, int64_t S, float eps,
+                        common::Act act, float slope) {
   for (int64_t c = 0; c < C; ++c) rstd[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(var[c]) + eps));
   parallel_for(N * C, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p) {
       const int64_t c = p % C;
-      plane_normalise(x + p * S, y + p * S, S, mean[c], rstd[c], weight_of(weight, c), bias_of(bias, c));
+      plane_normalise(x + p * S, y + p * S, S, mean[c], rstd[c], weight_of(weight, c), bias_of(bias, c), act, slope);
     }
   }, 1);
 }

@@ -1,5 +1,6 @@
 // CUDA bodies of kernels/elementwise.h: activations, arithmetic, softmax over channels,
 // channel copies (concat/slice) and the scalar sum.
+#include "kernels/common/act_math.h"
 #include "kernels/common/loss_math.h"
 #include "kernels/cuda/context.h"
 #include "kernels/cuda/reduce.cuh"
@@ -9,13 +10,13 @@ namespace pw::kernels::cuda {
 
 namespace {
 __global__ void relu_fwd_k(const float* x, float* y, int64_t n) {
-  PW_CUDA_LOOP(i, n) y[i] = x[i] > 0.f ? x[i] : 0.f;
+  PW_CUDA_LOOP(i, n) y[i] = common::relu(x[i]);
 }
 __global__ void relu_bwd_k(const float* x, const float* dy, float* dx, int64_t n) {
   PW_CUDA_LOOP(i, n) dx[i] = x[i] > 0.f ? dy[i] : 0.f;
 }
 __global__ void leaky_fwd_k(const float* x, float* y, int64_t n, float slope) {
-  PW_CUDA_LOOP(i, n) y[i] = x[i] > 0.f ? x[i] : slope * x[i];
+  PW_CUDA_LOOP(i, n) y[i] = common::leaky_relu(x[i], slope);
 }
 __global__ void leaky_bwd_k(const float* x, const float* dy, float* dx, int64_t n, float slope) {
   PW_CUDA_LOOP(i, n) dx[i] = x[i] > 0.f ? dy[i] : slope * dy[i];

@@ -80,13 +80,14 @@ struct StoreGradSums {
   }
 };
 
-// y = (x - mean)*rstd*w + b, written as x*a + c like the CPU; stats per plane or per channel.
+// y = act((x - mean)*rstd*w + b), written as act(x*a + c) like the CPU; stats per plane or per channel.
 __global__ void normalise_k(const float* x, const float* weight, const float* bias, const float* mean,
-                            const float* rstd, float* y, int64_t C, int64_t S, bool per_plane, int64_t total) {
+                            const float* rstd, float* y, int64_t C, int64_t S, bool per_plane, common::Act act,
+                            float slope, int64_t total) {
   PW_CUDA_LOOP(i, total) {
     const int64_t p = i / S, c = p % C, s = per_plane ? p : c;
     const float w = weight_of(weight, c), a = rstd[s] * w, k = bias_of(bias, c) - mean[s] * rstd[s] * w;
-    y[i] = x[i] * a + k;
+    y[i] = common::activate(act, x[i] * a + k, slope);
   }
 }
 
@@ -155,10 +156,10 @@ void group_stats(const float* x, Index at, int64_t groups, int64_t count, float 
 }  // namespace
 
 void instance_norm_forward(const float* x, const float* weight, const float* bias, float* y, float* mean,
-                           float* rstd, int64_t N, int64_t C, int64_t S, float eps) {
+                           float* rstd, int64_t N, int64_t C, int64_t S, float eps, common::Act act, float slope) {
   if (N * C == 0 || S == 0) return;
   group_stats(x, PlaneIndex{S}, N * C, S, eps, mean, rstd, nullptr);
-  PW_LAUNCH(normalise_k, N * C * S, x, weight, bias, mean, rstd, y, C, S, true, N * C * S);
+  PW_LAUNCH(normalise_k, N * C * S, x, weight, bias, mean, rstd, y, C, S, true, act, slope, N * C * S);
 }
 
 void instance_norm_backward(const float* x, const float* weight, const float* mean, const float* rstd,
@@ -187,10 +188,12 @@ void batch_norm_update_running(float* running_mean, float* running_var, const fl
 }
 
 void batch_norm_forward(const float* x, const float* weight, const float* bias, const float* mean,
-                        const float* var, float* y, float* rstd, int64_t N, int64_t C, int64_t S, float eps) {
+                        const float* var, float* y, float* rstd, int64_t N, int64_t C, int64_t S, float eps,
+                        common::Act act, float slope) {
   if (C == 0) return;
   PW_LAUNCH(rstd_k, C, var, rstd, C, eps);
-  if (N * S > 0) PW_LAUNCH(normalise_k, N * C * S, x, weight, bias, mean, rstd, y, C, S, false, N * C * S);
+  if (N * S > 0)
+    PW_LAUNCH(normalise_k, N * C * S, x, weight, bias, mean, rstd, y, C, S, false, act, slope, N * C * S);
 }
 
 void batch_norm_backward(const float* x, const float* weight, const float* mean, const float* rstd,

@@ -98,13 +98,16 @@ TEST_CASE("emulated CUDA instance and batch norm equal the CPU bodies") {
   // A large eps too, so that a body that drops or misplaces it fails beyond the tolerance.
   for (float eps : {1e-5f, 0.25f}) {
     for (bool affine : {true, false}) {
-      INFO("affine " << affine << " eps " << eps);
+      // The fused activation of instance_norm_act / batch_norm_act: ReLU, leaky ReLU and none among the cases.
+      const common::Act act = !affine ? common::Act::none : eps > 0.1f ? common::Act::leaky : common::Act::relu;
+      const float slope = act == common::Act::leaky ? 0.2f : 0.f;
+      INFO("affine " << affine << " eps " << eps << " act " << int(act));
       const float* wp = affine ? w.data() : nullptr;
       const float* bp = affine ? b.data() : nullptr;
       std::vector<float> y1(x.size(), 7.f), y2(x.size(), -7.f), m1(N * C, 7.f), m2(N * C, -7.f), r1(N * C, 7.f),
           r2(N * C, -7.f);
-      cpu::instance_norm_forward(x.data(), wp, bp, y1.data(), m1.data(), r1.data(), N, C, S, eps);
-      cuda_emu::instance_norm_forward(x.data(), wp, bp, y2.data(), m2.data(), r2.data(), N, C, S, eps);
+      cpu::instance_norm_forward(x.data(), wp, bp, y1.data(), m1.data(), r1.data(), N, C, S, eps, act, slope);
+      cuda_emu::instance_norm_forward(x.data(), wp, bp, y2.data(), m2.data(), r2.data(), N, C, S, eps, act, slope);
       expect_close(y2, y1, "instance_norm_forward y");
       expect_close(m2, m1, "instance_norm_forward mean");
       expect_close(r2, r1, "instance_norm_forward rstd");
@@ -129,8 +132,9 @@ TEST_CASE("emulated CUDA instance and batch norm equal the CPU bodies") {
       cuda_emu::batch_norm_update_running(rm2.data(), rv2.data(), bm1.data(), bv1.data(), C, N * S, 0.1f);
       expect_close(rm2, rm1, "batch_norm_update_running mean");
       expect_close(rv2, rv1, "batch_norm_update_running var");
-      cpu::batch_norm_forward(x.data(), wp, bp, bm1.data(), bv1.data(), y1.data(), br1.data(), N, C, S, eps);
-      cuda_emu::batch_norm_forward(x.data(), wp, bp, bm1.data(), bv1.data(), y2.data(), br2.data(), N, C, S, eps);
+      cpu::batch_norm_forward(x.data(), wp, bp, bm1.data(), bv1.data(), y1.data(), br1.data(), N, C, S, eps, act, slope);
+      cuda_emu::batch_norm_forward(x.data(), wp, bp, bm1.data(), bv1.data(), y2.data(), br2.data(), N, C, S, eps, act,
+                                   slope);
       expect_close(y2, y1, "batch_norm_forward y");
       expect_close(br2, br1, "batch_norm_forward rstd");
       for (bool training : {true, false}) {
@@ -396,8 +400,10 @@ TEST_CASE("emulated CUDA bodies on degenerate shapes (one channel, one voxel, gl
     const int64_t N = 1, C = 3, S = 1;
     const std::vector<float> w = {1.5f, -0.5f, 2.f}, b = {1.f, -2.f, 1.5f};
     std::vector<float> y1(3, 7.f), y2(3, -7.f), m1(3, 7.f), m2(3, -7.f), r1(3, 7.f), r2(3, -7.f);
-    cpu::instance_norm_forward(x.data(), w.data(), b.data(), y1.data(), m1.data(), r1.data(), N, C, S, 1.f);
-    cuda_emu::instance_norm_forward(x.data(), w.data(), b.data(), y2.data(), m2.data(), r2.data(), N, C, S, 1.f);
+    cpu::instance_norm_forward(x.data(), w.data(), b.data(), y1.data(), m1.data(), r1.data(), N, C, S, 1.f,
+                               common::Act::none, 0.f);
+    cuda_emu::instance_norm_forward(x.data(), w.data(), b.data(), y2.data(), m2.data(), r2.data(), N, C, S, 1.f,
+                                    common::Act::none, 0.f);
     expect_close(y2, y1, "instance_norm_forward, S = 1");
     expect_close(r2, r1, "instance_norm_forward rstd, S = 1");
     std::vector<float> dx1(3, 7.f), dx2(3, -7.f);
