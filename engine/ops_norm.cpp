@@ -61,17 +61,6 @@ kernels::common::Act act_kind(bool act, float slope) {
   using kernels::common::Act;
   return !act ? Act::none : slope == 0.f ? Act::relu : Act::leaky;
 }
-// The gradient at the normalised tensor, from the node's output and gradient (y > 0 exactly where the
-// normalised value is).
-Tensor act_backward_from_output(const Node& self, float slope) {
-  Tensor dz = Tensor::empty_like(self.value);
-  if (slope == 0.f)
-    PW_DISPATCH(dz.device(), relu_backward, self.value.f32(), self.grad.f32(), dz.f32(), dz.numel());
-  else
-    PW_DISPATCH(dz.device(), leaky_relu_backward, self.value.f32(), self.grad.f32(), dz.f32(), dz.numel(), slope);
-  return dz;
-}
-
 // instance_norm, then the activation of slope in place when act (instance_norm_act).
 Var instance_norm_impl(const char* op, const Var& x, const Var& weight, const Var& bias, float eps, bool act,
                        float slope) {
@@ -84,10 +73,10 @@ Var instance_norm_impl(const char* op, const Var& x, const Var& weight, const Va
   PW_DISPATCH(dev, instance_norm_forward, x->value.f32(), ptr_or_null(weight), ptr_or_null(bias), y.f32(),
               mean.f32(), rstd.f32(), p.N, p.C, p.S, eps, act_kind(act, slope), slope);
   return record(y, {x, weight, bias}, [p, mean, rstd, act, slope](Node& self) {
-    const Tensor dz = act ? act_backward_from_output(self, slope) : self.grad;
-    accumulate_norm_grads(self, [&](float* dx, float* dw, float* db) {
+    accumulate_norm_grads(self, [&](float* dx, float* dw, float* db) {  // the activation's gradient inside
       PW_DISPATCH(self.value.device(), instance_norm_backward, self.parents[0]->value.f32(),
-                  ptr_or_null(self.parents[1]), mean.f32(), rstd.f32(), dz.f32(), dx, dw, db, p.N, p.C, p.S);
+                  ptr_or_null(self.parents[1]), mean.f32(), rstd.f32(), self.grad.f32(), self.value.f32(),
+                  act_kind(act, slope), slope, dx, dw, db, p.N, p.C, p.S);
     });
   });
 }
@@ -121,11 +110,10 @@ Var batch_norm_impl(const char* op, const Var& x, const Var& weight, const Var& 
   PW_DISPATCH(dev, batch_norm_forward, x->value.f32(), ptr_or_null(weight), ptr_or_null(bias), mean.f32(),
               var.f32(), y.f32(), rstd.f32(), p.N, p.C, p.S, eps, act_kind(act, slope), slope);
   return record(y, {x, weight, bias}, [p, mean, rstd, training, act, slope](Node& self) {
-    const Tensor dz = act ? act_backward_from_output(self, slope) : self.grad;
-    accumulate_norm_grads(self, [&](float* dx, float* dw, float* db) {
+    accumulate_norm_grads(self, [&](float* dx, float* dw, float* db) {  // the activation's gradient inside
       PW_DISPATCH(self.value.device(), batch_norm_backward, self.parents[0]->value.f32(),
-                  ptr_or_null(self.parents[1]), mean.f32(), rstd.f32(), dz.f32(), dx, dw, db, p.N, p.C,
-                  p.S, training);
+                  ptr_or_null(self.parents[1]), mean.f32(), rstd.f32(), self.grad.f32(), self.value.f32(),
+                  act_kind(act, slope), slope, dx, dw, db, p.N, p.C, p.S, training);
     });
   });
 }

@@ -16,9 +16,11 @@
   X(void, instance_norm_forward, (const float* x, const float* weight, const float* bias, float* y, float* mean,     \
                                   float* rstd, int64_t N, int64_t C, int64_t S, float eps, common::Act act,          \
                                   float slope))                                                                      \
+  /* dy: the gradient at y; with an activation, y is the forward's output (where it is > 0, the activation's */   \
+  /* input is), and the gradient at the normalised values is common::activation_grad of it (no y: act none). */     \
   X(void, instance_norm_backward, (const float* x, const float* weight, const float* mean, const float* rstd,        \
-                                   const float* dy, float* dx, float* dweight, float* dbias, int64_t N, int64_t C,   \
-                                   int64_t S))                                                                       \
+                                   const float* dy, const float* y, common::Act act, float slope, float* dx,         \
+                                   float* dweight, float* dbias, int64_t N, int64_t C, int64_t S))                   \
   /* Batch norm, statistics per channel over N and S (M = N*S values). */                                            \
   /* mean and var (C values) <- the batch mean and biased variance. */                                               \
   X(void, batch_norm_stats, (const float* x, float* mean, float* var, int64_t N, int64_t C, int64_t S))              \
@@ -32,10 +34,10 @@
                                const float* var, float* y, float* rstd, int64_t N, int64_t C, int64_t S, float eps,  \
                                common::Act act, float slope))                                                        \
   /* training = true: the statistics were the batch's and take part in the gradient; */                              \
-  /* false: they were constants (evaluation), dx = dy*weight*rstd. */                                                \
+  /* false: they were constants (evaluation), dx = dy*weight*rstd. dy, y, act: as instance_norm_backward. */        \
   X(void, batch_norm_backward, (const float* x, const float* weight, const float* mean, const float* rstd,           \
-                                const float* dy, float* dx, float* dweight, float* dbias, int64_t N, int64_t C,      \
-                                int64_t S, bool training))
+                                const float* dy, const float* y, common::Act act, float slope, float* dx,            \
+                                float* dweight, float* dbias, int64_t N, int64_t C, int64_t S, bool training))
 
 namespace pw::kernels::cpu {
 PW_KERNELS_NORM(PW_DECLARE_KERNEL)

@@ -16,4 +16,12 @@ PW_HD inline float activate(Act act, float v, float slope) {
   return act == Act::relu ? relu(v) : act == Act::leaky ? leaky_relu(v, slope) : v;
 }
 
+// The gradient at an activation's input from g, the gradient at its output, and y, its output (or input:
+// both are > 0 at the same elements).
+PW_HD inline float relu_grad(float y, float g) { return y > 0.f ? g : 0.f; }
+PW_HD inline float leaky_relu_grad(float y, float g, float slope) { return y > 0.f ? g : slope * g; }
+PW_HD inline float activation_grad(Act act, float y, float g, float slope) {
+  return act == Act::relu ? relu_grad(y, g) : act == Act::leaky ? leaky_relu_grad(y, g, slope) : g;
+}
+
 }  // namespace pw::kernels::common

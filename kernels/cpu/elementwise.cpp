@@ -26,7 +26,7 @@ void relu_backward(const float* x, const float* dy, float* dx, int64_t n) {
   parallel_for(n, [=](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const float g = dy[i];  // loaded unconditionally: the select then vectorises
-      dx[i] = x[i] > 0.f ? g : 0.f;
+      dx[i] = common::relu_grad(x[i], g);
     }
   }, kGrain);
 }
@@ -45,7 +45,7 @@ void leaky_relu_backward(const float* x, const float* dy, float* dx, int64_t n, 
     const float a = slope;
     for (int64_t i = b; i < e; ++i) {
       const float g = dy[i];
-      dx[i] = x[i] > 0.f ? g : a * g;
+      dx[i] = common::leaky_relu_grad(x[i], g, a);
     }
   }, kGrain);
 }

@@ -39,12 +39,32 @@ double plane_sq_dev(const float* x, int64_t S, double mean) {
   });
 }
 
-// sum(dy) and sum(dy * (x - mean) * rstd) over one plane.
-void plane_grad_sums(const float* x, const float* dy, int64_t S, float mean, float rstd, double* sum_dy,
+// The gradient at the normalised values of one plane, element i: dy itself (A none), or dy through the
+// activation whose output is y (the fused nodes; computed where it is read, not stored).
+template <common::Act A>
+struct NormGrad {
+  const float* dy;
+  const float* y;
+  float slope;
+  float operator()(int64_t i) const { return A == common::Act::none ? dy[i] : common::activation_grad(A, y[i], dy[i], slope); }
+};
+// f(NormGrad<act>{...}) for the plane at offset `at`.
+template <class F>
+void with_norm_grad(common::Act act, const float* dy, const float* y, float slope, int64_t at, const F& f) {
+  switch (act) {
+    case common::Act::none: return f(NormGrad<common::Act::none>{dy + at, nullptr, slope});
+    case common::Act::relu: return f(NormGrad<common::Act::relu>{dy + at, y + at, slope});
+    case common::Act::leaky: return f(NormGrad<common::Act::leaky>{dy + at, y + at, slope});
+  }
+}
+
+// sum(dy) and sum(dy * (x - mean) * rstd) over one plane (dy: a NormGrad).
+template <class G>
+void plane_grad_sums(const float* x, const G& dy, int64_t S, float mean, float rstd, double* sum_dy,
                      double* sum_dy_xhat) {
-  *sum_dy = lane_sum(S, [dy](int64_t i) { return static_cast<double>(dy[i]); });
+  *sum_dy = lane_sum(S, [dy](int64_t i) { return static_cast<double>(dy(i)); });
   *sum_dy_xhat = lane_sum(S, [x, dy, mean, rstd](int64_t i) {
-    return static_cast<double>(dy[i]) * ((x[i] - mean) * rstd);
+    return static_cast<double>(dy(i)) * ((x[i] - mean) * rstd);
   });
 }
 
@@ -66,10 +86,11 @@ void plane_normalise(const float* x, float* y, int64_t S, float mean, float rstd
 }
 
 // dx = (w*rstd) * (dy - sum_dy/M - xhat*sum_dy_xhat/M) over one plane (M = count of the statistics).
-void plane_dx(const float* x, const float* dy, float* dx, int64_t S, float mean, float rstd, float w,
-              double sum_dy, double sum_dy_xhat, double M) {
+template <class G>
+void plane_dx(const float* x, const G& dy, float* dx, int64_t S, float mean, float rstd, float w, double sum_dy,
+              double sum_dy_xhat, double M) {
   const float k = w * rstd, mdy = static_cast<float>(sum_dy / M), mdx = static_cast<float>(sum_dy_xhat / M);
-  for (int64_t i = 0; i < S; ++i) dx[i] = k * (dy[i] - mdy - (x[i] - mean) * rstd * mdx);
+  for (int64_t i = 0; i < S; ++i) dx[i] = k * (dy(i) - mdy - (x[i] - mean) * rstd * mdx);
 }
 
 float weight_of(const float* weight, int64_t c) { return weight ? weight[c] : 1.f; }
@@ -93,18 +114,18 @@ void instance_norm_forward(const float* x, const float* weight, const float* bia
 }
 
 void instance_norm_backward(const float* x, const float* weight, const float* mean, const float* rstd,
-                            const float* dy, float* dx, float* dweight, float* dbias, int64_t N, int64_t C,
-                            int64_t S) {
+                            const float* dy, const float* y, common::Act act, float slope, float* dx, float* dweight,
+                            float* dbias, int64_t N, int64_t C, int64_t S) {
   std::vector<double> sum_dy(static_cast<size_t>(N * C)), sum_dy_xhat(static_cast<size_t>(N * C));
   parallel_for(N * C, [&](int64_t b, int64_t e) {
-    for (int64_t p = b; p < e; ++p) {
-      const float* xp = x + p * S;
-      const float* dyp = dy + p * S;
-      plane_grad_sums(xp, dyp, S, mean[p], rstd[p], &sum_dy[p], &sum_dy_xhat[p]);
-      if (dx)
-        plane_dx(xp, dyp, dx + p * S, S, mean[p], rstd[p], weight_of(weight, p % C), sum_dy[p], sum_dy_xhat[p],
-                 static_cast<double>(S));
-    }
+    for (int64_t p = b; p < e; ++p)
+      with_norm_grad(act, dy, y, slope, p * S, [&](const auto& dyp) {
+        const float* xp = x + p * S;
+        plane_grad_sums(xp, dyp, S, mean[p], rstd[p], &sum_dy[p], &sum_dy_xhat[p]);
+        if (dx)
+          plane_dx(xp, dyp, dx + p * S, S, mean[p], rstd[p], weight_of(weight, p % C), sum_dy[p], sum_dy_xhat[p],
+                   static_cast<double>(S));
+      });
   }, 1);
   for (int64_t c = 0; c < C; ++c) {
     double gw = 0.0, gb = 0.0;
@@ -162,12 +183,14 @@ void batch_norm_forward(const float* x, const float* weight, const float* bias, 
 }
 
 void batch_norm_backward(const float* x, const float* weight, const float* mean, const float* rstd,
-                         const float* dy, float* dx, float* dweight, float* dbias, int64_t N, int64_t C,
-                         int64_t S, bool training) {
+                         const float* dy, const float* y, common::Act act, float slope, float* dx, float* dweight,
+                         float* dbias, int64_t N, int64_t C, int64_t S, bool training) {
   std::vector<double> partial_dy(static_cast<size_t>(N * C)), partial_dy_xhat(static_cast<size_t>(N * C));
   parallel_for(N * C, [&](int64_t b, int64_t e) {
     for (int64_t p = b; p < e; ++p)
-      plane_grad_sums(x + p * S, dy + p * S, S, mean[p % C], rstd[p % C], &partial_dy[p], &partial_dy_xhat[p]);
+      with_norm_grad(act, dy, y, slope, p * S, [&](const auto& dyp) {
+        plane_grad_sums(x + p * S, dyp, S, mean[p % C], rstd[p % C], &partial_dy[p], &partial_dy_xhat[p]);
+      });
   }, 1);
   std::vector<double> sum_dy(static_cast<size_t>(C)), sum_dy_xhat(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) {
@@ -184,14 +207,15 @@ void batch_norm_backward(const float* x, const float* weight, const float* mean,
     for (int64_t p = b; p < e; ++p) {
       const int64_t c = p % C;
       const float w = weight_of(weight, c);
-      if (training) {
-        plane_dx(x + p * S, dy + p * S, dx + p * S, S, mean[c], rstd[c], w, sum_dy[c], sum_dy_xhat[c], M);
-      } else {
-        const float k = w * rstd[c];
-        const float* dyp = dy + p * S;
-        float* dxp = dx + p * S;
-        for (int64_t i = 0; i < S; ++i) dxp[i] = k * dyp[i];
-      }
+      with_norm_grad(act, dy, y, slope, p * S, [&](const auto& dyp) {
+        if (training) {
+          plane_dx(x + p * S, dyp, dx + p * S, S, mean[c], rstd[c], w, sum_dy[c], sum_dy_xhat[c], M);
+        } else {
+          const float k = w * rstd[c];
+          float* dxp = dx + p * S;
+          for (int64_t i = 0; i < S; ++i) dxp[i] = k * dyp(i);
+        }
+      });
     }
   }, 1);
 }

@@ -13,13 +13,13 @@ __global__ void relu_fwd_k(const float* x, float* y, int64_t n) {
   PW_CUDA_LOOP(i, n) y[i] = common::relu(x[i]);
 }
 __global__ void relu_bwd_k(const float* x, const float* dy, float* dx, int64_t n) {
-  PW_CUDA_LOOP(i, n) dx[i] = x[i] > 0.f ? dy[i] : 0.f;
+  PW_CUDA_LOOP(i, n) dx[i] = common::relu_grad(x[i], dy[i]);
 }
 __global__ void leaky_fwd_k(const float* x, float* y, int64_t n, float slope) {
   PW_CUDA_LOOP(i, n) y[i] = common::leaky_relu(x[i], slope);
 }
 __global__ void leaky_bwd_k(const float* x, const float* dy, float* dx, int64_t n, float slope) {
-  PW_CUDA_LOOP(i, n) dx[i] = x[i] > 0.f ? dy[i] : slope * dy[i];
+  PW_CUDA_LOOP(i, n) dx[i] = common::leaky_relu_grad(x[i], dy[i], slope);
 }
 __global__ void sigmoid_fwd_k(const float* x, float* y, int64_t n) {
   PW_CUDA_LOOP(i, n) y[i] = common::sigmoid(x[i]);

@@ -38,16 +38,25 @@ struct SqDevItem {
     acc[0] += d * d;
   }
 };
-// acc[0] += dy, acc[1] += dy * (x - mean) * rstd (float xhat, as the CPU).
+// The gradient at the normalised value j: dy itself (act none), or dy through the activation whose output
+// is y (the fused nodes), as the CPU.
+__device__ inline float norm_grad(const float* dy, const float* y, common::Act act, float slope, int64_t j) {
+  return act == common::Act::none ? dy[j] : common::activation_grad(act, y[j], dy[j], slope);
+}
+
+// acc[0] += dy, acc[1] += dy * (x - mean) * rstd (float xhat, as the CPU); dy: norm_grad.
 template <class Index>
 struct GradItem {
-  const float *x, *dy, *mean, *rstd;
+  const float *x, *dy, *y, *mean, *rstd;
+  common::Act act;
+  float slope;
   Index at;
   int64_t stat_mod;  // statistics index = g % stat_mod
   __device__ void operator()(int64_t g, int64_t i, double* acc) const {
     const int64_t j = at(g, i), s = g % stat_mod;
-    acc[0] += dy[j];
-    acc[1] += double(dy[j]) * ((x[j] - mean[s]) * rstd[s]);
+    const float d = norm_grad(dy, y, act, slope, j);
+    acc[0] += d;
+    acc[1] += double(d) * ((x[j] - mean[s]) * rstd[s]);
   }
 };
 
@@ -93,21 +102,21 @@ __global__ void normalise_k(const float* x, const float* weight, const float* bi
 
 // dx = (w*rstd) * (dy - sum_dy/M - xhat*sum_dy_xhat/M); sums per plane (instance) or channel (batch).
 __global__ void norm_dx_k(const float* x, const float* weight, const float* mean, const float* rstd,
-                          const float* dy, const double* sums, int64_t groups, float* dx, int64_t C, int64_t S,
-                          bool per_plane, double M, int64_t total) {
+                          const float* dy, const float* y, common::Act act, float slope, const double* sums,
+                          int64_t groups, float* dx, int64_t C, int64_t S, bool per_plane, double M, int64_t total) {
   PW_CUDA_LOOP(i, total) {
     const int64_t p = i / S, c = p % C, s = per_plane ? p : c;
     const float k = weight_of(weight, c) * rstd[s];
     const float mdy = float(sums[s] / M), mdx = float(sums[groups + s] / M);
-    dx[i] = k * (dy[i] - mdy - (x[i] - mean[s]) * rstd[s] * mdx);
+    dx[i] = k * (norm_grad(dy, y, act, slope, i) - mdy - (x[i] - mean[s]) * rstd[s] * mdx);
   }
 }
 
-__global__ void batch_norm_eval_dx_k(const float* weight, const float* rstd, const float* dy, float* dx, int64_t C,
-                                     int64_t S, int64_t total) {
+__global__ void batch_norm_eval_dx_k(const float* weight, const float* rstd, const float* dy, const float* y,
+                                     common::Act act, float slope, float* dx, int64_t C, int64_t S, int64_t total) {
   PW_CUDA_LOOP(i, total) {
     const int64_t c = (i / S) % C;
-    dx[i] = weight_of(weight, c) * rstd[c] * dy[i];
+    dx[i] = weight_of(weight, c) * rstd[c] * norm_grad(dy, y, act, slope, i);
   }
 }
 
@@ -163,15 +172,15 @@ void instance_norm_forward(const float* x, const float* weight, const float* bia
 }
 
 void instance_norm_backward(const float* x, const float* weight, const float* mean, const float* rstd,
-                            const float* dy, float* dx, float* dweight, float* dbias, int64_t N, int64_t C,
-                            int64_t S) {
+                            const float* dy, const float* y, common::Act act, float slope, float* dx, float* dweight,
+                            float* dbias, int64_t N, int64_t C, int64_t S) {
   if (N * C == 0) return;
   Scratch sums(size_t(2 * N * C) * sizeof(double));
-  group_reduce<2>(N * C, S, GradItem<PlaneIndex>{x, dy, mean, rstd, PlaneIndex{S}, N * C},
+  group_reduce<2>(N * C, S, GradItem<PlaneIndex>{x, dy, y, mean, rstd, act, slope, PlaneIndex{S}, N * C},
                   StoreGradSums{sums.as<double>(), N * C});
   if (dx && S > 0)
-    PW_LAUNCH(norm_dx_k, N * C * S, x, weight, mean, rstd, dy, sums.as<double>(), N * C, dx, C, S, true, double(S),
-              N * C * S);
+    PW_LAUNCH(norm_dx_k, N * C * S, x, weight, mean, rstd, dy, y, act, slope, sums.as<double>(), N * C, dx, C, S,
+              true, double(S), N * C * S);
   if (dweight || dbias) PW_LAUNCH(instance_param_grads_k, C, sums.as<double>(), N, C, dweight, dbias);
 }
 
@@ -197,19 +206,19 @@ void batch_norm_forward(const float* x, const float* weight, const float* bias, 
 }
 
 void batch_norm_backward(const float* x, const float* weight, const float* mean, const float* rstd,
-                         const float* dy, float* dx, float* dweight, float* dbias, int64_t N, int64_t C,
-                         int64_t S, bool training) {
+                         const float* dy, const float* y, common::Act act, float slope, float* dx, float* dweight,
+                         float* dbias, int64_t N, int64_t C, int64_t S, bool training) {
   if (C == 0) return;
   Scratch sums(size_t(2 * C) * sizeof(double));
-  group_reduce<2>(C, N * S, GradItem<ChannelIndex>{x, dy, mean, rstd, ChannelIndex{C, S}, C},
+  group_reduce<2>(C, N * S, GradItem<ChannelIndex>{x, dy, y, mean, rstd, act, slope, ChannelIndex{C, S}, C},
                   StoreGradSums{sums.as<double>(), C});
   if (dweight || dbias) PW_LAUNCH(batch_param_grads_k, C, sums.as<double>(), C, dweight, dbias);
   if (!dx || N * S == 0) return;
   if (training)
-    PW_LAUNCH(norm_dx_k, N * C * S, x, weight, mean, rstd, dy, sums.as<double>(), C, dx, C, S, false,
+    PW_LAUNCH(norm_dx_k, N * C * S, x, weight, mean, rstd, dy, y, act, slope, sums.as<double>(), C, dx, C, S, false,
               double(N * S), N * C * S);
   else
-    PW_LAUNCH(batch_norm_eval_dx_k, N * C * S, weight, rstd, dy, dx, C, S, N * C * S);
+    PW_LAUNCH(batch_norm_eval_dx_k, N * C * S, weight, rstd, dy, y, act, slope, dx, C, S, N * C * S);
 }
 
 }  // namespace pw::kernels::cuda

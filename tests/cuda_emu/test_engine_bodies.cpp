@@ -113,10 +113,10 @@ TEST_CASE("emulated CUDA instance and batch norm equal the CPU bodies") {
       expect_close(r2, r1, "instance_norm_forward rstd");
       std::vector<float> dx1(x.size(), 7.f), dx2(x.size(), -7.f), dw1(C, 7.f), dw2(C, -7.f), db1(C, 7.f),
           db2(C, -7.f);
-      cpu::instance_norm_backward(x.data(), wp, m1.data(), r1.data(), dy.data(), dx1.data(), dw1.data(), db1.data(), N,
-                                  C, S);
-      cuda_emu::instance_norm_backward(x.data(), wp, m1.data(), r1.data(), dy.data(), dx2.data(), dw2.data(),
-                                       db2.data(), N, C, S);
+      cpu::instance_norm_backward(x.data(), wp, m1.data(), r1.data(), dy.data(), y1.data(), act, slope, dx1.data(),
+                                  dw1.data(), db1.data(), N, C, S);
+      cuda_emu::instance_norm_backward(x.data(), wp, m1.data(), r1.data(), dy.data(), y1.data(), act, slope, dx2.data(),
+                                       dw2.data(), db2.data(), N, C, S);
       expect_close(dx2, dx1, "instance_norm_backward dx");
       expect_close(dw2, dw1, "instance_norm_backward dweight");
       expect_close(db2, db1, "instance_norm_backward dbias");
@@ -141,16 +141,16 @@ TEST_CASE("emulated CUDA instance and batch norm equal the CPU bodies") {
         INFO("training " << training);
         std::fill(dx1.begin(), dx1.end(), 7.f);
         std::fill(dx2.begin(), dx2.end(), -7.f);
-        cpu::batch_norm_backward(x.data(), wp, bm1.data(), br1.data(), dy.data(), dx1.data(), dw1.data(), db1.data(), N,
-                                 C, S, training);
-        cuda_emu::batch_norm_backward(x.data(), wp, bm1.data(), br1.data(), dy.data(), dx2.data(), dw2.data(),
-                                      db2.data(), N, C, S, training);
+        cpu::batch_norm_backward(x.data(), wp, bm1.data(), br1.data(), dy.data(), y1.data(), act, slope, dx1.data(),
+                                 dw1.data(), db1.data(), N, C, S, training);
+        cuda_emu::batch_norm_backward(x.data(), wp, bm1.data(), br1.data(), dy.data(), y1.data(), act, slope,
+                                      dx2.data(), dw2.data(), db2.data(), N, C, S, training);
         expect_close(dx2, dx1, "batch_norm_backward dx");
         expect_close(dw2, dw1, "batch_norm_backward dweight");
         expect_close(db2, db1, "batch_norm_backward dbias");
         // No outputs wanted: must not write anywhere (nothing to compare, must not crash).
-        cuda_emu::batch_norm_backward(x.data(), wp, bm1.data(), br1.data(), dy.data(), nullptr, nullptr, nullptr, N, C,
-                                      S, training);
+        cuda_emu::batch_norm_backward(x.data(), wp, bm1.data(), br1.data(), dy.data(), y1.data(), act, slope, nullptr,
+                                      nullptr, nullptr, N, C, S, training);
       }
     }
   }
@@ -407,10 +407,10 @@ TEST_CASE("emulated CUDA bodies on degenerate shapes (one channel, one voxel, gl
     expect_close(y2, y1, "instance_norm_forward, S = 1");
     expect_close(r2, r1, "instance_norm_forward rstd, S = 1");
     std::vector<float> dx1(3, 7.f), dx2(3, -7.f);
-    cpu::instance_norm_backward(x.data(), nullptr, m1.data(), r1.data(), dy.data(), dx1.data(), nullptr, nullptr, N, C,
-                                S);
-    cuda_emu::instance_norm_backward(x.data(), nullptr, m1.data(), r1.data(), dy.data(), dx2.data(), nullptr, nullptr,
-                                     N, C, S);
+    cpu::instance_norm_backward(x.data(), nullptr, m1.data(), r1.data(), dy.data(), nullptr, common::Act::none, 0.f,
+                                dx1.data(), nullptr, nullptr, N, C, S);
+    cuda_emu::instance_norm_backward(x.data(), nullptr, m1.data(), r1.data(), dy.data(), nullptr, common::Act::none, 0.f,
+                                     dx2.data(), nullptr, nullptr, N, C, S);
     expect_close(dx2, dx1, "instance_norm_backward, S = 1 (0 up to rounding)", 1e-5, 1e-6);
     std::vector<float> bm(3), bv(3), rm1 = random_values(3, 53), rv1 = random_values(3, 54, 0.5f, 2.f), rm2 = rm1, rv2 = rv1;
     cpu::batch_norm_stats(x.data(), bm.data(), bv.data(), N, C, S);
