@@ -33,10 +33,11 @@ Var upsample(const Var& x, int factor = 2, UpsampleMode mode = UpsampleMode::nea
 // Biased variance; weight/bias per channel (either may be nullptr = 1 / 0).
 Var instance_norm(const Var& x, const Var& weight, const Var& bias, float eps = 1e-5f);
 // relu(instance_norm(...)) (slope 0) or leaky_relu(instance_norm(...), slope) (slope > 0) as one node:
-// the same kernels in the same order, so the same values and gradients, but the normalised tensor is not
+// the same arithmetic in the same order, so the same values and gradients, but the normalised tensor is not
 // kept for the backward pass (the activation's derivative is read from the output: y > 0 exactly where
-// its input is), one activation-sized tensor less per layer until the backward pass reaches it. (Slope 0
-// runs ReLU's kernels: +0 where leaky_relu with slope 0 gives -0; the same numbers otherwise.)
+// its input is), one activation-sized tensor less per layer until the backward pass reaches it; the norm
+// kernels apply the activation, and its gradient, in their own passes. (Slope 0 is ReLU: +0 where
+// leaky_relu with slope 0 gives -0; the same numbers otherwise.)
 Var instance_norm_act(const Var& x, const Var& weight, const Var& bias, float slope, float eps = 1e-5f);
 // training: normalise with batch statistics and update running_mean/running_var (unbiased
 // variance, momentum weighting the new batch); else normalise with the running statistics.
