@@ -61,7 +61,7 @@ kernels::common::Act act_kind(bool act, float slope) {
   using kernels::common::Act;
   return !act ? Act::none : slope == 0.f ? Act::relu : Act::leaky;
 }
-// instance_norm, then the activation of slope in place when act (instance_norm_act).
+// instance_norm, and the activation of slope when act (instance_norm_act), applied by the norm kernels.
 Var instance_norm_impl(const char* op, const Var& x, const Var& weight, const Var& bias, float eps, bool act,
                        float slope) {
   Planes p = check_norm_inputs(x, weight, bias, op);
@@ -81,7 +81,7 @@ Var instance_norm_impl(const char* op, const Var& x, const Var& weight, const Va
   });
 }
 
-// batch_norm, then the activation of slope in place when act (batch_norm_act).
+// batch_norm, and the activation of slope when act (batch_norm_act), applied by the norm kernels.
 Var batch_norm_impl(const char* op, const Var& x, const Var& weight, const Var& bias, Tensor& running_mean,
                     Tensor& running_var, bool training, float momentum, float eps, bool act, float slope) {
   Planes p = check_norm_inputs(x, weight, bias, op);

@@ -2,6 +2,8 @@
 // activation that the normalisation kernels apply to their output (instance_norm_act, batch_norm_act).
 #pragma once
 
+#include <cstdint>
+
 #include "kernels/common/hd.h"
 
 namespace pw::kernels::common {
@@ -22,6 +24,10 @@ PW_HD inline float relu_grad(float y, float g) { return y > 0.f ? g : 0.f; }
 PW_HD inline float leaky_relu_grad(float y, float g, float slope) { return y > 0.f ? g : slope * g; }
 PW_HD inline float activation_grad(Act act, float y, float g, float slope) {
   return act == Act::relu ? relu_grad(y, g) : act == Act::leaky ? leaky_relu_grad(y, g, slope) : g;
+}
+// The same for element i of arrays y and g; y is not read with Act::none (it may then be nullptr).
+PW_HD inline float activation_grad_at(Act act, const float* y, const float* g, int64_t i, float slope) {
+  return act == Act::none ? g[i] : activation_grad(act, y[i], g[i], slope);
 }
 
 }  // namespace pw::kernels::common

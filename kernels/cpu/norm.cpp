@@ -46,7 +46,7 @@ struct NormGrad {
   const float* dy;
   const float* y;
   float slope;
-  float operator()(int64_t i) const { return A == common::Act::none ? dy[i] : common::activation_grad(A, y[i], dy[i], slope); }
+  float operator()(int64_t i) const { return common::activation_grad_at(A, y, dy, i, slope); }
 };
 // f(NormGrad<act>{...}) for the plane at offset `at`.
 template <class F>

@@ -38,13 +38,10 @@ struct SqDevItem {
     acc[0] += d * d;
   }
 };
-// The gradient at the normalised value j: dy itself (act none), or dy through the activation whose output
-// is y (the fused nodes), as the CPU.
-__device__ inline float norm_grad(const float* dy, const float* y, common::Act act, float slope, int64_t j) {
-  return act == common::Act::none ? dy[j] : common::activation_grad(act, y[j], dy[j], slope);
-}
+// The gradient at the normalised values: dy itself (act none), or dy through the activation whose output is
+// y (the fused nodes): common::activation_grad_at, as the CPU.
 
-// acc[0] += dy, acc[1] += dy * (x - mean) * rstd (float xhat, as the CPU); dy: norm_grad.
+// acc[0] += dy, acc[1] += dy * (x - mean) * rstd (float xhat, as the CPU).
 template <class Index>
 struct GradItem {
   const float *x, *dy, *y, *mean, *rstd;
@@ -54,7 +51,7 @@ struct GradItem {
   int64_t stat_mod;  // statistics index = g % stat_mod
   __device__ void operator()(int64_t g, int64_t i, double* acc) const {
     const int64_t j = at(g, i), s = g % stat_mod;
-    const float d = norm_grad(dy, y, act, slope, j);
+    const float d = common::activation_grad_at(act, y, dy, j, slope);
     acc[0] += d;
     acc[1] += double(d) * ((x[j] - mean[s]) * rstd[s]);
   }
@@ -108,7 +105,7 @@ __global__ void norm_dx_k(const float* x, const float* weight, const float* mean
     const int64_t p = i / S, c = p % C, s = per_plane ? p : c;
     const float k = weight_of(weight, c) * rstd[s];
     const float mdy = float(sums[s] / M), mdx = float(sums[groups + s] / M);
-    dx[i] = k * (norm_grad(dy, y, act, slope, i) - mdy - (x[i] - mean[s]) * rstd[s] * mdx);
+    dx[i] = k * (common::activation_grad_at(act, y, dy, i, slope) - mdy - (x[i] - mean[s]) * rstd[s] * mdx);
   }
 }
 
@@ -116,7 +113,7 @@ __global__ void batch_norm_eval_dx_k(const float* weight, const float* rstd, con
                                      common::Act act, float slope, float* dx, int64_t C, int64_t S, int64_t total) {
   PW_CUDA_LOOP(i, total) {
     const int64_t c = (i / S) % C;
-    dx[i] = weight_of(weight, c) * rstd[c] * norm_grad(dy, y, act, slope, i);
+    dx[i] = weight_of(weight, c) * rstd[c] * common::activation_grad_at(act, y, dy, i, slope);
   }
 }
 
