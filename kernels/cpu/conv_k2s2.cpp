@@ -28,7 +28,6 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/cpu/prefetch.h"
 #include "kernels/cpu/work_items.h"
 #include "kernels/cpu_paths.h"
 
@@ -108,10 +107,9 @@ inline void Vec<4>::store_pair_sums(float* p, T v, float base) {
 }
 
 #ifdef __AVX2__
-// A plain 16-byte load and three shuffles, no constant register. Eigen's ploaddup (a vbroadcastf128
-// builtin) made GCC keep micro_adjoint's accumulators in memory: it stored all 12 of them on every step of
-// its loop (Zen 2, one store per cycle: the data gradient ran at half its FMA rate); a vpermps with its
-// index register still spilled one accumulator.
+// A plain 16-byte load and three shuffles, no constant register. (Written when micro_adjoint duplicated dy
+// in its loop: Eigen's ploaddup, a vbroadcastf128 builtin, made GCC store all 12 accumulators on every step
+// there; now dup_positions and the weight pass's copy use it, outside the micro-kernels.)
 template <>
 inline Vec<8>::T Vec<8>::dup(const float* p) {
   const __m128 x = _mm_loadu_ps(p);                                                          // p0 p1 p2 p3
@@ -283,21 +281,24 @@ void forward_lanes(const ConvGeom& g, const float* x, const float* w, const floa
 enum class Store { plain, prefetched, streamed };
 
 // dx of taps [t0, t0 + rows) at the nv positions p, from all K = cout channels of dy (+ bias per tap),
-// stored as S says (prefetched: a tap row per channel o).
+// stored as S says (prefetched: a tap row per channel o). dq: the positions' dy, duplicated (dup_positions),
+// K vectors per position.
 template <int L, Store S>
-inline void micro_adjoint(int64_t K, const float* wq, const float* dys, int64_t P, const Pos* p, int nv,
-                          const Pos* ahead, const int64_t* off, const float* bias, float* dxs, int rows) {
+inline void micro_adjoint(int64_t K, const float* wq, const float* dq, const Pos* p, int nv, const Pos* ahead,
+                          const int64_t* off, const float* bias, float* dxs, int rows) {
   using V = Vec<L>;
   typename V::T acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
-  const int64_t d0 = p[0].dst, d1 = p[nv > 1 ? 1 : 0].dst, d2 = p[nv > 2 ? 2 : 0].dst;
-  for (int64_t o = 0; o < K; ++o, wq += MR * 2) {
-    const float* dyo = dys + o * P;
-    const typename V::T c0 = V::dup(dyo + d0), c1 = V::dup(dyo + d1), c2 = V::dup(dyo + d2);
+  const int64_t q1 = nv > 1 ? K * L : 0, q2 = nv > 2 ? 2 * K * L : 0;
+  for (int64_t o = 0; o < K; ++o, wq += MR * 2, dq += L) {
+    typename V::T c0 = V::load(dq), c1 = V::load(dq + q1), c2 = V::load(dq + q2);
+    asm("" : "+x"(c0), "+x"(c1), "+x"(c2));  // in registers: GCC otherwise folds each into its 4 FMAs (16 loads)
     if constexpr (S == Store::prefetched) {  // tap row min(o, rows - 1): no branch (GCC then keeps acc in registers)
       const int64_t row = off[std::min<int64_t>(o, rows - 1)];
-      for (int v = 0; v < NV; ++v) prefetch_w(dxs + row + ahead[v].src);
+      // The intrinsic, not prefetch_w: an asm statement reading memory made GCC store all 12 accumulators
+      // on every step (as micro_forward's comment says); with -march=native this is prefetchw too.
+      for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(dxs + row + ahead[v].src), _MM_HINT_ET0);
     }
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
@@ -319,6 +320,24 @@ inline void micro_adjoint(int64_t K, const float* wq, const float* dys, int64_t 
   }
 }
 
+// The dy vectors of one sample's positions, duplicated (lanes 2j, 2j+1 = output j), position-major: the
+// vector of (position i, channel o) at (i * cout + o) * L. Built once per tile, so the adjoint's loop
+// over the tap blocks reads plain vectors (duplicating there cost three shuffles per vector and tap
+// block, which share the FMA ports: the data gradient ran at ~75% of the forward's rate).
+template <int L>
+void dup_positions(const std::vector<Pos>& pos, const float* dys, int64_t cout, int64_t P, std::vector<float>& dq) {
+  const int64_t npos = static_cast<int64_t>(pos.size());
+  dq.resize(static_cast<size_t>(npos * cout * L));
+  for (int64_t i = 0; i < npos; ++i)
+    for (int64_t o = 0; o < cout; ++o)
+      Vec<L>::store(dq.data() + (i * cout + o) * L, Vec<L>::dup(dys + o * P + pos[i].dst));
+}
+
+std::vector<float>& thread_dy_copy() {
+  thread_local std::vector<float> buf;
+  return buf;
+}
+
 template <int L>
 void adjoint_lanes(const ConvGeom& g, const float* dy, const float* w, const float* b, float* dx) {
   const Layout lay(g);
@@ -334,7 +353,8 @@ void adjoint_lanes(const ConvGeom& g, const float* dy, const float* w, const flo
     const int64_t s = item / tiles.ntiles, t = item % tiles.ntiles;
     std::vector<Pos>& pos = thread_positions();
     build_positions(g, lay.kd, tiles.begin(t), tiles.end(t), L / 2, pos);
-    const float* dys = dy + s * g.cout * P;
+    std::vector<float>& dq = thread_dy_copy();
+    dup_positions<L>(pos, dy + s * g.cout * P, g.cout, P, dq);
     float* dxs = dx + s * g.cin * lay.in_vol;
     const int64_t npos = static_cast<int64_t>(pos.size());
     for (int64_t t0 = 0; t0 < lay.taps; t0 += MR)
@@ -345,8 +365,8 @@ void adjoint_lanes(const ConvGeom& g, const float* dy, const float* w, const flo
         auto micro = stream  ? micro_adjoint<L, Store::streamed>
                      : ahead ? micro_adjoint<L, Store::prefetched>
                              : micro_adjoint<L, Store::plain>;
-        micro(g.cout, wq.data() + t0 * g.cout * 2, dys, P, pos.data() + i, nv, ahead, lay.off.data() + t0,
-              b ? tap_bias.data() + t0 : nullptr, dxs, rows);
+        micro(g.cout, wq.data() + t0 * g.cout * 2, dq.data() + i * g.cout * L, pos.data() + i, nv, ahead,
+              lay.off.data() + t0, b ? tap_bias.data() + t0 : nullptr, dxs, rows);
       }
     if (stream) _mm_sfence();  // the streamed lines are visible before the item counts as done
   });
@@ -379,11 +399,6 @@ inline void micro_weight(const Pos* p, int64_t i0, int64_t i1, const float* dyb,
   }
   for (int o = 0; o < MO; ++o)
     for (int k = 0; k < NK; ++k) V::store(part + (o * kp + k) * L, acc[o][k]);
-}
-
-std::vector<float>& thread_dy_copy() {
-  thread_local std::vector<float> buf;
-  return buf;
 }
 
 template <int L>
