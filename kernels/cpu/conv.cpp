@@ -87,7 +87,11 @@ void with_packet(int64_t w, const F& f) {
 // thread's, a tile's in each worker's --, 3: weight-gradient partial sums; 0 and 3 owned by the calling
 // thread); each grows to the largest size asked and is kept (pool threads live on), so no allocation
 // happens per tile.
-float* thread_buffer(int slot, int64_t n) {
+// The thread-local accessors of the conv kernels are noinline: inlined, their variables' address in -fPIC
+// code is a __tls_get_addr call, which GCC re-derived inside hot loops (rather than keep it in a register),
+// each time with a vzeroupper and the vector registers saved around it: k3 s2 forward + both gradients
+// 16.4 -> 15.4 ms, stride-1 direct 77.0 -> 73.6 (Zen 2, bench/RESULTS.md).
+[[gnu::noinline]] float* thread_buffer(int slot, int64_t n) {
   thread_local std::vector<float, Eigen::aligned_allocator<float>> buf[4];
   if (static_cast<int64_t>(buf[slot].size()) < n) buf[slot].resize(static_cast<size_t>(n));
   return buf[slot].data();
@@ -379,7 +383,7 @@ struct Positions {
   int64_t size() const { return static_cast<int64_t>(src.size()); }
 };
 
-Positions& thread_positions() {
+[[gnu::noinline]] Positions& thread_positions() {
   thread_local Positions pos;
   return pos;
 }
@@ -397,6 +401,9 @@ inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const f
   const float* s0 = xs + pos.src[i];
   const float* s1 = xs + pos.src[i + (nv > 1 ? 1 : 0)];
   const float* s2 = xs + pos.src[i + (nv > 2 ? 2 : 0)];
+  // Read once here, not in the store loop (pos is a thread-local: see thread_buffer).
+  const int64_t* dst = pos.dst.data() + i;
+  const int* valid_lanes = pos.valid.data() + i;
   Pk acc[MR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
@@ -416,8 +423,8 @@ inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const f
   for (int r = 0; r < rows; ++r) {
     const Pk b = pset1<Pk>(bias ? bias[r] : 0.0f);
     for (int v = 0; v < nv; ++v) {
-      float* yv = y + r * P + pos.dst[i + v];
-      const int valid = pos.valid[i + v];
+      float* yv = y + r * P + dst[v];
+      const int valid = valid_lanes[v];
       if (valid == V) {
         pstoreu(yv, padd(acc[r][v], add ? ploadu<Pk>(yv) : b));
       } else {

@@ -199,7 +199,8 @@ const Pos* positions_ahead(const std::vector<Pos>& pos, int64_t i) {
   return a + NV <= static_cast<int64_t>(pos.size()) ? pos.data() + a : nullptr;
 }
 
-std::vector<Pos>& thread_positions() {
+// noinline: see thread_buffer in conv.cpp (thread-local addresses in hot loops).
+[[gnu::noinline]] std::vector<Pos>& thread_positions() {
   thread_local std::vector<Pos> pos;
   return pos;
 }
@@ -333,7 +334,7 @@ void dup_positions(const std::vector<Pos>& pos, const float* dys, int64_t cout, 
       Vec<L>::store(dq.data() + (i * cout + o) * L, Vec<L>::dup(dys + o * P + pos[i].dst));
 }
 
-std::vector<float>& thread_dy_copy() {
+[[gnu::noinline]] std::vector<float>& thread_dy_copy() {
   thread_local std::vector<float> buf;
   return buf;
 }

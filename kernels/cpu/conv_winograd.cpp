@@ -56,7 +56,8 @@ struct Scratch {
   Buffer v, m, slab, src, dy;  // a block's V and M, a slab's outputs, its source and dy rows (workers)
   Buffer u, part;              // transformed weights, partial sums (calling thread)
 };
-Scratch& scratch() {
+// noinline: see thread_buffer in conv.cpp (thread-local addresses in hot loops).
+[[gnu::noinline]] Scratch& scratch() {
   thread_local Scratch s;
   return s;
 }
