@@ -1,11 +1,13 @@
 #include "engine/device.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -31,25 +33,39 @@ namespace {
 
 namespace {
 
-// Whether large blocks ask for transparent huge pages (MADV_HUGEPAGE): cpu_huge_pages_wanted() with this
-// process's PW_HUGEPAGES and THP defrag setting, read once. Under the usual "madvise" defrag (and "always",
+// The first line of a small system file ("" when unreadable).
+std::string read_small_file(const char* path) {
+  std::string text;
+#if defined(__linux__)
+  if (std::FILE* f = std::fopen(path, "r")) {
+    char buf[4096] = {};
+    text.assign(buf, std::fread(buf, 1, sizeof buf - 1, f));
+    std::fclose(f);
+  }
+#endif
+  return text;
+}
+
+// When large blocks ask for transparent huge pages (MADV_HUGEPAGE): cpu_huge_pages_mode() with this process's
+// PW_HUGEPAGES and THP defrag setting, read once. Under the usual "madvise" defrag (and "always",
 // "defer+madvise") a fault in an advised region compacts memory synchronously when no free 2 MiB page is at
 // hand: measured on the build machine with 6 GB of page cache, touching 1 GiB of fresh advised blocks took
 // 9.3 s against 0.4 s with 4 KiB pages, and the first U-Net training step 1.9 s against 0.33 s for the next
-// ones. A stall of seconds costs more than the 10-15% the huge pages buy a rotated gather.
-bool huge_pages() {
-  static const bool on = [] {
-    std::string defrag;
-#if defined(__linux__)
-    if (std::FILE* f = std::fopen("/sys/kernel/mm/transparent_hugepage/defrag", "r")) {
-      char buf[128] = {};
-      defrag.assign(buf, std::fread(buf, 1, sizeof buf - 1, f));
-      std::fclose(f);
-    }
-#endif
-    return cpu_huge_pages_wanted(std::getenv("PW_HUGEPAGES"), defrag.empty() ? nullptr : defrag.c_str());
+// ones. So there a block asks only while free 2 MiB blocks abound (cpu_huge_pages_spare): the affine gathers
+// from a 256^3 volume are 9-12% faster with them (bench/RESULTS.md, Zen 2).
+HugePages huge_pages() {
+  static const HugePages mode = [] {
+    const std::string defrag = read_small_file("/sys/kernel/mm/transparent_hugepage/defrag");
+    return cpu_huge_pages_mode(std::getenv("PW_HUGEPAGES"), defrag.empty() ? nullptr : defrag.c_str());
   }();
-  return on;
+  return mode;
+}
+
+// Whether a new block of `bytes` (a huge-page candidate) asks for huge pages now.
+bool advise_huge(size_t bytes) {
+  if (huge_pages() != HugePages::when_free) return huge_pages() == HugePages::always;
+  const std::string info = read_small_file("/proc/buddyinfo");
+  return cpu_huge_pages_spare(bytes, info.empty() ? nullptr : info.c_str());
 }
 
 // CPU memory: 64-byte aligned. Blocks of 64 KiB up to 64 MiB are rounded up to a size class (1/8 steps
@@ -101,7 +117,9 @@ class CpuCache {
   // 4 KiB pages of its source, and with 2 MiB pages the TLB misses go (affine gather from a 256^3 volume
   // 13-16% faster). Elsewhere both come from aligned_alloc.
   static constexpr size_t kHuge = size_t(2) << 20, kHugeMin = size_t(8) << 20, kMapMin = size_t(1) << 20;
-  static bool huge(size_t sz) { return sz >= kHugeMin && huge_pages(); }
+  // Blocks that may hold huge pages are 2 MiB aligned and sized (a fixed choice: os_free recomputes the
+  // size); each asks for them or not when mapped (advise_huge).
+  static bool huge(size_t sz) { return sz >= kHugeMin && huge_pages() != HugePages::never; }
   static size_t os_bytes(size_t sz) { return huge(sz) ? (sz + kHuge - 1) / kHuge * kHuge : sz; }
   static void* os_alloc(size_t sz) {
     const size_t align = huge(sz) ? kHuge : 64, bytes = os_bytes(sz);
@@ -130,7 +148,7 @@ class CpuCache {
     if (a + extra > start) munmap(reinterpret_cast<void*>(start + bytes), a + extra - start);
     void* p = reinterpret_cast<void*>(start);
 #if defined(MADV_HUGEPAGE)
-    if (align == kHuge) madvise(p, bytes, MADV_HUGEPAGE);
+    if (align == kHuge && advise_huge(bytes)) madvise(p, bytes, MADV_HUGEPAGE);
 #endif
     return p;
   }
@@ -184,11 +202,30 @@ CpuCache& cpu_cache() {
 void cpu_cache_release() { cpu_cache().release(); }
 size_t cpu_cache_bytes() { return cpu_cache().cached(); }
 
-bool cpu_huge_pages_wanted(const char* env, const char* defrag) {
-  if (env && *env) return std::strcmp(env, "0") != 0;
-  if (!defrag) return false;
+HugePages cpu_huge_pages_mode(const char* env, const char* defrag) {
+  if (env && *env) return std::strcmp(env, "0") != 0 ? HugePages::always : HugePages::never;
+  if (!defrag) return HugePages::never;
   const std::string mode(defrag);  // the chosen mode is in brackets: "always defer [madvise] never"
-  return mode.find("[defer]") != std::string::npos || mode.find("[never]") != std::string::npos;
+  const bool no_stall = mode.find("[defer]") != std::string::npos || mode.find("[never]") != std::string::npos;
+  return no_stall ? HugePages::always : HugePages::when_free;
+}
+
+bool cpu_huge_pages_spare(size_t bytes, const char* buddyinfo) {
+  if (!buddyinfo) return false;
+  // Lines "Node 0, zone   Normal  c0 c1 ... c10": c_k free blocks of 2^k pages of 4 KiB.
+  double free_bytes = 0.0;
+  std::istringstream lines(buddyinfo);
+  for (std::string line; std::getline(lines, line);) {
+    const size_t z = line.find("zone");
+    if (z == std::string::npos) continue;
+    std::istringstream fields(line.substr(z + 4));
+    std::string zone;
+    fields >> zone;
+    double count = 0.0;
+    for (int order = 0; fields >> count; ++order)
+      if (order >= 9) free_bytes += count * std::ldexp(4096.0, order);
+  }
+  return free_bytes >= 2.0 * static_cast<double>(bytes) + std::ldexp(1.0, 30);
 }
 
 void* device_alloc(Device d, size_t bytes) {

@@ -95,13 +95,28 @@ TEST_CASE("CPU allocator reuses released large blocks and keeps alignment") {
   CHECK(cpu_cache_bytes() == 0);
 }
 
-TEST_CASE("CPU allocator asks for huge pages only where no fault can wait for compaction") {
-  CHECK(cpu_huge_pages_wanted("1", "always defer defer+madvise [madvise] never"));
-  CHECK_FALSE(cpu_huge_pages_wanted("0", "always [defer] defer+madvise madvise never"));
-  CHECK(cpu_huge_pages_wanted("", "always [defer] defer+madvise madvise never\n"));  // empty: unset
-  CHECK(cpu_huge_pages_wanted(nullptr, "always defer defer+madvise madvise [never]"));
-  CHECK_FALSE(cpu_huge_pages_wanted(nullptr, "always defer defer+madvise [madvise] never"));
-  CHECK_FALSE(cpu_huge_pages_wanted(nullptr, "[always] defer defer+madvise madvise never"));
-  CHECK_FALSE(cpu_huge_pages_wanted(nullptr, "always defer [defer+madvise] madvise never"));
-  CHECK_FALSE(cpu_huge_pages_wanted(nullptr, nullptr));  // no THP on this system
+TEST_CASE("CPU allocator asks for huge pages where no fault waits for compaction, else while free ones abound") {
+  using pw::HugePages;
+  CHECK(cpu_huge_pages_mode("1", "always defer defer+madvise [madvise] never") == HugePages::always);
+  CHECK(cpu_huge_pages_mode("0", "always [defer] defer+madvise madvise never") == HugePages::never);
+  CHECK(cpu_huge_pages_mode("", "always [defer] defer+madvise madvise never\n") == HugePages::always);  // empty: unset
+  CHECK(cpu_huge_pages_mode(nullptr, "always defer defer+madvise madvise [never]") == HugePages::always);
+  CHECK(cpu_huge_pages_mode(nullptr, "always defer defer+madvise [madvise] never") == HugePages::when_free);
+  CHECK(cpu_huge_pages_mode(nullptr, "[always] defer defer+madvise madvise never") == HugePages::when_free);
+  CHECK(cpu_huge_pages_mode(nullptr, "always defer [defer+madvise] madvise never") == HugePages::when_free);
+  CHECK(cpu_huge_pages_mode(nullptr, nullptr) == HugePages::never);  // no THP on this system
+  // /proc/buddyinfo of the build machine: order 9 (2 MiB) 1 + 1 + 83 blocks, order 10 (4 MiB) 3 + 753 + 1877.
+  const char* roomy =
+      "Node 0, zone      DMA      0      0      0      0      0      0      0      0      1      1      3 \n"
+      "Node 0, zone    DMA32      0      4      2      2      1      2      0      3      3      1    753 \n"
+      "Node 0, zone   Normal   4890   2973   2630   3164   1779    873    414    214    102     83   1877 \n";
+  const size_t MiB = size_t(1) << 20, free_huge = (85 * 2 + 2633 * 4) * MiB;  // 10702 MiB
+  CHECK(pw::cpu_huge_pages_spare(64 * MiB, roomy));
+  CHECK(pw::cpu_huge_pages_spare((free_huge - 1024 * MiB) / 2, roomy));       // just covered twice + 1 GiB
+  CHECK_FALSE(pw::cpu_huge_pages_spare((free_huge - 1024 * MiB) / 2 + MiB, roomy));
+  // Fragmented: plenty of free small blocks, few of 2 MiB and more.
+  const char* fragmented = "Node 0, zone   Normal 900000 400000 100000 5000 300 20 9 5 3 100 200 \n";
+  CHECK_FALSE(pw::cpu_huge_pages_spare(8 * MiB, fragmented));  // 1000 MiB of 2 MiB blocks < 16 MiB + 1 GiB
+  CHECK_FALSE(pw::cpu_huge_pages_spare(8 * MiB, nullptr));     // unreadable
+  CHECK_FALSE(pw::cpu_huge_pages_spare(8 * MiB, ""));
 }
