@@ -21,6 +21,13 @@
 //     pays where L2 holds both (1 MB and more: Zen 4 k3 s2 16->16 forward 3.75 -> 3.45 ms); with a 512 KB
 //     L2 the prefetched lines evict the copy being read (Zen 2, k3 s2 16->16, 6 alternating rounds:
 //     forward 5.73 ms with, 5.43 without; forward + both gradients 18.95 with, 17.9 without).
+//
+//   nearest prefetch rows: the nearest gather's strips (gather.cpp) prefetch the source lines of the groups
+//     two planes ahead for every other row of patch voxels at most a voxel and a quarter apart (Zen 4, 2
+//     threads: 1.50 -> 1.33 ms against every row) or for every row (Zen 2: 2.35 -> 2.16 ms with huge
+//     pages, 2.63 -> 2.34 without, against every other row). The two measured CPUs differ in their L2 (1 MB
+//     and 512 KB per core), so the choice goes with tile prefetch's L2 test (other CPUs: unmeasured).
+//     Both give identical results.
 #pragma once
 #include <string>
 
@@ -44,6 +51,10 @@ void set_conv_path(ConvPath path);
 // PW_TILE_PREFETCH=0|1 if set, otherwise whether this CPU's L2 per core (sysconf) is at least 1 MB
 // (unknown: yes).
 bool tile_prefetch();
+
+// PW_NEAREST_PREFETCH=all|half if set (all rows, every other row), otherwise by the same L2 test as
+// tile_prefetch (L2 of 1 MB and more: half).
+bool nearest_prefetch_all_rows();
 
 // One line naming the CPU (vendor, family, model name) and the paths chosen, for logs and benchmarks.
 std::string cpu_paths_description();

@@ -80,11 +80,8 @@ std::atomic<int>& conv_state() {
   return s;
 }
 
-bool choose_tile_prefetch() {
-  if (const char* s = std::getenv("PW_TILE_PREFETCH")) {  // unset, empty or another value: by the L2 size
-    if (std::strcmp(s, "0") == 0) return false;
-    if (std::strcmp(s, "1") == 0) return true;
-  }
+// Whether this CPU's L2 per core (sysconf) is at least 1 MB (unknown: yes).
+bool large_l2() {
 #ifdef _SC_LEVEL2_CACHE_SIZE  // glibc
   const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);  // bytes per core; 0 or -1 where unknown
   return l2 <= 0 || l2 >= (1L << 20);
@@ -93,11 +90,25 @@ bool choose_tile_prefetch() {
 #endif
 }
 
+// The environment variable's value if it is one of the two, otherwise `fallback`.
+bool env_choice(const char* name, const char* yes, const char* no, bool fallback) {
+  if (const char* s = std::getenv(name)) {  // unset, empty or another value: the fallback
+    if (std::strcmp(s, yes) == 0) return true;
+    if (std::strcmp(s, no) == 0) return false;
+  }
+  return fallback;
+}
+
 }  // namespace
 
 bool tile_prefetch() {
-  static const bool on = choose_tile_prefetch();
+  static const bool on = env_choice("PW_TILE_PREFETCH", "1", "0", large_l2());
   return on;
+}
+
+bool nearest_prefetch_all_rows() {
+  static const bool all = env_choice("PW_NEAREST_PREFETCH", "all", "half", !large_l2());
+  return all;
 }
 
 ConvPath conv_path() { return ConvPath(conv_state().load(std::memory_order_relaxed)); }
@@ -118,6 +129,7 @@ std::string cpu_paths_description() {
   if (!kHaveVectorGathers) s += " (built without AVX2)";
   s += conv_path() == ConvPath::special ? "; convs: Winograd 3x3x3, k2 s2 in place" : "; convs: direct loops";
   s += tile_prefetch() ? "; strided tiles prefetched" : "; strided tiles not prefetched";
+  s += nearest_prefetch_all_rows() ? "; nearest strips prefetch every row" : "; nearest strips prefetch every other row";
   return s;
 }
 

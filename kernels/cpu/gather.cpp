@@ -482,9 +482,9 @@ struct RowGather {
   // the prefetch instructions for almost the same lines: bench_gather trilinear (Zen 4, 2 threads) 4.39
   // -> 3.76 ms. Larger steps (coarser sampling) and nearest voxels, which read one voxel that their
   // neighbours' lines need not hold, prefetch every voxel (nearest subsampled: one thread lost 10-30%);
-  // by strips (below), nearest groups do skip every other row: the voxel of row x1 + 1 lies between
+  // by strips (below), nearest groups may skip every other row: the voxel of row x1 + 1 lies between
   // those of rows x1 and x1 + 2, and the next row's group follows at once (bench_gather nearest, Zen 4,
-  // 2 threads: 1.50 -> 1.33 ms).
+  // 2 threads: 1.50 -> 1.33 ms; on Zen 2 every row is faster: nearest_prefetch_all_rows).
   static constexpr int64_t kAheadPlanes = 2;
   static bool unit_steps(const PatchMatrix& M) {
     for (int k = 0; k < 3; ++k)
@@ -554,7 +554,7 @@ struct RowGather {
       const int64_t a = x0 + kAheadPlanes;
       int32_t* ahead = nullptr;
       if (a < s0) ahead = ring.slot(a), ring.mark(p, a);  // filled by channel 0's pass below
-      const int64_t step = unit_steps(M) ? 2 : 1;
+      const int64_t step = unit_steps(M) && !nearest_prefetch_all_rows() ? 2 : 1;  // kernels/cpu_paths.h
       for (int64_t c = 0; c < g.channels; ++c)
         to_plane(op + c * PN, s1 * s2, stream, [&](O* dst) {
           nearest_plane_from<ND>(sq + c * V, M, s1, s2, H, W, idx, dst, c == 0 ? ahead : nullptr, a, step,
