@@ -33,7 +33,7 @@ namespace {
 
 namespace {
 
-// The first line of a small system file ("" when unreadable).
+// The text of a small system file (its first 4 KiB; "" when unreadable).
 std::string read_small_file(const char* path) {
   std::string text;
 #if defined(__linux__)
