@@ -401,9 +401,6 @@ inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const f
   const float* s0 = xs + pos.src[i];
   const float* s1 = xs + pos.src[i + (nv > 1 ? 1 : 0)];
   const float* s2 = xs + pos.src[i + (nv > 2 ? 2 : 0)];
-  // Read once here, not in the store loop (pos is a thread-local: see thread_buffer).
-  const int64_t* dst = pos.dst.data() + i;
-  const int* valid_lanes = pos.valid.data() + i;
   Pk acc[MR][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
@@ -423,8 +420,8 @@ inline void micro_direct(int64_t K, const int64_t* off, const float* wp, const f
   for (int r = 0; r < rows; ++r) {
     const Pk b = pset1<Pk>(bias ? bias[r] : 0.0f);
     for (int v = 0; v < nv; ++v) {
-      float* yv = y + r * P + dst[v];
-      const int valid = valid_lanes[v];
+      float* yv = y + r * P + pos.dst[i + v];
+      const int valid = pos.valid[i + v];
       if (valid == V) {
         pstoreu(yv, padd(acc[r][v], add ? ploadu<Pk>(yv) : b));
       } else {

@@ -334,6 +334,8 @@ void dup_positions(const std::vector<Pos>& pos, const float* dys, int64_t cout, 
       Vec<L>::store(dq.data() + (i * cout + o) * L, Vec<L>::dup(dys + o * P + pos[i].dst));
 }
 
+// A thread's copy of dy, duplicated (the adjoint's dup_positions, the weight pass's rows); noinline as
+// thread_positions.
 [[gnu::noinline]] std::vector<float>& thread_dy_copy() {
   thread_local std::vector<float> buf;
   return buf;

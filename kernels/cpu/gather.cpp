@@ -494,6 +494,11 @@ struct RowGather {
   // 1 or 2 (never more): the rows test x1 & (step - 1), not x1 % step, a 64-bit division per row (per group of 8
   // voxels in strips; 14-46 cycles on Zen 2, where it cost the gathers 6-9%).
   static int64_t prefetch_step(const PatchMatrix& M) { return kLinear && unit_steps(M) ? 2 : 1; }
+  // The same for strips (plane_strips, nearest_plane_from), where unit-step nearest groups may skip every
+  // other row too, on CPUs that prefer it (kernels/cpu_paths.h).
+  static int64_t strip_prefetch_step(const PatchMatrix& M) {
+    return unit_steps(M) && (kLinear || !nearest_prefetch_all_rows()) ? 2 : 1;
+  }
   // Whether a patch's planes go by strips (plane_strips; AVX2 bodies): patches
   // inside the source, nearest with int32 indices, trilinear of a float source. A rotated row meets new
   // source lines at almost every voxel unless it runs along the source's x axis, and the next row, 32
@@ -518,7 +523,7 @@ struct RowGather {
 #ifdef PW_GATHER_PAIRS
     if constexpr (kStripLinear) {
       const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2], V = g.vol_numel(), PN = g.patch_numel();
-      const int64_t ahead = x0 + kAheadPlanes < s0 ? x0 + kAheadPlanes : -1, step = unit_steps(M) ? 2 : 1;
+      const int64_t ahead = x0 + kAheadPlanes < s0 ? x0 + kAheadPlanes : -1, step = strip_prefetch_step(M);
       const int32_t H = int32_t(g.vol[1]), W = int32_t(g.vol[2]);
       for (int64_t c = 0; c < g.channels; ++c) {
         if (scalar_loads) plane_strips<true>(sq + c * V, M, x0, s1, s2, H, W, op + c * PN, ahead, step);
@@ -554,7 +559,7 @@ struct RowGather {
       const int64_t a = x0 + kAheadPlanes;
       int32_t* ahead = nullptr;
       if (a < s0) ahead = ring.slot(a), ring.mark(p, a);  // filled by channel 0's pass below
-      const int64_t step = unit_steps(M) && !nearest_prefetch_all_rows() ? 2 : 1;  // kernels/cpu_paths.h
+      const int64_t step = strip_prefetch_step(M);
       for (int64_t c = 0; c < g.channels; ++c)
         to_plane(op + c * PN, s1 * s2, stream, [&](O* dst) {
           nearest_plane_from<ND>(sq + c * V, M, s1, s2, H, W, idx, dst, c == 0 ? ahead : nullptr, a, step,
