@@ -329,9 +329,11 @@ template <int L>
 void dup_positions(const std::vector<Pos>& pos, const float* dys, int64_t cout, int64_t P, std::vector<float>& dq) {
   const int64_t npos = static_cast<int64_t>(pos.size());
   dq.resize(static_cast<size_t>(npos * cout * L));
-  for (int64_t i = 0; i < npos; ++i)
-    for (int64_t o = 0; o < cout; ++o)
-      Vec<L>::store(dq.data() + (i * cout + o) * L, Vec<L>::dup(dys + o * P + pos[i].dst));
+  float* const q = dq.data();
+  for (int64_t o = 0; o < cout; ++o) {  // channel by channel: dy's reads run along one plane
+    const float* const plane = dys + o * P;
+    for (int64_t i = 0; i < npos; ++i) Vec<L>::store(q + (i * cout + o) * L, Vec<L>::dup(plane + pos[i].dst));
+  }
 }
 
 // A thread's copy of dy, duplicated (the adjoint's dup_positions, the weight pass's rows); noinline as
@@ -421,8 +423,9 @@ void weight_lanes(const ConvGeom& g, const float* x, const float* dy, float* dw)
     build_positions(g, lay.kd, tiles.begin(t), tiles.end(t), L / 2, pos);
     const int64_t npos = static_cast<int64_t>(pos.size()), ld = (npos + 1) * L;  // +1: rows not 2^k apart
     // dy of the positions, duplicated (lanes 2j, 2j+1 = output j), zero for covered outputs and o >= cout.
+    // Written once each: zeroing the whole buffer first (256 KB per tile) cost ~1% of the k2 s2 passes.
     std::vector<float>& dyb = thread_dy_copy();
-    dyb.assign(static_cast<size_t>(op * ld), 0.0f);
+    dyb.resize(static_cast<size_t>(op * ld));
     for (int64_t o = 0; o < g.cout; ++o) {
       const float* src = dy + (s * g.cout + o) * P;
       float* row = dyb.data() + o * ld;
@@ -431,9 +434,14 @@ void weight_lanes(const ConvGeom& g, const float* x, const float* dy, float* dw)
           Vec<L>::store(row + i * L, Vec<L>::dup(src + pos[i].dst));
           continue;
         }
-        for (int j = pos[i].covered; j < L / 2; ++j) row[i * L + 2 * j] = row[i * L + 2 * j + 1] = src[pos[i].dst + j];
+        for (int j = 0; j < L / 2; ++j) {
+          const float v = j < pos[i].covered ? 0.0f : src[pos[i].dst + j];
+          row[i * L + 2 * j] = row[i * L + 2 * j + 1] = v;
+        }
       }
+      std::fill(row + npos * L, row + ld, 0.0f);
     }
+    std::fill(dyb.data() + g.cout * ld, dyb.data() + op * ld, 0.0f);
     const float* xs = x + s * g.cin * lay.in_vol;
     float* part = partial.data() + worker * part_size;
     for (int64_t k = 0; k < kp; k += NK)
