@@ -292,6 +292,9 @@ inline void nearest8(const float r[3], const float st[3], int32_t b, int32_t H, 
 struct GroupIndices {
   alignas(32) int32_t buf[2][8];
   int32_t *now = buf[0], *next = buf[1];
+  GroupIndices() = default;
+  GroupIndices(const GroupIndices&) = delete;  // now and next point into this object's buf
+  GroupIndices& operator=(const GroupIndices&) = delete;
   void advance() { std::swap(now, next); }
 };
 
@@ -314,7 +317,7 @@ void plane_strips(const float* __restrict__ src, const PatchMatrix& M, int64_t x
   coords8(starts[0], st, 0, H, W, idx.now, fz, fy, fx);
   for (int64_t b = 0; b < s2; b += 8)
     for (int64_t x1 = 0; x1 < s1; ++x1) {
-      __m256 nz, ny, nx, gz, gy, gx;  // the next group's fractions (g: the ahead group's, unused)
+      __m256 nz = fz, ny = fy, nx = fx, gz, gy, gx;  // the next group's fractions (g: the ahead group's, unused)
       const bool row_end = x1 + 1 == s1;  // the next group: (x1 + 1, b), or (0, b + 8) after the last row
       if (!row_end || b + 8 < s2)
         coords8(starts[row_end ? 0 : x1 + 1], st, int32_t(row_end ? b + 8 : b), H, W, idx.next, nz, ny, nx);
