@@ -18,6 +18,12 @@
 #include <string>
 #include <vector>
 
+#if defined(__FMA__) && defined(__SSE4_1__)
+#include <immintrin.h>
+// Linear corners in x-pairs (PendingRows::add_pair): with FMA, where the scalar loop's `+= w * v` is an FMA too.
+#define PW_SCATTER_PAIRS 1
+#endif
+
 #include "kernels/common/patch_math.h"
 #include "kernels/cpu/prefetch.h"
 #include "kernels/parallel.h"
@@ -277,17 +283,47 @@ struct PendingRows {
           if (idx[at + i] + a * P < first || idx[at + i] + a * P >= end) wp[a] = 0.f;
       }
       for (int a = 0; a < (ND == 3 ? 2 : 1); ++a)
-        for (int b = 0; b < 2; ++b)
+        for (int b = 0; b < 2; ++b) {
+          const int64_t id = idx[at + i] + a * HW + b * n2;
+#ifdef PW_SCATTER_PAIRS
+          add_pair(accq, wq, C, V, PN, id, pr + i, w, wz[a] * wy[b], wx);
+#else
           for (int d = 0; d < 2; ++d) {
             const float kw = (wz[a] * wy[b]) * wx[d];
             if (kw == 0.f) continue;
             const float wk = w * kw;
-            const int64_t id = idx[at + i] + a * HW + b * n2 + d;
-            for (int64_t c = 0; c < C; ++c) accq[c * V + id] += wk * pr[c * PN + i];
-            if (wq) wq[id] += wk;
+            for (int64_t c = 0; c < C; ++c) accq[c * V + id + d] += wk * pr[c * PN + i];
+            if (wq) wq[id + d] += wk;
           }
+#endif
+        }
     }
   }
+#ifdef PW_SCATTER_PAIRS
+  // The two corners (x, x + 1) at id of one corner row, as one 64-bit read-modify-write per channel (and of
+  // the weight volume): lane d adds w * (wzy * wx[d]) times the voxel's value, by the same FMA as the
+  // scalar loop; a lane whose corner weight is 0 keeps its value, as the scalar loop skips it. Each corner
+  // still gets its additions in voxel order, so the sums are the same floats.
+  static void add_pair(float* accq, float* wq, int64_t C, int64_t V, int64_t PN, int64_t id, const float* p, float w,
+                       float wzy, const float wx[2]) {
+    const __m128 kw = _mm_mul_ps(_mm_set1_ps(wzy), _mm_setr_ps(wx[0], wx[1], 0.f, 0.f));
+    const __m128 live = _mm_cmpneq_ps(kw, _mm_setzero_ps());
+    const int mask = _mm_movemask_ps(live) & 3;
+    if (mask == 0) return;
+    const __m128 wk = _mm_mul_ps(_mm_set1_ps(w), kw);
+    auto load2 = [](const float* t) { return _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(t))); };
+    auto store2 = [](float* t, __m128 v) { _mm_store_sd(reinterpret_cast<double*>(t), _mm_castps_pd(v)); };
+    for (int64_t c = 0; c < C; ++c) {
+      float* t = accq + c * V + id;
+      const __m128 old = load2(t), sum = _mm_fmadd_ps(wk, _mm_set1_ps(p[c * PN]), old);
+      store2(t, mask == 3 ? sum : _mm_blendv_ps(old, sum, live));
+    }
+    if (wq) {
+      const __m128 old = load2(wq + id), sum = _mm_add_ps(old, wk);
+      store2(wq + id, mask == 3 ? sum : _mm_blendv_ps(old, sum, live));
+    }
+  }
+#endif
 };
 
 // A nearest row inside the target (coordinates >= -0.5, so truncating x + 0.5 is common::round_nearest):

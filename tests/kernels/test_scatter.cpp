@@ -332,3 +332,32 @@ TEST_CASE("scatter_affine rotated patches: the CPU body equals the per-voxel def
       }
   }
 }
+
+// A corner of weight 0 is skipped, not added to: where it holds -0.0 it keeps it (adding +0 would make it
+// +0), and a patch value of inf adds no NaN there (0 * inf). Rows along the target's y axis with x on the
+// grid (every x + 1 corner has weight 0) take the batched linear path, which adds corners in x-pairs.
+TEST_CASE("linear splats leave corners of weight 0 untouched: -0.0 stays, inf adds no NaN") {
+  const std::vector<int64_t> vol = {6, 12, 8}, s = {3, 4, 8};
+  const PatchGeom g = geom3(1, 1, vol, 1, s);
+  // patch (x0, x1, x2) -> target (z, y, x) = (x0 + 1.25, x2 + 1.5, x1 + 2): rows run along y, x is whole.
+  const std::vector<float> mats = {1, 0, 0, 1.25f, 0, 0, 1, 1.5f, 0, 1, 0, 2, 0, 0, 0, 1};
+  std::vector<float> patch = random_values(g.patch_numel(), 5);
+  patch[7] = INFINITY;  // voxel (0, 0, 7)
+  std::vector<float> want(g.vol_numel(), -0.0f), got(g.vol_numel(), -0.0f);
+  for (int64_t x0 = 0; x0 < s[0]; ++x0)
+    for (int64_t x1 = 0; x1 < s[1]; ++x1)
+      for (int64_t x2 = 0; x2 < s[2]; ++x2) {
+        const float z = float(x0) + 1.25f, y = float(x2) + 1.5f, p = patch[(x0 * s[1] + x1) * s[2] + x2];
+        const int64_t iz = int64_t(z), iy = int64_t(y), ix = x1 + 2;
+        const float wz[2] = {1.f - (z - float(iz)), z - float(iz)}, wy[2] = {1.f - (y - float(iy)), y - float(iy)};
+        for (int a = 0; a < 2; ++a)
+          for (int b = 0; b < 2; ++b)  // x + 1 has weight 0: only x gets additions
+            want[((iz + a) * vol[1] + iy + b) * vol[2] + ix] += (wz[a] * wy[b]) * p;
+      }
+  cpu::gather_affine_backward(patch.data(), g, mats.data(), nullptr, Interp::linear, false, got.data());
+  int64_t negative_zeros = 0;
+  for (float v : got) negative_zeros += v == 0.f && std::signbit(v);
+  CHECK(negative_zeros > 0);
+  for (size_t i = 0; i < got.size(); ++i) CHECK_FALSE(std::isnan(got[i]));
+  CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+}
