@@ -138,7 +138,7 @@ struct PendingRows {
   float *ww, *fz = nullptr, *fy = nullptr, *fx = nullptr;  // fractions: linear only
   int64_t lo = 0, hi = 0;  // linear: the owned planes [lo, hi), for rows that cross their border
   const float* prow[kRows] = {};
-  bool along_x[kRows] = {};  // the row runs along the target's x axis (linear: add_linear_row1 pays off)
+  bool along_x[kRows] = {};  // the row runs along the target's x axis (linear: add_linear_row1, see kRegisterRows)
   bool crosses[kRows] = {};  // linear: some corners lie beyond the owned planes (weight 0 there)
   bool dense[kRows] = {};    // nearest: no voxel of the row has weight 0 (no test per voxel)
   explicit PendingRows(int64_t s2) : len(s2) {
