@@ -157,6 +157,7 @@ struct PendingRows {
   }
   bool full() const { return rows == kRows; }
   void flush(float* accq, float* wq, int64_t C, int64_t V, int64_t PN, int64_t n1, int64_t n2) {
+    if (rows == 0) return;  // inlined: no call for the rows that come one at a time (aligned stitches)
     if (C == 1) add<1>(accq, wq, 1, V, PN, n1, n2);  // one channel (a gather's adjoint, a stitched image)
     else add<0>(accq, wq, C, V, PN, n1, n2);
     rows = 0;
@@ -403,6 +404,239 @@ inline void linear_row_corners(int64_t V, const float r[3], const float st[3], c
   else linear_row_corners_as<ND, int64_t>(r, st, o, s2, n1, n2, w01, w2, id, ww, fz, fy, fx);
 }
 
+// The target of one thread's scatter in volume q: its C channels of V floats (accq; wq the weight volume or
+// nullptr), sizes n, the brick origin o (exact floats) and the planes [lo, hi) it owns along the partition
+// axis (D in 3D, H in 2D). PN: floats per patch channel.
+struct Slab {
+  float* accq;
+  float* wq;
+  int64_t C, V, PN;
+  int64_t n[3];
+  float o[3];
+  int64_t lo, hi;
+};
+
+// A patch row: start r and steps st (target coordinates), s2 voxels (values prow, channels PN floats apart)
+// with weights w01 * w2[i].
+struct Row {
+  float r[3], st[3];
+  int64_t s2;
+  float w01;
+  const float* w2;
+  const float* prow;
+};
+
+// Where a row lies: `inside` the target, `fast` when also inside the owned planes, `skip` when it misses them
+// (from the rounded extent of its first and last voxel on each axis).
+struct RowExtent {
+  bool inside, fast, skip;
+};
+
+template <bool kLinear, int ND>
+RowExtent row_extent(const Row& row, const Slab& t) {
+  constexpr int pa = ND == 3 ? 0 : 1;
+  bool inside = true, fast = true, skip = false;
+  for (int k = pa; k < 3; ++k) {
+    float a = row.r[k] - t.o[k], b = common::coord(row.r[k], float(row.s2 - 1), row.st[k]) - t.o[k];
+    float rlo = common::min2(a, b), rhi = common::max2(a, b);
+    float flo = kLinear ? floorf(rlo) : common::round_nearest(rlo);
+    float fhi = kLinear ? floorf(rhi) + 1.f : common::round_nearest(rhi);
+    inside &= (flo >= 0.f) & (fhi <= float(t.n[k] - 1));
+    if (k == pa) {
+      skip = !(fhi >= float(t.lo) && flo < float(t.hi));
+      fast = (flo >= float(t.lo)) & (fhi < float(t.hi));
+    }
+  }
+  return {inside, fast && inside, skip};
+}
+
+// Per-thread scratch for the rows added one at a time (nearest rows at a border, aligned rows).
+struct RowScratch {
+  std::vector<int64_t> idx;
+  std::vector<char> inb;  // the voxel lands inside the target and the owned planes
+  std::vector<float> ww;
+  explicit RowScratch(int64_t s2) : idx(s2), inb(s2, 1), ww(s2) {}
+};
+
+// An axis-aligned nearest row crossing a border of the target or of the owned planes: the voxels inside
+// form one run [a, b) along x (y and z are constant). Fills s.idx, s.inb and s.ww (0 outside the run).
+template <int ND>
+void aligned_border_voxels(const Row& row, const Slab& t, RowScratch& s) {
+  constexpr int pa = ND == 3 ? 0 : 1;
+  const float *r = row.r, *st = row.st, *o = t.o;
+  bool inz, iny;
+  const int64_t iz = common::nearest_axis(r[0] - o[0], t.n[0], inz);
+  const int64_t iy = common::nearest_axis(r[1] - o[1], t.n[1], iny);
+  const int64_t ipa = pa == 0 ? iz : iy;
+  auto inside_x = [&](int64_t i) {
+    bool in;
+    common::nearest_axis(common::coord(r[2], float(i), st[2]) - o[2], t.n[2], in);
+    return in;
+  };
+  int64_t a = 0, b = inz & iny & (ipa >= t.lo) & (ipa < t.hi) ? row.s2 : 0;
+  while (a < b && !inside_x(a)) ++a;
+  while (b > a && !inside_x(b - 1)) --b;
+  std::fill(s.inb.begin(), s.inb.end(), 0);
+  std::fill(s.ww.begin(), s.ww.end(), 0.f);
+  for (int i = int(a); i < int(b); ++i) {  // coordinates >= -0.5: truncating x + 0.5 rounds
+    const int64_t ix = int64_t((common::coord(r[2], float(i), st[2]) - o[2]) + 0.5f);
+    s.idx[i] = (iz * t.n[1] + iy) * t.n[2] + ix;
+    s.inb[i] = 1;
+    s.ww[i] = row.w01 * row.w2[i];
+  }
+}
+
+// Any other nearest row crossing a border: each voxel checked on every axis.
+template <int ND>
+void general_border_voxels(const Row& row, const Slab& t, RowScratch& s) {
+  constexpr int pa = ND == 3 ? 0 : 1;
+  const float *r = row.r, *st = row.st, *o = t.o;
+  for (int64_t i = 0; i < row.s2; ++i) {
+    const float fi = float(i);
+    bool inz, iny, inx;
+    const int64_t iz = common::nearest_axis((common::coord(r[0], fi, st[0]) - o[0]), t.n[0], inz);
+    const int64_t iy = common::nearest_axis((common::coord(r[1], fi, st[1]) - o[1]), t.n[1], iny);
+    const int64_t ix = common::nearest_axis((common::coord(r[2], fi, st[2]) - o[2]), t.n[2], inx);
+    const int64_t ipa = pa == 0 ? iz : iy;
+    const bool ok = inz & iny & inx & (ipa >= t.lo) & (ipa < t.hi);
+    s.inb[i] = ok;
+    s.idx[i] = (iz * t.n[1] + iy) * t.n[2] + ix;
+    s.ww[i] = ok ? row.w01 * row.w2[i] : 0.f;
+  }
+}
+
+// A nearest row at whole-voxel offsets inside the owned planes (whole_voxel_row): consecutive target voxels
+// from the exact start, no per-voxel indices, no contiguity test.
+template <int ND>
+inline void add_whole_voxel_row(const Row& row, const Slab& t, int64_t row_step, RowScratch& s) {
+  const float *r = row.r, *o = t.o;
+  const int64_t first =
+      ((ND == 3 ? int64_t(r[0] - o[0]) : 0) * t.n[1] + int64_t(r[1] - o[1])) * t.n[2] + int64_t(r[2] - o[2]);
+  for (int i = 0; i < int(row.s2); ++i) s.ww[i] = row.w01 * row.w2[i];
+  add_contiguous_row(t.accq, t.wq, t.C, t.V, first, row_step, row.prow, t.PN, s.ww.data(), int(row.s2));
+}
+
+// Any other nearest row that is not pending (PendingRows): axis-aligned, or crossing a border. Axis-aligned rows
+// (tree tiling at the source's voxel size) land on consecutive target voxels: then the read-modify-write is
+// a plain vectorised loop (same sums, same skips), also over the inside part [i0, i1) of a row that crosses
+// the target's border (a brick's). row_step: the target offset between the patch's consecutive rows.
+template <int ND>
+void add_nearest_row_checked(const Row& row, const Slab& t, bool fast, bool aligned, int64_t row_step, RowScratch& s) {
+  const float *r = row.r, *o = t.o;
+  const int64_t n1 = t.n[1], n2 = t.n[2], s2 = row.s2;
+  if (fast)
+    nearest_row_voxels<ND>(t.V, r, row.st, o, s2, n1, n2, t.lo, t.hi, false, row.w01, row.w2, s.idx.data(), s.ww.data());
+  else if (aligned)
+    aligned_border_voxels<ND>(row, t, s);
+  else
+    general_border_voxels<ND>(row, t, s);
+  int64_t i0 = 0, i1 = s2;
+  if (!fast) {
+    while (i0 < i1 && !s.inb[i0]) ++i0;
+    while (i1 > i0 && !s.inb[i1 - 1]) --i1;
+    if (i0 == i1) return;  // nothing of the row lands here
+  }
+  bool contiguous = aligned && i0 < i1;
+  if (contiguous) {
+    int64_t off = 0;
+    for (int64_t i = i0; i < i1; ++i) off |= (fast ? 0 : !s.inb[i]) | (s.idx[i] ^ (s.idx[i0] + i - i0));
+    contiguous = off == 0;
+  }
+  if (contiguous) {
+    add_contiguous_row(t.accq, t.wq, t.C, t.V, s.idx[i0], row_step, row.prow + i0, t.PN, s.ww.data() + i0, int(i1 - i0));
+    return;
+  }
+  for (int64_t i = 0; i < s2; ++i) {
+    const float w = s.ww[i];
+    if (w == 0.f) continue;
+    const int64_t id = s.idx[i];
+    for (int64_t c = 0; c < t.C; ++c) t.accq[c * t.V + id] += w * row.prow[c * t.PN + i];
+    if (t.wq) t.wq[id] += w;
+  }
+}
+
+// A linear row crossing a border of the target or of the owned planes: each voxel's corners checked.
+template <int ND>
+void add_linear_row_checked(const Row& row, const Slab& t) {
+  constexpr int pa = ND == 3 ? 0 : 1;
+  const float *r = row.r, *st = row.st, *o = t.o;
+  for (int64_t i = 0; i < row.s2; ++i) {
+    const float w = row.w01 * row.w2[i];
+    if (w == 0.f) continue;
+    const float fi = float(i);
+    const float z = (common::coord(r[0], fi, st[0]) - o[0]);
+    const float y = (common::coord(r[1], fi, st[1]) - o[1]);
+    const float x = (common::coord(r[2], fi, st[2]) - o[2]);
+    common::LinearAxis az = common::linear_axis(z, t.n[0]), ay = common::linear_axis(y, t.n[1]),
+                       ax = common::linear_axis(x, t.n[2]);
+    if (ND == 2) az = {0, 0, 1.f, 0.f};
+    for (int a = 0; a < 2; ++a) {
+      const int64_t iz = a ? az.i1 : az.i0;
+      const float wz = a ? az.w1 : az.w0;
+      if (wz == 0.f || (pa == 0 && (iz < t.lo || iz >= t.hi))) continue;
+      for (int b = 0; b < 2; ++b) {
+        const int64_t iy = b ? ay.i1 : ay.i0;
+        const float wy = b ? ay.w1 : ay.w0;
+        if (wy == 0.f || (pa == 1 && (iy < t.lo || iy >= t.hi))) continue;
+        for (int d = 0; d < 2; ++d) {
+          const int64_t ix = d ? ax.i1 : ax.i0;
+          const float kw = (wz * wy) * (d ? ax.w1 : ax.w0);
+          if (kw == 0.f) continue;
+          const float wk = w * kw;
+          const int64_t id = (iz * t.n[1] + iy) * t.n[2] + ix;
+          for (int64_t c = 0; c < t.C; ++c) t.accq[c * t.V + id] += wk * row.prow[c * t.PN + i];
+          if (t.wq) t.wq[id] += wk;
+        }
+      }
+    }
+  }
+}
+
+// The rows of patch p that meet the slab t, in row order. Rotated nearest rows and linear rows inside the
+// target wait in `pending` (flushed before any other row, so the additions keep the row order).
+template <bool kLinear, int ND>
+void scatter_patch(const float* pp, const PatchGeom& g, const PatchMatrix& M, const std::vector<float>* wt,
+                   float w2_min, const Slab& t, PendingRows<kLinear, ND>& pending, RowScratch& s) {
+  const int64_t s1 = g.patch[1], s2 = g.patch[2], n1 = t.n[1], n2 = t.n[2];
+  // Target offset between consecutive rows (x1 + 1), exact for axis-aligned patches.
+  const int64_t row_step =
+      (ND == 3 ? std::lround(M.m[0][1]) * n1 * n2 : 0) + std::lround(M.m[1][1]) * n2 + std::lround(M.m[2][1]);
+  for (int64_t x0 = 0; x0 < g.patch[0]; ++x0)
+    for (int64_t x1 = 0; x1 < s1; ++x1) {
+      Row row{{}, {}, s2, wt[0][x0] * wt[1][x1], wt[2].data(), pp + (x0 * s1 + x1) * s2};
+      for (int k = 0; k < 3; ++k) {
+        row.r[k] = common::row_start(M, k, float(x0), float(x1));
+        row.st[k] = M.m[k][2];
+      }
+      const RowExtent e = row_extent<kLinear, ND>(row, t);
+      if (e.skip || row.w01 == 0.f) continue;  // w01 = 0: a window's zero border row adds nothing
+      const bool along_x = row.st[0] == 0.f && row.st[1] == 0.f, aligned = along_x && row.st[2] == 1.f;
+      if (!kLinear && e.inside && !aligned) {  // a rotated row inside the target: pending until a flush
+        nearest_row_voxels<ND>(t.V, row.r, row.st, t.o, s2, n1, n2, t.lo, t.hi, !e.fast, row.w01, row.w2,
+                               pending.idx + pending.next(), pending.ww + pending.next());
+        pending.push(row.prow, false, false, e.fast && row.w01 * w2_min != 0.f);  // dense: no weight is 0
+        if (pending.full()) pending.flush(t.accq, t.wq, t.C, t.V, t.PN, n1, n2);
+        continue;
+      }
+      if (kLinear && e.inside) {  // a linear row inside the target: pending (masked beyond the owned planes)
+        const int64_t at = pending.next();
+        linear_row_corners<ND>(t.V, row.r, row.st, t.o, s2, n1, n2, row.w01, row.w2, pending.idx + at,
+                               pending.ww + at, pending.fz + at, pending.fy + at, pending.fx + at);
+        pending.push(row.prow, along_x && e.fast, !e.fast);
+        if (pending.full()) pending.flush(t.accq, t.wq, t.C, t.V, t.PN, n1, n2);
+        continue;
+      }
+      pending.flush(t.accq, t.wq, t.C, t.V, t.PN, n1, n2);  // the rows before this one first: the same order
+      if (!kLinear && e.fast && whole_voxel_row(row.r, row.st, t.o)) {
+        add_whole_voxel_row<ND>(row, t, row_step, s);
+      } else if (kLinear) {
+        add_linear_row_checked<ND>(row, t);
+      } else {
+        add_nearest_row_checked<ND>(row, t, e.fast, aligned, row_step, s);
+      }
+    }
+}
+
 // Splats the patch voxels that land in planes [plane_begin, plane_end) (flattened over Q volumes).
 // Each row runs in two phases: first the target indices and weights of all its voxels (a
 // branch-free loop when the row lies inside the target, vectorised), then the read-modify-write loop
@@ -413,182 +647,22 @@ inline void linear_row_corners(int64_t V, const float r[3], const float st[3], c
 template <bool kLinear, int ND>
 void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const std::vector<PatchInfo>& info,
                    const std::vector<float>* wt, int64_t plane_begin, int64_t plane_end, float* acc, float* weight) {
-  constexpr int pa = ND == 3 ? 0 : 1;
-  const int64_t s0 = g.patch[0], s1 = g.patch[1], s2 = g.patch[2];
-  const int64_t n0 = g.vol[0], n1 = g.vol[1], n2 = g.vol[2];
-  const int64_t n[3] = {n0, n1, n2};
-  const int64_t npa = g.vol[pa];
-  const int64_t V = g.vol_numel(), PN = g.patch_numel(), C = g.channels;
-  const float o[3] = {float(g.origin[0]), float(g.origin[1]), float(g.origin[2])};  // brick origin (exact)
-  std::vector<int64_t> idx(s2);
-  PendingRows<kLinear, ND> pending(s2);
-  std::vector<char> inb(s2, 1);  // nearest, not fast: the voxel lands inside the target and the owned planes
-  std::vector<float> ww(s2);
+  const int64_t npa = g.vol[ND == 3 ? 0 : 1], V = g.vol_numel(), PN = g.patch_numel(), C = g.channels;
+  PendingRows<kLinear, ND> pending(g.patch[2]);
+  RowScratch scratch(g.patch[2]);
   const float w2_min = *std::min_element(wt[2].begin(), wt[2].end());  // window weights are >= 0
   for (int64_t q = plane_begin / npa; q * npa < plane_end; ++q) {
     const int64_t lo = std::max(plane_begin, q * npa) - q * npa;
     const int64_t hi = std::min(plane_end, (q + 1) * npa) - q * npa;  // own planes [lo, hi)
-    float* accq = acc + q * C * V;
-    float* wq = weight ? weight + q * V : nullptr;
+    const Slab t{acc + q * C * V, weight ? weight + q * V : nullptr, C, V, PN, {g.vol[0], g.vol[1], g.vol[2]},
+                 {float(g.origin[0]), float(g.origin[1]), float(g.origin[2])}, lo, hi};
     pending.lo = lo, pending.hi = hi;
     for (size_t p = 0; p < info.size(); ++p) {
       const PatchInfo& pi = info[p];
       if (pi.q != q || pi.hi < lo || pi.lo >= hi) continue;
-      const PatchMatrix& M = pi.M;
-      // Target offset between consecutive rows (x1 + 1), exact for axis-aligned patches.
-      const int64_t row_step = (ND == 3 ? std::lround(M.m[0][1]) * n1 * n2 : 0) + std::lround(M.m[1][1]) * n2 +
-                               std::lround(M.m[2][1]);
-      const float* pp = patches + int64_t(p) * PC * PN;
-      for (int64_t x0 = 0; x0 < s0; ++x0)
-        for (int64_t x1 = 0; x1 < s1; ++x1) {
-          float r[3], st[3];
-          for (int k = 0; k < 3; ++k) {
-            r[k] = common::row_start(M, k, float(x0), float(x1));
-            st[k] = M.m[k][2];
-          }
-          // The row's extent: skip it when it misses the owned planes; `inside` when it lies inside
-          // the target, `fast` when also inside the owned planes.
-          bool inside = true, fast = true, skip = false;
-          for (int k = (ND == 3 ? 0 : 1); k < 3; ++k) {
-            float a = r[k] - o[k], b = common::coord(r[k], float(s2 - 1), st[k]) - o[k];
-            float rlo = common::min2(a, b), rhi = common::max2(a, b);
-            float flo = kLinear ? floorf(rlo) : common::round_nearest(rlo);
-            float fhi = kLinear ? floorf(rhi) + 1.f : common::round_nearest(rhi);
-            inside &= (flo >= 0.f) & (fhi <= float(n[k] - 1));
-            if (k == pa) {
-              skip = !(fhi >= float(lo) && flo < float(hi));
-              fast = (flo >= float(lo)) & (fhi < float(hi));
-            }
-          }
-          fast &= inside;
-          if (skip) continue;
-          const float w01 = wt[0][x0] * wt[1][x1];
-          if (w01 == 0.f) continue;  // a window's zero border row: no voxel of it adds anything
-          const float* w2 = wt[2].data();
-          const float* prow = pp + (x0 * s1 + x1) * s2;
-          const bool along_x = st[0] == 0.f && st[1] == 0.f, aligned = along_x && st[2] == 1.f;
-          if (!kLinear && inside && !aligned) {  // a rotated row inside the target: pending until a flush
-            nearest_row_voxels<ND>(V, r, st, o, s2, n1, n2, lo, hi, !fast, w01, w2, pending.idx + pending.next(),
-                                   pending.ww + pending.next());
-            pending.push(prow, false, false, fast && w01 * w2_min != 0.f);  // dense: no weight is 0
-            if (pending.full()) pending.flush(accq, wq, C, V, PN, n1, n2);
-            continue;
-          }
-          if (kLinear && inside) {  // a linear row inside the target: pending (masked beyond the owned planes)
-            const int64_t at = pending.next();
-            linear_row_corners<ND>(V, r, st, o, s2, n1, n2, w01, w2, pending.idx + at, pending.ww + at, pending.fz + at,
-                                   pending.fy + at, pending.fx + at);
-            pending.push(prow, along_x && fast, !fast);
-            if (pending.full()) pending.flush(accq, wq, C, V, PN, n1, n2);
-            continue;
-          }
-          pending.flush(accq, wq, C, V, PN, n1, n2);  // the rows before this one first: the same order
-          if (!kLinear && fast && whole_voxel_row(r, st, o)) {  // no per-voxel indices, no contiguity test
-            const int64_t first = ((ND == 3 ? int64_t(r[0] - o[0]) : 0) * n1 + int64_t(r[1] - o[1])) * n2 +
-                                  int64_t(r[2] - o[2]);
-            for (int i = 0; i < int(s2); ++i) ww[i] = w01 * w2[i];
-            add_contiguous_row(accq, wq, C, V, first, row_step, prow, PN, ww.data(), int(s2));
-            continue;
-          }
-          if (!kLinear) {
-            if (fast) {
-              nearest_row_voxels<ND>(V, r, st, o, s2, n1, n2, lo, hi, false, w01, w2, idx.data(), ww.data());
-            } else if (aligned) {  // crossing a border: the voxels inside form one run [a, b) along x
-              bool inz, iny;
-              const int64_t iz = common::nearest_axis(r[0] - o[0], n0, inz);  // y and z are constant
-              const int64_t iy = common::nearest_axis(r[1] - o[1], n1, iny);
-              const int64_t ipa = pa == 0 ? iz : iy;
-              auto inside_x = [&](int64_t i) {
-                bool in;
-                common::nearest_axis(common::coord(r[2], float(i), st[2]) - o[2], n2, in);
-                return in;
-              };
-              int64_t a = 0, b = inz & iny & (ipa >= lo) & (ipa < hi) ? s2 : 0;
-              while (a < b && !inside_x(a)) ++a;
-              while (b > a && !inside_x(b - 1)) --b;
-              std::fill(inb.begin(), inb.end(), 0);
-              std::fill(ww.begin(), ww.end(), 0.f);
-              for (int i = int(a); i < int(b); ++i) {  // coordinates >= -0.5: truncating x + 0.5 rounds
-                const int64_t ix = int64_t((common::coord(r[2], float(i), st[2]) - o[2]) + 0.5f);
-                idx[i] = (iz * n1 + iy) * n2 + ix;
-                inb[i] = 1;
-                ww[i] = w01 * w2[i];
-              }
-            } else {
-              for (int64_t i = 0; i < s2; ++i) {
-                const float fi = float(i);
-                bool inz, iny, inx;
-                const int64_t iz = common::nearest_axis((common::coord(r[0], fi, st[0]) - o[0]), n0, inz);
-                const int64_t iy = common::nearest_axis((common::coord(r[1], fi, st[1]) - o[1]), n1, iny);
-                const int64_t ix = common::nearest_axis((common::coord(r[2], fi, st[2]) - o[2]), n2, inx);
-                const int64_t ipa = pa == 0 ? iz : iy;
-                const bool ok = inz & iny & inx & (ipa >= lo) & (ipa < hi);
-                inb[i] = ok;
-                idx[i] = (iz * n1 + iy) * n2 + ix;
-                ww[i] = ok ? w01 * w2[i] : 0.f;
-              }
-            }
-            // Axis-aligned rows (tree tiling at the source's voxel size) land on consecutive target
-            // voxels: then the read-modify-write is a plain vectorised loop (same sums, same skips),
-            // also over the inside part [i0, i1) of a row that crosses the target's border (a brick's).
-            int64_t i0 = 0, i1 = s2;
-            if (!fast) {
-              while (i0 < i1 && !inb[i0]) ++i0;
-              while (i1 > i0 && !inb[i1 - 1]) --i1;
-              if (i0 == i1) continue;  // nothing of the row lands here
-            }
-            bool contiguous = aligned && i0 < i1;
-            if (contiguous) {
-              int64_t off = 0;
-              for (int64_t i = i0; i < i1; ++i) off |= (fast ? 0 : !inb[i]) | (idx[i] ^ (idx[i0] + i - i0));
-              contiguous = off == 0;
-            }
-            if (contiguous) {
-              add_contiguous_row(accq, wq, C, V, idx[i0], row_step, prow + i0, PN, ww.data() + i0, int(i1 - i0));
-              continue;
-            }
-            for (int64_t i = 0; i < s2; ++i) {
-              const float w = ww[i];
-              if (w == 0.f) continue;
-              const int64_t id = idx[i];
-              for (int64_t c = 0; c < C; ++c) accq[c * V + id] += w * prow[c * PN + i];
-              if (wq) wq[id] += w;
-            }
-            continue;
-          }
-          for (int64_t i = 0; i < s2; ++i) {
-            const float w = w01 * w2[i];
-            if (w == 0.f) continue;
-            const float fi = float(i);
-            const float z = (common::coord(r[0], fi, st[0]) - o[0]);
-            const float y = (common::coord(r[1], fi, st[1]) - o[1]);
-            const float x = (common::coord(r[2], fi, st[2]) - o[2]);
-            common::LinearAxis az = common::linear_axis(z, n0), ay = common::linear_axis(y, n1),
-                               ax = common::linear_axis(x, n2);
-            if (ND == 2) az = {0, 0, 1.f, 0.f};
-            for (int a = 0; a < 2; ++a) {
-              const int64_t iz = a ? az.i1 : az.i0;
-              const float wz = a ? az.w1 : az.w0;
-              if (wz == 0.f || (pa == 0 && (iz < lo || iz >= hi))) continue;
-              for (int b = 0; b < 2; ++b) {
-                const int64_t iy = b ? ay.i1 : ay.i0;
-                const float wy = b ? ay.w1 : ay.w0;
-                if (wy == 0.f || (pa == 1 && (iy < lo || iy >= hi))) continue;
-                for (int d = 0; d < 2; ++d) {
-                  const int64_t ix = d ? ax.i1 : ax.i0;
-                  const float kw = (wz * wy) * (d ? ax.w1 : ax.w0);
-                  if (kw == 0.f) continue;
-                  const float wk = w * kw;
-                  const int64_t id = (iz * n1 + iy) * n2 + ix;
-                  for (int64_t c = 0; c < C; ++c) accq[c * V + id] += wk * prow[c * PN + i];
-                  if (wq) wq[id] += wk;
-                }
-              }
-            }
-          }
-        }
+      scatter_patch<kLinear, ND>(patches + int64_t(p) * PC * PN, g, pi.M, wt, w2_min, t, pending, scratch);
     }
-    pending.flush(accq, wq, C, V, PN, n1, n2);
+    pending.flush(t.accq, t.wq, C, V, PN, g.vol[1], g.vol[2]);
   }
 }
 
