@@ -218,18 +218,9 @@ static int positive(const json& j, const char* key, int min = 1) {
   return v;
 }
 
-TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
-  std::vector<std::string> allowed = Scheme::json_keys();
-  allowed.insert(allowed.end(), own_keys().begin(), own_keys().end());
-  check_keys(j, allowed, "config");
-  TrainConfig c;
-  c.raw = j;
-  json sj = json::object();
-  for (const auto& k : Scheme::json_keys())
-    if (j.contains(k)) sj[k] = j[k];
-  c.scheme = Scheme::from_json(sj);
+// The model's structure: networks, intermediate and block outputs, the final block, lazy evaluation, colours.
+static void read_model(const json& j, TrainConfig& c) {
   const int depth = c.scheme.depth;
-
   if (j.contains("network")) c.network = j["network"];
   if (j.contains("identical_blocks")) c.identical_blocks = json_bool(j["identical_blocks"], "identical_blocks");
   check_networks(c.network, depth, c.identical_blocks);
@@ -262,15 +253,11 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
   if ((c.finalize_on_apply || c.final_block_all_levels) && c.final_block.is_null())
     throw InputError(std::string(c.finalize_on_apply ? "finalizeOnApply" : "finalBlock_all_levels") +
                      ": needs a final_block");
-  if (j.contains("num_its")) c.num_its = positive(j, "num_its");
-  if (j.contains("num_patches")) c.num_patches = positive(j, "num_patches");
-  if (j.contains("epochs")) c.epochs = positive(j, "epochs");
-  if (j.contains("batch_size")) c.batch_size = positive(j, "batch_size");
-  if (j.contains("generate_type")) {
-    std::string v = json_string(j["generate_type"], "generate_type");
-    if (v == "tree") c.tree = true;
-    else if (v != "random") throw InputError("generate_type: expected \"random\" or \"tree\", got \"" + v + "\"");
-  }
+}
+
+// The loss per level (by default from the kind of output), checked against the outputs it applies to.
+static void read_loss(const json& j, TrainConfig& c) {
+  const int depth = c.scheme.depth;
   if (j.contains("loss")) {
     const json& l = j["loss"];
     if (l.is_string()) c.loss.assign(depth, parse_loss(l.get<std::string>()));
@@ -294,6 +281,10 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
     if (ce && !c.scheme.categorical) throw InputError("loss: \"ce\" needs categorical: true");
     if (bce && c.scheme.categorical) throw InputError("loss: \"bce\" needs categorical: false (use \"ce\")");
   }
+}
+
+// Which patches a batch samples: dontcare, hard mining, label balance.
+static void read_sampling(const json& j, TrainConfig& c) {
   if (j.contains("dontcare")) c.dontcare = json_bool(j["dontcare"], "dontcare");
   if (j.contains("hard_mining")) {
     c.hard_mining = json_number(j["hard_mining"], "hard_mining");
@@ -322,32 +313,88 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
     }
     if (b.contains("autoweight")) c.balance.autoweight = json_bool(b["autoweight"], "balance.autoweight");
   }
+}
+
+static void read_optimizer(const json& o, TrainConfig& c) {
+  check_keys(o, {"type", "lr", "weight_decay", "momentum", "schedule", "schedule_over", "gamma", "step_size"},
+             "optimizer");
+  if (o.contains("type")) c.optimizer = json_string(o["type"], "optimizer.type");
+  if (c.optimizer != "adam" && c.optimizer != "adamw" && c.optimizer != "sgd")
+    throw InputError("optimizer.type: expected \"adam\", \"adamw\" or \"sgd\", got \"" + c.optimizer + "\"");
+  if (o.contains("lr")) c.lr = json_number(o["lr"], "optimizer.lr");
+  if (!(c.lr > 0)) throw InputError("optimizer.lr: must be > 0");
+  if (o.contains("weight_decay")) c.weight_decay = json_number(o["weight_decay"], "optimizer.weight_decay");
+  if (o.contains("momentum")) c.momentum = json_number(o["momentum"], "optimizer.momentum");
+  if (o.contains("schedule")) c.schedule = json_string(o["schedule"], "optimizer.schedule");
+  if (c.schedule != "constant" && c.schedule != "poly" && c.schedule != "step")
+    throw InputError("optimizer.schedule: expected \"constant\", \"poly\" or \"step\", got \"" + c.schedule + "\"");
+  if (o.contains("gamma")) c.gamma = json_number(o["gamma"], "optimizer.gamma");
+  if (o.contains("step_size")) c.step_size = json_int(o["step_size"], "optimizer.step_size");
+  if (o.contains("schedule_over")) {
+    std::string v = json_string(o["schedule_over"], "optimizer.schedule_over");
+    if (v != "iterations" && v != "time")
+      throw InputError("optimizer.schedule_over: expected \"iterations\" or \"time\", got \"" + v + "\"");
+    c.schedule_over_time = v == "time";
+  }
+}
+
+// The training cases: an MSD folder or explicit pairs (paths relative to base_dir), and the splits.
+static void read_dataset(const json& d, const fs::path& base_dir, TrainConfig& c) {
+  check_keys(d, {"path", "pairs", "validation", "train", "max_cases"}, "dataset");
+  if (d.contains("path") == d.contains("pairs"))
+    throw InputError("dataset: give exactly one of 'path' (MSD folder) and 'pairs' (explicit list)");
+  auto resolve = [&](const std::string& p) { return fs::path(p).is_absolute() || base_dir.empty() ? fs::path(p) : base_dir / p; };
+  if (d.contains("path")) c.dataset.root = resolve(json_string(d["path"], "dataset.path"));
+  if (d.contains("pairs")) {
+    if (!d["pairs"].is_array()) throw InputError("dataset.pairs: expected a list of {image, label}");
+    for (const auto& p : d["pairs"]) {
+      check_keys(p, {"image", "label", "name"}, "dataset.pairs[]");
+      DataPair dp;
+      if (!p.contains("image") || !p.contains("label"))
+        throw InputError("dataset.pairs[]: each entry needs 'image' and 'label'");
+      if (p["image"].is_array())
+        for (const auto& e : p["image"]) dp.images.push_back(resolve(json_string(e, "dataset.pairs[].image")));
+      else dp.images.push_back(resolve(json_string(p["image"], "dataset.pairs[].image")));
+      dp.label = resolve(json_string(p["label"], "dataset.pairs[].label"));
+      dp.name = p.contains("name") ? json_string(p["name"], "dataset.pairs[].name") : std::string();
+      c.dataset.pairs.push_back(dp);
+    }
+  }
+  for (const char* key : {"validation", "train"}) {
+    if (!d.contains(key)) continue;
+    if (!d[key].is_array()) throw InputError(std::string("dataset.") + key + ": expected a list of case names");
+    auto& dst = std::string(key) == "validation" ? c.dataset.validation : c.dataset.train;
+    for (const auto& e : d[key]) dst.push_back(json_string(e, std::string("dataset.") + key));
+  }
+  if (d.contains("max_cases")) c.dataset.max_cases = json_int(d["max_cases"], "dataset.max_cases");
+}
+
+TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
+  std::vector<std::string> allowed = Scheme::json_keys();
+  allowed.insert(allowed.end(), own_keys().begin(), own_keys().end());
+  check_keys(j, allowed, "config");
+  TrainConfig c;
+  c.raw = j;
+  json sj = json::object();
+  for (const auto& k : Scheme::json_keys())
+    if (j.contains(k)) sj[k] = j[k];
+  c.scheme = Scheme::from_json(sj);
+  read_model(j, c);
+  if (j.contains("num_its")) c.num_its = positive(j, "num_its");
+  if (j.contains("num_patches")) c.num_patches = positive(j, "num_patches");
+  if (j.contains("epochs")) c.epochs = positive(j, "epochs");
+  if (j.contains("batch_size")) c.batch_size = positive(j, "batch_size");
+  if (j.contains("generate_type")) {
+    std::string v = json_string(j["generate_type"], "generate_type");
+    if (v == "tree") c.tree = true;
+    else if (v != "random") throw InputError("generate_type: expected \"random\" or \"tree\", got \"" + v + "\"");
+  }
+  read_loss(j, c);
+  read_sampling(j, c);
   if (j.contains("augment")) c.augment = Augment::from_json(j["augment"], c.scheme.ndim);
   if (j.contains("independent_augmentation"))
     c.independent_augmentation = json_bool(j["independent_augmentation"], "independent_augmentation");
-  if (j.contains("optimizer")) {
-    const json& o = j["optimizer"];
-    check_keys(o, {"type", "lr", "weight_decay", "momentum", "schedule", "schedule_over", "gamma", "step_size"},
-               "optimizer");
-    if (o.contains("type")) c.optimizer = json_string(o["type"], "optimizer.type");
-    if (c.optimizer != "adam" && c.optimizer != "adamw" && c.optimizer != "sgd")
-      throw InputError("optimizer.type: expected \"adam\", \"adamw\" or \"sgd\", got \"" + c.optimizer + "\"");
-    if (o.contains("lr")) c.lr = json_number(o["lr"], "optimizer.lr");
-    if (!(c.lr > 0)) throw InputError("optimizer.lr: must be > 0");
-    if (o.contains("weight_decay")) c.weight_decay = json_number(o["weight_decay"], "optimizer.weight_decay");
-    if (o.contains("momentum")) c.momentum = json_number(o["momentum"], "optimizer.momentum");
-    if (o.contains("schedule")) c.schedule = json_string(o["schedule"], "optimizer.schedule");
-    if (c.schedule != "constant" && c.schedule != "poly" && c.schedule != "step")
-      throw InputError("optimizer.schedule: expected \"constant\", \"poly\" or \"step\", got \"" + c.schedule + "\"");
-    if (o.contains("gamma")) c.gamma = json_number(o["gamma"], "optimizer.gamma");
-    if (o.contains("step_size")) c.step_size = json_int(o["step_size"], "optimizer.step_size");
-    if (o.contains("schedule_over")) {
-      std::string v = json_string(o["schedule_over"], "optimizer.schedule_over");
-      if (v != "iterations" && v != "time")
-        throw InputError("optimizer.schedule_over: expected \"iterations\" or \"time\", got \"" + v + "\"");
-      c.schedule_over_time = v == "time";
-    }
-  }
+  if (j.contains("optimizer")) read_optimizer(j["optimizer"], c);
   if (j.contains("parallel")) c.parallel = json_bool(j["parallel"], "parallel");
   if (j.contains("validation_every")) c.validation_every = positive(j, "validation_every", 0);
   if (j.contains("seed")) c.seed = static_cast<uint64_t>(positive(j, "seed", 0));
@@ -357,36 +404,7 @@ TrainConfig TrainConfig::from_json(const json& j, const fs::path& base_dir) {
     throw InputError("optimizer.schedule_over: \"time\" needs time_limit_s > 0 (the schedule runs over that time)");
   if (c.schedule_over_time && c.schedule == "step")
     throw InputError("optimizer.schedule_over: \"time\" works with the poly or constant schedule, not step");
-  if (j.contains("dataset")) {
-    const json& d = j["dataset"];
-    check_keys(d, {"path", "pairs", "validation", "train", "max_cases"}, "dataset");
-    if (d.contains("path") == d.contains("pairs"))
-      throw InputError("dataset: give exactly one of 'path' (MSD folder) and 'pairs' (explicit list)");
-    auto resolve = [&](const std::string& p) { return fs::path(p).is_absolute() || base_dir.empty() ? fs::path(p) : base_dir / p; };
-    if (d.contains("path")) c.dataset.root = resolve(json_string(d["path"], "dataset.path"));
-    if (d.contains("pairs")) {
-      if (!d["pairs"].is_array()) throw InputError("dataset.pairs: expected a list of {image, label}");
-      for (const auto& p : d["pairs"]) {
-        check_keys(p, {"image", "label", "name"}, "dataset.pairs[]");
-        DataPair dp;
-        if (!p.contains("image") || !p.contains("label"))
-          throw InputError("dataset.pairs[]: each entry needs 'image' and 'label'");
-        if (p["image"].is_array())
-          for (const auto& e : p["image"]) dp.images.push_back(resolve(json_string(e, "dataset.pairs[].image")));
-        else dp.images.push_back(resolve(json_string(p["image"], "dataset.pairs[].image")));
-        dp.label = resolve(json_string(p["label"], "dataset.pairs[].label"));
-        dp.name = p.contains("name") ? json_string(p["name"], "dataset.pairs[].name") : std::string();
-        c.dataset.pairs.push_back(dp);
-      }
-    }
-    for (const char* key : {"validation", "train"}) {
-      if (!d.contains(key)) continue;
-      if (!d[key].is_array()) throw InputError(std::string("dataset.") + key + ": expected a list of case names");
-      auto& dst = std::string(key) == "validation" ? c.dataset.validation : c.dataset.train;
-      for (const auto& e : d[key]) dst.push_back(json_string(e, std::string("dataset.") + key));
-    }
-    if (d.contains("max_cases")) c.dataset.max_cases = json_int(d["max_cases"], "dataset.max_cases");
-  }
+  if (j.contains("dataset")) read_dataset(j["dataset"], base_dir, c);
   if (!c.balance.label_weight.empty() && c.scheme.num_labels &&
       static_cast<int>(c.balance.label_weight.size()) != c.scheme.num_labels)
     throw InputError("balance.label_weight: expected one weight per label");
