@@ -88,29 +88,24 @@ Var conv_impl(const char* op, const Var& x, const Var& w, const Var& b, int stri
     ProfileDetail detail([&] { return conv_str(g); });
     Node& xn = *self.parents[0];
     Node& wn = *self.parents[1];
+    Node* bn = self.parents[2] && self.parents[2]->requires_grad ? self.parents[2].get() : nullptr;
     const float* dy = self.grad.f32();
-    if (xn.requires_grad) {
-      Tensor dx = Tensor::empty_like(xn.value);
-      if (transposed)
-        PW_DISPATCH(dev, conv_transpose_backward_data, g, dy, wn.value.f32(), dx.f32());
-      else
-        PW_DISPATCH(dev, conv_backward_data, g, dy, wn.value.f32(), dx.f32());
-      accumulate_owned(xn, std::move(dx));
+    Tensor dx = xn.requires_grad ? Tensor::empty_like(xn.value) : Tensor();
+    Tensor dw = wn.requires_grad ? Tensor::empty_like(wn.value) : Tensor();
+    Tensor db = bn ? Tensor::empty_like(bn->value) : Tensor();
+    float* dxp = dx.defined() ? dx.f32() : nullptr;
+    float* dwp = dw.defined() ? dw.f32() : nullptr;
+    float* dbp = db.defined() ? db.f32() : nullptr;
+    if (transposed) {
+      PW_DISPATCH(dev, conv_transpose_backward, g, xn.value.f32(), dy, wn.value.f32(), dxp, dwp, dbp);
+    } else {
+      if (dxp) PW_DISPATCH(dev, conv_backward_data, g, dy, wn.value.f32(), dxp);
+      if (dwp) PW_DISPATCH(dev, conv_backward_weight, g, xn.value.f32(), dy, dwp);
+      if (dbp) PW_DISPATCH(dev, conv_backward_bias, g, dy, dbp);
     }
-    if (wn.requires_grad) {
-      Tensor dw = Tensor::empty_like(wn.value);
-      if (transposed)
-        PW_DISPATCH(dev, conv_transpose_backward_weight, g, xn.value.f32(), dy, dw.f32());
-      else
-        PW_DISPATCH(dev, conv_backward_weight, g, xn.value.f32(), dy, dw.f32());
-      accumulate_owned(wn, std::move(dw));
-    }
-    if (self.parents[2] && self.parents[2]->requires_grad) {
-      Node& bn = *self.parents[2];
-      Tensor db = Tensor::empty_like(bn.value);
-      PW_DISPATCH(dev, conv_backward_bias, g, dy, db.f32());
-      accumulate_owned(bn, std::move(db));
-    }
+    if (dxp) accumulate_owned(xn, std::move(dx));
+    if (dwp) accumulate_owned(wn, std::move(dw));
+    if (dbp) accumulate_owned(*bn, std::move(db));
   });
 }
 

@@ -44,8 +44,10 @@ struct ConvGeom {
   X(void, conv_backward_bias, (const ConvGeom& g, const float* dy, float* db))                                   \
   /* Transposed convolution (the adjoint of conv in x):  x: n,cin,in   w: cin,cout,k   y: n,cout,out */          \
   X(void, conv_transpose_forward, (const ConvGeom& g, const float* x, const float* w, const float* b, float* y)) \
-  X(void, conv_transpose_backward_data, (const ConvGeom& g, const float* dy, const float* w, float* dx))         \
-  X(void, conv_transpose_backward_weight, (const ConvGeom& g, const float* x, const float* dy, float* dw))
+  /* Its gradients dx, dw, db given x and dy, each skipped where null: one kernel, so that the CPU can make */  \
+  /* one pass over dy (the largest tensor of an up-sampling step) for all three */                              \
+  X(void, conv_transpose_backward,                                                                              \
+    (const ConvGeom& g, const float* x, const float* dy, const float* w, float* dx, float* dw, float* db))
 
 namespace cpu {
 PW_KERNELS_CONV(PW_DECLARE_KERNEL)

@@ -853,12 +853,15 @@ void conv_transpose_forward(const ConvGeom& g, const float* x, const float* w, c
   backward_data(as_conv(g), x, w, b, y);
 }
 
-void conv_transpose_backward_data(const ConvGeom& g, const float* dy, const float* w, float* dx) {
-  conv_forward(as_conv(g), dy, w, nullptr, dx);
-}
-
-void conv_transpose_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
-  conv_backward_weight(as_conv(g), dy, x, dw);
+// The adjoint conv c = as_conv(g) reads dy as its input: dx = c's forward of dy, dw = c's weight gradient
+// with dy as input and x as output gradient, db = dy's channel sums; by k2 s2 tap pairs all in one pass.
+void conv_transpose_backward(const ConvGeom& g, const float* x, const float* dy, const float* w, float* dx, float* dw,
+                             float* db) {
+  const ConvGeom c = as_conv(g);
+  if (k2s2::suits(c)) return k2s2::transposed_backward(c, dy, w, x, dx, dw, db);
+  if (dx) conv_forward(c, dy, w, nullptr, dx);
+  if (dw) conv_backward_weight(c, dy, x, dw);
+  if (db) conv_backward_bias(g, dy, db);
 }
 
 }  // namespace pw::kernels::cpu

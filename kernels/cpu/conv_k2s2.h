@@ -17,5 +17,9 @@ void forward(const ConvGeom& g, const float* x, const float* w, const float* b, 
 // gradient, and the transposed convolution's forward pass.
 void backward_data(const ConvGeom& g, const float* dy, const float* w, const float* b, float* dx);
 void backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw);
+// The transposed convolution's gradients (conv g is its adjoint): y = conv(x) without bias (the data
+// gradient), dw from x and dy, db[c] = the sum of x's channel c, each skipped where null, in one pass over x.
+void transposed_backward(const ConvGeom& g, const float* x, const float* w, const float* dy, float* y, float* dw,
+                         float* db);
 
 }  // namespace pw::kernels::cpu::k2s2

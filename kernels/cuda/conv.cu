@@ -381,19 +381,15 @@ void conv_transpose_forward(const ConvGeom& g, const float* x, const float* w, c
   add_bias(y, b, g.n, g.cout, g.out_vol());
 }
 
-void conv_transpose_backward_data(const ConvGeom& g, const float* dy, const float* w, float* dx) {
-  if (g.n * g.cin * g.in_vol() == 0) return;
-  cudnn_forward(as_transposed(g), dy, w, dx);
-}
-
-void conv_transpose_backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
-  if (g.cout * g.cin * g.k_vol() == 0) return;
-  if (g.n * g.in_vol() == 0) {
-    memset_zero(dw, size_t(g.cout * g.cin * g.k_vol()) * sizeof(float));
-    return;
+// cuDNN's kernels one after the other (the CPU's reason for one kernel, a pass over dy, does not apply).
+void conv_transpose_backward(const ConvGeom& g, const float* x, const float* dy, const float* w, float* dx, float* dw,
+                             float* db) {
+  if (dx && g.n * g.cin * g.in_vol() != 0) cudnn_forward(as_transposed(g), dy, w, dx);
+  if (dw && g.cout * g.cin * g.k_vol() != 0) {
+    if (g.n * g.in_vol() == 0) memset_zero(dw, size_t(g.cout * g.cin * g.k_vol()) * sizeof(float));
+    else cudnn_backward_filter(as_transposed(g), dy, x, dw);  // in the adjoint, dy is the input, x the output gradient
   }
-  // In the adjoint convolution dy is the input and x the output gradient.
-  cudnn_backward_filter(as_transposed(g), dy, x, dw);
+  if (db) conv_backward_bias(g, dy, db);
 }
 
 }  // namespace pw::kernels::cuda

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -296,6 +297,44 @@ TEST_CASE("k2 s2 convs and transposed convs match a naive loop on both conv path
       check_vs_naive(c.x, c.w, 2, 0, c.transposed, seed += 10);
     }
   });
+}
+
+// conv_transpose_backward computes dx, dw and db in one kernel; on the k2 s2 path in one pass over dy
+// (kernels/cpu/conv_k2s2.cpp, transposed_backward). It must give the floats of the three separate kernels
+// (the adjoint conv's forward and weight gradient, conv_backward_bias), with any of the three skipped, also
+// when a sample's tiles fall to two workers (3 samples of 2 tiles each on 2 threads).
+TEST_CASE("conv_transpose_backward equals the separate data, weight and bias kernels bit for bit") {
+  namespace kc = pw::kernels::cpu;
+  pw::kernels::ConvGeom g;  // transposed: 16^3 x 5 channels -> 32^3 x 7 channels
+  g.n = 3, g.cin = 5, g.cout = 7;
+  for (int d = 0; d < 3; ++d) g.in[d] = 16, g.out[d] = 32, g.k[d] = g.stride[d] = 2;
+  pw::kernels::ConvGeom c = g;  // its adjoint conv: 32^3 x 7 -> 16^3 x 5
+  std::swap(c.cin, c.cout);
+  for (int d = 0; d < 3; ++d) std::swap(c.in[d], c.out[d]);
+  const Tensor x = random_tensor({3, 5, 16, 16, 16}, 11), w = random_tensor({5, 7, 2, 2, 2}, 12);
+  const Tensor dy = random_tensor({3, 7, 32, 32, 32}, 13);
+  const int before = pw::num_threads();
+  pw::set_num_threads(2);
+  on_both_conv_paths([&](bool special) {
+#ifdef __AVX2__
+    CHECK(kc::k2s2::suits(c) == special);
+#endif
+    Tensor dx0 = Tensor::zeros_like(x), dw0 = Tensor::zeros_like(w), db0 = Tensor::zeros({7});
+    kc::conv_forward(c, dy.f32(), w.f32(), nullptr, dx0.f32());
+    kc::conv_backward_weight(c, dy.f32(), x.f32(), dw0.f32());
+    kc::conv_backward_bias(g, dy.f32(), db0.f32());
+    for (int mask = 1; mask < 8; ++mask) {
+      CAPTURE(mask);
+      Tensor dx = Tensor::full(x.shape(), -1.f), dw = Tensor::full(w.shape(), -1.f), db = Tensor::full({7}, -1.f);
+      kc::conv_transpose_backward(g, x.f32(), dy.f32(), w.f32(), mask & 1 ? dx.f32() : nullptr,
+                                  mask & 2 ? dw.f32() : nullptr, mask & 4 ? db.f32() : nullptr);
+      if (mask & 1) CHECK(std::memcmp(dx.f32(), dx0.f32(), size_t(dx.nbytes())) == 0);
+      if (mask & 2) CHECK(std::memcmp(dw.f32(), dw0.f32(), size_t(dw.nbytes())) == 0);
+      if (mask & 4) CHECK(std::memcmp(db.f32(), db0.f32(), size_t(db.nbytes())) == 0);
+      if (!(mask & 1)) CHECK(dx.f32()[0] == -1.f);  // skipped outputs stay untouched
+    }
+  });
+  pw::set_num_threads(before);
 }
 
 TEST_CASE("conv and conv_transpose match a naive loop on random small geometries") {
