@@ -256,7 +256,8 @@ struct ForwardPass {
   const Layout lay;
   const std::vector<float> wp;
   ForwardPass(const ConvGeom& g_, const float* w)
-      : g(g_), lay(g_), wp(pack_pairs(g_.cout, lay.taps, [&](int64_t o, int64_t t) { return w + (o * lay.taps + t) * 2; })) {}
+      : g(g_), lay(g_),
+        wp(pack_pairs(g_.cout, lay.taps, [&](int64_t o, int64_t t) { return w + (o * lay.taps + t) * 2; })) {}
   void item(int64_t s, const std::vector<Pos>& pos, const float* x, const float* b, float* y) const {
     const int64_t K = lay.taps, P = lay.out_vol, npos = static_cast<int64_t>(pos.size());
     const float* xs = x + s * g.cin * lay.in_vol;

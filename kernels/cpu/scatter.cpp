@@ -525,7 +525,8 @@ void add_nearest_row_checked(const Row& row, const Slab& t, bool fast, bool alig
   const float *r = row.r, *o = t.o;
   const int64_t n1 = t.n[1], n2 = t.n[2], s2 = row.s2;
   if (fast)
-    nearest_row_voxels<ND>(t.V, r, row.st, o, s2, n1, n2, t.lo, t.hi, false, row.w01, row.w2, s.idx.data(), s.ww.data());
+    nearest_row_voxels<ND>(t.V, r, row.st, o, s2, n1, n2, t.lo, t.hi, false, row.w01, row.w2, s.idx.data(),
+                           s.ww.data());
   else if (aligned)
     aligned_border_voxels<ND>(row, t, s);
   else
@@ -543,7 +544,8 @@ void add_nearest_row_checked(const Row& row, const Slab& t, bool fast, bool alig
     contiguous = off == 0;
   }
   if (contiguous) {
-    add_contiguous_row(t.accq, t.wq, t.C, t.V, s.idx[i0], row_step, row.prow + i0, t.PN, s.ww.data() + i0, int(i1 - i0));
+    add_contiguous_row(t.accq, t.wq, t.C, t.V, s.idx[i0], row_step, row.prow + i0, t.PN, s.ww.data() + i0,
+                       int(i1 - i0));
     return;
   }
   for (int64_t i = 0; i < s2; ++i) {
