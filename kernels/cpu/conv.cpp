@@ -35,6 +35,7 @@
 #include <immintrin.h>
 #endif
 
+#include "kernels/cpu/bias_sum.h"
 #include "kernels/cpu/conv_k2s2.h"
 #include "kernels/cpu/conv_winograd.h"
 #include "kernels/cpu/work_items.h"
@@ -852,12 +853,8 @@ void conv_backward_bias(const ConvGeom& g, const float* dy, float* db) {
   parallel_for(
       g.cout,
       [&](int64_t lo, int64_t hi) {
-        for (int64_t o = lo; o < hi; ++o) {
-          double s = 0.0;
-          for (int64_t n = 0; n < g.n; ++n)
-            s += Eigen::Map<const Eigen::VectorXf>(dy + (n * g.cout + o) * P, P).sum();
-          db[o] = static_cast<float>(s);
-        }
+        for (int64_t o = lo; o < hi; ++o)
+          db[o] = bias_sum(g.n, [&](int64_t n) { return plane_sum(dy + (n * g.cout + o) * P, P); });
       },
       1);
 }

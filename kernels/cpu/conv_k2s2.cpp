@@ -28,6 +28,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/bias_sum.h"
 #include "kernels/cpu/work_items.h"
 #include "kernels/cpu_paths.h"
 
@@ -495,10 +496,10 @@ void weight_lanes(const ConvGeom& g, const float* x, const float* dy, float* dw)
 
 // The transposed convolution's three gradients in one pass over x (its output gradient, the largest of
 // its tensors): per work item the forward's outputs y (its data gradient) and the weight pass's sums, and
-// after a sample's last item that sample's channel sums of x (the bias gradient, summed as
-// conv_backward_bias does: per sample and channel a float sum, over the samples in double). The same
-// items, workers and orders as forward_lanes, weight_lanes and conv_backward_bias, so the same floats; x
-// comes from memory once instead of three times (a tile is still in L3 for the sums). N8 16->16
+// after a sample's last item that sample's channel sums of x (the bias gradient, in conv_backward_bias's
+// order: bias_sum.h). The same items, workers and orders as forward_lanes, weight_lanes and
+// conv_backward_bias, so the same floats; x comes from memory once instead of three times (a tile is still
+// in L3 for the sums). N8 16->16
 // 16^3 -> 32^3 (Zen 2, 2 threads): the three gradients 2.96-3.02 -> 2.63-2.68 ms; bench_conv's transposed
 // fwd + bwd 4.19-4.27 -> 3.98-4.05.
 template <int L>
@@ -517,15 +518,11 @@ void fused_lanes(const ConvGeom& g, const float* x, const float* w, const float*
     if (dw) wgt.item(worker, s, pos, x, dy);
     if (db && t == tiles.ntiles - 1)
       for (int64_t c = 0; c < g.cin; ++c)
-        sums[s * g.cin + c] = Eigen::Map<const Eigen::VectorXf>(x + (s * g.cin + c) * in_vol, in_vol).sum();
+        sums[s * g.cin + c] = plane_sum(x + (s * g.cin + c) * in_vol, in_vol);
   });
   if (dw) wgt.finish(workers, dw);
   if (db)
-    for (int64_t c = 0; c < g.cin; ++c) {
-      double sum = 0.0;
-      for (int64_t s = 0; s < g.n; ++s) sum += sums[s * g.cin + c];
-      db[c] = static_cast<float>(sum);
-    }
+    for (int64_t c = 0; c < g.cin; ++c) db[c] = bias_sum(g.n, [&](int64_t s) { return sums[s * g.cin + c]; });
 }
 
 }  // namespace
