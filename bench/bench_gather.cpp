@@ -19,7 +19,8 @@
 // gather 4 B written + 4 B (nearest) or 32 B (8 corners, trilinear) read — the peer's "effective"
 // rule without its coordinate bytes; stitch 4 B read + 2 x 8 B read-modify-write (value, weight)
 // per target voxel touched (1 nearest, 8 linear). The gather backward cases add bound_GB/s (their memory
-// footprint per second) and BM_copy gives the copy speed to hold it against (bench/bound_backward.sh).
+// footprint per second) and BM_copy gives the copy speed to hold it against (bench/bound_backward.sh);
+// BM_gather_backward_floor times their read-modify-writes alone, without the kernel around them.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -30,6 +31,7 @@
 
 #include "engine/device.h"
 #include "engine/tensor.h"
+#include "kernels/common/patch_math.h"
 #include "kernels/cpu_paths.h"
 #include "kernels/gather.h"
 #include "kernels/parallel.h"
@@ -224,6 +226,85 @@ void BM_gather_backward(benchmark::State& state, Interp mode) {
   state.counters["footprint_MB"] = footprint * 1e-6;
 }
 
+// The gather backward's floor on this machine: the kernel's read-modify-writes alone -- each patch voxel's
+// target voxel (nearest) or 8 corners (trilinear, weights from precomputed fractions), in the kernel's order,
+// prefetched 1024 voxels ahead -- from int32 indices computed before the timing, with no index work, no
+// rows and no slabs: worker w adds patches [w P / W, (w + 1) P / W) into a 256^3 target of its own. How
+// far the kernel (BM_gather_backward) is from this loop, and this loop from the memory bound
+// (bench/bound_backward.sh prints both).
+struct FloorCase {
+  std::vector<int32_t> idx;       // per patch voxel: the target voxel, or its corner 0
+  std::vector<float> fz, fy, fx;  // trilinear: the fractions along z, y, x
+  pw::Tensor target[2];
+  explicit FloorCase(Interp mode) {
+    Case& c = the_case();
+    const int64_t S = Case::S, V = Case::V;
+    for (int64_t p = 0; p < Case::P; ++p) {
+      const common::PatchMatrix M = common::load_patch_matrix(c.mats.data() + p * 16, 3);
+      for (int64_t a = 0; a < S; ++a)
+        for (int64_t b = 0; b < S; ++b)
+          for (int64_t x = 0; x < S; ++x) {
+            float q[3], f[3];
+            for (int k = 0; k < 3; ++k) {
+              q[k] = common::coord(common::row_start(M, k, float(a), float(b)), float(x), M.m[k][2]);
+              f[k] = mode == Interp::nearest ? common::round_nearest(q[k]) : std::floor(q[k]);
+            }
+            idx.push_back(int32_t((int64_t(f[0]) * V + int64_t(f[1])) * V + int64_t(f[2])));  // inside: random_mats keeps 48 voxels clear
+            if (mode == Interp::linear) fz.push_back(q[0] - f[0]), fy.push_back(q[1] - f[1]), fx.push_back(q[2] - f[2]);
+          }
+    }
+    for (auto& t : target) t = pw::Tensor::zeros({V * V * V});
+  }
+};
+
+void floor_nearest(const FloorCase& f, const float* v, int64_t b, int64_t e, float* t) {
+  const int32_t* idx = f.idx.data();
+  for (int64_t i = b; i < e; ++i) {
+    __builtin_prefetch(t + idx[std::min(i + 1024, e - 1)], 1, 2);
+    t[idx[i]] += v[i];
+  }
+}
+
+void floor_linear(const FloorCase& f, const float* v, int64_t b, int64_t e, float* t) {
+  constexpr int64_t Y = Case::V, Z = Case::V * Case::V;
+  const int32_t* idx = f.idx.data();
+  for (int64_t i = b; i < e; ++i) {
+    const int64_t a = idx[std::min(i + 1024, e - 1)];
+    __builtin_prefetch(t + a, 1, 2);
+    __builtin_prefetch(t + a + Z + Y, 1, 2);
+    float* p = t + idx[i];
+    const float z1 = f.fz[i], y1 = f.fy[i], x1 = f.fx[i], z0 = 1.f - z1, y0 = 1.f - y1, x0 = 1.f - x1;
+    const float w00 = v[i] * (z0 * y0), w01 = v[i] * (z0 * y1), w10 = v[i] * (z1 * y0), w11 = v[i] * (z1 * y1);
+    p[0] += w00 * x0, p[1] += w00 * x1, p[Y] += w01 * x0, p[Y + 1] += w01 * x1;
+    p[Z] += w10 * x0, p[Z + 1] += w10 * x1, p[Z + Y] += w11 * x0, p[Z + Y + 1] += w11 * x1;
+  }
+}
+
+void BM_gather_backward_floor(benchmark::State& state, Interp mode) {
+  const int workers = int(state.range(0));
+  pw::set_num_threads(workers);
+  Case& c = the_case();
+  static FloorCase* cases[2] = {nullptr, nullptr};
+  FloorCase*& f = cases[mode == Interp::linear ? 1 : 0];
+  if (!f) f = new FloorCase(mode);
+  const double footprint = backward_footprint_bytes(mode);
+  const int64_t n = int64_t(f->idx.size());
+  for (auto _ : state) {
+    pw::parallel_for(
+        workers,
+        [&](int64_t wb, int64_t we) {
+          for (int64_t w = wb; w < we; ++w) {
+            const int64_t b = Case::P * w / workers * (n / Case::P), e = Case::P * (w + 1) / workers * (n / Case::P);
+            (mode == Interp::nearest ? floor_nearest : floor_linear)(*f, c.patches.f32(), b, e, f->target[w % 2].f32());
+          }
+        },
+        1);
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, mode == Interp::nearest ? 12.0 : 4.0 + 8 * 8.0);
+  state.counters["bound_GB/s"] = benchmark::Counter(footprint * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // The memory bound's rate: a 128 MiB copy (beyond L3) split over the threads, GB/s = read + write (the STREAM
 // rule of peer-bench/bench_bw.py, whose torch copy_ it matches within a few percent on one machine).
 void BM_copy(benchmark::State& state) {
@@ -247,6 +328,8 @@ BENCHMARK(BM_stitch_aligned)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMi
 BENCHMARK(BM_stitch_scaled_linear)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gather_backward, nearest, Interp::nearest)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gather_backward, trilinear, Interp::linear)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_gather_backward_floor, nearest, Interp::nearest)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_gather_backward_floor, trilinear, Interp::linear)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_copy)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 #ifdef PW_HAVE_CUDA

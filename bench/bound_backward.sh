@@ -3,7 +3,9 @@
 # copy, GB/s = read + write) and the two gather backward cases of bench_gather (2 threads); a case's ratio is
 # the copy's GB/s over the case's bound_GB/s (its footprint -- patch gradients read once, every touched target
 # line read and written once -- per second): how many times the time the footprint alone would take at copy
-# speed. Prints every round, then the medians.
+# speed. The _floor cases (bench_gather's BM_gather_backward_floor) time the kernel's read-modify-writes alone,
+# from precomputed indices: the same ratio for them, and the kernel's time over its floor's. Prints every
+# round, then the medians.
 #   bench/bound_backward.sh [BUILD_DIR] [ROUNDS]     (BUILD_DIR configured with -DPW_BENCH=ON; default build)
 set -eu
 cd "$(dirname "$0")/.."
@@ -24,4 +26,8 @@ for line in sys.stdin:
 for n, v in sorted(rows.items()):
     print(f"median {n}: {statistics.median(x[0] for x in v):.2f} ms, copy {statistics.median(x[1] for x in v):.1f} GB/s, "
           f"{statistics.median(x[2] for x in v):.2f}x the memory bound (range {min(x[2] for x in v):.2f}-{max(x[2] for x in v):.2f})")
+for n, v in sorted(rows.items()):
+    f = rows.get(n.replace("backward/", "backward_floor/"))
+    if f and f is not v:
+        print(f"{n}: {statistics.median(a[0] / b[0] for a, b in zip(v, f)):.2f}x the time of its floor (median by round)")
 '
