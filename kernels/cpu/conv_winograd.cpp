@@ -345,8 +345,10 @@ struct Lanes {
   // Register blocks of the products: R rows (tiles of M, or input channels of dU) by NC vectors of
   // outputs. Per step R broadcasts and NC loads feed R * NC FMAs. With 16 vector registers (no
   // AVX-512) kVec x 1 needs 9 loads per 8 FMAs, more than Zen 2's two loads per cycle can feed its two
-  // FMAs; 4 x 2 needs 6 (forward 16->16 at 32^3 on Zen 2: bench/RESULTS.md). With AVX-512's 32
-  // registers the kVec x 1 block stays.
+  // FMAs; 4 x 2 needs 6 (forward 16->16 at 32^3 on Zen 2: bench/RESULTS.md), 6 x 2 8 per 12 (12
+  // accumulators, two loaded vectors and a broadcast: 15 of the 16 registers; the products alone ran
+  // 8-14% faster than 4 x 2 on Zen 2), so the tiles of M = V U (forward, data gradient) go in blocks of
+  // 6, 6 and 4 (tile_blocks). With AVX-512's 32 registers the kVec x 1 block stays.
 #ifdef __AVX512F__
   static constexpr bool kTwoColumns = false;
 #else
@@ -365,6 +367,22 @@ struct Lanes {
 
   // Columns of U per block (see transform_weights): the width of the register block's outputs.
   static constexpr int64_t block_width(int64_t Co) { return two_columns(Co) ? 2 * kVec : kVec; }
+
+  // Calls f(R, t0) for the register blocks [t0, t0 + R) of NC columns that cover a block's kTiles tiles: with
+  // two columns 6 + 6 + 4, with one kRows each. R comes as a std::integral_constant. (The weight gradient's
+  // products, adjoint_blocks, block rows of channels, which must not straddle V's groups of kVec: 4 x 2
+  // there; 6 rows read through a pointer per row were no faster.)
+  template <int NC, class F>
+  static void tile_blocks(const F& f) {
+    if constexpr (NC == 2) {
+      static_assert(kTiles == 16, "6 + 6 + 4 tiles");
+      f(std::integral_constant<int, 6>{}, 0);
+      f(std::integral_constant<int, 6>{}, 6);
+      f(std::integral_constant<int, 4>{}, 12);
+    } else {
+      for (int t0 = 0; t0 < kTiles; t0 += kRows) f(std::integral_constant<int, kRows>{}, t0);
+    }
+  }
 
   // Rows [t0, t0 + R) of M (one position) for outputs [o, o + NC * kVec): M = V * U over C channels;
   // wo: U's rows of the block of outputs o (row i at wo + i * NC * kVec), mo: M's column o.
@@ -392,20 +410,22 @@ struct Lanes {
       for (int n = 0; n < NC; ++n) pstore(mo + (t0 + r) * Co + n * kVec, acc[r][n]);
   }
 
-  template <int R, int NC>
+  template <int NC>
   static void multiply_blocks(const float* v, const float* u, int64_t C, int64_t Co, float* m) {
     for (int p = 0; p < kPos; ++p)
       for (int64_t o = 0; o < Co; o += NC * kVec)
-        for (int t0 = 0; t0 < kTiles; t0 += R)
-          product_block<R, NC>(v + p * pitch(C), u + (p * Co + o) * C, C, Co, t0, m + p * pitch(Co) + o);
+        tile_blocks<NC>([&](auto R, int t0) {
+          product_block<decltype(R)::value, NC>(v + p * pitch(C), u + (p * Co + o) * C, C, Co, t0,
+                                                m + p * pitch(Co) + o);
+        });
   }
 
   // M (kPos, kTiles, Co) = V (kPos, kTiles, C) * U (see transform_weights), position by position.
   __attribute__((noinline)) static void multiply(const float* v, const float* u, int64_t C, int64_t Co, float* m) {
     if (two_columns(Co))
-      multiply_blocks<4, 2>(v, u, C, Co, m);
+      multiply_blocks<2>(v, u, C, Co, m);
     else
-      multiply_blocks<kRows, 1>(v, u, C, Co, m);
+      multiply_blocks<1>(v, u, C, Co, m);
   }
 
   // dU rows [i0, i0 + R) (one position) for outputs [o, o + NC * kVec) += V^T * dM over nt tiles.
@@ -429,8 +449,10 @@ struct Lanes {
       for (int n = 0; n < NC; ++n) pstore(up + (i0 + r) * Co + o + n * kVec, acc[r][n]);
   }
 
+  // Rows [i0, i0 + R) of one block lie in one group of kVec channels of V (R divides kVec).
   template <int R, int NC>
   static void adjoint_blocks(const float* v, const float* dm, int nt, int64_t C, int64_t Co, float* du) {
+    static_assert(kVec % R == 0, "a block's channels within one group of V");
     for (int p = 0; p < kPos; ++p)
       for (int64_t o = 0; o < Co; o += NC * kVec)
         for (int64_t i0 = 0; i0 < C; i0 += R)
