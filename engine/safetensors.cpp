@@ -54,7 +54,115 @@ bool host_is_little_endian() {
   return b == 1;
 }
 
+// A file being loaded: its stream, the prefix of its errors, and the data section's size.
+struct Loading {
+  std::ifstream in;
+  std::string where;  // "FILE: "
+  uint64_t header_len = 0, data_size = 0;
+  InputError fail(const std::string& reason) const { return InputError(where + reason); }
+};
+
+// One tensor's bytes in the data section.
+struct Range {
+  uint64_t begin, end;
+  std::string name;
+};
+
+// Opens the file and reads its JSON header (sizes checked against the file's).
+nlohmann::json read_header(const fs::path& file, Loading& f) {
+  f.where = file.string() + ": ";
+  f.in.open(file, std::ios::binary);
+  if (!f.in) throw f.fail("cannot open the file");
+  std::error_code ec;
+  const uint64_t size = fs::file_size(file, ec);
+  if (ec) throw f.fail("cannot read the file size: " + ec.message());
+  if (size < 8) throw f.fail("truncated: " + std::to_string(size) + " bytes, not even the 8-byte header length");
+  unsigned char len_bytes[8];
+  if (!f.in.read(reinterpret_cast<char*>(len_bytes), 8)) throw f.fail("cannot read the header length");
+  f.header_len = get_u64_le(len_bytes);
+  if (f.header_len > kMaxHeader)
+    throw f.fail("header length " + std::to_string(f.header_len) + " is absurd (over 100 MB)");
+  if (f.header_len > size - 8)
+    throw f.fail("truncated: header length " + std::to_string(f.header_len) + " but only " +
+                 std::to_string(size - 8) + " bytes follow");
+  std::string text(f.header_len, '\0');
+  if (!f.in.read(text.data(), static_cast<std::streamsize>(f.header_len))) throw f.fail("cannot read the header");
+  f.data_size = size - 8 - f.header_len;
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw f.fail(std::string("header is not valid JSON: ") + e.what());
+  }
+  if (!header.is_object()) throw f.fail("header is not a JSON object");
+  return header;
+}
+
+// The string values of __metadata__.
+void read_metadata(const nlohmann::json& v, const Loading& f, std::map<std::string, std::string>& out) {
+  if (!v.is_object()) throw f.fail("__metadata__ is not an object");
+  for (auto m = v.begin(); m != v.end(); ++m) {
+    if (!m.value().is_string()) throw f.fail("__metadata__ value '" + m.key() + "' is not a string");
+    out[m.key()] = m.value().get<std::string>();
+  }
+}
+
+// Tensor `name`'s entry {dtype, shape, data_offsets}: its (empty) tensor and its range, checked against the
+// data section.
+Range read_entry(const std::string& name, const nlohmann::json& v, const Loading& f, Tensor& t) {
+  const std::string tw = "tensor '" + name + "': ";
+  if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
+    throw f.fail(tw + "expected an object with dtype, shape and data_offsets");
+  for (auto k = v.begin(); k != v.end(); ++k)
+    if (k.key() != "dtype" && k.key() != "shape" && k.key() != "data_offsets")
+      throw f.fail(tw + "unknown key '" + k.key() + "'");
+  if (!v["dtype"].is_string()) throw f.fail(tw + "dtype is not a string");
+  DType dtype;
+  if (!parse_dtype(v["dtype"].get<std::string>(), &dtype))
+    throw f.fail(tw + "unsupported dtype " + v["dtype"].get<std::string>() + " (F32, I32, U8 are supported)");
+  const nlohmann::json& js = v["shape"];
+  if (!js.is_array() || js.size() > 8) throw f.fail(tw + "shape must be an array of at most 8 sizes");
+  Shape shape;
+  uint64_t numel = 1;
+  for (const auto& d : js) {
+    if (!d.is_number_unsigned()) throw f.fail(tw + "shape holds a value that is not a non-negative integer");
+    uint64_t n = d.get<uint64_t>();
+    if (n != 0 && numel > f.data_size / n) throw f.fail(tw + "shape " + js.dump() + " is larger than the file");
+    numel *= n;
+    shape.push_back(static_cast<int64_t>(n));
+  }
+  const nlohmann::json& off = v["data_offsets"];
+  if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+    throw f.fail(tw + "data_offsets must be two non-negative integers");
+  const uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
+  if (begin > end || end > f.data_size)
+    throw f.fail(tw + "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+                 ") outside the data section of " + std::to_string(f.data_size) + " bytes (truncated file?)");
+  const uint64_t nbytes = numel * dtype_size(dtype);
+  if (end - begin != nbytes)
+    throw f.fail(tw + "dtype and shape " + js.dump() + " need " + std::to_string(nbytes) +
+                 " bytes, data_offsets give " + std::to_string(end - begin));
+  t = Tensor::empty(shape, dtype);
+  return {begin, end, name};
+}
+
+// The ranges must tile the data section: no overlap, no hole, nothing after the last one. Sorts them.
+void check_tiling(std::vector<Range>& ranges, const Loading& f) {
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
+    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+  });
+  uint64_t expect = 0;
+  for (const Range& r : ranges) {
+    if (r.begin < expect) throw f.fail("tensor '" + r.name + "' overlaps the previous tensor's bytes");
+    if (r.begin > expect) throw f.fail("a gap of unused bytes before tensor '" + r.name + "'");
+    expect = r.end;
+  }
+  if (expect != f.data_size)
+    throw f.fail(std::to_string(f.data_size - expect) + " bytes after the last tensor (corrupt header or extra data)");
+}
+
 }  // namespace
+
 
 void save_safetensors(const fs::path& file, const std::map<std::string, Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata) {
@@ -100,106 +208,23 @@ void save_safetensors(const fs::path& file, const std::map<std::string, Tensor>&
 
 SafetensorsContent load_safetensors(const fs::path& file) {
   if (!host_is_little_endian()) throw std::runtime_error("load_safetensors: big-endian hosts are not supported");
-  const std::string where = file.string() + ": ";
-  auto fail = [&](const std::string& reason) -> InputError { return InputError(where + reason); };
-
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw fail("cannot open the file");
-  std::error_code ec;
-  const uint64_t size = fs::file_size(file, ec);
-  if (ec) throw fail("cannot read the file size: " + ec.message());
-  if (size < 8) throw fail("truncated: " + std::to_string(size) + " bytes, not even the 8-byte header length");
-  unsigned char len_bytes[8];
-  if (!in.read(reinterpret_cast<char*>(len_bytes), 8)) throw fail("cannot read the header length");
-  const uint64_t header_len = get_u64_le(len_bytes);
-  if (header_len > kMaxHeader) throw fail("header length " + std::to_string(header_len) + " is absurd (over 100 MB)");
-  if (header_len > size - 8)
-    throw fail("truncated: header length " + std::to_string(header_len) + " but only " + std::to_string(size - 8) +
-               " bytes follow");
-  std::string text(header_len, '\0');
-  if (!in.read(text.data(), static_cast<std::streamsize>(header_len))) throw fail("cannot read the header");
-  const uint64_t data_size = size - 8 - header_len;
-
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw fail(std::string("header is not valid JSON: ") + e.what());
-  }
-  if (!header.is_object()) throw fail("header is not a JSON object");
-
+  Loading f;
+  const nlohmann::json header = read_header(file, f);
   SafetensorsContent content;
-  struct Range {
-    uint64_t begin, end;
-    std::string name;
-  };
   std::vector<Range> ranges;
   for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const nlohmann::json& v = it.value();
-    if (name == "__metadata__") {
-      if (!v.is_object()) throw fail("__metadata__ is not an object");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) throw fail("__metadata__ value '" + m.key() + "' is not a string");
-        content.metadata[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    const std::string tw = "tensor '" + name + "': ";
-    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") || !v.contains("data_offsets"))
-      throw fail(tw + "expected an object with dtype, shape and data_offsets");
-    for (auto k = v.begin(); k != v.end(); ++k)
-      if (k.key() != "dtype" && k.key() != "shape" && k.key() != "data_offsets")
-        throw fail(tw + "unknown key '" + k.key() + "'");
-    if (!v["dtype"].is_string()) throw fail(tw + "dtype is not a string");
-    DType dtype;
-    if (!parse_dtype(v["dtype"].get<std::string>(), &dtype))
-      throw fail(tw + "unsupported dtype " + v["dtype"].get<std::string>() + " (F32, I32, U8 are supported)");
-    const nlohmann::json& js = v["shape"];
-    if (!js.is_array() || js.size() > 8) throw fail(tw + "shape must be an array of at most 8 sizes");
-    Shape shape;
-    uint64_t numel = 1;
-    for (const auto& d : js) {
-      if (!d.is_number_unsigned()) throw fail(tw + "shape holds a value that is not a non-negative integer");
-      uint64_t n = d.get<uint64_t>();
-      if (n != 0 && numel > data_size / n) throw fail(tw + "shape " + js.dump() + " is larger than the file");
-      numel *= n;
-      shape.push_back(static_cast<int64_t>(n));
-    }
-    const nlohmann::json& off = v["data_offsets"];
-    if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
-      throw fail(tw + "data_offsets must be two non-negative integers");
-    const uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
-    if (begin > end || end > data_size)
-      throw fail(tw + "data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
-                 ") outside the data section of " + std::to_string(data_size) + " bytes (truncated file?)");
-    const uint64_t nbytes = numel * dtype_size(dtype);
-    if (end - begin != nbytes)
-      throw fail(tw + "dtype and shape " + js.dump() + " need " + std::to_string(nbytes) + " bytes, data_offsets give " +
-                 std::to_string(end - begin));
-    ranges.push_back({begin, end, name});
-    content.tensors[name] = Tensor::empty(shape, dtype);
+    if (it.key() == "__metadata__")
+      read_metadata(it.value(), f, content.metadata);
+    else
+      ranges.push_back(read_entry(it.key(), it.value(), f, content.tensors[it.key()]));
   }
-
-  // The ranges must tile the data section: no overlap, no hole, nothing after the last one.
-  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) {
-    return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
-  });
-  uint64_t expect = 0;
-  for (const Range& r : ranges) {
-    if (r.begin < expect) throw fail("tensor '" + r.name + "' overlaps the previous tensor's bytes");
-    if (r.begin > expect) throw fail("a gap of unused bytes before tensor '" + r.name + "'");
-    expect = r.end;
-  }
-  if (expect != data_size)
-    throw fail(std::to_string(data_size - expect) + " bytes after the last tensor (corrupt header or extra data)");
-
-  const uint64_t data_start = 8 + header_len;
+  check_tiling(ranges, f);
+  const uint64_t data_start = 8 + f.header_len;
   for (const Range& r : ranges) {
     Tensor& t = content.tensors[r.name];
-    in.seekg(static_cast<std::streamoff>(data_start + r.begin));
-    if (r.end > r.begin && !in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(r.end - r.begin)))
-      throw fail("cannot read the bytes of tensor '" + r.name + "'");
+    f.in.seekg(static_cast<std::streamoff>(data_start + r.begin));
+    if (r.end > r.begin && !f.in.read(static_cast<char*>(t.raw()), static_cast<std::streamsize>(r.end - r.begin)))
+      throw f.fail("cannot read the bytes of tensor '" + r.name + "'");
   }
   return content;
 }

@@ -125,31 +125,123 @@ struct ParsedHeader {
   std::string dims_text;             // "10x9x7", for messages
 };
 
-// Parses a NIfTI header and its extensions from `src`; for a pair, opens the .img next to `pair_path`
-// (empty: pairs are refused). `name` prefixes every error. Reads nothing of the data.
-void parse_header(ByteSource& src, const std::string& name, const std::string& pair_path, ParsedHeader& p) {
-  auto fail = [&](const std::string& why) -> InputError { return InputError(name + ": " + why); };
+// The error for file `name`: "name: why".
+InputError header_error(const std::string& name, const std::string& why) { return InputError(name + ": " + why); }
 
-  uint8_t h[kN2HeaderSize];
+// Reads the 348- or 540-byte header into h: its version (1, 2) and byte order from sizeof_hdr.
+int read_raw_header(ByteSource& src, const std::string& name, uint8_t* h, bool& swapped) {
   const size_t got = src.read(h, kN1HeaderSize);
-  if (got == 0) throw fail("empty file");
-  if (got < 4) throw fail("file ends after " + std::to_string(got) + " bytes, inside the NIfTI header");
+  if (got == 0) throw header_error(name, "empty file");
+  if (got < 4) throw header_error(name, "file ends after " + std::to_string(got) + " bytes, inside the NIfTI header");
   int version = 0;
-  bool swapped = false;
   for (bool sw : {false, true}) {
     const int32_t s = load<int32_t>(h, sw);
     if (s == 348) version = 1, swapped = sw;
     if (s == 540) version = 2, swapped = sw;
   }
   if (version == 0)
-    throw fail("sizeof_hdr is " + std::to_string(load<int32_t>(h, false)) +
-               " (must be 348 for NIfTI-1 or 540 for NIfTI-2, in either byte order)");
+    throw header_error(name, "sizeof_hdr is " + std::to_string(load<int32_t>(h, false)) +
+                                 " (must be 348 for NIfTI-1 or 540 for NIfTI-2, in either byte order)");
   const size_t hsize = version == 1 ? kN1HeaderSize : kN2HeaderSize;
   if (got < kN1HeaderSize)
-    throw fail("file ends after " + std::to_string(got) + " bytes, inside the " + std::to_string(hsize) +
-               "-byte header");
+    throw header_error(name, "file ends after " + std::to_string(got) + " bytes, inside the " +
+                                 std::to_string(hsize) + "-byte header");
   if (version == 2) src.read_exact(h + kN1HeaderSize, kN2HeaderSize - kN1HeaderSize, "NIfTI-2 header");
+  return version;
+}
 
+// The dims (v.ndim, v.dims, p.dims_text) and the voxel count, checked.
+uint64_t check_dims(const RawHeader& raw, const std::string& name, NiftiHeader& v, ParsedHeader& p) {
+  if (raw.dim[0] < 1 || raw.dim[0] > 7)
+    throw header_error(name, "dim[0] = " + std::to_string(raw.dim[0]) + " (must be 1..7)");
+  v.ndim = static_cast<int>(raw.dim[0]);
+  for (int i = 1; i <= v.ndim; ++i) {
+    if (raw.dim[i] < 1)
+      throw header_error(name, "dim[" + std::to_string(i) + "] = " + std::to_string(raw.dim[i]) +
+                                   " (dims must be >= 1)");
+    v.dims[i - 1] = raw.dim[i];
+  }
+  for (int i = 0; i < v.ndim; ++i) p.dims_text += (i ? "x" : "") + std::to_string(v.dims[i]);
+  uint64_t count = 1;
+  for (int i = 0; i < v.ndim; ++i)
+    if (__builtin_mul_overflow(count, static_cast<uint64_t>(v.dims[i]), &count))
+      throw header_error(name, "dims " + p.dims_text + ": the voxel count overflows 64 bits");
+  return count;
+}
+
+// Bytes per voxel of a supported datatype.
+int check_datatype(const NiftiHeader& v, const std::string& name) {
+  const int vsize = nifti_datatype_size(v.datatype);
+  if (vsize != 0) return vsize;
+  const std::string dt = nifti_datatype_name(v.datatype);
+  if (dt == "unknown") throw header_error(name, "unknown datatype code " + std::to_string(v.datatype));
+  throw header_error(name, "unsupported datatype " + dt + " (code " + std::to_string(v.datatype) + ")");
+}
+
+// A non-finite sform. nifti_clib (nifti_convert_nhdr2nim) copies srow_x/y/z into sto_xyz unchecked whenever
+// sform_code > 0 (unlike quatern_* and qoffset_*, which it passes through FIXED_FLOAT) and never falls back
+// to the qform: the sform stays the image's geometry and the NaN reaches every world coordinate. Patchwork
+// does the same selection (io/nifti.h) but refuses the file here, naming it, instead of failing later with
+// a "singular affine"; it does not silently switch to a qform that the file says is not the one to use.
+void check_sform(const NiftiHeader& v, const std::string& name) {
+  if (v.sform_code <= 0) return;
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 4; ++c)
+      if (!std::isfinite(v.srow[r][c])) {
+        const double x = v.srow[r][c];
+        throw header_error(name, "the sform (sform_code " + std::to_string(v.sform_code) +
+                                     ") holds a non-finite value: srow_" + std::string(1, "xyz"[r]) + "[" +
+                                     std::to_string(c) + "] = " + (std::isnan(x) ? "nan" : x > 0 ? "inf" : "-inf") +
+                                     " (fix the sform, or set sform_code to 0 to use the qform)");
+      }
+}
+
+// vox_offset as a byte offset, checked.
+uint64_t check_vox_offset(const RawHeader& raw, const std::string& name, NiftiHeader& v) {
+  if (!std::isfinite(raw.vox_offset) || raw.vox_offset < 0 || raw.vox_offset != std::floor(raw.vox_offset) ||
+      raw.vox_offset > 4.0e18)
+    throw header_error(name, "vox_offset " + std::to_string(raw.vox_offset) + " is not a valid byte offset");
+  v.vox_offset = static_cast<int64_t>(raw.vox_offset);
+  return static_cast<uint64_t>(v.vox_offset);
+}
+
+// A single file: the extensions between the header (hsize bytes) and vox_offset, and the bytes left before
+// the data.
+void locate_single(ByteSource& src, const std::string& name, size_t hsize, uint64_t vox_offset, ParsedHeader& p) {
+  if (vox_offset < hsize)
+    throw header_error(name, "vox_offset " + std::to_string(vox_offset) + " lies inside the " +
+                                 std::to_string(hsize) + "-byte header");
+  if (vox_offset - hsize > src.max_remaining())
+    throw header_error(name, "vox_offset " + std::to_string(vox_offset) + " is past the end of the file");
+  uint64_t pos = hsize;
+  if (vox_offset >= hsize + 4) {
+    uint8_t extender[4];
+    src.read_exact(extender, 4, "extender");
+    pos += 4;
+    if (extender[0] != 0) pos += read_extensions(src, vox_offset - pos, p.swapped, p.h.extensions);
+  }
+  p.data_src = &src;
+  p.skip_to_data = vox_offset - pos;
+}
+
+// A header/image pair: the extensions after the header, and the .img next to pair_path as the data source.
+void locate_pair(ByteSource& src, const std::string& name, const std::string& pair_path, const char* magic,
+                 uint64_t vox_offset, ParsedHeader& p) {
+  if (pair_path.empty())
+    throw header_error(name, "a header/image pair (magic \"" + std::string(magic) + "\") needs its .img file");
+  uint8_t extender[4];
+  if (src.read(extender, 4) == 4 && extender[0] != 0) read_extensions(src, UINT64_MAX, p.swapped, p.h.extensions);
+  p.img = open_pair_image(pair_path);
+  p.data_src = p.img.get();
+  p.skip_to_data = vox_offset;
+}
+
+// Parses a NIfTI header and its extensions from `src`; for a pair, opens the .img next to `pair_path`
+// (empty: pairs are refused). `name` prefixes every error. Reads nothing of the data.
+void parse_header(ByteSource& src, const std::string& name, const std::string& pair_path, ParsedHeader& p) {
+  uint8_t h[kN2HeaderSize];
+  bool swapped = false;
+  const int version = read_raw_header(src, name, h, swapped);
   NiftiHeader& v = p.h;
   RawHeader raw;
   decode_header(h, version, swapped, v, raw);
@@ -159,82 +251,22 @@ void parse_header(ByteSource& src, const std::string& name, const std::string& p
   const char* single = version == 1 ? "n+1" : "n+2";
   const char* pair = version == 1 ? "ni1" : "ni2";
   const bool is_single = std::memcmp(raw.magic, single, 4) == 0;
-  const bool is_pair = std::memcmp(raw.magic, pair, 4) == 0;
-  if (!is_single && !is_pair)
-    throw fail("bad magic \"" + show_magic(raw.magic) + "\" (must be \"" + single + "\" or \"" + pair + "\")");
-
-  if (raw.dim[0] < 1 || raw.dim[0] > 7) throw fail("dim[0] = " + std::to_string(raw.dim[0]) + " (must be 1..7)");
-  v.ndim = static_cast<int>(raw.dim[0]);
-  uint64_t count = 1;
-  for (int i = 1; i <= v.ndim; ++i) {
-    if (raw.dim[i] < 1)
-      throw fail("dim[" + std::to_string(i) + "] = " + std::to_string(raw.dim[i]) + " (dims must be >= 1)");
-    v.dims[i - 1] = raw.dim[i];
-  }
-  for (int i = 0; i < v.ndim; ++i) p.dims_text += (i ? "x" : "") + std::to_string(v.dims[i]);
-  for (int i = 0; i < v.ndim; ++i)
-    if (__builtin_mul_overflow(count, static_cast<uint64_t>(v.dims[i]), &count))
-      throw fail("dims " + p.dims_text + ": the voxel count overflows 64 bits");
-
-  const int vsize = nifti_datatype_size(v.datatype);
-  if (vsize == 0) {
-    const std::string dt = nifti_datatype_name(v.datatype);
-    if (dt == "unknown") throw fail("unknown datatype code " + std::to_string(v.datatype));
-    throw fail("unsupported datatype " + dt + " (code " + std::to_string(v.datatype) + ")");
-  }
-  // A non-finite sform. nifti_clib (nifti_convert_nhdr2nim) copies srow_x/y/z into sto_xyz unchecked whenever
-  // sform_code > 0 (unlike quatern_* and qoffset_*, which it passes through FIXED_FLOAT) and never falls back
-  // to the qform: the sform stays the image's geometry and the NaN reaches every world coordinate. Patchwork
-  // does the same selection (io/nifti.h) but refuses the file here, naming it, instead of failing later with
-  // a "singular affine"; it does not silently switch to a qform that the file says is not the one to use.
-  if (v.sform_code > 0)
-    for (int r = 0; r < 3; ++r)
-      for (int c = 0; c < 4; ++c)
-        if (!std::isfinite(v.srow[r][c])) {
-          const double x = v.srow[r][c];
-          throw fail("the sform (sform_code " + std::to_string(v.sform_code) + ") holds a non-finite value: srow_" +
-                     std::string(1, "xyz"[r]) + "[" + std::to_string(c) + "] = " +
-                     (std::isnan(x) ? "nan" : x > 0 ? "inf" : "-inf") +
-                     " (fix the sform, or set sform_code to 0 to use the qform)");
-        }
+  if (!is_single && std::memcmp(raw.magic, pair, 4) != 0)
+    throw header_error(name, "bad magic \"" + show_magic(raw.magic) + "\" (must be \"" + single + "\" or \"" +
+                                 pair + "\")");
+  const uint64_t count = check_dims(raw, name, v, p);
+  const int vsize = check_datatype(v, name);
+  check_sform(v, name);
   uint64_t bytes;
   if (__builtin_mul_overflow(count, static_cast<uint64_t>(vsize), &bytes) || bytes > (uint64_t(1) << 62))
-    throw fail("dims " + p.dims_text + " of " + nifti_datatype_name(v.datatype) +
-               ": the data size overflows 64 bits");
-  p.vsize = vsize;
-  p.count = count;
-  p.bytes = bytes;
-
-  if (!std::isfinite(raw.vox_offset) || raw.vox_offset < 0 || raw.vox_offset != std::floor(raw.vox_offset) ||
-      raw.vox_offset > 4.0e18)
-    throw fail("vox_offset " + std::to_string(raw.vox_offset) + " is not a valid byte offset");
-  v.vox_offset = static_cast<int64_t>(raw.vox_offset);
-  const uint64_t vox_offset = static_cast<uint64_t>(v.vox_offset);
-
-  p.data_src = &src;
-  if (is_single) {
-    if (vox_offset < hsize)
-      throw fail("vox_offset " + std::to_string(vox_offset) + " lies inside the " + std::to_string(hsize) +
-                 "-byte header");
-    if (vox_offset - hsize > src.max_remaining())
-      throw fail("vox_offset " + std::to_string(vox_offset) + " is past the end of the file");
-    uint64_t pos = hsize;
-    if (vox_offset >= hsize + 4) {
-      uint8_t extender[4];
-      src.read_exact(extender, 4, "extender");
-      pos += 4;
-      if (extender[0] != 0) pos += read_extensions(src, vox_offset - pos, swapped, v.extensions);
-    }
-    p.skip_to_data = vox_offset - pos;
-  } else {
-    if (pair_path.empty()) throw fail("a header/image pair (magic \"" + std::string(pair) + "\") needs its .img file");
-    uint8_t extender[4];
-    if (src.read(extender, 4) == 4 && extender[0] != 0)
-      read_extensions(src, UINT64_MAX, swapped, v.extensions);
-    p.img = open_pair_image(pair_path);
-    p.data_src = p.img.get();
-    p.skip_to_data = vox_offset;
-  }
+    throw header_error(name, "dims " + p.dims_text + " of " + nifti_datatype_name(v.datatype) +
+                                 ": the data size overflows 64 bits");
+  p.vsize = vsize, p.count = count, p.bytes = bytes;
+  const uint64_t vox_offset = check_vox_offset(raw, name, v);
+  if (is_single)
+    locate_single(src, name, version == 1 ? kN1HeaderSize : kN2HeaderSize, vox_offset, p);
+  else
+    locate_pair(src, name, pair_path, pair, vox_offset, p);
 }
 
 // Checks that vox_offset and the data fit in what the data source can still hold (exact for plain files,

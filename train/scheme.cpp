@@ -159,14 +159,8 @@ static Scheme::CandidateSampling parse_candidate_sampling(const json& c, const S
   return cs;
 }
 
-Scheme Scheme::from_json(const json& j) {
-  check_keys(j, json_keys(), "config");
-  Scheme s;
-  if (j.contains("depth")) s.depth = json_int(j["depth"], "depth");
-  if (s.depth < 1 || s.depth > 16) throw InputError("depth: must be in 1..16, got " + std::to_string(s.depth));
-  if (j.contains("ndim")) s.ndim = json_int(j["ndim"], "ndim");
-  if (s.ndim != 2 && s.ndim != 3) throw InputError("ndim: must be 2 or 3, got " + std::to_string(s.ndim));
-
+// The "scheme" section: patch sizes, field of view and voxel size per level (s.ndim, s.depth known).
+static void read_levels(const json& j, Scheme& s) {
   if (!j.contains("scheme")) throw InputError("config: missing 'scheme' (patch_size, fov_mm|fov_rel, destvox_mm|destvox_rel)");
   const json& sc = j["scheme"];
   check_keys(sc, {"patch_size", "out_patch_size", "fov_mm", "fov_rel", "destvox_mm", "destvox_rel"}, "scheme");
@@ -186,7 +180,10 @@ Scheme Scheme::from_json(const json& j) {
   s.destvox_is_mm = sc.contains("destvox_mm");
   s.destvox = s.destvox_is_mm ? parse_vec(sc["destvox_mm"], "scheme.destvox_mm", s.ndim, 1)
                               : parse_vec(sc["destvox_rel"], "scheme.destvox_rel", s.ndim, 1);
+}
 
+// How patches are placed and resampled: system, snapper, interpolation, smoothing, input normalisation.
+static void read_sampling(const json& j, Scheme& s) {
   if (j.contains("system")) {
     std::string v = json_string(j["system"], "system");
     if (v == "world") s.system = System::world;
@@ -216,6 +213,11 @@ Scheme Scheme::from_json(const json& j) {
     else if (v == "patch_m0s1") s.normalize_input = Normalize::patch_m0s1;
     else throw InputError("normalize_input: expected \"max\", \"mean\", \"m0s1\" or \"patch_m0s1\", got \"" + v + "\"");
   }
+}
+
+// The labels: categorical_label, categorical, num_labels (checked against each other), crop_fdim and
+// candidate_sampling.
+static void read_labels(const json& j, Scheme& s) {
   if (j.contains("categorical_label") && !j["categorical_label"].is_null()) {
     s.categorical_label = json_ints(j["categorical_label"], "categorical_label");
     if (s.categorical_label.empty()) throw InputError("categorical_label: must not be empty");
@@ -240,6 +242,18 @@ Scheme Scheme::from_json(const json& j) {
     throw InputError("categorical: true needs categorical_label (the label values of the classes)");
   if (j.contains("candidate_sampling") && !j["candidate_sampling"].is_null())
     s.candidate_sampling = parse_candidate_sampling(j["candidate_sampling"], s);
+}
+
+Scheme Scheme::from_json(const json& j) {
+  check_keys(j, json_keys(), "config");
+  Scheme s;
+  if (j.contains("depth")) s.depth = json_int(j["depth"], "depth");
+  if (s.depth < 1 || s.depth > 16) throw InputError("depth: must be in 1..16, got " + std::to_string(s.depth));
+  if (j.contains("ndim")) s.ndim = json_int(j["ndim"], "ndim");
+  if (s.ndim != 2 && s.ndim != 3) throw InputError("ndim: must be 2 or 3, got " + std::to_string(s.ndim));
+  read_levels(j, s);
+  read_sampling(j, s);
+  read_labels(j, s);
   return s;
 }
 
