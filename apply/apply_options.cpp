@@ -7,9 +7,10 @@
 
 namespace pw::apply {
 
-ApplyRequest make_request(const ApplyOptions& c) {
-  ApplyRequest r;
-  auto& o = r.infer;
+namespace {
+
+// Where patches go: generate type, counts, brick, lazy fraction, level, augmentation, seed.
+void read_patches(const ApplyOptions& c, InferOptions& o) {
   if (c.generate_type == "tree") o.generate_type = GenerateType::tree;
   else if (c.generate_type == "random") o.generate_type = GenerateType::random;
   else throw UsageError("--generate-type '" + c.generate_type + "': expected random or tree");
@@ -23,6 +24,28 @@ ApplyRequest make_request(const ApplyOptions& c) {
     if (!(*c.lazy_fraction > 0 && *c.lazy_fraction <= 1)) throw UsageError("--lazy-fraction must be in (0, 1]");
     o.lazy_fraction = *c.lazy_fraction;
   }
+  if (c.level == "mix") o.level_mix = true;
+  else {
+    try {
+      size_t used = 0;
+      o.level = std::stoi(c.level, &used);
+      if (used != c.level.size()) throw std::invalid_argument("trailing");
+    } catch (const std::exception&) {
+      throw UsageError("--level '" + c.level + "': expected -1, a level number or mix");
+    }
+  }
+  o.seed = c.seed;
+  if (c.augment == "none") o.augment = false;
+  else if (c.augment == "model") o.augment = true;
+  else {
+    if (!nlohmann::json::accept(c.augment))
+      throw UsageError("--augment: expected none, model or a JSON dict like {\"dphi\":0.1,\"flip\":[1,0,0]}");
+    o.augment = true;  // the dict is parsed against the model's ndim by set_augment
+  }
+}
+
+// How patches are stitched: attention, window, sparse suppression, sampling factor, original scale.
+void read_stitching(const ApplyOptions& c, InferOptions& o) {
   try {
     if (c.attention) o.attention = parse_reduce(*c.attention);
   } catch (const UsageError& e) {
@@ -41,26 +64,11 @@ ApplyRequest make_request(const ApplyOptions& c) {
   o.sparse_suppression = c.sparse_suppression;
   if (!(c.sampling_factor > 0)) throw UsageError("--sampling-factor must be > 0");
   o.sampling_factor = c.sampling_factor;
-  if (c.level == "mix") o.level_mix = true;
-  else {
-    try {
-      size_t used = 0;
-      o.level = std::stoi(c.level, &used);
-      if (used != c.level.size()) throw std::invalid_argument("trailing");
-    } catch (const std::exception&) {
-      throw UsageError("--level '" + c.level + "': expected -1, a level number or mix");
-    }
-  }
   o.scale_to_original = c.scale_to_original;
-  o.seed = c.seed;
-  o.progress = !c.quiet;
-  if (c.augment == "none") o.augment = false;
-  else if (c.augment == "model") o.augment = true;
-  else {
-    if (!nlohmann::json::accept(c.augment))
-      throw UsageError("--augment: expected none, model or a JSON dict like {\"dphi\":0.1,\"flip\":[1,0,0]}");
-    o.augment = true;  // the dict is parsed against the model's ndim by set_augment
-  }
+}
+
+// What is written: output type, largest component, threshold, label names and colours.
+void read_outputs(const ApplyOptions& c, ApplyRequest& r) {
   r.out_type = parse_output_type(c.out_type);
   if (c.largest_component) {
     if (r.out_type.kind != OutKind::atls && r.out_type.kind != OutKind::mask)
@@ -76,6 +84,16 @@ ApplyRequest make_request(const ApplyOptions& c) {
   } catch (const UsageError& e) {
     throw UsageError(std::string("--label-colors: ") + e.what());
   }
+}
+
+}  // namespace
+
+ApplyRequest make_request(const ApplyOptions& c) {
+  ApplyRequest r;
+  read_patches(c, r.infer);
+  read_stitching(c, r.infer);
+  r.infer.progress = !c.quiet;
+  read_outputs(c, r);
   return r;
 }
 
