@@ -81,6 +81,7 @@ class TrainingRun {
   // one iteration
   PatchSet next_set(int it, double& wait_s);
   IterationStats train_on(int it, const PatchSet& set);
+  Var batch_loss(int it, const PatchSet& batch, double share, std::vector<Var>& X, IterationStats& st);
   void update(int it, double share);
   void check_gradients(int it);
   void check_weights(int it) const;
@@ -461,6 +462,32 @@ void TrainingRun::check_weights(int it) const {
   if (!bad.empty()) throw diverged(it, "weight " + bad + " holds NaN or infinite values after the update");
 }
 
+// The forward pass of a batch through every level (X: the levels' outputs) and the sum of the levels'
+// losses, each added to st.level_loss weighted by share (the batch's part of the global batch). Diverged at
+// the first NaN or infinite loss.
+Var TrainingRun::batch_loss(int it, const PatchSet& batch, double share, std::vector<Var>& X, IterationStats& st) {
+  const int depth = scheme_.depth;
+  std::vector<Var> inputs;
+  std::vector<Tensor> mats;
+  for (int k = 0; k < depth; ++k) {
+    inputs.push_back(constant(batch.levels[k].input.to(opt_.device)));
+    mats.push_back(batch.levels[k].parent_mats);
+  }
+  X = model_->forward_chain(inputs, mats);
+  Var loss;
+  for (int k = 0; k < depth; ++k) {
+    if (!cfg_.intermediate_loss && k < depth - 1) continue;
+    Var lk = cfg_.loss[k] == LossKind::candidate ? candidate_loss(X[k], batch.levels[k].target, *model_, rng_train_)
+                                                 : level_loss(X[k], batch.levels[k].target, cfg_.loss[k], scheme_);
+    const float lv = lk->value.cpu().f32()[0];
+    if (!std::isfinite(lv))
+      throw diverged(it, "level " + std::to_string(k) + " loss is " + (std::isnan(lv) ? "NaN" : "infinite"));
+    st.level_loss[k] += lv * share;
+    loss = loss ? add(loss, lk) : lk;
+  }
+  return loss;
+}
+
 // `epochs` passes over the set in shuffled batches: forward through every level, the levels'
 // losses, backward, optimizer step. Scores the chains for hard mining in the last epoch. Stops at the
 // first NaN or infinite loss or gradient (diverged), before the optimizer step.
@@ -492,24 +519,8 @@ IterationStats TrainingRun::train_on(int it, const PatchSet& set) {
         continue;
       }
       PatchSet batch = take_rows(set, idx);
-      std::vector<Var> inputs;
-      std::vector<Tensor> mats;
-      for (int k = 0; k < depth; ++k) {
-        inputs.push_back(constant(batch.levels[k].input.to(opt_.device)));
-        mats.push_back(batch.levels[k].parent_mats);
-      }
-      std::vector<Var> X = model_->forward_chain(inputs, mats);
-      Var loss;
-      for (int k = 0; k < depth; ++k) {
-        if (!cfg_.intermediate_loss && k < depth - 1) continue;
-        Var lk = cfg_.loss[k] == LossKind::candidate ? candidate_loss(X[k], batch.levels[k].target, *model_, rng_train_)
-                                                     : level_loss(X[k], batch.levels[k].target, cfg_.loss[k], scheme_);
-        const float lv = lk->value.cpu().f32()[0];
-        if (!std::isfinite(lv))
-          throw diverged(it, "level " + std::to_string(k) + " loss is " + (std::isnan(lv) ? "NaN" : "infinite"));
-        st.level_loss[k] += lv * share;
-        loss = loss ? add(loss, lk) : lk;
-      }
+      std::vector<Var> X;
+      Var loss = batch_loss(it, batch, share, X, st);
       backward(loss);
       update(it, share);
       ++batches;
