@@ -10,8 +10,8 @@
 // U (cin x cout); the output transform turns the 64 positions of M into the tile's 2x2x2 outputs:
 // 64 multiplications per output tile and channel pair instead of 8 * 27 = 216.
 //   data gradient:   the same convolution of dy with the flipped, transposed kernel (padding 2 - pad).
-//   weight gradient: its adjoint: dU (cin x cout) += V^T (A dy A^T) per position over every tile,
-//                    then dw = G^T dU G.
+//   weight gradient: its adjoint: dU (cin x cout) += V^T (A dy A^T) per position over every tile (held
+//                    transposed, cout x cin), then dw = G^T dU G.
 // The transforms and products hold the channels in SIMD lanes (kVec channels of one voxel per vector:
 // the widest vector, or half of it where that pads fewer channels, e.g. 8 -> 16 with AVX-512; Lanes).
 // Work items are slabs (one plane of tiles, two output planes) of one sample. A slab transposes the rows
@@ -342,13 +342,15 @@ struct Lanes {
 
   // ---- the per-position products ------------------------------------------------------------------
 
-  // Register blocks of the products: R rows (tiles of M, or input channels of dU) by NC vectors of
-  // outputs. Per step R broadcasts and NC loads feed R * NC FMAs. With 16 vector registers (no
-  // AVX-512) kVec x 1 needs 9 loads per 8 FMAs, more than Zen 2's two loads per cycle can feed its two
-  // FMAs; 4 x 2 needs 6 (forward 16->16 at 32^3 on Zen 2: bench/RESULTS.md), 6 x 2 8 per 12 (12
-  // accumulators, two loaded vectors and a broadcast: 15 of the 16 registers; the products alone ran
-  // 8-14% faster than 4 x 2 on Zen 2), so the tiles of M = V U (forward, data gradient) go in blocks of
-  // 6, 6 and 4 (tile_blocks). With AVX-512's 32 registers the kVec x 1 block stays.
+  // Register blocks of the products: R rows (tiles of M, or output channels of dU^T) by NC vectors (of
+  // output channels of M, or input channels of dU^T). Per step R broadcasts and NC loads feed R * NC FMAs.
+  // With 16 vector registers (no AVX-512) kVec x 1 needs 9 loads per 8 FMAs, more than Zen 2's two loads
+  // per cycle can feed its two FMAs; 4 x 2 needs 6 (forward 16->16 at 32^3 on Zen 2: bench/RESULTS.md), 6 x
+  // 2 8 per 12 (12 accumulators, two loaded vectors and a broadcast: 15 of the 16 registers; the products
+  // alone ran 8-14% faster than 4 x 2 on Zen 2), so rows go in blocks of 6 (row_blocks). The weight
+  // gradient holds dU transposed (output channels by input channels) for this: its rows are then output
+  // channels, read as broadcasts from one dM row at constant offsets, where rows of input channels would
+  // straddle V's groups of kVec. With AVX-512's 32 registers the kVec x 1 block stays.
 #ifdef __AVX512F__
   static constexpr bool kTwoColumns = false;
 #else
@@ -368,19 +370,18 @@ struct Lanes {
   // Columns of U per block (see transform_weights): the width of the register block's outputs.
   static constexpr int64_t block_width(int64_t Co) { return two_columns(Co) ? 2 * kVec : kVec; }
 
-  // Calls f(R, t0) for the register blocks [t0, t0 + R) of NC columns that cover a block's kTiles tiles: with
-  // two columns 6 + 6 + 4, with one kRows each. R comes as a std::integral_constant. (The weight gradient's
-  // products, adjoint_blocks, block rows of channels, which must not straddle V's groups of kVec: 4 x 2
-  // there; 6 rows read through a pointer per row were no faster.)
+  // Calls f(R, r0) for the register blocks [r0, r0 + R) of NC columns that cover rows [0, rows) (tiles of M,
+  // or output channels of dU^T): with two columns blocks of 6, then one of 4 or 2 (rows is even: kTiles
+  // tiles, or channels padded to kVec); with one, blocks of kRows. R comes as a std::integral_constant.
   template <int NC, class F>
-  static void tile_blocks(const F& f) {
+  static void row_blocks(int64_t rows, const F& f) {
+    int64_t r0 = 0;
     if constexpr (NC == 2) {
-      static_assert(kTiles == 16, "6 + 6 + 4 tiles");
-      f(std::integral_constant<int, 6>{}, 0);
-      f(std::integral_constant<int, 6>{}, 6);
-      f(std::integral_constant<int, 4>{}, 12);
+      for (; r0 + 6 <= rows; r0 += 6) f(std::integral_constant<int, 6>{}, r0);
+      if (rows - r0 == 4) f(std::integral_constant<int, 4>{}, r0);
+      if (rows - r0 == 2) f(std::integral_constant<int, 2>{}, r0);
     } else {
-      for (int t0 = 0; t0 < kTiles; t0 += kRows) f(std::integral_constant<int, kRows>{}, t0);
+      for (; r0 < rows; r0 += kRows) f(std::integral_constant<int, kRows>{}, r0);
     }
   }
 
@@ -414,8 +415,8 @@ struct Lanes {
   static void multiply_blocks(const float* v, const float* u, int64_t C, int64_t Co, float* m) {
     for (int p = 0; p < kPos; ++p)
       for (int64_t o = 0; o < Co; o += NC * kVec)
-        tile_blocks<NC>([&](auto R, int t0) {
-          product_block<decltype(R)::value, NC>(v + p * pitch(C), u + (p * Co + o) * C, C, Co, t0,
+        row_blocks<NC>(kTiles, [&](auto R, int64_t t0) {
+          product_block<decltype(R)::value, NC>(v + p * pitch(C), u + (p * Co + o) * C, C, Co, int(t0),
                                                 m + p * pitch(Co) + o);
         });
   }
@@ -428,44 +429,47 @@ struct Lanes {
       multiply_blocks<1>(v, u, C, Co, m);
   }
 
-  // dU rows [i0, i0 + R) (one position) for outputs [o, o + NC * kVec) += V^T * dM over nt tiles.
+  // dU^T rows [o0, o0 + R) (output channels, one position) for input channels [i0, i0 + NC * kVec) += dM^T V
+  // over nt tiles: per tile R broadcasts of dM and NC vectors of V (kVec input channels each). dU^T (Co x C per
+  // position, input channels fastest) at up.
   template <int R, int NC>
-  __attribute__((always_inline)) static inline void adjoint_block(const float* vp, const float* dp, int nt, int64_t Co, int64_t o, int64_t i0,
-                                   float* up) {
+  __attribute__((always_inline)) static inline void adjoint_block(const float* vp, const float* dp, int nt,
+                                                                  int64_t C, int64_t Co, int64_t o0, int64_t i0,
+                                                                  float* up) {
     Packet acc[R][NC];
     for (int r = 0; r < R; ++r)
-      for (int n = 0; n < NC; ++n) acc[r][n] = pload<Packet>(up + (i0 + r) * Co + o + n * kVec);
-    const float* vb = vp + (i0 - i0 % kVec) * kTiles + i0 % kVec;  // V[p][i0 / kVec][t][i0 % kVec + r]
+      for (int n = 0; n < NC; ++n) acc[r][n] = pload<Packet>(up + (o0 + r) * C + i0 + n * kVec);
+    const float* vb = vp + i0 * kTiles;  // V[p][i0 / kVec + n][t] at vb + (n * kTiles + t) * kVec
     for (int t = 0; t < nt; ++t) {
-      Packet d[NC];
-      for (int n = 0; n < NC; ++n) d[n] = in_register(pload<Packet>(dp + t * Co + o + n * kVec));
+      Packet v[NC];
+      for (int n = 0; n < NC; ++n) v[n] = in_register(pload<Packet>(vb + (n * kTiles + t) * kVec));
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
-        const Packet b = pset1<Packet>(vb[t * kVec + r]);
-        for (int n = 0; n < NC; ++n) acc[r][n] = pmadd(b, d[n], acc[r][n]);
+        const Packet b = pset1<Packet>(dp[t * Co + o0 + r]);
+        for (int n = 0; n < NC; ++n) acc[r][n] = pmadd(b, v[n], acc[r][n]);
       }
     }
     for (int r = 0; r < R; ++r)
-      for (int n = 0; n < NC; ++n) pstore(up + (i0 + r) * Co + o + n * kVec, acc[r][n]);
+      for (int n = 0; n < NC; ++n) pstore(up + (o0 + r) * C + i0 + n * kVec, acc[r][n]);
   }
 
-  // Rows [i0, i0 + R) of one block lie in one group of kVec channels of V (R divides kVec).
-  template <int R, int NC>
+  template <int NC>
   static void adjoint_blocks(const float* v, const float* dm, int nt, int64_t C, int64_t Co, float* du) {
-    static_assert(kVec % R == 0, "a block's channels within one group of V");
     for (int p = 0; p < kPos; ++p)
-      for (int64_t o = 0; o < Co; o += NC * kVec)
-        for (int64_t i0 = 0; i0 < C; i0 += R)
-          adjoint_block<R, NC>(v + p * pitch(C), dm + p * pitch(Co), nt, Co, o, i0, du + p * C * Co);
+      for (int64_t i0 = 0; i0 < C; i0 += NC * kVec)
+        row_blocks<NC>(Co, [&](auto R, int64_t o0) {
+          adjoint_block<decltype(R)::value, NC>(v + p * pitch(C), dm + p * pitch(Co), nt, C, Co, o0, i0,
+                                                du + p * C * Co);
+        });
   }
 
-  // dU (kPos, C, Co) += V^T * dM over the block's first nt tiles, position by position.
+  // dU^T (kPos, Co, C) += dM^T * V over the block's first nt tiles, position by position.
   __attribute__((noinline)) static void multiply_adjoint(const float* v, const float* dm, int nt, int64_t C,
                                                          int64_t Co, float* du) {
-    if (two_columns(Co))
-      adjoint_blocks<4, 2>(v, dm, nt, C, Co, du);
+    if (two_columns(C))
+      adjoint_blocks<2>(v, dm, nt, C, Co, du);
     else
-      adjoint_blocks<kRows, 1>(v, dm, nt, C, Co, du);
+      adjoint_blocks<1>(v, dm, nt, C, Co, du);
   }
 
   // ---- slabs ---------------------------------------------------------------------------------------
@@ -573,19 +577,20 @@ struct Lanes {
       for (int wk = 1; wk < workers; ++wk)
         for (int64_t i = lo; i < hi; ++i) part[i] += part[wk * psize + i];
     }, 4096);
-    const int64_t groups = Co % 8 == 0 ? (g.cout + 7) / 8 : 0;  // 8 output channels at once, else one
-    parallel_for(g.cin, [&](int64_t lo, int64_t hi) {
-      for (int64_t i = lo; i < hi; ++i) {
-        for (int64_t og = 0; og < groups; ++og) {
+    // dU^T (kPos, Co, C): 8 input channels at once, else one by one.
+    const int64_t groups = C % 8 == 0 ? (g.cin + 7) / 8 : 0;
+    parallel_for(g.cout, [&](int64_t lo, int64_t hi) {
+      for (int64_t o = lo; o < hi; ++o) {
+        for (int64_t ig = 0; ig < groups; ++ig) {
           Vec8 t[kPos], k[27];
-          for (int p = 0; p < kPos; ++p) std::memcpy(&t[p], part + (p * C + i) * Co + og * 8, sizeof(Vec8));
+          for (int p = 0; p < kPos; ++p) std::memcpy(&t[p], part + (p * Co + o) * C + ig * 8, sizeof(Vec8));
           separable<4, 3>(t, k, weight_adjoint_1d<Vec8>);
-          for (int64_t o = og * 8; o < std::min(og * 8 + 8, g.cout); ++o)
-            for (int kk = 0; kk < 27; ++kk) dw[(o * g.cin + i) * 27 + kk] = k[kk][o - og * 8];
+          for (int64_t i = ig * 8; i < std::min(ig * 8 + 8, g.cin); ++i)
+            for (int kk = 0; kk < 27; ++kk) dw[(o * g.cin + i) * 27 + kk] = k[kk][i - ig * 8];
         }
-        for (int64_t o = groups * 8; o < g.cout; ++o) {
+        for (int64_t i = groups * 8; i < g.cin; ++i) {
           float t[kPos], k[27];
-          for (int p = 0; p < kPos; ++p) t[p] = part[(p * C + i) * Co + o];
+          for (int p = 0; p < kPos; ++p) t[p] = part[(p * Co + o) * C + i];
           separable<4, 3>(t, k, weight_adjoint_1d<float>);
           std::copy(k, k + 27, dw + (o * g.cin + i) * 27);
         }
