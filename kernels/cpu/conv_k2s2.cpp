@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "kernels/cpu/bias_sum.h"
@@ -206,6 +207,28 @@ const Pos* positions_ahead(const std::vector<Pos>& pos, int64_t i) {
   return pos;
 }
 
+// The work items of conv g, (sample s, tile of output rows), each worker taking a contiguous range of them
+// (run_ranges: consecutive items share source lines). run(f) calls f(worker, s, pos, last) per item with
+// its vector positions pos (build_positions, L/2 outputs each); last: the item is its sample's last tile.
+template <int L>
+struct Items {
+  const ConvGeom& g;
+  const Tiling tiles;
+  const int64_t count;
+  const int workers;
+  explicit Items(const ConvGeom& g_)
+      : g(g_), tiles(g_.out, kTileOutputs), count(g_.n * tiles.ntiles), workers(workers_for(count)) {}
+  template <class F>
+  void run(const F& f) const {
+    run_ranges(count, workers, [&](int worker, int64_t item) {
+      const int64_t s = item / tiles.ntiles, t = item % tiles.ntiles;
+      std::vector<Pos>& pos = thread_positions();
+      build_positions(g, g.k[0], tiles.begin(t), tiles.end(t), L / 2, pos);
+      f(worker, s, static_cast<const std::vector<Pos>&>(pos), t == tiles.ntiles - 1);
+    });
+  }
+};
+
 // ---- forward ----------------------------------------------------------------------------------
 
 // The weight pairs of an R x K matrix (pair_at(r, k): a pointer to 2 floats) packed in blocks of MR rows,
@@ -274,19 +297,6 @@ struct ForwardPass {
       }
   }
 };
-
-template <int L>
-void forward_lanes(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
-  const ForwardPass<L> pass(g, w);
-  const Tiling tiles(g.out, kTileOutputs);  // items: (sample, tile)
-  const int64_t items = g.n * tiles.ntiles;
-  run_ranges(items, workers_for(items), [&](int, int64_t item) {
-    const int64_t s = item / tiles.ntiles, t = item % tiles.ntiles;
-    std::vector<Pos>& pos = thread_positions();
-    build_positions(g, pass.lay.kd, tiles.begin(t), tiles.end(t), L / 2, pos);
-    pass.item(s, pos, x, b, y);
-  });
-}
 
 // ---- adjoint (data gradient, transposed convolution) --------------------------------------------
 
@@ -365,13 +375,9 @@ void adjoint_lanes(const ConvGeom& g, const float* dy, const float* w, const flo
   std::vector<float> tap_bias;  // the bias of each tap's input channel
   if (b)
     for (int64_t t = 0; t < lay.taps; ++t) tap_bias.push_back(b[t / (2 * lay.kd)]);
-  const Tiling tiles(g.out, kTileOutputs);  // items: (sample, tile)
-  const int64_t items = g.n * tiles.ntiles, P = lay.out_vol;
+  const int64_t P = lay.out_vol;
   const bool stream = streamed_output(g.n * g.cin * lay.in_vol);
-  run_ranges(items, workers_for(items), [&](int, int64_t item) {
-    const int64_t s = item / tiles.ntiles, t = item % tiles.ntiles;
-    std::vector<Pos>& pos = thread_positions();
-    build_positions(g, lay.kd, tiles.begin(t), tiles.end(t), L / 2, pos);
+  Items<L>(g).run([&](int, int64_t s, const std::vector<Pos>& pos, bool) {
     std::vector<float>& dq = thread_dy_copy();
     dup_positions<L>(pos, dy + s * g.cout * P, g.cout, P, dq);
     float* dxs = dx + s * g.cin * lay.in_vol;
@@ -479,48 +485,30 @@ struct WeightPass {
   }
 };
 
+// The k2 s2 passes over x in one sweep of its work items: per item the forward's outputs y (+ bias b), the
+// weight pass's sums with dy (dw), and after a sample's last item that sample's channel sums of x (db, in
+// conv_backward_bias's order: bias_sum.h); each skipped where its output is null. Alone, y is the forward
+// pass and dw the weight gradient; together they are the transposed convolution's three gradients (x: its
+// output gradient, the largest of its tensors), which then read x from memory once instead of three times
+// (a tile is still in L3 for the sums): N8 16->16 16^3 -> 32^3 (Zen 2, 2 threads), the three gradients
+// 2.96-3.02 -> 2.63-2.68 ms, bench_conv's transposed fwd + bwd 4.19-4.27 -> 3.98-4.05. The same items,
+// workers and orders either way, so the same floats.
 template <int L>
-void weight_lanes(const ConvGeom& g, const float* x, const float* dy, float* dw) {
-  const Tiling tiles(g.out, kTileOutputs);  // items: (sample, tile)
-  const int64_t items = g.n * tiles.ntiles;
-  const int workers = workers_for(items);
-  WeightPass<L> pass(g, workers);
-  run_ranges(items, workers, [&](int worker, int64_t item) {
-    const int64_t s = item / tiles.ntiles, t = item % tiles.ntiles;
-    std::vector<Pos>& pos = thread_positions();
-    build_positions(g, pass.lay.kd, tiles.begin(t), tiles.end(t), L / 2, pos);
-    pass.item(worker, s, pos, x, dy);
-  });
-  pass.finish(workers, dw);
-}
-
-// The transposed convolution's three gradients in one pass over x (its output gradient, the largest of
-// its tensors): per work item the forward's outputs y (its data gradient) and the weight pass's sums, and
-// after a sample's last item that sample's channel sums of x (the bias gradient, in conv_backward_bias's
-// order: bias_sum.h). The same items, workers and orders as forward_lanes, weight_lanes and
-// conv_backward_bias, so the same floats; x comes from memory once instead of three times (a tile is still
-// in L3 for the sums). N8 16->16
-// 16^3 -> 32^3 (Zen 2, 2 threads): the three gradients 2.96-3.02 -> 2.63-2.68 ms; bench_conv's transposed
-// fwd + bwd 4.19-4.27 -> 3.98-4.05.
-template <int L>
-void fused_lanes(const ConvGeom& g, const float* x, const float* w, const float* dy, float* y, float* dw, float* db) {
-  const Tiling tiles(g.out, kTileOutputs);  // items: (sample, tile)
-  const int64_t items = g.n * tiles.ntiles, in_vol = g.in_vol();
-  const int workers = workers_for(items);
-  const ForwardPass<L> fwd(g, w);
-  WeightPass<L> wgt(g, dw ? workers : 0);
+void fused_lanes(const ConvGeom& g, const float* x, const float* w, const float* b, const float* dy, float* y,
+                 float* dw, float* db) {
+  const Items<L> items(g);
+  std::optional<ForwardPass<L>> fwd;
+  if (y) fwd.emplace(g, w);
+  WeightPass<L> wgt(g, dw ? items.workers : 0);
+  const int64_t in_vol = g.in_vol();
   std::vector<float> sums(static_cast<size_t>(db ? g.n * g.cin : 0));
-  run_ranges(items, workers, [&](int worker, int64_t item) {
-    const int64_t s = item / tiles.ntiles, t = item % tiles.ntiles;
-    std::vector<Pos>& pos = thread_positions();
-    build_positions(g, fwd.lay.kd, tiles.begin(t), tiles.end(t), L / 2, pos);
-    if (y) fwd.item(s, pos, x, nullptr, y);
+  items.run([&](int worker, int64_t s, const std::vector<Pos>& pos, bool last) {
+    if (y) fwd->item(s, pos, x, b, y);
     if (dw) wgt.item(worker, s, pos, x, dy);
-    if (db && t == tiles.ntiles - 1)
-      for (int64_t c = 0; c < g.cin; ++c)
-        sums[s * g.cin + c] = plane_sum(x + (s * g.cin + c) * in_vol, in_vol);
+    if (db && last)
+      for (int64_t c = 0; c < g.cin; ++c) sums[s * g.cin + c] = plane_sum(x + (s * g.cin + c) * in_vol, in_vol);
   });
-  if (dw) wgt.finish(workers, dw);
+  if (dw) wgt.finish(items.workers, dw);
   if (db)
     for (int64_t c = 0; c < g.cin; ++c) db[c] = bias_sum(g.n, [&](int64_t s) { return sums[s * g.cin + c]; });
 }
@@ -537,7 +525,9 @@ bool suits(const ConvGeom& g) {
 }
 
 void forward(const ConvGeom& g, const float* x, const float* w, const float* b, float* y) {
-  with_lanes(g.out[2], [&](auto v) { forward_lanes<sizeof(typename decltype(v)::T) / 4>(g, x, w, b, y); });
+  with_lanes(g.out[2], [&](auto v) {
+    fused_lanes<sizeof(typename decltype(v)::T) / 4>(g, x, w, b, nullptr, y, nullptr, nullptr);
+  });
 }
 
 void backward_data(const ConvGeom& g, const float* dy, const float* w, const float* b, float* dx) {
@@ -545,12 +535,16 @@ void backward_data(const ConvGeom& g, const float* dy, const float* w, const flo
 }
 
 void backward_weight(const ConvGeom& g, const float* x, const float* dy, float* dw) {
-  with_lanes(g.out[2], [&](auto v) { weight_lanes<sizeof(typename decltype(v)::T) / 4>(g, x, dy, dw); });
+  with_lanes(g.out[2], [&](auto v) {
+    fused_lanes<sizeof(typename decltype(v)::T) / 4>(g, x, nullptr, nullptr, dy, nullptr, dw, nullptr);
+  });
 }
 
 void transposed_backward(const ConvGeom& g, const float* x, const float* w, const float* dy, float* y, float* dw,
                          float* db) {
-  with_lanes(g.out[2], [&](auto v) { fused_lanes<sizeof(typename decltype(v)::T) / 4>(g, x, w, dy, y, dw, db); });
+  with_lanes(g.out[2], [&](auto v) {
+    fused_lanes<sizeof(typename decltype(v)::T) / 4>(g, x, w, nullptr, dy, y, dw, db);
+  });
 }
 
 #else  // no AVX2: the general strided path (conv.cpp) runs these
