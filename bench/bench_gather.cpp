@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <vector>
 
@@ -235,7 +236,7 @@ void BM_gather_backward(benchmark::State& state, Interp mode) {
 struct FloorCase {
   std::vector<int32_t> idx;       // per patch voxel: the target voxel, or its corner 0
   std::vector<float> fz, fy, fx;  // trilinear: the fractions along z, y, x
-  pw::Tensor target[2];
+  std::vector<pw::Tensor> target;  // one 256^3 target per worker
   explicit FloorCase(Interp mode) {
     Case& c = the_case();
     const int64_t S = Case::S, V = Case::V;
@@ -253,7 +254,6 @@ struct FloorCase {
             if (mode == Interp::linear) fz.push_back(q[0] - f[0]), fy.push_back(q[1] - f[1]), fx.push_back(q[2] - f[2]);
           }
     }
-    for (auto& t : target) t = pw::Tensor::zeros({V * V * V});
   }
 };
 
@@ -284,9 +284,10 @@ void BM_gather_backward_floor(benchmark::State& state, Interp mode) {
   const int workers = int(state.range(0));
   pw::set_num_threads(workers);
   Case& c = the_case();
-  static FloorCase* cases[2] = {nullptr, nullptr};
-  FloorCase*& f = cases[mode == Interp::linear ? 1 : 0];
-  if (!f) f = new FloorCase(mode);
+  static std::unique_ptr<FloorCase> cases[2];
+  std::unique_ptr<FloorCase>& f = cases[mode == Interp::linear ? 1 : 0];
+  if (!f) f = std::make_unique<FloorCase>(mode);
+  while (f->target.size() < size_t(workers)) f->target.push_back(pw::Tensor::zeros({Case::V * Case::V * Case::V}));
   const double footprint = backward_footprint_bytes(mode);
   const int64_t n = int64_t(f->idx.size());
   for (auto _ : state) {
@@ -295,7 +296,7 @@ void BM_gather_backward_floor(benchmark::State& state, Interp mode) {
         [&](int64_t wb, int64_t we) {
           for (int64_t w = wb; w < we; ++w) {
             const int64_t b = Case::P * w / workers * (n / Case::P), e = Case::P * (w + 1) / workers * (n / Case::P);
-            (mode == Interp::nearest ? floor_nearest : floor_linear)(*f, c.patches.f32(), b, e, f->target[w % 2].f32());
+            (mode == Interp::nearest ? floor_nearest : floor_linear)(*f, c.patches.f32(), b, e, f->target[size_t(w)].f32());
           }
         },
         1);
