@@ -95,6 +95,72 @@ void normalize_patches(Tensor& patches, Normalize mode) {
 
 // ---- subjects -------------------------------------------------------------------------------------
 
+namespace {
+
+bool is_dontcare_value(float v) { return std::isnan(v) || v == -1.f; }
+
+// categorical_label with categorical: one class map (u8 where the classes fit, else i32; class k + 1 for
+// label value cl[k], 0 for any other value, -1 / kDontCareU8 for don't care), and each class's voxel count.
+void class_map(Subject& s, const float* r, int64_t nvox, const std::vector<int>& cl, bool dontcare) {
+  const int K = static_cast<int>(cl.size());
+  const bool small = K < Subject::kDontCareU8;
+  const Patch& image = s.image;
+  s.labels = Tensor::empty({image.s[2], image.s[1], image.s[0]}, small ? DType::u8 : DType::i32);
+  auto put = [&](int64_t v, int32_t c) {
+    if (small) s.labels.u8()[v] = c < 0 ? Subject::kDontCareU8 : static_cast<uint8_t>(c);
+    else s.labels.i32()[v] = c;
+  };
+  std::map<long, int32_t> cls;  // label value -> class (the last of repeated values, as before)
+  for (int k = 0; k < K; ++k) cls[cl[k]] = k + 1;
+  long last_value = 0;
+  int32_t last_class = cls.count(0) ? cls[0] : 0;
+  for (int64_t v = 0; v < nvox; ++v) {
+    int32_t c = 0;
+    if (dontcare && is_dontcare_value(r[v])) c = -1;
+    else if (std::isfinite(r[v])) {
+      long lv = std::lround(r[v]);
+      if (lv != last_value) {  // label maps are runs of equal values: one lookup per run
+        auto it = cls.find(lv);
+        last_value = lv, last_class = it == cls.end() ? 0 : it->second;
+      }
+      c = last_class;
+    }
+    if (c > 0) s.label_volume[c - 1] += 1;
+    put(v, c);
+  }
+}
+
+// categorical_label without categorical: one 0/1 volume per listed label value (NaN for don't care).
+void one_hot_volumes(Subject& s, const float* r, int64_t nvox, const std::vector<int>& cl, bool dontcare) {
+  const int K = static_cast<int>(cl.size());
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  s.labels = Tensor::empty({K, s.image.s[2], s.image.s[1], s.image.s[0]});
+  float* out = s.labels.f32();
+  for (int k = 0; k < K; ++k)
+    for (int64_t v = 0; v < nvox; ++v) {
+      float val = dontcare && is_dontcare_value(r[v]) ? nan
+                                                      : (std::isfinite(r[v]) && std::lround(r[v]) == cl[k] ? 1.f : 0.f);
+      if (val == 1.f) s.label_volume[k] += 1;
+      out[k * nvox + v] = val;
+    }
+}
+
+// No categorical_label: the L label volumes as they are (don't care: NaN, or 0 without dontcare).
+void raw_volumes(Subject& s, const float* r, int64_t nvox, int64_t L, bool dontcare) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  s.labels = Tensor::empty({L, s.image.s[2], s.image.s[1], s.image.s[0]});
+  s.label_volume.assign(L, 0);
+  float* out = s.labels.f32();
+  for (int64_t i = 0; i < L * nvox; ++i) {
+    float v = r[i];
+    if (is_dontcare_value(v)) v = dontcare ? nan : 0.f;
+    out[i] = v;
+    if (v > 0) s.label_volume[i / nvox] += v;
+  }
+}
+
+}  // namespace
+
 Subject make_subject(const std::string& name, const Patch& image, Tensor channels, const Tensor& raw_labels,
                      const Scheme& scheme, bool dontcare) {
   Subject s;
@@ -112,63 +178,18 @@ Subject make_subject(const std::string& name, const Patch& image, Tensor channel
   if (raw_labels.numel() % nvox != 0 || raw_labels.numel() == 0)
     throw InputError(name + ": label volume size differs from the image size");
   const int64_t L = raw_labels.numel() / nvox;
-  const float* r = raw_labels.f32();
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  auto is_dc = [&](float v) { return std::isnan(v) || v == -1.f; };
-  if (!scheme.categorical_label.empty()) {
-    if (L != 1) throw InputError(name + ": categorical_label needs a 3-D label map, got " + std::to_string(L) + " label volumes");
-    const auto& cl = scheme.categorical_label;
-    const int K = static_cast<int>(cl.size());
-    s.label_volume.assign(K, 0);
-    if (scheme.categorical) {
-      const bool small = K < Subject::kDontCareU8;
-      s.labels = Tensor::empty({image.s[2], image.s[1], image.s[0]}, small ? DType::u8 : DType::i32);
-      auto put = [&](int64_t v, int32_t c) {
-        if (small) s.labels.u8()[v] = c < 0 ? Subject::kDontCareU8 : static_cast<uint8_t>(c);
-        else s.labels.i32()[v] = c;
-      };
-      std::map<long, int32_t> cls;  // label value -> class (the last of repeated values, as before)
-      for (int k = 0; k < K; ++k) cls[cl[k]] = k + 1;
-      long last_value = 0;
-      int32_t last_class = cls.count(0) ? cls[0] : 0;
-      for (int64_t v = 0; v < nvox; ++v) {
-        int32_t c = 0;
-        if (dontcare && is_dc(r[v])) c = -1;
-        else if (std::isfinite(r[v])) {
-          long lv = std::lround(r[v]);
-          if (lv != last_value) {  // label maps are runs of equal values: one lookup per run
-            auto it = cls.find(lv);
-            last_value = lv, last_class = it == cls.end() ? 0 : it->second;
-          }
-          c = last_class;
-        }
-        if (c > 0) s.label_volume[c - 1] += 1;
-        put(v, c);
-      }
-    } else {
-      s.labels = Tensor::empty({K, image.s[2], image.s[1], image.s[0]});
-      float* out = s.labels.f32();
-      for (int k = 0; k < K; ++k)
-        for (int64_t v = 0; v < nvox; ++v) {
-          float val = dontcare && is_dc(r[v]) ? nan : (std::isfinite(r[v]) && std::lround(r[v]) == cl[k] ? 1.f : 0.f);
-          if (val == 1.f) s.label_volume[k] += 1;
-          out[k * nvox + v] = val;
-        }
-    }
-  } else {
+  const auto& cl = scheme.categorical_label;
+  if (cl.empty()) {
     if (scheme.num_labels && L != scheme.num_labels)
       throw InputError(name + ": expected " + std::to_string(scheme.num_labels) + " label volumes (num_labels), got " +
                        std::to_string(L));
-    s.labels = Tensor::empty({L, image.s[2], image.s[1], image.s[0]});
-    s.label_volume.assign(L, 0);
-    float* out = s.labels.f32();
-    for (int64_t i = 0; i < L * nvox; ++i) {
-      float v = r[i];
-      if (is_dc(v)) v = dontcare ? nan : 0.f;
-      out[i] = v;
-      if (v > 0) s.label_volume[i / nvox] += v;
-    }
+    raw_volumes(s, raw_labels.f32(), nvox, L, dontcare);
+    return s;
   }
+  if (L != 1) throw InputError(name + ": categorical_label needs a 3-D label map, got " + std::to_string(L) + " label volumes");
+  s.label_volume.assign(cl.size(), 0);
+  if (scheme.categorical) class_map(s, raw_labels.f32(), nvox, cl, dontcare);
+  else one_hot_volumes(s, raw_labels.f32(), nvox, cl, dontcare);
   return s;
 }
 

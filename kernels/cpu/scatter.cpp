@@ -668,22 +668,15 @@ void scatter_range(const float* patches, int64_t PC, const PatchGeom& g, const s
   }
 }
 
-}  // namespace
-
-void scatter_affine_impl(const float* patches, int64_t patch_channels, const PatchGeom& g, const float* mats,
-                         const int32_t* parent, Interp mode, int window, float* acc, float* weight) {
-  if (g.ndim != 2 && g.ndim != 3) throw std::invalid_argument("scatter_affine: ndim must be 2 or 3");
-  if (g.ndim == 2 && (g.vol[0] != 1 || g.patch[0] != 1))
-    throw std::invalid_argument("scatter_affine: a 2D geometry needs vol[0] = patch[0] = 1");
-  if (g.num_patches == 0) return;
-  const bool lin = mode == Interp::linear;
+// Per patch: its matrix, volume and the planes its bounding box may touch along the partition axis
+// (pa); and into work (Q * npa planes), each patch's voxel count spread evenly over those planes.
+std::vector<PatchInfo> patch_infos(const PatchGeom& g, const float* mats, const int32_t* parent, bool lin,
+                                   std::vector<double>& work) {
   const int pa = g.ndim == 3 ? 0 : 1;
   const int64_t npa = g.vol[pa], Q = g.num_vols;
   const int64_t s[3] = {g.patch[0], g.patch[1], g.patch[2]};
-
-  // Per patch: matrix, volume and the planes its bounding box may touch along the partition axis.
   std::vector<PatchInfo> info(g.num_patches);
-  std::vector<double> work(Q * npa + 1, 0.0);
+  work.assign(Q * npa + 1, 0.0);
   for (int64_t p = 0; p < g.num_patches; ++p) {
     PatchInfo& pi = info[p];
     pi.M = common::load_patch_matrix(mats + p * (g.ndim + 1) * (g.ndim + 1), g.ndim);
@@ -710,17 +703,17 @@ void scatter_affine_impl(const float* patches, int64_t patch_channels, const Pat
     const double per_plane = double(g.patch_numel()) / double(pi.hi - pi.lo + 1);
     for (int64_t z = pi.lo; z <= pi.hi; ++z) work[pi.q * npa + z] += per_plane;
   }
+  return info;
+}
 
-  // Contiguous plane ranges ("slabs") of equal estimated work, one per thread; the threads take
-  // the next free slab until none is left. Each slab belongs to one thread while it is processed,
-  // so no two threads ever add into the same voxel.
-  const int64_t planes = Q * npa;
-  // Every slab scans the rows of every patch meeting it, and a row that crosses a slab border takes
-  // the checked (per-voxel) path in each slab it meets: few, thick slabs. With 4 per thread (which
-  // bounded the delay of a preempted thread to a quarter of its share) the rotated stitch of
-  // bench_gather took 20.7-21.8 ms and the nearest gather backward 17-20 ms on 2 Zen 4 threads; with 1,
-  // 10.7-12.3 and 9.1-9.6 ms (aligned patches: the same). A small target (a brick) gets at least 8
-  // planes per slab.
+// Contiguous plane ranges ("slabs") of equal estimated work (work per plane, over `planes` planes), one per
+// thread: slab u is planes [cut[u], cut[u + 1]). Every slab scans the rows of every patch meeting it, and a
+// row that crosses a slab border takes the checked (per-voxel) path in each slab it meets: few, thick slabs.
+// With 4 per thread (which bounded the delay of a preempted thread to a quarter of its share) the rotated
+// stitch of bench_gather took 20.7-21.8 ms and the nearest gather backward 17-20 ms on 2 Zen 4 threads; with
+// 1, 10.7-12.3 and 9.1-9.6 ms (aligned patches: the same). A small target (a brick) gets at least 8 planes
+// per slab.
+std::vector<int64_t> slab_cuts(const std::vector<double>& work, int64_t planes) {
   const int64_t U = std::max<int64_t>(1, std::min<int64_t>(int64_t(num_threads()), planes / 8));
   std::vector<double> cum(planes + 1, 0.0);
   for (int64_t z = 0; z < planes; ++z) cum[z + 1] = cum[z] + work[z];
@@ -731,6 +724,25 @@ void scatter_affine_impl(const float* patches, int64_t patch_channels, const Pat
     cut[u] = std::max(cut[u - 1], int64_t(std::lower_bound(cum.begin(), cum.end(), goal) - cum.begin()));
     cut[u] = std::min(cut[u], planes);
   }
+  return cut;
+}
+
+}  // namespace
+
+void scatter_affine_impl(const float* patches, int64_t patch_channels, const PatchGeom& g, const float* mats,
+                         const int32_t* parent, Interp mode, int window, float* acc, float* weight) {
+  if (g.ndim != 2 && g.ndim != 3) throw std::invalid_argument("scatter_affine: ndim must be 2 or 3");
+  if (g.ndim == 2 && (g.vol[0] != 1 || g.patch[0] != 1))
+    throw std::invalid_argument("scatter_affine: a 2D geometry needs vol[0] = patch[0] = 1");
+  if (g.num_patches == 0) return;
+  const bool lin = mode == Interp::linear;
+  const int64_t s[3] = {g.patch[0], g.patch[1], g.patch[2]};
+  std::vector<double> work;
+  const std::vector<PatchInfo> info = patch_infos(g, mats, parent, lin, work);
+  // Each slab belongs to one thread while it is processed (the threads take the next free slab until none is
+  // left), so no two threads ever add into the same voxel.
+  const std::vector<int64_t> cut = slab_cuts(work, g.num_vols * g.vol[g.ndim == 3 ? 0 : 1]);
+  const int64_t U = int64_t(cut.size()) - 1;
 
   std::vector<float> wt[3];
   for (int a = 0; a < 3; ++a) {
