@@ -30,6 +30,10 @@
 #include <random>
 #include <vector>
 
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
 #include "engine/device.h"
 #include "engine/tensor.h"
 #include "kernels/common/patch_math.h"
@@ -321,6 +325,62 @@ void BM_copy(benchmark::State& state) {
   state.counters["GB/s"] = benchmark::Counter(2.0 * 4.0 * double(n) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The two halves of the copy: reading 128 MiB (a sum of it, 8 partial sums per vector so that the adds do not
+// bound it) and writing 128 MiB by non-temporal stores (no read of each line first), split over the threads,
+// GB/s = bytes read or written. The strided convolutions' passes stream one such tensor each (RESULTS.md).
+void BM_read(benchmark::State& state) {
+  pw::set_num_threads(int(state.range(0)));
+  const int64_t n = int64_t(32) << 20;
+  static pw::Tensor src = pw::Tensor::full({n}, 1.f);
+  float total = 0.f;
+  for (auto _ : state) {
+    std::vector<float> part(size_t(n >> 20) + 1, 0.f);  // one sum per chunk of 2^20 floats
+    pw::parallel_for(
+        n,
+        [&](int64_t b, int64_t e) {
+          float acc[8][8] = {};
+          const float* x = src.f32();
+          int64_t i = b;
+          for (; i + 64 <= e; i += 64)
+            for (int k = 0; k < 8; ++k)
+              for (int l = 0; l < 8; ++l) acc[k][l] += x[i + 8 * k + l];
+          for (; i < e; ++i) acc[0][0] += x[i];
+          for (int k = 0; k < 8; ++k)
+            for (int l = 0; l < 8; ++l) part[size_t(b >> 20)] += acc[k][l];
+        },
+        1 << 20);
+    for (float v : part) total += v;
+    benchmark::DoNotOptimize(total);
+  }
+  state.counters["GB/s"] = benchmark::Counter(4.0 * double(n) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_write_streamed(benchmark::State& state) {
+  pw::set_num_threads(int(state.range(0)));
+  const int64_t n = int64_t(32) << 20;
+  static pw::Tensor dst = pw::Tensor::full({n}, 0.f);  // written once: no page faults timed
+  for (auto _ : state) {
+    pw::parallel_for(
+        n,
+        [&](int64_t b, int64_t e) {
+          float* y = dst.f32();
+#ifdef __AVX__
+          const __m256 v = _mm256_set1_ps(2.f);
+          int64_t i = b;
+          for (; i < e && (reinterpret_cast<uintptr_t>(y + i) & 31); ++i) y[i] = 2.f;
+          for (; i + 8 <= e; i += 8) _mm256_stream_ps(y + i, v);
+          for (; i < e; ++i) y[i] = 2.f;
+          _mm_sfence();
+#else
+          std::fill(y + b, y + e, 2.f);
+#endif
+        },
+        1 << 20);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] = benchmark::Counter(4.0 * double(n) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 BENCHMARK_CAPTURE(BM_gather, nearest, Interp::nearest)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gather, trilinear, Interp::linear)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_stitch, cos_nearest, Interp::nearest)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -332,6 +392,8 @@ BENCHMARK_CAPTURE(BM_gather_backward, trilinear, Interp::linear)->Arg(2)->UseRea
 BENCHMARK_CAPTURE(BM_gather_backward_floor, nearest, Interp::nearest)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_gather_backward_floor, trilinear, Interp::linear)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_copy)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_read)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_write_streamed)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 #ifdef PW_HAVE_CUDA
 // The GPU case: 4096 patches of 32^3 (134 M voxels, 537 MB) from a 512^3 volume (537 MB).
