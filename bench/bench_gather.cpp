@@ -333,8 +333,9 @@ void BM_read(benchmark::State& state) {
   const int64_t n = int64_t(32) << 20;
   static pw::Tensor src = pw::Tensor::full({n}, 1.f);
   float total = 0.f;
+  std::vector<float> part(size_t(n >> 20) + 1);  // one sum per chunk of 2^20 floats
   for (auto _ : state) {
-    std::vector<float> part(size_t(n >> 20) + 1, 0.f);  // one sum per chunk of 2^20 floats
+    std::fill(part.begin(), part.end(), 0.f);
     pw::parallel_for(
         n,
         [&](int64_t b, int64_t e) {

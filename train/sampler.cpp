@@ -106,6 +106,7 @@ void class_map(Subject& s, const float* r, int64_t nvox, const std::vector<int>&
   const bool small = K < Subject::kDontCareU8;
   const Patch& image = s.image;
   s.labels = Tensor::empty({image.s[2], image.s[1], image.s[0]}, small ? DType::u8 : DType::i32);
+  s.label_volume.assign(K, 0);
   auto put = [&](int64_t v, int32_t c) {
     if (small) s.labels.u8()[v] = c < 0 ? Subject::kDontCareU8 : static_cast<uint8_t>(c);
     else s.labels.i32()[v] = c;
@@ -135,6 +136,7 @@ void one_hot_volumes(Subject& s, const float* r, int64_t nvox, const std::vector
   const int K = static_cast<int>(cl.size());
   const float nan = std::numeric_limits<float>::quiet_NaN();
   s.labels = Tensor::empty({K, s.image.s[2], s.image.s[1], s.image.s[0]});
+  s.label_volume.assign(K, 0);
   float* out = s.labels.f32();
   for (int k = 0; k < K; ++k)
     for (int64_t v = 0; v < nvox; ++v) {
@@ -187,7 +189,6 @@ Subject make_subject(const std::string& name, const Patch& image, Tensor channel
     return s;
   }
   if (L != 1) throw InputError(name + ": categorical_label needs a 3-D label map, got " + std::to_string(L) + " label volumes");
-  s.label_volume.assign(cl.size(), 0);
   if (scheme.categorical) class_map(s, raw_labels.f32(), nvox, cl, dontcare);
   else one_hot_volumes(s, raw_labels.f32(), nvox, cl, dontcare);
   return s;
